@@ -1,0 +1,266 @@
+"""The run configuration: a YAML file, validated by pydantic models, with `--set` overrides.
+
+Every user mistake (missing file, YAML syntax, unknown key, bad value) becomes one
+`MlpbpError` line that names the key path and what is allowed, so the CLI can print it as is.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Sequence
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+
+from mlpbp.errors import MlpbpError
+
+DATASETS = ("digits", "iris", "xor", "moons", "circles", "spirals", "sine")
+DatasetName = Literal["digits", "iris", "xor", "moons", "circles", "spirals", "sine"]
+Task = Literal["classification", "regression"]
+Activation = Literal["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "sin"]
+
+
+def _not_bool(value: Any) -> Any:
+    # Lax float parsing turns `true` into 1.0; a boolean where a number belongs is a typo.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not a boolean")
+    return value
+
+
+# Lax float (so PyYAML's string "1e-3" still works) but no booleans and no inf/nan.
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+# Strict int: rejects booleans and silently truncated floats such as `epochs: 2.5`.
+PosInt = Annotated[StrictInt, Field(ge=1)]
+Fraction = Annotated[Float, Field(ge=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: DatasetName | None = None
+    path: str | None = None
+    target: str | None = None
+    task: Task | None = None
+    test_fraction: Fraction = 0.2
+    validation_fraction: Fraction = 0.1
+    standardize: StrictBool = True
+    # Generators only; `noise: null` means the generator's own default (xor 0.0, others 0.1).
+    n_samples: Annotated[StrictInt, Field(ge=2)] = 400
+    noise: Annotated[Float, Field(ge=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError(
+                "give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)"
+            )
+        if self.test_fraction + self.validation_fraction >= 1.0:
+            raise ValueError(
+                "test_fraction + validation_fraction must be < 1 so some rows are left to train on"
+                f" (got {self.test_fraction} + {self.validation_fraction})"
+            )
+        if self.noise is None and self.dataset is not None:
+            # Resolve here so the saved config shows the value actually used.
+            self.noise = 0.0 if self.dataset == "xor" else 0.1
+        return self
+
+
+class ModelConfig(_Strict):
+    hidden: list[PosInt] = Field(default_factory=lambda: [64])
+    activation: Activation = "relu"
+    # None: resolved once the task is known (cross_entropy / square).
+    loss: Literal["square", "cross_entropy"] | None = None
+    # None: He for relu-like activations, Glorot otherwise.
+    init: Literal["he", "glorot"] | None = None
+
+
+class TrainConfig(_Strict):
+    epochs: PosInt = 40
+    batch_size: PosInt = 32
+    learning_rate: Annotated[Float, Field(gt=0.0)] = 0.05
+    momentum: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.0
+    nesterov: StrictBool = False
+    weight_decay: Annotated[Float, Field(ge=0.0)] = 0.0
+    schedule: Literal["constant", "step", "cosine", "inverse_time"] = "constant"
+    step_size: PosInt = 10
+    gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
+    decay: Annotated[Float, Field(ge=0.0)] = 0.01
+    patience: PosInt | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: true requires momentum > 0 (got momentum 0.0)")
+        return self
+
+
+class OutputConfig(_Strict):
+    # None only before load_config/config_from_dict fill in runs/<name>.
+    dir: str | None = None
+
+
+class Config(_Strict):
+    seed: StrictInt = 0
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    # Where the config file lives: data.path is relative to it, not to the working directory.
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MlpbpError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise MlpbpError(f"cannot read config file {path}: {reason}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MlpbpError(_yaml_error_line(path, exc)) from None
+    if raw is None:
+        raw = {}  # an empty file: validation then says what is missing
+    if not isinstance(raw, dict):
+        raise MlpbpError(
+            f"{path}: the top level must be a mapping of keys (seed, data, model, train, output),"
+            f" got {type(raw).__name__}"
+        )
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, base_dir=path.parent, name=path.stem)
+
+
+def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> Config:
+    """Validate a plain dict; `name` gives the default output dir runs/<name>."""
+    if not isinstance(d, dict):
+        raise MlpbpError(f"config error: the top level must be a mapping, got {type(d).__name__}")
+    try:
+        cfg = Config.model_validate(d)
+    except ValidationError as exc:
+        raise MlpbpError(_validation_error_line(exc)) from None
+    if cfg.output.dir is None:
+        cfg.output.dir = f"runs/{name}"
+    cfg._base_dir = Path(base_dir)
+    return cfg
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """Apply `key.path=value` strings (value parsed as YAML) to a copy of `raw`."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise MlpbpError(
+                f"bad --set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.learning_rate=0.1"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise MlpbpError(f"bad --set {item!r}: the value is not valid YAML ({problem})") from None
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}  # e.g. --set data.noise=0.2 with no data.noise in the file
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise MlpbpError(f"bad --set {item!r}: {where} is a value, not a mapping of keys")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain JSON/YAML-able dict with every default filled in (for saving next to a run)."""
+    return cfg.model_dump(mode="json")
+
+
+def json_schema() -> dict:
+    return Config.model_json_schema()
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages
+
+
+def _yaml_error_line(path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return _one_line(f"{path}: YAML syntax error{where}: {problem}")
+
+
+def _validation_error_line(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "top level"
+    if first["type"] == "extra_forbidden":
+        message = _unknown_key_message(loc)
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        got = first.get("input")
+        # Show the offending value only when it is short; a whole mapping is noise.
+        if first["type"] not in ("missing",) and isinstance(got, (int, float, str, bool, type(None))):
+            message += f" (got {got!r})" if isinstance(got, str) else f" (got {_yaml_repr(got)})"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return _one_line(f"config error at {where}: {message}")
+
+
+def _unknown_key_message(loc: tuple) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            break
+        model = field.annotation
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+
+
+def _yaml_repr(value: Any) -> str:
+    # Echo values the way the user wrote them in YAML (null/true), not Python's None/True.
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,142 @@
+"""Layers: each keeps in ``forward`` what its ``backward`` needs, and both sit side by side.
+
+Batches are rows: an input u has shape (batch, in). Every layer also has the directional
+("R-operator", Pearlmutter 1994) versions ``rforward``/``rbackward`` that push a parameter
+direction V through the same computation; together they give exact Hessian-vector products.
+
+Outputs are written into buffers the layer owns and reuses (large temporaries cost page faults
+on every step): an array returned by ``forward``/``backward`` is valid until the layer's next
+call of the same method. Copy it to keep it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import get_activation
+
+
+class Layer:
+    params: dict[str, np.ndarray] = {}
+
+    def __init__(self, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = np.empty(shape, self.dtype)
+        return buf
+
+
+class Linear(Layer):
+    """z = W u + b, for a batch of rows: Z = U Wᵀ + b, with W of shape (out, in).
+
+    Backward, the vectorised chain rule summed over the batch:
+    ∂J/∂W = Σⱼ ∂J/∂z⁽ʲ⁾ u⁽ʲ⁾ᵀ,  ∂J/∂b = Σⱼ ∂J/∂z⁽ʲ⁾,  ∂J/∂u = Wᵀ ∂J/∂z.
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+        super().__init__(W.dtype)
+        self.W, self.b = W, b
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return {"W": self.W, "b": self.b}
+
+    def __repr__(self) -> str:
+        return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
+
+    def forward(self, u: np.ndarray) -> np.ndarray:
+        self.u = u
+        z = self._buffer("z", (u.shape[0], self.W.shape[0]))
+        np.dot(u, self.W.T, out=z)
+        z += self.b
+        return z
+
+    def backward(
+        self, grad_z: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True
+    ) -> np.ndarray | None:
+        self.grad_z = grad_z
+        if need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
+            # np.dot sends the batch-1 outer product to BLAS; `@` with inner dim 1 does not.
+            np.dot(grad_z.T, self.u, out=self.grads["W"])
+            np.sum(grad_z, axis=0, out=self.grads["b"])
+        if not need_input_grad:  # the network's input needs no gradient: skip a third product
+            return None
+        grad_u = self._buffer("grad_u", self.u.shape)
+        return np.dot(grad_z, self.W, out=grad_u)
+
+    def rforward(self, r_u: np.ndarray | None, V_W: np.ndarray, V_b: np.ndarray) -> np.ndarray:
+        """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
+        self.r_u = r_u
+        r_z = self._buffer("r_z", (self.u.shape[0], self.W.shape[0]))
+        np.dot(self.u, V_W.T, out=r_z)
+        if r_u is not None:
+            tmp = self._buffer("r_z_tmp", r_z.shape)
+            r_z += np.dot(r_u, self.W.T, out=tmp)
+        r_z += V_b
+        return r_z
+
+    def rbackward(
+        self, r_grad_z: np.ndarray, V_W: np.ndarray, need_input_grad: bool = True
+    ) -> np.ndarray | None:
+        """R{∂J/∂W} = Σ R{∂J/∂z} uᵀ + ∂J/∂z R{u}ᵀ, R{∂J/∂b} = Σ R{∂J/∂z},
+        R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}. Results land in ``self.r_grads``."""
+        if not hasattr(self, "r_grads"):
+            self.r_grads = {"W": np.zeros_like(self.W), "b": np.zeros_like(self.b)}
+        grad_z, r_gW = self.grad_z, self.r_grads["W"]
+        np.dot(r_grad_z.T, self.u, out=r_gW)
+        if self.r_u is not None:
+            r_gW += np.dot(grad_z.T, self.r_u, out=self._buffer("r_gW_tmp", r_gW.shape))
+        np.sum(r_grad_z, axis=0, out=self.r_grads["b"])
+        if not need_input_grad:
+            return None
+        r_grad_u = self._buffer("r_grad_u", self.u.shape)
+        np.dot(r_grad_z, self.W, out=r_grad_u)
+        r_grad_u += np.dot(grad_z, V_W, out=self._buffer("r_grad_u_tmp", self.u.shape))
+        return r_grad_u
+
+
+class Activation(Layer):
+    """a = σ(z) elementwise; backward: ∂J/∂z = ∂J/∂a ⊙ σ'(z)."""
+
+    params: dict[str, np.ndarray] = {}
+
+    def __init__(self, name: str, dtype="float64") -> None:
+        super().__init__(dtype)
+        self.fn = get_activation(name)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Activation({self.name!r})"
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        self.z = z
+        self.a = self.fn.f(z, out=self._buffer("a", z.shape))
+        return self.a
+
+    def backward(self, grad_a: np.ndarray) -> np.ndarray:
+        self.grad_a = grad_a
+        grad_z = self.fn.df(self.z, self.a, out=self._buffer("grad_z", self.z.shape))
+        grad_z *= grad_a
+        return grad_z
+
+    def rforward(self, r_z: np.ndarray) -> np.ndarray:
+        """R{a} = σ'(z) ⊙ R{z}."""
+        self.r_z = r_z
+        r_a = self.fn.df(self.z, self.a, out=self._buffer("r_a", r_z.shape))
+        r_a *= r_z
+        return r_a
+
+    def rbackward(self, r_grad_a: np.ndarray) -> np.ndarray:
+        """R{∂J/∂z} = R{∂J/∂a} ⊙ σ'(z) + ∂J/∂a ⊙ σ''(z) ⊙ R{z}."""
+        r_grad_z = self.fn.df(self.z, self.a, out=self._buffer("r_grad_z", self.z.shape))
+        r_grad_z *= r_grad_a
+        tmp = self.fn.d2f(self.z, self.a, out=self._buffer("r_tmp", self.z.shape))
+        tmp *= self.grad_a
+        tmp *= self.r_z
+        r_grad_z += tmp
+        return r_grad_z

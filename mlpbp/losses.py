@@ -1,0 +1,89 @@
+"""Losses J = (1/n) Σⱼ J⁽ʲ⁾ over a batch of n rows, computed from the network's output o.
+
+Like a layer, a loss keeps in ``forward`` what ``backward`` (∂J/∂o) and ``rbackward``
+(R{∂J/∂o}, for Hessian-vector products) need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def one_hot(y: np.ndarray, k: int, dtype) -> np.ndarray:
+    t = np.zeros((y.shape[0], k), dtype)
+    t[np.arange(y.shape[0]), y] = 1
+    return t
+
+
+def _is_labels(y: np.ndarray) -> bool:
+    return y.dtype.kind in "iu"
+
+
+class SquareLoss:
+    """J⁽ʲ⁾ = ½‖y⁽ʲ⁾ − o⁽ʲ⁾‖²;  ∂J/∂o = (o − y)/n.
+
+    Integer y (class indices) is compared against one-hot targets."""
+
+    name = "square"
+
+    def forward(self, o: np.ndarray, y: np.ndarray) -> float:
+        if _is_labels(y):
+            t = one_hot(y, o.shape[1], o.dtype)
+        else:
+            t = y.reshape(o.shape) if y.ndim == 1 else y
+        self.diff = diff = o - t
+        return 0.5 * float(np.vdot(diff, diff)) / o.shape[0]
+
+    def backward(self) -> np.ndarray:
+        grad = self.diff
+        grad /= grad.shape[0]  # diff is ours alone and not needed again: scale it in place
+        return grad
+
+    def rbackward(self, r_o: np.ndarray) -> np.ndarray:
+        """The Hessian of J in o is I/n, so R{∂J/∂o} = R{o}/n."""
+        return r_o / r_o.shape[0]
+
+
+class CrossEntropyLoss:
+    """Softmax cross-entropy from logits: J⁽ʲ⁾ = log Σₖ e^{oₖ} − o_y;  ∂J/∂o = (p − onehot(y))/n.
+
+    log-sum-exp subtracts the row maximum first, so large logits cannot overflow."""
+
+    name = "cross_entropy"
+
+    def forward(self, o: np.ndarray, y: np.ndarray) -> float:
+        if not _is_labels(y):
+            raise ValueError("cross_entropy needs integer class indices as targets")
+        self.y = y
+        rows = np.arange(o.shape[0])
+        m = o.max(axis=1, keepdims=True)
+        p = np.subtract(o, m)
+        np.exp(p, out=p)
+        s = p.sum(axis=1, keepdims=True)
+        p /= s
+        self.p = p
+        # J⁽ʲ⁾ = log s + m − o_y, summed in float64 so float32 training reports a steady loss
+        per_row = np.log(s[:, 0], dtype=np.float64) + m[:, 0] - o[rows, y]
+        return float(per_row.mean())
+
+    def backward(self) -> np.ndarray:
+        grad = self.p.copy()  # p stays intact for rbackward
+        grad[np.arange(grad.shape[0]), self.y] -= 1
+        grad /= grad.shape[0]
+        return grad
+
+    def rbackward(self, r_o: np.ndarray) -> np.ndarray:
+        """R{∂J/∂o} = p ⊙ (R{o} − ⟨p, R{o}⟩)/n: the softmax Jacobian applied to R{o}."""
+        p = self.p
+        inner = np.einsum("ij,ij->i", p, r_o)[:, None]
+        return p * (r_o - inner) / r_o.shape[0]
+
+
+LOSSES = {cls.name: cls for cls in (SquareLoss, CrossEntropyLoss)}
+
+
+def get_loss(name: str):
+    try:
+        return LOSSES[name]()
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}") from None

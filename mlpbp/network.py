@@ -1,0 +1,204 @@
+"""The multilayer perceptron: Linear and Activation layers, a loss, and the passes through them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import get_activation
+from .layers import Activation, Linear
+from .losses import get_loss
+
+INITS = ("he", "glorot")
+DTYPES = ("float32", "float64")
+
+
+class MLP:
+    """A stack of R linear layers with an activation after each one but the last.
+
+    ``widths`` lists every layer's width, input first and output last: ``[64, 32, 10]`` is
+    64 → 32 → 10. Parameters are live arrays named as in the lecture: ``params["W1"]`` of shape
+    (32, 64), ``params["b1"]``, …, ``params["WR"]``, ``params["bR"]`` with R = len(widths) − 1.
+    The output layer is linear; the loss turns its output o into J.
+    """
+
+    def __init__(
+        self,
+        widths,
+        activation: str = "relu",
+        loss: str = "square",
+        seed: int = 0,
+        dtype: str = "float64",
+        init: str | None = None,
+        task: str | None = None,
+    ) -> None:
+        widths = [int(w) for w in widths]
+        if len(widths) < 2 or min(widths) < 1:
+            raise ValueError(f"widths needs at least an input and an output width, all >= 1; got {widths}")
+        if str(np.dtype(dtype)) not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        fn = get_activation(activation)
+        self.loss_fn = get_loss(loss)
+        if init is None:
+            init = "he" if fn.relu_family else "glorot"
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)} or None; got {init!r}")
+        self.widths, self.activation, self.loss_name = widths, activation, loss
+        self.seed, self.init = seed, init
+        self.dtype = np.dtype(dtype)
+        self.task = task or ("classification" if loss == "cross_entropy" else "regression")
+
+        rng = np.random.default_rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        self.layers: list = []
+        self.linears: list[Linear] = []
+        R = len(widths) - 1
+        for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            if init == "he":  # keeps the variance of ReLU activations steady with depth
+                W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
+            else:  # Glorot/Xavier uniform: balances forward and backward variance
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                W = rng.uniform(-limit, limit, size=(fan_out, fan_in))
+            lin = Linear(W.astype(self.dtype), np.zeros(fan_out, self.dtype))
+            self.params[f"W{r}"], self.params[f"b{r}"] = lin.W, lin.b
+            self.layers.append(lin)
+            self.linears.append(lin)
+            if r < R:
+                self.layers.append(Activation(activation, self.dtype))
+        # Gradients are views of each layer's own arrays: no copying on the training path.
+        self.grads = {}
+        for r, lin in enumerate(self.linears, start=1):
+            self.grads[f"W{r}"], self.grads[f"b{r}"] = lin.grads["W"], lin.grads["b"]
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP(widths={self.widths}, activation={self.activation!r}, loss={self.loss_name!r}, "
+            f"dtype={str(self.dtype)!r}, params={self.n_params})"
+        )
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    # ---- passes ---------------------------------------------------------------------------
+    def _input(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)  # no copy when the data already has the dtype
+        if X.ndim != 2 or X.shape[1] != self.widths[0]:
+            raise ValueError(f"X must have shape (batch, {self.widths[0]}); got {X.shape}")
+        return X
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        h = X
+        for layer in self.layers:
+            h = layer.forward(h)
+        return h
+
+    def _backward(self, grad_o: np.ndarray, need_param_grad: bool = True) -> None:
+        """Walk the layers in reverse, each turning ∂J/∂(its output) into ∂J/∂(its input)."""
+        g = grad_o
+        for i in range(len(self.layers) - 1, 0, -1):
+            layer = self.layers[i]
+            g = layer.backward(g, need_param_grad=need_param_grad) if isinstance(layer, Linear) \
+                else layer.backward(g)
+        self.layers[0].backward(g, need_input_grad=False, need_param_grad=need_param_grad)
+
+    def _targets(self, y) -> np.ndarray:
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            y = y.astype(self.dtype, copy=False)
+        return y
+
+    def forward(self, X) -> np.ndarray:
+        """The network's output o (logits for a classifier), as a new array."""
+        return self._forward(self._input(X)).copy()
+
+    def loss(self, X, y) -> float:
+        return self.loss_fn.forward(self._forward(self._input(X)), self._targets(y))
+
+    def step_loss_and_grad(self, X: np.ndarray, y: np.ndarray) -> float:
+        """The training loop's pass: fills ``self.grads`` in place and returns J."""
+        value = self.loss_fn.forward(self._forward(X), y)
+        self._backward(self.loss_fn.backward())
+        return value
+
+    def loss_and_grad(self, X, y) -> tuple[float, dict[str, np.ndarray]]:
+        """J and ∂J/∂θ for every parameter name (fresh arrays, safe to keep)."""
+        value = self.step_loss_and_grad(self._input(X), self._targets(y))
+        return value, {k: g.copy() for k, g in self.grads.items()}
+
+    def hvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The exact Hessian-vector product ∇²J(θ)·v, by forward-over-reverse (R-operator).
+
+        One forward and one R-forward pass, then one backward and one R-backward pass:
+        a small constant times the cost of J, at any depth; the Hessian is never formed."""
+        X, y = self._input(X), self._targets(y)
+        missing = set(self.params) - set(v)
+        if missing:
+            raise ValueError(f"direction v lacks {sorted(missing)}")
+        V = [(np.asarray(v[f"W{r}"], self.dtype), np.asarray(v[f"b{r}"], self.dtype))
+             for r in range(1, len(self.linears) + 1)]
+        self.loss_fn.forward(self._forward(X), y)
+        r_h, k = None, 0
+        for layer in self.layers:  # R-forward: R{u} is zero at the input
+            if isinstance(layer, Linear):
+                r_h = layer.rforward(r_h, *V[k])
+                k += 1
+            else:
+                r_h = layer.rforward(r_h)
+        self._backward(self.loss_fn.backward(), need_param_grad=False)
+        r_g = self.loss_fn.rbackward(r_h)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, Linear):
+                k -= 1
+                r_g = layer.rbackward(r_g, V[k][0], need_input_grad=i > 0)
+            else:
+                r_g = layer.rbackward(r_g)
+        out = {}
+        for r, lin in enumerate(self.linears, start=1):
+            out[f"W{r}"], out[f"b{r}"] = lin.r_grads["W"].copy(), lin.r_grads["b"].copy()
+        return out
+
+    # ---- predictions --------------------------------------------------------------------
+    def predict(self, X) -> np.ndarray:
+        """Class indices (argmax of the output) for a classifier, else the output itself."""
+        o = self.forward(X)
+        return o.argmax(axis=1) if self.task == "classification" else o
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Softmax probabilities, for a network trained with cross_entropy."""
+        if self.loss_name != "cross_entropy":
+            raise ValueError("predict_proba needs a network trained with cross_entropy")
+        o = self.forward(X)
+        o -= o.max(axis=1, keepdims=True)
+        np.exp(o, out=o)
+        o /= o.sum(axis=1, keepdims=True)
+        return o
+
+    # ---- flat views, for finite differences and second-order methods ----------------------
+    def get_flat(self) -> np.ndarray:
+        return self.flatten(self.params)
+
+    def set_flat(self, theta) -> None:
+        theta = np.asarray(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta must have shape ({self.n_params},); got {theta.shape}")
+        for p, part in zip(self.params.values(), self.unflatten(theta).values()):
+            p[...] = part  # in place: params stay the live arrays the layers use
+
+    def flatten(self, tensors: dict[str, np.ndarray]) -> np.ndarray:
+        """One vector in the order of ``params`` (W1, b1, W2, b2, …)."""
+        return np.concatenate([np.ravel(tensors[k]) for k in self.params])
+
+    def unflatten(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        out, i = {}, 0
+        for k, p in self.params.items():
+            out[k] = theta[i:i + p.size].reshape(p.shape)
+            i += p.size
+        return out
+
+    def flat_grad(self, X, y) -> tuple[float, np.ndarray]:
+        value, grads = self.loss_and_grad(X, y)
+        return value, self.flatten(grads)
+
+    def flat_hvp(self, X, y, v) -> np.ndarray:
+        return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v))))

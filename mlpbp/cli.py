@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -23,6 +24,20 @@ def fail(message: str, code: int = 2) -> None:
     """One line on stderr and an exit code: how every user error leaves the tool."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def command(fn):
+    """Register a command whose MlpbpError becomes one line on stderr and its exit code,
+    also under typer.testing.CliRunner (which bypasses main())."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MlpbpError as e:
+            fail(str(e), e.exit_code)
+
+    return app.command()(wrapper)
 
 
 # ---- train / predict / evaluate ------------------------------------------------------------

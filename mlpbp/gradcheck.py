@@ -1,0 +1,543 @@
+"""Gradient checking: the hand-written backward passes against central finite differences.
+
+Three kinds of check, all in float64 (a float32 network is checked through a float64 copy; the
+network passed in is never modified):
+
+1. **Parameters.** ∂J/∂θ for each tensor (W1, b1, …) against (J(θ + εeᵢ) − J(θ − εeᵢ)) / 2ε,
+   every entry of a small tensor (at most ``FULL_MAX`` entries) and ``samples`` random entries
+   of a larger one.
+2. **Layer inputs.** Each layer's ``backward`` in isolation: for a random upstream gradient G,
+   ``layer.backward(G)`` is ∂⟨G, layer.forward(u)⟩/∂u, compared with central differences in u
+   at the input u the layer sees inside the network.
+3. **Hessian-vector products.** ``net.hvp`` for a few random unit directions v against
+   (∇J(θ + εv) − ∇J(θ − εv)) / 2ε, and the symmetry ⟨u, Hv⟩ = ⟨v, Hu⟩.
+
+Error metric (per checked tensor, over the entries checked), with a the analytical and n the
+numerical values::
+
+    max_abs_err = max |a − n|
+    max_rel_err = max |a − n| / max(max |a|, max |n|, atol / rtol)     (0 when a = n exactly)
+
+and a check passes when ``max_rel_err <= rtol``, i.e. when max |a − n| <= max(rtol·scale,
+atol). Relative to the tensor's largest entry rather than entry by entry, so an entry that
+happens to be near zero does not blow the ratio up; the ``atol / rtol`` floor (1e-2 by
+default) does the same for a tensor whose whole gradient is ~0 (e.g. zero by symmetry), where
+central differences leave round-off of about machine-ε·|J|/ε ≈ 2e-10·|J| at ε = 1e-6.
+For the symmetry check the scale is the Cauchy–Schwarz bound max(‖u‖‖Hv‖, ‖v‖‖Hu‖).
+
+ReLU-family kinks: a difference quotient that straddles the kink of relu/leaky_relu/elu
+measures neither one-sided derivative. Before differencing, a point with a pre-activation
+within ``KINK_MARGIN``·ε·scale of 0 is nudged (θ moved by ~1e-3 of its RMS) up to ``resample``
+times. Then, for every difference, the sign pattern of all relu-family pre-activations at
+θ − εe, θ and θ + εe is compared: an entry whose difference crosses a kink is not counted; it
+is reported apart as ``skipped`` ("at kink"), never as a failure (a sampled entry is replaced
+by another one; an HVP direction by another direction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .errors import MlpbpError
+from .layers import Activation, Linear
+from .losses import LOSSES
+from .network import MLP
+
+if TYPE_CHECKING:
+    from .config import Config
+
+DEFAULT_EPS = 1e-6
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-8
+DEFAULT_SAMPLES = 20
+DEFAULT_SEED = 0
+DEFAULT_DIRECTIONS = 3
+DEFAULT_BATCH = 16
+FULL_MAX = 64  # a tensor with at most this many entries is checked entry by entry
+KINK_MARGIN = 100.0  # pre-activations closer to 0 than KINK_MARGIN·ε·scale trigger a nudge
+NUDGE = 1e-3  # relative size of the random move of θ away from a kink
+N_DETAILS = 5  # worst entries kept per check for the report
+
+BUILTIN_WIDTHS = (3, 4, 4, 3)
+BUILTIN_BATCH = 6
+
+
+@dataclass
+class Check:
+    """One row of the report: one tensor (or scalar identity) checked against differences."""
+
+    name: str  # what was checked, e.g. "W2 (layer 3 Linear 4->4)"
+    shape: tuple[int, ...]
+    max_abs_err: float
+    max_rel_err: float
+    ok: bool
+    kind: str = "param"  # param | input | hvp | symmetry
+    group: str = ""  # which network, in the built-in suite (e.g. "tanh/square")
+    layer: int | None = None  # 1-based index into net.layers
+    param: str | None = None  # parameter name (W1, b1, …) for a parameter check
+    checked: int = 0  # entries compared
+    skipped: int = 0  # entries left out because their difference crossed a ReLU-family kink
+    # Worst entries (largest |a − n|): dicts with "index", "analytical", "numerical", "abs_err".
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "fail"
+        return "skip" if self.checked == 0 and self.skipped > 0 else "pass"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group}: {self.name}" if self.group else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.full_name,
+            "shape": list(self.shape),
+            "max_abs_err": _finite_or_none(self.max_abs_err),
+            "max_rel_err": _finite_or_none(self.max_rel_err),
+            "ok": self.ok,
+            "status": self.status,
+            "kind": self.kind,
+            "network": self.group or None,
+            "layer": self.layer,
+            "param": self.param,
+            "checked": self.checked,
+            "skipped_at_kink": self.skipped,
+            "details": [
+                {**d, "analytical": _finite_or_none(d["analytical"]),
+                 "numerical": _finite_or_none(d["numerical"]), "abs_err": _finite_or_none(d["abs_err"])}
+                for d in self.details
+            ],
+        }
+
+
+@dataclass
+class GradcheckReport:
+    checks: list[Check] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def skipped(self) -> int:
+        return sum(c.skipped for c in self.checks)
+
+    @property
+    def max_rel_err(self) -> float:
+        return max((c.max_rel_err for c in self.checks), default=0.0)
+
+    def extend(self, other: GradcheckReport) -> None:
+        self.checks.extend(other.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks],
+                "settings": self.settings}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def errors(analytical: np.ndarray, numerical: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
+    """(max_abs_err, max_rel_err) as defined in the module docstring; ``floor`` (atol/rtol)
+    is the smallest scale the error is taken relative to."""
+    a = np.asarray(analytical, np.float64)
+    n = np.asarray(numerical, np.float64)
+    if a.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - n)
+        max_abs = float(diff.max()) if not np.isnan(diff).any() else float("nan")
+        scale = max(float(np.abs(a).max()), float(np.abs(n).max()))
+    if np.isnan(max_abs) or np.isnan(scale):
+        return float("nan"), float("nan")
+    if max_abs == 0.0:
+        return 0.0, 0.0
+    return max_abs, max_abs / max(scale, floor, np.finfo(np.float64).tiny)
+
+
+def _passes(max_rel: float, rtol: float) -> bool:
+    return bool(max_rel <= rtol)  # False for NaN
+
+
+def _worst(index_of, a: np.ndarray, n: np.ndarray, k: int = N_DETAILS) -> list[dict[str, Any]]:
+    diff = np.abs(a - n)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    order = np.argsort(-diff, kind="stable")[:k]
+    return [{"index": index_of(int(i)), "analytical": float(a[i]), "numerical": float(n[i]),
+             "abs_err": float(diff[i])} for i in order]
+
+
+def float64_copy(net: MLP) -> MLP:
+    """A float64 MLP with the same architecture and parameter values (never the same arrays)."""
+    copy = MLP(net.widths, net.activation, net.loss_name, seed=net.seed, dtype="float64",
+               init=net.init, task=net.task)
+    copy.set_flat(net.get_flat().astype(np.float64))
+    return copy
+
+
+def _kinked_layers(net: MLP) -> list[Activation]:
+    return [l for l in net.layers if isinstance(l, Activation) and l.fn.relu_family]
+
+
+def _pieces(net: MLP) -> np.ndarray | None:
+    """Which side of the kink every relu-family pre-activation of the last forward pass is on."""
+    acts = _kinked_layers(net)
+    if not acts:
+        return None
+    return np.concatenate([np.ravel(l.z > 0) for l in acts])
+
+
+def _loss_and_pieces(net: MLP, X, y) -> tuple[float, np.ndarray | None]:
+    value = net.loss(X, y)
+    return value, _pieces(net)
+
+
+def _same(p0, p1, p2) -> bool:
+    return p0 is None or (np.array_equal(p0, p1) and np.array_equal(p0, p2))
+
+
+def _near_kink(net: MLP, X, y, eps: float) -> int:
+    """How many relu-family pre-activations lie within KINK_MARGIN·ε·scale of the kink."""
+    acts = _kinked_layers(net)
+    if not acts:
+        return 0
+    net.loss(X, y)
+    scale = max(1.0, float(np.abs(X).max()) if X.size else 1.0)
+    margin = KINK_MARGIN * eps * scale
+    return int(sum(np.count_nonzero(np.abs(l.z) < margin) for l in acts))
+
+
+def _move_off_kinks(net: MLP, X, y, eps: float, resample: int, rng: np.random.Generator) -> int:
+    """Nudge θ (at most ``resample`` times) while pre-activations sit at a kink; keep the best."""
+    best = _near_kink(net, X, y, eps)
+    if best == 0:
+        return 0
+    theta0 = net.get_flat()
+    best_theta = theta0
+    rms = float(np.sqrt(np.mean(theta0 ** 2))) or 1.0
+    for _ in range(resample):
+        trial = theta0 + NUDGE * rms * rng.standard_normal(theta0.shape)
+        net.set_flat(trial)
+        near = _near_kink(net, X, y, eps)
+        if near < best:
+            best, best_theta = near, trial
+            if near == 0:
+                break
+    net.set_flat(best_theta)
+    return best
+
+
+def _entry_order(size: int, samples: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Indices to try, and how many to check: all of a small tensor, else `samples` random
+    ones (the rest of the permutation stands by to replace entries that sit at a kink)."""
+    if size <= FULL_MAX:
+        return np.arange(size), size
+    return rng.permutation(size), min(samples, size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The three checks
+
+
+def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
+    _, grads = net.loss_and_grad(X, y)
+    p0 = _pieces(net)
+    param_layer = {}
+    for i, layer in enumerate(net.layers, start=1):
+        if isinstance(layer, Linear):
+            r = len(param_layer) // 2 + 1
+            param_layer[f"W{r}"] = param_layer[f"b{r}"] = (i, layer)
+    checks = []
+    for name, p in net.params.items():
+        i, layer = param_layer[name]
+        flat = p.reshape(-1)  # a view: writing it perturbs the live parameter
+        order, want = _entry_order(flat.size, samples, rng)
+        a_vals, n_vals, idx, skipped = [], [], [], 0
+        for j in order:
+            if len(idx) >= want:
+                break
+            orig = flat[j]
+            flat[j] = orig + eps
+            jp, pp = _loss_and_pieces(net, X, y)
+            hi = flat[j]
+            flat[j] = orig - eps
+            jm, pm = _loss_and_pieces(net, X, y)
+            lo = flat[j]
+            flat[j] = orig
+            if not _same(p0, pp, pm):
+                skipped += 1
+                continue
+            a_vals.append(grads[name].reshape(-1)[j])
+            n_vals.append((jp - jm) / (hi - lo))
+            idx.append(int(j))
+        a, n = np.array(a_vals, np.float64), np.array(n_vals, np.float64)
+        max_abs, max_rel = errors(a, n, atol / rtol)
+        ok = _passes(max_rel, rtol)
+        details = _worst(lambda k, s=p.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
+                         a, n) if len(idx) else []
+        checks.append(Check(
+            name=f"{name} (layer {i} Linear {layer.W.shape[1]}->{layer.W.shape[0]})",
+            shape=tuple(p.shape), max_abs_err=max_abs, max_rel_err=max_rel, ok=ok, kind="param",
+            layer=i, param=name, checked=len(idx), skipped=skipped, details=details))
+    return checks
+
+
+def _layer_label(i: int, layer) -> str:
+    if isinstance(layer, Linear):
+        return f"layer {i} (Linear {layer.W.shape[1]}->{layer.W.shape[0]})"
+    if isinstance(layer, Activation):
+        return f"layer {i} (Activation {layer.name!r})"
+    return f"layer {i} ({type(layer).__name__})"
+
+
+def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
+    # The inputs each layer sees inside the network at this point (copied: buffers are reused).
+    inputs, h = [], np.asarray(X, np.float64)
+    for layer in net.layers:
+        inputs.append(h.copy())
+        h = layer.forward(h)
+    checks = []
+    for i, (layer, u0) in enumerate(zip(net.layers, inputs), start=1):
+        kinked = isinstance(layer, Activation) and layer.fn.relu_family
+        G = rng.standard_normal(layer.forward(u0).shape)
+        a_full = np.array(layer.backward(G), np.float64, copy=True)  # backward's buffer is reused
+
+        def f(u):
+            return float(np.vdot(G, layer.forward(u)))
+
+        u = u0.copy()
+        flat = u.reshape(-1)
+        order, want = _entry_order(flat.size, samples, rng)
+        a_vals, n_vals, idx, skipped = [], [], [], 0
+        for j in order:
+            if len(idx) >= want:
+                break
+            orig = flat[j]
+            flat[j] = orig + eps
+            hi, fp = flat[j], f(u)
+            flat[j] = orig - eps
+            lo, fm = flat[j], f(u)
+            flat[j] = orig
+            if kinked and not ((hi > 0) == (orig > 0) == (lo > 0)):
+                skipped += 1
+                continue
+            a_vals.append(a_full.reshape(-1)[j])
+            n_vals.append((fp - fm) / (hi - lo))
+            idx.append(int(j))
+        a, n = np.array(a_vals, np.float64), np.array(n_vals, np.float64)
+        max_abs, max_rel = errors(a, n, atol / rtol)
+        details = _worst(lambda k, s=u0.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
+                         a, n) if len(idx) else []
+        checks.append(Check(
+            name=f"{_layer_label(i, layer)} input", shape=tuple(u0.shape), max_abs_err=max_abs,
+            max_rel_err=max_rel, ok=_passes(max_rel, rtol), kind="input", layer=i,
+            checked=len(idx), skipped=skipped, details=details))
+    return checks
+
+
+def _flat_index_name(net: MLP):
+    names, offsets, shapes, off = [], [], [], 0
+    for k, p in net.params.items():
+        names.append(k)
+        offsets.append(off)
+        shapes.append(p.shape)
+        off += p.size
+
+    def index_of(j: int) -> str:
+        r = int(np.searchsorted(offsets, j, side="right")) - 1
+        loc = tuple(int(t) for t in np.unravel_index(j - offsets[r], shapes[r]))
+        return f"{names[r]}[{', '.join(map(str, loc))}]"
+
+    return index_of
+
+
+def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> list[Check]:
+    theta = net.get_flat()
+    n = theta.size
+    index_of = _flat_index_name(net)
+    checks, Hs = [], []
+
+    def unit():
+        v = rng.standard_normal(n)
+        return v / np.linalg.norm(v)
+
+    def grad_and_pieces(t):
+        net.set_flat(t)
+        _, g = net.flat_grad(X, y)
+        return g, _pieces(net)
+
+    _, p0 = grad_and_pieces(theta)
+    for d in range(1, directions + 1):
+        skipped = 0
+        for _ in range(resample + 1):
+            v = unit()
+            gp, pp = grad_and_pieces(theta + eps * v)
+            gm, pm = grad_and_pieces(theta - eps * v)
+            net.set_flat(theta)
+            if _same(p0, pp, pm):
+                break
+            skipped += 1
+        else:
+            checks.append(Check(f"HVP direction {d}", (n,), 0.0, 0.0, True, kind="hvp",
+                                checked=0, skipped=skipped))
+            continue
+        Hv = net.flat_hvp(X, y, v)
+        Hs.append((v, Hv))
+        numerical = (gp - gm) / (2 * eps)
+        max_abs, max_rel = errors(Hv, numerical, atol / rtol)
+        checks.append(Check(
+            name=f"HVP direction {d}", shape=(n,), max_abs_err=max_abs, max_rel_err=max_rel,
+            ok=_passes(max_rel, rtol), kind="hvp", checked=n, skipped=skipped,
+            details=_worst(index_of, Hv, numerical)))
+    # Symmetry of the analytical H: ⟨u, Hv⟩ = ⟨v, Hu⟩ (no differences, so no kinks).
+    u, v = unit(), unit()
+    Hu, Hv = net.flat_hvp(X, y, u), net.flat_hvp(X, y, v)
+    uHv, vHu = float(u @ Hv), float(v @ Hu)
+    scale = max(np.linalg.norm(u) * np.linalg.norm(Hv), np.linalg.norm(v) * np.linalg.norm(Hu))
+    max_abs = abs(uHv - vHu)
+    max_rel = 0.0 if max_abs == 0 else max_abs / max(scale, atol / rtol, np.finfo(np.float64).tiny)
+    if not np.isfinite(max_abs):
+        max_abs = max_rel = float("nan")
+    checks.append(Check(
+        name="HVP symmetry <u,Hv> = <v,Hu>", shape=(), max_abs_err=max_abs, max_rel_err=max_rel,
+        ok=_passes(max_rel, rtol), kind="symmetry", checked=1,
+        details=[{"index": "<u,Hv> vs <v,Hu>", "analytical": uHv, "numerical": vHu,
+                  "abs_err": max_abs}]))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def check_network(net: MLP, X, y, eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL,
+                  atol: float = DEFAULT_ATOL, samples: int = DEFAULT_SAMPLES,
+                  seed: int = DEFAULT_SEED, directions: int = DEFAULT_DIRECTIONS,
+                  resample: int = 5, group: str = "") -> GradcheckReport:
+    """Check ``net``'s gradients, layer input gradients and HVPs at (X, y) in float64.
+
+    ``net`` is copied (float64) and left untouched. ``samples``: entries checked per tensor
+    larger than ``FULL_MAX``; ``directions``: random HVP directions; ``resample``: how often
+    a point at a ReLU-family kink (or an HVP direction crossing one) is drawn again.
+    """
+    _validate(eps, rtol, atol, samples)
+    rng = np.random.default_rng(seed)
+    net = float64_copy(net)
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        y = y.astype(np.float64)
+    _move_off_kinks(net, X, y, eps, resample, rng)
+    checks = (_check_params(net, X, y, eps, rtol, atol, samples, rng)
+              + _check_layer_inputs(net, X, y, eps, rtol, atol, samples, rng)
+              + _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng))
+    for c in checks:
+        c.group = group
+    settings = {"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed,
+                "directions": directions}
+    return GradcheckReport(checks, settings)
+
+
+def _validate(eps, rtol, atol, samples) -> None:
+    if not (np.isfinite(eps) and eps > 0):
+        raise MlpbpError(f"--eps must be a positive number; got {eps}")
+    if not (np.isfinite(rtol) and rtol > 0):
+        raise MlpbpError(f"--rtol must be a positive number; got {rtol}")
+    if not (np.isfinite(atol) and atol >= 0):
+        raise MlpbpError(f"--atol must be >= 0; got {atol}")
+    if int(samples) != samples or samples < 1:
+        raise MlpbpError(f"--samples must be an integer >= 1; got {samples}")
+
+
+def builtin_network(activation: str, loss: str, seed: int = DEFAULT_SEED,
+                    widths=BUILTIN_WIDTHS, batch: int = BUILTIN_BATCH):
+    """A small float64 network (random, non-zero biases) and a batch for it: (net, X, y)."""
+    rng = np.random.default_rng(seed)
+    net = MLP(list(widths), activation, loss, seed=seed, dtype="float64")
+    for name, p in net.params.items():
+        if name.startswith("b"):
+            p[...] = 0.1 * rng.standard_normal(p.shape)
+    X = rng.standard_normal((batch, widths[0]))
+    if loss == "cross_entropy":
+        y = rng.integers(0, widths[-1], size=batch)
+    else:
+        y = rng.standard_normal((batch, widths[-1]))
+    return net, X, y
+
+
+def check_builtin(eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                  samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
+                  activations=None, losses=None) -> GradcheckReport:
+    """Every activation × every loss on a small built-in network (widths 3-4-4-3, batch 6)."""
+    _validate(eps, rtol, atol, samples)
+    report = GradcheckReport(settings={"eps": eps, "rtol": rtol, "atol": atol,
+                                       "samples": samples, "seed": seed})
+    for act in activations or ACTIVATIONS:
+        for loss in losses or LOSSES:
+            net, X, y = builtin_network(act, loss, seed)
+            report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed,
+                                        group=f"{act}/{loss}"))
+    return report
+
+
+def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED):
+    """The config's network in float64, and a small standardised batch of its data: (net, X, y).
+
+    Widths come from the data: d inputs, the config's hidden widths, then the number of
+    classes (classification) or target columns (regression)."""
+    from .data import Standardizer, load_data  # the config path only
+
+    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
+    X = np.asarray(ds.X, np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise MlpbpError(f"the data has no rows to check on (X has shape {X.shape})")
+    y = ds.y
+    if cfg.data.standardize:  # as training does: X always, regression targets too
+        X = Standardizer().fit(X).transform(X)
+        if ds.task == "regression":
+            y2 = np.asarray(y, np.float64).reshape(len(y), -1)
+            y = Standardizer().fit(y2).transform(y2)
+    if ds.task == "classification":
+        k = len(ds.classes) if ds.classes else int(np.max(ds.y)) + 1
+        loss = cfg.model.loss or "cross_entropy"
+    else:
+        k = 1 if ds.y.ndim == 1 else ds.y.shape[1]
+        loss = cfg.model.loss or "square"
+        if loss == "cross_entropy":
+            raise MlpbpError("config error at model.loss: cross_entropy needs a classification "
+                             "task; this data is regression (use square)")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))
+    try:
+        net = MLP([X.shape[1], *cfg.model.hidden, k], cfg.model.activation, loss, seed=cfg.seed,
+                  dtype="float64", init=cfg.model.init, task=ds.task)
+    except ValueError as e:
+        raise MlpbpError(f"config error at model: {e}") from None
+    return net, X[rows], y[rows]
+
+
+def check_config(cfg: Config, eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL,
+                 atol: float = DEFAULT_ATOL, samples: int = DEFAULT_SAMPLES,
+                 seed: int = DEFAULT_SEED, batch: int = DEFAULT_BATCH) -> GradcheckReport:
+    """Check the network a config describes on a small (seeded) batch of its data."""
+    _validate(eps, rtol, atol, samples)
+    if batch < 1:
+        raise MlpbpError(f"--batch must be >= 1; got {batch}")
+    net, X, y = network_for_config(cfg, batch, seed)
+    return check_network(net, X, y, eps, rtol, atol, samples, seed)

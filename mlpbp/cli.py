@@ -174,8 +174,87 @@ def gradcheck(
 
 
 
-
 # ---- bench -----------------------------------------------------------------------------------
+
+from . import bench as _bench  # noqa: E402
+
+
+def _bench_fit_line(fit: dict, prefix: str, label: str) -> str:
+    loss, grad, hvp = (fit[f"{prefix}{k}"] for k in ("loss", "grad", "hvp"))
+    per = lambda f: f["per_param_s"] * 1e9  # noqa: E731
+    ratio = lambda f: per(f) / per(loss) if per(loss) > 0 else float("nan")  # noqa: E731
+    return (f"{label}: time ≈ a + b·params; loss b = {per(loss):.3g} ns/param, gradient "
+            f"{per(grad):.3g} ns/param ({ratio(grad):.2f}× loss), HVP {per(hvp):.3g} ns/param "
+            f"({ratio(hvp):.2f}× loss); a = {loss['intercept_s'] * 1e6:.0f}, "
+            f"{grad['intercept_s'] * 1e6:.0f}, {hvp['intercept_s'] * 1e6:.0f} µs")
+
+
+@command
+def bench(
+    depth: int = typer.Option(
+        32, "--depth", help="Deepest network timed: depths 1, 2, 4, ... up to DEPTH (included). "
+        "Depth D is WIDTH inputs -> D hidden relu layers of WIDTH units -> 10 outputs, softmax "
+        "cross-entropy (PyTorch runs the same network, weights and batch)."),
+    width: int = typer.Option(256, "--width", help="Input and hidden width."),
+    batch: int = typer.Option(64, "--batch", help="Rows in the (random, seeded) batch."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    repeats: int = typer.Option(
+        5, "--repeats", help="Timed repeats after a warm-up; each time is the median."),
+    compare: _Optional[str] = typer.Option(
+        None, "--compare", help="'torch': add the same columns for PyTorch "
+        "(pip install 'mlpbp[compare]'); its HVP is double backward."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print only {"rows": [{"depth", "params", "loss_s", "grad_s", '
+        '"hvp_s", "grad_ratio", "hvp_ratio", ...}], "blas": {...}, "threads": n, ...} on stdout.'),
+) -> None:
+    """The cheap-gradient theorem, measured: time the loss J, J with its gradient, and a
+    Hessian-vector product at each depth. The gradient should cost about 3x the loss, at
+    every depth."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    try:  # messages name 'mlpbp[compare]': escaped, or Rich would read [compare] as markup
+        if compare is not None:
+            _bench.import_torch()  # missing torch: one line and exit 2 before any timing
+        depths = _bench.depths_up_to(depth)
+    except MlpbpError as e:
+        fail(_escape(str(e)), e.exit_code)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"depth {depths[0]}", total=len(depths))
+
+        def progress(done: int, total: int, d: int) -> None:
+            bar.update(task, completed=done,
+                       description=f"depth {depths[min(done, total - 1)]}")
+
+        result = _bench.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress)
+    if as_json:
+        typer.echo(_json.dumps(result))
+        return
+    blas = result["blas"]
+    env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
+    out.print(f"NumPy {_bench.np.__version__} BLAS: {blas['library']} {blas['version']}, kernel "
+              f"{blas['kernel']}, {blas['threads']} threads ({env})", highlight=False, soft_wrap=True)
+    if "torch" in result:
+        t = result["torch"]
+        out.print(f"PyTorch {t['version']}: {t['threads']} threads; HVP by {t['hvp_method']}",
+                  highlight=False, soft_wrap=True)
+    out.print(f"Network: {width} -> depth x {width} (relu) -> {_bench.N_CLASSES}, cross-entropy; "
+              f"batch {batch}, {dtype}; median of {repeats}", highlight=False, soft_wrap=True)
+    for prefix, title in (("", "mlpbp (NumPy)"), ("torch_", "PyTorch")):
+        if prefix and "torch" not in result:
+            break
+        table = _Table(title=title, title_justify="left")
+        for col in ("depth", "params", "loss ms", "grad ms", "grad/loss", "HVP ms", "HVP/loss"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in result["rows"]:
+            table.add_row(str(r["depth"]), f"{r['params']:,}", f"{r[prefix + 'loss_s'] * 1e3:.3f}",
+                          f"{r[prefix + 'grad_s'] * 1e3:.3f}", f"{r[prefix + 'grad_ratio']:.2f}",
+                          f"{r[prefix + 'hvp_s'] * 1e3:.3f}", f"{r[prefix + 'hvp_ratio']:.2f}")
+        out.print(table)
+    out.print(_bench_fit_line(result["fit"], "", "mlpbp"), highlight=False, soft_wrap=True)
+    if "torch" in result:
+        out.print(_bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False,
+                  soft_wrap=True)
 
 
 def main() -> None:

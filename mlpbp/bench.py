@@ -1,0 +1,230 @@
+"""The cheap-gradient theorem, measured: time J, ∇J and ∇²J·v for deeper and deeper networks.
+
+If J costs n operations, ∇J costs O(n) (reverse mode): for a dense network about 3 times J, one
+matrix product forward and two backward, at every depth. A Hessian-vector product by
+forward-over-reverse (the R-operator) is a small constant times J too.
+
+The network for depth D: ``width`` inputs, D hidden layers of ``width`` units (relu), 10 outputs,
+softmax cross-entropy: widths [width] * (D + 1) + [10]. PyTorch, when compared, runs the same
+network with the same weights, batch and direction.
+
+This module is the timing API; the command line (``mlpbp bench``) draws the table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from .errors import MlpbpError
+from .network import MLP
+
+N_CLASSES = 10
+ACTIVATION = "relu"
+LOSS = "cross_entropy"
+TORCH_HVP_METHOD = "double-backward (torch.autograd.grad with create_graph=True)"
+
+
+# ---- what the machine is --------------------------------------------------------------------
+def _openblas_from_loaded_library() -> dict | None:
+    """Ask the OpenBLAS that NumPy loaded for its kernel and thread count (Linux, no threadpoolctl)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+            corename = getattr(lib, f"{prefix}openblas_get_corename{suffix}", None)
+            threads = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            if corename is not None and threads is not None:
+                corename.restype = ctypes.c_char_p
+                threads.restype = ctypes.c_int
+                return {"internal_api": "openblas", "kernel": corename().decode(),
+                        "threads": int(threads()), "filepath": path}
+    return None
+
+
+def blas_info() -> dict:
+    """Which BLAS NumPy uses: library, version, kernel (e.g. OpenBLAS's SkylakeX or Haswell) and
+    threads. From threadpoolctl when it is installed, else from the loaded library itself."""
+    build = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    info = {"library": build.get("name", "unknown"), "version": build.get("version", "unknown"),
+            "kernel": "unknown", "threads": None}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        found = _openblas_from_loaded_library()
+    else:
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        found = blas and {"internal_api": blas[0]["internal_api"],
+                          "kernel": blas[0].get("architecture") or "unknown",
+                          "threads": blas[0]["num_threads"], "filepath": blas[0]["filepath"]}
+    if found:
+        info.update(found)
+    info["env"] = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                               "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                   if k in os.environ}
+    return info
+
+
+# ---- what is timed --------------------------------------------------------------------------
+def depths_up_to(n: int) -> list[int]:
+    """1, 2, 4, … up to n, with n itself included."""
+    if n < 1:
+        raise MlpbpError(f"--depth must be >= 1; got {n}")
+    depths, d = [], 1
+    while d < n:
+        depths.append(d)
+        d *= 2
+    return depths + [n]
+
+
+def bench_widths(depth: int, width: int) -> list[int]:
+    return [width] * (depth + 1) + [N_CLASSES]
+
+
+def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", seed: int = 0):
+    """The network, a batch (X, y) and a unit-variance direction v, all seeded."""
+    net = MLP(bench_widths(depth, width), activation=ACTIVATION, loss=LOSS, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    X = rng.standard_normal((batch, width)).astype(dtype)
+    y = rng.integers(0, N_CLASSES, batch)
+    v = {k: rng.standard_normal(p.shape).astype(dtype) for k, p in net.params.items()}
+    return net, X, y, v
+
+
+def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5,
+               min_seconds: float = 0.01) -> dict[str, float]:
+    """Median seconds per call of each function, after one warm-up call.
+
+    Repeats go round-robin over the functions, so that noise from other processes falls on all
+    of them alike and their ratios stay steady; each repeat runs a function enough times in a
+    row to last about ``min_seconds``."""
+    number = {}
+    for name, fn in fns.items():  # warm-up: buffers, caches, lazy imports; calibrates `number`
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        number[name] = max(1, int(min_seconds / max(time.perf_counter() - t0, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            n = number[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def mlpbp_calls(net: MLP, X, y, v) -> dict[str, Callable]:
+    """J alone, J and ∇J (the training pass, gradients in place), and ∇²J·v."""
+    return {"loss": lambda: net.loss(X, y),
+            "grad": lambda: net.step_loss_and_grad(X, y),
+            "hvp": lambda: net.hvp(X, y, v)}
+
+
+def torch_calls(net: MLP, X, y, v) -> dict[str, Callable]:
+    """The same three in PyTorch, same weights and data: J under no_grad, ∇J by
+    torch.autograd.grad, ∇²J·v by double backward (the fastest of PyTorch's standard ways
+    here; torch.func.jvp over torch.func.grad measured slower on CPU)."""
+    torch = import_torch()
+    F = torch.nn.functional
+    params = [torch.tensor(p, requires_grad=True) for p in net.params.values()]
+    vs = [torch.tensor(v[k]) for k in net.params]
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+
+    def loss(ps):
+        h = Xt
+        for r in range(0, len(ps) - 2, 2):
+            h = torch.relu(F.linear(h, ps[r], ps[r + 1]))
+        return F.cross_entropy(F.linear(h, ps[-2], ps[-1]), yt)
+
+    def loss_only():
+        with torch.no_grad():
+            return loss(params)
+
+    def grad():
+        return torch.autograd.grad(loss(params), params)
+
+    def hvp():
+        g = torch.autograd.grad(loss(params), params, create_graph=True)
+        return torch.autograd.grad(g, params, grad_outputs=vs)
+
+    return {"torch_loss": loss_only, "torch_grad": grad, "torch_hvp": hvp}
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise MlpbpError("--compare torch needs PyTorch: pip install 'mlpbp[compare]'") from None
+    return torch
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares intercept and slope of ys against xs (slope 0 for a single point)."""
+    if len(xs) < 2:
+        return ys[0], 0.0
+    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(intercept), float(slope)
+
+
+def run_bench(depth: int, width: int = 256, batch: int = 64, dtype: str = "float32",
+              repeats: int = 5, compare: str | None = None, seed: int = 0,
+              progress: Callable[[int, int, int], None] | None = None) -> dict:
+    """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth; returns the rows, the BLAS in use and
+    a straight-line fit of each time against the parameter count.
+
+    ``progress(done, total, depth)`` is called after each depth."""
+    if width < 1 or batch < 1 or repeats < 1:
+        raise MlpbpError(f"--width, --batch and --repeats must be >= 1; got {width}, {batch}, {repeats}")
+    if dtype not in ("float32", "float64"):
+        raise MlpbpError(f"--dtype must be float32 or float64; got {dtype!r}")
+    if compare not in (None, "torch"):
+        raise MlpbpError(f"--compare allows only 'torch'; got {compare!r}")
+    torch = import_torch() if compare else None
+    depths = depths_up_to(depth)
+    rows = []
+    for i, d in enumerate(depths):
+        net, X, y, v = bench_problem(d, width, batch, dtype, seed)
+        # One block per framework: interleaved calls make NumPy's and PyTorch's thread pools
+        # spin against each other on a small machine.
+        t = time_calls(mlpbp_calls(net, X, y, v), repeats)
+        if torch is not None:
+            t |= time_calls(torch_calls(net, X, y, v), repeats)
+        row = {"depth": d, "params": net.n_params, "loss_s": t["loss"], "grad_s": t["grad"],
+               "hvp_s": t["hvp"], "grad_ratio": t["grad"] / t["loss"],
+               "hvp_ratio": t["hvp"] / t["loss"]}
+        if torch is not None:
+            row |= {"torch_loss_s": t["torch_loss"], "torch_grad_s": t["torch_grad"],
+                    "torch_hvp_s": t["torch_hvp"],
+                    "torch_grad_ratio": t["torch_grad"] / t["torch_loss"],
+                    "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"]}
+        rows.append(row)
+        if progress is not None:
+            progress(i + 1, len(depths), d)
+    params = [r["params"] for r in rows]
+    fit = {}
+    for key in ("loss", "grad", "hvp") + (("torch_loss", "torch_grad", "torch_hvp") if torch else ()):
+        intercept, slope = fit_line(params, [r[f"{key}_s"] for r in rows])
+        fit[key] = {"intercept_s": intercept, "per_param_s": slope}
+    blas = blas_info()
+    result = {"rows": rows, "blas": blas, "threads": blas["threads"], "fit": fit,
+              "network": {"widths": f"[{width}] * (depth + 1) + [{N_CLASSES}]",
+                          "activation": ACTIVATION, "loss": LOSS, "batch": batch,
+                          "dtype": dtype, "repeats": repeats}}
+    if torch is not None:
+        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
+                           "hvp_method": TORCH_HVP_METHOD}
+    return result

@@ -146,6 +146,12 @@ class ActivationFn:
     d2f: Callable  # d2f(z, a, out) -> σ''(z)
     relu_family: bool = False  # kinked at 0: He init, and finite differences must avoid the kink
 
+    @property
+    def curved(self) -> bool:
+        """False when σ'' = 0 wherever it exists (identity, relu, leaky_relu): a Hessian-vector
+        product can then skip the σ'' term."""
+        return self.d2f is not _zeros
+
 
 ACTIVATIONS: dict[str, ActivationFn] = {
     fn.name: fn

@@ -63,7 +63,7 @@ class Linear(Layer):
         if need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
             # np.dot sends the batch-1 outer product to BLAS; `@` with inner dim 1 does not.
             np.dot(grad_z.T, self.u, out=self.grads["W"])
-            np.sum(grad_z, axis=0, out=self.grads["b"])
+            grad_z.sum(axis=0, out=self.grads["b"])
         if not need_input_grad:  # the network's input needs no gradient: skip a third product
             return None
         grad_u = self._buffer("grad_u", self.u.shape)
@@ -84,14 +84,15 @@ class Linear(Layer):
         self, r_grad_z: np.ndarray, V_W: np.ndarray, need_input_grad: bool = True
     ) -> np.ndarray | None:
         """R{∂J/∂W} = Σ R{∂J/∂z} uᵀ + ∂J/∂z R{u}ᵀ, R{∂J/∂b} = Σ R{∂J/∂z},
-        R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}. Results land in ``self.r_grads``."""
+        R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}. Results land in ``self.r_grads`` (the caller may
+        set it to arrays of its own first, as ``MLP.hvp`` does to return them without a copy)."""
         if not hasattr(self, "r_grads"):
             self.r_grads = {"W": np.zeros_like(self.W), "b": np.zeros_like(self.b)}
         grad_z, r_gW = self.grad_z, self.r_grads["W"]
         np.dot(r_grad_z.T, self.u, out=r_gW)
         if self.r_u is not None:
             r_gW += np.dot(grad_z.T, self.r_u, out=self._buffer("r_gW_tmp", r_gW.shape))
-        np.sum(r_grad_z, axis=0, out=self.r_grads["b"])
+        r_grad_z.sum(axis=0, out=self.r_grads["b"])
         if not need_input_grad:
             return None
         r_grad_u = self._buffer("r_grad_u", self.u.shape)
@@ -101,7 +102,10 @@ class Linear(Layer):
 
 
 class Activation(Layer):
-    """a = σ(z) elementwise; backward: ∂J/∂z = ∂J/∂a ⊙ σ'(z)."""
+    """a = σ(z) elementwise; backward: ∂J/∂z = ∂J/∂a ⊙ σ'(z).
+
+    ``backward`` keeps σ'(z) in ``self.d``: the R-operator passes, which ``MLP.hvp`` runs after
+    it, use it again instead of recomputing it."""
 
     params: dict[str, np.ndarray] = {}
 
@@ -120,23 +124,20 @@ class Activation(Layer):
 
     def backward(self, grad_a: np.ndarray) -> np.ndarray:
         self.grad_a = grad_a
-        grad_z = self.fn.df(self.z, self.a, out=self._buffer("grad_z", self.z.shape))
-        grad_z *= grad_a
-        return grad_z
+        self.d = self.fn.df(self.z, self.a, out=self._buffer("d", self.z.shape))  # σ'(z)
+        return np.multiply(grad_a, self.d, out=self._buffer("grad_z", self.z.shape))
 
     def rforward(self, r_z: np.ndarray) -> np.ndarray:
-        """R{a} = σ'(z) ⊙ R{z}."""
+        """R{a} = σ'(z) ⊙ R{z}  (σ'(z) as ``backward`` kept it)."""
         self.r_z = r_z
-        r_a = self.fn.df(self.z, self.a, out=self._buffer("r_a", r_z.shape))
-        r_a *= r_z
-        return r_a
+        return np.multiply(self.d, r_z, out=self._buffer("r_a", r_z.shape))
 
     def rbackward(self, r_grad_a: np.ndarray) -> np.ndarray:
         """R{∂J/∂z} = R{∂J/∂a} ⊙ σ'(z) + ∂J/∂a ⊙ σ''(z) ⊙ R{z}."""
-        r_grad_z = self.fn.df(self.z, self.a, out=self._buffer("r_grad_z", self.z.shape))
-        r_grad_z *= r_grad_a
-        tmp = self.fn.d2f(self.z, self.a, out=self._buffer("r_tmp", self.z.shape))
-        tmp *= self.grad_a
-        tmp *= self.r_z
-        r_grad_z += tmp
+        r_grad_z = np.multiply(r_grad_a, self.d, out=self._buffer("r_grad_z", self.z.shape))
+        if self.fn.curved:  # σ'' = 0 for identity and the relus: the second term is zero
+            tmp = self.fn.d2f(self.z, self.a, out=self._buffer("r_tmp", self.z.shape))
+            tmp *= self.grad_a
+            tmp *= self.r_z
+            r_grad_z += tmp
         return r_grad_z

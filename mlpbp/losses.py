@@ -54,21 +54,20 @@ class CrossEntropyLoss:
     def forward(self, o: np.ndarray, y: np.ndarray) -> float:
         if not _is_labels(y):
             raise ValueError("cross_entropy needs integer class indices as targets")
-        self.y = y
-        rows = np.arange(o.shape[0])
-        m = o.max(axis=1, keepdims=True)
-        p = np.subtract(o, m)
+        self.y, self.rows = y, np.arange(o.shape[0])
+        p = o - o.max(axis=1, keepdims=True)  # shifted logits: the largest is 0
+        shifted_y = p[self.rows, y]  # o_y − m
         np.exp(p, out=p)
         s = p.sum(axis=1, keepdims=True)
         p /= s
         self.p = p
-        # J⁽ʲ⁾ = log s + m − o_y, summed in float64 so float32 training reports a steady loss
-        per_row = np.log(s[:, 0], dtype=np.float64) + m[:, 0] - o[rows, y]
-        return float(per_row.mean())
+        # J⁽ʲ⁾ = log s − (o_y − m), summed in float64 so float32 training reports a steady loss
+        total = np.log(s, dtype=np.float64).sum() - shifted_y.sum(dtype=np.float64)
+        return float(total) / o.shape[0]
 
     def backward(self) -> np.ndarray:
         grad = self.p.copy()  # p stays intact for rbackward
-        grad[np.arange(grad.shape[0]), self.y] -= 1
+        grad[self.rows, self.y] -= 1
         grad /= grad.shape[0]
         return grad
 

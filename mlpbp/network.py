@@ -128,8 +128,9 @@ class MLP:
     def hvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The exact Hessian-vector product ∇²J(θ)·v, by forward-over-reverse (R-operator).
 
-        One forward and one R-forward pass, then one backward and one R-backward pass:
-        a small constant times the cost of J, at any depth; the Hessian is never formed."""
+        One forward and one backward pass (∂J/∂z and σ'(z) at every layer), then one R-forward
+        and one R-backward pass: a small constant times the cost of J, at any depth; the
+        Hessian is never formed. Returns fresh arrays (views of one new flat vector)."""
         X, y = self._input(X), self._targets(y)
         missing = set(self.params) - set(v)
         if missing:
@@ -137,6 +138,7 @@ class MLP:
         V = [(np.asarray(v[f"W{r}"], self.dtype), np.asarray(v[f"b{r}"], self.dtype))
              for r in range(1, len(self.linears) + 1)]
         self.loss_fn.forward(self._forward(X), y)
+        self._backward(self.loss_fn.backward(), need_param_grad=False)
         r_h, k = None, 0
         for layer in self.layers:  # R-forward: R{u} is zero at the input
             if isinstance(layer, Linear):
@@ -144,8 +146,11 @@ class MLP:
                 k += 1
             else:
                 r_h = layer.rforward(r_h)
-        self._backward(self.loss_fn.backward(), need_param_grad=False)
         r_g = self.loss_fn.rbackward(r_h)
+        # R-backward writes straight into the arrays returned: one allocation, no copies.
+        out = self.unflatten(np.empty(self.n_params, self.dtype))
+        for r, lin in enumerate(self.linears, start=1):
+            lin.r_grads = {"W": out[f"W{r}"], "b": out[f"b{r}"]}
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if isinstance(layer, Linear):
@@ -153,9 +158,8 @@ class MLP:
                 r_g = layer.rbackward(r_g, V[k][0], need_input_grad=i > 0)
             else:
                 r_g = layer.rbackward(r_g)
-        out = {}
-        for r, lin in enumerate(self.linears, start=1):
-            out[f"W{r}"], out[f"b{r}"] = lin.r_grads["W"].copy(), lin.r_grads["b"].copy()
+        for lin in self.linears:
+            del lin.r_grads  # the caller's now: a later pass must not write into them
         return out
 
     # ---- predictions --------------------------------------------------------------------

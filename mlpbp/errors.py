@@ -11,3 +11,9 @@ class TrainingError(MlpbpError):
     """Training could not go on (e.g. the loss became NaN): exit code 1."""
 
     exit_code = 1
+
+
+class Interrupted(MlpbpError):
+    """The user pressed Ctrl-C; a checkpoint was saved: exit code 130, as shells expect."""
+
+    exit_code = 130

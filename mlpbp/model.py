@@ -1,0 +1,180 @@
+"""A trained model: the network plus what turns raw rows into its inputs and its outputs into
+answers (standardisation, class labels); metrics; and the ``model.npz`` file format."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .data import Standardizer
+from .errors import MlpbpError
+from .files import save_npz
+from .losses import LOSSES
+from .network import MLP
+
+FORMAT_VERSION = 1
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating, so memory stays bounded
+
+
+def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
+    """The network's outputs for many rows, computed in chunks."""
+    if X.shape[0] == 0:
+        return np.empty((0, net.widths[-1]), net.dtype)
+    return np.concatenate([net.forward(X[i:i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)])
+
+
+def compute_metrics(net: MLP, X: np.ndarray, y: np.ndarray, y_scaler: Standardizer | None = None) -> dict:
+    """Loss plus accuracy (classification) or MSE and R² in the target's own units (regression).
+
+    ``X`` is standardised; ``y`` is in the network's units (class indices, or scaled targets)."""
+    if X.shape[0] == 0:
+        return {}
+    o = outputs(net, X)
+    loss = net.loss_fn.forward(o, np.asarray(y) if y.dtype.kind in "iu" else y.astype(o.dtype))
+    if net.task == "classification":
+        return {"loss": loss, "accuracy": float(np.mean(o.argmax(axis=1) == y))}
+    pred, true = o.astype(np.float64), y.astype(np.float64)
+    if y_scaler is not None:
+        pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
+    mse = float(np.mean((pred - true) ** 2))
+    ss_tot = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
+    ss_res = np.sum((true - pred) ** 2, axis=0)
+    # R² per output, averaged (scikit-learn's "uniform_average"); a constant target has none.
+    r2 = float(np.mean(1 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)))
+    return {"loss": loss, "mse": mse, "r2": r2 if np.isfinite(r2) else None}
+
+
+@dataclass
+class TrainedModel:
+    net: MLP
+    x_scaler: Standardizer
+    y_scaler: Standardizer | None = None  # regression targets, when standardised
+    classes: list[str] | None = None
+    feature_names: list[str] = field(default_factory=list)
+    target_name: str = ""
+    config: dict = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.net.task
+
+    def predict_outputs(self, X_raw: np.ndarray) -> np.ndarray:
+        """Outputs for raw rows: class scores, or regression values in the target's units."""
+        o = outputs(self.net, self.x_scaler.transform(X_raw)).astype(np.float64)
+        if self.task == "regression" and self.y_scaler is not None:
+            o = self.y_scaler.inverse_transform(o)
+        return o
+
+    def encode_targets(self, raw: list[str]) -> np.ndarray:
+        """Targets as read from a CSV, in the network's units; unknown classes are an error."""
+        if self.task == "classification":
+            index = {c: i for i, c in enumerate(self.classes)}
+            # integer labels may be written as "3" or "3.0"
+            norm = {_norm_label(c): i for i, c in enumerate(self.classes)}
+            out = []
+            for row, v in enumerate(raw, start=2):
+                i = index.get(v.strip(), norm.get(_norm_label(v)))
+                if i is None:
+                    raise MlpbpError(
+                        f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})")
+                out.append(i)
+            return np.asarray(out, dtype=np.int64)
+        try:
+            y = np.asarray([float(v) for v in raw], dtype=np.float64).reshape(-1, 1)
+        except ValueError:
+            raise MlpbpError(f"target column {self.target_name!r} must be numeric for a regression model") from None
+        return self.y_scaler.transform(y) if self.y_scaler is not None else y
+
+    def evaluate(self, X_raw: np.ndarray, raw_targets: list[str]) -> dict:
+        y = self.encode_targets(raw_targets)
+        return compute_metrics(self.net, self.x_scaler.transform(X_raw), y, self.y_scaler)
+
+    # ---- the file format ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        arrays = {f"param.{k}": v for k, v in self.net.params.items()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "widths": self.net.widths,
+            "activation": self.net.activation,
+            "loss": self.net.loss_name,
+            "task": self.task,
+            "dtype": str(self.net.dtype),
+            "classes": self.classes,
+            "feature_names": self.feature_names,
+            "target_name": self.target_name,
+            "config": self.config,
+        }
+        arrays["meta"] = np.array(json.dumps(meta))  # a unicode scalar: no pickle needed
+        arrays["x_mean"], arrays["x_scale"] = self.x_scaler.mean, self.x_scaler.scale
+        if self.y_scaler is not None:
+            arrays["y_mean"], arrays["y_scale"] = self.y_scaler.mean, self.y_scaler.scale
+        save_npz(path, arrays)
+
+
+def _norm_label(v: str) -> str:
+    v = v.strip()
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return str(int(f)) if f.is_integer() else v
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    """Read and validate a ``model.npz`` written by ``TrainedModel.save``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlpbpError(f"model file not found: {path}")
+    bad = f"{path} is not an mlpbp model file"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MlpbpError(f"{bad} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+    if "meta" not in arrays or arrays["meta"].dtype.kind != "U" or arrays["meta"].shape != ():
+        raise MlpbpError(f"{bad} (no 'meta' record)")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        version = meta["format_version"]
+    except (ValueError, KeyError, TypeError):
+        raise MlpbpError(f"{bad} (unreadable 'meta' record)") from None
+    if version != FORMAT_VERSION:
+        raise MlpbpError(f"{path}: model format version {version!r} is not supported (this mlpbp reads {FORMAT_VERSION})")
+    try:
+        widths = [int(w) for w in meta["widths"]]
+        activation, loss, task = meta["activation"], meta["loss"], meta["task"]
+        dtype = meta["dtype"]
+        classes, features = meta["classes"], list(meta["feature_names"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MlpbpError(f"{bad} (meta lacks or garbles {e})") from None
+    if activation not in ACTIVATIONS or loss not in LOSSES or task not in ("classification", "regression") \
+            or dtype not in ("float32", "float64") or len(widths) < 2 or min(widths) < 1:
+        raise MlpbpError(f"{bad} (invalid architecture in meta)")
+    if len(features) != widths[0] or (task == "classification" and (not classes or len(classes) != widths[-1])):
+        raise MlpbpError(f"{bad} (feature names or classes do not match the layer widths)")
+    net = MLP(widths, activation, loss, dtype=dtype, task=task)
+    for name, p in net.params.items():
+        a = arrays.get(f"param.{name}")
+        if a is None or a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+            raise MlpbpError(f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {p.shape})")
+        p[...] = a
+
+    def scaler(prefix, d):
+        mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
+        if mean is None and scale is None:
+            return None
+        if mean is None or scale is None or mean.shape != (d,) or scale.shape != (d,) \
+                or mean.dtype.kind != "f" or scale.dtype.kind != "f" or not np.all(scale > 0):
+            raise MlpbpError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
+        return Standardizer(mean, scale)
+
+    x_scaler = scaler("x", widths[0])
+    if x_scaler is None:
+        raise MlpbpError(f"{bad} (no x_mean/x_scale)")
+    return TrainedModel(net, x_scaler, scaler("y", widths[-1]), classes, features,
+                        str(meta.get("target_name", "")), meta.get("config") or {})

@@ -1,0 +1,282 @@
+"""Training runs: data → splits → standardisation → MLP → SGD epochs → metrics and files.
+
+Rendering stays out: the CLI passes ``TrainHooks`` to watch a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .checkpoint import TrainState, load_checkpoint, save_checkpoint
+from .config import Config, config_to_dict
+from .data import Dataset, Standardizer, load_data, split
+from .errors import Interrupted, MlpbpError, TrainingError
+from .files import write_text
+from .model import TrainedModel, compute_metrics
+from .network import MLP
+from .optim import SGD, learning_rate_at
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+
+
+class TrainHooks:
+    """Callbacks for watching a run; all optional no-ops."""
+
+    def epoch_start(self, epoch: int, n_steps: int) -> None: ...
+
+    def progress(self, steps_done: int, n_steps: int) -> None: ...
+
+    def epoch_end(self, record: dict) -> None: ...
+
+
+@dataclass
+class Prepared:
+    """The data in the network's units, and what maps raw rows into them."""
+
+    dataset: Dataset
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    x_scaler: Standardizer
+    y_scaler: Standardizer | None
+    n_outputs: int
+
+
+@dataclass
+class RunResult:
+    task: str
+    history: list[dict]
+    test: dict  # metrics on the test split, or on the training split when there is none
+    evaluated_on: str  # "test" or "train"
+    model_path: Path
+    out_dir: Path
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    model: TrainedModel | None = field(default=None, repr=False)
+
+
+def default_loss(cfg: Config, task: str) -> str:
+    return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
+
+
+def prepare(cfg: Config) -> Prepared:
+    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
+    loss = default_loss(cfg, ds.task)
+    if ds.task == "regression" and loss == "cross_entropy":
+        raise MlpbpError("config error at model.loss: cross_entropy needs a classification task; use square")
+    if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
+        raise MlpbpError("config error at train.patience: early stopping needs data.validation_fraction > 0")
+    sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
+    d = ds.X.shape[1]
+    x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
+    y_scaler = None
+    if ds.task == "regression" and cfg.data.standardize:
+        # Scaled targets keep one learning rate sensible whatever the target's units.
+        y_scaler = Standardizer().fit(sp.train[1])
+    dtype = np.dtype(cfg.train.dtype)
+
+    def encode(part):  # cast once here, so the hot loop never converts
+        X, y = part
+        X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
+        if ds.task == "regression":
+            y = y_scaler.transform(y) if y_scaler is not None else y
+            y = np.ascontiguousarray(y, dtype=dtype)
+        return X, y
+
+    n_out = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
+    return Prepared(ds, encode(sp.train), encode(sp.val), encode(sp.test), x_scaler, y_scaler, n_out)
+
+
+def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None) -> MLP:
+    return MLP([n_inputs, *cfg.model.hidden, n_outputs], cfg.model.activation, default_loss(cfg, task),
+               seed=cfg.seed, dtype=dtype or cfg.train.dtype, init=cfg.model.init, task=task)
+
+
+def _fingerprint(cfg: Config) -> dict:
+    """What must match for a checkpoint to be resumed by this config (output may move)."""
+    d = config_to_dict(cfg)
+    d.pop("output", None)
+    return d
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> str | None:
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = _diff(va, vb, f"{prefix}{k}.")
+            if found:
+                return found
+        elif va != vb:
+            return f"{prefix}{k}: {va!r} in the checkpoint, {vb!r} now"
+    return None
+
+
+@contextlib.contextmanager
+def _catch_sigint():
+    """Turn Ctrl-C into a flag the loop checks between steps, so an interrupt never lands in
+    the middle of a parameter update and the checkpoint is always a consistent state."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["set"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """One training run of a config, with checkpoints in ``out_dir``."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None, hooks: TrainHooks | None = None,
+                 prepared: Prepared | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
+        self.hooks = hooks or TrainHooks()
+        self.data = prepared or prepare(cfg)
+        self.task = self.data.dataset.task
+        self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
+        t = cfg.train
+        self.opt = SGD(self.net.params, t.learning_rate, t.momentum, t.nesterov, t.weight_decay)
+        self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
+        self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
+        self.best_params: dict | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.npz"
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> RunResult:
+        if resume:
+            self._resume()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        with _catch_sigint() as interrupted:
+            while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
+                self._epoch(interrupted)
+        return self._finish()
+
+    def _epoch(self, interrupted: dict) -> None:
+        t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
+        started = time.perf_counter()
+        epoch = st.epoch
+        opt.learning_rate = learning_rate_at(epoch, t.learning_rate, t.schedule, t.epochs,
+                                             t.step_size, t.gamma, t.decay)
+        self.rng.bit_generator.state = st.rng_state
+        X, y = self.data.train
+        n, bs = X.shape[0], t.batch_size
+        perm = self.rng.permutation(n)
+        Xs, ys = X[perm], y[perm]  # one gather per epoch; batches below are views
+        n_steps = math.ceil(n / bs)
+        every = max(1, n_steps // 50)
+        self.hooks.epoch_start(epoch + 1, n_steps)
+        for s in range(st.step, n_steps):
+            loss = net.step_loss_and_grad(Xs[s * bs:(s + 1) * bs], ys[s * bs:(s + 1) * bs])
+            if not math.isfinite(loss):
+                self._diverged(epoch, s, loss)
+            opt.step(net.grads)
+            if interrupted["set"]:
+                st.step = s + 1
+                self._save_checkpoint()
+                raise Interrupted(f"interrupted at epoch {epoch + 1}, step {s + 1}; "
+                                  f"checkpoint saved to {self.checkpoint_path}")
+            if (s + 1) % every == 0:
+                self.hooks.progress(s + 1, n_steps)
+        if not all(np.isfinite(p).all() for p in net.params.values()):
+            self._diverged(epoch, n_steps - 1, float("nan"), what="a parameter")
+
+        record = self._record(epoch + 1, opt.learning_rate)
+        record["seconds"] = time.perf_counter() - started
+        st.history.append(record)
+        self._early_stopping(record)
+        st.epoch, st.step = epoch + 1, 0
+        st.rng_state = self.rng.bit_generator.state
+        self._save_checkpoint()
+        self._write_history()
+        self.hooks.epoch_end(record)
+
+    def _record(self, epoch: int, lr: float) -> dict:
+        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler)
+        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler)
+        record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
+        if self.task == "classification":
+            record["train_accuracy"] = train["accuracy"]
+            record["val_accuracy"] = val.get("accuracy")
+        record["learning_rate"] = lr
+        return record
+
+    def _early_stopping(self, record: dict) -> None:
+        st, patience = self.state, self.cfg.train.patience
+        if patience is None or record["val_loss"] is None:
+            return
+        if st.best_val is None or record["val_loss"] < st.best_val:
+            st.best_val, st.best_epoch, st.bad_epochs = record["val_loss"], record["epoch"], 0
+            self.best_params = {k: p.copy() for k, p in self.net.params.items()}
+        else:
+            st.bad_epochs += 1
+            st.stopped_early = st.bad_epochs >= patience
+
+    def _diverged(self, epoch: int, step: int, loss: float, what: str = "the loss") -> None:
+        kept = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.exists() else ""
+        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} ({what} is not finite, "
+                            f"loss={loss}); try a smaller learning rate{kept}")
+
+    # ---- files ----------------------------------------------------------------------------
+    def _save_checkpoint(self) -> None:
+        save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.velocity, self.best_params)
+
+    def _resume(self) -> None:
+        state, best = load_checkpoint(self.checkpoint_path, self.net.params, self.opt.velocity)
+        mismatch = _diff(state.config, self.state.config)
+        if mismatch:
+            raise MlpbpError(f"cannot resume from {self.checkpoint_path}: it was written by another config "
+                             f"({mismatch}); use that config or another --out")
+        self.state, self.best_params = state, best
+
+    def _write_history(self) -> None:
+        columns = [c for c in HISTORY_COLUMNS if self.task == "classification" or "accuracy" not in c]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for r in self.state.history:
+            w.writerow(["" if r.get(c) is None else repr(r[c]) for c in columns])
+        write_text(self.out_dir / "history.csv", buf.getvalue())
+
+    def _finish(self) -> RunResult:
+        st = self.state
+        if self.best_params is not None:  # early stopping keeps the best weights
+            for k, p in self.net.params.items():
+                p[...] = self.best_params[k]
+        ds = self.data.dataset
+        model = TrainedModel(self.net, self.data.x_scaler, self.data.y_scaler, ds.classes,
+                             ds.feature_names, ds.target_name, config_to_dict(self.cfg))
+        model_path = self.out_dir / "model.npz"
+        model.save(model_path)
+        self._write_history()
+        on = "test" if self.data.test[0].shape[0] else "train"
+        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler)
+        return RunResult(self.task, st.history, metrics, on, model_path, self.out_dir,
+                         st.stopped_early, st.best_epoch, model)
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
+          hooks: TrainHooks | None = None) -> RunResult:
+    """Train the network a config describes; write model.npz, history.csv and config.yaml."""
+    return Trainer(cfg, out_dir, hooks).run(resume=resume)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import json
 import sys
+from pathlib import Path
+from typing import List, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
-from .errors import MlpbpError
+from .config import json_schema, load_config
+from .data import read_features_csv
+from .errors import Interrupted, MlpbpError
+from .files import write_text
+from .model import load_model
+from .train import Trainer, TrainHooks
 
 app = typer.Typer(
     help="Train multilayer perceptrons with backpropagation written out in NumPy.",
@@ -41,6 +54,219 @@ def command(fn):
 
 
 # ---- train / predict / evaluate ------------------------------------------------------------
+
+CONFIG_ARG = typer.Argument(..., help="YAML run config (see README: data, model, train, output).",
+                            show_default=False)
+SET_OPT = typer.Option(None, "--set", metavar="KEY=VALUE",
+                       help="Override any config key, e.g. --set train.learning_rate=0.1 (repeatable).")
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there.")
+SPARKS = "▁▂▃▄▅▆▇█"
+MAX_ROWS = 60  # epochs shown in the live table; every epoch is in history.csv
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+    """A loss curve in one line of block characters, on a log scale (losses span decades)."""
+    vals = np.log10(np.maximum(np.asarray(values, dtype=np.float64), 1e-300))
+    if vals.size > width:  # average into `width` bins
+        vals = np.array([b.mean() for b in np.array_split(vals, width)])
+    lo, hi = vals.min(), vals.max()
+    idx = np.zeros(vals.size, int) if hi - lo < 1e-12 else np.round((vals - lo) / (hi - lo) * 7).astype(int)
+    return "".join(SPARKS[i] for i in idx)
+
+
+class RichTrainHooks(TrainHooks):
+    """Rows of a table as epochs end, and a progress bar inside long epochs."""
+
+    def __init__(self, console: Console, task: str, epochs: int) -> None:
+        self.console, self.task = console, task
+        self.every = max(1, -(-epochs // MAX_ROWS))
+        self.epochs = epochs
+        self.columns = ["epoch", "train loss", "val loss"]
+        if task == "classification":
+            self.columns += ["train acc", "val acc"]
+        self.columns += ["lr", "seconds"]
+        self.bars = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.bar = None
+        self.header_done = False
+
+    def _row(self, cells, header: bool = False) -> Table:
+        t = Table(box=None, show_header=header, pad_edge=False, header_style="bold")
+        for c in self.columns:
+            t.add_column(c, justify="right", width=max(len(c), 10))
+        if cells is not None:
+            t.add_row(*cells)
+        return t
+
+    def epoch_start(self, epoch: int, n_steps: int) -> None:
+        if not self.header_done:
+            if self.every > 1:
+                self.console.print(f"[dim]showing every {self.every}th epoch; all are in history.csv[/]")
+            self.console.print(self._row(None, header=True))
+            self.bars.start()
+            self.header_done = True
+        if n_steps >= 200:  # short epochs would only flicker
+            if self.bar is None:
+                self.bar = self.bars.add_task("", total=n_steps, epoch=epoch)
+            self.bars.update(self.bar, completed=0, total=n_steps, epoch=epoch, visible=True)
+
+    def progress(self, steps_done: int, n_steps: int) -> None:
+        if self.bar is not None:
+            self.bars.update(self.bar, completed=steps_done)
+
+    def epoch_end(self, r: dict) -> None:
+        if self.bar is not None:
+            self.bars.update(self.bar, visible=False)
+        if r["epoch"] % self.every and r["epoch"] != self.epochs:
+            return
+        cells = [str(r["epoch"]), _fmt(r["train_loss"]), _fmt(r["val_loss"])]
+        if self.task == "classification":
+            cells += [_fmt(r["train_accuracy"]), _fmt(r["val_accuracy"])]
+        cells += [f"{r['learning_rate']:.4g}", f"{r['seconds']:.2f}"]
+        self.console.print(self._row(cells))
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def _metrics_table(title: str, metrics: dict, n_rows: int | None = None) -> Table:
+    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    if n_rows is not None:
+        t.add_row("rows", str(n_rows))
+    names = {"loss": "loss", "accuracy": "accuracy", "mse": "MSE", "r2": "R²"}
+    for k, label in names.items():
+        if k in metrics:
+            t.add_row(label, _fmt(metrics[k]))
+    return t
+
+
+def _summary(console: Console, result) -> None:
+    where = "test" if result.evaluated_on == "test" else "training (no test split)"
+    console.print(_metrics_table(f"\n[bold]{where} metrics[/]", result.test))
+    if result.stopped_early:
+        console.print(f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)")
+    losses = [r["train_loss"] for r in result.history]
+    if len(losses) > 1:
+        console.print(f"\n[bold]loss curve[/] (log scale, {losses[0]:.3g} → {losses[-1]:.3g})")
+        console.print(f"  train {sparkline(losses)}", highlight=False)
+        val = [r["val_loss"] for r in result.history]
+        if all(v is not None for v in val):
+            console.print(f"  val   {sparkline(val)}", highlight=False)
+    console.print(f"\nwrote {result.model_path}, history.csv, config.yaml in {result.out_dir}", highlight=False)
+
+
+@command
+def train(
+    config: Path = CONFIG_ARG,
+    overrides: Optional[List[str]] = SET_OPT,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: output.dir "
+                                           "of the config, else runs/<config name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in the output "
+                                "directory; the result is bit-identical to an uninterrupted run."),
+    as_json: bool = JSON_OPT,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch table; only the summary."),
+) -> None:
+    """Train the network a YAML config describes; write model.npz, history.csv, config.yaml.
+
+    Exit 0 on success, 1 if training failed (e.g. the loss became NaN), 2 for bad input,
+    130 if interrupted (a checkpoint is saved; rerun with --resume)."""
+    cfg = load_config(config, overrides or ())
+    console = err if as_json else out
+    trainer = Trainer(cfg, out_dir)
+    hooks = None if quiet else RichTrainHooks(console, trainer.task, cfg.train.epochs)
+    trainer.hooks = hooks or TrainHooks()
+    if not quiet:
+        net = trainer.net
+        console.print(f"[bold]{config}[/]: {'-'.join(map(str, net.widths))} {net.activation} network, "
+                      f"{net.n_params:,} parameters, {net.loss_name} loss, {net.dtype}; "
+                      f"{trainer.task} on {trainer.data.train[0].shape[0]} training rows", highlight=False)
+    try:
+        result = trainer.run(resume=resume)
+    except Interrupted as e:
+        again = f"mlpbp train {config}" + "".join(f" --set {o}" for o in overrides or ()) \
+            + (f" --out {out_dir}" if out_dir else "") + " --resume"
+        raise Interrupted(f"{e}; resume with: {again}") from None
+    finally:
+        if hooks:
+            hooks.close()
+    if as_json:
+        typer.echo(json.dumps({
+            "task": result.task, "epochs": result.history, "test": result.test,
+            "evaluated_on": result.evaluated_on, "model": str(result.model_path),
+            "stopped_early": result.stopped_early, "best_epoch": result.best_epoch,
+        }))
+    else:
+        _summary(console, result)
+
+
+def _model_and_rows(model_path: Path, data: Path, require_target: bool):
+    model = load_model(model_path)
+    X, targets = read_features_csv(data, model.feature_names, model.target_name, require_target)
+    return model, X, targets
+
+
+@command
+def predict(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
+    data: Path = typer.Argument(..., metavar="DATA.csv", help="CSV with the training feature columns "
+                                "(by name; a target column is ignored)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the predictions CSV here "
+                                            "(atomically) instead of stdout."),
+) -> None:
+    """Predict for each row of a CSV: the class (and its probabilities) or the regression value."""
+    model, X, _ = _model_and_rows(model_path, data, require_target=False)
+    o = model.predict_outputs(X)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if model.task == "classification":
+        probs = model.net.loss_name == "cross_entropy"
+        w.writerow(["prediction"] + ([f"p_{c}" for c in model.classes] if probs else []))
+        if probs:
+            p = np.exp(o - o.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+        for i, k in enumerate(o.argmax(axis=1)):
+            w.writerow([model.classes[k]] + ([f"{v:.6g}" for v in p[i]] if probs else []))
+    else:
+        names = [model.target_name] if o.shape[1] == 1 and model.target_name else \
+            [f"output_{j}" for j in range(o.shape[1])]
+        w.writerow(names)
+        w.writerows([[repr(float(v)) for v in row] for row in o])
+    if out_file is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        write_text(out_file, buf.getvalue())
+        err.print(f"wrote {len(o)} predictions to {out_file}", highlight=False)
+
+
+@command
+def evaluate(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
+    data: Path = typer.Argument(..., metavar="DATA.csv", help="CSV with the feature and target columns."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Metrics of a trained model on a labelled CSV: loss and accuracy, or loss, MSE and R²."""
+    model, X, targets = _model_and_rows(model_path, data, require_target=True)
+    metrics = model.evaluate(X, targets)
+    if as_json:
+        typer.echo(json.dumps({"task": model.task, "rows": len(X), **metrics}))
+    else:
+        out.print(_metrics_table(f"[bold]{data}[/] ({model.task})", metrics, len(X)))
+
+
+@command
+def schema() -> None:
+    """Print the JSON Schema of the config file, for editors to complete and check configs."""
+    typer.echo(json.dumps(json_schema(), indent=2))
+
 
 # ---- gradcheck -------------------------------------------------------------------------------
 

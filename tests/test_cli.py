@@ -1,0 +1,151 @@
+"""The train / predict / evaluate / schema commands, through Typer's runner and the console script."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mlpbp.cli import app, sparkline
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path, **train):
+    cfg = {
+        "seed": 1,
+        "data": {"dataset": "iris", "test_fraction": 0.2, "validation_fraction": 0.1},
+        "model": {"hidden": [8], "activation": "tanh"},
+        "train": {"epochs": 30, "batch_size": 8, "learning_rate": 0.05, "momentum": 0.9, **train},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "iris.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    res = runner.invoke(app, ["train", str(_config(tmp)), "--json"])
+    assert res.exit_code == 0, res.output
+    return tmp, json.loads(res.stdout)
+
+
+def test_train_json_is_one_object_with_the_documented_fields(trained):
+    tmp, d = trained
+    assert d["task"] == "classification"
+    assert len(d["epochs"]) == 30
+    assert {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate"} <= set(d["epochs"][0])
+    assert set(d["test"]) == {"loss", "accuracy"} and d["test"]["accuracy"] > 0.8
+    assert Path(d["model"]) == tmp / "run" / "model.npz"
+    for name in ("model.npz", "history.csv", "config.yaml", "checkpoint.npz"):
+        assert (tmp / "run" / name).is_file()
+    rows = list(csv.DictReader((tmp / "run" / "history.csv").open()))
+    assert len(rows) == 30 and float(rows[-1]["train_loss"]) == pytest.approx(d["epochs"][-1]["train_loss"])
+    # the resolved config is written back, defaults filled in
+    saved = yaml.safe_load((tmp / "run" / "config.yaml").read_text())
+    assert saved["train"]["weight_decay"] == 0.0 and saved["model"]["hidden"] == [8]
+
+
+def test_train_table_and_summary(tmp_path):
+    res = runner.invoke(app, ["train", str(_config(tmp_path, epochs=3)), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    for text in ("epoch", "train loss", "val acc", "test metrics", "accuracy", "loss curve"):
+        assert text in res.stdout
+    assert (tmp_path / "o" / "model.npz").is_file() and not (tmp_path / "run").exists()
+
+
+def test_set_overrides_any_key(tmp_path):
+    res = runner.invoke(app, ["train", str(_config(tmp_path)), "--json", "--set", "train.epochs=2",
+                              "--set", "model.hidden=[3, 3]", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert len(d["epochs"]) == 2
+    assert yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())["model"]["hidden"] == [3, 3]
+
+
+@pytest.mark.parametrize("override, where", [
+    ("model.activaton=relu", "model.activaton"),
+    ("train.epochs=many", "train.epochs"),
+    ("model.activation=swish", "model.activation"),
+])
+def test_config_errors_exit_2_with_one_line(tmp_path, override, where):
+    res = runner.invoke(app, ["train", str(_config(tmp_path)), "--set", override])
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and where in lines[0] and "Traceback" not in res.output
+
+
+def test_predict_writes_labels_and_probabilities(trained, tmp_path):
+    tmp, d = trained
+    out = tmp_path / "pred.csv"
+    res = runner.invoke(app, ["predict", d["model"], str(ROOT / "datasets" / "iris.csv"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 150
+    assert set(rows[0]) == {"prediction", "p_setosa", "p_versicolor", "p_virginica"}
+    truth = [r["species"] for r in csv.DictReader((ROOT / "datasets" / "iris.csv").open())]
+    assert np.mean([r["prediction"] == t for r, t in zip(rows, truth)]) > 0.9
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in ("setosa", "versicolor", "virginica")) - 1) < 1e-5 for r in rows)
+
+
+def test_evaluate_reports_metrics(trained):
+    tmp, d = trained
+    res = runner.invoke(app, ["evaluate", d["model"], str(ROOT / "datasets" / "iris.csv"), "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert m["rows"] == 150 and 0.9 < m["accuracy"] <= 1 and m["loss"] > 0
+
+
+def test_regression_predict_and_evaluate_in_target_units(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = 1000 + 50 * X[:, 0] - 20 * X[:, 1]  # large units: targets are standardised for training
+    data = tmp_path / "lin.csv"
+    data.write_text("a,b,price\n" + "".join(f"{a},{b},{t}\n" for (a, b), t in zip(X, y)))
+    cfg = tmp_path / "lin.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"path": "lin.csv", "target": "price"},
+                                   "model": {"hidden": [8], "activation": "identity"},
+                                   "train": {"epochs": 50, "learning_rate": 0.05}}))
+    res = runner.invoke(app, ["train", str(cfg), "--json", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["test"]["r2"] > 0.999
+    res = runner.invoke(app, ["predict", str(tmp_path / "o/model.npz"), str(data)])
+    pred = [float(r["price"]) for r in csv.DictReader(res.stdout.splitlines())]
+    np.testing.assert_allclose(pred, y, atol=2.0)
+
+
+def test_schema_is_a_json_schema_of_the_config():
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 0
+    schema = json.loads(res.stdout)
+    assert {"seed", "data", "model", "train", "output"} <= set(schema["properties"])
+
+
+def test_sparkline_falls_with_the_loss():
+    line = sparkline([1.0, 0.1, 0.01, 0.001])
+    assert line == "█▆▃▁"
+
+
+def test_installed_console_script_trains_and_exits_cleanly(tmp_path):
+    exe = shutil.which("mlpbp")
+    assert exe, "the mlpbp console script is not installed: pip install '.[test]'"
+    cfg = _config(tmp_path, epochs=2)
+    proc = subprocess.run([exe, "train", str(cfg), "--json", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["task"] == "classification"
+    bad = subprocess.run([exe, "train", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope.yaml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mlpbp", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout and "gradcheck" in proc.stdout

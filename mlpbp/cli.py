@@ -136,8 +136,8 @@ class RichTrainHooks(TrainHooks):
         self.bars.stop()
 
 
-def _metrics_table(title: str, metrics: dict, n_rows: int | None = None) -> Table:
-    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+def _metrics_table(metrics: dict, n_rows: int | None = None) -> Table:
+    t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
     if n_rows is not None:
@@ -151,7 +151,8 @@ def _metrics_table(title: str, metrics: dict, n_rows: int | None = None) -> Tabl
 
 def _summary(console: Console, result) -> None:
     where = "test" if result.evaluated_on == "test" else "training (no test split)"
-    console.print(_metrics_table(f"\n[bold]{where} metrics[/]", result.test))
+    console.print(f"\n[bold]{where} metrics[/]")
+    console.print(_metrics_table(result.test))
     if result.stopped_early:
         console.print(f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)")
     losses = [r["train_loss"] for r in result.history]
@@ -259,7 +260,8 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({"task": model.task, "rows": len(X), **metrics}))
     else:
-        out.print(_metrics_table(f"[bold]{data}[/] ({model.task})", metrics, len(X)))
+        out.print(f"[bold]{data}[/] ({model.task}, {model_path})", highlight=False)
+        out.print(_metrics_table(metrics, len(X)))
 
 
 @command

@@ -501,34 +501,14 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
 
     Widths come from the data: d inputs, the config's hidden widths, then the number of
     classes (classification) or target columns (regression)."""
-    from .data import Standardizer, load_data  # the config path only
+    from .train import build_model, prepare  # the config path only
 
-    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
-    X = np.asarray(ds.X, np.float64)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise MlpbpError(f"the data has no rows to check on (X has shape {X.shape})")
-    y = ds.y
-    if cfg.data.standardize:  # as training does: X always, regression targets too
-        X = Standardizer().fit(X).transform(X)
-        if ds.task == "regression":
-            y2 = np.asarray(y, np.float64).reshape(len(y), -1)
-            y = Standardizer().fit(y2).transform(y2)
-    if ds.task == "classification":
-        k = len(ds.classes) if ds.classes else int(np.max(ds.y)) + 1
-        loss = cfg.model.loss or "cross_entropy"
-    else:
-        k = 1 if ds.y.ndim == 1 else ds.y.shape[1]
-        loss = cfg.model.loss or "square"
-        if loss == "cross_entropy":
-            raise MlpbpError("config error at model.loss: cross_entropy needs a classification "
-                             "task; this data is regression (use square)")
+    # The training split exactly as training sees it (standardised), in float64.
+    data = prepare(cfg, dtype="float64")
+    X, y = data.train
+    net = build_model(cfg, X.shape[1], data.n_outputs, data.dataset.task, dtype="float64")
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))
-    try:
-        net = MLP([X.shape[1], *cfg.model.hidden, k], cfg.model.activation, loss, seed=cfg.seed,
-                  dtype="float64", init=cfg.model.init, task=ds.task)
-    except ValueError as e:
-        raise MlpbpError(f"config error at model: {e}") from None
     return net, X[rows], y[rows]
 
 

@@ -74,7 +74,8 @@ def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
 
 
-def prepare(cfg: Config) -> Prepared:
+def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
+    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype)."""
     ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
@@ -88,7 +89,7 @@ def prepare(cfg: Config) -> Prepared:
     if ds.task == "regression" and cfg.data.standardize:
         # Scaled targets keep one learning rate sensible whatever the target's units.
         y_scaler = Standardizer().fit(sp.train[1])
-    dtype = np.dtype(cfg.train.dtype)
+    dtype = np.dtype(dtype or cfg.train.dtype)
 
     def encode(part):  # cast once here, so the hot loop never converts
         X, y = part
@@ -171,9 +172,11 @@ class Trainer:
     def run(self, resume: bool = False) -> RunResult:
         if resume:
             self._resume()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
-        with _catch_sigint() as interrupted:
+        # Ctrl-C is caught from before config.yaml appears (a sign the run has started), and
+        # overflow warnings are silenced: a non-finite loss is reported once, as divergence.
+        with _catch_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
                 self._epoch(interrupted)
         return self._finish()

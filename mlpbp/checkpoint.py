@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MlpbpError
-from .files import save_npz
+from .files import ARCHIVE_ERRORS, save_npz
 
 CHECKPOINT_VERSION = 1
 
@@ -46,26 +45,50 @@ def load_checkpoint(path: Path, params: dict, velocity: dict) -> tuple[TrainStat
     """Load into the live ``params`` and ``velocity`` arrays; return the state and best params."""
     bad = f"{path} is not a usable mlpbp checkpoint"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array, not an archive
+            raise ValueError("not an .npz archive")
+        with z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays["state"]))
         if meta.pop("checkpoint_version") != CHECKPOINT_VERSION:
             raise MlpbpError(f"{bad} (unsupported checkpoint version)")
         state = TrainState(**meta)
+        _check_state(state)
     except FileNotFoundError:
         raise MlpbpError(f"no checkpoint to resume from: {path} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
-        raise MlpbpError(f"{bad} (unreadable or truncated)") from None
+    except (*ARCHIVE_ERRORS, KeyError, TypeError, AttributeError):
+        raise MlpbpError(f"{bad} (unreadable, truncated or malformed)") from None
     best = {} if any(k.startswith("best.") for k in arrays) else None
     for prefix, target in (("param", params), ("velocity", velocity), ("best", best)):
         if target is None:
             continue
         for k, live in (params if prefix == "best" else target).items():
             a = arrays.get(f"{prefix}.{k}")
-            if a is None or a.shape != live.shape:
-                raise MlpbpError(f"{bad} ({prefix}.{k} missing or of shape other than {live.shape})")
+            if a is None or a.shape != live.shape or a.dtype.kind != "f":
+                raise MlpbpError(f"{bad} ({prefix}.{k} missing, not floating point or of shape other than"
+                                 f" {live.shape})")
             if prefix == "best":
                 best[k] = a.astype(live.dtype)
             else:
                 live[...] = a
     return state, best
+
+
+def _check_state(st: TrainState) -> None:
+    """Raise TypeError/ValueError unless the state has the types a run relies on, so a forged
+    or damaged checkpoint is an error message here, not a traceback mid-run."""
+    nat = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+    if not (nat(st.epoch) and nat(st.step) and nat(st.bad_epochs) and isinstance(st.stopped_early, bool)
+            and isinstance(st.history, list) and all(_record_ok(r) for r in st.history)
+            and isinstance(st.config, dict) and isinstance(st.rng_state, dict)
+            and (st.best_epoch is None or nat(st.best_epoch))
+            and (st.best_val is None or isinstance(st.best_val, (int, float)))):
+        raise ValueError("malformed training state")
+    np.random.PCG64().state = st.rng_state  # raises on a malformed generator state
+
+
+def _record_ok(r) -> bool:
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return isinstance(r, dict) and num(r.get("epoch")) and num(r.get("train_loss")) \
+        and all(r.get(k) is None or num(r[k]) for k in ("val_loss", "learning_rate"))

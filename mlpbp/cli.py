@@ -13,6 +13,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -48,7 +49,8 @@ def command(fn):
         try:
             return fn(*args, **kwargs)
         except MlpbpError as e:
-            fail(str(e), e.exit_code)
+            # Escaped: messages quote user text (values, column names) that may look like markup.
+            fail(escape(str(e)), e.exit_code)
 
     return app.command()(wrapper)
 
@@ -256,7 +258,10 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on a labelled CSV: loss and accuracy, or loss, MSE and R²."""
     model, X, targets = _model_and_rows(model_path, data, require_target=True)
-    metrics = model.evaluate(X, targets)
+    try:
+        metrics = model.evaluate(X, targets)
+    except MlpbpError as e:  # a bad target cell: name the file, as the other data errors do
+        raise MlpbpError(f"{data}: {e}") from None
     if as_json:
         typer.echo(json.dumps({"task": model.task, "rows": len(X), **metrics}))
     else:
@@ -489,5 +494,8 @@ def main() -> None:
     try:
         app()
     except MlpbpError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, writing files)
+        err.print("[bold red]error:[/] interrupted", highlight=False, soft_wrap=True)
+        sys.exit(130)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from mlpbp.errors import MlpbpError
+from mlpbp.files import ARCHIVE_ERRORS
 
 if TYPE_CHECKING:
     from mlpbp.config import DataConfig
@@ -300,10 +301,13 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
     """Read arrays X (n, d) and y (n,) or (n, m) from an .npz archive (no pickles)."""
     path = Path(path)
     try:
+        with path.open("rb") as f:
+            if f.read(2) != b"PK":  # np.load would try anything else as a pickle, and say so
+                raise ValueError("not a zip archive")
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise MlpbpError(f"data file not found: {path}") from None
-    except (OSError, ValueError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise MlpbpError(f"{path}: cannot read as an .npz archive: {_one_line(str(exc))}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise MlpbpError(f"{path}: expected an .npz archive holding arrays X and y, got a single array")
@@ -315,11 +319,13 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
             )
         try:
             X, y = archive["X"], archive["y"]
-        except ValueError:
-            # np.load refuses object arrays without allow_pickle; we never unpickle user files.
-            raise MlpbpError(
-                f"{path}: X or y is an object (pickled) array; save plain numeric arrays instead"
-            ) from None
+        except ARCHIVE_ERRORS as exc:
+            if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+                # np.load refuses object arrays without allow_pickle; we never unpickle user files.
+                raise MlpbpError(
+                    f"{path}: X or y is an object (pickled) array; save plain numeric arrays instead"
+                ) from None
+            raise MlpbpError(f"{path}: cannot read as an .npz archive: {_one_line(str(exc))}") from None
 
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise MlpbpError(f"{path}: X must be a 2-D numeric array, got shape {X.shape} dtype {X.dtype}")

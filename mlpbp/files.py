@@ -5,11 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MlpbpError
+
+# What np.load and reading an .npz archive's members raise on a damaged or foreign file
+# (MemoryError: a forged array header can claim any shape).
+ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                  RuntimeError, MemoryError)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ answers (standardisation, class labels); metrics; and the ``model.npz`` file for
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 from .activations import ACTIVATIONS
 from .data import Standardizer
 from .errors import MlpbpError
-from .files import save_npz
+from .files import ARCHIVE_ERRORS, save_npz
 from .losses import LOSSES
 from .network import MLP
 
@@ -84,10 +83,16 @@ class TrainedModel:
                         f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})")
                 out.append(i)
             return np.asarray(out, dtype=np.int64)
-        try:
-            y = np.asarray([float(v) for v in raw], dtype=np.float64).reshape(-1, 1)
-        except ValueError:
-            raise MlpbpError(f"target column {self.target_name!r} must be numeric for a regression model") from None
+        values = []
+        for row, v in enumerate(raw, start=2):
+            try:
+                values.append(float(v))
+            except ValueError:
+                values.append(float("nan"))
+            if not np.isfinite(values[-1]):
+                raise MlpbpError(f"row {row}, column {self.target_name!r}: {v.strip()!r} is not a finite number"
+                                 " (a regression model needs numeric targets)")
+        y = np.asarray(values, dtype=np.float64).reshape(-1, 1)
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
 
     def evaluate(self, X_raw: np.ndarray, raw_targets: list[str]) -> dict:
@@ -132,9 +137,12 @@ def load_model(path: str | Path) -> TrainedModel:
         raise MlpbpError(f"model file not found: {path}")
     bad = f"{path} is not an mlpbp model file"
     try:
+        with path.open("rb") as f:
+            if f.read(2) != b"PK":  # np.load would try anything else as a pickle, and say so
+                raise ValueError("not a zip archive")
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ARCHIVE_ERRORS as e:
         raise MlpbpError(f"{bad} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
     if "meta" not in arrays or arrays["meta"].dtype.kind != "U" or arrays["meta"].shape != ():
         raise MlpbpError(f"{bad} (no 'meta' record)")
@@ -152,24 +160,34 @@ def load_model(path: str | Path) -> TrainedModel:
         classes, features = meta["classes"], list(meta["feature_names"])
     except (KeyError, TypeError, ValueError) as e:
         raise MlpbpError(f"{bad} (meta lacks or garbles {e})") from None
-    if activation not in ACTIVATIONS or loss not in LOSSES or task not in ("classification", "regression") \
+    if not all(isinstance(v, str) for v in (activation, loss, task, dtype)) \
+            or activation not in ACTIVATIONS or loss not in LOSSES or task not in ("classification", "regression") \
             or dtype not in ("float32", "float64") or len(widths) < 2 or min(widths) < 1:
         raise MlpbpError(f"{bad} (invalid architecture in meta)")
     if len(features) != widths[0] or (task == "classification" and (not classes or len(classes) != widths[-1])):
         raise MlpbpError(f"{bad} (feature names or classes do not match the layer widths)")
+    if not (classes is None or isinstance(classes, list)) \
+            or not all(isinstance(n, str) for n in features + (classes or [])):
+        raise MlpbpError(f"{bad} (feature names and classes must be strings)")
+    # Check the stored arrays against the widths before building the network, so forged widths
+    # cannot make it allocate gigabytes.
+    for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
+            a = arrays.get(f"param.{name}")
+            if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                raise MlpbpError(f"{bad} (parameter {name} missing, of the wrong shape or not finite; "
+                                 f"expected {shape})")
     net = MLP(widths, activation, loss, dtype=dtype, task=task)
     for name, p in net.params.items():
-        a = arrays.get(f"param.{name}")
-        if a is None or a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-            raise MlpbpError(f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {p.shape})")
-        p[...] = a
+        p[...] = arrays[f"param.{name}"]
 
     def scaler(prefix, d):
         mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
         if mean is None and scale is None:
             return None
         if mean is None or scale is None or mean.shape != (d,) or scale.shape != (d,) \
-                or mean.dtype.kind != "f" or scale.dtype.kind != "f" or not np.all(scale > 0):
+                or mean.dtype.kind != "f" or scale.dtype.kind != "f" or not np.all(np.isfinite(mean)) \
+                or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
             raise MlpbpError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
         return Standardizer(mean, scale)
 

@@ -211,6 +211,8 @@ class Trainer:
             self._diverged(epoch, n_steps - 1, float("nan"), what="a parameter")
 
         record = self._record(epoch + 1, opt.learning_rate)
+        if not math.isfinite(record["train_loss"]):  # finite but huge weights: the logits overflow
+            self._diverged(epoch, n_steps - 1, record["train_loss"], what="the epoch's training loss")
         record["seconds"] = time.perf_counter() - started
         st.history.append(record)
         self._early_stopping(record)

@@ -12,9 +12,9 @@ EPOCHS timed epochs; samples/s is the median epoch's. Peak memory is that subpro
 (the high-water mark of its resident set: interpreter, library, data and training), with the
 resident set just before training shown beside it.
 
-The mlpbp loop is what ``mlpbp.train`` runs each epoch: one ``rng.permutation`` and one gather
-X[perm] per epoch, then for each batch (a view) ``loss = net.step_loss_and_grad(X_b, y_b)``, a
-finiteness check of the loss, and ``opt.step(net.grads)``. PyTorch runs its standard loop:
+The mlpbp loop is the one ``mlpbp.train`` runs each epoch: ``Shuffler`` (one permutation per
+epoch, gathered into buffers allocated once) and ``sgd_epoch`` (for each batch, a view:
+``net.step_loss_and_grad``, a finiteness check of the loss, ``opt.step(net.grads)``). PyTorch runs its standard loop:
 ``zero_grad``, forward, ``cross_entropy``, ``backward``, ``torch.optim.SGD.step``.
 """
 
@@ -60,26 +60,23 @@ def _rss_kib() -> int:
 
 
 def _run_mlpbp(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
-    import math
-
     import numpy as np
 
     from mlpbp import MLP, SGD
+    from mlpbp.train import Shuffler, sgd_epoch
 
     X, y = _data(rows)
     net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
     opt = SGD(net.params, LEARNING_RATE)
     rng = np.random.default_rng(SEED)
+    shuffled = Shuffler(X, y)
     before = _rss_kib()
 
-    def epoch():  # the inner loop of mlpbp.train.Trainer._epoch
-        perm = rng.permutation(rows)
-        Xs, ys = X[perm], y[perm]
-        for s in range(0, rows, batch):
-            loss = net.step_loss_and_grad(Xs[s:s + batch], ys[s:s + batch])
-            if not math.isfinite(loss):
-                raise RuntimeError("the loss diverged")
-            opt.step(net.grads)
+    def epoch():  # what mlpbp.train.Trainer runs each epoch
+        Xs, ys = shuffled(rng)
+        _, loss = sgd_epoch(net, opt, Xs, ys, batch)
+        if not np.isfinite(loss):
+            raise RuntimeError("the loss diverged")
 
     return _time_epochs(epoch, rows, epochs), before
 

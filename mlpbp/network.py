@@ -64,7 +64,6 @@ class MLP:
             self.linears.append(lin)
             if r < R:
                 self.layers.append(Activation(activation, self.dtype))
-        self._x: np.ndarray | None = None  # the network's own copy of the current batch
         # Gradients are views of each layer's own arrays: no copying on the training path.
         self.grads = {}
         for r, lin in enumerate(self.linears, start=1):
@@ -88,12 +87,7 @@ class MLP:
         return X
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
-        # The first layer keeps its input until the next pass: keep it in our own buffer, not as
-        # a view that would hold the caller's whole array (say, an epoch's shuffled copy) alive.
-        if self._x is None or self._x.shape != X.shape:
-            self._x = np.empty(X.shape, self.dtype)
-        h = self._x
-        np.copyto(h, X)
+        h = X
         for layer in self.layers:
             h = layer.forward(h)
         return h

@@ -108,6 +108,42 @@ def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: st
                seed=cfg.seed, dtype=dtype or cfg.train.dtype, init=cfg.model.init, task=task)
 
 
+class Shuffler:
+    """Each epoch's fresh random order of the training rows, gathered into two buffers that are
+    allocated once: the batches are views of them, and no epoch leaves a copy of the data behind."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X, self.y = X, y
+        self.Xs, self.ys = np.empty_like(X), np.empty_like(y)
+
+    def __call__(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        perm = rng.permutation(self.X.shape[0])
+        np.take(self.X, perm, axis=0, out=self.Xs)
+        np.take(self.y, perm, axis=0, out=self.ys)
+        return self.Xs, self.ys
+
+
+def sgd_epoch(net: MLP, opt: SGD, X: np.ndarray, y: np.ndarray, batch_size: int,
+              first_step: int = 0, after_step=None) -> tuple[int, float]:
+    """SGD over the rows of (X, y) in order, ``batch_size`` at a time from batch ``first_step``:
+    θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD, θ := θ − α ∇J⁽ʲ⁾).
+
+    Stops early at a non-finite loss (before its update) or when ``after_step(s)`` returns
+    True. Returns (steps done, last loss)."""
+    n_steps = math.ceil(X.shape[0] / batch_size)
+    loss, s = 0.0, first_step
+    while s < n_steps:
+        lo = s * batch_size
+        loss = net.step_loss_and_grad(X[lo:lo + batch_size], y[lo:lo + batch_size])
+        if not math.isfinite(loss):
+            return s + 1, loss
+        opt.step(net.grads)
+        s += 1
+        if after_step is not None and after_step(s - 1):
+            break
+    return s, loss
+
+
 def _fingerprint(cfg: Config) -> dict:
     """What must match for a checkpoint to be resumed by this config (output may move)."""
     d = config_to_dict(cfg)
@@ -160,6 +196,7 @@ class Trainer:
         t = cfg.train
         self.opt = SGD(self.net.params, t.learning_rate, t.momentum, t.nesterov, t.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
+        self.shuffler = Shuffler(*self.data.train)
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
         self.best_params: dict | None = None
         self._saved_at = time.monotonic()
@@ -188,25 +225,26 @@ class Trainer:
         opt.learning_rate = learning_rate_at(epoch, t.learning_rate, t.schedule, t.epochs,
                                              t.step_size, t.gamma, t.decay)
         self.rng.bit_generator.state = st.rng_state
-        X, y = self.data.train
-        n, bs = X.shape[0], t.batch_size
-        perm = self.rng.permutation(n)
-        Xs, ys = X[perm], y[perm]  # one gather per epoch; batches below are views
-        n_steps = math.ceil(n / bs)
+        Xs, ys = self.shuffler(self.rng)
+        n_steps = math.ceil(Xs.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
         self.hooks.epoch_start(epoch + 1, n_steps)
-        for s in range(st.step, n_steps):
-            loss = net.step_loss_and_grad(Xs[s * bs:(s + 1) * bs], ys[s * bs:(s + 1) * bs])
-            if not math.isfinite(loss):
-                self._diverged(epoch, s, loss)
-            opt.step(net.grads)
+
+        def after_step(s: int) -> bool:
             if interrupted["set"]:
-                st.step = s + 1
-                self._save_checkpoint()
-                raise Interrupted(f"interrupted at epoch {epoch + 1}, step {s + 1}; "
-                                  f"checkpoint saved to {self.checkpoint_path}")
+                return True
             if (s + 1) % every == 0:
                 self.hooks.progress(s + 1, n_steps)
+            return False
+
+        done, loss = sgd_epoch(net, opt, Xs, ys, t.batch_size, st.step, after_step)
+        if not math.isfinite(loss):
+            self._diverged(epoch, done - 1, loss)
+        if done < n_steps:  # Ctrl-C: save where we are, between two whole steps
+            st.step = done
+            self._save_checkpoint()
+            raise Interrupted(f"interrupted at epoch {epoch + 1}, step {done}; "
+                              f"checkpoint saved to {self.checkpoint_path}")
         if not all(np.isfinite(p).all() for p in net.params.values()):
             self._diverged(epoch, n_steps - 1, float("nan"), what="a parameter")
 
@@ -247,8 +285,9 @@ class Trainer:
 
     def _diverged(self, epoch: int, step: int, loss: float, what: str = "the loss") -> None:
         kept = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.exists() else ""
-        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} ({what} is not finite, "
-                            f"loss={loss}); try a smaller learning rate{kept}")
+        what = "" if what == "the loss" else f", {what} is not finite"
+        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{what}); "
+                            f"try a smaller learning rate{kept}")
 
     # ---- files ----------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:

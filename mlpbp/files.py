@@ -19,6 +19,10 @@ ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
                   RuntimeError, MemoryError)
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w"):
     """Open a temporary file beside ``path``; on success fsync it and ``os.replace`` it over
@@ -27,6 +31,7 @@ def atomic_open(path: str | Path, mode: str = "w"):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; give it a normal file's mode
     except OSError as e:
         raise MlpbpError(f"cannot write {path}: {e.strerror or e}") from None
     try:

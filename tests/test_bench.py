@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -79,8 +80,8 @@ def test_cli_bad_options_exit_2(args):
     assert "error" in result.output
 
 
-@pytest.mark.skipif(HAS_TORCH, reason="torch is installed")
-def test_cli_compare_without_torch_is_one_line_exit_2():
+def test_cli_compare_without_torch_is_one_line_exit_2(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     result = _cli(["--depth", "1", "--compare", "torch", *TINY])
     assert result.exit_code == 2
     assert "mlpbp[compare]" in result.output

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlpbp.cli import app, sparkline
+from mlpbp.cli import app
+from mlpbp.render import sparkline
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent

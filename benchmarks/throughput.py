@@ -12,8 +12,8 @@ EPOCHS timed epochs; samples/s is the median epoch's. Peak memory is that subpro
 (the high-water mark of its resident set: interpreter, library, data and training), with the
 resident set just before training shown beside it.
 
-The mlpbp loop is the one ``mlpbp.train`` runs each epoch: ``Shuffler`` (one permutation per
-epoch, gathered into buffers allocated once) and ``sgd_epoch`` (for each batch, a view:
+The mlpbp loop is the one ``mlpbp.train`` runs each epoch: one ``rng.permutation``, then
+``sgd_epoch`` (for each batch: its rows gathered into a reused buffer,
 ``net.step_loss_and_grad``, a finiteness check of the loss, ``opt.step(net.grads)``). PyTorch runs its standard loop:
 ``zero_grad``, forward, ``cross_entropy``, ``backward``, ``torch.optim.SGD.step``.
 """
@@ -63,18 +63,16 @@ def _run_mlpbp(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
     import numpy as np
 
     from mlpbp import MLP, SGD
-    from mlpbp.train import Shuffler, sgd_epoch
+    from mlpbp.train import sgd_epoch
 
     X, y = _data(rows)
     net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
     opt = SGD(net.params, LEARNING_RATE)
     rng = np.random.default_rng(SEED)
-    shuffled = Shuffler(X, y)
     before = _rss_kib()
 
     def epoch():  # what mlpbp.train.Trainer runs each epoch
-        Xs, ys = shuffled(rng)
-        _, loss = sgd_epoch(net, opt, Xs, ys, batch)
+        _, loss = sgd_epoch(net, opt, X, y, rng.permutation(rows), batch)
         if not np.isfinite(loss):
             raise RuntimeError("the loss diverged")
 

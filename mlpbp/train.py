@@ -108,33 +108,26 @@ def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: st
                seed=cfg.seed, dtype=dtype or cfg.train.dtype, init=cfg.model.init, task=task)
 
 
-class Shuffler:
-    """Each epoch's fresh random order of the training rows, gathered into two buffers that are
-    allocated once: the batches are views of them, and no epoch leaves a copy of the data behind."""
-
-    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.X, self.y = X, y
-        self.Xs, self.ys = np.empty_like(X), np.empty_like(y)
-
-    def __call__(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        perm = rng.permutation(self.X.shape[0])
-        np.take(self.X, perm, axis=0, out=self.Xs)
-        np.take(self.y, perm, axis=0, out=self.ys)
-        return self.Xs, self.ys
-
-
-def sgd_epoch(net: MLP, opt: SGD, X: np.ndarray, y: np.ndarray, batch_size: int,
+def sgd_epoch(net: MLP, opt: SGD, X: np.ndarray, y: np.ndarray, order: np.ndarray, batch_size: int,
               first_step: int = 0, after_step=None) -> tuple[int, float]:
-    """SGD over the rows of (X, y) in order, ``batch_size`` at a time from batch ``first_step``:
-    θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD, θ := θ − α ∇J⁽ʲ⁾).
+    """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
+    ``first_step``: θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD,
+    θ := θ − α ∇J⁽ʲ⁾).
 
+    Each batch is gathered into one reused buffer, so an epoch never copies the whole data set.
     Stops early at a non-finite loss (before its update) or when ``after_step(s)`` returns
     True. Returns (steps done, last loss)."""
-    n_steps = math.ceil(X.shape[0] / batch_size)
+    n_steps = math.ceil(order.shape[0] / batch_size)
+    Xb = np.empty((batch_size, *X.shape[1:]), X.dtype)
+    yb = np.empty((batch_size, *y.shape[1:]), y.dtype)
     loss, s = 0.0, first_step
     while s < n_steps:
-        lo = s * batch_size
-        loss = net.step_loss_and_grad(X[lo:lo + batch_size], y[lo:lo + batch_size])
+        rows = order[s * batch_size:(s + 1) * batch_size]
+        k = rows.shape[0]
+        # mode="clip": with the default "raise", take() copies into a temporary first.
+        np.take(X, rows, axis=0, out=Xb[:k], mode="clip")
+        np.take(y, rows, axis=0, out=yb[:k], mode="clip")
+        loss = net.step_loss_and_grad(Xb[:k], yb[:k])
         if not math.isfinite(loss):
             return s + 1, loss
         opt.step(net.grads)
@@ -196,7 +189,6 @@ class Trainer:
         t = cfg.train
         self.opt = SGD(self.net.params, t.learning_rate, t.momentum, t.nesterov, t.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
-        self.shuffler = Shuffler(*self.data.train)
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
         self.best_params: dict | None = None
         self._saved_at = time.monotonic()
@@ -225,8 +217,9 @@ class Trainer:
         opt.learning_rate = learning_rate_at(epoch, t.learning_rate, t.schedule, t.epochs,
                                              t.step_size, t.gamma, t.decay)
         self.rng.bit_generator.state = st.rng_state
-        Xs, ys = self.shuffler(self.rng)
-        n_steps = math.ceil(Xs.shape[0] / t.batch_size)
+        X, y = self.data.train
+        order = self.rng.permutation(X.shape[0])  # a fresh random order each epoch
+        n_steps = math.ceil(X.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
         self.hooks.epoch_start(epoch + 1, n_steps)
 
@@ -237,7 +230,7 @@ class Trainer:
                 self.hooks.progress(s + 1, n_steps)
             return False
 
-        done, loss = sgd_epoch(net, opt, Xs, ys, t.batch_size, st.step, after_step)
+        done, loss = sgd_epoch(net, opt, X, y, order, t.batch_size, st.step, after_step)
         if not math.isfinite(loss):
             self._diverged(epoch, done - 1, loss)
         if done < n_steps:  # Ctrl-C: save where we are, between two whole steps

@@ -150,3 +150,10 @@ def test_installed_console_script_trains_and_exits_cleanly(tmp_path):
 def test_python_dash_m_runs_the_same_cli(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mlpbp", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout and "gradcheck" in proc.stdout
+
+
+def test_the_engine_imports_no_cli_or_rendering_code():
+    code = ("import sys, mlpbp, mlpbp.train, mlpbp.gradcheck, mlpbp.bench; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'typer', 'click')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

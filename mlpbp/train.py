@@ -29,7 +29,8 @@ from .optim import SGD, learning_rate_at
 
 # Checkpoints are fsync'ed, which costs milliseconds: with epochs of a few steps, saving after
 # every one would dominate the run. Save at an epoch's end once this many seconds have passed
-# since the last save, and always after the final epoch, on early stopping and on Ctrl-C.
+# since the last save, and always after the first and the final epoch, on early stopping and
+# on Ctrl-C.
 CHECKPOINT_INTERVAL_S = 1.0
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
 
@@ -191,7 +192,7 @@ class Trainer:
         self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
         self.best_params: dict | None = None
-        self._saved_at = time.monotonic()
+        self._saved_at: float | None = None  # when this run last saved a checkpoint
 
     @property
     def checkpoint_path(self) -> Path:
@@ -250,7 +251,7 @@ class Trainer:
         st.epoch, st.step = epoch + 1, 0
         st.rng_state = self.rng.bit_generator.state
         last = st.epoch == t.epochs or st.stopped_early
-        if last or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
+        if last or self._saved_at is None or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
             self._save_checkpoint()
             self._write_history()
         self.hooks.epoch_end(record)
@@ -277,7 +278,8 @@ class Trainer:
             st.stopped_early = st.bad_epochs >= patience
 
     def _diverged(self, epoch: int, step: int, loss: float, what: str = "the loss") -> None:
-        kept = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.exists() else ""
+        # Only this run's own checkpoint is "good" (an older run's may sit in the same folder).
+        kept = f"; the last good checkpoint is {self.checkpoint_path}" if self._saved_at is not None else ""
         what = "" if what == "the loss" else f", {what} is not finite"
         raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{what}); "
                             f"try a smaller learning rate{kept}")
@@ -294,6 +296,7 @@ class Trainer:
             raise MlpbpError(f"cannot resume from {self.checkpoint_path}: it was written by another config "
                              f"({mismatch}); use that config or another --out")
         self.state, self.best_params = state, best
+        self._saved_at = time.monotonic()  # the checkpoint resumed from is this run's last good one
 
     def _write_history(self) -> None:
         columns = [c for c in HISTORY_COLUMNS if self.task == "classification" or "accuracy" not in c]

@@ -108,3 +108,14 @@ def test_regression_metrics_are_in_the_targets_units(tmp_path):
     true = data.y_scaler.inverse_transform(data.test[1].astype(float))
     assert r.test["mse"] == pytest.approx(np.mean((pred - true) ** 2), rel=1e-6)
     assert r.test["r2"] > 0.9
+
+
+def test_divergence_names_only_this_runs_checkpoint(tmp_path):
+    from mlpbp.errors import TrainingError
+
+    train(_tiny(), out_dir=tmp_path)  # an earlier, good run leaves its checkpoint here
+    cfg = _tiny(learning_rate=1e30)
+    cfg.model.activation = "relu"
+    with pytest.raises(TrainingError, match=r"diverged at epoch 1, step \d+ \(loss=") as e:
+        train(cfg, out_dir=tmp_path)
+    assert "checkpoint" not in str(e.value)  # the earlier run's checkpoint is not this run's

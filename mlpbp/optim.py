@@ -12,8 +12,8 @@ SCHEDULES = ("constant", "step", "cosine", "inverse_time")
 class SGD:
     """θ := θ − α g, updating the parameter arrays in place.
 
-    g is ∇J plus ``weight_decay``·θ for weight matrices (names starting with "W"; biases are not
-    decayed, as in scikit-learn's MLP). With ``momentum`` μ > 0, heavy-ball momentum:
+    g is ∇J plus ``weight_decay``·θ (L2 decay of every parameter handed in, as in PyTorch's
+    SGD). With ``momentum`` μ > 0, heavy-ball momentum:
     v := μ v + g, θ := θ − α v; with ``nesterov``, θ := θ − α (g + μ v).
     """
 
@@ -41,7 +41,7 @@ class SGD:
         lr, mu = self.learning_rate, self.momentum
         for name, p in self.params.items():
             g, tmp = grads[name], self._tmp[name]
-            if self.weight_decay and name.startswith("W"):
+            if self.weight_decay:
                 np.multiply(p, self.weight_decay, out=tmp)
                 tmp += g
                 g = tmp

@@ -209,30 +209,31 @@ def test_hand_worked_sgd_steps_with_momentum_and_weight_decay():
     opt = SGD(net.params, learning_rate=0.1, momentum=0.9, weight_decay=0.1)
     net.step_loss_and_grad(X, y)
     opt.step(net.grads)
-    # Step 1, v = 0 so v := g = ∇J + 0.1·W for weights (biases are not decayed), θ −= 0.1 v:
+    # Step 1, v = 0 so v := g = ∇J + 0.1·θ (every parameter is decayed), θ −= 0.1 v:
     # g_W1 = [[3, 6], [0, 0]] + 0.1·[[0.5, 0.25], [−0.5, 0.1]] = [[3.05, 6.025], [−0.05, 0.01]]
     np.testing.assert_allclose(opt.velocity["W1"], [[3.05, 6.025], [-0.05, 0.01]], rtol=1e-14)
     np.testing.assert_allclose(net.params["W1"], [[0.195, -0.3525], [-0.495, 0.099]], rtol=1e-14)
-    np.testing.assert_allclose(net.params["b1"], [-0.3, 0.1], rtol=1e-14)  # [0, 0.1] − 0.1·[3, 0]
+    # g_b1 = [3, 0] + 0.1·[0, 0.1] = [3, 0.01];  b1 = [0, 0.1] − 0.1·[3, 0.01]
+    np.testing.assert_allclose(net.params["b1"], [-0.3, 0.099], rtol=1e-14)
     # g_W2 = [1.5, 0] + 0.1·[2, −1] = [1.7, −0.1];  W2 = [2 − 0.17, −1 + 0.01]
     np.testing.assert_allclose(net.params["W2"], [[1.83, -0.99]], rtol=1e-14)
-    np.testing.assert_allclose(net.params["b2"], [0.35], rtol=1e-14)  # 0.5 − 0.1·1.5
+    np.testing.assert_allclose(net.params["b2"], [0.345], rtol=1e-14)  # 0.5 − 0.1·(1.5 + 0.05)
 
-    # Step 2: z1 = [0.195 − 0.705 − 0.3, −0.495 + 0.198 + 0.1] = [−0.81, −0.197]: both units off,
-    # so o = b2 = 0.35, ∂J/∂o = −0.65, and every gradient is 0 except ∂J/∂b2 = −0.65.
+    # Step 2: z1 = [0.195 − 0.705 − 0.3, −0.495 + 0.198 + 0.099] = [−0.81, −0.198]: both units
+    # off, so o = b2 = 0.345, ∂J/∂o = −0.655, and every gradient is 0 except ∂J/∂b2 = −0.655.
     J = net.step_loss_and_grad(X, y)
-    assert J == pytest.approx(0.5 * 0.65 ** 2, rel=1e-14)
+    assert J == pytest.approx(0.5 * 0.655 ** 2, rel=1e-14)
     np.testing.assert_allclose(net.grads["W1"], 0.0, atol=1e-15)
     opt.step(net.grads)
     # v_W1 = 0.9·[[3.05, 6.025], [−0.05, 0.01]] + 0.1·W1 = [[2.7645, 5.38725], [−0.0945, 0.0189]]
     np.testing.assert_allclose(opt.velocity["W1"], [[2.7645, 5.38725], [-0.0945, 0.0189]], rtol=1e-13)
     np.testing.assert_allclose(net.params["W1"], [[-0.08145, -0.891225], [-0.48555, 0.09711]],
                                rtol=1e-13)
-    # b1: v = 0.9·[3, 0] + 0 = [2.7, 0];  b1 = [−0.3 − 0.27, 0.1]  (momentum alone moves it)
-    np.testing.assert_allclose(net.params["b1"], [-0.57, 0.1], rtol=1e-13)
-    # b2: v = 0.9·1.5 − 0.65 = 0.7;  b2 = 0.35 − 0.07 = 0.28
-    np.testing.assert_allclose(opt.velocity["b2"], [0.7], rtol=1e-13)
-    np.testing.assert_allclose(net.params["b2"], [0.28], rtol=1e-13)
+    # b1: v = 0.9·[3, 0.01] + 0.1·[−0.3, 0.099] = [2.67, 0.0189];  b1 = [−0.3 − 0.267, 0.099 − 0.00189]
+    np.testing.assert_allclose(net.params["b1"], [-0.567, 0.09711], rtol=1e-13)
+    # b2: v = 0.9·1.55 − 0.655 + 0.1·0.345 = 0.7745;  b2 = 0.345 − 0.07745 = 0.26755
+    np.testing.assert_allclose(opt.velocity["b2"], [0.7745], rtol=1e-13)
+    np.testing.assert_allclose(net.params["b2"], [0.26755], rtol=1e-13)
     # W2: v = 0.9·[1.7, −0.1] + 0.1·[1.83, −0.99] = [1.713, −0.189];  W2 = [1.6587, −0.9711]
     np.testing.assert_allclose(net.params["W2"], [[1.6587, -0.9711]], rtol=1e-13)
 
@@ -245,7 +246,7 @@ def test_hand_worked_nesterov_step():
     # v = g;  θ −= 0.1·g + 0.1·0.9·v = 0.19·g
     # W1: [[0.5 − 0.5795, 0.25 − 1.14475], [−0.5 + 0.0095, 0.1 − 0.0019]]
     np.testing.assert_allclose(net.params["W1"], [[-0.0795, -0.89475], [-0.4905, 0.0981]], rtol=1e-14)
-    np.testing.assert_allclose(net.params["b2"], [0.5 - 0.19 * 1.5], rtol=1e-14)
+    np.testing.assert_allclose(net.params["b2"], [0.5 - 0.19 * 1.55], rtol=1e-14)  # g = 1.5 + 0.1·0.5
 
 
 # ---------------------------------------------------------------------------------------------

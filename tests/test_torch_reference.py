@@ -1,0 +1,65 @@
+"""The engine against PyTorch in float64, where PyTorch is installed (pip install '.[compare]'):
+the same network, the same weights, the same batch."""
+
+import numpy as np
+import pytest
+
+from mlpbp import MLP, SGD
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+TORCH_ACT = {"identity": lambda z: z, "relu": torch.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.01),
+             "sigmoid": torch.sigmoid, "tanh": torch.tanh, "softplus": F.softplus, "elu": F.elu,
+             "sin": torch.sin}
+
+
+def _torch_loss(net, params, X, y):
+    h = torch.as_tensor(X)
+    R = len(net.widths) - 1
+    for r in range(1, R + 1):
+        h = h @ params[f"W{r}"].T + params[f"b{r}"]
+        if r < R:
+            h = TORCH_ACT[net.activation](h)
+    if net.loss_name == "cross_entropy":
+        return F.cross_entropy(h, torch.as_tensor(y))
+    return 0.5 * ((h - torch.as_tensor(y)) ** 2).sum(dim=1).mean()
+
+
+@pytest.mark.parametrize("activation", list(TORCH_ACT))
+@pytest.mark.parametrize("loss", ["square", "cross_entropy"])
+def test_loss_gradient_and_hvp_match_pytorch(activation, loss):
+    rng = np.random.default_rng(7)
+    net = MLP([5, 6, 4, 3], activation, loss, seed=3)
+    X = rng.normal(size=(9, 5))
+    y = rng.integers(0, 3, 9) if loss == "cross_entropy" else rng.normal(size=(9, 3))
+    v = {k: rng.normal(size=p.shape) for k, p in net.params.items()}
+    params = {k: torch.tensor(p, requires_grad=True) for k, p in net.params.items()}
+    J_t = _torch_loss(net, params, X, y)
+    g_t = torch.autograd.grad(J_t, list(params.values()), create_graph=True)
+    Hv_t = torch.autograd.grad(g_t, list(params.values()), [torch.as_tensor(v[k]) for k in params])
+    J, g = net.loss_and_grad(X, y)
+    Hv = net.hvp(X, y, v)
+    assert J == pytest.approx(J_t.item(), rel=1e-12)
+    for k, gt, ht in zip(params, g_t, Hv_t):
+        np.testing.assert_allclose(g[k], gt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(Hv[k], ht.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [
+    (0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)])
+def test_sgd_matches_torch_optim_sgd(momentum, nesterov, weight_decay):
+    rng = np.random.default_rng(1)
+    net = MLP([4, 5, 3], "tanh", "cross_entropy", seed=2)
+    params = {k: torch.tensor(p.copy(), requires_grad=True) for k, p in net.params.items()}
+    opt = SGD(net.params, 0.05, momentum, nesterov, weight_decay)
+    opt_t = torch.optim.SGD(list(params.values()), lr=0.05, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay)
+    for _ in range(5):
+        X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+        _, g = net.loss_and_grad(X, y)
+        opt.step(g)
+        opt_t.zero_grad()
+        _torch_loss(net, params, X, y).backward()
+        opt_t.step()
+    for k, p in params.items():
+        np.testing.assert_allclose(net.params[k], p.detach().numpy(), rtol=1e-12, atol=1e-14)

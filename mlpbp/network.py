@@ -38,6 +38,8 @@ class MLP:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
         fn = get_activation(activation)
         self.loss_fn = get_loss(loss)
+        if loss == "cross_entropy" and widths[-1] < 2:  # a softmax over one class is always 1
+            raise ValueError(f"cross_entropy needs at least 2 outputs; got widths {widths}")
         if init is None:
             init = "he" if fn.relu_family else "glorot"
         if init not in INITS:

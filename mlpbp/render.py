@@ -101,7 +101,7 @@ def metrics_table(metrics: dict, n_rows: int | None = None) -> Table:
 
 def train_summary(console: Console, result: RunResult) -> None:
     where = "test" if result.evaluated_on == "test" else "training (no test split)"
-    console.print(f"[bold]{where} metrics[/]")
+    console.print(f"\n[bold]{where} metrics[/]")
     console.print(metrics_table(result.test))
     if result.stopped_early:
         console.print(f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)")

@@ -251,6 +251,33 @@ def _entry_order(size: int, samples: int, rng: np.random.Generator) -> tuple[np.
     return rng.permutation(size), min(samples, size)
 
 
+def _differences(flat, f, analytical, eps, samples, rng, crosses_kink):
+    """Central differences along entries j of ``flat`` (a live view, perturbed in place and
+    restored): (f(θ + εeⱼ) − f(θ − εeⱼ)) / (θ⁺ⱼ − θ⁻ⱼ), beside ``analytical[j]``.
+
+    ``f()`` returns (value, pieces); an entry whose difference ``crosses_kink(θⱼ, θ⁺ⱼ, θ⁻ⱼ,
+    pieces⁺, pieces⁻)`` is skipped and replaced by the next one in line. Returns the analytical
+    and numerical values, the entries compared and how many were skipped."""
+    order, want = _entry_order(flat.size, samples, rng)
+    a_vals, n_vals, idx, skipped = [], [], [], 0
+    for j in order:
+        if len(idx) >= want:
+            break
+        orig = flat[j]
+        flat[j] = orig + eps
+        hi, (f_plus, pieces_plus) = flat[j], f()  # hi, lo: the perturbed values as stored
+        flat[j] = orig - eps
+        lo, (f_minus, pieces_minus) = flat[j], f()
+        flat[j] = orig
+        if crosses_kink(orig, hi, lo, pieces_plus, pieces_minus):
+            skipped += 1
+            continue
+        a_vals.append(analytical[j])
+        n_vals.append((f_plus - f_minus) / (hi - lo))
+        idx.append(int(j))
+    return np.array(a_vals, np.float64), np.array(n_vals, np.float64), idx, skipped
+
+
 # ---------------------------------------------------------------------------------------------
 # The three checks
 
@@ -266,27 +293,9 @@ def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
     checks = []
     for name, p in net.params.items():
         i, layer = param_layer[name]
-        flat = p.reshape(-1)  # a view: writing it perturbs the live parameter
-        order, want = _entry_order(flat.size, samples, rng)
-        a_vals, n_vals, idx, skipped = [], [], [], 0
-        for j in order:
-            if len(idx) >= want:
-                break
-            orig = flat[j]
-            flat[j] = orig + eps
-            jp, pp = _loss_and_pieces(net, X, y)
-            hi = flat[j]
-            flat[j] = orig - eps
-            jm, pm = _loss_and_pieces(net, X, y)
-            lo = flat[j]
-            flat[j] = orig
-            if not _same(p0, pp, pm):
-                skipped += 1
-                continue
-            a_vals.append(grads[name].reshape(-1)[j])
-            n_vals.append((jp - jm) / (hi - lo))
-            idx.append(int(j))
-        a, n = np.array(a_vals, np.float64), np.array(n_vals, np.float64)
+        a, n, idx, skipped = _differences(
+            p.reshape(-1), lambda: _loss_and_pieces(net, X, y), grads[name].reshape(-1), eps,
+            samples, rng, crosses_kink=lambda orig, hi, lo, pp, pm: not _same(p0, pp, pm))
         max_abs, max_rel = errors(a, n, atol / rtol)
         ok = _passes(max_rel, rtol)
         details = _worst(lambda k, s=p.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
@@ -318,29 +327,11 @@ def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[C
         G = rng.standard_normal(layer.forward(u0).shape)
         a_full = np.array(layer.backward(G), np.float64, copy=True)  # backward's buffer is reused
 
-        def f(u):
-            return float(np.vdot(G, layer.forward(u)))
-
         u = u0.copy()
-        flat = u.reshape(-1)
-        order, want = _entry_order(flat.size, samples, rng)
-        a_vals, n_vals, idx, skipped = [], [], [], 0
-        for j in order:
-            if len(idx) >= want:
-                break
-            orig = flat[j]
-            flat[j] = orig + eps
-            hi, fp = flat[j], f(u)
-            flat[j] = orig - eps
-            lo, fm = flat[j], f(u)
-            flat[j] = orig
-            if kinked and not ((hi > 0) == (orig > 0) == (lo > 0)):
-                skipped += 1
-                continue
-            a_vals.append(a_full.reshape(-1)[j])
-            n_vals.append((fp - fm) / (hi - lo))
-            idx.append(int(j))
-        a, n = np.array(a_vals, np.float64), np.array(n_vals, np.float64)
+        a, n, idx, skipped = _differences(
+            u.reshape(-1), lambda: (float(np.vdot(G, layer.forward(u))), None), a_full.reshape(-1),
+            eps, samples, rng,
+            crosses_kink=lambda orig, hi, lo, *_: kinked and not ((hi > 0) == (orig > 0) == (lo > 0)))
         max_abs, max_rel = errors(a, n, atol / rtol)
         details = _worst(lambda k, s=u0.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
                          a, n) if len(idx) else []

@@ -6,11 +6,11 @@ import csv
 import functools
 import io
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -23,8 +23,9 @@ from .config import json_schema, load_config
 from .data import read_features_csv
 from .errors import Interrupted, MlpbpError
 from .files import write_text
+from .losses import softmax
 from .model import load_model
-from .train import Trainer, TrainHooks
+from .train import Trainer
 
 app = typer.Typer(
     help="Train multilayer perceptrons with backpropagation written out in NumPy.",
@@ -84,7 +85,8 @@ def train(
     console = err if as_json else out
     trainer = Trainer(cfg, out_dir)
     hooks = None if quiet else render.RichTrainHooks(console, trainer.task, cfg.train.epochs)
-    trainer.hooks = hooks or TrainHooks()
+    if hooks:
+        trainer.hooks = hooks
     if not quiet:
         net = trainer.net
         console.print(f"[bold]{config}[/]: {'-'.join(map(str, net.widths))} {net.activation} network, "
@@ -93,8 +95,9 @@ def train(
     try:
         result = trainer.run(resume=resume)
     except Interrupted as e:
-        again = f"mlpbp train {config}" + "".join(f" --set {o}" for o in overrides or ()) \
-            + (f" --out {out_dir}" if out_dir else "") + " --resume"
+        args = [str(config), *(a for o in overrides or () for a in ("--set", o)),
+                *(("--out", str(out_dir)) if out_dir else ()), "--resume"]
+        again = "mlpbp train " + shlex.join(args)  # quoted: a value like [3, 3] has spaces
         raise Interrupted(f"{e}; resume with: {again}") from None
     finally:
         if hooks:
@@ -131,9 +134,7 @@ def predict(
     if model.task == "classification":
         probs = model.net.loss_name == "cross_entropy"
         w.writerow(["prediction"] + ([f"p_{c}" for c in model.classes] if probs else []))
-        if probs:
-            p = np.exp(o - o.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
+        p = softmax(o) if probs else None
         for i, k in enumerate(o.argmax(axis=1)):
             w.writerow([model.classes[k]] + ([f"{v:.6g}" for v in p[i]] if probs else []))
     else:

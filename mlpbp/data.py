@@ -192,17 +192,10 @@ def _parse_features(path: Path, header: list[str], rows, columns: list[str]) -> 
     return X
 
 
-def _is_int(text: str) -> bool:
+def _parses(convert, text: str) -> bool:
+    """Whether ``convert`` (int or float) accepts ``text``."""
     try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
+        convert(text)
     except ValueError:
         return False
     return True
@@ -228,9 +221,9 @@ def read_csv(path: str | Path, target: str | None = None, task: str | None = Non
             raise MlpbpError(f"{path}: row {line}, column '{target}': empty target value")
     if task is None:
         # Whole numbers look like class labels, other numbers like a quantity, text like labels.
-        if all(_is_int(v) for v in labels):
+        if all(_parses(int, v) for v in labels):
             task = "classification"
-        elif all(_is_float(v) for v in labels):
+        elif all(_parses(float, v) for v in labels):
             task = "regression"
         else:
             task = "classification"
@@ -243,7 +236,7 @@ def read_csv(path: str | Path, target: str | None = None, task: str | None = Non
     if task != "classification":
         raise MlpbpError(f"unknown task {task!r} (allowed: classification, regression)")
 
-    if all(_is_int(v) for v in labels):
+    if all(_parses(int, v) for v in labels):
         # Numeric order ('2' before '10') and one spelling per class ('01' == '1').
         labels = [str(int(v)) for v in labels]
         classes = sorted(set(labels), key=int)

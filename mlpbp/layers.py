@@ -107,8 +107,6 @@ class Activation(Layer):
     ``backward`` keeps σ'(z) in ``self.d``: the R-operator passes, which ``MLP.hvp`` runs after
     it, use it again instead of recomputing it."""
 
-    params: dict[str, np.ndarray] = {}
-
     def __init__(self, name: str, dtype="float64") -> None:
         super().__init__(dtype)
         self.fn = get_activation(name)

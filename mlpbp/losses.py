@@ -15,6 +15,14 @@ def one_hot(y: np.ndarray, k: int, dtype) -> np.ndarray:
     return t
 
 
+def softmax(o: np.ndarray) -> np.ndarray:
+    """Row-wise softmax as a new array, shifted by the row maximum so e^o cannot overflow."""
+    p = o - o.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
 def _is_labels(y: np.ndarray) -> bool:
     return y.dtype.kind in "iu"
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .activations import get_activation
 from .layers import Activation, Linear
-from .losses import get_loss
+from .losses import get_loss, softmax
 
 INITS = ("he", "glorot")
 DTYPES = ("float32", "float64")
@@ -174,11 +174,7 @@ class MLP:
         """Softmax probabilities, for a network trained with cross_entropy."""
         if self.loss_name != "cross_entropy":
             raise ValueError("predict_proba needs a network trained with cross_entropy")
-        o = self.forward(X)
-        o -= o.max(axis=1, keepdims=True)
-        np.exp(o, out=o)
-        o /= o.sum(axis=1, keepdims=True)
-        return o
+        return softmax(self._forward(self._input(X)))
 
     # ---- flat views, for finite differences and second-order methods ----------------------
     def get_flat(self) -> np.ndarray:

@@ -42,8 +42,8 @@ class RichTrainHooks(TrainHooks):
             self.columns += ["train acc", "val acc"]
         self.columns += ["lr", "seconds"]
         self.bars = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
-                                 console=console, transient=True)
+                             MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
+                             console=console, transient=True)
         self.bar = None
         self.header_done = False
 
@@ -58,7 +58,7 @@ class RichTrainHooks(TrainHooks):
     def epoch_start(self, epoch: int, n_steps: int) -> None:
         if not self.header_done:
             if self.every > 1:
-                self.console.print(f"[dim]showing every {self.every}th epoch; all are in history.csv[/]")
+                self.console.print(f"[dim]one row every {self.every} epochs; all are in history.csv[/]")
             self.console.print(self._row(None, header=True))
             self.bars.start()
             self.header_done = True

@@ -179,12 +179,12 @@ def _catch_sigint():
 class Trainer:
     """One training run of a config, with checkpoints in ``out_dir``."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path | None = None, hooks: TrainHooks | None = None,
-                 prepared: Prepared | None = None) -> None:
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None,
+                 hooks: TrainHooks | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
-        self.data = prepared or prepare(cfg)
+        self.data = prepare(cfg)
         self.task = self.data.dataset.task
         self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
         t = cfg.train
@@ -240,11 +240,11 @@ class Trainer:
             raise Interrupted(f"interrupted at epoch {epoch + 1}, step {done}; "
                               f"checkpoint saved to {self.checkpoint_path}")
         if not all(np.isfinite(p).all() for p in net.params.values()):
-            self._diverged(epoch, n_steps - 1, float("nan"), what="a parameter")
+            self._diverged(epoch, n_steps - 1, float("nan"), "a parameter is not finite")
 
         record = self._record(epoch + 1, opt.learning_rate)
         if not math.isfinite(record["train_loss"]):  # finite but huge weights: the logits overflow
-            self._diverged(epoch, n_steps - 1, record["train_loss"], what="the epoch's training loss")
+            self._diverged(epoch, n_steps - 1, record["train_loss"], "the epoch's training loss is not finite")
         record["seconds"] = time.perf_counter() - started
         st.history.append(record)
         self._early_stopping(record)
@@ -277,11 +277,11 @@ class Trainer:
             st.bad_epochs += 1
             st.stopped_early = st.bad_epochs >= patience
 
-    def _diverged(self, epoch: int, step: int, loss: float, what: str = "the loss") -> None:
+    def _diverged(self, epoch: int, step: int, loss: float, cause: str = "") -> None:
         # Only this run's own checkpoint is "good" (an older run's may sit in the same folder).
         kept = f"; the last good checkpoint is {self.checkpoint_path}" if self._saved_at is not None else ""
-        what = "" if what == "the loss" else f", {what} is not finite"
-        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{what}); "
+        cause = f", {cause}" if cause else ""
+        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{cause}); "
                             f"try a smaller learning rate{kept}")
 
     # ---- files ----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _run_mlpbp(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
     import numpy as np
 
     from mlpbp import MLP, SGD
-    from mlpbp.train import sgd_epoch
+    from mlpbp.run.trainer import sgd_epoch
 
     X, y = _data(rows)
     net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
@@ -71,7 +71,7 @@ def _run_mlpbp(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
     rng = np.random.default_rng(SEED)
     before = _rss_kib()
 
-    def epoch():  # what mlpbp.train.Trainer runs each epoch
+    def epoch():  # what mlpbp.run.trainer.Trainer runs each epoch
         _, loss = sgd_epoch(net, opt, X, y, rng.permutation(rows), batch)
         if not np.isfinite(loss):
             raise RuntimeError("the loss diverged")
@@ -104,7 +104,7 @@ def _run_torch(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
         Xs, ys = Xt[perm], yt[perm]
         for s in range(0, rows, batch):
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(Xs[s:s + batch]), ys[s:s + batch])
+            loss = torch.nn.functional.cross_entropy(model(Xs[s : s + batch]), ys[s : s + batch])
             loss.backward()
             opt.step()
 
@@ -135,7 +135,7 @@ def _run_gemm(n: int = 2048, repeats: int = 7) -> dict:
         t0 = time.perf_counter()
         np.dot(A, B, out=C)
         times.append(time.perf_counter() - t0)
-    return {"n": n, "gflops": 2 * n ** 3 / statistics.median(times) / 1e9}
+    return {"n": n, "gflops": 2 * n**3 / statistics.median(times) / 1e9}
 
 
 def child(args) -> None:
@@ -145,8 +145,7 @@ def child(args) -> None:
     else:
         run = _run_mlpbp if args.child == "mlpbp" else _run_torch
         rates, before = run(args.batch, args.rows, args.epochs)
-        result = {"samples_per_s": statistics.median(rates), "epochs": rates,
-                  "rss_before_training_mib": before / 1024}
+        result = {"samples_per_s": statistics.median(rates), "epochs": rates, "rss_before_training_mib": before / 1024}
         if args.child == "torch":
             import torch
 
@@ -156,8 +155,18 @@ def child(args) -> None:
 
 
 def _spawn(kind: str, args, batch: int = 0) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--batch", str(batch),
-           "--rows", str(args.rows), "--epochs", str(args.epochs)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        kind,
+        "--batch",
+        str(batch),
+        "--rows",
+        str(args.rows),
+        "--epochs",
+        str(args.epochs),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} (batch {batch}) failed:\n{proc.stderr}")
@@ -177,7 +186,7 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from mlpbp.bench import blas_info
+    from mlpbp.tools.bench import blas_info
 
     with_torch = not args.no_torch
     if with_torch:
@@ -197,36 +206,55 @@ def main(argv=None) -> None:
         row["gemm_implied_samples_per_s"] = implied
         row["fraction_of_gemm_rate"] = row["mlpbp"]["samples_per_s"] / implied
         rows.append(row)
-    result = {"network": "-".join(map(str, WIDTHS)), "flops_per_sample": fps, "rows_of_data": args.rows,
-              "blas": blas_info(), "gemm": gemm, "cpus": os.cpu_count(), "results": rows,
-              "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    result = {
+        "network": "-".join(map(str, WIDTHS)),
+        "flops_per_sample": fps,
+        "rows_of_data": args.rows,
+        "blas": blas_info(),
+        "gemm": gemm,
+        "cpus": os.cpu_count(),
+        "results": rows,
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+    }
     if args.json:
         print(json.dumps(result))
         return
     blas = result["blas"]
-    print(f"Network {result['network']}, relu, cross-entropy, plain SGD, float32; {args.rows} rows; "
-          f"median of {args.epochs} epochs after a warm-up")
-    print(f"BLAS: {blas['library']} {blas['version']}, kernel {blas['kernel']}, {blas['threads']} threads; "
-          f"OPENBLAS_CORETYPE={result['env']['OPENBLAS_CORETYPE']}, "
-          f"OPENBLAS_L2_SIZE={result['env']['OPENBLAS_L2_SIZE']}; {os.cpu_count()} CPUs")
-    print(f"float32 GEMM ({gemm['n']}^3): {gemm['gflops']:.0f} GFLOP/s; one SGD step: "
-          f"{fps / 1e6:.3f} MFLOP/sample -> GEMM-implied ceiling {gemm['gflops'] * 1e9 / fps:,.0f} samples/s")
+    print(
+        f"Network {result['network']}, relu, cross-entropy, plain SGD, float32; {args.rows} rows; "
+        f"median of {args.epochs} epochs after a warm-up"
+    )
+    print(
+        f"BLAS: {blas['library']} {blas['version']}, kernel {blas['kernel']}, {blas['threads']} threads; "
+        f"OPENBLAS_CORETYPE={result['env']['OPENBLAS_CORETYPE']}, "
+        f"OPENBLAS_L2_SIZE={result['env']['OPENBLAS_L2_SIZE']}; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"float32 GEMM ({gemm['n']}^3): {gemm['gflops']:.0f} GFLOP/s; one SGD step: "
+        f"{fps / 1e6:.3f} MFLOP/sample -> GEMM-implied ceiling {gemm['gflops'] * 1e9 / fps:,.0f} samples/s"
+    )
     head = f"{'batch':>5} {'mlpbp/s':>10} {'% GEMM':>7} {'peak MiB':>9}"
     if with_torch:
         head += f" {'torch/s':>10} {'peak MiB':>9} {'speedup':>8} {'memory':>7}"
     print(head)
     for r in rows:
         m = r["mlpbp"]
-        line = (f"{r['batch']:>5} {m['samples_per_s']:>10,.0f} {100 * r['fraction_of_gemm_rate']:>6.1f}% "
-                f"{m['peak_rss_mib']:>9.0f}")
+        line = (
+            f"{r['batch']:>5} {m['samples_per_s']:>10,.0f} {100 * r['fraction_of_gemm_rate']:>6.1f}% "
+            f"{m['peak_rss_mib']:>9.0f}"
+        )
         if with_torch:
             t = r["torch"]
-            line += (f" {t['samples_per_s']:>10,.0f} {t['peak_rss_mib']:>9.0f} {r['speedup']:>7.2f}x "
-                     f"{r['memory_ratio']:>6.2f}x")
+            line += (
+                f" {t['samples_per_s']:>10,.0f} {t['peak_rss_mib']:>9.0f} {r['speedup']:>7.2f}x "
+                f"{r['memory_ratio']:>6.2f}x"
+            )
         print(line)
     if with_torch:
-        print(f"PyTorch {rows[0]['torch']['torch']}, {rows[0]['torch']['torch_threads']} threads. speedup = "
-              "mlpbp/PyTorch samples/s; memory = mlpbp/PyTorch peak RSS (ru_maxrss of each subprocess)")
+        print(
+            f"PyTorch {rows[0]['torch']['torch']}, {rows[0]['torch']['torch_threads']} threads. speedup = "
+            "mlpbp/PyTorch samples/s; memory = mlpbp/PyTorch peak RSS (ru_maxrss of each subprocess)"
+        )
 
 
 if __name__ == "__main__":

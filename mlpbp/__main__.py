@@ -1,3 +1,3 @@
-from .cli import main
+from mlpbp.cli import main
 
 main()

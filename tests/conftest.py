@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# Two moons, 60 rows, a 4-unit hidden layer, 2 epochs: trains in milliseconds.
-TINY_CONFIG = """\
-seed: 0
-data: {dataset: moons, n_samples: 60}
-model: {hidden: [4]}
-train: {epochs: 2, batch_size: 16, momentum: 0.5}
-"""
-
-
-def subprocess_env() -> dict:
-    """Environment for `python -m mlpbp` subprocesses: this checkout first on the path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("COLUMNS", "80")
-    return env
-
-
-PYTHON = sys.executable
+from helpers import TINY_CONFIG
 
 
 @pytest.fixture(scope="session")

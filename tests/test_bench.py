@@ -9,9 +9,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mlpbp import bench
 from mlpbp.cli import app
 from mlpbp.errors import MlpbpError
+from mlpbp.tools import bench
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TINY = ["--width", "8", "--batch", "3", "--repeats", "1"]
@@ -34,8 +34,9 @@ def test_depth_below_one_is_an_error():
 
 def test_run_bench_rows_and_fit():
     seen = []
-    result = bench.run_bench(3, width=8, batch=2, repeats=1,
-                             progress=lambda done, total, d: seen.append((done, total, d)))
+    result = bench.run_bench(
+        3, width=8, batch=2, repeats=1, progress=lambda done, total, d: seen.append((done, total, d))
+    )
     assert [r["depth"] for r in result["rows"]] == [1, 2, 3]
     assert seen == [(1, 3, 1), (2, 3, 2), (3, 3, 3)]
     for r in result["rows"]:
@@ -72,8 +73,7 @@ def test_cli_table():
     assert "ns/param" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["--depth", "0"], ["--dtype", "float16"], ["--width", "0"],
-                                  ["--compare", "jax"]])
+@pytest.mark.parametrize("args", [["--depth", "0"], ["--dtype", "float16"], ["--width", "0"], ["--compare", "jax"]])
 def test_cli_bad_options_exit_2(args):
     result = _cli([*TINY, *args])
     assert result.exit_code == 2

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from helpers import ROOT
 from mlpbp.cli import app
-from mlpbp.render import sparkline
+from mlpbp.cli.render import sparkline
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _config(tmp_path, **train):
@@ -65,19 +65,34 @@ def test_train_table_and_summary(tmp_path):
 
 
 def test_set_overrides_any_key(tmp_path):
-    res = runner.invoke(app, ["train", str(_config(tmp_path)), "--json", "--set", "train.epochs=2",
-                              "--set", "model.hidden=[3, 3]", "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(_config(tmp_path)),
+            "--json",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "model.hidden=[3, 3]",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert len(d["epochs"]) == 2
     assert yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())["model"]["hidden"] == [3, 3]
 
 
-@pytest.mark.parametrize("override, where", [
-    ("model.activaton=relu", "model.activaton"),
-    ("train.epochs=many", "train.epochs"),
-    ("model.activation=swish", "model.activation"),
-])
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("model.activaton=relu", "model.activaton"),
+        ("train.epochs=many", "train.epochs"),
+        ("model.activation=swish", "model.activation"),
+    ],
+)
 def test_config_errors_exit_2_with_one_line(tmp_path, override, where):
     res = runner.invoke(app, ["train", str(_config(tmp_path)), "--set", override])
     assert res.exit_code == 2
@@ -113,9 +128,15 @@ def test_regression_predict_and_evaluate_in_target_units(tmp_path):
     data = tmp_path / "lin.csv"
     data.write_text("a,b,price\n" + "".join(f"{a},{b},{t}\n" for (a, b), t in zip(X, y)))
     cfg = tmp_path / "lin.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"path": "lin.csv", "target": "price"},
-                                   "model": {"hidden": [8], "activation": "identity"},
-                                   "train": {"epochs": 50, "learning_rate": 0.05}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": "lin.csv", "target": "price"},
+                "model": {"hidden": [8], "activation": "identity"},
+                "train": {"epochs": 50, "learning_rate": 0.05},
+            }
+        )
+    )
     res = runner.invoke(app, ["train", str(cfg), "--json", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["test"]["r2"] > 0.999
@@ -153,7 +174,17 @@ def test_python_dash_m_runs_the_same_cli(tmp_path):
 
 
 def test_the_engine_imports_no_cli_or_rendering_code():
-    code = ("import sys, mlpbp, mlpbp.train, mlpbp.gradcheck, mlpbp.bench; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'typer', 'click')))")
+    code = (
+        "import sys, mlpbp, mlpbp.run.trainer, mlpbp.tools.gradcheck, mlpbp.tools.bench; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'typer', 'click')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.stdout.strip() == f"mlpbp {version('mlpbp')}"

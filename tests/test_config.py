@@ -4,16 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from mlpbp.config import Config, config_from_dict, config_to_dict, json_schema, load_config
-from mlpbp.errors import MlpbpError
-
-
-def _error(fn, *args, **kwargs) -> str:
-    with pytest.raises(MlpbpError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+from helpers import one_line_error
+from mlpbp.run.config import (
+    Config,
+    config_from_dict,
+    config_to_dict,
+    json_schema,
+    load_config,
+)
 
 
 def _write(tmp_path, text, name="exp.yaml") -> Path:
@@ -58,7 +56,7 @@ def test_generator_noise_defaults():
 
 
 def test_unknown_key_did_you_mean():
-    message = _error(config_from_dict, {"data": {"dataset": "iris"}, "model": {"activaton": "relu"}})
+    message = one_line_error(config_from_dict, {"data": {"dataset": "iris"}, "model": {"activaton": "relu"}})
     assert message == (
         "config error at model.activaton: unknown key; did you mean 'activation'?"
         " (allowed: activation, hidden, init, loss)"
@@ -66,17 +64,17 @@ def test_unknown_key_did_you_mean():
 
 
 def test_wrong_type_names_key_path():
-    message = _error(config_from_dict, {"data": {"dataset": "iris"}, "train": {"epochs": "ten"}})
+    message = one_line_error(config_from_dict, {"data": {"dataset": "iris"}, "train": {"epochs": "ten"}})
     assert message.startswith("config error at train.epochs:") and "'ten'" in message
 
 
 def test_bad_value_message():
-    message = _error(config_from_dict, {"data": {"dataset": "iris"}, "train": {"learning_rate": -1}})
+    message = one_line_error(config_from_dict, {"data": {"dataset": "iris"}, "train": {"learning_rate": -1}})
     assert message == "config error at train.learning_rate: Input should be greater than 0 (got -1)"
 
 
 def test_unknown_activation_lists_allowed():
-    message = _error(config_from_dict, {"data": {"dataset": "iris"}, "model": {"activation": "relux"}})
+    message = one_line_error(config_from_dict, {"data": {"dataset": "iris"}, "model": {"activation": "relux"}})
     assert message.startswith("config error at model.activation:")
     for name in ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "sin"]:
         assert f"'{name}'" in message
@@ -96,20 +94,18 @@ def test_unknown_activation_lists_allowed():
 )
 def test_constraints(section, where):
     d = {"data": {"dataset": "iris"}, **section}
-    assert _error(config_from_dict, d).startswith(f"config error at {where}:")
+    assert one_line_error(config_from_dict, d).startswith(f"config error at {where}:")
 
 
 def test_many_errors_reports_first_and_count():
     d = {"data": {"dataset": "iris"}, "train": {"epochs": 0, "batch_size": 0, "learning_rate": 0}}
-    assert _error(config_from_dict, d).endswith("(and 2 more)")
+    assert one_line_error(config_from_dict, d).endswith("(and 2 more)")
 
 
 def test_dataset_and_path_exclusive():
-    expected = (
-        "config error at data: give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)"
-    )
-    assert _error(config_from_dict, {"data": {"dataset": "iris", "path": "x.csv"}}) == expected
-    assert _error(config_from_dict, {"data": {}}) == expected
+    expected = "config error at data: give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)"
+    assert one_line_error(config_from_dict, {"data": {"dataset": "iris", "path": "x.csv"}}) == expected
+    assert one_line_error(config_from_dict, {"data": {}}) == expected
 
 
 def test_set_overrides(tmp_path):
@@ -129,24 +125,24 @@ def test_set_overrides(tmp_path):
 @pytest.mark.parametrize("item", ["train.learning_rate", "=3", "train..epochs=3", "train.epochs=[1"])
 def test_set_bad_syntax(tmp_path, item):
     path = _write(tmp_path, "data:\n  dataset: digits\n")
-    assert item in _error(load_config, path, [item])
+    assert item in one_line_error(load_config, path, [item])
 
 
 def test_set_value_validated(tmp_path):
     path = _write(tmp_path, "data:\n  dataset: digits\n")
-    assert _error(load_config, path, ["train.epochs=-1"]).startswith("config error at train.epochs:")
-    assert "not a mapping" in _error(load_config, path, ["data.dataset.x=1"])
+    assert one_line_error(load_config, path, ["train.epochs=-1"]).startswith("config error at train.epochs:")
+    assert "not a mapping" in one_line_error(load_config, path, ["data.dataset.x=1"])
 
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
     path = _write(tmp_path, "data:\n  dataset: digits\ntrain: [1, 2\n")
-    message = _error(load_config, path)
+    message = one_line_error(load_config, path)
     assert "exp.yaml" in message and "line 4" in message and "column" in message
 
 
 def test_missing_and_non_mapping_files(tmp_path):
-    assert "missing.yaml" in _error(load_config, tmp_path / "missing.yaml")
-    assert "mapping" in _error(load_config, _write(tmp_path, "- a\n- b\n"))
+    assert "missing.yaml" in one_line_error(load_config, tmp_path / "missing.yaml")
+    assert "mapping" in one_line_error(load_config, _write(tmp_path, "- a\n- b\n"))
 
 
 def test_json_schema():

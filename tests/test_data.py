@@ -3,32 +3,24 @@
 import numpy as np
 import pytest
 
-from mlpbp.config import config_from_dict
+from helpers import one_line_error
 from mlpbp.data import (
     Dataset,
     Standardizer,
     bundled_path,
     generate,
-    load_data,
     read_csv,
     read_features_csv,
     read_npz,
     split,
 )
-from mlpbp.errors import MlpbpError
+from mlpbp.run.config import config_from_dict
+from mlpbp.run.prepare import load_data
 
 
 def _load(tmp_path, **data):
     cfg = config_from_dict({"data": data}, base_dir=tmp_path)
     return load_data(cfg.data, seed=cfg.seed, base_dir=cfg.base_dir)
-
-
-def _error(fn, *args, **kwargs) -> str:
-    with pytest.raises(MlpbpError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 # --- bundled datasets and generators ---------------------------------------------------------
@@ -93,7 +85,7 @@ def test_sine_regression():
 
 
 def test_generator_task_mismatch(tmp_path):
-    assert "regression" in _error(_load, tmp_path, dataset="sine", task="classification")
+    assert "regression" in one_line_error(_load, tmp_path, dataset="sine", task="classification")
 
 
 # --- splitting -------------------------------------------------------------------------------
@@ -134,7 +126,7 @@ def test_split_tiny_dataset_still_fills_requested_splits():
 
 def test_split_not_enough_rows():
     ds = Dataset(np.zeros((2, 1)), np.array([0, 1]), "classification", ["a", "b"], ["x"], "y")
-    assert "not enough rows" in _error(split, ds, 0.2, 0.1, 0)
+    assert "not enough rows" in one_line_error(split, ds, 0.2, 0.1, 0)
 
 
 def test_regression_split():
@@ -180,13 +172,13 @@ def test_csv_inference_and_target(tmp_path):
     ],
 )
 def test_csv_errors(tmp_path, text, target, task, expected):
-    message = _error(read_csv, _write(tmp_path, text), target, task)
+    message = one_line_error(read_csv, _write(tmp_path, text), target, task)
     for part in expected:
         assert part in message
 
 
 def test_csv_missing_file(tmp_path):
-    assert "nope.csv" in _error(read_csv, tmp_path / "nope.csv", None, None)
+    assert "nope.csv" in one_line_error(read_csv, tmp_path / "nope.csv", None, None)
 
 
 def test_data_path_relative_to_config_dir(tmp_path):
@@ -205,11 +197,11 @@ def test_read_features_csv_matches_by_name(tmp_path):
 
 def test_read_features_csv_errors(tmp_path):
     p = _write(tmp_path, "a,c\n1,2\n")
-    assert "missing feature columns" in _error(read_features_csv, p, ["a", "b"], "y", False)
+    assert "missing feature columns" in one_line_error(read_features_csv, p, ["a", "b"], "y", False)
     p = _write(tmp_path, "a,b,extra\n1,2,3\n")
-    assert "extra" in _error(read_features_csv, p, ["a", "b"], "y", False)
+    assert "extra" in one_line_error(read_features_csv, p, ["a", "b"], "y", False)
     p = _write(tmp_path, "a,b\n1,2\n")
-    assert "'y' not found" in _error(read_features_csv, p, ["a", "b"], "y", True)
+    assert "'y' not found" in one_line_error(read_features_csv, p, ["a", "b"], "y", True)
 
 
 # --- NPZ -------------------------------------------------------------------------------------
@@ -229,18 +221,18 @@ def test_npz_round_trip(tmp_path):
 
 def test_npz_rejects_pickled_objects(tmp_path):
     np.savez(tmp_path / "o.npz", X=np.zeros((2, 2)), y=np.array([{"a": 1}, None], dtype=object))
-    assert "pickle" in _error(read_npz, tmp_path / "o.npz")
+    assert "pickle" in one_line_error(read_npz, tmp_path / "o.npz")
 
 
 def test_npz_shape_errors(tmp_path):
     np.savez(tmp_path / "a.npz", X=np.zeros((3, 2)), y=np.zeros(4))
-    assert "shape" in _error(read_npz, tmp_path / "a.npz")
+    assert "shape" in one_line_error(read_npz, tmp_path / "a.npz")
     np.savez(tmp_path / "b.npz", X=np.zeros(3), y=np.zeros(3))
-    assert "2-D" in _error(read_npz, tmp_path / "b.npz")
+    assert "2-D" in one_line_error(read_npz, tmp_path / "b.npz")
     np.savez(tmp_path / "c.npz", features=np.zeros((3, 2)))
-    assert "X, y" in _error(read_npz, tmp_path / "c.npz")
+    assert "X, y" in one_line_error(read_npz, tmp_path / "c.npz")
     np.savez(tmp_path / "d.npz", X=np.array([[1.0, np.nan]]), y=np.zeros(1))
-    assert "X[0, 1]" in _error(read_npz, tmp_path / "d.npz")
+    assert "X[0, 1]" in one_line_error(read_npz, tmp_path / "d.npz")
 
 
 # --- standardization -------------------------------------------------------------------------

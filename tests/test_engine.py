@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlpbp.activations import ACTIVATIONS, LEAKY_SLOPE
-from mlpbp.layers import Activation, Linear
-from mlpbp.losses import LOSSES, CrossEntropyLoss, SquareLoss, get_loss
-from mlpbp.network import MLP
-from mlpbp.optim import SGD
+from mlpbp.engine.activations import ACTIVATIONS, LEAKY_SLOPE
+from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss, get_loss
+from mlpbp.engine.network import MLP
+from mlpbp.engine.optim import SGD
 
 EPS = 1e-6
 RNG_SEED = 1234
@@ -159,7 +159,7 @@ def test_per_example_weight_gradient_is_rank_one(activation):
     _, batch_grads = net.loss_and_grad(X, y)
     per_example = []
     for j in range(6):
-        _, g = net.loss_and_grad(X[j:j + 1], y[j:j + 1])
+        _, g = net.loss_and_grad(X[j : j + 1], y[j : j + 1])
         per_example.append(g)
         for r, lin in enumerate(net.linears, start=1):
             gW = g[f"W{r}"]
@@ -172,8 +172,7 @@ def test_per_example_weight_gradient_is_rank_one(activation):
             np.testing.assert_allclose(g[f"b{r}"], lin.grad_z[0], rtol=1e-12, atol=1e-15)
     # The mini-batch gradient is the mean of the per-example ones (J is a mean), of rank > 1.
     for name, g in batch_grads.items():
-        np.testing.assert_allclose(g, np.mean([pe[name] for pe in per_example], axis=0),
-                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(g, np.mean([pe[name] for pe in per_example], axis=0), rtol=1e-10, atol=1e-14)
     assert np.linalg.matrix_rank(batch_grads["W1"]) > 1
 
 
@@ -222,13 +221,12 @@ def test_hand_worked_sgd_steps_with_momentum_and_weight_decay():
     # Step 2: z1 = [0.195 − 0.705 − 0.3, −0.495 + 0.198 + 0.099] = [−0.81, −0.198]: both units
     # off, so o = b2 = 0.345, ∂J/∂o = −0.655, and every gradient is 0 except ∂J/∂b2 = −0.655.
     J = net.step_loss_and_grad(X, y)
-    assert J == pytest.approx(0.5 * 0.655 ** 2, rel=1e-14)
+    assert J == pytest.approx(0.5 * 0.655**2, rel=1e-14)
     np.testing.assert_allclose(net.grads["W1"], 0.0, atol=1e-15)
     opt.step(net.grads)
     # v_W1 = 0.9·[[3.05, 6.025], [−0.05, 0.01]] + 0.1·W1 = [[2.7645, 5.38725], [−0.0945, 0.0189]]
     np.testing.assert_allclose(opt.velocity["W1"], [[2.7645, 5.38725], [-0.0945, 0.0189]], rtol=1e-13)
-    np.testing.assert_allclose(net.params["W1"], [[-0.08145, -0.891225], [-0.48555, 0.09711]],
-                               rtol=1e-13)
+    np.testing.assert_allclose(net.params["W1"], [[-0.08145, -0.891225], [-0.48555, 0.09711]], rtol=1e-13)
     # b1: v = 0.9·[3, 0.01] + 0.1·[−0.3, 0.099] = [2.67, 0.0189];  b1 = [−0.3 − 0.267, 0.099 − 0.00189]
     np.testing.assert_allclose(net.params["b1"], [-0.567, 0.09711], rtol=1e-13)
     # b2: v = 0.9·1.55 − 0.655 + 0.1·0.345 = 0.7745;  b2 = 0.345 − 0.07745 = 0.26755
@@ -339,8 +337,7 @@ def test_full_hessian_from_hvp_is_symmetric_and_matches_differences():
         net.set_flat(t)
         return net.flat_grad(X, y)[1]
 
-    H_num = np.column_stack([(grad_at(theta + EPS * e) - grad_at(theta - EPS * e)) / (2 * EPS)
-                             for e in np.eye(n)])
+    H_num = np.column_stack([(grad_at(theta + EPS * e) - grad_at(theta - EPS * e)) / (2 * EPS) for e in np.eye(n)])
     net.set_flat(theta)
     assert rel_err(H, H_num) < 1e-7
 

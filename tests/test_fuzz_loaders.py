@@ -13,15 +13,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpbp.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from mlpbp.config import Config, load_config
 from mlpbp.data import Standardizer, read_csv, read_features_csv, read_npz
+from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
-from mlpbp.model import TrainedModel, load_model
-from mlpbp.network import MLP
+from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from mlpbp.run.config import Config, load_config
+from mlpbp.run.model_file import TrainedModel, load_model
 
-SETTINGS = settings(max_examples=250, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +44,78 @@ def _only_our_error(fn, *args, **kwargs):
 
 # ---- YAML configs ---------------------------------------------------------------------------
 
-KEYS = ["seed", "data", "model", "train", "output", "dataset", "path", "target", "task", "test_fraction",
-        "validation_fraction", "standardize", "n_samples", "noise", "hidden", "activation", "loss", "init",
-        "epochs", "batch_size", "learning_rate", "momentum", "nesterov", "weight_decay", "schedule",
-        "step_size", "gamma", "decay", "patience", "dtype", "dir"]
-WORDS = ["moons", "xor", "sine", "digits", "relu", "tanh", "float32", "cosine", "classification",
-         "regression", "cross_entropy", "he", "x.csv", "data.npz"]
-scalars = (st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=True)
-           | st.sampled_from(WORDS) | st.text(max_size=12))
+KEYS = [
+    "seed",
+    "data",
+    "model",
+    "train",
+    "output",
+    "dataset",
+    "path",
+    "target",
+    "task",
+    "test_fraction",
+    "validation_fraction",
+    "standardize",
+    "n_samples",
+    "noise",
+    "hidden",
+    "activation",
+    "loss",
+    "init",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "step_size",
+    "gamma",
+    "decay",
+    "patience",
+    "dtype",
+    "dir",
+]
+WORDS = [
+    "moons",
+    "xor",
+    "sine",
+    "digits",
+    "relu",
+    "tanh",
+    "float32",
+    "cosine",
+    "classification",
+    "regression",
+    "cross_entropy",
+    "he",
+    "x.csv",
+    "data.npz",
+]
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True)
+    | st.sampled_from(WORDS)
+    | st.text(max_size=12)
+)
 documents = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6) | st.integers(), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6) | st.integers(), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 overrides = st.lists(
-    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["train.epochs", "model.hidden", "seed", "data",
-                                                       "data.dataset", "x.y.z", "", "train..lr"]),
-              st.text(max_size=10)) | st.text(max_size=15),
+    st.builds(
+        lambda k, v: f"{k}={v}",
+        st.sampled_from(["train.epochs", "model.hidden", "seed", "data", "data.dataset", "x.y.z", "", "train..lr"]),
+        st.text(max_size=10),
+    )
+    | st.text(max_size=15),
     max_size=3,
 )
 
@@ -76,17 +134,28 @@ def test_random_yaml_documents(work, doc, sets):
 
 
 @SETTINGS
-@given(doc=st.fixed_dictionaries({}, optional={
-    "seed": scalars, "data": st.dictionaries(st.sampled_from(KEYS), scalars, max_size=5)
-    | st.just({"dataset": "moons"}), "model": documents, "train": st.dictionaries(st.sampled_from(KEYS), scalars),
-}), sets=overrides)
+@given(
+    doc=st.fixed_dictionaries(
+        {},
+        optional={
+            "seed": scalars,
+            "data": st.dictionaries(st.sampled_from(KEYS), scalars, max_size=5) | st.just({"dataset": "moons"}),
+            "model": documents,
+            "train": st.dictionaries(st.sampled_from(KEYS), scalars),
+        },
+    ),
+    sets=overrides,
+)
 def test_config_shaped_documents(work, doc, sets):
     _load(work, yaml.safe_dump(doc, allow_unicode=True), sets)
 
 
 @SETTINGS
-@given(text=st.text(alphabet=st.sampled_from(list("abdseta:{}[]-,'\"\n\t &*!|>%@`#?.0123456789"))
-                    | st.characters(), max_size=80))
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("abdseta:{}[]-,'\"\n\t &*!|>%@`#?.0123456789")) | st.characters(), max_size=80
+    )
+)
 def test_random_yaml_text(work, text):
     _load(work, text)
 
@@ -101,13 +170,36 @@ def test_random_config_bytes(work, data):
 
 # ---- CSV ------------------------------------------------------------------------------------
 
-CELLS = ["1", "0", "-2.5", "1e3", "nan", "inf", "-inf", "1e999", "", " ", "a", "b", "x0", "y", '"1,2"',
-         '"', "\x00", "0x10", "1_000", "٣", "３"]
+CELLS = [
+    "1",
+    "0",
+    "-2.5",
+    "1e3",
+    "nan",
+    "inf",
+    "-inf",
+    "1e999",
+    "",
+    " ",
+    "a",
+    "b",
+    "x0",
+    "y",
+    '"1,2"',
+    '"',
+    "\x00",
+    "0x10",
+    "1_000",
+    "٣",
+    "３",
+]
 csv_text = st.one_of(
-    st.lists(st.lists(st.sampled_from(CELLS), min_size=0, max_size=4).map(",".join), max_size=8)
-    .map(lambda rows: "\n".join(rows)),
-    st.lists(st.lists(st.sampled_from(CELLS), min_size=0, max_size=4).map(",".join), max_size=8)
-    .map(lambda rows: "x0,x1,y\n" + "\r\n".join(rows)),
+    st.lists(st.lists(st.sampled_from(CELLS), min_size=0, max_size=4).map(",".join), max_size=8).map(
+        lambda rows: "\n".join(rows)
+    ),
+    st.lists(st.lists(st.sampled_from(CELLS), min_size=0, max_size=4).map(",".join), max_size=8).map(
+        lambda rows: "x0,x1,y\n" + "\r\n".join(rows)
+    ),
     st.text(alphabet=st.sampled_from(list('xy01,.\n\r"e-nai ')), max_size=60),
     st.text(max_size=40),
 )
@@ -120,8 +212,11 @@ def _csv(work: Path, text: str) -> Path:
 
 
 @SETTINGS
-@given(text=csv_text, target=st.sampled_from([None, "y", "x0", "missing"]),
-       task=st.sampled_from([None, "classification", "regression"]))
+@given(
+    text=csv_text,
+    target=st.sampled_from([None, "y", "x0", "missing"]),
+    task=st.sampled_from([None, "classification", "regression"]),
+)
 def test_read_csv_random_text(work, text, target, task):
     ds = _only_our_error(read_csv, _csv(work, text), target, task)
     if ds is not None:  # what it accepts is well formed
@@ -131,8 +226,12 @@ def test_read_csv_random_text(work, text, target, task):
 
 
 @SETTINGS
-@given(text=csv_text, features=st.sampled_from([["x0", "x1"], ["x0"], ["a", "b"]]),
-       target=st.sampled_from([None, "y"]), require=st.booleans())
+@given(
+    text=csv_text,
+    features=st.sampled_from([["x0", "x1"], ["x0"], ["a", "b"]]),
+    target=st.sampled_from([None, "y"]),
+    require=st.booleans(),
+)
 def test_read_features_csv_random_text(work, text, features, target, require):
     got = _only_our_error(read_features_csv, _csv(work, text), features, target, require)
     if got is not None:
@@ -177,9 +276,18 @@ def _model_bytes() -> bytes:
 
 def _arrays_of(model: TrainedModel) -> dict:
     # what TrainedModel.save writes, without touching the disk
-    meta = {"format_version": 1, "widths": model.net.widths, "activation": model.net.activation,
-            "loss": model.net.loss_name, "task": model.task, "dtype": str(model.net.dtype),
-            "classes": model.classes, "feature_names": model.feature_names, "target_name": "y", "config": {}}
+    meta = {
+        "format_version": 1,
+        "widths": model.net.widths,
+        "activation": model.net.activation,
+        "loss": model.net.loss_name,
+        "task": model.task,
+        "dtype": str(model.net.dtype),
+        "classes": model.classes,
+        "feature_names": model.feature_names,
+        "target_name": "y",
+        "config": {},
+    }
     arrays = {f"param.{k}": v for k, v in model.net.params.items()}
     arrays.update(meta=np.array(json.dumps(meta)), x_mean=model.x_scaler.mean, x_scale=model.x_scaler.scale)
     return arrays
@@ -195,8 +303,13 @@ def _net():
 def _checkpoint_bytes(work: Path) -> bytes:
     net = _net()
     path = work / "ck_good.npz"
-    save_checkpoint(path, TrainState(rng_state=np.random.PCG64(0).state, history=[]),
-                    net.params, {k: np.zeros_like(p) for k, p in net.params.items()}, None)
+    save_checkpoint(
+        path,
+        TrainState(rng_state=np.random.PCG64(0).state, history=[]),
+        net.params,
+        {k: np.zeros_like(p) for k, p in net.params.items()},
+        None,
+    )
     return path.read_bytes()
 
 
@@ -206,8 +319,9 @@ def mutated(good: bytes):
     return st.one_of(
         st.integers(0, n - 1).map(lambda k: good[:k]),
         st.tuples(st.integers(0, n - 1), st.binary(min_size=1, max_size=8)).map(
-            lambda t: good[:t[0]] + t[1] + good[t[0] + len(t[1]):]),
-        st.tuples(st.integers(0, n - 1), st.integers(1, 64)).map(lambda t: good[:t[0]] + good[t[0] + t[1]:]),
+            lambda t: good[: t[0]] + t[1] + good[t[0] + len(t[1]) :]
+        ),
+        st.tuples(st.integers(0, n - 1), st.integers(1, 64)).map(lambda t: good[: t[0]] + good[t[0] + t[1] :]),
     )
 
 
@@ -218,8 +332,11 @@ def _write(work: Path, name: str, data: bytes) -> Path:
 
 
 @SETTINGS
-@given(data=st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: b"PK\x03\x04" + b)
-       | st.binary(max_size=200).map(lambda b: b"\x93NUMPY" + b))
+@given(
+    data=st.binary(max_size=300)
+    | st.binary(max_size=300).map(lambda b: b"PK\x03\x04" + b)
+    | st.binary(max_size=200).map(lambda b: b"\x93NUMPY" + b)
+)
 def test_read_npz_random_bytes(work, data):
     _only_our_error(read_npz, _write(work, "fuzz.npz", data))
 
@@ -251,6 +368,9 @@ def test_undamaged_archives_load(work):
     assert read_npz(_write(work, "ok.npz", GOOD_DATA)).X.shape == (6, 2)
     assert load_model(_write(work, "ok_model.npz", GOOD_MODEL)).classes == ["a", "b"]
     net = _net()
-    state, _ = load_checkpoint(_write(work, "ok_ck.npz", _checkpoint_bytes(work)), net.params, {
-        k: np.zeros_like(p) for k, p in net.params.items()})
+    state, _ = load_checkpoint(
+        _write(work, "ok_ck.npz", _checkpoint_bytes(work)),
+        net.params,
+        {k: np.zeros_like(p) for k, p in net.params.items()},
+    )
     assert state.epoch == 0

@@ -11,20 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
+from helpers import PYTHON, ROOT, TINY_CONFIG, subprocess_env
 from mlpbp.cli import app
 
-from conftest import PYTHON, ROOT, TINY_CONFIG, subprocess_env
-
 GOOD_CSV = "x0,x1,y\n" + "".join(
-    f"{np.cos(t):.4f},{np.sin(t) * (1 if k else -1):.4f},{k}\n"
-    for k in (0, 1) for t in np.linspace(0.1, 3.0, 15)
+    f"{np.cos(t):.4f},{np.sin(t) * (1 if k else -1):.4f},{k}\n" for k in (0, 1) for t in np.linspace(0.1, 3.0, 15)
 )
 
 
@@ -54,8 +52,7 @@ class Ctx:
 
     def train_csv(self, csv_text: str | bytes, data_extra: str = "") -> list[str]:
         self.write("bad.csv", csv_text)
-        return self.train_text(f"data: {{path: bad.csv{data_extra}}}\nmodel: {{hidden: [3]}}\n"
-                               "train: {epochs: 1}\n")
+        return self.train_text(f"data: {{path: bad.csv{data_extra}}}\nmodel: {{hidden: [3]}}\ntrain: {{epochs: 1}}\n")
 
     def predict(self, csv_text: str | bytes, model: Path | None = None) -> list[str]:
         data = self.write("in.csv", csv_text)
@@ -78,6 +75,7 @@ class Ctx:
             meta = json.loads(str(arrays["meta"]))
             meta.update(changes)
             arrays["meta"] = np.array(json.dumps(meta))
+
         return self.with_model(mutate)
 
     def with_checkpoint(self, data: bytes | Callable[[dict], None], *extra: str) -> list[str]:
@@ -99,11 +97,13 @@ def _state(**changes):
         st = json.loads(str(arrays["state"]))
         st.update(changes)
         arrays["state"] = np.array(json.dumps(st))
+
     return mutate
 
 
 def _npy_bytes() -> bytes:
     import io
+
     buf = io.BytesIO()
     np.save(buf, np.zeros(3))
     return buf.getvalue()
@@ -129,160 +129,402 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, tuple[str, ...]]] = [
     ("cfg-is-directory", lambda c: c.train(cfg=c.tmp), 2, ("cannot read config file",)),
     ("cfg-not-utf8", lambda c: c.train(cfg=c.write("c.yaml", b"seed: \xff\xfe\n")), 2, ("cannot read config file",)),
     ("cfg-empty-file", lambda c: c.train_text(""), 2, ("data", "Field required")),
-    ("cfg-yaml-syntax", lambda c: c.train_text(M + "model:\n  hidden: [4\ntrain: {}\n"), 2,
-     ("YAML syntax error", "line", "column")),
+    (
+        "cfg-yaml-syntax",
+        lambda c: c.train_text(M + "model:\n  hidden: [4\ntrain: {}\n"),
+        2,
+        ("YAML syntax error", "line", "column"),
+    ),
     ("cfg-yaml-tab-indent", lambda c: c.train_text(M + "model:\n\thidden: [4]\n"), 2, ("YAML syntax error", "line 3")),
     ("cfg-top-level-list", lambda c: c.train_text("- seed\n- data\n"), 2, ("top level must be a mapping", "list")),
     ("cfg-top-level-scalar", lambda c: c.train_text("42\n"), 2, ("top level must be a mapping", "int")),
     ("cfg-python-tag", lambda c: c.train_text("seed: !!python/object:os.system ls\n"), 2, ("YAML syntax error",)),
     # ---- config: keys ----------------------------------------------------------------------------
     ("cfg-unknown-top-key", lambda c: c.train_text(M + "sede: 1\n"), 2, ("sede", "did you mean 'seed'")),
-    ("cfg-unknown-nested-key", lambda c: c.train_text(M + "train: {learning_rat: 0.1}\n"), 2,
-     ("train.learning_rat", "did you mean 'learning_rate'")),
-    ("cfg-unknown-data-key", lambda c: c.train_text("data: {dataset: moons, n_sample: 60}\n"), 2,
-     ("data.n_sample", "did you mean 'n_samples'")),
+    (
+        "cfg-unknown-nested-key",
+        lambda c: c.train_text(M + "train: {learning_rat: 0.1}\n"),
+        2,
+        ("train.learning_rat", "did you mean 'learning_rate'"),
+    ),
+    (
+        "cfg-unknown-data-key",
+        lambda c: c.train_text("data: {dataset: moons, n_sample: 60}\n"),
+        2,
+        ("data.n_sample", "did you mean 'n_samples'"),
+    ),
     ("cfg-missing-data", lambda c: c.train_text("seed: 1\n"), 2, ("data", "Field required")),
     ("cfg-section-not-mapping", lambda c: c.train_text(M + "train: 5\n"), 2, ("train", "(got 5)")),
     # ---- config: types and values ------------------------------------------------------------------
     ("cfg-epochs-string", lambda c: c.train_text(M + "train: {epochs: ten}\n"), 2, ("train.epochs", "'ten'")),
     ("cfg-epochs-float", lambda c: c.train_text(M + "train: {epochs: 2.5}\n"), 2, ("train.epochs", "2.5")),
-    ("cfg-epochs-zero", lambda c: c.train_text(M + "train: {epochs: 0}\n"), 2, ("train.epochs", "greater than or equal to 1", "0")),
-    ("cfg-lr-bool", lambda c: c.train_text(M + "train: {learning_rate: true}\n"), 2, ("train.learning_rate", "boolean")),
-    ("cfg-lr-negative", lambda c: c.train_text(M + "train: {learning_rate: -0.1}\n"), 2, ("train.learning_rate", "-0.1")),
+    (
+        "cfg-epochs-zero",
+        lambda c: c.train_text(M + "train: {epochs: 0}\n"),
+        2,
+        ("train.epochs", "greater than or equal to 1", "0"),
+    ),
+    (
+        "cfg-lr-bool",
+        lambda c: c.train_text(M + "train: {learning_rate: true}\n"),
+        2,
+        ("train.learning_rate", "boolean"),
+    ),
+    (
+        "cfg-lr-negative",
+        lambda c: c.train_text(M + "train: {learning_rate: -0.1}\n"),
+        2,
+        ("train.learning_rate", "-0.1"),
+    ),
     ("cfg-lr-nan", lambda c: c.train_text(M + "train: {learning_rate: .nan}\n"), 2, ("train.learning_rate", "finite")),
     ("cfg-momentum-one", lambda c: c.train_text(M + "train: {momentum: 1.0}\n"), 2, ("train.momentum", "1.0")),
-    ("cfg-bad-activation", lambda c: c.train_text(M + "model: {activation: relux}\n"), 2,
-     ("model.activation", "'relux'", "'relu'")),
-    ("cfg-markup-looking-value", lambda c: c.train_text(M + "model: {activation: '[red]x'}\n"), 2,
-     ("model.activation", "'[red]x'")),
+    (
+        "cfg-bad-activation",
+        lambda c: c.train_text(M + "model: {activation: relux}\n"),
+        2,
+        ("model.activation", "'relux'", "'relu'"),
+    ),
+    (
+        "cfg-markup-looking-value",
+        lambda c: c.train_text(M + "model: {activation: '[red]x'}\n"),
+        2,
+        ("model.activation", "'[red]x'"),
+    ),
     ("cfg-hidden-zero", lambda c: c.train_text(M + "model: {hidden: [4, 0]}\n"), 2, ("model.hidden.1", "0")),
     ("cfg-hidden-not-list", lambda c: c.train_text(M + "model: {hidden: four}\n"), 2, ("model.hidden", "'four'")),
     ("cfg-unknown-dataset", lambda c: c.train_text("data: {dataset: mnist}\n"), 2, ("data.dataset", "'mnist'")),
-    ("cfg-dataset-and-path", lambda c: c.train_text("data: {dataset: moons, path: x.csv}\n"), 2,
-     ("data", "exactly one of 'dataset'", "'path'")),
-    ("cfg-test-fraction", lambda c: c.train_text("data: {dataset: moons, test_fraction: 1.5}\n"), 2,
-     ("data.test_fraction", "1.5")),
-    ("cfg-fractions-sum", lambda c: c.train_text("data: {dataset: moons, test_fraction: 0.6, validation_fraction: 0.5}\n"),
-     2, ("data", "test_fraction + validation_fraction")),
-    ("cfg-nesterov-no-momentum", lambda c: c.train_text(M + "train: {nesterov: true}\n"), 2, ("train", "nesterov", "momentum")),
+    (
+        "cfg-dataset-and-path",
+        lambda c: c.train_text("data: {dataset: moons, path: x.csv}\n"),
+        2,
+        ("data", "exactly one of 'dataset'", "'path'"),
+    ),
+    (
+        "cfg-test-fraction",
+        lambda c: c.train_text("data: {dataset: moons, test_fraction: 1.5}\n"),
+        2,
+        ("data.test_fraction", "1.5"),
+    ),
+    (
+        "cfg-fractions-sum",
+        lambda c: c.train_text("data: {dataset: moons, test_fraction: 0.6, validation_fraction: 0.5}\n"),
+        2,
+        ("data", "test_fraction + validation_fraction"),
+    ),
+    (
+        "cfg-nesterov-no-momentum",
+        lambda c: c.train_text(M + "train: {nesterov: true}\n"),
+        2,
+        ("train", "nesterov", "momentum"),
+    ),
     ("cfg-seed-string", lambda c: c.train_text(M + "seed: abc\n"), 2, ("seed", "'abc'")),
-    ("cfg-bad-dtype", lambda c: c.train_text(M + "train: {dtype: float16}\n"), 2, ("train.dtype", "'float16'", "float32")),
-    ("cfg-patience-no-validation", lambda c: c.train_text(
-        "data: {dataset: moons, n_samples: 60, validation_fraction: 0}\ntrain: {patience: 3}\n"), 2,
-     ("train.patience", "validation_fraction")),
-    ("cfg-cross-entropy-regression", lambda c: c.train_text(
-        "data: {dataset: sine, n_samples: 40}\nmodel: {loss: cross_entropy}\n"), 2, ("model.loss", "cross_entropy")),
-    ("cfg-task-mismatch", lambda c: c.train_text("data: {dataset: moons, task: regression}\n"), 2,
-     ("data.task", "moons", "classification")),
+    (
+        "cfg-bad-dtype",
+        lambda c: c.train_text(M + "train: {dtype: float16}\n"),
+        2,
+        ("train.dtype", "'float16'", "float32"),
+    ),
+    (
+        "cfg-patience-no-validation",
+        lambda c: c.train_text("data: {dataset: moons, n_samples: 60, validation_fraction: 0}\ntrain: {patience: 3}\n"),
+        2,
+        ("train.patience", "validation_fraction"),
+    ),
+    (
+        "cfg-cross-entropy-regression",
+        lambda c: c.train_text("data: {dataset: sine, n_samples: 40}\nmodel: {loss: cross_entropy}\n"),
+        2,
+        ("model.loss", "cross_entropy"),
+    ),
+    (
+        "cfg-task-mismatch",
+        lambda c: c.train_text("data: {dataset: moons, task: regression}\n"),
+        2,
+        ("data.task", "moons", "classification"),
+    ),
     # ---- config: --set overrides --------------------------------------------------------------------
-    ("set-unknown-key", lambda c: c.train("--set", "train.learning_rat=0.1"), 2,
-     ("train.learning_rat", "did you mean 'learning_rate'")),
+    (
+        "set-unknown-key",
+        lambda c: c.train("--set", "train.learning_rat=0.1"),
+        2,
+        ("train.learning_rat", "did you mean 'learning_rate'"),
+    ),
     ("set-bad-value", lambda c: c.train("--set", "train.epochs=abc"), 2, ("train.epochs", "'abc'")),
     ("set-bad-enum", lambda c: c.train("--set", "train.schedule=linear"), 2, ("train.schedule", "'linear'", "cosine")),
     ("set-no-equals", lambda c: c.train("--set", "train.epochs"), 2, ("bad --set", "train.epochs", "KEY=VALUE")),
     ("set-empty-key-part", lambda c: c.train("--set", "train..epochs=3"), 2, ("bad --set", "train..epochs")),
     ("set-into-scalar", lambda c: c.train("--set", "seed.x=1"), 2, ("bad --set", "seed is a value")),
-    ("set-invalid-yaml", lambda c: c.train("--set", "model.hidden=[4"), 2, ("bad --set", "model.hidden", "not valid YAML")),
+    (
+        "set-invalid-yaml",
+        lambda c: c.train("--set", "model.hidden=[4"),
+        2,
+        ("bad --set", "model.hidden", "not valid YAML"),
+    ),
     # ---- CSV data for training -----------------------------------------------------------------------
     ("csv-missing", lambda c: c.train_text("data: {path: nope.csv}\n"), 2, ("data file not found", "nope.csv")),
     ("csv-is-directory", lambda c: c.train_text("data: {path: .}\n"), 2, ("cannot read as CSV",)),
     ("csv-empty", lambda c: c.train_csv(""), 2, ("bad.csv", "file is empty")),
     ("csv-header-only", lambda c: c.train_csv("x0,x1,y\n"), 2, ("bad.csv", "no data rows")),
-    ("csv-ragged", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,4\n5,6,1\n"), 2, ("bad.csv", "row 3", "2 fields", "header has 3")),
-    ("csv-non-numeric", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,abc,1\n"), 2, ("bad.csv", "row 3", "column 'x1'", "'abc'")),
+    (
+        "csv-ragged",
+        lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,4\n5,6,1\n"),
+        2,
+        ("bad.csv", "row 3", "2 fields", "header has 3"),
+    ),
+    (
+        "csv-non-numeric",
+        lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,abc,1\n"),
+        2,
+        ("bad.csv", "row 3", "column 'x1'", "'abc'"),
+    ),
     ("csv-markup-column", lambda c: c.train_csv("x0,[b],y\n1,2,0\n3,abc,1\n"), 2, ("row 3", "column '[b]'", "'abc'")),
-    ("csv-nan", lambda c: c.train_csv("x0,x1,y\n1,2,0\nnan,4,1\n"), 2, ("bad.csv", "row 3", "column 'x0'", "'nan'", "finite")),
+    (
+        "csv-nan",
+        lambda c: c.train_csv("x0,x1,y\n1,2,0\nnan,4,1\n"),
+        2,
+        ("bad.csv", "row 3", "column 'x0'", "'nan'", "finite"),
+    ),
     ("csv-inf", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,-inf,1\n"), 2, ("row 3", "column 'x1'", "'-inf'", "finite")),
     ("csv-overflow", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,1e999,1\n"), 2, ("row 3", "column 'x1'", "'1e999'")),
     ("csv-duplicate-column", lambda c: c.train_csv("x0,x0,y\n1,2,0\n3,4,1\n"), 2, ("bad.csv", "'x0' appears twice")),
-    ("csv-unnamed-column", lambda c: c.train_csv("x0,,y\n1,2,0\n3,4,1\n"), 2, ("bad.csv", "header column 2 has no name")),
-    ("csv-missing-target", lambda c: c.train_csv(GOOD_CSV, ", target: label"), 2,
-     ("bad.csv", "target column 'label' not found", "x0, x1, y")),
+    (
+        "csv-unnamed-column",
+        lambda c: c.train_csv("x0,,y\n1,2,0\n3,4,1\n"),
+        2,
+        ("bad.csv", "header column 2 has no name"),
+    ),
+    (
+        "csv-missing-target",
+        lambda c: c.train_csv(GOOD_CSV, ", target: label"),
+        2,
+        ("bad.csv", "target column 'label' not found", "x0, x1, y"),
+    ),
     ("csv-only-target", lambda c: c.train_csv("y\n0\n1\n"), 2, ("bad.csv", "no feature columns")),
-    ("csv-empty-target", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,4,\n"), 2, ("bad.csv", "row 3", "column 'y'", "empty target")),
+    (
+        "csv-empty-target",
+        lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,4,\n"),
+        2,
+        ("bad.csv", "row 3", "column 'y'", "empty target"),
+    ),
     ("csv-one-class", lambda c: c.train_csv("x0,x1,y\n1,2,a\n3,4,a\n5,6,a\n"), 2, ("bad.csv", "only one class", "'a'")),
-    ("csv-regression-text-target", lambda c: c.train_csv("x0,x1,y\n1,2,0.5\n3,4,big\n", ", task: regression"), 2,
-     ("bad.csv", "row 3", "column 'y'", "'big'")),
+    (
+        "csv-regression-text-target",
+        lambda c: c.train_csv("x0,x1,y\n1,2,0.5\n3,4,big\n", ", task: regression"),
+        2,
+        ("bad.csv", "row 3", "column 'y'", "'big'"),
+    ),
     ("csv-too-few-rows", lambda c: c.train_csv("x0,x1,y\n1,2,0\n3,4,1\n"), 2, ("not enough rows", "test_fraction")),
-    ("csv-too-few-rows-regression", lambda c: c.train_csv("x0,y\n1,0.5\n2,1.5\n", ", task: regression"), 2,
-     ("not enough rows", "2 rows")),
+    (
+        "csv-too-few-rows-regression",
+        lambda c: c.train_csv("x0,y\n1,0.5\n2,1.5\n", ", task: regression"),
+        2,
+        ("not enough rows", "2 rows"),
+    ),
     ("csv-not-utf8", lambda c: c.train_csv(b"x0,x1,y\n1,\xff\xfe,0\n"), 2, ("bad.csv", "cannot read as CSV")),
     # ---- NPZ data for training --------------------------------------------------------------------------
-    ("npz-data-pickled", lambda c: c.train_text(f"data: {{path: {_pickled_xy(c.tmp / 'p.npz')}}}\n"), 2,
-     ("p.npz", "pickled")),
-    ("npz-data-random-bytes", lambda c: c.train_text(
-        f"data: {{path: {c.write('r.npz', bytes(range(256)) * 4)}}}\n"), 2, ("r.npz", "cannot read as an .npz")),
+    (
+        "npz-data-pickled",
+        lambda c: c.train_text(f"data: {{path: {_pickled_xy(c.tmp / 'p.npz')}}}\n"),
+        2,
+        ("p.npz", "pickled"),
+    ),
+    (
+        "npz-data-random-bytes",
+        lambda c: c.train_text(f"data: {{path: {c.write('r.npz', bytes(range(256)) * 4)}}}\n"),
+        2,
+        ("r.npz", "cannot read as an .npz"),
+    ),
     # ---- predict / evaluate data -----------------------------------------------------------------------
-    ("predict-data-missing", lambda c: ["predict", str(c.model), str(c.tmp / "none.csv")], 2,
-     ("data file not found", "none.csv")),
+    (
+        "predict-data-missing",
+        lambda c: ["predict", str(c.model), str(c.tmp / "none.csv")],
+        2,
+        ("data file not found", "none.csv"),
+    ),
     ("predict-data-empty", lambda c: c.predict(""), 2, ("in.csv", "file is empty")),
     ("predict-wrong-columns", lambda c: c.predict("a,b\n1,2\n"), 2, ("in.csv", "missing feature columns", "x0, x1")),
     ("predict-too-few-columns", lambda c: c.predict("x0\n1\n"), 2, ("in.csv", "missing feature columns", "x1")),
     ("predict-extra-column", lambda c: c.predict("x0,x1,x2\n1,2,3\n"), 2, ("in.csv", "unexpected columns x2")),
-    ("predict-non-numeric", lambda c: c.predict("x0,x1\n1,2\n3,four\n"), 2, ("in.csv", "row 3", "column 'x1'", "'four'")),
+    (
+        "predict-non-numeric",
+        lambda c: c.predict("x0,x1\n1,2\n3,four\n"),
+        2,
+        ("in.csv", "row 3", "column 'x1'", "'four'"),
+    ),
     ("predict-nan", lambda c: c.predict("x0,x1\nNaN,2\n"), 2, ("in.csv", "row 2", "column 'x0'", "finite")),
     ("predict-ragged", lambda c: c.predict("x0,x1\n1,2\n3,4,5\n"), 2, ("in.csv", "row 3", "3 fields")),
     ("evaluate-no-target", lambda c: c.evaluate("x0,x1\n1,2\n3,4\n"), 2, ("in.csv", "target column 'y' not found")),
-    ("evaluate-unknown-class", lambda c: c.evaluate("x0,x1,y\n1,2,0\n3,4,7\n"), 2,
-     ("in.csv", "row 3", "class '7'", "not seen in training")),
-    ("evaluate-regression-text-target", lambda c: c.evaluate("x,y\n1,0.5\n2,high\n", model=c.reg_model), 2,
-     ("in.csv", "row 3", "column 'y'", "'high'")),
-    ("evaluate-regression-nan-target", lambda c: c.evaluate("x,y\n1,nan\n", model=c.reg_model), 2,
-     ("in.csv", "row 2", "column 'y'", "'nan'")),
-    ("predict-regression-wrong-columns", lambda c: c.predict("x0,x1\n1,2\n", model=c.reg_model), 2,
-     ("in.csv", "missing feature columns", "x")),
+    (
+        "evaluate-unknown-class",
+        lambda c: c.evaluate("x0,x1,y\n1,2,0\n3,4,7\n"),
+        2,
+        ("in.csv", "row 3", "class '7'", "not seen in training"),
+    ),
+    (
+        "evaluate-regression-text-target",
+        lambda c: c.evaluate("x,y\n1,0.5\n2,high\n", model=c.reg_model),
+        2,
+        ("in.csv", "row 3", "column 'y'", "'high'"),
+    ),
+    (
+        "evaluate-regression-nan-target",
+        lambda c: c.evaluate("x,y\n1,nan\n", model=c.reg_model),
+        2,
+        ("in.csv", "row 2", "column 'y'", "'nan'"),
+    ),
+    (
+        "predict-regression-wrong-columns",
+        lambda c: c.predict("x0,x1\n1,2\n", model=c.reg_model),
+        2,
+        ("in.csv", "missing feature columns", "x"),
+    ),
     ("evaluate-empty-target", lambda c: c.evaluate("x0,x1,y\n1,2,0\n3,4,\n"), 2, ("in.csv", "row 3", "empty target")),
     # ---- model files ------------------------------------------------------------------------------------
     ("model-missing", lambda c: c.predict(GOOD_CSV, model=c.tmp / "none.npz"), 2, ("model file not found", "none.npz")),
-    ("model-not-zip", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", "hello, I am text\n")), 2,
-     ("m.npz", "not an mlpbp model file", "not a zip archive")),
-    ("model-empty-file", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", b"")), 2, ("m.npz", "not an mlpbp model file")),
-    ("model-truncated", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", c.model.read_bytes()[:900])), 2,
-     ("m.npz", "not an mlpbp model file")),
-    ("model-lone-npy", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _npy_bytes())), 2,
-     ("m.npz", "not an mlpbp model file", "not a zip archive")),
-    ("model-foreign-npz", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _foreign_npz(c.tmp / "f.npz"))), 2,
-     ("m.npz", "not an mlpbp model file", "meta")),
-    ("model-pickled-object", lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _pickled_npz(c.tmp / "p.npz"))), 2,
-     ("m.npz", "not an mlpbp model file")),
-    ("model-evaluate-corrupt", lambda c: c.evaluate(GOOD_CSV, model=c.write("m.npz", b"PK\x03\x04garbage")), 2,
-     ("m.npz", "not an mlpbp model file")),
+    (
+        "model-not-zip",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", "hello, I am text\n")),
+        2,
+        ("m.npz", "not an mlpbp model file", "not a zip archive"),
+    ),
+    (
+        "model-empty-file",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", b"")),
+        2,
+        ("m.npz", "not an mlpbp model file"),
+    ),
+    (
+        "model-truncated",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", c.model.read_bytes()[:900])),
+        2,
+        ("m.npz", "not an mlpbp model file"),
+    ),
+    (
+        "model-lone-npy",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _npy_bytes())),
+        2,
+        ("m.npz", "not an mlpbp model file", "not a zip archive"),
+    ),
+    (
+        "model-foreign-npz",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _foreign_npz(c.tmp / "f.npz"))),
+        2,
+        ("m.npz", "not an mlpbp model file", "meta"),
+    ),
+    (
+        "model-pickled-object",
+        lambda c: c.predict(GOOD_CSV, model=c.write("m.npz", _pickled_npz(c.tmp / "p.npz"))),
+        2,
+        ("m.npz", "not an mlpbp model file"),
+    ),
+    (
+        "model-evaluate-corrupt",
+        lambda c: c.evaluate(GOOD_CSV, model=c.write("m.npz", b"PK\x03\x04garbage")),
+        2,
+        ("m.npz", "not an mlpbp model file"),
+    ),
     ("model-format-version", lambda c: c.with_meta(format_version=99), 2, ("bad_model.npz", "format version 99")),
-    ("model-meta-garbage", lambda c: c.with_model(lambda a: a.update(meta=np.array("{not json"))), 2,
-     ("bad_model.npz", "unreadable 'meta'")),
-    ("model-meta-missing-key", lambda c: c.with_model(lambda a: a.update(meta=np.array('{"format_version": 1}'))), 2,
-     ("bad_model.npz", "widths")),
+    (
+        "model-meta-garbage",
+        lambda c: c.with_model(lambda a: a.update(meta=np.array("{not json"))),
+        2,
+        ("bad_model.npz", "unreadable 'meta'"),
+    ),
+    (
+        "model-meta-missing-key",
+        lambda c: c.with_model(lambda a: a.update(meta=np.array('{"format_version": 1}'))),
+        2,
+        ("bad_model.npz", "widths"),
+    ),
     ("model-bad-activation", lambda c: c.with_meta(activation=["relu"]), 2, ("bad_model.npz", "invalid architecture")),
-    ("model-forged-huge-widths", lambda c: c.with_meta(widths=[2, 10**6, 10**6, 2]), 2, ("bad_model.npz", "parameter W1")),
+    (
+        "model-forged-huge-widths",
+        lambda c: c.with_meta(widths=[2, 10**6, 10**6, 2]),
+        2,
+        ("bad_model.npz", "parameter W1"),
+    ),
     ("model-feature-names-not-str", lambda c: c.with_meta(feature_names=[1, 2]), 2, ("bad_model.npz", "strings")),
-    ("model-wrong-shape", lambda c: c.with_model(lambda a: a.update({"param.W1": a["param.W1"].T.copy()})), 2,
-     ("bad_model.npz", "parameter W1", "wrong shape")),
+    (
+        "model-wrong-shape",
+        lambda c: c.with_model(lambda a: a.update({"param.W1": a["param.W1"].T.copy()})),
+        2,
+        ("bad_model.npz", "parameter W1", "wrong shape"),
+    ),
     ("model-missing-param", lambda c: c.with_model(lambda a: a.pop("param.b2")), 2, ("bad_model.npz", "parameter b2")),
-    ("model-nan-weights", lambda c: c.with_model(lambda a: a["param.W2"].__setitem__((0, 0), np.nan)), 2,
-     ("bad_model.npz", "parameter W2", "not finite")),
-    ("model-int-weights", lambda c: c.with_model(lambda a: a.update({"param.b1": a["param.b1"].astype(np.int64)})), 2,
-     ("bad_model.npz", "parameter b1")),
-    ("model-zero-scale", lambda c: c.with_model(lambda a: a.update(x_scale=np.zeros(2))), 2, ("bad_model.npz", "x_scale")),
-    ("model-no-scaler", lambda c: c.with_model(lambda a: (a.pop("x_mean"), a.pop("x_scale"))), 2,
-     ("bad_model.npz", "x_mean")),
+    (
+        "model-nan-weights",
+        lambda c: c.with_model(lambda a: a["param.W2"].__setitem__((0, 0), np.nan)),
+        2,
+        ("bad_model.npz", "parameter W2", "not finite"),
+    ),
+    (
+        "model-int-weights",
+        lambda c: c.with_model(lambda a: a.update({"param.b1": a["param.b1"].astype(np.int64)})),
+        2,
+        ("bad_model.npz", "parameter b1"),
+    ),
+    (
+        "model-zero-scale",
+        lambda c: c.with_model(lambda a: a.update(x_scale=np.zeros(2))),
+        2,
+        ("bad_model.npz", "x_scale"),
+    ),
+    (
+        "model-no-scaler",
+        lambda c: c.with_model(lambda a: (a.pop("x_mean"), a.pop("x_scale"))),
+        2,
+        ("bad_model.npz", "x_mean"),
+    ),
     # ---- checkpoints and --resume -----------------------------------------------------------------------
-    ("resume-no-checkpoint", lambda c: ((c.out / "checkpoint.npz").unlink(), c.train("--resume"))[1], 2,
-     ("no checkpoint to resume from", "checkpoint.npz")),
-    ("resume-corrupt-checkpoint", lambda c: c.with_checkpoint(b"\x00garbage" * 50), 2,
-     ("checkpoint.npz", "not a usable mlpbp checkpoint")),
-    ("resume-truncated-checkpoint", lambda c: c.with_checkpoint((c.out / "checkpoint.npz").read_bytes()[:-300]), 2,
-     ("checkpoint.npz", "not a usable mlpbp checkpoint")),
-    ("resume-foreign-npz", lambda c: c.with_checkpoint(_foreign_npz(c.tmp / "f.npz")), 2,
-     ("checkpoint.npz", "not a usable mlpbp checkpoint")),
+    (
+        "resume-no-checkpoint",
+        lambda c: ((c.out / "checkpoint.npz").unlink(), c.train("--resume"))[1],
+        2,
+        ("no checkpoint to resume from", "checkpoint.npz"),
+    ),
+    (
+        "resume-corrupt-checkpoint",
+        lambda c: c.with_checkpoint(b"\x00garbage" * 50),
+        2,
+        ("checkpoint.npz", "not a usable mlpbp checkpoint"),
+    ),
+    (
+        "resume-truncated-checkpoint",
+        lambda c: c.with_checkpoint((c.out / "checkpoint.npz").read_bytes()[:-300]),
+        2,
+        ("checkpoint.npz", "not a usable mlpbp checkpoint"),
+    ),
+    (
+        "resume-foreign-npz",
+        lambda c: c.with_checkpoint(_foreign_npz(c.tmp / "f.npz")),
+        2,
+        ("checkpoint.npz", "not a usable mlpbp checkpoint"),
+    ),
     ("resume-forged-state", lambda c: c.with_checkpoint(_state(epoch="x")), 2, ("checkpoint.npz", "not a usable")),
-    ("resume-forged-rng", lambda c: c.with_checkpoint(_state(epoch=0, rng_state={"a": 1})), 2,
-     ("checkpoint.npz", "not a usable")),
-    ("resume-nan-free-but-text-params", lambda c: c.with_checkpoint(
-        lambda a: a.update({"param.W1": a["param.W1"].astype(str)})), 2, ("checkpoint.npz", "param.W1")),
-    ("resume-other-config", lambda c: c.train("--resume", "--set", "train.learning_rate=0.1"), 2,
-     ("cannot resume", "another config", "train.learning_rate", "0.1")),
-    ("resume-other-architecture", lambda c: c.train("--resume", "--set", "model.hidden=[5]"), 2,
-     ("checkpoint.npz", "param.W1", "(5, 2)")),
+    (
+        "resume-forged-rng",
+        lambda c: c.with_checkpoint(_state(epoch=0, rng_state={"a": 1})),
+        2,
+        ("checkpoint.npz", "not a usable"),
+    ),
+    (
+        "resume-nan-free-but-text-params",
+        lambda c: c.with_checkpoint(lambda a: a.update({"param.W1": a["param.W1"].astype(str)})),
+        2,
+        ("checkpoint.npz", "param.W1"),
+    ),
+    (
+        "resume-other-config",
+        lambda c: c.train("--resume", "--set", "train.learning_rate=0.1"),
+        2,
+        ("cannot resume", "another config", "train.learning_rate", "0.1"),
+    ),
+    (
+        "resume-other-architecture",
+        lambda c: c.train("--resume", "--set", "model.hidden=[5]"),
+        2,
+        ("checkpoint.npz", "param.W1", "(5, 2)"),
+    ),
 ]
 
 
@@ -333,7 +575,7 @@ def test_hostile_input(ctx, runner, build, code, needles):
 def test_divergence_is_one_line_exit_1_and_leaves_old_outputs(ctx, runner, monkeypatch):
     # No epoch-end checkpoint in this run (it diverges within ~2 epochs of milliseconds):
     # the previous run's files must survive. config.yaml is rewritten when a run starts.
-    monkeypatch.setattr("mlpbp.train.CHECKPOINT_INTERVAL_S", 1e9)
+    monkeypatch.setattr("mlpbp.run.trainer.CHECKPOINT_INTERVAL_S", 1e9)
     argv = ctx.train("--set", "train.learning_rate=1e9", "--set", "train.epochs=50")
     before = _snapshot(ctx.out)
     res = runner.invoke(app, argv)
@@ -356,8 +598,9 @@ def test_hostile_input_as_a_process(ctx, case_id):
     _, build, code, needles = next(c for c in CASES if c[0] == case_id)
     argv = build(ctx)
     before = _snapshot(ctx.out)
-    res = subprocess.run([PYTHON, "-m", "mlpbp", *argv], capture_output=True, text=True,
-                         env=subprocess_env(), cwd=ROOT, timeout=60)
+    res = subprocess.run(
+        [PYTHON, "-m", "mlpbp", *argv], capture_output=True, text=True, env=subprocess_env(), cwd=ROOT, timeout=60
+    )
     assert res.returncode == code, res.stderr
     assert "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
@@ -369,8 +612,13 @@ def test_console_script_reports_one_line(ctx):
     exe = shutil.which("mlpbp")
     if exe is None:
         pytest.skip("mlpbp console script not installed (pip install -e .)")
-    res = subprocess.run([exe, *ctx.train_text(M + "train: {epochs: 0}\n")], capture_output=True, text=True,
-                         env=subprocess_env(), timeout=60)
+    res = subprocess.run(
+        [exe, *ctx.train_text(M + "train: {epochs: 0}\n")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "train.epochs" in lines[0], res.stderr

@@ -8,13 +8,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpbp import gradcheck as gc
-from mlpbp.activations import ACTIVATIONS
-from mlpbp.losses import LOSSES
-from mlpbp.network import MLP
+from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.network import MLP
+from mlpbp.tools import gradcheck as gc
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

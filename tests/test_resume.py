@@ -21,22 +21,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mlpbp.train as train_mod
-from mlpbp.checkpoint import load_checkpoint
+import mlpbp.run.trainer as train_mod
+from helpers import PYTHON, ROOT, TINY_CONFIG, subprocess_env
 from mlpbp.cli import app
-from mlpbp.config import load_config
 from mlpbp.errors import Interrupted
-from mlpbp.train import Trainer, TrainHooks
-
-from conftest import PYTHON, ROOT, TINY_CONFIG, subprocess_env
+from mlpbp.run.checkpoint import load_checkpoint
+from mlpbp.run.config import load_config
+from mlpbp.run.trainer import Trainer, TrainHooks
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
 
 
 def _params(model_path: Path) -> dict[str, bytes]:
     with np.load(model_path) as z:
-        return {k: z[k].tobytes() + str(z[k].dtype).encode() + str(z[k].shape).encode()
-                for k in z.files if k.startswith("param.")}
+        return {
+            k: z[k].tobytes() + str(z[k].dtype).encode() + str(z[k].shape).encode()
+            for k in z.files
+            if k.startswith("param.")
+        }
 
 
 def _same_run(a: Path, b: Path) -> None:
@@ -74,8 +76,8 @@ train: {epochs: 10000000, batch_size: 64, momentum: 0.9}
 # resuming when a checkpoint is there, as a user would after a crash.
 DRIVER = """\
 import sys
-import mlpbp.train as T
-from mlpbp.config import load_config
+import mlpbp.run.trainer as T
+from mlpbp.run.config import load_config
 T.CHECKPOINT_INTERVAL_S = 0
 cfg_path, out = sys.argv[1], sys.argv[2]
 T.Trainer(load_config(cfg_path), out).run(resume=(T.Path(out) / "checkpoint.npz").exists())
@@ -90,8 +92,12 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_broken_checkpoint(tmp_p
     epochs_seen = []
     for _ in range(10):
         (out / "config.yaml").unlink(missing_ok=True)
-        proc = subprocess.Popen([PYTHON, "-c", DRIVER, str(cfg_path), str(out)], env=subprocess_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [PYTHON, "-c", DRIVER, str(cfg_path), str(out)],
+            env=subprocess_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             _wait_for(out / "config.yaml", proc)  # the training loop is starting
             time.sleep(rng.uniform(0.0, 0.15))
@@ -144,9 +150,14 @@ def reference(tmp_path_factory):
 def test_sigint_mid_epoch_then_resume_is_bit_identical(tmp_path, runner, reference):
     cfg = _write(tmp_path, "sig.yaml", SIGINT_CONFIG)
     out = tmp_path / "out"
-    proc = subprocess.Popen([PYTHON, "-m", "mlpbp", "train", str(cfg), "--out", str(out), "-q"],
-                            env=subprocess_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mlpbp", "train", str(cfg), "--out", str(out), "-q"],
+        env=subprocess_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(out / "config.yaml", proc)
         time.sleep(0.1)
@@ -188,11 +199,14 @@ class _InterruptAt(TrainHooks):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("stops", [
-    [(1, 4)],  # in the first epoch, before any epoch-end checkpoint
-    [(2, 208), (5, 100)],  # near an epoch's end; then again mid-epoch
-    [(3, 8), (3, 12), (40, 50)],  # twice within one epoch, then late in the run
-])
+@pytest.mark.parametrize(
+    "stops",
+    [
+        [(1, 4)],  # in the first epoch, before any epoch-end checkpoint
+        [(2, 208), (5, 100)],  # near an epoch's end; then again mid-epoch
+        [(3, 8), (3, 12), (40, 50)],  # twice within one epoch, then late in the run
+    ],
+)
 def test_repeated_interrupts_and_resumes_are_bit_identical(tmp_path, reference, stops):
     cfg = load_config(_write(tmp_path, "sig.yaml", SIGINT_CONFIG))
     out = tmp_path / "out"
@@ -212,8 +226,10 @@ def test_divergence_exit_1_and_last_good_checkpoint_loads(tmp_path, runner, monk
     monkeypatch.setattr(train_mod, "CHECKPOINT_INTERVAL_S", 0)  # a checkpoint after every epoch
     cfg = _write(tmp_path, "tiny.yaml", TINY_CONFIG)
     out = tmp_path / "out"
-    res = runner.invoke(app, ["train", str(cfg), "--out", str(out), "-q",
-                              "--set", "train.learning_rate=1000", "--set", "train.epochs=50"])
+    res = runner.invoke(
+        app,
+        ["train", str(cfg), "--out", str(out), "-q", "--set", "train.learning_rate=1000", "--set", "train.epochs=50"],
+    )
     assert res.exit_code == 1, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr  # no NumPy overflow warnings

@@ -8,9 +8,16 @@ from mlpbp import MLP, SGD
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-TORCH_ACT = {"identity": lambda z: z, "relu": torch.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.01),
-             "sigmoid": torch.sigmoid, "tanh": torch.tanh, "softplus": F.softplus, "elu": F.elu,
-             "sin": torch.sin}
+TORCH_ACT = {
+    "identity": lambda z: z,
+    "relu": torch.relu,
+    "leaky_relu": lambda z: F.leaky_relu(z, 0.01),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softplus": F.softplus,
+    "elu": F.elu,
+    "sin": torch.sin,
+}
 
 
 def _torch_loss(net, params, X, y):
@@ -45,15 +52,17 @@ def test_loss_gradient_and_hvp_match_pytorch(activation, loss):
         np.testing.assert_allclose(Hv[k], ht.numpy(), rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("momentum, nesterov, weight_decay", [
-    (0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)])
+@pytest.mark.parametrize(
+    "momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)]
+)
 def test_sgd_matches_torch_optim_sgd(momentum, nesterov, weight_decay):
     rng = np.random.default_rng(1)
     net = MLP([4, 5, 3], "tanh", "cross_entropy", seed=2)
     params = {k: torch.tensor(p.copy(), requires_grad=True) for k, p in net.params.items()}
     opt = SGD(net.params, 0.05, momentum, nesterov, weight_decay)
-    opt_t = torch.optim.SGD(list(params.values()), lr=0.05, momentum=momentum, nesterov=nesterov,
-                            weight_decay=weight_decay)
+    opt_t = torch.optim.SGD(
+        list(params.values()), lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
     for _ in range(5):
         X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
         _, g = net.loss_and_grad(X, y)

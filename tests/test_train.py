@@ -6,19 +6,22 @@ import numpy as np
 import pytest
 
 from mlpbp import MLP, SGD
-from mlpbp.config import config_from_dict, load_config
-from mlpbp.train import train
+from mlpbp.run.config import config_from_dict, load_config
+from mlpbp.run.trainer import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name, metric, target", [
-    ("digits", "accuracy", 0.97),
-    ("iris", "accuracy", 0.93),
-    ("spirals", "accuracy", 0.95),
-    ("sine", "r2", 0.98),
-    ("digits-per-example", "accuracy", 0.95),
-])
+@pytest.mark.parametrize(
+    "name, metric, target",
+    [
+        ("digits", "accuracy", 0.97),
+        ("iris", "accuracy", 0.93),
+        ("spirals", "accuracy", 0.95),
+        ("sine", "r2", 0.98),
+        ("digits-per-example", "accuracy", 0.95),
+    ],
+)
 def test_shipped_config_reaches_its_target(name, metric, target, tmp_path):
     result = train(load_config(CONFIGS / f"{name}.yaml"), out_dir=tmp_path)
     assert result.evaluated_on == "test"
@@ -37,12 +40,14 @@ def test_xor_learns_the_four_points(tmp_path):
 
 
 def _tiny(**train_keys):
-    return config_from_dict({
-        "seed": 3,
-        "data": {"dataset": "moons", "n_samples": 200, "noise": 0.1},
-        "model": {"hidden": [8], "activation": "tanh"},
-        "train": {"epochs": 5, "batch_size": 16, "learning_rate": 0.1, "momentum": 0.9, **train_keys},
-    })
+    return config_from_dict(
+        {
+            "seed": 3,
+            "data": {"dataset": "moons", "n_samples": 200, "noise": 0.1},
+            "model": {"hidden": [8], "activation": "tanh"},
+            "train": {"epochs": 5, "batch_size": 16, "learning_rate": 0.1, "momentum": 0.9, **train_keys},
+        }
+    )
 
 
 def test_same_seed_gives_identical_history_and_weights(tmp_path):
@@ -64,20 +69,23 @@ def test_another_seed_gives_another_run(tmp_path):
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):
-    cfg = config_from_dict({
-        "seed": 0,
-        "data": {"dataset": "moons", "n_samples": 200, "noise": 0.3, "validation_fraction": 0.3},
-        "model": {"hidden": [64, 64]},
-        "train": {"epochs": 400, "batch_size": 8, "learning_rate": 0.1, "momentum": 0.9, "patience": 5},
-    })
+    cfg = config_from_dict(
+        {
+            "seed": 0,
+            "data": {"dataset": "moons", "n_samples": 200, "noise": 0.3, "validation_fraction": 0.3},
+            "model": {"hidden": [64, 64]},
+            "train": {"epochs": 400, "batch_size": 8, "learning_rate": 0.1, "momentum": 0.9, "patience": 5},
+        }
+    )
     r = train(cfg, out_dir=tmp_path)
     assert r.stopped_early and len(r.history) < 400
     best = min(h["val_loss"] for h in r.history)
     assert r.history[r.best_epoch - 1]["val_loss"] == best
     assert len(r.history) == r.best_epoch + 5  # patience epochs without improvement
     # the saved model is the best epoch's: its validation loss is the best one
-    from mlpbp.model import compute_metrics
-    from mlpbp.train import prepare
+    from mlpbp.run.metrics import compute_metrics
+    from mlpbp.run.prepare import prepare
+
     data = prepare(cfg)
     assert compute_metrics(r.model.net, *data.val)["loss"] == pytest.approx(best, rel=1e-6)
 
@@ -95,14 +103,18 @@ def test_per_example_sgd_is_theta_minus_alpha_grad_of_one_example():
 
 
 def test_regression_metrics_are_in_the_targets_units(tmp_path):
-    cfg = config_from_dict({
-        "seed": 0, "data": {"dataset": "sine", "n_samples": 300, "noise": 0.05},
-        "model": {"hidden": [16], "activation": "tanh"},
-        "train": {"epochs": 60, "batch_size": 16, "learning_rate": 0.05, "momentum": 0.9},
-    })
+    cfg = config_from_dict(
+        {
+            "seed": 0,
+            "data": {"dataset": "sine", "n_samples": 300, "noise": 0.05},
+            "model": {"hidden": [16], "activation": "tanh"},
+            "train": {"epochs": 60, "batch_size": 16, "learning_rate": 0.05, "momentum": 0.9},
+        }
+    )
     r = train(cfg, out_dir=tmp_path)
     # targets were standardised for training; MSE is reported back in the target's units
-    from mlpbp.train import prepare
+    from mlpbp.run.prepare import prepare
+
     data = prepare(cfg)
     pred = r.model.y_scaler.inverse_transform(r.model.net.forward(data.test[0]).astype(float))
     true = data.y_scaler.inverse_transform(data.test[1].astype(float))

@@ -1,12 +1,8 @@
-"""Stochastic gradient descent, θ := θ − α∇J, and learning-rate schedules."""
+"""Stochastic gradient descent, θ := θ − α∇J."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-SCHEDULES = ("constant", "step", "cosine", "inverse_time")
 
 
 class SGD:
@@ -17,8 +13,14 @@ class SGD:
     v := μ v + g, θ := θ − α v; with ``nesterov``, θ := θ − α (g + μ v).
     """
 
-    def __init__(self, params: dict[str, np.ndarray], learning_rate: float, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        learning_rate: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
         if not 0 <= momentum < 1:
@@ -34,8 +36,10 @@ class SGD:
         self._tmp = {k: np.empty_like(p) for k, p in params.items()}
 
     def __repr__(self) -> str:
-        return (f"SGD(learning_rate={self.learning_rate}, momentum={self.momentum}, "
-                f"nesterov={self.nesterov}, weight_decay={self.weight_decay})")
+        return (
+            f"SGD(learning_rate={self.learning_rate}, momentum={self.momentum}, "
+            f"nesterov={self.nesterov}, weight_decay={self.weight_decay})"
+        )
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         lr, mu = self.learning_rate, self.momentum
@@ -66,17 +70,3 @@ class SGD:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for k, v in self.velocity.items():
             v[...] = state[f"velocity.{k}"]
-
-
-def learning_rate_at(epoch: int, base: float, schedule: str = "constant", epochs: int = 1,
-                     step_size: int = 10, gamma: float = 0.5, decay: float = 0.01) -> float:
-    """The learning rate for a 0-based epoch under a schedule."""
-    if schedule == "constant":
-        return base
-    if schedule == "step":  # multiply by gamma every step_size epochs
-        return base * gamma ** (epoch // step_size)
-    if schedule == "cosine":  # from base down towards 0 over the run
-        return base * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-    if schedule == "inverse_time":
-        return base / (1 + decay * epoch)
-    raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")

@@ -17,12 +17,12 @@ import ctypes
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from .errors import MlpbpError
-from .network import MLP
+from mlpbp.engine.network import MLP
+from mlpbp.errors import MlpbpError
 
 N_CLASSES = 10
 ACTIVATION = "relu"
@@ -49,8 +49,12 @@ def _openblas_from_loaded_library() -> dict | None:
             if corename is not None and threads is not None:
                 corename.restype = ctypes.c_char_p
                 threads.restype = ctypes.c_int
-                return {"internal_api": "openblas", "kernel": corename().decode(),
-                        "threads": int(threads()), "filepath": path}
+                return {
+                    "internal_api": "openblas",
+                    "kernel": corename().decode(),
+                    "threads": int(threads()),
+                    "filepath": path,
+                }
     return None
 
 
@@ -58,22 +62,31 @@ def blas_info() -> dict:
     """Which BLAS NumPy uses: library, version, kernel (e.g. OpenBLAS's SkylakeX or Haswell) and
     threads. From threadpoolctl when it is installed, else from the loaded library itself."""
     build = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    info = {"library": build.get("name", "unknown"), "version": build.get("version", "unknown"),
-            "kernel": "unknown", "threads": None}
+    info = {
+        "library": build.get("name", "unknown"),
+        "version": build.get("version", "unknown"),
+        "kernel": "unknown",
+        "threads": None,
+    }
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         found = _openblas_from_loaded_library()
     else:
         blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        found = blas and {"internal_api": blas[0]["internal_api"],
-                          "kernel": blas[0].get("architecture") or "unknown",
-                          "threads": blas[0]["num_threads"], "filepath": blas[0]["filepath"]}
+        found = blas and {
+            "internal_api": blas[0]["internal_api"],
+            "kernel": blas[0].get("architecture") or "unknown",
+            "threads": blas[0]["num_threads"],
+            "filepath": blas[0]["filepath"],
+        }
     if found:
         info.update(found)
-    info["env"] = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                               "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-                   if k in os.environ}
+    info["env"] = {
+        k: os.environ[k]
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+        if k in os.environ
+    }
     return info
 
 
@@ -103,8 +116,7 @@ def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", se
     return net, X, y, v
 
 
-def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5,
-               min_seconds: float = 0.01) -> dict[str, float]:
+def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5, min_seconds: float = 0.01) -> dict[str, float]:
     """Median seconds per call of each function, after one warm-up call.
 
     Repeats go round-robin over the functions, so that noise from other processes falls on all
@@ -129,9 +141,11 @@ def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5,
 
 def mlpbp_calls(net: MLP, X, y, v) -> dict[str, Callable]:
     """J alone, J and ∇J (the training pass, gradients in place), and ∇²J·v."""
-    return {"loss": lambda: net.loss(X, y),
-            "grad": lambda: net.step_loss_and_grad(X, y),
-            "hvp": lambda: net.hvp(X, y, v)}
+    return {
+        "loss": lambda: net.loss(X, y),
+        "grad": lambda: net.step_loss_and_grad(X, y),
+        "hvp": lambda: net.hvp(X, y, v),
+    }
 
 
 def torch_calls(net: MLP, X, y, v) -> dict[str, Callable]:
@@ -180,9 +194,16 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
-def run_bench(depth: int, width: int = 256, batch: int = 64, dtype: str = "float32",
-              repeats: int = 5, compare: str | None = None, seed: int = 0,
-              progress: Callable[[int, int, int], None] | None = None) -> dict:
+def run_bench(
+    depth: int,
+    width: int = 256,
+    batch: int = 64,
+    dtype: str = "float32",
+    repeats: int = 5,
+    compare: str | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> dict:
     """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth; returns the rows, the BLAS in use and
     a straight-line fit of each time against the parameter count.
 
@@ -203,14 +224,23 @@ def run_bench(depth: int, width: int = 256, batch: int = 64, dtype: str = "float
         t = time_calls(mlpbp_calls(net, X, y, v), repeats)
         if torch is not None:
             t |= time_calls(torch_calls(net, X, y, v), repeats)
-        row = {"depth": d, "params": net.n_params, "loss_s": t["loss"], "grad_s": t["grad"],
-               "hvp_s": t["hvp"], "grad_ratio": t["grad"] / t["loss"],
-               "hvp_ratio": t["hvp"] / t["loss"]}
+        row = {
+            "depth": d,
+            "params": net.n_params,
+            "loss_s": t["loss"],
+            "grad_s": t["grad"],
+            "hvp_s": t["hvp"],
+            "grad_ratio": t["grad"] / t["loss"],
+            "hvp_ratio": t["hvp"] / t["loss"],
+        }
         if torch is not None:
-            row |= {"torch_loss_s": t["torch_loss"], "torch_grad_s": t["torch_grad"],
-                    "torch_hvp_s": t["torch_hvp"],
-                    "torch_grad_ratio": t["torch_grad"] / t["torch_loss"],
-                    "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"]}
+            row |= {
+                "torch_loss_s": t["torch_loss"],
+                "torch_grad_s": t["torch_grad"],
+                "torch_hvp_s": t["torch_hvp"],
+                "torch_grad_ratio": t["torch_grad"] / t["torch_loss"],
+                "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"],
+            }
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(depths), d)
@@ -220,11 +250,24 @@ def run_bench(depth: int, width: int = 256, batch: int = 64, dtype: str = "float
         intercept, slope = fit_line(params, [r[f"{key}_s"] for r in rows])
         fit[key] = {"intercept_s": intercept, "per_param_s": slope}
     blas = blas_info()
-    result = {"rows": rows, "blas": blas, "threads": blas["threads"], "fit": fit,
-              "network": {"widths": f"[{width}] * (depth + 1) + [{N_CLASSES}]",
-                          "activation": ACTIVATION, "loss": LOSS, "batch": batch,
-                          "dtype": dtype, "repeats": repeats}}
+    result = {
+        "rows": rows,
+        "blas": blas,
+        "threads": blas["threads"],
+        "fit": fit,
+        "network": {
+            "widths": f"[{width}] * (depth + 1) + [{N_CLASSES}]",
+            "activation": ACTIVATION,
+            "loss": LOSS,
+            "batch": batch,
+            "dtype": dtype,
+            "repeats": repeats,
+        },
+    }
     if torch is not None:
-        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                           "hvp_method": TORCH_HVP_METHOD}
+        result["torch"] = {
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "hvp_method": TORCH_HVP_METHOD,
+        }
     return result

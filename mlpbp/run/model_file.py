@@ -9,43 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .data import Standardizer
-from .errors import MlpbpError
-from .files import ARCHIVE_ERRORS, save_npz
-from .losses import LOSSES
-from .network import MLP
+from mlpbp.data import Standardizer
+from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.network import MLP
+from mlpbp.errors import MlpbpError
+from mlpbp.io import ARCHIVE_ERRORS, save_npz
+from mlpbp.run.metrics import compute_metrics, outputs
 
 FORMAT_VERSION = 1
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating, so memory stays bounded
-
-
-def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
-    """The network's outputs for many rows, computed in chunks."""
-    if X.shape[0] == 0:
-        return np.empty((0, net.widths[-1]), net.dtype)
-    return np.concatenate([net.forward(X[i:i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)])
-
-
-def compute_metrics(net: MLP, X: np.ndarray, y: np.ndarray, y_scaler: Standardizer | None = None) -> dict:
-    """Loss plus accuracy (classification) or MSE and R² in the target's own units (regression).
-
-    ``X`` is standardised; ``y`` is in the network's units (class indices, or scaled targets)."""
-    if X.shape[0] == 0:
-        return {}
-    o = outputs(net, X)
-    loss = net.loss_fn.forward(o, np.asarray(y) if y.dtype.kind in "iu" else y.astype(o.dtype))
-    if net.task == "classification":
-        return {"loss": loss, "accuracy": float(np.mean(o.argmax(axis=1) == y))}
-    pred, true = o.astype(np.float64), y.astype(np.float64)
-    if y_scaler is not None:
-        pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
-    mse = float(np.mean((pred - true) ** 2))
-    ss_tot = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
-    ss_res = np.sum((true - pred) ** 2, axis=0)
-    # R² per output, averaged (scikit-learn's "uniform_average"); a constant target has none.
-    r2 = float(np.mean(1 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)))
-    return {"loss": loss, "mse": mse, "r2": r2 if np.isfinite(r2) else None}
 
 
 @dataclass
@@ -80,7 +52,8 @@ class TrainedModel:
                 i = index.get(v.strip(), norm.get(_norm_label(v)))
                 if i is None:
                     raise MlpbpError(
-                        f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})")
+                        f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})"
+                    )
                 out.append(i)
             return np.asarray(out, dtype=np.int64)
         values = []
@@ -90,8 +63,10 @@ class TrainedModel:
             except ValueError:
                 values.append(float("nan"))
             if not np.isfinite(values[-1]):
-                raise MlpbpError(f"row {row}, column {self.target_name!r}: {v.strip()!r} is not a finite number"
-                                 " (a regression model needs numeric targets)")
+                raise MlpbpError(
+                    f"row {row}, column {self.target_name!r}: {v.strip()!r} is not a finite number"
+                    " (a regression model needs numeric targets)"
+                )
         y = np.asarray(values, dtype=np.float64).reshape(-1, 1)
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
 
@@ -152,7 +127,9 @@ def load_model(path: str | Path) -> TrainedModel:
     except (ValueError, KeyError, TypeError):
         raise MlpbpError(f"{bad} (unreadable 'meta' record)") from None
     if version != FORMAT_VERSION:
-        raise MlpbpError(f"{path}: model format version {version!r} is not supported (this mlpbp reads {FORMAT_VERSION})")
+        raise MlpbpError(
+            f"{path}: model format version {version!r} is not supported (this mlpbp reads {FORMAT_VERSION})"
+        )
     try:
         widths = [int(w) for w in meta["widths"]]
         activation, loss, task = meta["activation"], meta["loss"], meta["task"]
@@ -160,14 +137,21 @@ def load_model(path: str | Path) -> TrainedModel:
         classes, features = meta["classes"], list(meta["feature_names"])
     except (KeyError, TypeError, ValueError) as e:
         raise MlpbpError(f"{bad} (meta lacks or garbles {e})") from None
-    if not all(isinstance(v, str) for v in (activation, loss, task, dtype)) \
-            or activation not in ACTIVATIONS or loss not in LOSSES or task not in ("classification", "regression") \
-            or dtype not in ("float32", "float64") or len(widths) < 2 or min(widths) < 1:
+    if (
+        not all(isinstance(v, str) for v in (activation, loss, task, dtype))
+        or activation not in ACTIVATIONS
+        or loss not in LOSSES
+        or task not in ("classification", "regression")
+        or dtype not in ("float32", "float64")
+        or len(widths) < 2
+        or min(widths) < 1
+    ):
         raise MlpbpError(f"{bad} (invalid architecture in meta)")
     if len(features) != widths[0] or (task == "classification" and (not classes or len(classes) != widths[-1])):
         raise MlpbpError(f"{bad} (feature names or classes do not match the layer widths)")
-    if not (classes is None or isinstance(classes, list)) \
-            or not all(isinstance(n, str) for n in features + (classes or [])):
+    if not (classes is None or isinstance(classes, list)) or not all(
+        isinstance(n, str) for n in features + (classes or [])
+    ):
         raise MlpbpError(f"{bad} (feature names and classes must be strings)")
     # Check the stored arrays against the widths before building the network, so forged widths
     # cannot make it allocate gigabytes.
@@ -175,8 +159,9 @@ def load_model(path: str | Path) -> TrainedModel:
         for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
             a = arrays.get(f"param.{name}")
             if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                raise MlpbpError(f"{bad} (parameter {name} missing, of the wrong shape or not finite; "
-                                 f"expected {shape})")
+                raise MlpbpError(
+                    f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
+                )
     net = MLP(widths, activation, loss, dtype=dtype, task=task)
     for name, p in net.params.items():
         p[...] = arrays[f"param.{name}"]
@@ -185,14 +170,29 @@ def load_model(path: str | Path) -> TrainedModel:
         mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
         if mean is None and scale is None:
             return None
-        if mean is None or scale is None or mean.shape != (d,) or scale.shape != (d,) \
-                or mean.dtype.kind != "f" or scale.dtype.kind != "f" or not np.all(np.isfinite(mean)) \
-                or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        if (
+            mean is None
+            or scale is None
+            or mean.shape != (d,)
+            or scale.shape != (d,)
+            or mean.dtype.kind != "f"
+            or scale.dtype.kind != "f"
+            or not np.all(np.isfinite(mean))
+            or not np.all(np.isfinite(scale))
+            or not np.all(scale > 0)
+        ):
             raise MlpbpError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
         return Standardizer(mean, scale)
 
     x_scaler = scaler("x", widths[0])
     if x_scaler is None:
         raise MlpbpError(f"{bad} (no x_mean/x_scale)")
-    return TrainedModel(net, x_scaler, scaler("y", widths[-1]), classes, features,
-                        str(meta.get("target_name", "")), meta.get("config") or {})
+    return TrainedModel(
+        net,
+        x_scaler,
+        scaler("y", widths[-1]),
+        classes,
+        features,
+        str(meta.get("target_name", "")),
+        meta.get("config") or {},
+    )

@@ -7,8 +7,9 @@ Every user mistake (missing file, YAML syntax, unknown key, bad value) becomes o
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -64,9 +65,7 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if (self.dataset is None) == (self.path is None):
-            raise ValueError(
-                "give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)"
-            )
+            raise ValueError("give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)")
         if self.test_fraction + self.validation_fraction >= 1.0:
             raise ValueError(
                 "test_fraction + validation_fraction must be < 1 so some rows are left to train on"
@@ -181,9 +180,7 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
         key = key.strip()
         parts = key.split(".")
         if not sep or not key or any(not p for p in parts):
-            raise MlpbpError(
-                f"bad --set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.learning_rate=0.1"
-            )
+            raise MlpbpError(f"bad --set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.learning_rate=0.1")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .checkpoint import TrainState, load_checkpoint, save_checkpoint
-from .config import Config, config_to_dict
-from .data import Dataset, Standardizer, load_data, split
-from .errors import Interrupted, MlpbpError, TrainingError
-from .files import write_text
-from .model import TrainedModel, compute_metrics
-from .network import MLP
-from .optim import SGD, learning_rate_at
+from mlpbp.engine.network import MLP
+from mlpbp.engine.optim import SGD
+from mlpbp.engine.schedules import learning_rate_at
+from mlpbp.errors import Interrupted, MlpbpError, TrainingError
+from mlpbp.io import write_text
+from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from mlpbp.run.config import Config, config_to_dict
+from mlpbp.run.metrics import compute_metrics
+from mlpbp.run.model_file import TrainedModel
+from mlpbp.run.prepare import build_model, prepare
 
 # Checkpoints are fsync'ed, which costs milliseconds: with epochs of a few steps, saving after
 # every one would dominate the run. Save at an epoch's end once this many seconds have passed
@@ -46,19 +48,6 @@ class TrainHooks:
 
 
 @dataclass
-class Prepared:
-    """The data in the network's units, and what maps raw rows into them."""
-
-    dataset: Dataset
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    x_scaler: Standardizer
-    y_scaler: Standardizer | None
-    n_outputs: int
-
-
-@dataclass
 class RunResult:
     task: str
     history: list[dict]
@@ -71,46 +60,16 @@ class RunResult:
     model: TrainedModel | None = field(default=None, repr=False)
 
 
-def default_loss(cfg: Config, task: str) -> str:
-    return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
-
-
-def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
-    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype)."""
-    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
-    loss = default_loss(cfg, ds.task)
-    if ds.task == "regression" and loss == "cross_entropy":
-        raise MlpbpError("config error at model.loss: cross_entropy needs a classification task; use square")
-    if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
-        raise MlpbpError("config error at train.patience: early stopping needs data.validation_fraction > 0")
-    sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
-    d = ds.X.shape[1]
-    x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
-    y_scaler = None
-    if ds.task == "regression" and cfg.data.standardize:
-        # Scaled targets keep one learning rate sensible whatever the target's units.
-        y_scaler = Standardizer().fit(sp.train[1])
-    dtype = np.dtype(dtype or cfg.train.dtype)
-
-    def encode(part):  # cast once here, so the hot loop never converts
-        X, y = part
-        X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
-        if ds.task == "regression":
-            y = y_scaler.transform(y) if y_scaler is not None else y
-            y = np.ascontiguousarray(y, dtype=dtype)
-        return X, y
-
-    n_out = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
-    return Prepared(ds, encode(sp.train), encode(sp.val), encode(sp.test), x_scaler, y_scaler, n_out)
-
-
-def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None) -> MLP:
-    return MLP([n_inputs, *cfg.model.hidden, n_outputs], cfg.model.activation, default_loss(cfg, task),
-               seed=cfg.seed, dtype=dtype or cfg.train.dtype, init=cfg.model.init, task=task)
-
-
-def sgd_epoch(net: MLP, opt: SGD, X: np.ndarray, y: np.ndarray, order: np.ndarray, batch_size: int,
-              first_step: int = 0, after_step=None) -> tuple[int, float]:
+def sgd_epoch(
+    net: MLP,
+    opt: SGD,
+    X: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    first_step: int = 0,
+    after_step=None,
+) -> tuple[int, float]:
     """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
     ``first_step``: θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD,
     θ := θ − α ∇J⁽ʲ⁾).
@@ -123,7 +82,7 @@ def sgd_epoch(net: MLP, opt: SGD, X: np.ndarray, y: np.ndarray, order: np.ndarra
     yb = np.empty((batch_size, *y.shape[1:]), y.dtype)
     loss, s = 0.0, first_step
     while s < n_steps:
-        rows = order[s * batch_size:(s + 1) * batch_size]
+        rows = order[s * batch_size : (s + 1) * batch_size]
         k = rows.shape[0]
         # mode="clip": with the default "raise", take() copies into a temporary first.
         np.take(X, rows, axis=0, out=Xb[:k], mode="clip")
@@ -179,8 +138,7 @@ def _catch_sigint():
 class Trainer:
     """One training run of a config, with checkpoints in ``out_dir``."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path | None = None,
-                 hooks: TrainHooks | None = None) -> None:
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None, hooks: TrainHooks | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
@@ -215,8 +173,9 @@ class Trainer:
         t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
         started = time.perf_counter()
         epoch = st.epoch
-        opt.learning_rate = learning_rate_at(epoch, t.learning_rate, t.schedule, t.epochs,
-                                             t.step_size, t.gamma, t.decay)
+        opt.learning_rate = learning_rate_at(
+            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
+        )
         self.rng.bit_generator.state = st.rng_state
         X, y = self.data.train
         order = self.rng.permutation(X.shape[0])  # a fresh random order each epoch
@@ -237,8 +196,9 @@ class Trainer:
         if done < n_steps:  # Ctrl-C: save where we are, between two whole steps
             st.step = done
             self._save_checkpoint()
-            raise Interrupted(f"interrupted at epoch {epoch + 1}, step {done}; "
-                              f"checkpoint saved to {self.checkpoint_path}")
+            raise Interrupted(
+                f"interrupted at epoch {epoch + 1}, step {done}; checkpoint saved to {self.checkpoint_path}"
+            )
         if not all(np.isfinite(p).all() for p in net.params.values()):
             self._diverged(epoch, n_steps - 1, float("nan"), "a parameter is not finite")
 
@@ -281,8 +241,9 @@ class Trainer:
         # Only this run's own checkpoint is "good" (an older run's may sit in the same folder).
         kept = f"; the last good checkpoint is {self.checkpoint_path}" if self._saved_at is not None else ""
         cause = f", {cause}" if cause else ""
-        raise TrainingError(f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{cause}); "
-                            f"try a smaller learning rate{kept}")
+        raise TrainingError(
+            f"diverged at epoch {epoch + 1}, step {step + 1} (loss={loss}{cause}); try a smaller learning rate{kept}"
+        )
 
     # ---- files ----------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
@@ -293,8 +254,10 @@ class Trainer:
         state, best = load_checkpoint(self.checkpoint_path, self.net.params, self.opt.velocity)
         mismatch = _diff(state.config, self.state.config)
         if mismatch:
-            raise MlpbpError(f"cannot resume from {self.checkpoint_path}: it was written by another config "
-                             f"({mismatch}); use that config or another --out")
+            raise MlpbpError(
+                f"cannot resume from {self.checkpoint_path}: it was written by another config "
+                f"({mismatch}); use that config or another --out"
+            )
         self.state, self.best_params = state, best
         self._saved_at = time.monotonic()  # the checkpoint resumed from is this run's last good one
 
@@ -313,18 +276,27 @@ class Trainer:
             for k, p in self.net.params.items():
                 p[...] = self.best_params[k]
         ds = self.data.dataset
-        model = TrainedModel(self.net, self.data.x_scaler, self.data.y_scaler, ds.classes,
-                             ds.feature_names, ds.target_name, config_to_dict(self.cfg))
+        model = TrainedModel(
+            self.net,
+            self.data.x_scaler,
+            self.data.y_scaler,
+            ds.classes,
+            ds.feature_names,
+            ds.target_name,
+            config_to_dict(self.cfg),
+        )
         model_path = self.out_dir / "model.npz"
         model.save(model_path)
         self._write_history()
         on = "test" if self.data.test[0].shape[0] else "train"
         metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler)
-        return RunResult(self.task, st.history, metrics, on, model_path, self.out_dir,
-                         st.stopped_early, st.best_epoch, model)
+        return RunResult(
+            self.task, st.history, metrics, on, model_path, self.out_dir, st.stopped_early, st.best_epoch, model
+        )
 
 
-def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
-          hooks: TrainHooks | None = None) -> RunResult:
+def train(
+    cfg: Config, out_dir: str | Path | None = None, resume: bool = False, hooks: TrainHooks | None = None
+) -> RunResult:
     """Train the network a config describes; write model.npz, history.csv and config.yaml."""
     return Trainer(cfg, out_dir, hooks).run(resume=resume)

@@ -11,12 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlpbpError
+from mlpbp.errors import MlpbpError
 
 # What np.load and reading an .npz archive's members raise on a damaged or foreign file
 # (MemoryError: a forged array header can claim any shape).
-ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-                  RuntimeError, MemoryError)
+ARCHIVE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+)
 
 
 _UMASK = os.umask(0o022)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import get_activation
-from .layers import Activation, Linear
-from .losses import get_loss, softmax
+from mlpbp.engine.activations import get_activation
+from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.losses import get_loss, softmax
 
 INITS = ("he", "glorot")
 DTYPES = ("float32", "float64")
@@ -99,8 +99,7 @@ class MLP:
         g = grad_o
         for i in range(len(self.layers) - 1, 0, -1):
             layer = self.layers[i]
-            g = layer.backward(g, need_param_grad=need_param_grad) if isinstance(layer, Linear) \
-                else layer.backward(g)
+            g = layer.backward(g, need_param_grad=need_param_grad) if isinstance(layer, Linear) else layer.backward(g)
         self.layers[0].backward(g, need_input_grad=False, need_param_grad=need_param_grad)
 
     def _targets(self, y) -> np.ndarray:
@@ -137,8 +136,10 @@ class MLP:
         missing = set(self.params) - set(v)
         if missing:
             raise ValueError(f"direction v lacks {sorted(missing)}")
-        V = [(np.asarray(v[f"W{r}"], self.dtype), np.asarray(v[f"b{r}"], self.dtype))
-             for r in range(1, len(self.linears) + 1)]
+        V = [
+            (np.asarray(v[f"W{r}"], self.dtype), np.asarray(v[f"b{r}"], self.dtype))
+            for r in range(1, len(self.linears) + 1)
+        ]
         self.loss_fn.forward(self._forward(X), y)
         self._backward(self.loss_fn.backward(), need_param_grad=False)
         r_h, k = None, 0
@@ -194,7 +195,7 @@ class MLP:
     def unflatten(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         out, i = {}, 0
         for k, p in self.params.items():
-            out[k] = theta[i:i + p.size].reshape(p.shape)
+            out[k] = theta[i : i + p.size].reshape(p.shape)
             i += p.size
         return out
 

@@ -1,4 +1,4 @@
-"""Datasets: bundled CSVs, synthetic generators, user CSV/NPZ files, splits and standardization.
+"""User files (CSV with a header row, NPZ with X and y) and the bundled CSVs, read into a Dataset.
 
 Every problem with the user's data becomes one `MlpbpError` line naming the file, row and
 column, because a traceback from deep inside NumPy does not tell anyone which cell is wrong.
@@ -8,130 +8,25 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from mlpbp.data.dataset import Dataset
 from mlpbp.errors import MlpbpError
-from mlpbp.files import ARCHIVE_ERRORS
-
-if TYPE_CHECKING:
-    from mlpbp.config import DataConfig
+from mlpbp.io import ARCHIVE_ERRORS
 
 # Bundled CSV datasets and their target columns.
 BUNDLED = {"digits": "digit", "iris": "species"}
-GENERATORS = ("xor", "moons", "circles", "spirals", "sine")
-
-
-@dataclass
-class Dataset:
-    X: np.ndarray  # (n, d) float64
-    y: np.ndarray  # classification: (n,) int64 indices into `classes`; regression: (n, m) float64
-    task: Literal["classification", "regression"]
-    classes: list[str] | None
-    feature_names: list[str]
-    target_name: str
-
-
-@dataclass
-class Splits:
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-
-
-# ---------------------------------------------------------------------------------------------
-# Dispatch
-
-
-def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
-    """Load the dataset a `data:` config section names; relative paths are taken from base_dir."""
-    if cfg.dataset in BUNDLED:
-        ds = read_csv(bundled_path(cfg.dataset), cfg.target or BUNDLED[cfg.dataset], cfg.task)
-    elif cfg.dataset in GENERATORS:
-        ds = generate(cfg.dataset, seed=seed, n_samples=cfg.n_samples, noise=cfg.noise)
-        if cfg.task is not None and cfg.task != ds.task:
-            raise MlpbpError(
-                f"config error at data.task: dataset '{cfg.dataset}' is a {ds.task} problem, not {cfg.task}"
-            )
-    elif cfg.path is not None:
-        path = Path(cfg.path)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
-        if path.suffix.lower() == ".npz":
-            ds = read_npz(path, cfg.task)
-        else:
-            ds = read_csv(path, cfg.target, cfg.task)
-    else:
-        raise MlpbpError(f"config error at data.dataset: unknown dataset {cfg.dataset!r}")
-    return ds
 
 
 def bundled_path(name: str) -> Path:
-    # Installed package first (mlpbp/datasets), then the source checkout's top-level datasets/.
-    here = Path(__file__).resolve().parent
-    for folder in (here / "datasets", here.parent / "datasets"):
-        candidate = folder / f"{name}.csv"
-        if candidate.is_file():
-            return candidate
-    raise MlpbpError(
-        f"bundled dataset '{name}' not found (looked for {name}.csv in {here / 'datasets'} and"
-        f" {here.parent / 'datasets'}); reinstall mlpbp or use data.path"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic generators
-
-
-def generate(name: str, seed: int, n_samples: int = 400, noise: float | None = None) -> Dataset:
-    rng = np.random.default_rng(seed)
-    if noise is None:
-        noise = 0.0 if name == "xor" else 0.1
-    if name == "sine":
-        x = rng.uniform(-np.pi, np.pi, size=(n_samples, 1))
-        y = np.sin(x) + noise * rng.standard_normal((n_samples, 1))
-        return Dataset(x, y, "regression", None, ["x"], "y")
-    if name == "xor":
-        X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-        y = np.array([0, 1, 1, 0], dtype=np.int64)
-        if noise > 0:
-            X = X + noise * rng.standard_normal(X.shape)
-        return Dataset(X, y, "classification", ["0", "1"], ["x0", "x1"], "y")
-    n0 = n_samples // 2
-    n1 = n_samples - n0
-    if name == "moons":  # as sklearn's make_moons
-        t0 = np.linspace(0.0, np.pi, n0)
-        t1 = np.linspace(0.0, np.pi, n1)
-        a = np.column_stack([np.cos(t0), np.sin(t0)])
-        b = np.column_stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)])
-    elif name == "circles":  # as sklearn's make_circles(factor=0.5)
-        t0 = np.linspace(0.0, 2 * np.pi, n0, endpoint=False)
-        t1 = np.linspace(0.0, 2 * np.pi, n1, endpoint=False)
-        a = np.column_stack([np.cos(t0), np.sin(t0)])
-        b = 0.5 * np.column_stack([np.cos(t1), np.sin(t1)])
-    elif name == "spirals":
-        # Two 1.5-turn Archimedean arms r = t, angle = 3*pi*t, the second rotated by pi, so
-        # neighbouring arms are 1/3 apart. The jitter std is noise/2: at noise 0.1 the half gap
-        # (1/6) is over 3 std, so a small MLP can separate them. sqrt(u) spreads points evenly by
-        # area instead of crowding the centre, where the arms meet.
-        def arm(n: int, phase: float) -> np.ndarray:
-            t = np.sqrt(rng.uniform(0.0, 1.0, n))
-            angle = 3 * np.pi * t + phase
-            return np.column_stack([t * np.cos(angle), t * np.sin(angle)])
-
-        a, b = arm(n0, 0.0), arm(n1, np.pi)
-        noise = noise / 2
-    else:
-        raise MlpbpError(f"unknown dataset {name!r} (allowed: {', '.join(BUNDLED) + ', ' + ', '.join(GENERATORS)})")
-    X = np.concatenate([a, b])
-    y = np.concatenate([np.zeros(n0, np.int64), np.ones(n1, np.int64)])
-    if noise > 0:
-        X = X + noise * rng.standard_normal(X.shape)
-    order = rng.permutation(n_samples)
-    return Dataset(X[order], y[order], "classification", ["0", "1"], ["x0", "x1"], "y")
+    """The installed copy of a bundled CSV (package data mlpbp/datasets, from datasets/)."""
+    path = Path(str(resources.files("mlpbp.datasets").joinpath(f"{name}.csv")))
+    if not path.is_file():
+        raise MlpbpError(f"bundled dataset '{name}' not found at {path}; reinstall mlpbp or use data.path")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,116 +257,3 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-# ---------------------------------------------------------------------------------------------
-# Splitting
-
-
-def _round(x: float) -> int:
-    # Half-up, unlike Python's round(): 2.5 -> 3 for every class alike.
-    return int(math.floor(x + 0.5))
-
-
-def split(ds: Dataset, test_fraction: float, validation_fraction: float, seed: int) -> Splits:
-    """Train/validation/test split; stratified by class for classification. Deterministic per seed."""
-    rng = np.random.default_rng(seed)
-    n = len(ds.y)
-    if ds.task == "classification":
-        train, val, test = _stratified(ds.y, len(ds.classes or []), test_fraction, validation_fraction, rng)
-    else:
-        order = rng.permutation(n)
-        n_test = _round(test_fraction * n)
-        n_val = _round(validation_fraction * n)
-        # A split that was asked for is never silently empty.
-        n_test = max(n_test, 1) if test_fraction > 0 else 0
-        n_val = max(n_val, 1) if validation_fraction > 0 else 0
-        if n_test + n_val >= n:
-            raise MlpbpError(
-                f"not enough rows: {n} rows cannot give {n_test} test, {n_val} validation and at least"
-                " 1 training row; lower data.test_fraction / data.validation_fraction or add data"
-            )
-        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
-
-    def take(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return ds.X[idx], ds.y[idx]
-
-    return Splits(train=take(train), val=take(val), test=take(test))
-
-
-def _stratified(y: np.ndarray, k: int, tf: float, vf: float, rng: np.random.Generator):
-    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in range(max(k, int(y.max()) + 1))]
-    per_class = [idx for idx in per_class if len(idx)]
-    counts = []  # [n_test, n_val] per class
-    for idx in per_class:
-        n_c = len(idx)
-        n_test, n_val = _round(tf * n_c), _round(vf * n_c)
-        # Every class keeps a training example; give up validation rows first, then test rows.
-        while n_test + n_val > n_c - 1:
-            if n_val > 0:
-                n_val -= 1
-            else:
-                n_test -= 1
-        counts.append([n_test, n_val])
-    # Small classes can round every share to zero; a requested split still gets one row,
-    # taken from the class with the most training rows to spare.
-    for which, frac in ((0, tf), (1, vf)):
-        if frac > 0 and sum(c[which] for c in counts) == 0:
-            spare = [len(idx) - sum(c) - 1 for idx, c in zip(per_class, counts)]
-            best = int(np.argmax(spare))
-            if spare[best] < 1:
-                raise MlpbpError(
-                    f"not enough rows: {len(y)} rows in {len(per_class)} classes cannot give every class a"
-                    " training row plus a test and a validation row; lower data.test_fraction /"
-                    " data.validation_fraction or add data"
-                )
-            counts[best][which] += 1
-    test, val, train = [], [], []
-    for idx, (n_test, n_val) in zip(per_class, counts):
-        test.append(idx[:n_test])
-        val.append(idx[n_test : n_test + n_val])
-        train.append(idx[n_test + n_val :])
-    # Shuffle across classes so no split is ordered by class.
-    return tuple(rng.permutation(np.concatenate(part)) for part in (train, val, test))
-
-
-# ---------------------------------------------------------------------------------------------
-# Standardization
-
-
-class Standardizer:
-    """Per-column (x - mean) / scale, fitted on the training split only."""
-
-    def __init__(self, mean: np.ndarray | None = None, scale: np.ndarray | None = None):
-        # Both None until fit(); or pass stored arrays (e.g. from model.npz) directly.
-        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
-        self.scale = None if scale is None else np.asarray(scale, dtype=np.float64)
-
-    @classmethod
-    def identity(cls, d: int) -> Standardizer:
-        return cls(np.zeros(d), np.ones(d))
-
-    def fit(self, X: np.ndarray) -> Standardizer:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise MlpbpError(f"cannot standardize: need a non-empty 2-D array, got shape {X.shape}")
-        self.mean = X.mean(axis=0)
-        std = X.std(axis=0)
-        # A constant column (std 0, or float round-off of 0) would divide by ~0; leave it unscaled.
-        tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1.0)
-        self.scale = np.where(std > tiny, std, 1.0)
-        return self
-
-    def _check(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if self.mean is None:
-            raise RuntimeError("Standardizer used before fit()")
-        if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
-            raise MlpbpError(f"expected {self.mean.shape[0]} feature columns, got an array of shape {X.shape}")
-        return X
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return (self._check(X) - self.mean) / self.scale
-
-    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
-        return self._check(X) * self.scale + self.mean

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlpbpError
-from .files import ARCHIVE_ERRORS, save_npz
+from mlpbp.errors import MlpbpError
+from mlpbp.io import ARCHIVE_ERRORS, save_npz
 
 CHECKPOINT_VERSION = 1
 
@@ -30,8 +30,7 @@ class TrainState:
     config: dict = field(default_factory=dict)
 
 
-def save_checkpoint(path: Path, state: TrainState, params: dict, velocity: dict,
-                    best_params: dict | None) -> None:
+def save_checkpoint(path: Path, state: TrainState, params: dict, velocity: dict, best_params: dict | None) -> None:
     arrays = {f"param.{k}": v for k, v in params.items()}
     arrays.update({f"velocity.{k}": v for k, v in velocity.items()})
     if best_params is not None:
@@ -66,8 +65,9 @@ def load_checkpoint(path: Path, params: dict, velocity: dict) -> tuple[TrainStat
         for k, live in (params if prefix == "best" else target).items():
             a = arrays.get(f"{prefix}.{k}")
             if a is None or a.shape != live.shape or a.dtype.kind != "f":
-                raise MlpbpError(f"{bad} ({prefix}.{k} missing, not floating point or of shape other than"
-                                 f" {live.shape})")
+                raise MlpbpError(
+                    f"{bad} ({prefix}.{k} missing, not floating point or of shape other than {live.shape})"
+                )
             if prefix == "best":
                 best[k] = a.astype(live.dtype)
             else:
@@ -79,16 +79,27 @@ def _check_state(st: TrainState) -> None:
     """Raise TypeError/ValueError unless the state has the types a run relies on, so a forged
     or damaged checkpoint is an error message here, not a traceback mid-run."""
     nat = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-    if not (nat(st.epoch) and nat(st.step) and nat(st.bad_epochs) and isinstance(st.stopped_early, bool)
-            and isinstance(st.history, list) and all(_record_ok(r) for r in st.history)
-            and isinstance(st.config, dict) and isinstance(st.rng_state, dict)
-            and (st.best_epoch is None or nat(st.best_epoch))
-            and (st.best_val is None or isinstance(st.best_val, (int, float)))):
+    if not (
+        nat(st.epoch)
+        and nat(st.step)
+        and nat(st.bad_epochs)
+        and isinstance(st.stopped_early, bool)
+        and isinstance(st.history, list)
+        and all(_record_ok(r) for r in st.history)
+        and isinstance(st.config, dict)
+        and isinstance(st.rng_state, dict)
+        and (st.best_epoch is None or nat(st.best_epoch))
+        and (st.best_val is None or isinstance(st.best_val, (int, float)))
+    ):
         raise ValueError("malformed training state")
     np.random.PCG64().state = st.rng_state  # raises on a malformed generator state
 
 
 def _record_ok(r) -> bool:
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    return isinstance(r, dict) and num(r.get("epoch")) and num(r.get("train_loss")) \
+    return (
+        isinstance(r, dict)
+        and num(r.get("epoch"))
+        and num(r.get("train_loss"))
         and all(r.get(k) is None or num(r[k]) for k in ("val_loss", "learning_rate"))
+    )

@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from .train import RunResult, TrainHooks
+from mlpbp.run.trainer import RunResult, TrainHooks
 
 SPARKS = "▁▂▃▄▅▆▇█"
 MAX_ROWS = 60  # epochs shown in the live table; every epoch is in history.csv
@@ -41,9 +47,15 @@ class RichTrainHooks(TrainHooks):
         if task == "classification":
             self.columns += ["train acc", "val acc"]
         self.columns += ["lr", "seconds"]
-        self.bars = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                             MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
-                             console=console, transient=True)
+        self.bars = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.bar = None
         self.header_done = False
 
@@ -115,8 +127,8 @@ def train_summary(console: Console, result: RunResult) -> None:
     console.print(f"\nwrote {result.model_path}, history.csv, config.yaml in {result.out_dir}", highlight=False)
 
 
-
 # ---- gradcheck ----------------------------------------------------------------------------
+
 
 def _gc_num(x: float) -> str:
     return "nan" if x != x else f"{x:.2e}"
@@ -139,8 +151,13 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
     table.add_column("Result")
     last = None
     for c in report.checks:
-        cells = [escape(c.name), "x".join(map(str, c.shape)) or "scalar",
-                 _gc_num(c.max_abs_err), _gc_num(c.max_rel_err), _gc_result(c)]
+        cells = [
+            escape(c.name),
+            "x".join(map(str, c.shape)) or "scalar",
+            _gc_num(c.max_abs_err),
+            _gc_num(c.max_rel_err),
+            _gc_result(c),
+        ]
         if grouped and c.group != last:  # one section per built-in network, its name on top
             if last is not None:
                 table.add_section()
@@ -154,59 +171,79 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
             what = f"parameter {c.param} of {c.name.split('(', 1)[1].rstrip(')')}"
         else:
             what = c.name
-        out.print(f"[bold red]FAIL[/] {escape(where + what)}: max abs err {_gc_num(c.max_abs_err)},"
-                  f" max rel err {_gc_num(c.max_rel_err)} (rtol {report.settings['rtol']:g})",
-                  highlight=False, soft_wrap=True)
+        out.print(
+            f"[bold red]FAIL[/] {escape(where + what)}: max abs err {_gc_num(c.max_abs_err)},"
+            f" max rel err {_gc_num(c.max_rel_err)} (rtol {report.settings['rtol']:g})",
+            highlight=False,
+            soft_wrap=True,
+        )
         detail = Table(box=None, padding=(0, 2), show_edge=False)
         for col in ("entry", "analytical", "numerical", "abs err"):
             detail.add_column(col, justify="left" if col == "entry" else "right")
         for d in c.details:
             index = d["index"]
-            entry = index if isinstance(index, str) else (
-                f"{c.param}[{', '.join(map(str, index))}]" if c.param else f"u[{', '.join(map(str, index))}]")
-            detail.add_row(escape(entry), f"{d['analytical']:.8e}", f"{d['numerical']:.8e}",
-                           _gc_num(d["abs_err"]))
+            entry = (
+                index
+                if isinstance(index, str)
+                else (f"{c.param}[{', '.join(map(str, index))}]" if c.param else f"u[{', '.join(map(str, index))}]")
+            )
+            detail.add_row(escape(entry), f"{d['analytical']:.8e}", f"{d['numerical']:.8e}", _gc_num(d["abs_err"]))
         out.print(detail)
     kinds = {c.kind for c in report.failures}
     if "hvp" in kinds and kinds & {"param", "input"}:
-        out.print("[dim]HVP checks difference the gradient itself: fix the gradient failures"
-                  " first.[/]", soft_wrap=True)
+        out.print("[dim]HVP checks difference the gradient itself: fix the gradient failures first.[/]", soft_wrap=True)
     if report.skipped:
-        out.print(f"[yellow]{report.skipped} difference(s) straddled a ReLU-family kink and were left"
-                  " out (reported apart, not failures).[/]", soft_wrap=True)
+        out.print(
+            f"[yellow]{report.skipped} difference(s) straddled a ReLU-family kink and were left"
+            " out (reported apart, not failures).[/]",
+            soft_wrap=True,
+        )
     n, bad = len(report.checks), len(report.failures)
     if bad:
         out.print(f"[bold red]{bad} of {n} checks FAILED[/] ({seconds:.2f} s)", soft_wrap=True)
     else:
-        out.print(f"[bold green]All {n} checks passed[/]: max rel err {report.max_rel_err:.2e}"
-                  f" <= rtol {report.settings['rtol']:g} ({seconds:.2f} s)", soft_wrap=True)
-
+        out.print(
+            f"[bold green]All {n} checks passed[/]: max rel err {report.max_rel_err:.2e}"
+            f" <= rtol {report.settings['rtol']:g} ({seconds:.2f} s)",
+            soft_wrap=True,
+        )
 
 
 # ---- bench --------------------------------------------------------------------------------
+
 
 def bench_fit_line(fit: dict, prefix: str, label: str) -> str:
     loss, grad, hvp = (fit[f"{prefix}{k}"] for k in ("loss", "grad", "hvp"))
     per = lambda f: f["per_param_s"] * 1e9  # noqa: E731
     ratio = lambda f: per(f) / per(loss) if per(loss) > 0 else float("nan")  # noqa: E731
-    return (f"{label}: time ≈ a + b·params; loss b = {per(loss):.3g} ns/param, gradient "
-            f"{per(grad):.3g} ns/param ({ratio(grad):.2f}× loss), HVP {per(hvp):.3g} ns/param "
-            f"({ratio(hvp):.2f}× loss); a = {loss['intercept_s'] * 1e6:.0f}, "
-            f"{grad['intercept_s'] * 1e6:.0f}, {hvp['intercept_s'] * 1e6:.0f} µs")
+    return (
+        f"{label}: time ≈ a + b·params; loss b = {per(loss):.3g} ns/param, gradient "
+        f"{per(grad):.3g} ns/param ({ratio(grad):.2f}× loss), HVP {per(hvp):.3g} ns/param "
+        f"({ratio(hvp):.2f}× loss); a = {loss['intercept_s'] * 1e6:.0f}, "
+        f"{grad['intercept_s'] * 1e6:.0f}, {hvp['intercept_s'] * 1e6:.0f} µs"
+    )
 
 
-def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str, repeats: int,
-                 n_classes: int) -> None:
+def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str, repeats: int, n_classes: int) -> None:
     blas = result["blas"]
     env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
-    out.print(f"NumPy {np.__version__} BLAS: {blas['library']} {blas['version']}, kernel "
-              f"{blas['kernel']}, {blas['threads']} threads ({env})", highlight=False, soft_wrap=True)
+    out.print(
+        f"NumPy {np.__version__} BLAS: {blas['library']} {blas['version']}, kernel "
+        f"{blas['kernel']}, {blas['threads']} threads ({env})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if "torch" in result:
         t = result["torch"]
-        out.print(f"PyTorch {t['version']}: {t['threads']} threads; HVP by {t['hvp_method']}",
-                  highlight=False, soft_wrap=True)
-    out.print(f"Network: {width} -> depth x {width} (relu) -> {n_classes}, cross-entropy; "
-              f"batch {batch}, {dtype}; median of {repeats}", highlight=False, soft_wrap=True)
+        out.print(
+            f"PyTorch {t['version']}: {t['threads']} threads; HVP by {t['hvp_method']}", highlight=False, soft_wrap=True
+        )
+    out.print(
+        f"Network: {width} -> depth x {width} (relu) -> {n_classes}, cross-entropy; "
+        f"batch {batch}, {dtype}; median of {repeats}",
+        highlight=False,
+        soft_wrap=True,
+    )
     for prefix, title in (("", "mlpbp (NumPy)"), ("torch_", "PyTorch")):
         if prefix and "torch" not in result:
             break
@@ -214,11 +251,16 @@ def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str,
         for col in ("depth", "params", "loss ms", "grad ms", "grad/loss", "HVP ms", "HVP/loss"):
             table.add_column(col, justify="right", no_wrap=True)
         for r in result["rows"]:
-            table.add_row(str(r["depth"]), f"{r['params']:,}", f"{r[prefix + 'loss_s'] * 1e3:.3f}",
-                          f"{r[prefix + 'grad_s'] * 1e3:.3f}", f"{r[prefix + 'grad_ratio']:.2f}",
-                          f"{r[prefix + 'hvp_s'] * 1e3:.3f}", f"{r[prefix + 'hvp_ratio']:.2f}")
+            table.add_row(
+                str(r["depth"]),
+                f"{r['params']:,}",
+                f"{r[prefix + 'loss_s'] * 1e3:.3f}",
+                f"{r[prefix + 'grad_s'] * 1e3:.3f}",
+                f"{r[prefix + 'grad_ratio']:.2f}",
+                f"{r[prefix + 'hvp_s'] * 1e3:.3f}",
+                f"{r[prefix + 'hvp_ratio']:.2f}",
+            )
         out.print(table)
     out.print(bench_fit_line(result["fit"], "", "mlpbp"), highlight=False, soft_wrap=True)
     if "torch" in result:
-        out.print(bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False,
-                  soft_wrap=True)
+        out.print(bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False, soft_wrap=True)

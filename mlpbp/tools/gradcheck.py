@@ -41,14 +41,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .errors import MlpbpError
-from .layers import Activation, Linear
-from .losses import LOSSES
-from .network import MLP
+from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.network import MLP
+from mlpbp.errors import MlpbpError
 
 if TYPE_CHECKING:
-    from .config import Config
+    from mlpbp.run.config import Config
 
 DEFAULT_EPS = 1e-6
 DEFAULT_RTOL = 1e-6
@@ -109,8 +109,12 @@ class Check:
             "checked": self.checked,
             "skipped_at_kink": self.skipped,
             "details": [
-                {**d, "analytical": _finite_or_none(d["analytical"]),
-                 "numerical": _finite_or_none(d["numerical"]), "abs_err": _finite_or_none(d["abs_err"])}
+                {
+                    **d,
+                    "analytical": _finite_or_none(d["analytical"]),
+                    "numerical": _finite_or_none(d["numerical"]),
+                    "abs_err": _finite_or_none(d["abs_err"]),
+                }
                 for d in self.details
             ],
         }
@@ -141,8 +145,7 @@ class GradcheckReport:
         self.checks.extend(other.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks],
-                "settings": self.settings}
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks], "settings": self.settings}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,14 +182,15 @@ def _worst(index_of, a: np.ndarray, n: np.ndarray, k: int = N_DETAILS) -> list[d
     diff = np.abs(a - n)
     diff = np.where(np.isnan(diff), np.inf, diff)
     order = np.argsort(-diff, kind="stable")[:k]
-    return [{"index": index_of(int(i)), "analytical": float(a[i]), "numerical": float(n[i]),
-             "abs_err": float(diff[i])} for i in order]
+    return [
+        {"index": index_of(int(i)), "analytical": float(a[i]), "numerical": float(n[i]), "abs_err": float(diff[i])}
+        for i in order
+    ]
 
 
 def float64_copy(net: MLP) -> MLP:
     """A float64 MLP with the same architecture and parameter values (never the same arrays)."""
-    copy = MLP(net.widths, net.activation, net.loss_name, seed=net.seed, dtype="float64",
-               init=net.init, task=net.task)
+    copy = MLP(net.widths, net.activation, net.loss_name, seed=net.seed, dtype="float64", init=net.init, task=net.task)
     copy.set_flat(net.get_flat().astype(np.float64))
     return copy
 
@@ -230,7 +234,7 @@ def _move_off_kinks(net: MLP, X, y, eps: float, resample: int, rng: np.random.Ge
         return 0
     theta0 = net.get_flat()
     best_theta = theta0
-    rms = float(np.sqrt(np.mean(theta0 ** 2))) or 1.0
+    rms = float(np.sqrt(np.mean(theta0**2))) or 1.0
     for _ in range(resample):
         trial = theta0 + NUDGE * rms * rng.standard_normal(theta0.shape)
         net.set_flat(trial)
@@ -294,16 +298,36 @@ def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
     for name, p in net.params.items():
         i, layer = param_layer[name]
         a, n, idx, skipped = _differences(
-            p.reshape(-1), lambda: _loss_and_pieces(net, X, y), grads[name].reshape(-1), eps,
-            samples, rng, crosses_kink=lambda orig, hi, lo, pp, pm: not _same(p0, pp, pm))
+            p.reshape(-1),
+            lambda: _loss_and_pieces(net, X, y),
+            grads[name].reshape(-1),
+            eps,
+            samples,
+            rng,
+            crosses_kink=lambda orig, hi, lo, pp, pm: not _same(p0, pp, pm),
+        )
         max_abs, max_rel = errors(a, n, atol / rtol)
         ok = _passes(max_rel, rtol)
-        details = _worst(lambda k, s=p.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
-                         a, n) if len(idx) else []
-        checks.append(Check(
-            name=f"{name} (layer {i} Linear {layer.W.shape[1]}->{layer.W.shape[0]})",
-            shape=tuple(p.shape), max_abs_err=max_abs, max_rel_err=max_rel, ok=ok, kind="param",
-            layer=i, param=name, checked=len(idx), skipped=skipped, details=details))
+        details = (
+            _worst(lambda k, s=p.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)), a, n)
+            if len(idx)
+            else []
+        )
+        checks.append(
+            Check(
+                name=f"{name} (layer {i} Linear {layer.W.shape[1]}->{layer.W.shape[0]})",
+                shape=tuple(p.shape),
+                max_abs_err=max_abs,
+                max_rel_err=max_rel,
+                ok=ok,
+                kind="param",
+                layer=i,
+                param=name,
+                checked=len(idx),
+                skipped=skipped,
+                details=details,
+            )
+        )
     return checks
 
 
@@ -329,16 +353,34 @@ def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[C
 
         u = u0.copy()
         a, n, idx, skipped = _differences(
-            u.reshape(-1), lambda: (float(np.vdot(G, layer.forward(u))), None), a_full.reshape(-1),
-            eps, samples, rng,
-            crosses_kink=lambda orig, hi, lo, *_: kinked and not ((hi > 0) == (orig > 0) == (lo > 0)))
+            u.reshape(-1),
+            lambda: (float(np.vdot(G, layer.forward(u))), None),
+            a_full.reshape(-1),
+            eps,
+            samples,
+            rng,
+            crosses_kink=lambda orig, hi, lo, *_: kinked and not ((hi > 0) == (orig > 0) == (lo > 0)),
+        )
         max_abs, max_rel = errors(a, n, atol / rtol)
-        details = _worst(lambda k, s=u0.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)),
-                         a, n) if len(idx) else []
-        checks.append(Check(
-            name=f"{_layer_label(i, layer)} input", shape=tuple(u0.shape), max_abs_err=max_abs,
-            max_rel_err=max_rel, ok=_passes(max_rel, rtol), kind="input", layer=i,
-            checked=len(idx), skipped=skipped, details=details))
+        details = (
+            _worst(lambda k, s=u0.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)), a, n)
+            if len(idx)
+            else []
+        )
+        checks.append(
+            Check(
+                name=f"{_layer_label(i, layer)} input",
+                shape=tuple(u0.shape),
+                max_abs_err=max_abs,
+                max_rel_err=max_rel,
+                ok=_passes(max_rel, rtol),
+                kind="input",
+                layer=i,
+                checked=len(idx),
+                skipped=skipped,
+                details=details,
+            )
+        )
     return checks
 
 
@@ -385,17 +427,25 @@ def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> li
                 break
             skipped += 1
         else:
-            checks.append(Check(f"HVP direction {d}", (n,), 0.0, 0.0, True, kind="hvp",
-                                checked=0, skipped=skipped))
+            checks.append(Check(f"HVP direction {d}", (n,), 0.0, 0.0, True, kind="hvp", checked=0, skipped=skipped))
             continue
         Hv = net.flat_hvp(X, y, v)
         Hs.append((v, Hv))
         numerical = (gp - gm) / (2 * eps)
         max_abs, max_rel = errors(Hv, numerical, atol / rtol)
-        checks.append(Check(
-            name=f"HVP direction {d}", shape=(n,), max_abs_err=max_abs, max_rel_err=max_rel,
-            ok=_passes(max_rel, rtol), kind="hvp", checked=n, skipped=skipped,
-            details=_worst(index_of, Hv, numerical)))
+        checks.append(
+            Check(
+                name=f"HVP direction {d}",
+                shape=(n,),
+                max_abs_err=max_abs,
+                max_rel_err=max_rel,
+                ok=_passes(max_rel, rtol),
+                kind="hvp",
+                checked=n,
+                skipped=skipped,
+                details=_worst(index_of, Hv, numerical),
+            )
+        )
     # Symmetry of the analytical H: ⟨u, Hv⟩ = ⟨v, Hu⟩ (no differences, so no kinks).
     u, v = unit(), unit()
     Hu, Hv = net.flat_hvp(X, y, u), net.flat_hvp(X, y, v)
@@ -405,11 +455,18 @@ def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> li
     max_rel = 0.0 if max_abs == 0 else max_abs / max(scale, atol / rtol, np.finfo(np.float64).tiny)
     if not np.isfinite(max_abs):
         max_abs = max_rel = float("nan")
-    checks.append(Check(
-        name="HVP symmetry <u,Hv> = <v,Hu>", shape=(), max_abs_err=max_abs, max_rel_err=max_rel,
-        ok=_passes(max_rel, rtol), kind="symmetry", checked=1,
-        details=[{"index": "<u,Hv> vs <v,Hu>", "analytical": uHv, "numerical": vHu,
-                  "abs_err": max_abs}]))
+    checks.append(
+        Check(
+            name="HVP symmetry <u,Hv> = <v,Hu>",
+            shape=(),
+            max_abs_err=max_abs,
+            max_rel_err=max_rel,
+            ok=_passes(max_rel, rtol),
+            kind="symmetry",
+            checked=1,
+            details=[{"index": "<u,Hv> vs <v,Hu>", "analytical": uHv, "numerical": vHu, "abs_err": max_abs}],
+        )
+    )
     return checks
 
 
@@ -417,10 +474,19 @@ def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> li
 # Public API
 
 
-def check_network(net: MLP, X, y, eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL,
-                  atol: float = DEFAULT_ATOL, samples: int = DEFAULT_SAMPLES,
-                  seed: int = DEFAULT_SEED, directions: int = DEFAULT_DIRECTIONS,
-                  resample: int = 5, group: str = "") -> GradcheckReport:
+def check_network(
+    net: MLP,
+    X,
+    y,
+    eps: float = DEFAULT_EPS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    directions: int = DEFAULT_DIRECTIONS,
+    resample: int = 5,
+    group: str = "",
+) -> GradcheckReport:
     """Check ``net``'s gradients, layer input gradients and HVPs at (X, y) in float64.
 
     ``net`` is copied (float64) and left untouched. ``samples``: entries checked per tensor
@@ -435,13 +501,14 @@ def check_network(net: MLP, X, y, eps: float = DEFAULT_EPS, rtol: float = DEFAUL
     if y.dtype.kind not in "iu":
         y = y.astype(np.float64)
     _move_off_kinks(net, X, y, eps, resample, rng)
-    checks = (_check_params(net, X, y, eps, rtol, atol, samples, rng)
-              + _check_layer_inputs(net, X, y, eps, rtol, atol, samples, rng)
-              + _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng))
+    checks = (
+        _check_params(net, X, y, eps, rtol, atol, samples, rng)
+        + _check_layer_inputs(net, X, y, eps, rtol, atol, samples, rng)
+        + _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng)
+    )
     for c in checks:
         c.group = group
-    settings = {"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed,
-                "directions": directions}
+    settings = {"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed, "directions": directions}
     return GradcheckReport(checks, settings)
 
 
@@ -456,8 +523,9 @@ def _validate(eps, rtol, atol, samples) -> None:
         raise MlpbpError(f"--samples must be an integer >= 1; got {samples}")
 
 
-def builtin_network(activation: str, loss: str, seed: int = DEFAULT_SEED,
-                    widths=BUILTIN_WIDTHS, batch: int = BUILTIN_BATCH):
+def builtin_network(
+    activation: str, loss: str, seed: int = DEFAULT_SEED, widths=BUILTIN_WIDTHS, batch: int = BUILTIN_BATCH
+):
     """A small float64 network (random, non-zero biases) and a batch for it: (net, X, y)."""
     rng = np.random.default_rng(seed)
     net = MLP(list(widths), activation, loss, seed=seed, dtype="float64")
@@ -472,18 +540,22 @@ def builtin_network(activation: str, loss: str, seed: int = DEFAULT_SEED,
     return net, X, y
 
 
-def check_builtin(eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                  samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
-                  activations=None, losses=None) -> GradcheckReport:
+def check_builtin(
+    eps: float = DEFAULT_EPS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    activations=None,
+    losses=None,
+) -> GradcheckReport:
     """Every activation × every loss on a small built-in network (widths 3-4-4-3, batch 6)."""
     _validate(eps, rtol, atol, samples)
-    report = GradcheckReport(settings={"eps": eps, "rtol": rtol, "atol": atol,
-                                       "samples": samples, "seed": seed})
+    report = GradcheckReport(settings={"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed})
     for act in activations or ACTIVATIONS:
         for loss in losses or LOSSES:
             net, X, y = builtin_network(act, loss, seed)
-            report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed,
-                                        group=f"{act}/{loss}"))
+            report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed, group=f"{act}/{loss}"))
     return report
 
 
@@ -492,7 +564,7 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
 
     Widths come from the data: d inputs, the config's hidden widths, then the number of
     classes (classification) or target columns (regression)."""
-    from .train import build_model, prepare  # the config path only
+    from mlpbp.run.prepare import build_model, prepare  # the config path only
 
     # The training split exactly as training sees it (standardised), in float64.
     data = prepare(cfg, dtype="float64")
@@ -503,9 +575,15 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     return net, X[rows], y[rows]
 
 
-def check_config(cfg: Config, eps: float = DEFAULT_EPS, rtol: float = DEFAULT_RTOL,
-                 atol: float = DEFAULT_ATOL, samples: int = DEFAULT_SAMPLES,
-                 seed: int = DEFAULT_SEED, batch: int = DEFAULT_BATCH) -> GradcheckReport:
+def check_config(
+    cfg: Config,
+    eps: float = DEFAULT_EPS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    batch: int = DEFAULT_BATCH,
+) -> GradcheckReport:
     """Check the network a config describes on a small (seeded) batch of its data."""
     _validate(eps, rtol, atol, samples)
     if batch < 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import get_activation
+from mlpbp.engine.activations import get_activation
 
 
 class Layer:
@@ -80,9 +80,7 @@ class Linear(Layer):
         r_z += V_b
         return r_z
 
-    def rbackward(
-        self, r_grad_z: np.ndarray, V_W: np.ndarray, need_input_grad: bool = True
-    ) -> np.ndarray | None:
+    def rbackward(self, r_grad_z: np.ndarray, V_W: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """R{∂J/∂W} = Σ R{∂J/∂z} uᵀ + ∂J/∂z R{u}ᵀ, R{∂J/∂b} = Σ R{∂J/∂z},
         R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}. Results land in ``self.r_grads`` (the caller may
         set it to arrays of its own first, as ``MLP.hvp`` does to return them without a copy)."""

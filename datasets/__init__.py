@@ -1,0 +1,1 @@
+"""The bundled data sets (CSV), installed as the package mlpbp.datasets; see README.md here."""

@@ -1,0 +1,1 @@
+"""The maths: activations, layers, losses, the network and its passes, optimizers."""

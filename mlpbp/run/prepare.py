@@ -1,0 +1,95 @@
+"""From a config to what the trainer needs: the data read, split, standardised and cast, and the
+network built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlpbp.data import BUNDLED, GENERATORS, Dataset, Standardizer, bundled_path, generate, read_csv, read_npz, split
+from mlpbp.engine.network import MLP
+from mlpbp.errors import MlpbpError
+from mlpbp.run.config import Config, DataConfig
+
+
+def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
+    """Load the dataset a `data:` config section names; relative paths are taken from base_dir."""
+    if cfg.dataset in BUNDLED:
+        ds = read_csv(bundled_path(cfg.dataset), cfg.target or BUNDLED[cfg.dataset], cfg.task)
+    elif cfg.dataset in GENERATORS:
+        ds = generate(cfg.dataset, seed=seed, n_samples=cfg.n_samples, noise=cfg.noise)
+        if cfg.task is not None and cfg.task != ds.task:
+            raise MlpbpError(
+                f"config error at data.task: dataset '{cfg.dataset}' is a {ds.task} problem, not {cfg.task}"
+            )
+    elif cfg.path is not None:
+        path = Path(cfg.path)
+        if not path.is_absolute():
+            path = Path(base_dir) / path
+        if path.suffix.lower() == ".npz":
+            ds = read_npz(path, cfg.task)
+        else:
+            ds = read_csv(path, cfg.target, cfg.task)
+    else:
+        raise MlpbpError(f"config error at data.dataset: unknown dataset {cfg.dataset!r}")
+    return ds
+
+
+@dataclass
+class Prepared:
+    """The data in the network's units, and what maps raw rows into them."""
+
+    dataset: Dataset
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    x_scaler: Standardizer
+    y_scaler: Standardizer | None
+    n_outputs: int
+
+
+def default_loss(cfg: Config, task: str) -> str:
+    return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
+
+
+def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
+    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype)."""
+    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
+    loss = default_loss(cfg, ds.task)
+    if ds.task == "regression" and loss == "cross_entropy":
+        raise MlpbpError("config error at model.loss: cross_entropy needs a classification task; use square")
+    if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
+        raise MlpbpError("config error at train.patience: early stopping needs data.validation_fraction > 0")
+    sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
+    d = ds.X.shape[1]
+    x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
+    y_scaler = None
+    if ds.task == "regression" and cfg.data.standardize:
+        # Scaled targets keep one learning rate sensible whatever the target's units.
+        y_scaler = Standardizer().fit(sp.train[1])
+    dtype = np.dtype(dtype or cfg.train.dtype)
+
+    def encode(part):  # cast once here, so the hot loop never converts
+        X, y = part
+        X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
+        if ds.task == "regression":
+            y = y_scaler.transform(y) if y_scaler is not None else y
+            y = np.ascontiguousarray(y, dtype=dtype)
+        return X, y
+
+    n_out = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
+    return Prepared(ds, encode(sp.train), encode(sp.val), encode(sp.test), x_scaler, y_scaler, n_out)
+
+
+def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None) -> MLP:
+    return MLP(
+        [n_inputs, *cfg.model.hidden, n_outputs],
+        cfg.model.activation,
+        default_loss(cfg, task),
+        seed=cfg.seed,
+        dtype=dtype or cfg.train.dtype,
+        init=cfg.model.init,
+        task=task,
+    )

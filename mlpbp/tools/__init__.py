@@ -1,0 +1,1 @@
+"""Tools over the engine: the gradient checker and the benchmark."""

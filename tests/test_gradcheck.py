@@ -263,10 +263,10 @@ def test_wrong_softmax_cross_entropy_gradient(monkeypatch):
 def test_wrong_linear_rbackward(monkeypatch):
     original = Linear.rbackward
 
-    def rbackward(self, r_grad_z, V_W, need_input_grad=True):  # the ∂J/∂z R{u}ᵀ term dropped
+    def rbackward(self, r_grad_z, V, out=None, need_input_grad=True):  # the ∂J/∂z R{u}ᵀ term dropped
         saved, self.r_u = self.r_u, None
         try:
-            return original(self, r_grad_z, V_W, need_input_grad)
+            return original(self, r_grad_z, V, out, need_input_grad)
         finally:
             self.r_u = saved
 

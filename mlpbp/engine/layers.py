@@ -17,17 +17,54 @@ from mlpbp.engine.activations import get_activation
 
 
 class Layer:
-    params: dict[str, np.ndarray] = {}
+    """The one contract every layer keeps, so a network walks its layers without asking what
+    each one is:
+
+    - ``forward(u)`` → the output, keeping what ``backward`` needs;
+    - ``backward(grad_out, need_input_grad, need_param_grad)`` → ∂J/∂u (or None when not
+      needed), filling ``self.grads`` (one array per entry of ``self.params``);
+    - ``rforward(r_u, V)`` → R{output}, for a direction ``V`` over this layer's params
+      (``r_u`` is None, i.e. zero, at the network's input);
+    - ``rbackward(r_grad_out, V, out, need_input_grad)`` → (R{∂J/∂u} or None, R{∂J/∂θ}): the
+      second item has one array per param, written into ``out`` when it is given.
+
+    A layer without parameters has empty ``params`` and ``grads`` and ignores ``V``.
+    """
+
+    #: kinked (ReLU-like) at 0: finite differences must not step across the kink
+    kinked = False
 
     def __init__(self, dtype) -> None:
         self.dtype = np.dtype(dtype)
         self._buffers: dict[str, np.ndarray] = {}
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         buf = self._buffers.get(key)
         if buf is None or buf.shape != shape:
             buf = self._buffers[key] = np.empty(shape, self.dtype)
         return buf
+
+    def forward(self, u: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(
+        self, grad_out: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True
+    ) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def rbackward(
+        self,
+        r_grad_out: np.ndarray,
+        V: dict[str, np.ndarray],
+        out: dict[str, np.ndarray] | None = None,
+        need_input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        raise NotImplementedError
 
 
 class Linear(Layer):
@@ -40,14 +77,15 @@ class Linear(Layer):
     def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
         super().__init__(W.dtype)
         self.W, self.b = W, b
+        self.params = {"W": W, "b": b}
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        return {"W": self.W, "b": self.b}
 
     def __repr__(self) -> str:
         return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
+
+    @property
+    def label(self) -> str:
+        return f"Linear {self.W.shape[1]}->{self.W.shape[0]}"
 
     def forward(self, u: np.ndarray) -> np.ndarray:
         self.u = u
@@ -69,34 +107,39 @@ class Linear(Layer):
         grad_u = self._buffer("grad_u", self.u.shape)
         return np.dot(grad_z, self.W, out=grad_u)
 
-    def rforward(self, r_u: np.ndarray | None, V_W: np.ndarray, V_b: np.ndarray) -> np.ndarray:
+    def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
         self.r_u = r_u
         r_z = self._buffer("r_z", (self.u.shape[0], self.W.shape[0]))
-        np.dot(self.u, V_W.T, out=r_z)
+        np.dot(self.u, V["W"].T, out=r_z)
         if r_u is not None:
             tmp = self._buffer("r_z_tmp", r_z.shape)
             r_z += np.dot(r_u, self.W.T, out=tmp)
-        r_z += V_b
+        r_z += V["b"]
         return r_z
 
-    def rbackward(self, r_grad_z: np.ndarray, V_W: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+    def rbackward(
+        self,
+        r_grad_z: np.ndarray,
+        V: dict[str, np.ndarray],
+        out: dict[str, np.ndarray] | None = None,
+        need_input_grad: bool = True,
+    ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """R{∂J/∂W} = Σ R{∂J/∂z} uᵀ + ∂J/∂z R{u}ᵀ, R{∂J/∂b} = Σ R{∂J/∂z},
-        R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}. Results land in ``self.r_grads`` (the caller may
-        set it to arrays of its own first, as ``MLP.hvp`` does to return them without a copy)."""
-        if not hasattr(self, "r_grads"):
-            self.r_grads = {"W": np.zeros_like(self.W), "b": np.zeros_like(self.b)}
-        grad_z, r_gW = self.grad_z, self.r_grads["W"]
+        R{∂J/∂u} = V_Wᵀ ∂J/∂z + Wᵀ R{∂J/∂z}."""
+        if out is None:
+            out = {"W": np.empty_like(self.W), "b": np.empty_like(self.b)}
+        grad_z, r_gW = self.grad_z, out["W"]
         np.dot(r_grad_z.T, self.u, out=r_gW)
         if self.r_u is not None:
             r_gW += np.dot(grad_z.T, self.r_u, out=self._buffer("r_gW_tmp", r_gW.shape))
-        r_grad_z.sum(axis=0, out=self.r_grads["b"])
+        r_grad_z.sum(axis=0, out=out["b"])
         if not need_input_grad:
-            return None
+            return None, out
         r_grad_u = self._buffer("r_grad_u", self.u.shape)
         np.dot(r_grad_z, self.W, out=r_grad_u)
-        r_grad_u += np.dot(grad_z, V_W, out=self._buffer("r_grad_u_tmp", self.u.shape))
-        return r_grad_u
+        r_grad_u += np.dot(grad_z, V["W"], out=self._buffer("r_grad_u_tmp", self.u.shape))
+        return r_grad_u, out
 
 
 class Activation(Layer):
@@ -109,26 +152,37 @@ class Activation(Layer):
         super().__init__(dtype)
         self.fn = get_activation(name)
         self.name = name
+        self.kinked = self.fn.relu_family
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
+
+    @property
+    def label(self) -> str:
+        return f"Activation {self.name!r}"
 
     def forward(self, z: np.ndarray) -> np.ndarray:
         self.z = z
         self.a = self.fn.f(z, out=self._buffer("a", z.shape))
         return self.a
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
+    def backward(self, grad_a: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True) -> np.ndarray:
         self.grad_a = grad_a
         self.d = self.fn.df(self.z, self.a, out=self._buffer("d", self.z.shape))  # σ'(z)
         return np.multiply(grad_a, self.d, out=self._buffer("grad_z", self.z.shape))
 
-    def rforward(self, r_z: np.ndarray) -> np.ndarray:
+    def rforward(self, r_z: np.ndarray, V: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """R{a} = σ'(z) ⊙ R{z}  (σ'(z) as ``backward`` kept it)."""
         self.r_z = r_z
         return np.multiply(self.d, r_z, out=self._buffer("r_a", r_z.shape))
 
-    def rbackward(self, r_grad_a: np.ndarray) -> np.ndarray:
+    def rbackward(
+        self,
+        r_grad_a: np.ndarray,
+        V: dict[str, np.ndarray] | None = None,
+        out: dict[str, np.ndarray] | None = None,
+        need_input_grad: bool = True,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """R{∂J/∂z} = R{∂J/∂a} ⊙ σ'(z) + ∂J/∂a ⊙ σ''(z) ⊙ R{z}."""
         r_grad_z = np.multiply(r_grad_a, self.d, out=self._buffer("r_grad_z", self.z.shape))
         if self.fn.curved:  # σ'' = 0 for identity and the relus: the second term is zero
@@ -136,4 +190,4 @@ class Activation(Layer):
             tmp *= self.grad_a
             tmp *= self.r_z
             r_grad_z += tmp
-        return r_grad_z
+        return r_grad_z, {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpbp.engine.activations import get_activation
-from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.layers import Activation, Layer, Linear
 from mlpbp.engine.losses import get_loss, softmax
 
 INITS = ("he", "glorot")
@@ -50,9 +50,7 @@ class MLP:
         self.task = task or ("classification" if loss == "cross_entropy" else "regression")
 
         rng = np.random.default_rng(seed)
-        self.params: dict[str, np.ndarray] = {}
-        self.layers: list = []
-        self.linears: list[Linear] = []
+        self.layers: list[Layer] = []
         R = len(widths) - 1
         for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
             if init == "he":  # keeps the variance of ReLU activations steady with depth
@@ -60,22 +58,32 @@ class MLP:
             else:  # Glorot/Xavier uniform: balances forward and backward variance
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
                 W = rng.uniform(-limit, limit, size=(fan_out, fan_in))
-            lin = Linear(W.astype(self.dtype), np.zeros(fan_out, self.dtype))
-            self.params[f"W{r}"], self.params[f"b{r}"] = lin.W, lin.b
-            self.layers.append(lin)
-            self.linears.append(lin)
+            self.layers.append(Linear(W.astype(self.dtype), np.zeros(fan_out, self.dtype)))
             if r < R:
                 self.layers.append(Activation(activation, self.dtype))
-        # Gradients are views of each layer's own arrays: no copying on the training path.
-        self.grads = {}
-        for r, lin in enumerate(self.linears, start=1):
-            self.grads[f"W{r}"], self.grads[f"b{r}"] = lin.grads["W"], lin.grads["b"]
+        # The network's name for each layer param: the r-th layer with params owns "Wr", "br".
+        self.layer_param_names: list[dict[str, str]] = []  # one {layer's key: network's name} per layer
+        r = 0
+        for layer in self.layers:
+            r += bool(layer.params)
+            self.layer_param_names.append({k: f"{k}{r}" for k in layer.params})
+        # params and grads are the layers' own arrays: no copying on the training path.
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        for layer, names in zip(self.layers, self.layer_param_names):
+            for k, name in names.items():
+                self.params[name], self.grads[name] = layer.params[k], layer.grads[k]
 
     def __repr__(self) -> str:
         return (
             f"MLP(widths={self.widths}, activation={self.activation!r}, loss={self.loss_name!r}, "
             f"dtype={str(self.dtype)!r}, params={self.n_params})"
         )
+
+    @property
+    def linears(self) -> list[Layer]:
+        """The layers that have parameters (the Linear ones), first to last."""
+        return [layer for layer in self.layers if layer.params]
 
     @property
     def n_params(self) -> int:
@@ -97,10 +105,8 @@ class MLP:
     def _backward(self, grad_o: np.ndarray, need_param_grad: bool = True) -> None:
         """Walk the layers in reverse, each turning ∂J/∂(its output) into ∂J/∂(its input)."""
         g = grad_o
-        for i in range(len(self.layers) - 1, 0, -1):
-            layer = self.layers[i]
-            g = layer.backward(g, need_param_grad=need_param_grad) if isinstance(layer, Linear) else layer.backward(g)
-        self.layers[0].backward(g, need_input_grad=False, need_param_grad=need_param_grad)
+        for i in range(len(self.layers) - 1, -1, -1):  # the network's input needs no gradient
+            g = self.layers[i].backward(g, need_input_grad=i > 0, need_param_grad=need_param_grad)
 
     def _targets(self, y) -> np.ndarray:
         y = np.asarray(y)
@@ -136,33 +142,18 @@ class MLP:
         missing = set(self.params) - set(v)
         if missing:
             raise ValueError(f"direction v lacks {sorted(missing)}")
-        V = [
-            (np.asarray(v[f"W{r}"], self.dtype), np.asarray(v[f"b{r}"], self.dtype))
-            for r in range(1, len(self.linears) + 1)
-        ]
+        V = [{k: np.asarray(v[name], self.dtype) for k, name in names.items()} for names in self.layer_param_names]
         self.loss_fn.forward(self._forward(X), y)
         self._backward(self.loss_fn.backward(), need_param_grad=False)
-        r_h, k = None, 0
-        for layer in self.layers:  # R-forward: R{u} is zero at the input
-            if isinstance(layer, Linear):
-                r_h = layer.rforward(r_h, *V[k])
-                k += 1
-            else:
-                r_h = layer.rforward(r_h)
+        r_h = None  # R{u} is zero at the network's input
+        for layer, V_layer in zip(self.layers, V):
+            r_h = layer.rforward(r_h, V_layer)
         r_g = self.loss_fn.rbackward(r_h)
         # R-backward writes straight into the arrays returned: one allocation, no copies.
         out = self.unflatten(np.empty(self.n_params, self.dtype))
-        for r, lin in enumerate(self.linears, start=1):
-            lin.r_grads = {"W": out[f"W{r}"], "b": out[f"b{r}"]}
         for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if isinstance(layer, Linear):
-                k -= 1
-                r_g = layer.rbackward(r_g, V[k][0], need_input_grad=i > 0)
-            else:
-                r_g = layer.rbackward(r_g)
-        for lin in self.linears:
-            del lin.r_grads  # the caller's now: a later pass must not write into them
+            into = {k: out[name] for k, name in self.layer_param_names[i].items()}
+            r_g, _ = self.layers[i].rbackward(r_g, V[i], into, need_input_grad=i > 0)
         return out
 
     # ---- predictions --------------------------------------------------------------------

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlpbp.engine.activations import ACTIVATIONS
-from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
@@ -195,8 +195,8 @@ def float64_copy(net: MLP) -> MLP:
     return copy
 
 
-def _kinked_layers(net: MLP) -> list[Activation]:
-    return [l for l in net.layers if isinstance(l, Activation) and l.fn.relu_family]
+def _kinked_layers(net: MLP) -> list[Layer]:
+    return [layer for layer in net.layers if layer.kinked]
 
 
 def _pieces(net: MLP) -> np.ndarray | None:
@@ -289,11 +289,11 @@ def _differences(flat, f, analytical, eps, samples, rng, crosses_kink):
 def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
     _, grads = net.loss_and_grad(X, y)
     p0 = _pieces(net)
-    param_layer = {}
-    for i, layer in enumerate(net.layers, start=1):
-        if isinstance(layer, Linear):
-            r = len(param_layer) // 2 + 1
-            param_layer[f"W{r}"] = param_layer[f"b{r}"] = (i, layer)
+    param_layer = {
+        name: (i, layer)
+        for i, (layer, names) in enumerate(zip(net.layers, net.layer_param_names), start=1)
+        for name in names.values()
+    }
     checks = []
     for name, p in net.params.items():
         i, layer = param_layer[name]
@@ -315,7 +315,7 @@ def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
         )
         checks.append(
             Check(
-                name=f"{name} (layer {i} Linear {layer.W.shape[1]}->{layer.W.shape[0]})",
+                name=f"{name} (layer {i} {layer.label})",
                 shape=tuple(p.shape),
                 max_abs_err=max_abs,
                 max_rel_err=max_rel,
@@ -331,12 +331,8 @@ def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
     return checks
 
 
-def _layer_label(i: int, layer) -> str:
-    if isinstance(layer, Linear):
-        return f"layer {i} (Linear {layer.W.shape[1]}->{layer.W.shape[0]})"
-    if isinstance(layer, Activation):
-        return f"layer {i} (Activation {layer.name!r})"
-    return f"layer {i} ({type(layer).__name__})"
+def _layer_label(i: int, layer: Layer) -> str:
+    return f"layer {i} ({layer.label})"
 
 
 def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
@@ -347,7 +343,7 @@ def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[C
         h = layer.forward(h)
     checks = []
     for i, (layer, u0) in enumerate(zip(net.layers, inputs), start=1):
-        kinked = isinstance(layer, Activation) and layer.fn.relu_family
+        kinked = layer.kinked
         G = rng.standard_normal(layer.forward(u0).shape)
         a_full = np.array(layer.backward(G), np.float64, copy=True)  # backward's buffer is reused
 

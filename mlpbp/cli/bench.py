@@ -1,0 +1,60 @@
+"""`mlpbp bench`: the cost of a gradient and an HVP against the loss."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from mlpbp.cli import render
+from mlpbp.cli.app import command, err, out
+from mlpbp.tools import bench as bench_api
+
+# ---- bench -----------------------------------------------------------------------------------
+
+
+@command
+def bench(
+    depth: int = typer.Option(
+        32,
+        "--depth",
+        help="Deepest network timed: depths 1, 2, 4, ... up to DEPTH (included). "
+        "Depth D is WIDTH inputs -> D hidden relu layers of WIDTH units -> 10 outputs, softmax "
+        "cross-entropy (PyTorch runs the same network, weights and batch).",
+    ),
+    width: int = typer.Option(256, "--width", help="Input and hidden width."),
+    batch: int = typer.Option(64, "--batch", help="Rows in the (random, seeded) batch."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed repeats after a warm-up; each time is the median."),
+    compare: str | None = typer.Option(
+        None,
+        "--compare",
+        help="'torch': add the same columns for PyTorch (pip install 'mlpbp\\[compare]'); its HVP is double backward.",
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print only {"rows": [{"depth", "params", "loss_s", "grad_s", '
+        '"hvp_s", "grad_ratio", "hvp_ratio", ...}], "blas": {...}, "threads": n, ...} on stdout.',
+    ),
+) -> None:
+    """The cheap-gradient theorem, measured: time the loss J, J with its gradient, and a
+    Hessian-vector product at each depth. The gradient should cost about 3x the loss, at
+    every depth."""
+    if compare is not None:
+        bench_api.import_torch()  # missing torch: one line and exit 2 before any timing
+    depths = bench_api.depths_up_to(depth)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task(f"depth {depths[0]}", total=len(depths))
+
+        def progress(done: int, total: int, d: int) -> None:
+            bar.update(task, completed=done, description=f"depth {depths[min(done, total - 1)]}")
+
+        result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    render.bench_report(out, result, width, batch, dtype, repeats, bench_api.N_CLASSES)

@@ -2,11 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mlpbp.engine.activations import ACTIVATIONS, ActivationFn
+from mlpbp.engine.dtypes import DTYPES
+from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Linear
-from mlpbp.engine.losses import CrossEntropyLoss, SquareLoss
+from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss
 from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import SGD
-from mlpbp.engine.schedules import learning_rate_at
+from mlpbp.engine.optim import OPTIMIZERS, SGD
+from mlpbp.engine.registry import Registry
+from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
 from mlpbp.errors import MlpbpError, TrainingError
 
 __all__ = [
@@ -17,6 +21,15 @@ __all__ = [
     "SquareLoss",
     "CrossEntropyLoss",
     "learning_rate_at",
+    # One registry per kind: register a new one and configs, the schema and the CLI accept it.
+    "ACTIVATIONS",
+    "ActivationFn",
+    "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "INITS",
+    "DTYPES",
+    "Registry",
     "MlpbpError",
     "TrainingError",
 ]

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from mlpbp.cli import render
 from mlpbp.cli.app import command, err, out
+from mlpbp.engine.dtypes import DTYPES
 from mlpbp.tools import bench as bench_api
 
 # ---- bench -----------------------------------------------------------------------------------
@@ -25,7 +26,7 @@ def bench(
     ),
     width: int = typer.Option(256, "--width", help="Input and hidden width."),
     batch: int = typer.Option(64, "--batch", help="Rows in the (random, seeded) batch."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
+    dtype: str = typer.Option("float32", "--dtype", help=f"One of: {', '.join(DTYPES)}."),
     repeats: int = typer.Option(5, "--repeats", help="Timed repeats after a warm-up; each time is the median."),
     compare: str | None = typer.Option(
         None,

@@ -3,6 +3,12 @@
 Each function writes into ``out`` so the training loop allocates nothing. ``df`` and ``d2f``
 receive both z and a = σ(z): several derivatives are cheapest in terms of the output
 (sigmoid' = a(1 − a), tanh' = 1 − a²).
+
+Adding an activation is one registration, anywhere (mlpbp's own or a user's module)::
+
+    ACTIVATIONS.register("swish", ActivationFn("swish", f, df, d2f))
+
+after which ``model.activation: swish`` validates, trains, saves, loads and gradchecks.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from mlpbp.engine.registry import Registry
 
 LEAKY_SLOPE = 0.01  # leaky_relu's slope for z < 0, as in PyTorch
 ELU_ALPHA = 1.0
@@ -153,23 +161,19 @@ class ActivationFn:
         return self.d2f is not _zeros
 
 
-ACTIVATIONS: dict[str, ActivationFn] = {
-    fn.name: fn
-    for fn in (
-        ActivationFn("identity", _identity, _ones, _zeros),
-        ActivationFn("relu", _relu, _relu_d, _zeros, relu_family=True),
-        ActivationFn("leaky_relu", _leaky, _leaky_d, _zeros, relu_family=True),
-        ActivationFn("sigmoid", _sigmoid, _sigmoid_d, _sigmoid_d2),
-        ActivationFn("tanh", _tanh, _tanh_d, _tanh_d2),
-        ActivationFn("softplus", _softplus, _softplus_d, _softplus_d2),
-        ActivationFn("elu", _elu, _elu_d, _elu_d2, relu_family=True),
-        ActivationFn("sin", _sin, _sin_d, _sin_d2),
-    )
-}
+ACTIVATIONS: Registry[ActivationFn] = Registry("activation")
+for _fn in (
+    ActivationFn("identity", _identity, _ones, _zeros),
+    ActivationFn("relu", _relu, _relu_d, _zeros, relu_family=True),
+    ActivationFn("leaky_relu", _leaky, _leaky_d, _zeros, relu_family=True),
+    ActivationFn("sigmoid", _sigmoid, _sigmoid_d, _sigmoid_d2),
+    ActivationFn("tanh", _tanh, _tanh_d, _tanh_d2),
+    ActivationFn("softplus", _softplus, _softplus_d, _softplus_d2),
+    ActivationFn("elu", _elu, _elu_d, _elu_d2, relu_family=True),
+    ActivationFn("sin", _sin, _sin_d, _sin_d2),
+):
+    ACTIVATIONS.register(_fn.name, _fn)
 
 
 def get_activation(name: str) -> ActivationFn:
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}") from None
+    return ACTIVATIONS.lookup(name)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpbp.engine.registry import Registry
+
 
 def one_hot(y: np.ndarray, k: int, dtype) -> np.ndarray:
     t = np.zeros((y.shape[0], k), dtype)
@@ -86,11 +88,11 @@ class CrossEntropyLoss:
         return p * (r_o - inner) / r_o.shape[0]
 
 
-LOSSES = {cls.name: cls for cls in (SquareLoss, CrossEntropyLoss)}
+LOSSES: Registry[type] = Registry("loss")
+LOSSES.register(SquareLoss.name, SquareLoss)
+LOSSES.register(CrossEntropyLoss.name, CrossEntropyLoss)
 
 
 def get_loss(name: str):
-    try:
-        return LOSSES[name]()
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}") from None
+    """A fresh loss object (it keeps per-batch state) of the registered class ``name``."""
+    return LOSSES.lookup(name)()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from mlpbp.engine.activations import get_activation
+from mlpbp.engine.dtypes import get_dtype
+from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Layer, Linear
 from mlpbp.engine.losses import get_loss, softmax
-
-INITS = ("he", "glorot")
-DTYPES = ("float32", "float64")
 
 
 class MLP:
@@ -34,30 +33,23 @@ class MLP:
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"widths needs at least an input and an output width, all >= 1; got {widths}")
-        if str(np.dtype(dtype)) not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        self.dtype = get_dtype(dtype)
         fn = get_activation(activation)
         self.loss_fn = get_loss(loss)
         if loss == "cross_entropy" and widths[-1] < 2:  # a softmax over one class is always 1
             raise ValueError(f"cross_entropy needs at least 2 outputs; got widths {widths}")
         if init is None:
             init = "he" if fn.relu_family else "glorot"
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)} or None; got {init!r}")
+        init_fn = INITS.lookup(init)
         self.widths, self.activation, self.loss_name = widths, activation, loss
         self.seed, self.init = seed, init
-        self.dtype = np.dtype(dtype)
         self.task = task or ("classification" if loss == "cross_entropy" else "regression")
 
         rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
         R = len(widths) - 1
         for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-            if init == "he":  # keeps the variance of ReLU activations steady with depth
-                W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
-            else:  # Glorot/Xavier uniform: balances forward and backward variance
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                W = rng.uniform(-limit, limit, size=(fan_out, fan_in))
+            W = init_fn(rng, fan_in, fan_out)
             self.layers.append(Linear(W.astype(self.dtype), np.zeros(fan_out, self.dtype)))
             if r < R:
                 self.layers.append(Activation(activation, self.dtype))

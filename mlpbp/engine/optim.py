@@ -5,12 +5,20 @@ per-step state once (``begin_step``) and then calls ``update(name, p, g)`` for e
 The fused training step (``MLP.train_step``) calls the same ``update`` for a layer's parameters
 right after that layer's backward pass, while they are still in cache, so the reference path
 (``loss_and_grad`` + ``step``) and the fused one compute the same numbers.
+
+Optimizers are registered in ``OPTIMIZERS``. One is built as ``cls(params, learning_rate, **its
+own settings)``; its settings are keyword arguments named like the ``train:`` config keys, so
+``build_optimizer`` hands each one what it declares and nothing else.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from scipy.linalg import blas
+
+from mlpbp.engine.registry import Registry
 
 
 class Optimizer:
@@ -129,3 +137,15 @@ class SGD(Optimizer):
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for k, v in self.velocity.items():
             v[...] = state[f"velocity.{k}"]
+
+
+OPTIMIZERS: Registry[type] = Registry("optimizer")
+OPTIMIZERS.register("sgd", SGD)
+
+
+def build_optimizer(name: str, params: dict[str, np.ndarray], **settings):
+    """The optimizer registered as ``name`` over ``params``, given those of ``settings`` (e.g.
+    every ``train:`` config key) that its constructor declares."""
+    cls = OPTIMIZERS.lookup(name)
+    accepted = inspect.signature(cls).parameters
+    return cls(params, **{k: v for k, v in settings.items() if k in accepted and k != "params"})

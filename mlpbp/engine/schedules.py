@@ -1,10 +1,38 @@
-"""Learning-rate schedules: α as a function of the epoch."""
+"""Learning-rate schedules: α as a function of the epoch.
+
+A schedule is ``fn(epoch, base, *, epochs, step_size, gamma, decay) -> α`` (it may ignore the
+keywords it does not use), registered in ``SCHEDULES``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-SCHEDULES = ("constant", "step", "cosine", "inverse_time")
+from mlpbp.engine.registry import Registry
+
+SCHEDULES: Registry[Callable[..., float]] = Registry("schedule")
+
+
+@SCHEDULES.register("constant")
+def constant(epoch: int, base: float, **_) -> float:
+    return base
+
+
+@SCHEDULES.register("step")
+def step(epoch: int, base: float, *, step_size: int, gamma: float, **_) -> float:
+    """Multiply by gamma every step_size epochs."""
+    return base * gamma ** (epoch // step_size)
+
+
+@SCHEDULES.register("cosine")
+def cosine(epoch: int, base: float, *, epochs: int, **_) -> float:
+    """From base down towards 0 over the run."""
+    return base * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+@SCHEDULES.register("inverse_time")
+def inverse_time(epoch: int, base: float, *, decay: float, **_) -> float:
+    return base / (1 + decay * epoch)
 
 
 def learning_rate_at(
@@ -17,12 +45,5 @@ def learning_rate_at(
     decay: float = 0.01,
 ) -> float:
     """The learning rate for a 0-based epoch under a schedule."""
-    if schedule == "constant":
-        return base
-    if schedule == "step":  # multiply by gamma every step_size epochs
-        return base * gamma ** (epoch // step_size)
-    if schedule == "cosine":  # from base down towards 0 over the run
-        return base * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-    if schedule == "inverse_time":
-        return base / (1 + decay * epoch)
-    raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    fn = SCHEDULES.lookup(schedule)
+    return fn(epoch, base, epochs=epochs, step_size=step_size, gamma=gamma, decay=decay)

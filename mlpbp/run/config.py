@@ -7,7 +7,8 @@ Every user mistake (missing file, YAML syntax, unknown key, bad value) becomes o
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,19 +18,61 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PrivateAttr,
     StrictBool,
     StrictInt,
     ValidationError,
     model_validator,
 )
+from pydantic_core import core_schema
 
+from mlpbp.data import BUNDLED, GENERATORS
+from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.dtypes import DTYPES
+from mlpbp.engine.init import INITS
+from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.optim import OPTIMIZERS
+from mlpbp.engine.registry import Registry
+from mlpbp.engine.schedules import SCHEDULES
 from mlpbp.errors import MlpbpError
 
-DATASETS = ("digits", "iris", "xor", "moons", "circles", "spirals", "sine")
-DatasetName = Literal["digits", "iris", "xor", "moons", "circles", "spirals", "sine"]
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string that must be one of a registry's names, read when validating (and when the JSON
+    Schema is generated), so something registered after this module was imported is accepted."""
+
+    names: Callable[[], Iterable[str]]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        out = handler(schema)
+        out["enum"] = list(self.names())
+        return out
+
+    def _check(self, value: str) -> str:
+        allowed = list(self.names())
+        if value not in allowed:
+            close = difflib.get_close_matches(value, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Input should be one of {', '.join(map(repr, allowed))}{hint}")
+        return value
+
+
+def one_of(registry: Registry) -> OneOf:
+    return OneOf(registry.names)
+
+
+def dataset_names() -> tuple[str, ...]:
+    return (*BUNDLED, *GENERATORS)
+
+
+DatasetName = Annotated[str, OneOf(dataset_names)]
 Task = Literal["classification", "regression"]
-Activation = Literal["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "sin"]
 
 
 def _not_bool(value: Any) -> Any:
@@ -79,26 +122,27 @@ class DataConfig(_Strict):
 
 class ModelConfig(_Strict):
     hidden: list[PosInt] = Field(default_factory=lambda: [64])
-    activation: Activation = "relu"
+    activation: Annotated[str, one_of(ACTIVATIONS)] = "relu"
     # None: resolved once the task is known (cross_entropy / square).
-    loss: Literal["square", "cross_entropy"] | None = None
+    loss: Annotated[str, one_of(LOSSES)] | None = None
     # None: He for relu-like activations, Glorot otherwise.
-    init: Literal["he", "glorot"] | None = None
+    init: Annotated[str, one_of(INITS)] | None = None
 
 
 class TrainConfig(_Strict):
     epochs: PosInt = 40
     batch_size: PosInt = 32
+    optimizer: Annotated[str, one_of(OPTIMIZERS)] = "sgd"
     learning_rate: Annotated[Float, Field(gt=0.0)] = 0.05
     momentum: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.0
     nesterov: StrictBool = False
     weight_decay: Annotated[Float, Field(ge=0.0)] = 0.0
-    schedule: Literal["constant", "step", "cosine", "inverse_time"] = "constant"
+    schedule: Annotated[str, one_of(SCHEDULES)] = "constant"
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
     decay: Annotated[Float, Field(ge=0.0)] = 0.01
     patience: PosInt | None = None
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Annotated[str, one_of(DTYPES)] = "float32"
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -11,6 +11,7 @@ import numpy as np
 
 from mlpbp.data import Standardizer
 from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
@@ -142,7 +143,7 @@ def load_model(path: str | Path) -> TrainedModel:
         or activation not in ACTIVATIONS
         or loss not in LOSSES
         or task not in ("classification", "regression")
-        or dtype not in ("float32", "float64")
+        or dtype not in DTYPES
         or len(widths) < 2
         or min(widths) < 1
     ):

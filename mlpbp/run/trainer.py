@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import SGD
+from mlpbp.engine.optim import SGD, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
 from mlpbp.errors import Interrupted, MlpbpError, TrainingError
 from mlpbp.io import write_text
@@ -145,8 +145,7 @@ class Trainer:
         self.data = prepare(cfg)
         self.task = self.data.dataset.task
         self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
-        t = cfg.train
-        self.opt = SGD(self.net.params, t.learning_rate, t.momentum, t.nesterov, t.weight_decay)
+        self.opt = build_optimizer(cfg.train.optimizer, self.net.params, **cfg.train.model_dump())
         self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
         self.best_params: dict | None = None

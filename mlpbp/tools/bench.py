@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
 
@@ -210,8 +211,8 @@ def run_bench(
     ``progress(done, total, depth)`` is called after each depth."""
     if width < 1 or batch < 1 or repeats < 1:
         raise MlpbpError(f"--width, --batch and --repeats must be >= 1; got {width}, {batch}, {repeats}")
-    if dtype not in ("float32", "float64"):
-        raise MlpbpError(f"--dtype must be float32 or float64; got {dtype!r}")
+    if dtype not in DTYPES:
+        raise MlpbpError(f"--dtype: {DTYPES.unknown_message(dtype)}")
     if compare not in (None, "torch"):
         raise MlpbpError(f"--compare allows only 'torch'; got {compare!r}")
     torch = import_torch() if compare else None

@@ -8,7 +8,7 @@ from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Linear
 from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss
 from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import OPTIMIZERS, SGD
+from mlpbp.engine.optim import OPTIMIZERS, SGD, Adam, AdamW
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
 from mlpbp.errors import MlpbpError, TrainingError
@@ -16,6 +16,8 @@ from mlpbp.errors import MlpbpError, TrainingError
 __all__ = [
     "MLP",
     "SGD",
+    "Adam",
+    "AdamW",
     "Linear",
     "Activation",
     "SquareLoss",

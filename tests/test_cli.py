@@ -188,3 +188,20 @@ def test_version_is_the_installed_distributions():
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0
     assert res.stdout.strip() == f"mlpbp {version('mlpbp')}"
+
+
+def test_train_with_adam_and_a_foreign_optimizer_key(tmp_path):
+    cfg = _config(tmp_path, epochs=3)
+    out = tmp_path / "adam"
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(out), "-q", "--set", "train.optimizer=adam"])
+    assert res.exit_code == 2  # the config sets momentum: 0.9, an sgd key
+    assert res.stderr.count("\n") == 1 and "momentum is a key of optimizer sgd, not of adam" in res.stderr
+    assert not out.exists()
+    d = yaml.safe_load(cfg.read_text())
+    del d["train"]["momentum"]
+    cfg.write_text(yaml.safe_dump(d))
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(out), "-q", "--set", "train.optimizer=adam", "--json"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["test"]["accuracy"] > 0.5
+    saved = yaml.safe_load((out / "config.yaml").read_text())["train"]
+    assert saved["optimizer"] == "adam" and saved["beta2"] == 0.999 and "momentum" not in saved

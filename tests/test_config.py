@@ -149,3 +149,28 @@ def test_json_schema():
     schema = json_schema()
     assert isinstance(schema, dict) and "properties" in schema
     assert set(schema["properties"]) == {"seed", "data", "model", "train", "output"}
+
+
+def test_optimizer_defaults_follow_the_optimizer():
+    t = config_from_dict({"data": {"dataset": "iris"}, "train": {"optimizer": "adam"}}).train
+    assert (t.learning_rate, t.beta1, t.beta2, t.eps, t.weight_decay) == (0.001, 0.9, 0.999, 1e-8, 0.0)
+    t = config_from_dict({"data": {"dataset": "iris"}, "train": {"optimizer": "adamw"}}).train
+    assert (t.learning_rate, t.weight_decay) == (0.001, 0.01)
+
+
+@pytest.mark.parametrize(
+    "optimizer, key, value, owner",
+    [("sgd", "beta1", 0.8, "adam/adamw"), ("adam", "momentum", 0.9, "sgd"), ("adamw", "nesterov", True, "sgd")],
+)
+def test_a_key_of_another_optimizer_is_one_line(optimizer, key, value, owner):
+    d = {"data": {"dataset": "iris"}, "train": {"optimizer": optimizer, key: value}}
+    message = one_line_error(config_from_dict, d)
+    assert message.startswith(f"config error at train: {key} is a key of optimizer {owner}, not of {optimizer}")
+
+
+def test_saved_config_of_each_optimizer_loads_again():
+    for optimizer in ("sgd", "adam", "adamw"):
+        cfg = config_from_dict({"data": {"dataset": "iris"}, "train": {"optimizer": optimizer}})
+        d = config_to_dict(cfg)
+        assert config_to_dict(config_from_dict(d)) == d
+        assert ("beta1" in d["train"]) == (optimizer != "sgd") and ("momentum" in d["train"]) == (optimizer == "sgd")

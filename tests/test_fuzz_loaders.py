@@ -307,7 +307,7 @@ def _checkpoint_bytes(work: Path) -> bytes:
         path,
         TrainState(rng_state=np.random.PCG64(0).state, history=[]),
         net.params,
-        {k: np.zeros_like(p) for k, p in net.params.items()},
+        {f"velocity.{k}": np.zeros_like(p) for k, p in net.params.items()},
         None,
     )
     return path.read_bytes()
@@ -359,7 +359,7 @@ def test_load_checkpoint_random_and_damaged(work, data):
     good = _checkpoint_bytes(work)
     blob = data.draw(st.binary(max_size=300) | mutated(good))
     net = _net()
-    velocity = {k: np.zeros_like(p) for k, p in net.params.items()}
+    velocity = {f"velocity.{k}": np.zeros_like(p) for k, p in net.params.items()}
     _only_our_error(load_checkpoint, _write(work, "fuzz_ck.npz", blob), net.params, velocity)
 
 
@@ -371,6 +371,6 @@ def test_undamaged_archives_load(work):
     state, _ = load_checkpoint(
         _write(work, "ok_ck.npz", _checkpoint_bytes(work)),
         net.params,
-        {k: np.zeros_like(p) for k, p in net.params.items()},
+        {f"velocity.{k}": np.zeros_like(p) for k, p in net.params.items()},
     )
     assert state.epoch == 0

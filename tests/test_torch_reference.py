@@ -4,7 +4,7 @@ the same network, the same weights, the same batch."""
 import numpy as np
 import pytest
 
-from mlpbp import MLP, SGD
+from mlpbp import MLP, SGD, Adam, AdamW
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -72,3 +72,43 @@ def test_sgd_matches_torch_optim_sgd(momentum, nesterov, weight_decay):
         opt_t.step()
     for k, p in params.items():
         np.testing.assert_allclose(net.params[k], p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("Adam", {}),
+        ("Adam", {"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.1}),
+        ("AdamW", {}),
+        ("AdamW", {"learning_rate": 0.02, "beta1": 0.5, "beta2": 0.9, "eps": 1e-4, "weight_decay": 0.3}),
+    ],
+)
+def test_adam_and_adamw_match_torch_optim(name, kwargs):
+    """10 steps on fresh batches: every parameter equal to torch.optim.Adam/AdamW's to 1e-10."""
+    rng = np.random.default_rng(4)
+    net = MLP([4, 6, 3], "tanh", "cross_entropy", seed=5)
+    params = {k: torch.tensor(p.copy(), requires_grad=True) for k, p in net.params.items()}
+    opt = {"Adam": Adam, "AdamW": AdamW}[name](net.params, **kwargs)
+    defaults = {"learning_rate": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    defaults["weight_decay"] = 0.01 if name == "AdamW" else 0.0
+    k = {**defaults, **kwargs}
+    opt_t = getattr(torch.optim, name)(
+        list(params.values()),
+        lr=k["learning_rate"],
+        betas=(k["beta1"], k["beta2"]),
+        eps=k["eps"],
+        weight_decay=k["weight_decay"],
+    )
+    for _ in range(10):
+        X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+        _, g = net.loss_and_grad(X, y)
+        opt.step(g)
+        opt_t.zero_grad()
+        _torch_loss(net, params, X, y).backward()
+        opt_t.step()
+    assert opt.steps == 10
+    for key, p in params.items():
+        np.testing.assert_allclose(net.params[key], p.detach().numpy(), rtol=1e-10, atol=1e-12)
+        state = opt_t.state[p]
+        np.testing.assert_allclose(opt.exp_avg[key], state["exp_avg"].numpy(), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(opt.exp_avg_sq[key], state["exp_avg_sq"].numpy(), rtol=1e-10, atol=1e-16)

@@ -1,4 +1,5 @@
-"""First-order optimizers, θ := θ − α·(a rule of ∇J), updating the parameter arrays in place.
+"""First-order optimizers, θ := θ − α·(a rule of ∇J), updating the parameter arrays in place:
+SGD (momentum, Nesterov), Adam and AdamW, each with PyTorch's semantics.
 
 Every first-order optimizer derives from :class:`Optimizer`: ``step(grads)`` advances any
 per-step state once (``begin_step``) and then calls ``update(name, p, g)`` for each parameter.
@@ -30,6 +31,10 @@ class Optimizer:
     θ += s·∇J (plain SGD: s = −α), which lets a network fold s into its backward pass and add
     each parameter's gradient straight into the parameter; None otherwise.
     """
+
+    #: ``train:`` keys a run with this optimizer reads besides the constructor's own: the
+    #: batches and the learning-rate schedule.
+    run_keys: tuple[str, ...] = ("batch_size", "schedule", "step_size", "gamma", "decay")
 
     def __init__(self, params: dict[str, np.ndarray], learning_rate: float) -> None:
         if learning_rate <= 0:
@@ -139,8 +144,103 @@ class SGD(Optimizer):
             v[...] = state[f"velocity.{k}"]
 
 
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) as ``torch.optim.Adam``: with g = ∇J + weight_decay·θ (L2),
+    m := β₁m + (1−β₁)g, v := β₂v + (1−β₂)g², and at step t
+    θ := θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)."""
+
+    decoupled = False  # AdamW: weight decay shrinks θ directly instead of entering g
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, learning_rate)
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"{name} must be in [0, 1); got {beta}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0; got {eps}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.weight_decay = float(weight_decay)
+        self.steps = 0  # the step count t of the bias corrections
+        self.exp_avg = {k: np.zeros_like(p) for k, p in params.items()}
+        self.exp_avg_sq = {k: np.zeros_like(p) for k, p in params.items()}
+        self._denom = {k: np.empty_like(p) for k, p in params.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(learning_rate={self.learning_rate}, beta1={self.beta1}, "
+            f"beta2={self.beta2}, eps={self.eps}, weight_decay={self.weight_decay})"
+        )
+
+    def begin_step(self) -> None:
+        self.steps += 1
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        lr, b1, b2, t = self.learning_rate, self.beta1, self.beta2, self.steps
+        m, v, denom = self.exp_avg[name], self.exp_avg_sq[name], self._denom[name]
+        wd = self.weight_decay
+        if wd and self.decoupled:
+            p *= 1 - lr * wd
+        elif wd:  # g + λθ, built in the scratch array (g itself is never written)
+            np.multiply(p, wd, out=denom)
+            denom += g
+            g = denom
+        m *= b1
+        axpy(1 - b1, g, m)
+        v *= b2
+        np.multiply(g, g, out=denom)
+        axpy(1 - b2, denom, v)
+        np.sqrt(v, out=denom)
+        denom /= np.sqrt(1 - b2**t)
+        denom += self.eps
+        np.divide(m, denom, out=denom)
+        denom *= lr / (1 - b1**t)
+        p -= denom
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {f"exp_avg.{k}": m for k, m in self.exp_avg.items()}
+        state.update({f"exp_avg_sq.{k}": v for k, v in self.exp_avg_sq.items()})
+        state["step"] = np.array(self.steps, np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for k in self.params:
+            self.exp_avg[k][...] = state[f"exp_avg.{k}"]
+            self.exp_avg_sq[k][...] = state[f"exp_avg_sq.{k}"]
+        self.steps = int(state["step"])
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter 2019) as ``torch.optim.AdamW``: decoupled weight decay,
+    θ := θ(1 − α·weight_decay) before the Adam update, which sees ∇J alone."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay)
+
+
 OPTIMIZERS: Registry[type] = Registry("optimizer")
 OPTIMIZERS.register("sgd", SGD)
+OPTIMIZERS.register("adam", Adam)
+OPTIMIZERS.register("adamw", AdamW)
 
 
 def build_optimizer(name: str, params: dict[str, np.ndarray], **settings):
@@ -149,3 +249,16 @@ def build_optimizer(name: str, params: dict[str, np.ndarray], **settings):
     cls = OPTIMIZERS.lookup(name)
     accepted = inspect.signature(cls).parameters
     return cls(params, **{k: v for k, v in settings.items() if k in accepted and k != "params"})
+
+
+def optimizer_keys(name: str) -> tuple[str, ...]:
+    """The ``train:`` keys optimizer ``name`` reads: its constructor's settings and its run_keys."""
+    cls = OPTIMIZERS.lookup(name)
+    own = [k for k in inspect.signature(cls).parameters if k != "params"]
+    return (*own, *getattr(cls, "run_keys", ()))
+
+
+def optimizer_default(name: str, key: str):
+    """The default the constructor of optimizer ``name`` gives setting ``key`` (None if none)."""
+    param = inspect.signature(OPTIMIZERS.lookup(name)).parameters.get(key)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default

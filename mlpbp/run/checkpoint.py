@@ -30,9 +30,13 @@ class TrainState:
     config: dict = field(default_factory=dict)
 
 
-def save_checkpoint(path: Path, state: TrainState, params: dict, velocity: dict, best_params: dict | None) -> None:
+def save_checkpoint(
+    path: Path, state: TrainState, params: dict, optimizer_state: dict, best_params: dict | None
+) -> None:
+    """``optimizer_state`` is the optimizer's ``state_dict()`` (SGD: velocity.W1, …; Adam:
+    exp_avg.W1, …, step), stored under its own names."""
     arrays = {f"param.{k}": v for k, v in params.items()}
-    arrays.update({f"velocity.{k}": v for k, v in velocity.items()})
+    arrays.update(optimizer_state)
     if best_params is not None:
         arrays.update({f"best.{k}": v for k, v in best_params.items()})
     meta = {"checkpoint_version": CHECKPOINT_VERSION, **asdict(state)}
@@ -40,8 +44,10 @@ def save_checkpoint(path: Path, state: TrainState, params: dict, velocity: dict,
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: Path, params: dict, velocity: dict) -> tuple[TrainState, dict | None]:
-    """Load into the live ``params`` and ``velocity`` arrays; return the state and best params."""
+def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[TrainState, dict | None]:
+    """Load into the live ``params`` and the live arrays of ``optimizer_state`` (an optimizer's
+    ``state_dict()``, whose names, shapes and kinds of number the checkpoint must match);
+    return the state and best params."""
     bad = f"{path} is not a usable mlpbp checkpoint"
     try:
         z = np.load(path, allow_pickle=False)
@@ -58,20 +64,21 @@ def load_checkpoint(path: Path, params: dict, velocity: dict) -> tuple[TrainStat
         raise MlpbpError(f"no checkpoint to resume from: {path} does not exist") from None
     except (*ARCHIVE_ERRORS, KeyError, TypeError, AttributeError):
         raise MlpbpError(f"{bad} (unreadable, truncated or malformed)") from None
-    best = {} if any(k.startswith("best.") for k in arrays) else None
-    for prefix, target in (("param", params), ("velocity", velocity), ("best", best)):
-        if target is None:
-            continue
-        for k, live in (params if prefix == "best" else target).items():
-            a = arrays.get(f"{prefix}.{k}")
-            if a is None or a.shape != live.shape or a.dtype.kind != "f":
-                raise MlpbpError(
-                    f"{bad} ({prefix}.{k} missing, not floating point or of shape other than {live.shape})"
-                )
-            if prefix == "best":
-                best[k] = a.astype(live.dtype)
-            else:
-                live[...] = a
+    has_best = any(k.startswith("best.") for k in arrays)
+    wanted = {f"param.{k}": p for k, p in params.items()}
+    wanted.update(optimizer_state)
+    if has_best:
+        wanted.update({f"best.{k}": p for k, p in params.items()})
+    for name, live in wanted.items():
+        a = arrays.get(name)
+        if a is None or a.shape != live.shape or a.dtype.kind != live.dtype.kind:
+            kind = "floating point" if live.dtype.kind == "f" else "integer"
+            raise MlpbpError(f"{bad} ({name} missing, not {kind} or of shape other than {live.shape})")
+    # Everything checked: only now overwrite the live arrays.
+    for name, live in wanted.items():
+        if not name.startswith("best."):
+            live[...] = arrays[name]
+    best = {k: arrays[f"best.{k}"].astype(p.dtype) for k, p in params.items()} if has_best else None
     return state, best
 
 

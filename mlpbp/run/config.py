@@ -33,7 +33,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.init import INITS
 from mlpbp.engine.losses import LOSSES
-from mlpbp.engine.optim import OPTIMIZERS
+from mlpbp.engine.optim import OPTIMIZERS, optimizer_default, optimizer_keys
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.schedules import SCHEDULES
 from mlpbp.errors import MlpbpError
@@ -133,10 +133,15 @@ class TrainConfig(_Strict):
     epochs: PosInt = 40
     batch_size: PosInt = 32
     optimizer: Annotated[str, one_of(OPTIMIZERS)] = "sgd"
-    learning_rate: Annotated[Float, Field(gt=0.0)] = 0.05
+    # None: the optimizer's own default (adam/adamw 0.001), else 0.05
+    learning_rate: Annotated[Float, Field(gt=0.0)] | None = None
     momentum: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.0
     nesterov: StrictBool = False
-    weight_decay: Annotated[Float, Field(ge=0.0)] = 0.0
+    beta1: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.9
+    beta2: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.999
+    eps: Annotated[Float, Field(gt=0.0)] = 1e-8
+    # None: the optimizer's own default (adamw 0.01), else 0.0
+    weight_decay: Annotated[Float, Field(ge=0.0)] | None = None
     schedule: Annotated[str, one_of(SCHEDULES)] = "constant"
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
@@ -146,9 +151,26 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        own, foreign = optimizer_keys(self.optimizer), _optimizer_only_keys()
+        for key in sorted(self.model_fields_set & foreign - set(own), key=list(type(self).model_fields).index):
+            if getattr(self, key) is not None:
+                users = "/".join(n for n in OPTIMIZERS if key in optimizer_keys(n))
+                raise ValueError(
+                    f"{key} is a key of optimizer {users}, not of {self.optimizer} (which reads {', '.join(own)})"
+                )
+        for key, fallback in (("learning_rate", 0.05), ("weight_decay", 0.0)):
+            if getattr(self, key) is None:
+                default = optimizer_default(self.optimizer, key)
+                setattr(self, key, fallback if default is None else default)
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: true requires momentum > 0 (got momentum 0.0)")
         return self
+
+
+def _optimizer_only_keys() -> set[str]:
+    """``train:`` keys that some registered optimizer reads and another may not."""
+    keys = [set(optimizer_keys(n)) for n in OPTIMIZERS]
+    return set.union(*keys) - set.intersection(*keys)
 
 
 class OutputConfig(_Strict):
@@ -244,8 +266,12 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
 
 
 def config_to_dict(cfg: Config) -> dict:
-    """Plain JSON/YAML-able dict with every default filled in (for saving next to a run)."""
-    return cfg.model_dump(mode="json")
+    """Plain JSON/YAML-able dict with every default filled in (for saving next to a run),
+    less the keys of optimizers other than the one chosen, so that the file loads again."""
+    d = cfg.model_dump(mode="json")
+    drop = _optimizer_only_keys() - set(optimizer_keys(cfg.train.optimizer))
+    d["train"] = {k: v for k, v in d["train"].items() if k not in drop}
+    return d
 
 
 def json_schema() -> dict:

@@ -247,10 +247,12 @@ class Trainer:
     # ---- files ----------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
         self._saved_at = time.monotonic()
-        save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.velocity, self.best_params)
+        save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
 
     def _resume(self) -> None:
-        state, best = load_checkpoint(self.checkpoint_path, self.net.params, self.opt.velocity)
+        opt_state = self.opt.state_dict()
+        state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state)
+        self.opt.load_state_dict(opt_state)
         mismatch = _diff(state.config, self.state.config)
         if mismatch:
             raise MlpbpError(

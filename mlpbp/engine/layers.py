@@ -12,6 +12,7 @@ call of the same method. Copy it to keep it.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import blas
 
 from mlpbp.engine.activations import get_activation
 
@@ -21,8 +22,13 @@ class Layer:
     each one is:
 
     - ``forward(u)`` → the output, keeping what ``backward`` needs;
-    - ``backward(grad_out, need_input_grad, need_param_grad)`` → ∂J/∂u (or None when not
-      needed), filling ``self.grads`` (one array per entry of ``self.params``);
+    - ``backward(grad_out, need_input_grad, need_param_grad, in_place=False, apply=False)`` →
+      ∂J/∂u (or None when not needed), filling ``self.grads`` (one array per entry of
+      ``self.params``). A training step passes ``in_place=True``: ``grad_out`` is the layer's
+      to overwrite, as nothing reads it again. With ``apply=True`` the gradient flowing in is
+      already the update (a fused plain-SGD step folds −α into ∂J/∂o, so every ∂ below is
+      scaled by −α too): the layer adds its parameters' part straight into the parameters,
+      θ += ∂, after computing ∂J/∂u with the old ones, and leaves ``self.grads`` untouched;
     - ``rforward(r_u, V)`` → R{output}, for a direction ``V`` over this layer's params
       (``r_u`` is None, i.e. zero, at the network's input);
     - ``rbackward(r_grad_out, V, out, need_input_grad)`` → (R{∂J/∂u} or None, R{∂J/∂θ}): the
@@ -50,7 +56,12 @@ class Layer:
         raise NotImplementedError
 
     def backward(
-        self, grad_out: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True
+        self,
+        grad_out: np.ndarray,
+        need_input_grad: bool = True,
+        need_param_grad: bool = True,
+        in_place: bool = False,
+        apply: bool = False,
     ) -> np.ndarray | None:
         raise NotImplementedError
 
@@ -79,6 +90,9 @@ class Linear(Layer):
         self.W, self.b = W, b
         self.params = {"W": W, "b": b}
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+        # SciPy's BLAS for what NumPy cannot say: C := αAB + βC in place (gemm with β = 1),
+        # the rank-1 update A += αxyᵀ (ger) and y += Ax (gemv).
+        self._gemm, self._ger, self._gemv = blas.get_blas_funcs(("gemm", "ger", "gemv"), (W,))
 
     def __repr__(self) -> str:
         return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
@@ -95,17 +109,43 @@ class Linear(Layer):
         return z
 
     def backward(
-        self, grad_z: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True
+        self,
+        grad_z: np.ndarray,
+        need_input_grad: bool = True,
+        need_param_grad: bool = True,
+        in_place: bool = False,
+        apply: bool = False,
     ) -> np.ndarray | None:
         self.grad_z = grad_z
-        if need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
+        grad_u = None
+        if need_input_grad:  # the network's input needs no gradient: skip a third product
+            grad_u = np.dot(grad_z, self.W, out=self._buffer("grad_u", self.u.shape))  # with the old W
+        if apply:
+            self._apply(grad_z)
+        elif need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
             # np.dot sends the batch-1 outer product to BLAS; `@` with inner dim 1 does not.
             np.dot(grad_z.T, self.u, out=self.grads["W"])
             grad_z.sum(axis=0, out=self.grads["b"])
-        if not need_input_grad:  # the network's input needs no gradient: skip a third product
-            return None
-        grad_u = self._buffer("grad_u", self.u.shape)
-        return np.dot(grad_z, self.W, out=grad_u)
+        return grad_u
+
+    def _apply(self, grad_z: np.ndarray) -> None:
+        """W += grad_zᵀ u and b += Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W: BLAS works on W's
+        transpose, the Fortran-ordered (in, out) matrix that W's C-ordered memory already is."""
+        u, W, b = self.u, self.W, self.b
+        WT = W.T
+        if u.shape[0] == 1:  # per-example SGD: a rank-1 update
+            out = self._ger(1.0, u[0], grad_z[0], a=WT, overwrite_a=1)
+            b += grad_z[0]
+        else:  # Wᵀ := uᵀ grad_z + Wᵀ, and b := grad_zᵀ 1 + b
+            out = self._gemm(1.0, u.T, grad_z.T, beta=1.0, c=WT, trans_b=1, overwrite_c=1)
+            ones = self._buffers.get("ones")
+            if ones is None or ones.shape[0] != u.shape[0]:
+                ones = self._buffers["ones"] = np.ones(u.shape[0], self.dtype)
+            out_b = self._gemv(1.0, grad_z.T, ones, beta=1.0, y=b, overwrite_y=1)
+            if out_b is not b:
+                b[...] = out_b
+        if out is not WT:  # BLAS wrote a copy (W not C-ordered): the update must still land
+            W[...] = out.T
 
     def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
@@ -166,10 +206,17 @@ class Activation(Layer):
         self.a = self.fn.f(z, out=self._buffer("a", z.shape))
         return self.a
 
-    def backward(self, grad_a: np.ndarray, need_input_grad: bool = True, need_param_grad: bool = True) -> np.ndarray:
+    def backward(
+        self,
+        grad_a: np.ndarray,
+        need_input_grad: bool = True,
+        need_param_grad: bool = True,
+        in_place: bool = False,
+        apply: bool = False,
+    ) -> np.ndarray:
         self.grad_a = grad_a
         self.d = self.fn.df(self.z, self.a, out=self._buffer("d", self.z.shape))  # σ'(z)
-        return np.multiply(grad_a, self.d, out=self._buffer("grad_z", self.z.shape))
+        return np.multiply(grad_a, self.d, out=grad_a if in_place else self._buffer("grad_z", self.z.shape))
 
     def rforward(self, r_z: np.ndarray, V: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """R{a} = σ'(z) ⊙ R{z}  (σ'(z) as ``backward`` kept it)."""

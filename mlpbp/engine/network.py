@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mlpbp.engine.activations import get_activation
@@ -65,6 +67,12 @@ class MLP:
         for layer, names in zip(self.layers, self.layer_param_names):
             for k, name in names.items():
                 self.params[name], self.grads[name] = layer.params[k], layer.grads[k]
+        # (name, param, grad) per layer, for an optimizer's update right after that layer's
+        # backward: built once, so a training step does no dict work.
+        self._updates = [
+            [(name, layer.params[k], layer.grads[k]) for k, name in names.items()]
+            for layer, names in zip(self.layers, self.layer_param_names)
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -117,6 +125,32 @@ class MLP:
         """The training loop's pass: fills ``self.grads`` in place and returns J."""
         value = self.loss_fn.forward(self._forward(X), y)
         self._backward(self.loss_fn.backward())
+        return value
+
+    def train_step(self, X, y, opt) -> float:
+        """One training step on the batch (X, y): forward, backward and ``opt``'s update of
+        every parameter in place. Returns J before the update; when J is not finite nothing
+        is updated (the caller decides what divergence means).
+
+        ``opt`` is a first-order optimizer (``mlpbp.engine.optim.Optimizer``). Plain SGD is
+        fused into the backward pass: −α is folded into ∂J/∂o, and each layer adds −α∂J/∂θ
+        straight into its parameters (one BLAS gemm with β = 1, or a rank-1 ger at batch 1)
+        after computing ∂J/∂u with the old ones; ``self.grads`` is then not filled. Any other
+        rule updates a layer's parameters with ``opt.update`` right after that layer's backward,
+        so the reference path ``loss_and_grad`` + ``opt.step`` gives the same parameters up to
+        rounding."""
+        scale = opt.fused_scale
+        apply = scale is not None
+        value, g = self.loss_fn.value_and_grad(self._forward(self._input(X)), self._targets(y), scale if apply else 1.0)
+        if not math.isfinite(value):
+            return value
+        opt.begin_step()
+        layers, updates = self.layers, self._updates
+        for i in range(len(layers) - 1, -1, -1):
+            g = layers[i].backward(g, i > 0, True, True, apply)
+            if not apply:
+                for name, p, grad in updates[i]:
+                    opt.update(name, p, grad)
         return value
 
     def loss_and_grad(self, X, y) -> tuple[float, dict[str, np.ndarray]]:

@@ -71,7 +71,7 @@ def sgd_epoch(
     after_step=None,
 ) -> tuple[int, float]:
     """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
-    ``first_step``: θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD,
+    ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD,
     θ := θ − α ∇J⁽ʲ⁾).
 
     Each batch is gathered into one reused buffer, so an epoch never copies the whole data set.
@@ -87,10 +87,9 @@ def sgd_epoch(
         # mode="clip": with the default "raise", take() copies into a temporary first.
         np.take(X, rows, axis=0, out=Xb[:k], mode="clip")
         np.take(y, rows, axis=0, out=yb[:k], mode="clip")
-        loss = net.step_loss_and_grad(Xb[:k], yb[:k])
+        loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
         if not math.isfinite(loss):
             return s + 1, loss
-        opt.step(net.grads)
         s += 1
         if after_step is not None and after_step(s - 1):
             break

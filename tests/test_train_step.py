@@ -16,8 +16,8 @@ TOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 def _optimizers():
-    """Every first-order optimizer the package has: SGD in each of its modes, and every other
-    subclass of the Optimizer base with its defaults."""
+    """Every first-order optimizer the package registers: SGD in each of its modes, every other
+    one with its defaults and with weight decay."""
     sgd = [
         ("sgd", lambda p: SGD(p, 0.02)),
         ("momentum", lambda p: SGD(p, 0.02, momentum=0.9)),
@@ -26,9 +26,13 @@ def _optimizers():
         ("momentum+decay", lambda p: SGD(p, 0.02, momentum=0.5, weight_decay=0.1)),
     ]
     others = [
-        (cls.__name__, lambda p, cls=cls: cls(p, learning_rate=0.01))
-        for cls in optim.Optimizer.__subclasses__()
-        if cls is not SGD and cls.__module__ == optim.__name__
+        (
+            f"{name}+decay" if wd else name,
+            lambda p, n=name, wd=wd: optim.build_optimizer(n, p, learning_rate=0.01, weight_decay=wd),
+        )
+        for name, cls in optim.OPTIMIZERS.items()
+        if cls is not SGD
+        for wd in (0.0, 0.1)
     ]
     return sgd + others
 

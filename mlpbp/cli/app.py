@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import traceback
 
 import typer
 from rich.console import Console
@@ -79,3 +80,9 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, writing files)
         err.print("[bold red]error:[/] interrupted", highlight=False, soft_wrap=True)
         sys.exit(130)
+    except Exception:
+        from mlpbp.run.distributed import abort_job
+
+        traceback.print_exc()  # a bug on one MPI rank: end the job rather than leave the others waiting
+        abort_job(1)
+        sys.exit(1)

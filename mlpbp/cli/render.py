@@ -39,7 +39,7 @@ def sparkline(values: list[float], width: int = 60) -> str:
 class RichTrainHooks(TrainHooks):
     """Rows of a table as epochs end, and a progress bar inside long epochs."""
 
-    def __init__(self, console: Console, task: str, epochs: int) -> None:
+    def __init__(self, console: Console, task: str, epochs: int, ranks: int = 1) -> None:
         self.console, self.task = console, task
         self.every = max(1, -(-epochs // MAX_ROWS))
         self.epochs = epochs
@@ -47,6 +47,9 @@ class RichTrainHooks(TrainHooks):
         if task == "classification":
             self.columns += ["train acc", "val acc"]
         self.columns += ["lr", "seconds"]
+        self.ranks = ranks
+        if ranks > 1:  # of the seconds, how many the ranks spent exchanging gradients and metrics
+            self.columns += ["comm s"]
         self.bars = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -92,6 +95,8 @@ class RichTrainHooks(TrainHooks):
         if self.task == "classification":
             cells += [fmt(r["train_accuracy"]), fmt(r["val_accuracy"])]
         cells += [f"{r['learning_rate']:.4g}", f"{r['seconds']:.2f}"]
+        if self.ranks > 1:
+            cells.append(f"{r['comm_seconds']:.2f}")
         self.console.print(self._row(cells))
 
     def close(self) -> None:

@@ -11,7 +11,8 @@ import typer
 from mlpbp.cli import render
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, err, out
 from mlpbp.errors import Interrupted
-from mlpbp.run.config import load_config
+from mlpbp.run.config import config_to_dict, load_config
+from mlpbp.run.distributed import world
 from mlpbp.run.trainer import Trainer
 
 # ---- train / predict / evaluate ------------------------------------------------------------
@@ -36,11 +37,21 @@ def train(
     """Train the network a YAML config describes; write model.npz, history.csv, config.yaml.
 
     Exit 0 on success, 1 if training failed (e.g. the loss became NaN), 2 for bad input,
-    130 if interrupted (a checkpoint is saved; rerun with --resume)."""
-    cfg = load_config(config, overrides or ())
+    130 if interrupted (a checkpoint is saved; rerun with --resume).
+
+    Under `mpiexec -n N` (extra `mlpbp[mpi]`), N processes train data-parallel: batch_size
+    stays the global batch; only rank 0 prints and writes files."""
+    comm = world()
+    if comm.rank:  # rank 0 speaks for the job
+        out.quiet = err.quiet = quiet = True
+        as_json = False
+    cfg = comm.agree(lambda: load_config(config, overrides or ()))
+    same = config_to_dict(cfg)
+    same["output"]["dir"] = str(out_dir or cfg.output.dir)  # where rank 0 writes is what matters
+    comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
-    trainer = Trainer(cfg, out_dir)
-    hooks = None if quiet else render.RichTrainHooks(console, trainer.task, cfg.train.epochs)
+    trainer = Trainer(cfg, out_dir, comm=comm)
+    hooks = None if quiet else render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size)
     if hooks:
         trainer.hooks = hooks
     if not quiet:
@@ -52,6 +63,14 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
+        if comm.size > 1:
+            b = cfg.train.batch_size
+            console.print(
+                f"{comm.size} MPI ranks ({comm.ranks_on_node} on this node), {b // comm.size}-{-(-b // comm.size)}"
+                f" rows of each global batch of {b} per rank",
+                highlight=False,
+                soft_wrap=True,
+            )
     try:
         result = trainer.run(resume=resume)
     except Interrupted as e:
@@ -66,7 +85,11 @@ def train(
     finally:
         if hooks:
             hooks.close()
+    if comm.rank:
+        return
     if as_json:
+        comm_s = sum(r.get("comm_seconds", 0.0) for r in result.history)
+        total_s = sum(r.get("seconds", 0.0) for r in result.history)
         typer.echo(
             json.dumps(
                 {
@@ -77,6 +100,9 @@ def train(
                     "model": str(result.model_path),
                     "stopped_early": result.stopped_early,
                     "best_epoch": result.best_epoch,
+                    "ranks": comm.size,
+                    "compute_seconds": total_s - comm_s,
+                    "comm_seconds": comm_s,
                 }
             )
         )

@@ -1,4 +1,10 @@
-"""Metrics of a network on rows already in its units: loss, accuracy, MSE, R²."""
+"""Metrics of a network on rows already in its units: loss, accuracy, MSE, R².
+
+Computed in chunks as sums that merge (rows, loss sum, correct count; for regression per-output
+mean and squared deviations, merged by Chan et al.'s formula), so memory stays bounded, rows
+may come from a file (anything with ``take(rows, axis=0)``), and under MPI each rank scores
+only its share of the rows and the ranks' sums merge in rank order: the same numbers on every
+rank."""
 
 from __future__ import annotations
 
@@ -6,33 +12,81 @@ import numpy as np
 
 from mlpbp.data import Standardizer
 from mlpbp.engine.network import MLP
+from mlpbp.run.distributed import SINGLE, Comm
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, so memory stays bounded
+
+
+def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK):
+    """(start, rows) for rows [lo, hi) of an array or a lazy row source, ``size`` at a time."""
+    hi = X.shape[0] if hi is None else hi
+    for i in range(lo, hi, size):
+        j = min(i + size, hi)
+        yield i, X[i:j] if isinstance(X, np.ndarray) else X.take(np.arange(i, j), axis=0)
 
 
 def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
     """The network's outputs for many rows, computed in chunks."""
     if X.shape[0] == 0:
         return np.empty((0, net.widths[-1]), net.dtype)
-    return np.concatenate([net.forward(X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)])
+    return np.concatenate([net.forward(c) for _, c in chunks(X)])
 
 
-def compute_metrics(net: MLP, X: np.ndarray, y: np.ndarray, y_scaler: Standardizer | None = None) -> dict:
+def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int) -> dict:
+    part = {"n": 0}
+    for i, Xc in chunks(X, lo, hi):
+        o = net.forward(Xc)
+        yc = y[i : i + o.shape[0]]
+        k = o.shape[0]
+        loss = net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype)) * k
+        if net.task == "classification":
+            chunk = {"n": k, "loss": loss, "correct": int(np.sum(o.argmax(axis=1) == yc))}
+        else:
+            pred, true = o.astype(np.float64), yc.astype(np.float64)
+            if y_scaler is not None:
+                pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
+            mean = true.mean(axis=0)
+            chunk = {
+                "n": k,
+                "loss": loss,
+                "sse": np.sum((true - pred) ** 2, axis=0),
+                "mean": mean,
+                "m2": np.sum((true - mean) ** 2, axis=0),
+            }
+        part = _merge(part, chunk)
+    return part
+
+
+def _merge(a: dict, b: dict) -> dict:
+    if not a["n"] or not b["n"]:
+        return dict(a if a["n"] else b)
+    n = a["n"] + b["n"]
+    out = {"n": n, "loss": a["loss"] + b["loss"]}
+    if "correct" in a:
+        out["correct"] = a["correct"] + b["correct"]
+    else:
+        delta = b["mean"] - a["mean"]
+        out["sse"] = a["sse"] + b["sse"]
+        out["mean"] = a["mean"] + delta * (b["n"] / n)
+        out["m2"] = a["m2"] + b["m2"] + delta**2 * (a["n"] * b["n"] / n)
+    return out
+
+
+def compute_metrics(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None = None, comm: Comm = SINGLE) -> dict:
     """Loss plus accuracy (classification) or MSE and R² in the target's own units (regression).
 
-    ``X`` is standardised; ``y`` is in the network's units (class indices, or scaled targets)."""
+    ``X`` is standardised; ``y`` is in the network's units (class indices, or scaled targets).
+    Under MPI every rank must call it (a collective); each scores its share of the rows."""
     if X.shape[0] == 0:
         return {}
-    o = outputs(net, X)
-    loss = net.loss_fn.forward(o, np.asarray(y) if y.dtype.kind in "iu" else y.astype(o.dtype))
+    total = {"n": 0}
+    for part in comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0]))):
+        total = _merge(total, part)
+    n, loss = total["n"], float(total["loss"] / total["n"])
     if net.task == "classification":
-        return {"loss": loss, "accuracy": float(np.mean(o.argmax(axis=1) == y))}
-    pred, true = o.astype(np.float64), y.astype(np.float64)
-    if y_scaler is not None:
-        pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
-    mse = float(np.mean((pred - true) ** 2))
-    ss_tot = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
-    ss_res = np.sum((true - pred) ** 2, axis=0)
+        return {"loss": loss, "accuracy": total["correct"] / n}
+    sse, ss_tot = np.atleast_1d(total["sse"]), np.atleast_1d(total["m2"])
+    mse = float(np.sum(sse) / (n * sse.size))
     # R² per output, averaged (scikit-learn's "uniform_average"); a constant target has none.
-    r2 = float(np.mean(1 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)))
+    r2 = float(np.mean(1 - sse / np.where(ss_tot > 0, ss_tot, np.nan)))
     return {"loss": loss, "mse": mse, "r2": r2 if np.isfinite(r2) else None}

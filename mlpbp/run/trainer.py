@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import math
 import signal
@@ -25,6 +26,7 @@ from mlpbp.errors import Interrupted, MlpbpError, TrainingError
 from mlpbp.io import write_text
 from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
+from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model_file import TrainedModel
 from mlpbp.run.prepare import build_model, prepare
@@ -69,29 +71,45 @@ def sgd_epoch(
     batch_size: int,
     first_step: int = 0,
     after_step=None,
+    sync: GradientSync | None = None,
+    stop_requested=None,
 ) -> tuple[int, float]:
     """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
-    ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step (batch_size 1: per-example SGD,
-    θ := θ − α ∇J⁽ʲ⁾).
+    ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step
+    (batch_size 1: per-example SGD, θ := θ − α ∇J⁽ʲ⁾).
 
-    Each batch is gathered into one reused buffer, so an epoch never copies the whole data set.
-    Stops early at a non-finite loss (before its update) or when ``after_step(s)`` returns
-    True. Returns (steps done, last loss)."""
+    Each batch is gathered into one reused buffer, so an epoch never copies the whole data set;
+    ``X`` may be an array or rows read from files on demand (anything with ndarray's ``take``).
+    With ``sync`` over several MPI ranks, each rank computes the gradient on its share of each
+    batch and ``sync`` sums them, so every rank makes the same update as one process would.
+    Stops early at a non-finite loss (before its update), after the step where
+    ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
+    Returns (steps done, last loss)."""
+    sync = sync or GradientSync(net, SINGLE)
     n_steps = math.ceil(order.shape[0] / batch_size)
-    Xb = np.empty((batch_size, *X.shape[1:]), X.dtype)
-    yb = np.empty((batch_size, *y.shape[1:]), y.dtype)
+    Xb = np.empty((-(-batch_size // sync.comm.size), *X.shape[1:]), X.dtype)
+    yb = np.empty((Xb.shape[0], *y.shape[1:]), y.dtype)
     loss, s = 0.0, first_step
     while s < n_steps:
-        rows = order[s * batch_size : (s + 1) * batch_size]
-        k = rows.shape[0]
-        # mode="clip": with the default "raise", take() copies into a temporary first.
-        np.take(X, rows, axis=0, out=Xb[:k], mode="clip")
-        np.take(y, rows, axis=0, out=yb[:k], mode="clip")
-        loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
+        batch = order[s * batch_size : (s + 1) * batch_size]
+        lo, hi = sync.comm.share(batch.shape[0])
+        rows, k = batch[lo:hi], hi - lo
+        if k:  # the last batch of an epoch can be smaller than the number of ranks
+            # mode="clip": with the default "raise", take() copies into a temporary first.
+            X.take(rows, axis=0, out=Xb[:k], mode="clip")
+            y.take(rows, axis=0, out=yb[:k], mode="clip")
+        stop = stop_requested is not None and stop_requested()
+        if sync.fused:  # one process: forward, backward and update in one pass
+            loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
+        else:  # several: each rank's gradient, summed over the ranks, the same update on each
+            loss = net.step_loss_and_grad(Xb[:k], yb[:k]) if k else 0.0
+            loss, stop = sync.step(loss, k, batch.shape[0], stop)
+            if math.isfinite(loss):
+                opt.step(sync.grads)
         if not math.isfinite(loss):
             return s + 1, loss
         s += 1
-        if after_step is not None and after_step(s - 1):
+        if stop or (after_step is not None and after_step(s - 1)):
             break
     return s, loss
 
@@ -101,18 +119,6 @@ def _fingerprint(cfg: Config) -> dict:
     d = config_to_dict(cfg)
     d.pop("output", None)
     return d
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> str | None:
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            found = _diff(va, vb, f"{prefix}{k}.")
-            if found:
-                return found
-        elif va != vb:
-            return f"{prefix}{k}: {va!r} in the checkpoint, {vb!r} now"
-    return None
 
 
 @contextlib.contextmanager
@@ -135,15 +141,32 @@ def _catch_sigint():
 
 
 class Trainer:
-    """One training run of a config, with checkpoints in ``out_dir``."""
+    """One training run of a config, with checkpoints in ``out_dir``.
 
-    def __init__(self, cfg: Config, out_dir: str | Path | None = None, hooks: TrainHooks | None = None) -> None:
-        self.cfg = cfg
+    With ``comm`` over several MPI ranks (``mpiexec``), every rank runs its own Trainer on the
+    same config; they share each batch's work, and only rank 0 writes files."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | Path | None = None,
+        hooks: TrainHooks | None = None,
+        comm: Comm = SINGLE,
+    ) -> None:
+        self.cfg, self.comm = cfg, comm
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
-        self.data = prepare(cfg)
+        if cfg.train.batch_size < comm.size:
+            raise MlpbpError(
+                f"config error at train.batch_size: {cfg.train.batch_size} is smaller than the {comm.size} MPI"
+                " ranks (batch_size is the global batch, shared among the ranks); raise it or use fewer ranks"
+            )
+        self.data = comm.agree(lambda: prepare(cfg))
         self.task = self.data.dataset.task
         self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
+        for p in self.net.params.values():  # every rank starts from rank 0's parameters
+            comm.bcast_(p)
+        self.sync = GradientSync(self.net, comm)
         self.opt = build_optimizer(cfg.train.optimizer, self.net.params, **cfg.train.model_dump())
         self.rng = np.random.default_rng([cfg.seed, 2])  # shuffling: a stream apart from split and init
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
@@ -161,15 +184,16 @@ class Trainer:
         # Ctrl-C is caught from before config.yaml appears (a sign the run has started), and
         # overflow warnings are silenced: a non-finite loss is reported once, as divergence.
         with _catch_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+            if self.comm.rank == 0:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
                 self._epoch(interrupted)
         return self._finish()
 
     def _epoch(self, interrupted: dict) -> None:
         t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
-        started = time.perf_counter()
+        started, comm_before = time.perf_counter(), self.comm.comm_seconds
         epoch = st.epoch
         opt.learning_rate = learning_rate_at(
             epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
@@ -182,13 +206,13 @@ class Trainer:
         self.hooks.epoch_start(epoch + 1, n_steps)
 
         def after_step(s: int) -> bool:
-            if interrupted["set"]:
-                return True
             if (s + 1) % every == 0:
                 self.hooks.progress(s + 1, n_steps)
             return False
 
-        done, loss = sgd_epoch(net, opt, X, y, order, t.batch_size, st.step, after_step)
+        done, loss = sgd_epoch(
+            net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, lambda: interrupted["set"]
+        )
         if not math.isfinite(loss):
             self._diverged(epoch, done - 1, loss)
         if done < n_steps:  # Ctrl-C: save where we are, between two whole steps
@@ -204,6 +228,7 @@ class Trainer:
         if not math.isfinite(record["train_loss"]):  # finite but huge weights: the logits overflow
             self._diverged(epoch, n_steps - 1, record["train_loss"], "the epoch's training loss is not finite")
         record["seconds"] = time.perf_counter() - started
+        record["comm_seconds"] = self.comm.comm_seconds - comm_before
         st.history.append(record)
         self._early_stopping(record)
         st.epoch, st.step = epoch + 1, 0
@@ -215,8 +240,8 @@ class Trainer:
         self.hooks.epoch_end(record)
 
     def _record(self, epoch: int, lr: float) -> dict:
-        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler)
-        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler)
+        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler, self.comm)
+        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler, self.comm)
         record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
         if self.task == "classification":
             record["train_accuracy"] = train["accuracy"]
@@ -246,22 +271,32 @@ class Trainer:
     # ---- files ----------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
         self._saved_at = time.monotonic()
-        save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
+        if self.comm.rank == 0:
+            save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
 
     def _resume(self) -> None:
-        opt_state = self.opt.state_dict()
-        state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state)
-        self.opt.load_state_dict(opt_state)
-        mismatch = _diff(state.config, self.state.config)
-        if mismatch:
-            raise MlpbpError(
-                f"cannot resume from {self.checkpoint_path}: it was written by another config "
-                f"({mismatch}); use that config or another --out"
-            )
-        self.state, self.best_params = state, best
+        def load():  # on rank 0, whose output directory holds the checkpoint
+            opt_state = self.opt.state_dict()
+            state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state)
+            self.opt.load_state_dict(opt_state)
+            mismatch = first_difference(state.config, self.state.config, "in the checkpoint", "now")
+            if mismatch:
+                raise MlpbpError(
+                    f"cannot resume from {self.checkpoint_path}: it was written by another config "
+                    f"({mismatch}); use that config or another --out"
+                )
+            return state, best
+
+        self.state, self.best_params = self.comm.bcast(self.comm.agree(load, root_only=True))
+        if self.comm.size > 1:  # the other ranks continue from rank 0's checkpoint
+            for p in self.net.params.values():
+                self.comm.bcast_(p)
+            self.opt.load_state_dict(self.comm.bcast(self.opt.state_dict()))
         self._saved_at = time.monotonic()  # the checkpoint resumed from is this run's last good one
 
     def _write_history(self) -> None:
+        if self.comm.rank:
+            return
         columns = [c for c in HISTORY_COLUMNS if self.task == "classification" or "accuracy" not in c]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -286,13 +321,25 @@ class Trainer:
             config_to_dict(self.cfg),
         )
         model_path = self.out_dir / "model.npz"
-        model.save(model_path)
+        self._check_ranks_agree()
+        if self.comm.rank == 0:
+            model.save(model_path)
         self._write_history()
         on = "test" if self.data.test[0].shape[0] else "train"
-        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler)
+        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler, self.comm)
         return RunResult(
             self.task, st.history, metrics, on, model_path, self.out_dir, st.stopped_early, st.best_epoch, model
         )
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank applied the same updates, so their parameters must be bit-identical."""
+        digest = hashlib.sha256(b"".join(p.tobytes() for p in self.net.params.values())).hexdigest()
+        digests = self.comm.allgather(digest)
+        if len(set(digests)) > 1:
+            raise TrainingError(
+                "the MPI ranks' parameters differ at the end (SHA-256 by rank: "
+                f"{', '.join(d[:12] for d in digests)}); the model was not saved"
+            )
 
 
 def train(

@@ -1,0 +1,248 @@
+"""Data-parallel training under `mpiexec -n 2` (MPICH from the `mpi` extra).
+
+- 2 ranks and 1 rank, same config and global batch: parameters equal to 1e-12 relative in
+  float64 and 1e-5 in float32 after 3 epochs, history.csv metrics to the same tolerance; every
+  rank holds bit-identical parameters at the end.
+- Ctrl-C (SIGINT to mpiexec) and --resume under 2 ranks: bit-identical to an uninterrupted
+  2-rank run; every rank exits 130.
+- SIGKILL of one rank: the job ends non-zero within 30 s.
+- Bad input (ranks with different configs, batch_size < ranks): one line, exit 2 on every rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import PYTHON, subprocess_env
+
+pytest.importorskip("mpi4py", reason="the mpi extra is not installed")
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="MPI jobs and POSIX signals")
+
+MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+TIMEOUT = 180  # seconds for any one MPI job; the machine is small and shared
+
+# 210 training rows in batches of 19: the last batch has one row, so one rank gets none.
+CONFIG = """\
+seed: 4
+data: {dataset: moons, n_samples: 300, noise: 0.2}
+model: {hidden: [8, 6], activation: tanh}
+train: {epochs: 3, batch_size: 19, learning_rate: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.001,
+        schedule: cosine, dtype: DTYPE}
+"""
+
+# Reports each rank's exit status on stderr, so a test can see every rank's, not just the job's.
+# `trap : INT`: the shell outlives Ctrl-C (its child, mlpbp, gets the default handling back).
+EACH_RANK = 'trap : INT; python="$1"; shift; "$python" -m mlpbp "$@"; s=$?; echo "rank exit $s" >&2; exit $s'
+
+
+def mpi(n: int, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), "sh", "-c", EACH_RANK, "sh", PYTHON, *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def rank_exits(stderr: str) -> list[int]:
+    return sorted(int(line.split()[-1]) for line in stderr.splitlines() if line.startswith("rank exit"))
+
+
+def messages(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("rank exit")]
+
+
+def params(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path / "model.npz") as z:
+        return {k: z[k] for k in z.files if k.startswith("param.")}
+
+
+def history(path: Path) -> list[dict]:
+    with (path / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    (tmp / name).write_text(text)
+    return tmp / name
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_two_ranks_train_as_one_process_does(tmp_path, dtype, rtol):
+    cfg = write(tmp_path, "c.yaml", CONFIG.replace("DTYPE", dtype))
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "--json")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "--json")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert rank_exits(two.stderr) == [0, 0]
+    report = json.loads(two.stdout)  # only rank 0 prints: one JSON object
+    assert report["ranks"] == 2 and json.loads(one.stdout)["ranks"] == 1
+    assert report["comm_seconds"] > 0 and report["compute_seconds"] > 0
+    assert all(e["comm_seconds"] >= 0 for e in report["epochs"])
+
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    assert p1.keys() == p2.keys() and p1
+    for k in p1:
+        assert p2[k].dtype == np.dtype(dtype)
+        scale = np.max(np.abs(p1[k]))
+        assert np.max(np.abs(p1[k] - p2[k])) <= rtol * scale, k
+    h1, h2 = history(tmp_path / "one"), history(tmp_path / "two")
+    assert len(h1) == len(h2) == 3
+    for r1, r2 in zip(h1, h2):
+        assert r1.keys() == r2.keys()
+        for k in r1:
+            assert float(r2[k]) == pytest.approx(float(r1[k]), rel=rtol, abs=0), k
+    # only rank 0 writes: the second rank left nothing in the current directory or elsewhere
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        ["model.npz", "history.csv", "config.yaml", "checkpoint.npz"]
+    )
+
+
+# Each rank writes its own final parameters, to compare them byte for byte.
+RANK_DRIVER = """\
+import sys
+import numpy as np
+from mlpbp.run.config import load_config
+from mlpbp.run.distributed import world
+from mlpbp.run.trainer import Trainer
+comm = world()
+r = Trainer(load_config(sys.argv[1]), sys.argv[2], comm=comm).run()
+np.savez(f"{sys.argv[2]}/rank{comm.rank}.npz", **r.model.net.params)
+"""
+
+
+def test_every_rank_ends_with_bit_identical_parameters(tmp_path):
+    cfg = write(tmp_path, "c.yaml", CONFIG.replace("DTYPE", "float32"))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [MPIEXEC, "-n", "2", PYTHON, "-c", RANK_DRIVER, str(cfg), str(out)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out / "rank0.npz") as a, np.load(out / "rank1.npz") as b:
+        assert a.files == b.files and a.files
+        for k in a.files:
+            assert a[k].tobytes() == b[k].tobytes(), k
+
+
+# ~40 epochs of 11 steps with per-epoch metrics: long enough to interrupt mid-run.
+SIGINT_CONFIG = """\
+seed: 7
+data: {dataset: moons, n_samples: 300}
+model: {hidden: [16]}
+train: {epochs: 400, batch_size: 2, momentum: 0.9, schedule: step, step_size: 50, dtype: float64}
+"""
+
+
+def test_ctrl_c_and_resume_under_two_ranks_is_bit_identical(tmp_path):
+    cfg = write(tmp_path, "s.yaml", SIGINT_CONFIG)
+    ref = mpi(2, "train", str(cfg), "--out", str(tmp_path / "ref"), "-q")
+    assert ref.returncode == 0, ref.stderr
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", "sh", "-c", EACH_RANK, "sh", PYTHON, "train", str(cfg), "--out", str(out), "-q"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists():  # the first epoch is done
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < end, "no checkpoint appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert rank_exits(stderr) == [130, 130], stderr
+    ours = [m for m in messages(stderr) if not m.startswith("[mpiexec")]  # Hydra says it forwards Ctrl-C
+    assert len(ours) == 1 and "interrupted at epoch" in ours[0] and "--resume" in ours[0], stderr
+    assert not (out / "model.npz").exists()
+
+    resumed = mpi(2, "train", str(cfg), "--out", str(out), "--resume", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "history.csv").read_bytes() == (tmp_path / "ref" / "history.csv").read_bytes()
+    a, b = params(out), params(tmp_path / "ref")
+    assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+def test_a_killed_rank_ends_the_job_within_30_seconds(tmp_path):
+    cfg = write(tmp_path, "s.yaml", SIGINT_CONFIG)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", PYTHON, "-m", "mlpbp", "train", str(cfg), "--out", str(out), "-q"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < end, "no checkpoint appeared"
+            time.sleep(0.01)
+        ranks = subprocess.run(["pgrep", "-P", str(_proxy(proc.pid))], capture_output=True, text=True).stdout.split()
+        assert len(ranks) == 2, ranks
+        os.kill(int(max(ranks, key=int)), signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - killed
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and took < 30, output
+    assert "KILLED" in output or "signal 9" in output, output
+
+
+def _proxy(mpiexec_pid: int) -> int:
+    """Hydra's proxy process, the ranks' parent."""
+    children = subprocess.run(["pgrep", "-P", str(mpiexec_pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_ranks_with_different_configs_stop_with_one_line_exit_2_everywhere(tmp_path):
+    a = write(tmp_path, "a.yaml", CONFIG.replace("DTYPE", "float64"))
+    text = CONFIG.replace("DTYPE", "float64")
+    b = write(tmp_path, "b.yaml", text.replace("learning_rate: 0.1", "learning_rate: 0.2"))
+    out = str(tmp_path / "out")
+    proc = subprocess.run(
+        [MPIEXEC, "-n", "1", "sh", "-c", EACH_RANK, "sh", PYTHON, "train", str(a), "--out", out]
+        + [":", "-n", "1", "sh", "-c", EACH_RANK, "sh", PYTHON, "train", str(b), "--out", out],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert rank_exits(proc.stderr) == [2, 2], proc.stderr
+    lines = messages(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert "rank 1 sees a different config" in lines[0]
+    assert "train.learning_rate: 0.1 on rank 0, 0.2 on rank 1" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_smaller_than_the_ranks_is_one_line_exit_2_everywhere(tmp_path):
+    cfg = write(tmp_path, "c.yaml", CONFIG.replace("DTYPE", "float64"))
+    proc = mpi(2, "train", str(cfg), "--out", str(tmp_path / "out"), "--set", "train.batch_size=1")
+    assert rank_exits(proc.stderr) == [2, 2], proc.stderr
+    lines = messages(proc.stderr)
+    assert len(lines) == 1 and "train.batch_size: 1 is smaller than the 2 MPI ranks" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()

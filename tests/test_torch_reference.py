@@ -112,3 +112,78 @@ def test_adam_and_adamw_match_torch_optim(name, kwargs):
         state = opt_t.state[p]
         np.testing.assert_allclose(opt.exp_avg[key], state["exp_avg"].numpy(), rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(opt.exp_avg_sq[key], state["exp_avg_sq"].numpy(), rtol=1e-10, atol=1e-16)
+
+
+def _flat_torch_loss(net, X, y):
+    """The loss as a function of one flat parameter vector, in the order of net.params."""
+    shapes = [(k, p.shape) for k, p in net.params.items()]
+
+    def J(theta):
+        params, i = {}, 0
+        for k, shape in shapes:
+            size = int(np.prod(shape))
+            params[k] = theta[i : i + size].reshape(shape)
+            i += size
+        return _torch_loss(net, params, X, y)
+
+    return J
+
+
+@pytest.mark.parametrize("activation", list(TORCH_ACT))
+@pytest.mark.parametrize("loss", ["square", "cross_entropy"])
+def test_dense_hessian_and_its_top_eigenvalues_match_torch_autograd_hessian(activation, loss):
+    from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
+
+    rng = np.random.default_rng(11)
+    net = MLP([4, 6, 5, 3], activation, loss, seed=2)
+    X = rng.normal(size=(12, 4))
+    y = rng.integers(0, 3, 12) if loss == "cross_entropy" else rng.normal(size=(12, 3))
+    op = Curvature(net, X, y, "hessian", batch_size=5)
+    H = np.column_stack([op.matvec(e) for e in np.eye(net.n_params)])
+    H_t = torch.autograd.functional.hessian(_flat_torch_loss(net, X, y), torch.as_tensor(net.get_flat())).numpy()
+    np.testing.assert_allclose(H, H_t, rtol=1e-8, atol=1e-10 * np.abs(H_t).max())
+    top = extreme_eigenvalues(op.matvec, net.n_params, top_k=3, tol=1e-9).top
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(H_t)[::-1][:3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sin"])
+@pytest.mark.parametrize("loss", ["square", "cross_entropy"])
+def test_gauss_newton_matches_torch_jacobians(activation, loss):
+    """G = Jᵀ H_L J with J = ∂o/∂θ and H_L = ∂²J/∂o², both from torch.autograd."""
+    from mlpbp.engine.curvature import Curvature
+
+    rng = np.random.default_rng(12)
+    net = MLP([4, 6, 3], activation, loss, seed=3)
+    X = rng.normal(size=(7, 4))
+    y = rng.integers(0, 3, 7) if loss == "cross_entropy" else rng.normal(size=(7, 3))
+    J_flat = _flat_torch_loss(net, X, y)
+    theta = torch.as_tensor(net.get_flat())
+    outputs = lambda t: _outputs(net, t, X)  # noqa: E731
+    Jo = torch.autograd.functional.jacobian(outputs, theta).reshape(-1, net.n_params)
+    o = outputs(theta).detach()
+    loss_of_o = lambda out: _loss_of_outputs(net, out.reshape(o.shape), y)  # noqa: E731
+    H_L = torch.autograd.functional.hessian(loss_of_o, o.reshape(-1))
+    G_t = (Jo.T @ H_L @ Jo).numpy()
+    op = Curvature(net, X, y, "gauss_newton")
+    G = np.column_stack([op.matvec(e) for e in np.eye(net.n_params)])
+    np.testing.assert_allclose(G, G_t, rtol=1e-8, atol=1e-10 * np.abs(G_t).max())
+    assert J_flat(theta).item() == pytest.approx(net.loss(X, y), rel=1e-12)
+
+
+def _outputs(net, theta, X):
+    h, i, R = torch.as_tensor(X), 0, len(net.widths) - 1
+    for r in range(1, R + 1):
+        W = theta[i : i + net.widths[r] * net.widths[r - 1]].reshape(net.widths[r], net.widths[r - 1])
+        i += W.numel()
+        b = theta[i : i + net.widths[r]]
+        i += b.numel()
+        h = h @ W.T + b
+        if r < R:
+            h = TORCH_ACT[net.activation](h)
+    return h
+
+
+def _loss_of_outputs(net, o, y):
+    if net.loss_name == "cross_entropy":
+        return F.cross_entropy(o, torch.as_tensor(y))
+    return 0.5 * ((o - torch.as_tensor(y)) ** 2).sum(dim=1).mean()

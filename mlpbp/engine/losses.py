@@ -1,9 +1,10 @@
 """Losses J = (1/n) Σⱼ J⁽ʲ⁾ over a batch of n rows, computed from the network's output o.
 
-Like a layer, a loss keeps in ``forward`` what ``backward`` (∂J/∂o) and ``rbackward``
-(R{∂J/∂o}, for Hessian-vector products) need. ``value_and_grad`` is the training step's
-version: J and s·∂J/∂o in a handful of calls, written over o itself (s = −α for a fused SGD
-step), keeping nothing for ``rbackward``.
+Like a layer, a loss keeps in ``forward`` what ``backward`` (∂J/∂o), ``output_hvp`` (its
+Hessian in o applied to a vector, for Gauss-Newton products) and ``rbackward`` (R{∂J/∂o}, for
+Hessian-vector products) need. ``value_and_grad`` is the training step's version: J and
+s·∂J/∂o in a handful of calls, written over o itself (s = −α for a fused SGD step), keeping
+nothing for ``rbackward``.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ class SquareLoss:
         grad /= grad.shape[0]  # diff is ours alone and not needed again: scale it in place
         return grad
 
-    def rbackward(self, r_o: np.ndarray) -> np.ndarray:
-        """The Hessian of J in o is I/n, so R{∂J/∂o} = R{o}/n."""
+    def output_hvp(self, r_o: np.ndarray) -> np.ndarray:
+        """H_L·R{o}, the Hessian of J in o (I/n) applied to R{o}: R{o}/n."""
         return r_o / r_o.shape[0]
+
+    # ∂J/∂o depends on θ only through o, so R{∂J/∂o} = H_L·R{o}.
+    rbackward = output_hvp
 
 
 class CrossEntropyLoss:
@@ -115,11 +119,15 @@ class CrossEntropyLoss:
         grad /= grad.shape[0]
         return grad
 
-    def rbackward(self, r_o: np.ndarray) -> np.ndarray:
-        """R{∂J/∂o} = p ⊙ (R{o} − ⟨p, R{o}⟩)/n: the softmax Jacobian applied to R{o}."""
+    def output_hvp(self, r_o: np.ndarray) -> np.ndarray:
+        """H_L·R{o} = p ⊙ (R{o} − ⟨p, R{o}⟩)/n: the Hessian of J in o, (diag(p) − ppᵀ)/n per
+        row, the softmax Jacobian, applied to R{o}. Positive semi-definite."""
         p = self.p
         inner = np.einsum("ij,ij->i", p, r_o)[:, None]
         return p * (r_o - inner) / r_o.shape[0]
+
+    # ∂J/∂o depends on θ only through o, so R{∂J/∂o} = H_L·R{o}.
+    rbackward = output_hvp
 
 
 LOSSES: Registry[type] = Registry("loss")

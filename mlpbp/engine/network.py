@@ -164,6 +164,18 @@ class MLP:
         One forward and one backward pass (∂J/∂z and σ'(z) at every layer), then one R-forward
         and one R-backward pass: a small constant times the cost of J, at any depth; the
         Hessian is never formed. Returns fresh arrays (views of one new flat vector)."""
+        r_o, V = self._rforward(X, y, v)
+        r_g = self.loss_fn.rbackward(r_o)
+        # R-backward writes straight into the arrays returned: one allocation, no copies.
+        out = self.unflatten(np.empty(self.n_params, self.dtype))
+        for i in range(len(self.layers) - 1, -1, -1):
+            into = {k: out[name] for k, name in self.layer_param_names[i].items()}
+            r_g, _ = self.layers[i].rbackward(r_g, V[i], into, need_input_grad=i > 0)
+        return out
+
+    def _rforward(self, X, y, v: dict[str, np.ndarray]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """Forward and backward (σ'(z) at every layer), then R-forward along v: R{o} = J_o v,
+        and v split per layer."""
         X, y = self._input(X), self._targets(y)
         missing = set(self.params) - set(v)
         if missing:
@@ -174,12 +186,20 @@ class MLP:
         r_h = None  # R{u} is zero at the network's input
         for layer, V_layer in zip(self.layers, V):
             r_h = layer.rforward(r_h, V_layer)
-        r_g = self.loss_fn.rbackward(r_h)
-        # R-backward writes straight into the arrays returned: one allocation, no copies.
+        return r_h, V
+
+    def gnvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The Gauss-Newton product G·v = J_oᵀ H_L J_o v (Schraudolph 2002), J_o = ∂o/∂θ.
+
+        The Hessian without its second-derivative-of-the-network terms: positive
+        semi-definite for a convex loss in o. The same R-forward pass as ``hvp`` gives J_o v,
+        the loss's Hessian in o multiplies it, and a plain backward pass applies J_oᵀ. Returns
+        fresh arrays (views of one new flat vector); the network's ``grads`` are overwritten."""
+        r_o, _ = self._rforward(X, y, v)
+        self._backward(self.loss_fn.output_hvp(r_o))
         out = self.unflatten(np.empty(self.n_params, self.dtype))
-        for i in range(len(self.layers) - 1, -1, -1):
-            into = {k: out[name] for k, name in self.layer_param_names[i].items()}
-            r_g, _ = self.layers[i].rbackward(r_g, V[i], into, need_input_grad=i > 0)
+        for name, g in self.grads.items():
+            out[name][...] = g
         return out
 
     # ---- predictions --------------------------------------------------------------------
@@ -222,3 +242,6 @@ class MLP:
 
     def flat_hvp(self, X, y, v) -> np.ndarray:
         return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v))))
+
+    def flat_gnvp(self, X, y, v) -> np.ndarray:
+        return self.flatten(self.gnvp(X, y, self.unflatten(np.asarray(v))))

@@ -1,0 +1,346 @@
+"""Curvature of the loss over a whole data set, and what is read from it without forming it.
+
+``Curvature`` turns a network and a table into the objective J(θ) = mean over all rows (plus
+½·weight_decay·‖θ‖²), its gradient, and products with its Hessian or Gauss-Newton matrix,
+each computed batch by batch and weighted by the batch's share of the rows, so no answer
+depends on the batch size. It counts the work done in full-data passes, and is a
+``scipy.sparse.linalg.LinearOperator`` for any solver that takes one.
+
+From products alone: extreme eigenvalues by Lanczos with full reorthogonalisation, the trace
+by Hutchinson / Hutch++ with Rademacher probes, and the spectral density by stochastic Lanczos
+quadrature (Ubaru, Chen & Saad 2017; as in PyHessian, Yao et al. 2020).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import LinearOperator
+
+from mlpbp.engine.network import MLP
+
+CURVATURES = ("hessian", "gauss_newton")
+
+
+@dataclass
+class Work:
+    """Work done, in full-data passes: a gradient (or loss) over every row counts 1."""
+
+    gradients: float = 0.0
+    products: float = 0.0
+
+
+class Curvature(LinearOperator):
+    """J, ∇J and curvature products of ``net`` over all rows of (X, y), ``batch_size`` rows at a
+    time (None: all at once). ``kind`` is "hessian" (∇²J, by the R-operator) or
+    "gauss_newton" (Jᵀ H_L J, positive semi-definite). Products count in ``work.products``,
+    gradients and losses in ``work.gradients``, as full-data passes. Vectors are flat, in the
+    order of ``net.params``; the network's parameters are read where they stand."""
+
+    def __init__(
+        self,
+        net: MLP,
+        X: np.ndarray,
+        y: np.ndarray,
+        kind: str = "hessian",
+        batch_size: int | None = None,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if kind not in CURVATURES:
+            raise ValueError(f"unknown curvature {kind!r}; allowed: {', '.join(CURVATURES)}")
+        if X.shape[0] == 0:
+            raise ValueError("curvature needs at least one row")
+        self.net, self.X, self.y, self.kind = net, X, y, kind
+        self.weight_decay = float(weight_decay)
+        n = X.shape[0]
+        step = n if batch_size is None else max(1, int(batch_size))
+        self.batches = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        self.work = Work()
+        super().__init__(np.dtype(np.float64), (net.n_params, net.n_params))
+
+    @property
+    def rows(self) -> int:
+        return self.X.shape[0]
+
+    def _share(self, b: slice) -> float:
+        return (b.stop - b.start) / self.rows
+
+    def loss(self, theta: np.ndarray | None = None) -> float:
+        if theta is not None:
+            self.net.set_flat(theta)
+        total = sum(self._share(b) * self.net.loss(self.X[b], self.y[b]) for b in self.batches)
+        self.work.gradients += 1
+        return total + self._decay_value()
+
+    def loss_and_grad(self, theta: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """J and ∇J (float64) at ``theta`` (set into the network), or where the network stands."""
+        if theta is not None:
+            self.net.set_flat(theta)
+        total, grad = 0.0, np.zeros(self.net.n_params)
+        for b in self.batches:
+            value, g = self.net.flat_grad(self.X[b], self.y[b])
+            total += self._share(b) * value
+            grad += self._share(b) * g
+        self.work.gradients += 1
+        if self.weight_decay:
+            grad += self.weight_decay * self.net.get_flat()
+        return total + self._decay_value(), grad
+
+    def _decay_value(self) -> float:
+        if not self.weight_decay:
+            return 0.0
+        theta = self.net.get_flat().astype(np.float64)
+        return 0.5 * self.weight_decay * float(theta @ theta)
+
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, np.float64).reshape(-1)
+        product = self.net.flat_hvp if self.kind == "hessian" else self.net.flat_gnvp
+        out = np.zeros(self.net.n_params)
+        for b in self.batches:
+            out += self._share(b) * product(self.X[b], self.y[b], v)
+        self.work.products += 1
+        if self.weight_decay:
+            out += self.weight_decay * v
+        return out
+
+    def _rmatvec(self, v: np.ndarray) -> np.ndarray:  # symmetric
+        return self._matvec(v)
+
+
+# ---- Lanczos ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Lanczos:
+    """m steps of Lanczos on a symmetric operator A from q₁ = v/‖v‖: the tridiagonal
+    T = QᵀAQ (``alpha`` on its diagonal, ``beta`` beside it) and the basis Q (rows)."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    Q: np.ndarray
+    residual: float  # β_{m}: ‖A qₘ − αₘqₘ − βₘ₋₁qₘ₋₁‖, zero when the Krylov space is invariant
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ritz values (ascending) and eigenvectors of T (columns)."""
+        if self.alpha.size == 1:
+            return self.alpha.copy(), np.ones((1, 1))
+        return eigh_tridiagonal(self.alpha, self.beta)
+
+
+def lanczos(
+    matvec,
+    v0: np.ndarray,
+    steps: int,
+    converged=None,
+) -> Lanczos:
+    """Lanczos with full reorthogonalisation (twice, classical Gram-Schmidt against every basis
+    vector so far): in floating point, plain three-term Lanczos loses orthogonality as Ritz
+    values converge and then reports ghost copies of them, which would corrupt both the
+    eigenvalues and the quadrature weights. ``converged(run)`` is asked after each step and
+    stops early when it returns True."""
+    n = v0.size
+    steps = min(steps, n)
+    Q = np.zeros((steps, n))
+    alpha, beta = np.zeros(steps), np.zeros(steps)
+    Q[0] = v0 / np.linalg.norm(v0)
+    residual = 0.0
+    for j in range(steps):
+        w = matvec(Q[j])
+        alpha[j] = Q[j] @ w
+        for _ in range(2):
+            w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
+        residual = float(np.linalg.norm(w))
+        run = Lanczos(alpha[: j + 1], beta[:j], Q[: j + 1], residual)
+        if j + 1 == steps or residual <= 1e-12 * max(1.0, np.abs(alpha[: j + 1]).max()):
+            return run  # the whole space, or an invariant subspace: T's eigenvalues are exact
+        if converged is not None and converged(run):
+            return run
+        beta[j] = residual
+        Q[j + 1] = w / residual
+    return run  # pragma: no cover - the loop always returns
+
+
+@dataclass
+class Extremes:
+    """Extreme eigenvalues and how well they converged."""
+
+    top: list[float]
+    bottom: list[float]
+    steps: int  # products used
+    residuals: list[float] = field(default_factory=list)  # ‖A x − θx‖/|θ| for each value
+
+
+def _ritz_residuals(run: Lanczos, idx: np.ndarray) -> np.ndarray:
+    """‖A y − θ y‖ = β·|last component of the Ritz vector| for Ritz pairs ``idx``, relative to |θ|."""
+    theta, S = run.ritz()
+    scale = np.maximum(np.abs(theta[idx]), 1e-300)
+    return run.residual * np.abs(S[-1, idx]) / scale
+
+
+def extreme_eigenvalues(
+    matvec,
+    n: int,
+    top_k: int = 1,
+    bottom_k: int = 0,
+    tol: float = 1e-6,
+    max_steps: int = 300,
+    seed: int = 0,
+) -> Extremes:
+    """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of a symmetric n×n operator,
+    from one Lanczos run, stopped when each wanted Ritz value's residual bound
+    β·|sₘ| is at most ``tol``·|θ| (the eigenvalue error is then below about tol²·|θ|·|θ|/gap).
+    """
+    if top_k + bottom_k < 1:
+        raise ValueError("ask for at least one eigenvalue")
+    if max(top_k, bottom_k) > n:
+        raise ValueError(f"cannot ask for {max(top_k, bottom_k)} eigenvalues of a {n}×{n} matrix")
+    rng = np.random.default_rng(seed)
+    want = top_k + bottom_k
+
+    def wanted(run: Lanczos) -> np.ndarray:
+        m = run.alpha.size
+        top = np.arange(m - 1, m - 1 - min(top_k, m), -1)
+        bottom = np.arange(min(bottom_k, m))
+        return np.concatenate([top, bottom]).astype(int)
+
+    def converged(run: Lanczos) -> bool:
+        return run.alpha.size >= want + 1 and bool(np.all(_ritz_residuals(run, wanted(run)) <= tol))
+
+    run = lanczos(matvec, rng.standard_normal(n), max_steps, converged)
+    theta, _ = run.ritz()
+    m = theta.size
+    idx = wanted(run)
+    return Extremes(
+        top=[float(theta[i]) for i in idx[: min(top_k, m)]],
+        bottom=[float(theta[i]) for i in idx[min(top_k, m) :]],
+        steps=m,
+        residuals=[float(r) for r in _ritz_residuals(run, idx)],
+    )
+
+
+# ---- trace -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TraceEstimate:
+    estimate: float
+    std_error: float
+    probes: int  # products used
+
+
+def rademacher(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
+
+
+def hutchinson(matvec, n: int, probes: int, seed: int = 0, method: str = "hutchpp") -> TraceEstimate:
+    """tr(A) from ``probes`` products with Rademacher vectors z (E[zᵀAz] = tr A).
+
+    "hutchinson": the mean of zᵀAz, with the standard error of that mean.
+    "hutchpp" (Hutch++, Meyer, Musco, Musco & Woodruff 2021): a quarter of the products sketch
+    A's dominant range Q (from A·S), a quarter take tr(QᵀAQ) exactly, and the other half run
+    Hutchinson on the deflated (I−QQᵀ)A(I−QQᵀ), whose variance is far smaller when a few
+    eigenvalues dominate, as they do in a network's Hessian. The standard error is that of
+    the deflated part (the exact part has none)."""
+    rng = np.random.default_rng(seed)
+    if method == "hutchinson" or probes < 6:
+        if probes < 2:
+            raise ValueError("a trace estimate with a standard error needs at least 2 probes")
+        samples = np.array([z @ matvec(z) for z in rademacher(rng, (probes, n))])
+        return TraceEstimate(float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(probes)), probes)
+    if method != "hutchpp":
+        raise ValueError(f"unknown trace method {method!r}; allowed: hutchinson, hutchpp")
+    k = probes // 4  # half the products go to the Hutchinson part, so its error bar is sound
+    m = probes - 2 * k
+    S = rademacher(rng, (k, n))
+    Q, _ = np.linalg.qr(np.array([matvec(s) for s in S]).T)  # n × k, orthonormal columns
+    exact = float(sum(q @ matvec(q) for q in Q.T))
+    samples = []
+    for z in rademacher(rng, (m, n)):
+        z = z - Q @ (Q.T @ z)
+        samples.append(z @ matvec(z))
+    samples = np.array(samples)
+    return TraceEstimate(exact + float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(m)), probes)
+
+
+# ---- spectral density ------------------------------------------------------------------------
+
+
+@dataclass
+class Density:
+    grid: np.ndarray
+    values: np.ndarray
+    nodes: np.ndarray  # every quadrature node (Ritz value)
+    weights: np.ndarray  # its weight; all sum to 1
+    sigma: float
+    products: int
+
+    @property
+    def mean(self) -> float:
+        """∫ t φ(t) dt, exactly (the Gaussians keep their centres): tr(A)/n, estimated."""
+        return float(self.nodes @ self.weights)
+
+
+def spectral_density(
+    matvec,
+    n: int,
+    probes: int = 8,
+    steps: int = 60,
+    deflate: int = 20,
+    points: int = 400,
+    sigma: float | None = None,
+    seed: int = 0,
+) -> Density:
+    """The density of A's eigenvalues, φ(t) = (1/n) Σᵢ δ(t − λᵢ) smoothed by a Gaussian, by
+    stochastic Lanczos quadrature: for a probe q, ``steps`` Lanczos steps give nodes θₖ (Ritz
+    values) and weights τₖ = (first component of the k-th eigenvector of T)², and
+    qᵀf(A)q ≈ Σ τₖ f(θₖ).
+
+    Deflated, as Hutch++ deflates the trace: a first Lanczos run of ``deflate`` steps gives an
+    orthonormal basis Q where the largest eigenvalues live (QᵀAQ = T exactly, with full
+    reorthogonalisation); its eigenvalues enter with weight 1/n each, and the ``probes``
+    Rademacher probes run on P A P (P = I − QQᵀ) over the other n − deflate dimensions. The
+    outliers of a network's Hessian then cost no variance: the density's mean,
+    (tr T + (n − k)·mean qᵀAq)/n, is Hutch++'s trace estimate over n.
+
+    ``sigma`` defaults to 1% of the spread of the nodes; the grid reaches 5σ past the
+    outermost nodes, so the density integrates to 1 on it."""
+    rng = np.random.default_rng(seed)
+    k = min(deflate, n - 1) if n > 1 else 0
+    nodes, weights, products = [], [], 0
+    project = matvec
+    if k > 0:
+        head = lanczos(matvec, rademacher(rng, n), k)
+        theta, _ = head.ritz()
+        k = theta.size  # fewer when an invariant subspace ends the run
+        products += k
+        nodes.append(theta)
+        weights.append(np.full(k, 1.0 / n))
+        Q = head.Q
+
+        def project(v: np.ndarray) -> np.ndarray:
+            w = matvec(v - Q.T @ (Q @ v))
+            return w - Q.T @ (Q @ w)
+
+    if k < n:
+        for _ in range(probes):
+            z = rademacher(rng, n)
+            if k:
+                z -= Q.T @ (Q @ z)
+            run = lanczos(project, z, min(steps, n - k))
+            theta, S = run.ritz()
+            products += theta.size
+            nodes.append(theta)
+            weights.append(S[0] ** 2 * (n - k) / (n * probes))
+    nodes, weights = np.concatenate(nodes), np.concatenate(weights)
+    lo, hi = float(nodes.min()), float(nodes.max())
+    if sigma is None:
+        sigma = max(hi - lo, abs(hi), 1e-12) * 0.01
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, points)
+    values = np.zeros(points)
+    for t, w in zip(nodes, weights):
+        values += w * np.exp(-0.5 * ((grid - t) / sigma) ** 2)
+    values /= sigma * math.sqrt(2 * math.pi)
+    return Density(grid, values, nodes, weights, float(sigma), products)

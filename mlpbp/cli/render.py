@@ -70,6 +70,9 @@ class RichTrainHooks(TrainHooks):
             t.add_row(*cells)
         return t
 
+    def threads(self, description: str) -> None:
+        self.console.print(f"[dim]{description}[/]", highlight=False, soft_wrap=True)
+
     def epoch_start(self, epoch: int, n_steps: int) -> None:
         if not self.header_done:
             if self.every > 1:

@@ -31,6 +31,13 @@ def train(
         help="Continue from the checkpoint in the output "
         "directory; the result is bit-identical to an uninterrupted run.",
     ),
+    threads: str | None = typer.Option(
+        None,
+        "--threads",
+        help="BLAS threads: 'auto' (chosen per network shape and machine) or a count; the same as "
+        "--set train.threads=... . An explicit count, or OPENBLAS_NUM_THREADS/OMP_NUM_THREADS in the "
+        "environment, always wins over auto.",
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch table; only the summary."),
 ) -> None:
@@ -45,6 +52,8 @@ def train(
     if comm.rank:  # rank 0 speaks for the job
         out.quiet = err.quiet = quiet = True
         as_json = False
+    if threads is not None:
+        overrides = [*(overrides or ()), f"train.threads={threads}"]
     cfg = comm.agree(lambda: load_config(config, overrides or ()))
     same = config_to_dict(cfg)
     same["output"]["dir"] = str(out_dir or cfg.output.dir)  # where rank 0 writes is what matters
@@ -103,6 +112,7 @@ def train(
                     "ranks": comm.size,
                     "compute_seconds": total_s - comm_s,
                     "comm_seconds": comm_s,
+                    "threads": result.threads,
                 }
             )
         )

@@ -16,6 +16,14 @@ from scipy.linalg import blas
 
 from mlpbp.engine.activations import get_activation
 
+# SciPy's BLAS for what NumPy cannot say: C := αAB + βC in place (gemm with β = 1), the rank-1
+# update A += αxyᵀ (ger) and y := αAx + βy (gemv). Looked up per dtype here, not kept on the
+# layers, which stay copyable (copy.deepcopy cannot copy a Fortran routine).
+_BLAS = {
+    np.dtype(t): (getattr(blas, p + "gemm"), getattr(blas, p + "ger"), getattr(blas, p + "gemv"))
+    for t, p in ((np.float32, "s"), (np.float64, "d"))
+}
+
 
 class Layer:
     """The one contract every layer keeps, so a network walks its layers without asking what
@@ -90,9 +98,6 @@ class Linear(Layer):
         self.W, self.b = W, b
         self.params = {"W": W, "b": b}
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
-        # SciPy's BLAS for what NumPy cannot say: C := αAB + βC in place (gemm with β = 1),
-        # the rank-1 update A += αxyᵀ (ger) and y += Ax (gemv).
-        self._gemm, self._ger, self._gemv = blas.get_blas_funcs(("gemm", "ger", "gemv"), (W,))
 
     def __repr__(self) -> str:
         return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
@@ -132,16 +137,17 @@ class Linear(Layer):
         """W += grad_zᵀ u and b += Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W: BLAS works on W's
         transpose, the Fortran-ordered (in, out) matrix that W's C-ordered memory already is."""
         u, W, b = self.u, self.W, self.b
+        gemm, ger, gemv = _BLAS[self.dtype]
         WT = W.T
         if u.shape[0] == 1:  # per-example SGD: a rank-1 update
-            out = self._ger(1.0, u[0], grad_z[0], a=WT, overwrite_a=1)
+            out = ger(1.0, u[0], grad_z[0], a=WT, overwrite_a=1)
             b += grad_z[0]
         else:  # Wᵀ := uᵀ grad_z + Wᵀ, and b := grad_zᵀ 1 + b
-            out = self._gemm(1.0, u.T, grad_z.T, beta=1.0, c=WT, trans_b=1, overwrite_c=1)
+            out = gemm(1.0, u.T, grad_z.T, beta=1.0, c=WT, trans_b=1, overwrite_c=1)
             ones = self._buffers.get("ones")
             if ones is None or ones.shape[0] != u.shape[0]:
                 ones = self._buffers["ones"] = np.ones(u.shape[0], self.dtype)
-            out_b = self._gemv(1.0, grad_z.T, ones, beta=1.0, y=b, overwrite_y=1)
+            out_b = gemv(1.0, grad_z.T, ones, beta=1.0, y=b, overwrite_y=1)
             if out_b is not b:
                 b[...] = out_b
         if out is not WT:  # BLAS wrote a copy (W not C-ordered): the update must still land

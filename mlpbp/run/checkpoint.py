@@ -28,6 +28,7 @@ class TrainState:
     bad_epochs: int = 0
     stopped_early: bool = False
     config: dict = field(default_factory=dict)
+    threads: int | None = None  # BLAS threads the run trained with (None: a checkpoint from before)
 
 
 def save_checkpoint(
@@ -97,6 +98,7 @@ def _check_state(st: TrainState) -> None:
         and isinstance(st.rng_state, dict)
         and (st.best_epoch is None or nat(st.best_epoch))
         and (st.best_val is None or isinstance(st.best_val, (int, float)))
+        and (st.threads is None or (nat(st.threads) and st.threads > 0))
     ):
         raise ValueError("malformed training state")
     np.random.PCG64().state = st.rng_state  # raises on a malformed generator state

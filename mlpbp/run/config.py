@@ -82,6 +82,12 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def _threads(value: Any) -> Any:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("should be 'auto' or a whole number of threads >= 1")
+
+
 # Lax float (so PyYAML's string "1e-3" still works) but no booleans and no inf/nan.
 Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 # Strict int: rejects booleans and silently truncated floats such as `epochs: 2.5`.
@@ -148,6 +154,8 @@ class TrainConfig(_Strict):
     decay: Annotated[Float, Field(ge=0.0)] = 0.01
     patience: PosInt | None = None
     dtype: Annotated[str, one_of(DTYPES)] = "float32"
+    # BLAS threads: "auto" chooses per shape and machine (mlpbp.run.threads), N sets them.
+    threads: Annotated[Literal["auto"] | Annotated[int, Field(ge=1)], BeforeValidator(_threads)] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

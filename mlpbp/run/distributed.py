@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mlpbp.errors import MlpbpError
+from mlpbp.run.threads import env_threads, usable_cores
 
 # Environment variables a launcher sets for each process: mpiexec (MPICH's Hydra, Open MPI),
 # and Slurm's srun. Checked before importing mpi4py, so a plain `mlpbp train` never loads MPI.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class Comm:
@@ -126,14 +127,12 @@ class MPIComm(Comm):
         self.comm.Abort(code)
 
     def setup_threads(self) -> int | None:
-        if any(os.environ.get(v) for v in _THREAD_VARS):
+        if env_threads() is not None:
             return None
-        from threadpoolctl import threadpool_limits
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = max(1, cores // self.ranks_on_node)
-        # Kept referenced: the limits hold for the life of the process.
-        self._limits = threadpool_limits(limits=n)
+        n = usable_cores(self.ranks_on_node)
+        # Kept referenced: the limits hold for the life of the process (the trainer's choice,
+        # mlpbp.run.threads, then picks within them).
+        self._limits = threadpool_limits(limits=n, user_api="blas")
         return n
 
 

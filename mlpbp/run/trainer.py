@@ -30,6 +30,7 @@ from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model_file import TrainedModel
 from mlpbp.run.prepare import build_model, prepare
+from mlpbp.run.threads import ThreadChoice, blas_thread_limit, blas_threads, choose_threads, env_threads, step_timer
 
 # Checkpoints are fsync'ed, which costs milliseconds: with epochs of a few steps, saving after
 # every one would dominate the run. Save at an epoch's end once this many seconds have passed
@@ -48,6 +49,9 @@ class TrainHooks:
 
     def epoch_end(self, record: dict) -> None: ...
 
+    def threads(self, description: str) -> None:
+        """The BLAS thread count the run uses, and why (see mlpbp.run.threads)."""
+
 
 @dataclass
 class RunResult:
@@ -60,6 +64,7 @@ class RunResult:
     stopped_early: bool = False
     best_epoch: int | None = None
     model: TrainedModel | None = field(default=None, repr=False)
+    threads: int | None = None  # BLAS threads the run used
 
 
 def sgd_epoch(
@@ -118,6 +123,7 @@ def _fingerprint(cfg: Config) -> dict:
     """What must match for a checkpoint to be resumed by this config (output may move)."""
     d = config_to_dict(cfg)
     d.pop("output", None)
+    d["train"].pop("threads", None)  # speed only: the checkpoint records the count a run used
     return d
 
 
@@ -172,6 +178,7 @@ class Trainer:
         self.state = TrainState(rng_state=self.rng.bit_generator.state, config=_fingerprint(cfg))
         self.best_params: dict | None = None
         self._saved_at: float | None = None  # when this run last saved a checkpoint
+        self.threads: ThreadChoice | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -181,15 +188,40 @@ class Trainer:
     def run(self, resume: bool = False) -> RunResult:
         if resume:
             self._resume()
+        self.threads = choice = self._choose_threads()
+        self.hooks.threads(choice.describe())
         # Ctrl-C is caught from before config.yaml appears (a sign the run has started), and
         # overflow warnings are silenced: a non-finite loss is reported once, as divergence.
-        with _catch_sigint() as interrupted, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with (
+            blas_thread_limit(choice.threads),
+            _catch_sigint() as interrupted,
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
+            self.state.threads = blas_threads()
             if self.comm.rank == 0:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
                 self._epoch(interrupted)
-        return self._finish()
+            return self._finish()
+
+    def _choose_threads(self) -> ThreadChoice:
+        """train.threads, the environment, or auto; a resumed auto run keeps the count it ran
+        with (results depend on it in the last bits), unless the user now sets one."""
+        requested, recorded = self.cfg.train.threads, self.state.threads
+        if requested == "auto" and recorded is not None and env_threads() is None:
+            return ThreadChoice(recorded, "auto: the count this run started with, from its checkpoint")
+        X, y = self.data.train
+        batch = -(-min(self.cfg.train.batch_size, X.shape[0]) // self.comm.size)  # this rank's share
+        rows = np.arange(batch)
+        choice = choose_threads(
+            requested,
+            self.net.widths,
+            batch,
+            self.comm.ranks_on_node,
+            measure=step_timer(self.net, self.opt, X.take(rows, axis=0), y.take(rows, axis=0), batch),
+        )
+        return self.comm.bcast(choice)  # under MPI every rank runs with rank 0's choice
 
     def _epoch(self, interrupted: dict) -> None:
         t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
@@ -328,7 +360,16 @@ class Trainer:
         on = "test" if self.data.test[0].shape[0] else "train"
         metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler, self.comm)
         return RunResult(
-            self.task, st.history, metrics, on, model_path, self.out_dir, st.stopped_early, st.best_epoch, model
+            self.task,
+            st.history,
+            metrics,
+            on,
+            model_path,
+            self.out_dir,
+            st.stopped_early,
+            st.best_epoch,
+            model,
+            st.threads,
         )
 
     def _check_ranks_agree(self) -> None:

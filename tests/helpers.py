@@ -6,12 +6,14 @@ source tree on the path."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 from mlpbp.errors import MlpbpError
+from mlpbp.run.trainer import TrainHooks
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -40,3 +42,20 @@ def one_line_error(fn, *args, **kwargs) -> str:
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+class InterruptAt(TrainHooks):
+    """Raise SIGINT in this very process once training reaches (epoch, steps done)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.at, self.epoch = (epoch, step), 0
+
+    def epoch_start(self, epoch: int, n_steps: int) -> None:
+        self.epoch = epoch
+
+    def progress(self, steps_done: int, n_steps: int) -> None:
+        if self.at is not None and (self.epoch, steps_done) >= self.at:
+            self.at = None
+            # without the trainer's handler, SIGINT would stop pytest itself
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            os.kill(os.getpid(), signal.SIGINT)

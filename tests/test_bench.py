@@ -70,7 +70,9 @@ def test_cli_table():
     result = _cli(["--depth", "2", *TINY])
     assert result.exit_code == 0, result.output
     assert "BLAS" in result.stdout and "grad/loss" in result.stdout
-    assert "ns/param" in result.stdout
+    # tiny networks time mostly noise: a line with b > 0, or an honest "no line fit"
+    fit = result.stdout.splitlines()[-1]
+    assert fit.startswith("mlpbp: ") and ("ns/param" in fit or "no line fit" in fit)
 
 
 @pytest.mark.parametrize("args", [["--depth", "0"], ["--dtype", "float16"], ["--width", "0"], ["--compare", "jax"]])

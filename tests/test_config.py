@@ -9,9 +9,9 @@ from mlpbp.run.config import (
     Config,
     config_from_dict,
     config_to_dict,
-    json_schema,
     load_config,
 )
+from mlpbp.run.schema import json_schema
 
 
 def _write(tmp_path, text, name="exp.yaml") -> Path:
@@ -46,7 +46,8 @@ output: {dir: out/here}
     cfg = load_config(_write(tmp_path, text))
     assert cfg.train.learning_rate == 1e-3  # PyYAML reads 1e-3 as a string; still accepted
     d = config_to_dict(cfg)
-    assert d["model"]["hidden"] == [32, 16] and d["output"]["dir"] == "out/here"
+    # a relative output.dir is taken from the config file's folder, as data.path is
+    assert d["model"]["hidden"] == [32, 16] and d["output"]["dir"] == str(tmp_path / "out/here")
     assert config_to_dict(config_from_dict(d)) == d
 
 
@@ -119,7 +120,7 @@ def test_set_overrides(tmp_path):
     # Intermediate mappings are created when absent.
     _write(tmp_path, "data:\n  dataset: moons\n", "bare.yaml")
     cfg = load_config(tmp_path / "bare.yaml", ["data.noise=0.2", "output.dir=elsewhere"])
-    assert cfg.data.noise == 0.2 and cfg.output.dir == "elsewhere"
+    assert cfg.data.noise == 0.2 and cfg.output.dir == str(tmp_path / "elsewhere")  # as if in the file
 
 
 @pytest.mark.parametrize("item", ["train.learning_rate", "=3", "train..epochs=3", "train.epochs=[1"])

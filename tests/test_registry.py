@@ -15,8 +15,9 @@ from helpers import one_line_error
 from mlpbp import ACTIVATIONS, DTYPES, INITS, LOSSES, OPTIMIZERS, SCHEDULES, ActivationFn
 from mlpbp.cli import app
 from mlpbp.engine.registry import Registry, UnknownName
-from mlpbp.run.config import config_from_dict, json_schema
+from mlpbp.run.config import config_from_dict
 from mlpbp.run.model_file import load_model
+from mlpbp.run.schema import json_schema
 
 runner = CliRunner()
 

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 import mlpbp.run.trainer as train_mod
-from helpers import PYTHON, ROOT, TINY_CONFIG, subprocess_env
+from helpers import PYTHON, ROOT, TINY_CONFIG, InterruptAt, subprocess_env
 from mlpbp.cli import app
 from mlpbp.errors import Interrupted
 from mlpbp.run.checkpoint import load_checkpoint
 from mlpbp.run.config import load_config
-from mlpbp.run.trainer import Trainer, TrainHooks
+from mlpbp.run.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
 
@@ -182,23 +182,6 @@ def test_sigint_mid_epoch_then_resume_is_bit_identical(tmp_path, runner, referen
     _same_run(out, reference)
 
 
-class _InterruptAt(TrainHooks):
-    """Raise SIGINT in this very process once training reaches (epoch, steps done)."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.at, self.epoch = (epoch, step), 0
-
-    def epoch_start(self, epoch: int, n_steps: int) -> None:
-        self.epoch = epoch
-
-    def progress(self, steps_done: int, n_steps: int) -> None:
-        if self.at is not None and (self.epoch, steps_done) >= self.at:
-            self.at = None
-            # without the trainer's handler, SIGINT would stop pytest itself
-            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 @pytest.mark.parametrize(
     "stops",
     [
@@ -211,7 +194,7 @@ def test_repeated_interrupts_and_resumes_are_bit_identical(tmp_path, reference, 
     cfg = load_config(_write(tmp_path, "sig.yaml", SIGINT_CONFIG))
     out = tmp_path / "out"
     for i, (epoch, step) in enumerate(stops):
-        trainer = Trainer(cfg, out, hooks=_InterruptAt(epoch, step))
+        trainer = Trainer(cfg, out, hooks=InterruptAt(epoch, step))
         with pytest.raises(Interrupted, match="interrupted at epoch"):
             trainer.run(resume=i > 0)
         assert trainer.state.epoch + 1 == epoch  # stopped in the epoch it was asked to
@@ -277,7 +260,7 @@ def test_adam_interrupted_and_resumed_is_bit_identical(tmp_path, optimizer):
     Trainer(cfg, tmp_path / "ref").run()
     out = tmp_path / "out"
     for i, (epoch, step) in enumerate([(1, 30), (4, 10)]):
-        trainer = Trainer(cfg, out, hooks=_InterruptAt(epoch, step))
+        trainer = Trainer(cfg, out, hooks=InterruptAt(epoch, step))
         with pytest.raises(Interrupted):
             trainer.run(resume=i > 0)
     resumed = Trainer(cfg, out)

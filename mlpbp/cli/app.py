@@ -7,20 +7,42 @@ import sys
 import traceback
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from mlpbp.cli.render import PipeAwareConsole
 from mlpbp.errors import MlpbpError
 
+
+class _FlagsAsFlags:
+    """Typer lists a boolean flag with a `<bool>` placeholder, as if it took a value (yet
+    `--json=true` is refused): show flags bare."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_FlagsAsFlags, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsAsFlags, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Train multilayer perceptrons with backpropagation written out in NumPy.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstrings wrap as paragraphs, not at their line breaks
 )
-out = Console()  # results: tables, JSON
-err = Console(stderr=True)  # progress and messages, so stdout stays clean for --json
+out = PipeAwareConsole()  # results: tables, JSON
+err = PipeAwareConsole(stderr=True)  # progress and messages, so stdout stays clean for --json
 
 
 def _print_version(value: bool) -> None:
@@ -58,7 +80,7 @@ def command(fn):
             # Escaped: messages quote user text (values, column names) that may look like markup.
             fail(escape(str(e)), e.exit_code)
 
-    return app.command()(wrapper)
+    return app.command(cls=_Command)(wrapper)
 
 
 # Options several commands share.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -17,7 +17,27 @@ from rich.table import Table
 from mlpbp.run.trainer import RunResult, TrainHooks
 
 SPARKS = "▁▂▃▄▅▆▇█"
+PIPE_WIDTH = 10_000  # "never wrap": wider than any line we print
 MAX_ROWS = 60  # epochs shown in the live table; every epoch is in history.csv
+
+
+class PipeAwareConsole(Console):
+    """A Console whose width follows the terminal at each print (COLUMNS included), and that
+    never wraps when its output is not a terminal: a file or a pipe gets whole lines, so paths
+    and table rows are never split at an arbitrary 80 columns."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._width = None  # Console reads COLUMNS once, at construction; read it per print
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)
+        return dims if self.is_terminal else ConsoleDimensions(PIPE_WIDTH, dims.height)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -36,20 +56,51 @@ def sparkline(values: list[float], width: int = 60) -> str:
     return "".join(SPARKS[i] for i in idx)
 
 
-class RichTrainHooks(TrainHooks):
-    """Rows of a table as epochs end, and a progress bar inside long epochs."""
+# The epoch table's columns: (history key, header). Narrow terminals drop them in DROP_ORDER.
+EPOCH_COLUMNS = (
+    ("epoch", "epoch"),
+    ("train_loss", "train loss"),
+    ("val_loss", "val loss"),
+    ("train_accuracy", "train acc"),
+    ("val_accuracy", "val acc"),
+    ("learning_rate", "lr"),
+    ("seconds", "seconds"),
+    ("comm_seconds", "comm s"),  # of the seconds, those the MPI ranks spent exchanging (ranks > 1)
+)
+DROP_ORDER = ("comm_seconds", "seconds", "learning_rate", "train_accuracy", "val_loss")
+CELL = 8  # the widest value a cell shows: "1.23e-05"
 
-    def __init__(self, console: Console, task: str, epochs: int, ranks: int = 1) -> None:
-        self.console, self.task = console, task
+
+def epoch_table_layout(task: str, epochs: int, width: int, ranks: int = 1) -> list[tuple[str, str, int]]:
+    """(key, header, cell width) of the columns that fit ``width`` without wrapping: every
+    column at a roomy width when there is space, then narrower, then fewer columns."""
+    keys = [
+        k
+        for k, _ in EPOCH_COLUMNS
+        if (task == "classification" or "accuracy" not in k) and (ranks > 1 or k != "comm_seconds")
+    ]
+    headers = dict(EPOCH_COLUMNS)
+    epoch_w = max(len("epoch"), len(str(epochs)) + 1)  # +1: the best-epoch mark
+    for drop in range(len(DROP_ORDER) + 1):
+        shown = [k for k in keys if k not in DROP_ORDER[:drop]]
+        for cell in (10, CELL):
+            cols = [(k, headers[k], epoch_w if k == "epoch" else max(len(headers[k]), cell)) for k in shown]
+            if sum(w for *_, w in cols) + 2 * (len(cols) - 1) <= width:
+                return cols
+    return cols
+
+
+class RichTrainHooks(TrainHooks):
+    """Rows of a table as epochs end, and a progress bar inside long epochs. Long runs show
+    every k-th epoch, and always the first, the best and the last."""
+
+    def __init__(self, console: Console, task: str, epochs: int, ranks: int = 1, table: bool = True) -> None:
+        self.console, self.task, self.table = console, task, table
         self.every = max(1, -(-epochs // MAX_ROWS))
         self.epochs = epochs
-        self.columns = ["epoch", "train loss", "val loss"]
-        if task == "classification":
-            self.columns += ["train acc", "val acc"]
-        self.columns += ["lr", "seconds"]
-        self.ranks = ranks
-        if ranks > 1:  # of the seconds, how many the ranks spent exchanging gradients and metrics
-            self.columns += ["comm s"]
+        self.layout = epoch_table_layout(task, epochs, console.width, ranks)
+        self.records: dict[int, dict] = {}
+        self.shown: set[int] = set()
         self.bars = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -64,19 +115,43 @@ class RichTrainHooks(TrainHooks):
 
     def _row(self, cells, header: bool = False) -> Table:
         t = Table(box=None, show_header=header, pad_edge=False, header_style="bold")
-        for c in self.columns:
-            t.add_column(c, justify="right", width=max(len(c), 10))
+        for _, name, width in self.layout:
+            t.add_column(name, justify="right", width=width, no_wrap=True)
         if cells is not None:
             t.add_row(*cells)
         return t
 
     def threads(self, description: str) -> None:
-        self.console.print(f"[dim]{description}[/]", highlight=False, soft_wrap=True)
+        if self.table:  # --quiet keeps only the resume line
+            self.console.print(f"[dim]{description}[/]", highlight=False, soft_wrap=True)
+
+    def _print_record(self, r: dict, mark: str = "") -> None:
+        values = {
+            "epoch": f"{r['epoch']}{mark}",
+            "learning_rate": f"{r['learning_rate']:.3g}",
+            "seconds": f"{r['seconds']:.2f}",
+            "comm_seconds": f"{r.get('comm_seconds', 0.0):.2f}",
+        }
+        cells = [values[k] if k in values else fmt(r.get(k)) for k, *_ in self.layout]
+        self.console.print(self._row(cells))
+        self.shown.add(r["epoch"])
+
+    def resumed(self, epoch: int, step: int, path, complete: bool) -> None:
+        if complete:
+            where = f"the checkpoint's run is complete (after epoch {epoch - 1}); writing its results"
+        else:
+            where = f"resuming at epoch {epoch}, step {step}"
+        self.console.print(f"{where} (from {path})", highlight=False, soft_wrap=True)
 
     def epoch_start(self, epoch: int, n_steps: int) -> None:
+        if not self.table:
+            return
         if not self.header_done:
             if self.every > 1:
-                self.console.print(f"[dim]one row every {self.every} epochs; all are in history.csv[/]")
+                self.console.print(
+                    f"[dim]one row every {self.every} epochs, and the first, best and last; all are in history.csv[/]",
+                    soft_wrap=True,
+                )
             self.console.print(self._row(None, header=True))
             self.bars.start()
             self.header_done = True
@@ -90,17 +165,25 @@ class RichTrainHooks(TrainHooks):
             self.bars.update(self.bar, completed=steps_done)
 
     def epoch_end(self, r: dict) -> None:
+        if not self.table:
+            return
         if self.bar is not None:
             self.bars.update(self.bar, visible=False)
-        if r["epoch"] % self.every and r["epoch"] != self.epochs:
+        first = not self.records
+        self.records[r["epoch"]] = r
+        if first or r["epoch"] % self.every == 0 or r["epoch"] == self.epochs:
+            self._print_record(r)
+
+    def finish(self, best_epoch: int | None) -> None:
+        """After the run: the last epoch and the best one, if the every-k-th rows skipped them."""
+        if not self.table or not self.records:
             return
-        cells = [str(r["epoch"]), fmt(r["train_loss"]), fmt(r["val_loss"])]
-        if self.task == "classification":
-            cells += [fmt(r["train_accuracy"]), fmt(r["val_accuracy"])]
-        cells += [f"{r['learning_rate']:.4g}", f"{r['seconds']:.2f}"]
-        if self.ranks > 1:
-            cells.append(f"{r['comm_seconds']:.2f}")
-        self.console.print(self._row(cells))
+        last = max(self.records)
+        if last not in self.shown:
+            self._print_record(self.records[last])
+        if best_epoch in self.records and best_epoch not in self.shown:
+            self._print_record(self.records[best_epoch], mark="*")
+            self.console.print("[dim]* the best validation loss[/]", soft_wrap=True)
 
     def close(self) -> None:
         self.bars.stop()
@@ -124,7 +207,9 @@ def train_summary(console: Console, result: RunResult) -> None:
     console.print(f"\n[bold]{where} metrics[/]")
     console.print(metrics_table(result.test))
     if result.stopped_early:
-        console.print(f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)")
+        console.print(
+            f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)", soft_wrap=True
+        )
     losses = [r["train_loss"] for r in result.history]
     if len(losses) > 1:
         console.print(f"\n[bold]loss curve[/] (log scale, {losses[0]:.3g} → {losses[-1]:.3g})")
@@ -132,7 +217,9 @@ def train_summary(console: Console, result: RunResult) -> None:
         val = [r["val_loss"] for r in result.history]
         if all(v is not None for v in val):
             console.print(f"  val   {sparkline(val)}", highlight=False)
-    console.print(f"\nwrote {result.model_path}, history.csv, config.yaml in {result.out_dir}", highlight=False)
+    console.print(
+        f"\nwrote {result.model_path}, history.csv, config.yaml in {result.out_dir}", highlight=False, soft_wrap=True
+    )
 
 
 # ---- gradcheck ----------------------------------------------------------------------------
@@ -222,14 +309,34 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
 
 def bench_fit_line(fit: dict, prefix: str, label: str) -> str:
     loss, grad, hvp = (fit[f"{prefix}{k}"] for k in ("loss", "grad", "hvp"))
-    per = lambda f: f["per_param_s"] * 1e9  # noqa: E731
-    ratio = lambda f: per(f) / per(loss) if per(loss) > 0 else float("nan")  # noqa: E731
+    if loss is None:
+        return f"{label}: no line fit: the loss time does not grow with the parameter count (too few depths, or noise)"
+
+    def part(name: str, f: dict | None) -> str:
+        if f is None:
+            return f"{name} no fit"
+        per = f["per_param_s"] * 1e9
+        return f"{name} {per:.3g} ns/param ({per / (loss['per_param_s'] * 1e9):.2f}× loss)"
+
+    a = ", ".join("-" if f is None else f"{f['intercept_s'] * 1e6:.0f}" for f in (loss, grad, hvp))
     return (
-        f"{label}: time ≈ a + b·params; loss b = {per(loss):.3g} ns/param, gradient "
-        f"{per(grad):.3g} ns/param ({ratio(grad):.2f}× loss), HVP {per(hvp):.3g} ns/param "
-        f"({ratio(hvp):.2f}× loss); a = {loss['intercept_s'] * 1e6:.0f}, "
-        f"{grad['intercept_s'] * 1e6:.0f}, {hvp['intercept_s'] * 1e6:.0f} µs"
+        f"{label}: time ≈ a + b·params; loss b = {loss['per_param_s'] * 1e9:.3g} ns/param, "
+        f"{part('gradient', grad)}, {part('HVP', hvp)}; a = {a} µs"
     )
+
+
+def bench_stability(out: Console, stability: dict, repeats: int) -> None:
+    if stability["max_spread"] is None:
+        out.print(f"[dim]{repeats} repeat: stability not measured (use --repeats 5 or more)[/]", soft_wrap=True)
+    elif stability["unstable"]:
+        w = stability["worst"]
+        out.print(
+            f"[bold yellow]warning:[/] unstable timings: repeats differ by up to "
+            f"{stability['max_spread']:.0%} of their median (depth {w['depth']}, {w['call']}); another "
+            "process is using the CPU. Treat the numbers as rough; rerun on a quiet machine or with more --repeats.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str, repeats: int, n_classes: int) -> None:
@@ -269,6 +376,92 @@ def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str,
                 f"{r[prefix + 'hvp_ratio']:.2f}",
             )
         out.print(table)
+    bench_stability(out, result["stability"], repeats)
     out.print(bench_fit_line(result["fit"], "", "mlpbp"), highlight=False, soft_wrap=True)
     if "torch" in result:
         out.print(bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False, soft_wrap=True)
+
+
+# ---- inspect ------------------------------------------------------------------------------
+
+NOT_RECORDED = "[dim]not recorded[/] (an older model file)"
+
+
+def _flops(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}FLOP"
+    return f"{n} FLOP"
+
+
+def _join_short(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+
+def model_summary(out: Console, info: dict) -> None:
+    say = lambda text: out.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+    say(f"[bold]{escape(info['path'])}[/]  ({info['bytes']:,} bytes, model format {info['format_version']})")
+    say(f"sha256  {info['sha256']}")
+    say(
+        f"{info['task']}: {'-'.join(map(str, info['widths']))} {info['activation']} network, "
+        f"{info['params']:,} parameters, {info['loss']} loss, {info['dtype']}"
+    )
+    table = Table(title="layers", title_justify="left", box=None, pad_edge=False, header_style="bold")
+    for col in ("#", "layer", "output", "params", "FLOPs/row fwd", "FLOPs/row bwd"):
+        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for r in info["layers"]:
+        if r["kind"] == "linear":
+            shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r["param_shapes"].items())
+            what = f"Linear {r['in']}→{r['out']} ({shapes})"
+        else:
+            what = f"{r['activation']}"
+        table.add_row(
+            str(r["index"]),
+            what,
+            f"(n, {r['out']})",
+            f"{r['params']:,}",
+            f"{r['flops_forward']:,}",
+            f"{r['flops_backward']:,}",
+        )
+    out.print()
+    out.print(table)
+    f = info["flops"]
+    say(
+        f"per row: forward {_flops(f['forward_per_row'])}, training step {_flops(f['train_step_per_row'])} "
+        f"(forward + backward); the update adds {_flops(f['update_per_step'])} per batch"
+    )
+    out.print()
+    say(f"[bold]inputs[/]   {len(info['features'])} features: {escape(_join_short(info['features']))}")
+    pre = info["preprocessing"]
+    inputs = pre["inputs"]
+    scaled = "standardised (mean, scale of the training split)" if inputs["standardized"] else "as they are"
+    say(f"[bold]scaling[/]  inputs {scaled}")
+    if pre["targets"] is not None:
+        say("         targets standardised; predictions are in the target's own units")
+    if info["classes"] is not None:
+        say(f"[bold]classes[/]  {len(info['classes'])}: {escape(_join_short(info['classes']))}")
+    if info["target"]:
+        say(f"[bold]target[/]   {escape(info['target'])}")
+    out.print()
+    m = info["metrics"]
+    if m is None:
+        say(f"[bold]final metrics[/] {NOT_RECORDED}")
+    else:
+        on = "test" if m.get("evaluated_on") == "test" else "training (no test split)"
+        say(f"[bold]final metrics[/] on the {on} split, after {m.get('epochs_trained', '?')} epochs")
+        out.print(metrics_table(m))
+    w = info["written_by"]
+    if w is None:
+        say(f"[bold]written by[/] {NOT_RECORDED}")
+    else:
+        say(f"[bold]written by[/] mlpbp {w.get('mlpbp', '?')}, NumPy {w.get('numpy', '?')}")
+    cfg = info["config"]
+    if cfg:
+        import yaml
+
+        out.print()
+        say("[bold]config[/] (as trained, every default filled in)")
+        for key, value in cfg.items():
+            flow = yaml.safe_dump(value, default_flow_style=True, width=PIPE_WIDTH, sort_keys=False).strip()
+            say(f"  {key}: {escape(flow.removesuffix('...').strip())}")

@@ -7,7 +7,7 @@ import json
 import typer
 
 from mlpbp.cli.app import command
-from mlpbp.run.config import json_schema
+from mlpbp.run.schema import json_schema
 
 
 @command

@@ -23,7 +23,7 @@ def train(
     config: Path = CONFIG_ARG,
     overrides: list[str] | None = SET_OPT,
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Output directory (default: output.dir of the config, else runs/<config name>)."
+        None, "--out", help="Output directory (default: output.dir of the config, else runs/CONFIG-NAME)."
     ),
     resume: bool = typer.Option(
         False,
@@ -60,9 +60,8 @@ def train(
     comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
     trainer = Trainer(cfg, out_dir, comm=comm)
-    hooks = None if quiet else render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size)
-    if hooks:
-        trainer.hooks = hooks
+    # Quiet runs keep the hooks for the one line that says where a resumed run continues.
+    trainer.hooks = hooks = render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size, table=not quiet)
     if not quiet:
         net = trainer.net
         console.print(
@@ -82,6 +81,7 @@ def train(
             )
     try:
         result = trainer.run(resume=resume)
+        hooks.finish(_best_epoch(result))
     except Interrupted as e:
         args = [
             str(config),
@@ -92,8 +92,7 @@ def train(
         again = "mlpbp train " + shlex.join(args)  # quoted: a value like [3, 3] has spaces
         raise Interrupted(f"{e}; resume with: {again}") from None
     finally:
-        if hooks:
-            hooks.close()
+        hooks.close()
     if comm.rank:
         return
     if as_json:
@@ -118,3 +117,11 @@ def train(
         )
     else:
         render.train_summary(console, result)
+
+
+def _best_epoch(result) -> int | None:
+    """The epoch whose weights early stopping kept, else the one of lowest validation loss."""
+    if result.best_epoch is not None:
+        return result.best_epoch
+    val = [(r["val_loss"], r["epoch"]) for r in result.history if r.get("val_loss") is not None]
+    return min(val)[1] if val else None

@@ -7,6 +7,7 @@ Every user mistake (missing file, YAML syntax, unknown key, bad value) becomes o
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,8 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
-    # Where the config file lives: data.path is relative to it, not to the working directory.
+    # Where the config file lives: relative paths written in it (data.path, output.dir) are taken
+    # from there, so a config works from any working directory.
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
@@ -238,8 +240,10 @@ def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> 
         cfg = Config.model_validate(d)
     except ValidationError as exc:
         raise MlpbpError(_validation_error_line(exc)) from None
-    if cfg.output.dir is None:
+    if cfg.output.dir is None:  # not a path written in the file: from the working directory, as --out
         cfg.output.dir = f"runs/{name}"
+    else:
+        cfg.output.dir = os.path.normpath(Path(base_dir) / cfg.output.dir)  # an absolute one stays
     cfg._base_dir = Path(base_dir)
     return cfg
 
@@ -280,10 +284,6 @@ def config_to_dict(cfg: Config) -> dict:
     drop = _optimizer_only_keys() - set(optimizer_keys(cfg.train.optimizer))
     d["train"] = {k: v for k, v in d["train"].items() if k not in drop}
     return d
-
-
-def json_schema() -> dict:
-    return Config.model_json_schema()
 
 
 # ---------------------------------------------------------------------------------------------

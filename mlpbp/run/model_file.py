@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ class TrainedModel:
     feature_names: list[str] = field(default_factory=list)
     target_name: str = ""
     config: dict = field(default_factory=dict)
+    metrics: dict | None = None  # the final metrics of the run that wrote it (None: not recorded)
+    written_by: dict | None = None  # {"mlpbp": version, "numpy": version} (None: not recorded)
 
     @property
     def task(self) -> str:
@@ -89,6 +92,8 @@ class TrainedModel:
             "feature_names": self.feature_names,
             "target_name": self.target_name,
             "config": self.config,
+            "metrics": self.metrics,
+            "written_by": {"mlpbp": _mlpbp_version(), "numpy": np.__version__},
         }
         arrays["meta"] = np.array(json.dumps(meta))  # a unicode scalar: no pickle needed
         arrays["x_mean"], arrays["x_scale"] = self.x_scaler.mean, self.x_scaler.scale
@@ -196,4 +201,18 @@ def load_model(path: str | Path) -> TrainedModel:
         features,
         str(meta.get("target_name", "")),
         meta.get("config") or {},
+        _dict_or_none(meta.get("metrics")),
+        _dict_or_none(meta.get("written_by")),
     )
+
+
+def _dict_or_none(value) -> dict | None:
+    # Files before 0.2 have neither record; a damaged one is "not recorded", not an error.
+    return value if isinstance(value, dict) else None
+
+
+def _mlpbp_version() -> str:
+    try:
+        return version("mlpbp")
+    except PackageNotFoundError:
+        return "0+unknown"

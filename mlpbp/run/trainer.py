@@ -43,6 +43,10 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_acc
 class TrainHooks:
     """Callbacks for watching a run; all optional no-ops."""
 
+    def resumed(self, epoch: int, step: int, path: Path, complete: bool) -> None:
+        """A run continues from a checkpoint: 1-based ``epoch``, ``step`` batches of it done
+        (``complete``: the checkpoint's run had already ended)."""
+
     def epoch_start(self, epoch: int, n_steps: int) -> None: ...
 
     def progress(self, steps_done: int, n_steps: int) -> None: ...
@@ -268,7 +272,6 @@ class Trainer:
         last = st.epoch == t.epochs or st.stopped_early
         if last or self._saved_at is None or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
             self._save_checkpoint()
-            self._write_history()
         self.hooks.epoch_end(record)
 
     def _record(self, epoch: int, lr: float) -> dict:
@@ -302,9 +305,12 @@ class Trainer:
 
     # ---- files ----------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
+        """The checkpoint and history.csv, always together, so the file on disk lists exactly the
+        epochs the checkpoint has done."""
         self._saved_at = time.monotonic()
         if self.comm.rank == 0:
             save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
+        self._write_history()
 
     def _resume(self) -> None:
         def load():  # on rank 0, whose output directory holds the checkpoint
@@ -325,6 +331,9 @@ class Trainer:
                 self.comm.bcast_(p)
             self.opt.load_state_dict(self.comm.bcast(self.opt.state_dict()))
         self._saved_at = time.monotonic()  # the checkpoint resumed from is this run's last good one
+        st = self.state
+        complete = st.epoch >= self.cfg.train.epochs or st.stopped_early
+        self.hooks.resumed(st.epoch + 1, st.step, self.checkpoint_path, complete)
 
     def _write_history(self) -> None:
         if self.comm.rank:
@@ -343,6 +352,8 @@ class Trainer:
             for k, p in self.net.params.items():
                 p[...] = self.best_params[k]
         ds = self.data.dataset
+        on = "test" if self.data.test[0].shape[0] else "train"
+        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler, self.comm)
         model = TrainedModel(
             self.net,
             self.data.x_scaler,
@@ -351,14 +362,12 @@ class Trainer:
             ds.feature_names,
             ds.target_name,
             config_to_dict(self.cfg),
+            metrics={"evaluated_on": on, "epochs_trained": len(st.history), **metrics},
         )
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()
         if self.comm.rank == 0:
             model.save(model_path)
-        self._write_history()
-        on = "test" if self.data.test[0].shape[0] else "train"
-        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler, self.comm)
         return RunResult(
             self.task,
             st.history,

@@ -117,8 +117,13 @@ def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", se
     return net, X, y, v
 
 
-def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5, min_seconds: float = 0.01) -> dict[str, float]:
-    """Median seconds per call of each function, after one warm-up call.
+UNSTABLE_SPREAD = 0.25  # repeats of one call more than 25% apart: the timings are not to be trusted
+
+
+def time_calls(
+    fns: dict[str, Callable[[], object]], repeats: int = 5, min_seconds: float = 0.01
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per repeat, after one warm-up call.
 
     Repeats go round-robin over the functions, so that noise from other processes falls on all
     of them alike and their ratios stay steady; each repeat runs a function enough times in a
@@ -137,7 +142,14 @@ def time_calls(fns: dict[str, Callable[[], object]], repeats: int = 5, min_secon
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def spread(samples: list[float]) -> float | None:
+    """How far repeats of one call disagree: (slowest − fastest) / median; None for one repeat."""
+    if len(samples) < 2:
+        return None
+    return (max(samples) - min(samples)) / statistics.median(samples)
 
 
 def mlpbp_calls(net: MLP, X, y, v) -> dict[str, Callable]:
@@ -187,11 +199,17 @@ def import_torch():
     return torch
 
 
-def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares intercept and slope of ys against xs (slope 0 for a single point)."""
-    if len(xs) < 2:
-        return ys[0], 0.0
-    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares intercept and slope of ys against xs, or None where no line means anything:
+    fewer than two sizes, or a time that does not grow with the size (noise, not cost)."""
+    if len(set(xs)) < 2:
+        return None
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    slope, intercept = np.polyfit(x, y, 1)
+    if intercept < 0:  # no call takes negative time: the best line with a >= 0 goes through 0
+        slope, intercept = float(x @ y / (x @ x)), 0.0
+    if not (np.isfinite(slope) and np.isfinite(intercept) and slope > 0):
+        return None
     return float(intercept), float(slope)
 
 
@@ -222,9 +240,10 @@ def run_bench(
         net, X, y, v = bench_problem(d, width, batch, dtype, seed)
         # One block per framework: interleaved calls make NumPy's and PyTorch's thread pools
         # spin against each other on a small machine.
-        t = time_calls(mlpbp_calls(net, X, y, v), repeats)
+        samples = time_calls(mlpbp_calls(net, X, y, v), repeats)
         if torch is not None:
-            t |= time_calls(torch_calls(net, X, y, v), repeats)
+            samples |= time_calls(torch_calls(net, X, y, v), repeats)
+        t = {name: statistics.median(s) for name, s in samples.items()}
         row = {
             "depth": d,
             "params": net.n_params,
@@ -242,17 +261,26 @@ def run_bench(
                 "torch_grad_ratio": t["torch_grad"] / t["torch_loss"],
                 "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"],
             }
+        row["spread"] = {name: spread(s) for name, s in samples.items()}
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(depths), d)
     params = [r["params"] for r in rows]
     fit = {}
     for key in ("loss", "grad", "hvp") + (("torch_loss", "torch_grad", "torch_hvp") if torch else ()):
-        intercept, slope = fit_line(params, [r[f"{key}_s"] for r in rows])
-        fit[key] = {"intercept_s": intercept, "per_param_s": slope}
+        line = fit_line(params, [r[f"{key}_s"] for r in rows])
+        fit[key] = None if line is None else {"intercept_s": line[0], "per_param_s": line[1]}
+    spreads = [(v, r["depth"], k) for r in rows for k, v in r["spread"].items() if v is not None]
+    worst = max(spreads, default=None)
     blas = blas_info()
     result = {
         "rows": rows,
+        # Repeats that disagree by more than UNSTABLE_SPREAD: another process took the CPU.
+        "stability": {
+            "max_spread": None if worst is None else worst[0],
+            "worst": None if worst is None else {"depth": worst[1], "call": worst[2]},
+            "unstable": worst is not None and worst[0] > UNSTABLE_SPREAD,
+        },
         "blas": blas,
         "threads": blas["threads"],
         "fit": fit,

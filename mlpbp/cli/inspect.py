@@ -1,0 +1,26 @@
+"""`mlpbp inspect`: what a model file holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mlpbp.cli import render
+from mlpbp.cli.app import JSON_OPT, command, out
+from mlpbp.tools.model_info import model_info
+
+
+@command
+def inspect(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Summarise a model file: layers (shapes, parameters, FLOPs), preprocessing, classes, the
+    config and final metrics of its run, the versions that wrote it, and its SHA-256."""
+    info = model_info(model_path)
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        render.model_summary(out, info)

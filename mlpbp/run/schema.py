@@ -1,0 +1,106 @@
+"""The config file's JSON Schema (draft 2020-12), for editors and validators.
+
+pydantic writes the schema from the models in ``mlpbp.run.config``; this module makes it strict
+JSON Schema (pydantic leaves the bounds of some annotated numbers as ``ge``/``gt``/``le``/``lt``,
+keywords a validator ignores) and gives every key a description and its default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from mlpbp.run.config import Config
+
+# One line per key, as a user reads it in an editor's hover. A key without one fails the tests.
+DESCRIPTIONS = {
+    "seed": "One seed for the split, the initial weights and the shuffling: same seed, same run.",
+    "data": "Where the rows come from and how they are split and scaled.",
+    "data.dataset": "A bundled (digits, iris) or generated (xor, moons, circles, spirals, sine) dataset; "
+    "exactly one of dataset and path.",
+    "data.path": "A CSV file with a header row, or an NPZ file with arrays X and y; a relative path is "
+    "taken from the config file's folder. Exactly one of dataset and path.",
+    "data.target": "The CSV column to predict (default: the last column).",
+    "data.task": "classification or regression (default: inferred from the target: strings and integers "
+    "classify, floats regress).",
+    "data.test_fraction": "Share of rows held out for the final metrics (0: report training metrics).",
+    "data.validation_fraction": "Share of rows held out for the validation loss and early stopping.",
+    "data.standardize": "Scale inputs (and regression targets) to mean 0, variance 1, fitted on the training "
+    "split only and stored in model.npz.",
+    "data.n_samples": "Rows to generate (generated datasets only).",
+    "data.noise": "Noise of a generated dataset (null: the generator's default, 0 for xor, else 0.1).",
+    "model": "The network: hidden widths, activation, loss and initialisation.",
+    "model.hidden": "Hidden layer widths; the input and output widths come from the data.",
+    "model.activation": "The activation after every hidden layer (the output layer is linear).",
+    "model.loss": "cross_entropy (softmax) or square (null: cross_entropy for classification, square for regression).",
+    "model.init": "Weight initialisation: he or glorot (null: He for relu, leaky_relu and elu, else Glorot).",
+    "train": "The optimiser and its schedule.",
+    "train.epochs": "Passes over the training rows.",
+    "train.batch_size": "Rows per gradient step (1: per-example SGD).",
+    "train.optimizer": "The optimiser that takes the steps (sgd: stochastic gradient descent; the enum "
+    "lists every registered one).",
+    "train.learning_rate": "The step size α of θ := θ − α∇J (the start of a schedule).",
+    "train.momentum": "Heavy-ball momentum μ (0: plain SGD).",
+    "train.nesterov": "Nesterov momentum (needs momentum > 0).",
+    "train.weight_decay": "L2 decay: the gradient gains weight_decay·θ, as in PyTorch's SGD.",
+    "train.schedule": "How the learning rate changes per epoch: constant, step (step_size, gamma), cosine, "
+    "inverse_time (decay).",
+    "train.step_size": "step schedule: epochs between decays.",
+    "train.gamma": "step schedule: the factor of each decay.",
+    "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
+    "train.patience": "Early stopping: epochs without a better validation loss before stopping, keeping "
+    "the best weights (null: off).",
+    "train.dtype": "float32 (fast) or float64 (for checks).",
+    "output": "Where the run's files go.",
+    "output.dir": "Output directory; a relative path is taken from the config file's folder (null: "
+    "runs/<config file name> in the working directory).",
+}
+
+# pydantic's names for bounds it did not translate, and JSON Schema's.
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def _strict_bounds(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {_BOUNDS.get(k, k): _strict_bounds(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_strict_bounds(v) for v in node]
+    return node
+
+
+def _default(field) -> Any:
+    value = field.get_default(call_default_factory=True)
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def _section_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    ann = model.model_fields[name].annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def json_schema() -> dict:
+    """The config's JSON Schema: standard bound keywords, and every key with a description
+    and (unless required) its default."""
+    schema = _strict_bounds(Config.model_json_schema())
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mlpbp run config"
+    defs = schema.get("$defs", {})
+
+    def describe(model: type[BaseModel], props: dict, prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            prop = props[name]
+            prop["description"] = DESCRIPTIONS.get(key, "")
+            if not field.is_required():
+                prop["default"] = _default(field)
+            sub = _section_model(model, name)
+            if sub is not None:
+                describe(sub, defs[sub.__name__]["properties"], f"{key}.")
+
+    describe(Config, schema["properties"], "")
+    # The rule pydantic checks in code: exactly one of dataset and path.
+    defs["DataConfig"]["oneOf"] = [
+        {"required": ["dataset"], "properties": {"path": {"type": "null"}}},
+        {"required": ["path"], "properties": {"dataset": {"type": "null"}}},
+    ]
+    return schema

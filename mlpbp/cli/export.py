@@ -1,0 +1,41 @@
+"""`mlpbp export`: a model file in a format other runtimes load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mlpbp.cli.app import JSON_OPT, command, err
+from mlpbp.errors import MlpbpError
+from mlpbp.tools import export as export_api
+
+FORMATS = ("onnx",)
+
+
+@command
+def export(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
+    fmt: str = typer.Option("onnx", "--format", help="Output format: onnx (pip install 'mlpbp\\[onnx]')."),
+    out_file: Path | None = typer.Option(
+        None, "-o", "--out", help="Where to write (default: MODEL with the format's suffix, e.g. model.onnx)."
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Export a trained model, preprocessing included, as one graph: ONNX with one named
+    float32 [N, 1] input per feature column; classifiers output `label` and `probabilities`,
+    regressors `prediction` in the target's units."""
+    if fmt not in FORMATS:
+        raise MlpbpError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
+    target = out_file or model_path.with_suffix(f".{fmt}")
+    info = export_api.export_onnx(model_path, target)
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        err.print(
+            f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}): inputs "
+            f"{', '.join(info['inputs'])} (float32 [N, 1] each); outputs {', '.join(info['outputs'])}",
+            highlight=False,
+            soft_wrap=True,
+        )

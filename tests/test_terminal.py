@@ -303,7 +303,7 @@ def test_schema_uses_json_schema_keywords_and_describes_every_key():
     for key, prop in keys.items():
         assert prop.get("description"), f"{key}: add a description to DESCRIPTIONS in mlpbp/run/schema.py"
         assert key == "data" or "default" in prop, key
-    assert keys["train.learning_rate"]["exclusiveMinimum"] == 0
+    assert (keys["train.gamma"]["exclusiveMinimum"], keys["train.gamma"]["maximum"]) == (0, 1)
     assert keys["model.hidden"]["default"] == [64] and keys["data.test_fraction"]["default"] == 0.2
 
 

@@ -39,10 +39,15 @@ DESCRIPTIONS = {
     "train.batch_size": "Rows per gradient step (1: per-example SGD).",
     "train.optimizer": "The optimiser that takes the steps (sgd: stochastic gradient descent; the enum "
     "lists every registered one).",
-    "train.learning_rate": "The step size α of θ := θ − α∇J (the start of a schedule).",
+    "train.beta1": "adam/adamw: decay of the running mean of the gradient.",
+    "train.beta2": "adam/adamw: decay of the running mean of the squared gradient.",
+    "train.eps": "adam/adamw: added to the root of the squared-gradient mean, against division by 0.",
+    "train.learning_rate": "The step size α of θ := θ − α∇J, the start of a schedule (null: the optimizer's "
+    "default, 0.001 for adam and adamw, else 0.05).",
     "train.momentum": "Heavy-ball momentum μ (0: plain SGD).",
     "train.nesterov": "Nesterov momentum (needs momentum > 0).",
-    "train.weight_decay": "L2 decay: the gradient gains weight_decay·θ, as in PyTorch's SGD.",
+    "train.weight_decay": "L2 decay: the gradient gains weight_decay·θ, as in PyTorch's SGD; adamw decays the "
+    "weights apart from the gradient (null: the optimizer's default, 0.01 for adamw, else 0).",
     "train.schedule": "How the learning rate changes per epoch: constant, step (step_size, gamma), cosine, "
     "inverse_time (decay).",
     "train.step_size": "step schedule: epochs between decays.",

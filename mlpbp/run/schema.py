@@ -55,6 +55,8 @@ DESCRIPTIONS = {
     "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
     "train.patience": "Early stopping: epochs without a better validation loss before stopping, keeping "
     "the best weights (null: off).",
+    "train.threads": "BLAS threads: auto (chosen per shape and machine) or a number; OPENBLAS_NUM_THREADS "
+    "and OMP_NUM_THREADS win when set.",
     "train.dtype": "float32 (fast) or float64 (for checks).",
     "output": "Where the run's files go.",
     "output.dir": "Output directory; a relative path is taken from the config file's folder (null: "

@@ -174,9 +174,11 @@ class Extremes:
 
 
 def _ritz_residuals(run: Lanczos, idx: np.ndarray) -> np.ndarray:
-    """‖A y − θ y‖ = β·|last component of the Ritz vector| for Ritz pairs ``idx``, relative to |θ|."""
+    """‖A y − θ y‖ = β·|last component of the Ritz vector| for Ritz pairs ``idx``, relative to
+    the largest |θ| (about ‖A‖): a zero eigenvalue, common in a Gauss-Newton matrix of fewer
+    rows × outputs than parameters, has no relative error of its own."""
     theta, S = run.ritz()
-    scale = np.maximum(np.abs(theta[idx]), 1e-300)
+    scale = max(float(np.abs(theta).max()), 1e-300)
     return run.residual * np.abs(S[-1, idx]) / scale
 
 
@@ -191,7 +193,8 @@ def extreme_eigenvalues(
 ) -> Extremes:
     """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of a symmetric n×n operator,
     from one Lanczos run, stopped when each wanted Ritz value's residual bound
-    β·|sₘ| is at most ``tol``·|θ| (the eigenvalue error is then below about tol²·|θ|·|θ|/gap).
+    β·|sₘ| is at most ``tol``·max|θ| (the eigenvalue error is then at most that, and about
+    its square over the gap to the next eigenvalue).
     """
     if top_k + bottom_k < 1:
         raise ValueError("ask for at least one eigenvalue")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.data import Standardizer
+from mlpbp.data import Standardizer, read_features_csv
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
@@ -73,6 +73,17 @@ class TrainedModel:
                 )
         y = np.asarray(values, dtype=np.float64).reshape(-1, 1)
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
+
+    def labelled_rows(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """A labelled table as the network sees it: the model's feature columns (by name)
+        standardised as in training, and its targets encoded (class indices, or scaled
+        values), as ``mlpbp evaluate`` reads them."""
+        X, targets = read_features_csv(path, self.feature_names, self.target_name, require_target=True)
+        try:
+            y = self.encode_targets(targets)
+        except MlpbpError as e:  # a bad target cell: name the file, as the other data errors do
+            raise MlpbpError(f"{path}: {e}") from None
+        return self.x_scaler.transform(X), y
 
     def evaluate(self, X_raw: np.ndarray, raw_targets: list[str]) -> dict:
         y = self.encode_targets(raw_targets)

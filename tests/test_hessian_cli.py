@@ -1,0 +1,105 @@
+"""`mlpbp hessian` on a saved model and a labelled CSV: its numbers against the dense Hessian
+of the same rows, the JSON it documents, the PNG, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT
+from mlpbp.cli import app
+from mlpbp.engine.curvature import Curvature
+from mlpbp.run.model_file import load_model
+from mlpbp.tools.hessian import float64_copy
+
+FIXTURES = ROOT / "tests" / "fixtures"
+MODEL, ROWS = FIXTURES / "v0.1-iris-model.npz", FIXTURES / "iris-rows.csv"
+
+
+def _dense(kind: str, rows: np.ndarray | None = None) -> np.ndarray:
+    model = load_model(MODEL)
+    X, y = model.labelled_rows(ROWS)
+    if rows is not None:
+        X, y = X[rows], y[rows]
+    op = Curvature(float64_copy(model.net), X, y, kind)
+    return np.column_stack([op.matvec(e) for e in np.eye(op.shape[0])])
+
+
+def _run(runner, *args):
+    res = runner.invoke(app, ["hessian", str(MODEL), str(ROWS), *args])
+    return res
+
+
+@pytest.mark.parametrize("kind", ["hessian", "gauss_newton"])
+def test_json_eigenvalues_and_trace_match_the_dense_matrix(runner, kind):
+    res = _run(runner, "--curvature", kind, "--top-k", "3", "--bottom-k", "1", "--trace", "--density", "--json")
+    assert res.exit_code == 0, res.stderr
+    r = json.loads(res.stdout)
+    H = _dense(kind)
+    eig = np.linalg.eigvalsh(H)
+    assert (r["n_params"], r["rows"], r["curvature"]) == (43, 15, kind)
+    np.testing.assert_allclose(r["top_eigenvalues"], eig[::-1][:3], rtol=1e-6)
+    if kind == "hessian":
+        np.testing.assert_allclose(r["bottom_eigenvalues"], eig[:1], rtol=1e-6)
+    assert r["lanczos"]["converged"] and r["lanczos"]["max_relative_residual"] <= 1e-6
+    t = r["trace"]
+    assert abs(t["estimate"] - np.trace(H)) <= 3 * t["std_error"] and t["probes"] == 100
+    grid, values = np.array(r["density"]["grid"]), np.array(r["density"]["values"])
+    assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=1e-4)
+    assert set(r) == {
+        "n_params", "rows", "curvature", "top_eigenvalues", "bottom_eigenvalues", "lanczos", "trace",
+        "density", "products", "seconds",
+    }  # fmt: skip
+    assert r["products"] >= r["lanczos"]["steps"] + 100
+
+
+def test_only_what_was_asked_and_a_seeded_row_sample(runner):
+    a = json.loads(_run(runner, "--rows", "8", "--seed", "3", "--json").stdout)
+    b = json.loads(_run(runner, "--rows", "8", "--seed", "3", "--json").stdout)
+    assert set(a) == {"n_params", "rows", "curvature", "top_eigenvalues", "lanczos", "products", "seconds"}
+    assert a["rows"] == 8 and a["top_eigenvalues"] == b["top_eigenvalues"]
+    rows = np.sort(np.random.default_rng(3).choice(15, 8, replace=False))
+    assert a["top_eigenvalues"][0] == pytest.approx(np.linalg.eigvalsh(_dense("hessian", rows))[-1], rel=1e-6)
+
+
+def test_terminal_report_and_png(runner, tmp_path):
+    png = tmp_path / "density.png"
+    res = _run(runner, "--trace", "--plot", str(png))
+    assert res.exit_code == 0, res.stderr
+    for text in ("top eigenvalues", "trace", "Hutch++", "spectral density", "converged"):
+        assert text in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_one_line(runner, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    res = _run(runner, "--plot", str(tmp_path / "d.png"))
+    assert res.exit_code == 2 and res.stderr.strip() == "error: --plot needs matplotlib: install mlpbp[plot]"
+    assert not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-k", "44"], "--top-k 44 is larger than the model's 43 parameters"),
+        (["--bottom-k", "50"], "--bottom-k 50 is larger than the model's 43 parameters"),
+        (["--curvature", "fisher"], "--curvature must be one of hessian, gauss_newton"),
+        (["--rows", "0"], "--rows must be >= 1"),
+        (["--plot", "d.pdf"], "--plot writes a PNG"),
+        (["--trace", "--probes", "3"], "--probes must be >= 6"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(runner, args, message):
+    res = _run(runner, *args)
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+
+
+def test_a_table_that_does_not_match_the_model_is_one_line_exit_2(runner):
+    res = runner.invoke(app, ["hessian", str(MODEL), str(FIXTURES / "sine-rows.csv")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "missing feature columns" in res.stderr
+    res = runner.invoke(app, ["hessian", str(FIXTURES / "v0.1-sine-model.npz"), str(ROWS)])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr

@@ -11,7 +11,17 @@ from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import OPTIMIZERS, SGD, Adam, AdamW
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
-from mlpbp.errors import MlpbpError, TrainingError
+from mlpbp.errors import (
+    ArgumentError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    MlpbpError,
+    ModelFileError,
+    OutputError,
+    ResourceError,
+    TrainingError,
+)
 
 __all__ = [
     "MLP",
@@ -33,7 +43,14 @@ __all__ = [
     "DTYPES",
     "Registry",
     "MlpbpError",
+    "ConfigError",
+    "DataError",
+    "ModelFileError",
+    "ArgumentError",
+    "OutputError",
+    "ResourceError",
     "TrainingError",
+    "Interrupted",
 ]
 
 try:

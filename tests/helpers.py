@@ -56,6 +56,6 @@ class InterruptAt(TrainHooks):
     def progress(self, steps_done: int, n_steps: int) -> None:
         if self.at is not None and (self.epoch, steps_done) >= self.at:
             self.at = None
-            # without the trainer's handler, SIGINT would stop pytest itself
+            # without the CLI's handler (sigint_requests_stop), SIGINT would stop pytest itself
             assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
             os.kill(os.getpid(), signal.SIGINT)

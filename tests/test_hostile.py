@@ -9,8 +9,11 @@ existing output file byte-identical afterwards.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -622,3 +625,49 @@ def test_console_script_reports_one_line(ctx):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "train.epochs" in lines[0], res.stderr
+
+
+def test_divergence_before_any_checkpoint_leaves_every_file_as_it_was(ctx, runner, monkeypatch):
+    # config.yaml included: it describes the run whose checkpoint is in the folder, and this
+    # run diverges before writing one.
+    argv = ctx.train("--set", "train.learning_rate=1e9", "--set", "train.epochs=50")
+    before = _snapshot(ctx.out)
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 1 and "diverged at epoch 1," in res.stderr, res.stderr
+    assert "last good checkpoint" not in res.stderr
+    assert _snapshot(ctx.out) == before
+
+
+def _blocked_in_fifo_open(pid: int) -> bool:
+    """Whether the process sleeps opening a FIFO (wchan is "0" while it runs)."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
+    except OSError:
+        return False
+    return wchan in ("wait_for_partner", "fifo_open", "pipe_wait")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_ctrl_c_while_reading_data_names_the_file(ctx):
+    # A named pipe nobody writes to: reading it blocks until the Ctrl-C, whatever the timing.
+    fifo = ctx.tmp / "slow.csv"
+    os.mkfifo(fifo)
+    argv = ctx.train_text("data: {path: slow.csv}\ntrain: {epochs: 1}\n")
+    before = _snapshot(ctx.out)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mlpbp", *argv], stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _blocked_in_fifo_open(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not _blocked_in_fifo_open(proc.pid):
+            pytest.skip("cannot see the process wait in open() (/proc/PID/wchan)")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == 130, stderr
+    assert lines == [f"error: interrupted while reading {fifo}"], stderr
+    assert _snapshot(ctx.out) == before

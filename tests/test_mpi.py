@@ -115,9 +115,11 @@ import sys
 import numpy as np
 from mlpbp.run.config import load_config
 from mlpbp.run.distributed import world
+from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
 comm = world()
-r = Trainer(load_config(sys.argv[1]), sys.argv[2], comm=comm).run()
+cfg = load_config(sys.argv[1])
+r = Trainer(cfg, prepare(cfg), sys.argv[2], comm=comm).run()
 np.savez(f"{sys.argv[2]}/rank{comm.rank}.npz", **r.model.net.params)
 """
 

@@ -24,9 +24,11 @@ import pytest
 import mlpbp.run.trainer as train_mod
 from helpers import PYTHON, ROOT, TINY_CONFIG, InterruptAt, subprocess_env
 from mlpbp.cli import app
+from mlpbp.cli.app import sigint_requests_stop
 from mlpbp.errors import Interrupted
 from mlpbp.run.checkpoint import load_checkpoint
 from mlpbp.run.config import load_config
+from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
@@ -46,6 +48,10 @@ def _same_run(a: Path, b: Path) -> None:
     assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes()
     pa, pb = _params(a / "model.npz"), _params(b / "model.npz")
     assert pa and pa == pb
+
+
+def _trainer(cfg, out: Path, **kwargs) -> Trainer:
+    return Trainer(cfg, prepare(cfg), out, **kwargs)
 
 
 def _write(tmp: Path, name: str, text: str) -> Path:
@@ -80,7 +86,8 @@ import mlpbp.run.trainer as T
 from mlpbp.run.config import load_config
 T.CHECKPOINT_INTERVAL_S = 0
 cfg_path, out = sys.argv[1], sys.argv[2]
-T.Trainer(load_config(cfg_path), out).run(resume=(T.Path(out) / "checkpoint.npz").exists())
+cfg = load_config(cfg_path)
+T.Trainer(cfg, T.prepare(cfg), out).run(resume=(T.Path(out) / "checkpoint.npz").exists())
 """
 
 
@@ -109,7 +116,7 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_broken_checkpoint(tmp_p
         if not ck.exists():  # killed before the first checkpoint: allowed, nothing to load
             epochs_seen.append(0)
             continue
-        trainer = Trainer(load_config(cfg_path), out)
+        trainer = _trainer(load_config(cfg_path), out)
         state, best = load_checkpoint(ck, trainer.net.params, trainer.opt.state_dict())
         assert all(np.isfinite(p).all() for p in trainer.net.params.values())
         assert state.step == 0 and len(state.history) == state.epoch and best is None
@@ -117,7 +124,7 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_broken_checkpoint(tmp_p
     # each run resumed from the previous one's checkpoint and got further
     assert epochs_seen == sorted(epochs_seen) and epochs_seen[-1] > 0, epochs_seen
     # whatever temporary files the kills left, the next resume still works
-    trainer = Trainer(load_config(cfg_path), out)
+    trainer = _trainer(load_config(cfg_path), out)
     trainer._resume()
     assert trainer.state.epoch == epochs_seen[-1]
 
@@ -173,7 +180,7 @@ def test_sigint_mid_epoch_then_resume_is_bit_identical(tmp_path, runner, referen
     assert not (out / "model.npz").exists()
 
     # the checkpoint holds a mid-epoch position (the interrupt is acted on after a whole step)
-    trainer = Trainer(load_config(cfg), out)
+    trainer = _trainer(load_config(cfg), out)
     state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.state_dict())
     assert state.step >= 1 and state.epoch < 80
 
@@ -194,11 +201,12 @@ def test_repeated_interrupts_and_resumes_are_bit_identical(tmp_path, reference, 
     cfg = load_config(_write(tmp_path, "sig.yaml", SIGINT_CONFIG))
     out = tmp_path / "out"
     for i, (epoch, step) in enumerate(stops):
-        trainer = Trainer(cfg, out, hooks=InterruptAt(epoch, step))
-        with pytest.raises(Interrupted, match="interrupted at epoch"):
+        trainer = _trainer(cfg, out, hooks=InterruptAt(epoch, step))
+        # the CLI's handler turns SIGINT into the trainer's stop request
+        with sigint_requests_stop(trainer.stop), pytest.raises(Interrupted, match="interrupted at epoch"):
             trainer.run(resume=i > 0)
         assert trainer.state.epoch + 1 == epoch  # stopped in the epoch it was asked to
-    Trainer(cfg, out).run(resume=True)
+    _trainer(cfg, out).run(resume=True)
     _same_run(out, reference)
 
 
@@ -223,7 +231,7 @@ def test_divergence_exit_1_and_last_good_checkpoint_loads(tmp_path, runner, monk
     assert "checkpoint.npz" in lines[0]  # the message points at the last good checkpoint
     assert not (out / "model.npz").exists()
 
-    trainer = Trainer(load_config(cfg, ["train.learning_rate=1000", "train.epochs=50"]), out)
+    trainer = _trainer(load_config(cfg, ["train.learning_rate=1000", "train.epochs=50"]), out)
     state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.state_dict())
     assert state.epoch == diverged_epoch - 1 and state.step == 0
     assert all(np.isfinite(p).all() for p in trainer.net.params.values())
@@ -257,13 +265,13 @@ def test_adam_interrupted_and_resumed_is_bit_identical(tmp_path, optimizer):
     """Adam's moments and step count travel in the checkpoint: stop mid-epoch twice, resume,
     and the weights and history equal an uninterrupted run's, bit for bit."""
     cfg = load_config(_write(tmp_path, "adam.yaml", ADAM_CONFIG.replace("OPT", optimizer)))
-    Trainer(cfg, tmp_path / "ref").run()
+    _trainer(cfg, tmp_path / "ref").run()
     out = tmp_path / "out"
     for i, (epoch, step) in enumerate([(1, 30), (4, 10)]):
-        trainer = Trainer(cfg, out, hooks=InterruptAt(epoch, step))
-        with pytest.raises(Interrupted):
+        trainer = _trainer(cfg, out, hooks=InterruptAt(epoch, step))
+        with sigint_requests_stop(trainer.stop), pytest.raises(Interrupted):
             trainer.run(resume=i > 0)
-    resumed = Trainer(cfg, out)
+    resumed = _trainer(cfg, out)
     resumed.run(resume=True)
     assert resumed.opt.steps == 6 * 70  # 140 training rows, batches of 2
     _same_run(out, tmp_path / "ref")

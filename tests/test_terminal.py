@@ -23,10 +23,12 @@ import mlpbp.run.trainer as trainer_mod
 import mlpbp.tools.bench as bench_mod
 from helpers import PYTHON, ROOT, TINY_CONFIG, InterruptAt, one_line_error, subprocess_env
 from mlpbp.cli import COMMAND_MODULES, app
+from mlpbp.cli.app import sigint_requests_stop
 from mlpbp.cli.render import epoch_table_layout
 from mlpbp.errors import Interrupted
 from mlpbp.run.checkpoint import load_checkpoint
 from mlpbp.run.config import load_config
+from mlpbp.run.prepare import prepare
 from mlpbp.run.schema import json_schema
 from mlpbp.run.trainer import Trainer
 
@@ -170,9 +172,11 @@ def interrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "CHECKPOINT_INTERVAL_S", 1e9)
     cfg_path = _write(tmp_path, RESUME_CONFIG)
     out = tmp_path / "out"
-    with pytest.raises(Interrupted):
-        Trainer(load_config(cfg_path), out, hooks=InterruptAt(3, 10)).run()
-    trainer = Trainer(load_config(cfg_path), out)
+    cfg = load_config(cfg_path)
+    trainer = Trainer(cfg, prepare(cfg), out, hooks=InterruptAt(3, 10))
+    with sigint_requests_stop(trainer.stop), pytest.raises(Interrupted):
+        trainer.run()
+    trainer = Trainer(cfg, prepare(cfg), out)
     state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.velocity)
     return cfg_path, out, state
 

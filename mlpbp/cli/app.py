@@ -1,16 +1,24 @@
-"""The command line: a thin Typer layer over the Python API, with Rich for what people see."""
+"""The command line: a thin Typer layer over the Python API, with Rich for what people see.
+
+The CLI owns the process: it maps the library's exception types to exit codes, turns any other
+exception into one line, and installs the SIGINT handler (the library only offers a stop
+request)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import os
+import signal
 import sys
-import traceback
+import threading
 
 import typer
 from rich.markup import escape
 
 from mlpbp.cli.render import PipeAwareConsole
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import Interrupted, MlpbpError, TrainingError
 
 
 class _FlagsAsFlags:
@@ -62,25 +70,98 @@ def _root(
     """Train multilayer perceptrons with backpropagation written out in NumPy."""
 
 
+# Exit codes: 0 success, 1 the work failed, 2 bad input, 130 interrupted (as shells expect).
+EXIT_CODES: tuple[tuple[type[MlpbpError], int], ...] = ((Interrupted, 130), (TrainingError, 1), (MlpbpError, 2))
+BUG_HINT = "this is a bug in mlpbp; please report it (MLPBP_DEBUG=1 shows the traceback)"
+
+
+def exit_code(e: MlpbpError) -> int:
+    return next(code for kind, code in EXIT_CODES if isinstance(e, kind))
+
+
+def _print_error(message: str) -> None:
+    # Escaped: messages quote user text (values, column names) that may look like markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> None:
     """One line on stderr and an exit code: how every user error leaves the tool."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(code)
 
 
+def _flags(fn) -> dict[str, str]:
+    """A command's long flag for each of its parameters: {"overrides": "--set", ...}."""
+    flags = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        decls = [d for d in getattr(param.default, "param_decls", None) or () if d.startswith("--")]
+        if decls:
+            flags[name] = decls[0]
+    return flags
+
+
+def _with_flag(e: MlpbpError, flags: dict[str, str]) -> str:
+    """The message with the command's flag in place of the library's words for the argument
+    it is about ("bad override" -> "bad --set", "depth" -> "--depth")."""
+    flag = flags.get(e.argument or "")
+    return str(e).replace(e.label, flag, 1) if flag and e.label else str(e)
+
+
+def report(e: BaseException, flags: dict[str, str] | None = None) -> int:
+    """Print one line for an exception that ends a command and return its exit code."""
+    if isinstance(e, MlpbpError):
+        _print_error(_with_flag(e, flags or {}))
+        return exit_code(e)
+    if isinstance(e, KeyboardInterrupt):  # Ctrl-C outside the training loop
+        _print_error("interrupted")
+        return 130
+    detail = " ".join(str(e).split())
+    _print_error(f"unexpected {type(e).__name__}{': ' + detail if detail else ''}; {BUG_HINT}")
+    from mlpbp.run.distributed import abort_job
+
+    abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
+    return 1
+
+
+def _debug() -> bool:
+    return os.environ.get("MLPBP_DEBUG", "") not in ("", "0")
+
+
 def command(fn):
-    """Register a command whose MlpbpError becomes one line on stderr and its exit code,
+    """Register a command whose exceptions each become one line on stderr and an exit code,
     also under typer.testing.CliRunner (which bypasses main())."""
+
+    flags = _flags(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except MlpbpError as e:
-            # Escaped: messages quote user text (values, column names) that may look like markup.
-            fail(escape(str(e)), e.exit_code)
+        except (typer.Exit, typer.Abort):
+            raise  # the command chose its exit
+        except Exception as e:
+            if _debug() and not isinstance(e, MlpbpError):
+                raise
+            raise typer.Exit(report(e, flags)) from None
+        except KeyboardInterrupt as e:
+            raise typer.Exit(report(e)) from None
 
     return app.command(cls=_Command)(wrapper)
+
+
+@contextlib.contextmanager
+def sigint_requests_stop(stop: threading.Event | None = None):
+    """Inside: Ctrl-C sets ``stop`` (the library's stop request) instead of raising
+    KeyboardInterrupt, so training ends between two steps with a checkpoint saved."""
+    stop = stop if stop is not None else threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # Options several commands share.
@@ -94,17 +175,11 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout a
 
 
 def main() -> None:
+    """The console script: what commands raise is handled in ``command``; this catches what
+    escapes outside one (option callbacks, Ctrl-C while Python starts a command)."""
     try:
         app()
-    except MlpbpError as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, writing files)
-        err.print("[bold red]error:[/] interrupted", highlight=False, soft_wrap=True)
-        sys.exit(130)
-    except Exception:
-        from mlpbp.run.distributed import abort_job
-
-        traceback.print_exc()  # a bug on one MPI rank: end the job rather than leave the others waiting
-        abort_job(1)
-        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as e:
+        if _debug() and not isinstance(e, (MlpbpError, KeyboardInterrupt)):
+            raise
+        sys.exit(report(e))

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mlpbp.cli.app import JSON_OPT, command, err
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ArgumentError
 from mlpbp.tools import export as export_api
 
 FORMATS = ("onnx",)
@@ -27,7 +27,7 @@ def export(
     float32 [N, 1] input per feature column; classifiers output `label` and `probabilities`,
     regressors `prediction` in the target's units."""
     if fmt not in FORMATS:
-        raise MlpbpError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
+        raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
     target = out_file or model_path.with_suffix(f".{fmt}")
     info = export_api.export_onnx(model_path, target)
     if as_json:

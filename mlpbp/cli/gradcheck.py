@@ -9,7 +9,7 @@ import typer
 
 from mlpbp.cli import render
 from mlpbp.cli.app import command, out
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ArgumentError
 from mlpbp.run.config import load_config
 from mlpbp.tools import gradcheck as gradcheck_api
 
@@ -72,7 +72,7 @@ def gradcheck(
     start = time.perf_counter()
     if config is None:
         if overrides:
-            raise MlpbpError("--set needs a CONFIG to override")
+            raise ArgumentError("--set needs a CONFIG to override")
         report = gradcheck_api.check_builtin(eps, rtol, atol, samples, seed)
         title = (
             f"gradcheck: built-in network {'-'.join(map(str, gradcheck_api.BUILTIN_WIDTHS))}, batch "

@@ -14,7 +14,7 @@ from mlpbp.cli import render
 from mlpbp.cli.app import JSON_OPT, command, err, out
 from mlpbp.data import read_features_csv
 from mlpbp.engine.losses import softmax
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import DataError
 from mlpbp.io import write_text
 from mlpbp.run.model_file import load_model
 
@@ -69,8 +69,8 @@ def evaluate(
     model, X, targets = _model_and_rows(model_path, data, require_target=True)
     try:
         metrics = model.evaluate(X, targets)
-    except MlpbpError as e:  # a bad target cell: name the file, as the other data errors do
-        raise MlpbpError(f"{data}: {e}") from None
+    except DataError as e:  # a bad target cell: name the file, as the other data errors do
+        raise DataError(f"{data}: {e}") from None
     if as_json:
         typer.echo(json.dumps({"task": model.task, "rows": len(X), **metrics}))
     else:

@@ -9,10 +9,11 @@ from pathlib import Path
 import typer
 
 from mlpbp.cli import render
-from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, err, out
+from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, err, out, sigint_requests_stop
 from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_to_dict, load_config
 from mlpbp.run.distributed import world
+from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
 
 # ---- train / predict / evaluate ------------------------------------------------------------
@@ -59,7 +60,9 @@ def train(
     same["output"]["dir"] = str(out_dir or cfg.output.dir)  # where rank 0 writes is what matters
     comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
-    trainer = Trainer(cfg, out_dir, comm=comm)
+    # Ctrl-C while reading: "interrupted while reading FILE", exit 130
+    data = comm.agree(lambda: prepare(cfg))
+    trainer = Trainer(cfg, data, out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
     trainer.hooks = hooks = render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size, table=not quiet)
     if not quiet:
@@ -80,7 +83,8 @@ def train(
                 soft_wrap=True,
             )
     try:
-        result = trainer.run(resume=resume)
+        with sigint_requests_stop(trainer.stop):
+            result = trainer.run(resume=resume)
         hooks.finish(_best_epoch(result))
     except Interrupted as e:
         args = [

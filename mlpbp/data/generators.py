@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpbp.data.dataset import Dataset
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import DataError
 
 GENERATORS = ("xor", "moons", "circles", "spirals", "sine")
 
@@ -49,7 +49,7 @@ def generate(name: str, seed: int, n_samples: int = 400, noise: float | None = N
         a, b = arm(n0, 0.0), arm(n1, np.pi)
         noise = noise / 2
     else:
-        raise MlpbpError(f"unknown dataset {name!r} (generators: {', '.join(GENERATORS)})")
+        raise DataError(f"unknown dataset {name!r} (generators: {', '.join(GENERATORS)})")
     X = np.concatenate([a, b])
     y = np.concatenate([np.zeros(n0, np.int64), np.ones(n1, np.int64)])
     if noise > 0:

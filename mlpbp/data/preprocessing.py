@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import DataError
 
 
 class Standardizer:
@@ -22,7 +22,7 @@ class Standardizer:
     def fit(self, X: np.ndarray) -> Standardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
-            raise MlpbpError(f"cannot standardize: need a non-empty 2-D array, got shape {X.shape}")
+            raise DataError(f"cannot standardize: need a non-empty 2-D array, got shape {X.shape}")
         self.mean = X.mean(axis=0)
         std = X.std(axis=0)
         # A constant column (std 0, or float round-off of 0) would divide by ~0; leave it unscaled.
@@ -35,7 +35,7 @@ class Standardizer:
         if self.mean is None:
             raise RuntimeError("Standardizer used before fit()")
         if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
-            raise MlpbpError(f"expected {self.mean.shape[0]} feature columns, got an array of shape {X.shape}")
+            raise DataError(f"expected {self.mean.shape[0]} feature columns, got an array of shape {X.shape}")
         return X
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from mlpbp.data.dataset import Dataset, Splits
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import DataError
 
 
 def _round(x: float) -> int:
@@ -29,7 +29,7 @@ def split(ds: Dataset, test_fraction: float, validation_fraction: float, seed: i
         n_test = max(n_test, 1) if test_fraction > 0 else 0
         n_val = max(n_val, 1) if validation_fraction > 0 else 0
         if n_test + n_val >= n:
-            raise MlpbpError(
+            raise DataError(
                 f"not enough rows: {n} rows cannot give {n_test} test, {n_val} validation and at least"
                 " 1 training row; lower data.test_fraction / data.validation_fraction or add data"
             )
@@ -62,7 +62,7 @@ def _stratified(y: np.ndarray, k: int, tf: float, vf: float, rng: np.random.Gene
             spare = [len(idx) - sum(c) - 1 for idx, c in zip(per_class, counts)]
             best = int(np.argmax(spare))
             if spare[best] < 1:
-                raise MlpbpError(
+                raise DataError(
                     f"not enough rows: {len(y)} rows in {len(per_class)} classes cannot give every class a"
                     " training row plus a test and a validation row; lower data.test_fraction /"
                     " data.validation_fraction or add data"

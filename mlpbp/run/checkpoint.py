@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
 
 CHECKPOINT_VERSION = 1
@@ -58,13 +58,13 @@ def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[Tr
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays["state"]))
         if meta.pop("checkpoint_version") != CHECKPOINT_VERSION:
-            raise MlpbpError(f"{bad} (unsupported checkpoint version)")
+            raise ModelFileError(f"{bad} (unsupported checkpoint version)")
         state = TrainState(**meta)
         _check_state(state)
     except FileNotFoundError:
-        raise MlpbpError(f"no checkpoint to resume from: {path} does not exist") from None
+        raise ModelFileError(f"no checkpoint to resume from: {path} does not exist") from None
     except (*ARCHIVE_ERRORS, KeyError, TypeError, AttributeError):
-        raise MlpbpError(f"{bad} (unreadable, truncated or malformed)") from None
+        raise ModelFileError(f"{bad} (unreadable, truncated or malformed)") from None
     has_best = any(k.startswith("best.") for k in arrays)
     wanted = {f"param.{k}": p for k, p in params.items()}
     wanted.update(optimizer_state)
@@ -74,7 +74,7 @@ def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[Tr
         a = arrays.get(name)
         if a is None or a.shape != live.shape or a.dtype.kind != live.dtype.kind:
             kind = "floating point" if live.dtype.kind == "f" else "integer"
-            raise MlpbpError(f"{bad} ({name} missing, not {kind} or of shape other than {live.shape})")
+            raise ModelFileError(f"{bad} ({name} missing, not {kind} or of shape other than {live.shape})")
     # Everything checked: only now overwrite the live arrays.
     for name, live in wanted.items():
         if not name.startswith("best."):

@@ -1,7 +1,7 @@
-"""The run configuration: a YAML file, validated by pydantic models, with `--set` overrides.
+"""The run configuration: a YAML file, validated by pydantic models, with KEY=VALUE overrides.
 
 Every user mistake (missing file, YAML syntax, unknown key, bad value) becomes one
-`MlpbpError` line that names the key path and what is allowed, so the CLI can print it as is.
+`ConfigError` line that names the key path and what is allowed, so the CLI can print it as is.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.optim import OPTIMIZERS, optimizer_default, optimizer_keys
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.schedules import SCHEDULES
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -213,18 +213,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MlpbpError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise MlpbpError(f"cannot read config file {path}: {reason}") from None
+        raise ConfigError(f"cannot read config file {path}: {reason}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MlpbpError(_yaml_error_line(path, exc)) from None
+        raise ConfigError(_yaml_error_line(path, exc)) from None
     if raw is None:
         raw = {}  # an empty file: validation then says what is missing
     if not isinstance(raw, dict):
-        raise MlpbpError(
+        raise ConfigError(
             f"{path}: the top level must be a mapping of keys (seed, data, model, train, output),"
             f" got {type(raw).__name__}"
         )
@@ -235,11 +235,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> Config:
     """Validate a plain dict; `name` gives the default output dir runs/<name>."""
     if not isinstance(d, dict):
-        raise MlpbpError(f"config error: the top level must be a mapping, got {type(d).__name__}")
+        raise ConfigError(f"config error: the top level must be a mapping, got {type(d).__name__}")
     try:
         cfg = Config.model_validate(d)
     except ValidationError as exc:
-        raise MlpbpError(_validation_error_line(exc)) from None
+        raise ConfigError(_validation_error_line(exc)) from None
     if cfg.output.dir is None:  # not a path written in the file: from the working directory, as --out
         cfg.output.dir = f"runs/{name}"
     else:
@@ -258,12 +258,12 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
         key = key.strip()
         parts = key.split(".")
         if not sep or not key or any(not p for p in parts):
-            raise MlpbpError(f"bad --set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.learning_rate=0.1")
+            raise _bad_override(item, "expected KEY=VALUE with a dotted key, e.g. train.learning_rate=0.1")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise MlpbpError(f"bad --set {item!r}: the value is not valid YAML ({problem})") from None
+            raise _bad_override(item, f"the value is not valid YAML ({problem})") from None
         node = raw
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -271,10 +271,14 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
                 child = node[part] = {}  # e.g. --set data.noise=0.2 with no data.noise in the file
             elif not isinstance(child, dict):
                 where = ".".join(parts[: i + 1])
-                raise MlpbpError(f"bad --set {item!r}: {where} is a value, not a mapping of keys")
+                raise _bad_override(item, f"{where} is a value, not a mapping of keys")
             node = child
         node[parts[-1]] = value
     return raw
+
+
+def _bad_override(item: str, reason: str) -> ConfigError:
+    return ConfigError(f"bad override {item!r}: {reason}", argument="overrides", label="override")
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ConfigError, MlpbpError, ResourceError
 from mlpbp.run.threads import env_threads, usable_cores
 
 # Environment variables a launcher sets for each process: mpiexec (MPICH's Hydra, Open MPI),
@@ -78,7 +78,7 @@ class Comm:
         for rank, v in enumerate(values[1:], start=1):
             if v != values[0]:
                 diff = first_difference(values[0], v, "on rank 0", f"on rank {rank}") or "they differ"
-                raise MlpbpError(
+                raise ConfigError(
                     f"rank {rank} sees a different {what} than rank 0 ({diff}); every rank must run the same"
                     f" {what}: check that each machine has the same file"
                 )
@@ -166,7 +166,7 @@ def world() -> Comm:
                 _WORLD = MPIComm()
             except (ImportError, RuntimeError) as e:  # mpi4py missing, or no MPI library it can load
                 reason = str(e).splitlines()[0]
-                raise MlpbpError(
+                raise ResourceError(
                     f"started as one of {n} MPI ranks, but MPI is not usable here ({reason}): pip install 'mlpbp[mpi]'"
                 ) from None
             _WORLD.setup_threads()

@@ -15,7 +15,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import DataError, ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
 from mlpbp.run.metrics import compute_metrics, outputs
 
@@ -55,7 +55,7 @@ class TrainedModel:
             for row, v in enumerate(raw, start=2):
                 i = index.get(v.strip(), norm.get(_norm_label(v)))
                 if i is None:
-                    raise MlpbpError(
+                    raise DataError(
                         f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})"
                     )
                 out.append(i)
@@ -67,7 +67,7 @@ class TrainedModel:
             except ValueError:
                 values.append(float("nan"))
             if not np.isfinite(values[-1]):
-                raise MlpbpError(
+                raise DataError(
                     f"row {row}, column {self.target_name!r}: {v.strip()!r} is not a finite number"
                     " (a regression model needs numeric targets)"
                 )
@@ -126,7 +126,7 @@ def load_model(path: str | Path) -> TrainedModel:
     """Read and validate a ``model.npz`` written by ``TrainedModel.save``."""
     path = Path(path)
     if not path.is_file():
-        raise MlpbpError(f"model file not found: {path}")
+        raise ModelFileError(f"model file not found: {path}")
     bad = f"{path} is not an mlpbp model file"
     try:
         with path.open("rb") as f:
@@ -135,16 +135,17 @@ def load_model(path: str | Path) -> TrainedModel:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ARCHIVE_ERRORS as e:
-        raise MlpbpError(f"{bad} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+        detail = str(e).splitlines()[0] if str(e) else "unreadable"
+        raise ModelFileError(f"{bad} ({type(e).__name__}: {detail})") from None
     if "meta" not in arrays or arrays["meta"].dtype.kind != "U" or arrays["meta"].shape != ():
-        raise MlpbpError(f"{bad} (no 'meta' record)")
+        raise ModelFileError(f"{bad} (no 'meta' record)")
     try:
         meta = json.loads(str(arrays["meta"]))
         version = meta["format_version"]
     except (ValueError, KeyError, TypeError):
-        raise MlpbpError(f"{bad} (unreadable 'meta' record)") from None
+        raise ModelFileError(f"{bad} (unreadable 'meta' record)") from None
     if version != FORMAT_VERSION:
-        raise MlpbpError(
+        raise ModelFileError(
             f"{path}: model format version {version!r} is not supported (this mlpbp reads {FORMAT_VERSION})"
         )
     try:
@@ -153,7 +154,7 @@ def load_model(path: str | Path) -> TrainedModel:
         dtype = meta["dtype"]
         classes, features = meta["classes"], list(meta["feature_names"])
     except (KeyError, TypeError, ValueError) as e:
-        raise MlpbpError(f"{bad} (meta lacks or garbles {e})") from None
+        raise ModelFileError(f"{bad} (meta lacks or garbles {e})") from None
     if (
         not all(isinstance(v, str) for v in (activation, loss, task, dtype))
         or activation not in ACTIVATIONS
@@ -163,20 +164,20 @@ def load_model(path: str | Path) -> TrainedModel:
         or len(widths) < 2
         or min(widths) < 1
     ):
-        raise MlpbpError(f"{bad} (invalid architecture in meta)")
+        raise ModelFileError(f"{bad} (invalid architecture in meta)")
     if len(features) != widths[0] or (task == "classification" and (not classes or len(classes) != widths[-1])):
-        raise MlpbpError(f"{bad} (feature names or classes do not match the layer widths)")
+        raise ModelFileError(f"{bad} (feature names or classes do not match the layer widths)")
     if not (classes is None or isinstance(classes, list)) or not all(
         isinstance(n, str) for n in features + (classes or [])
     ):
-        raise MlpbpError(f"{bad} (feature names and classes must be strings)")
+        raise ModelFileError(f"{bad} (feature names and classes must be strings)")
     # Check the stored arrays against the widths before building the network, so forged widths
     # cannot make it allocate gigabytes.
     for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
         for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
             a = arrays.get(f"param.{name}")
             if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                raise MlpbpError(
+                raise ModelFileError(
                     f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
                 )
     net = MLP(widths, activation, loss, dtype=dtype, task=task)
@@ -198,12 +199,12 @@ def load_model(path: str | Path) -> TrainedModel:
             or not np.all(np.isfinite(scale))
             or not np.all(scale > 0)
         ):
-            raise MlpbpError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
+            raise ModelFileError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
         return Standardizer(mean, scale)
 
     x_scaler = scaler("x", widths[0])
     if x_scaler is None:
-        raise MlpbpError(f"{bad} (no x_mean/x_scale)")
+        raise ModelFileError(f"{bad} (no x_mean/x_scale)")
     return TrainedModel(
         net,
         x_scaler,

@@ -10,7 +10,7 @@ import numpy as np
 
 from mlpbp.data import BUNDLED, GENERATORS, Dataset, Standardizer, bundled_path, generate, read_csv, read_npz, split
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ConfigError
 from mlpbp.run.config import Config, DataConfig
 
 
@@ -21,7 +21,7 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
     elif cfg.dataset in GENERATORS:
         ds = generate(cfg.dataset, seed=seed, n_samples=cfg.n_samples, noise=cfg.noise)
         if cfg.task is not None and cfg.task != ds.task:
-            raise MlpbpError(
+            raise ConfigError(
                 f"config error at data.task: dataset '{cfg.dataset}' is a {ds.task} problem, not {cfg.task}"
             )
     elif cfg.path is not None:
@@ -33,7 +33,7 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
         else:
             ds = read_csv(path, cfg.target, cfg.task)
     else:
-        raise MlpbpError(f"config error at data.dataset: unknown dataset {cfg.dataset!r}")
+        raise ConfigError(f"config error at data.dataset: unknown dataset {cfg.dataset!r}")
     return ds
 
 
@@ -59,9 +59,9 @@ def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
     ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
-        raise MlpbpError("config error at model.loss: cross_entropy needs a classification task; use square")
+        raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
     if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
-        raise MlpbpError("config error at train.patience: early stopping needs data.validation_fraction > 0")
+        raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
     sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
     d = ds.X.shape[1]
     x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)

@@ -5,12 +5,10 @@ Rendering stays out: the CLI passes ``TrainHooks`` to watch a run.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import math
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,14 +20,14 @@ import yaml
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import SGD, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
-from mlpbp.errors import Interrupted, MlpbpError, TrainingError
+from mlpbp.errors import ConfigError, Interrupted, TrainingError
 from mlpbp.io import write_text
 from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
 from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model_file import TrainedModel
-from mlpbp.run.prepare import build_model, prepare
+from mlpbp.run.prepare import Prepared, build_model, prepare
 from mlpbp.run.threads import ThreadChoice, blas_thread_limit, blas_threads, choose_threads, env_threads, step_timer
 
 # Checkpoints are fsync'ed, which costs milliseconds: with epochs of a few steps, saving after
@@ -131,27 +129,13 @@ def _fingerprint(cfg: Config) -> dict:
     return d
 
 
-@contextlib.contextmanager
-def _catch_sigint():
-    """Turn Ctrl-C into a flag the loop checks between steps, so an interrupt never lands in
-    the middle of a parameter update and the checkpoint is always a consistent state."""
-    flag = {"set": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        flag["set"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 class Trainer:
-    """One training run of a config, with checkpoints in ``out_dir``.
+    """One training run of a config on data already prepared from it (``prepare(cfg)``), with
+    checkpoints in ``out_dir``.
+
+    ``stop`` is a stop request: once it is set (by a signal handler, another thread, a UI), the
+    run stops after the step in progress, saves a checkpoint and raises ``Interrupted``. The
+    check falls between two whole steps, so the checkpoint is always a consistent state.
 
     With ``comm`` over several MPI ranks (``mpiexec``), every rank runs its own Trainer on the
     same config; they share each batch's work, and only rank 0 writes files."""
@@ -159,19 +143,22 @@ class Trainer:
     def __init__(
         self,
         cfg: Config,
+        data: Prepared,
         out_dir: str | Path | None = None,
         hooks: TrainHooks | None = None,
+        stop: threading.Event | None = None,
         comm: Comm = SINGLE,
     ) -> None:
         self.cfg, self.comm = cfg, comm
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
+        self.stop = stop if stop is not None else threading.Event()
         if cfg.train.batch_size < comm.size:
-            raise MlpbpError(
+            raise ConfigError(
                 f"config error at train.batch_size: {cfg.train.batch_size} is smaller than the {comm.size} MPI"
                 " ranks (batch_size is the global batch, shared among the ranks); raise it or use fewer ranks"
             )
-        self.data = comm.agree(lambda: prepare(cfg))
+        self.data = data
         self.task = self.data.dataset.task
         self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
@@ -194,19 +181,11 @@ class Trainer:
             self._resume()
         self.threads = choice = self._choose_threads()
         self.hooks.threads(choice.describe())
-        # Ctrl-C is caught from before config.yaml appears (a sign the run has started), and
-        # overflow warnings are silenced: a non-finite loss is reported once, as divergence.
-        with (
-            blas_thread_limit(choice.threads),
-            _catch_sigint() as interrupted,
-            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
-        ):
+        # Overflow warnings are silenced: a non-finite loss is reported once, as divergence.
+        with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             self.state.threads = blas_threads()
-            if self.comm.rank == 0:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
-                self._epoch(interrupted)
+                self._epoch()
             return self._finish()
 
     def _choose_threads(self) -> ThreadChoice:
@@ -227,7 +206,7 @@ class Trainer:
         )
         return self.comm.bcast(choice)  # under MPI every rank runs with rank 0's choice
 
-    def _epoch(self, interrupted: dict) -> None:
+    def _epoch(self) -> None:
         t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
         started, comm_before = time.perf_counter(), self.comm.comm_seconds
         epoch = st.epoch
@@ -246,9 +225,7 @@ class Trainer:
                 self.hooks.progress(s + 1, n_steps)
             return False
 
-        done, loss = sgd_epoch(
-            net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, lambda: interrupted["set"]
-        )
+        done, loss = sgd_epoch(net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, self.stop.is_set)
         if not math.isfinite(loss):
             self._diverged(epoch, done - 1, loss)
         if done < n_steps:  # Ctrl-C: save where we are, between two whole steps
@@ -307,10 +284,18 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         """The checkpoint and history.csv, always together, so the file on disk lists exactly the
         epochs the checkpoint has done."""
+        if self._saved_at is None:
+            # config.yaml describes the run whose checkpoint is in the folder: written with
+            # this run's first one, so a run that fails before it leaves the old one as it was.
+            self._write_config()
         self._saved_at = time.monotonic()
         if self.comm.rank == 0:
             save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
         self._write_history()
+
+    def _write_config(self) -> None:
+        if self.comm.rank == 0:
+            write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
 
     def _resume(self) -> None:
         def load():  # on rank 0, whose output directory holds the checkpoint
@@ -319,9 +304,11 @@ class Trainer:
             self.opt.load_state_dict(opt_state)
             mismatch = first_difference(state.config, self.state.config, "in the checkpoint", "now")
             if mismatch:
-                raise MlpbpError(
+                raise ConfigError(
                     f"cannot resume from {self.checkpoint_path}: it was written by another config "
-                    f"({mismatch}); use that config or another --out"
+                    f"({mismatch}); use that config or another output directory",
+                    argument="out_dir",
+                    label="output directory",
                 )
             return state, best
 
@@ -331,6 +318,7 @@ class Trainer:
                 self.comm.bcast_(p)
             self.opt.load_state_dict(self.comm.bcast(self.opt.state_dict()))
         self._saved_at = time.monotonic()  # the checkpoint resumed from is this run's last good one
+        self._write_config()
         st = self.state
         complete = st.epoch >= self.cfg.train.epochs or st.stopped_early
         self.hooks.resumed(st.epoch + 1, st.step, self.checkpoint_path, complete)
@@ -393,7 +381,11 @@ class Trainer:
 
 
 def train(
-    cfg: Config, out_dir: str | Path | None = None, resume: bool = False, hooks: TrainHooks | None = None
+    cfg: Config,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    hooks: TrainHooks | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Train the network a config describes; write model.npz, history.csv and config.yaml."""
-    return Trainer(cfg, out_dir, hooks).run(resume=resume)
+    return Trainer(cfg, prepare(cfg), out_dir, hooks, stop).run(resume=resume)

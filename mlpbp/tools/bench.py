@@ -23,7 +23,7 @@ import numpy as np
 
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ArgumentError
 
 N_CLASSES = 10
 ACTIVATION = "relu"
@@ -95,7 +95,7 @@ def blas_info() -> dict:
 def depths_up_to(n: int) -> list[int]:
     """1, 2, 4, … up to n, with n itself included."""
     if n < 1:
-        raise MlpbpError(f"--depth must be >= 1; got {n}")
+        raise ArgumentError(f"depth must be >= 1; got {n}", argument="depth")
     depths, d = [], 1
     while d < n:
         depths.append(d)
@@ -195,7 +195,7 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise MlpbpError("--compare torch needs PyTorch: pip install 'mlpbp[compare]'") from None
+        raise ArgumentError("comparing with torch needs PyTorch: pip install 'mlpbp[compare]'") from None
     return torch
 
 
@@ -227,12 +227,13 @@ def run_bench(
     a straight-line fit of each time against the parameter count.
 
     ``progress(done, total, depth)`` is called after each depth."""
-    if width < 1 or batch < 1 or repeats < 1:
-        raise MlpbpError(f"--width, --batch and --repeats must be >= 1; got {width}, {batch}, {repeats}")
+    for name, value in (("width", width), ("batch", batch), ("repeats", repeats)):
+        if value < 1:
+            raise ArgumentError(f"{name} must be >= 1; got {value}", argument=name)
     if dtype not in DTYPES:
-        raise MlpbpError(f"--dtype: {DTYPES.unknown_message(dtype)}")
+        raise ArgumentError(f"dtype: {DTYPES.unknown_message(dtype)}", argument="dtype")
     if compare not in (None, "torch"):
-        raise MlpbpError(f"--compare allows only 'torch'; got {compare!r}")
+        raise ArgumentError(f"compare allows only 'torch'; got {compare!r}", argument="compare")
     torch = import_torch() if compare else None
     depths = depths_up_to(depth)
     rows = []

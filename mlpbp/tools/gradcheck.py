@@ -45,7 +45,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ArgumentError
 
 if TYPE_CHECKING:
     from mlpbp.run.config import Config
@@ -510,13 +510,13 @@ def check_network(
 
 def _validate(eps, rtol, atol, samples) -> None:
     if not (np.isfinite(eps) and eps > 0):
-        raise MlpbpError(f"--eps must be a positive number; got {eps}")
+        raise ArgumentError(f"eps must be a positive number; got {eps}", argument="eps")
     if not (np.isfinite(rtol) and rtol > 0):
-        raise MlpbpError(f"--rtol must be a positive number; got {rtol}")
+        raise ArgumentError(f"rtol must be a positive number; got {rtol}", argument="rtol")
     if not (np.isfinite(atol) and atol >= 0):
-        raise MlpbpError(f"--atol must be >= 0; got {atol}")
+        raise ArgumentError(f"atol must be >= 0; got {atol}", argument="atol")
     if int(samples) != samples or samples < 1:
-        raise MlpbpError(f"--samples must be an integer >= 1; got {samples}")
+        raise ArgumentError(f"samples must be an integer >= 1; got {samples}", argument="samples")
 
 
 def builtin_network(
@@ -583,6 +583,6 @@ def check_config(
     """Check the network a config describes on a small (seeded) batch of its data."""
     _validate(eps, rtol, atol, samples)
     if batch < 1:
-        raise MlpbpError(f"--batch must be >= 1; got {batch}")
+        raise ArgumentError(f"batch must be >= 1; got {batch}", argument="batch")
     net, X, y = network_for_config(cfg, batch, seed)
     return check_network(net, X, y, eps, rtol, atol, samples, seed)

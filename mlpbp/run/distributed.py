@@ -63,13 +63,13 @@ class Comm:
             try:
                 result = fn()
             except MlpbpError as e:
-                failure = (type(e), str(e))
+                failure = (type(e), str(e), e.argument, e.label)
         failures = self.allgather(failure)
         for rank, f in enumerate(failures):
             if f is not None:
-                cls, message = f
+                cls, message, argument, label = f
                 where = f"rank {rank}: " if rank and self.size > 1 else ""
-                raise cls(where + message) from None
+                raise cls(where + message, argument=argument, label=label) from None
         return result
 
     def same_everywhere(self, what: str, value: dict) -> None:

@@ -13,6 +13,7 @@ from helpers import TINY_CONFIG, one_line_error
 from mlpbp.cli import app
 from mlpbp.run import threads as th
 from mlpbp.run.config import config_from_dict, load_config
+from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
 
 BIG = (784, 256, 128, 10)  # 0.93 MFLOP per row
@@ -112,7 +113,8 @@ def test_bad_threads_values_are_one_line_errors(tmp_path, value):
 def _trainer(tmp_path, threads, name="out", **train):
     raw = {"seed": 3, "data": {"dataset": "moons", "n_samples": 200}, "model": {"hidden": [16]}}
     raw["train"] = {"epochs": 3, "batch_size": 8, "momentum": 0.5, "threads": threads, **train}
-    return Trainer(config_from_dict(raw), tmp_path / name)
+    cfg = config_from_dict(raw)
+    return Trainer(cfg, prepare(cfg), tmp_path / name)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -81,8 +81,8 @@ class TrainedModel:
         X, targets = read_features_csv(path, self.feature_names, self.target_name, require_target=True)
         try:
             y = self.encode_targets(targets)
-        except MlpbpError as e:  # a bad target cell: name the file, as the other data errors do
-            raise MlpbpError(f"{path}: {e}") from None
+        except DataError as e:  # a bad target cell: name the file, as the other data errors do
+            raise DataError(f"{path}: {e}") from None
         return self.x_scaler.transform(X), y
 
     def evaluate(self, X_raw: np.ndarray, raw_targets: list[str]) -> dict:

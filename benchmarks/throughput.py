@@ -1,26 +1,44 @@
-"""Training throughput of mlpbp's own training loop against PyTorch CPU, on the same network,
-data and batch sizes, in one run; plus peak memory and the machine's float32 GEMM rate.
+"""Training throughput of mlpbp's training step against its own reference path, PyTorch CPU and
+jitted JAX, on the same network, data and batch sizes, in one run; with the time of the step's
+own matrix products as the ceiling, the NumPy calls per step, peak memory, and optionally the
+same again with a competing CPU-bound process (``--busy``).
 
     python benchmarks/throughput.py                      # batch sizes 1, 32, 128, 512
+    python benchmarks/throughput.py --busy --repeats 3   # quiet and busy, each measurement 3 times
     python benchmarks/throughput.py --batch-sizes 1,128 --epochs 3 --json
 
 Network 784-256-128-10, relu, softmax cross-entropy, plain SGD (learning rate 0.01, no momentum),
-float32, the same initial weights in both. Data: synthetic, seeded, ROWS x 784 float32 features
-and 10 classes. Each (framework, batch size) runs in a fresh subprocess, alternating between the
-two, so one's threads, caches and allocator never disturb the other: one warm-up epoch, then
-EPOCHS timed epochs; samples/s is the median epoch's. Peak memory is that subprocess's ru_maxrss
-(the high-water mark of its resident set: interpreter, library, data and training), with the
-resident set just before training shown beside it.
+float32, the same initial weights everywhere. Data: synthetic, seeded, ROWS x 784 float32
+features and 10 classes. Each (framework, batch size) runs in a fresh subprocess, the frameworks
+alternating, so one's threads, caches and allocator never disturb another's: one warm-up epoch,
+then EPOCHS timed epochs; samples/s is the median epoch's, and with ``--repeats`` the median over
+repeats. Peak memory is that subprocess's ru_maxrss.
 
-The mlpbp loop is the one ``mlpbp.train`` runs each epoch: one ``rng.permutation``, then
-``sgd_epoch`` (for each batch: its rows gathered into a reused buffer,
-``net.step_loss_and_grad``, a finiteness check of the loss, ``opt.step(net.grads)``). PyTorch runs its standard loop:
-``zero_grad``, forward, ``cross_entropy``, ``backward``, ``torch.optim.SGD.step``.
+Columns:
+- **mlpbp**: the loop ``mlpbp.train`` runs each epoch: one ``rng.permutation``, then
+  ``sgd_epoch`` (each batch gathered into a reused buffer, then ``net.train_step``: the fused
+  step), with the BLAS threads ``train.threads: auto`` chooses (``mlpbp.run.threads``).
+- **reference**: the same loop with the transparent step, ``net.step_loss_and_grad`` then
+  ``opt.step(net.grads)`` (what mlpbp ran before the fused step), at the same thread count.
+- **products**: the time of the step's own matrix products alone, at the very shapes of the step
+  and the same thread count (forward, ∂J/∂W and ∂J/∂u of each layer but the input's), in the
+  mlpbp process: the ceiling a NumPy step cannot beat. ``step/products`` is mlpbp's step time
+  over it.
+- **PyTorch**: its standard loop (``zero_grad``, forward, ``cross_entropy``, ``backward``,
+  ``torch.optim.SGD.step``), its default threads.
+- **JAX** (when installed): ``jax.jit`` of the whole step with the parameters donated, its
+  default threads.
+- **calls/step**: operations leaving Python in mlpbp's frames per step (calls into NumPy, SciPy's
+  BLAS and builtins, and array operators), counted once by an opcode trace in this benchmark.
+
+``--busy``: every measurement is taken twice, quiet and with one competing CPU-bound process
+running (a pure-Python busy loop), so ``drop`` is quiet/busy throughput from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -36,6 +54,7 @@ if importlib.util.find_spec("mlpbp") is None:  # run from a checkout without ins
 WIDTHS = (784, 256, 128, 10)
 LEARNING_RATE = 0.01
 SEED = 0
+FRAMEWORKS = ("mlpbp", "reference", "torch", "jax")
 
 
 def flops_per_sample(widths=WIDTHS) -> int:
@@ -59,41 +78,161 @@ def _rss_kib() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _run_mlpbp(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
+def _init_weights():
+    """mlpbp's initial weights, as (W, b) per layer, for every framework."""
+    import numpy as np
+
+    from mlpbp import MLP
+
+    net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
+    return [(np.array(lin.W), np.array(lin.b)) for lin in net.linears]
+
+
+# ---- mlpbp ------------------------------------------------------------------------------------
+def _count_calls(step, steps: int = 20) -> float:
+    """Calls into NumPy and SciPy's BLAS per ``step()`` made from mlpbp's own frames: CALLs that
+    enter neither an mlpbp Python function nor a Python builtin (``len``, ``dict.get``, ...), plus
+    array operators and item stores (``z += b``, ``o[rows, y] -= c``). Approximate by a few: scalar
+    arithmetic counts too, and array reads by index (``o[rows, y]``) do not."""
+    import dis
+
+    import mlpbp
+
+    root = os.path.dirname(os.path.abspath(mlpbp.__file__))
+    call, cache = dis.opmap["CALL"], dis.opmap["CACHE"]
+    operators = {dis.opmap["BINARY_OP"], dis.opmap["STORE_SUBSCR"]}
+    count = [0]
+
+    def ours(frame) -> bool:
+        return frame is not None and frame.f_code.co_filename.startswith(root)
+
+    def calling(frame) -> bool:  # is the frame in the middle of a CALL instruction?
+        code, i = frame.f_code.co_code, frame.f_lasti
+        while i > 0 and code[i] == cache:  # f_lasti may point into CALL's inline cache
+            i -= 2
+        return code[i] == call
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            if not ours(frame):
+                return None
+            if ours(frame.f_back) and calling(frame.f_back):
+                count[0] -= 1  # that CALL entered mlpbp's own Python code: not a call out
+            frame.f_trace_opcodes = True
+            return tracer
+        if event == "opcode":
+            op = frame.f_code.co_code[frame.f_lasti]
+            count[0] += op == call or op in operators
+        return tracer
+
+    def profiler(frame, event, arg):
+        if event == "c_call" and ours(frame):
+            owner = getattr(arg, "__self__", None)
+            numpy = type(owner).__module__.startswith("numpy") or (getattr(arg, "__module__", None) or "").startswith(
+                ("numpy", "scipy")
+            )
+            count[0] -= not numpy  # a Python builtin, not NumPy
+
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        for _ in range(steps):
+            step()
+    finally:
+        sys.setprofile(None)
+        sys.settrace(None)
+    return count[0] / steps
+
+
+def _products_time(batch: int, repeats: int = 30) -> float:
+    """Seconds for the matrix products of one step at the step's shapes, as NumPy runs them."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    pairs = list(zip(WIDTHS[:-1], WIDTHS[1:]))
+    mats = []
+    for r, (i, o) in enumerate(pairs):
+        W = rng.standard_normal((o, i), dtype=np.float32)
+        u = rng.standard_normal((batch, i), dtype=np.float32)
+        gz = rng.standard_normal((batch, o), dtype=np.float32)
+        mats.append((W, u, gz, np.empty((batch, o), np.float32), np.empty_like(W), np.empty_like(u), r > 0))
+
+    def products():
+        for W, u, gz, z, gW, gu, need_u in mats:
+            np.dot(u, W.T, out=z)
+            np.dot(gz.T, u, out=gW)
+            if need_u:
+                np.dot(gz, W, out=gu)
+
+    products()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        products()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _run_mlpbp(batch: int, rows: int, epochs: int, reference: bool, threads) -> dict:
     import numpy as np
 
     from mlpbp import MLP, SGD
+    from mlpbp.run.threads import blas_thread_limit, blas_threads, choose_threads, step_timer
     from mlpbp.run.trainer import sgd_epoch
 
     X, y = _data(rows)
     net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
     opt = SGD(net.params, LEARNING_RATE)
+    choice = choose_threads(threads, net.widths, batch, measure=step_timer(net, opt, X, y, batch))
     rng = np.random.default_rng(SEED)
     before = _rss_kib()
 
+    class Reference:  # the transparent path, through the same sgd_epoch loop
+        def __getattr__(self, name):
+            return getattr(net, name)
+
+        def train_step(self, Xb, yb, opt):
+            loss = net.step_loss_and_grad(Xb, yb)
+            if np.isfinite(loss):
+                opt.step(net.grads)
+            return loss
+
+    model = Reference() if reference else net
+
     def epoch():  # what mlpbp.run.trainer.Trainer runs each epoch
-        _, loss = sgd_epoch(net, opt, X, y, rng.permutation(rows), batch)
+        _, loss = sgd_epoch(model, opt, X, y, rng.permutation(rows), batch)
         if not np.isfinite(loss):
             raise RuntimeError("the loss diverged")
 
-    return _time_epochs(epoch, rows, epochs), before
+    with blas_thread_limit(choice.threads), np.errstate(all="ignore"):
+        rates = _time_epochs(epoch, rows, epochs)
+        products = _products_time(batch)
+        calls = _count_calls(lambda: model.train_step(X[:batch], y[:batch], opt))
+        n_threads = blas_threads()
+    return {
+        "rates": rates,
+        "rss_before": before,
+        "threads": n_threads,
+        "threads_reason": choice.reason,
+        "products_s": products,
+        "calls_per_step": calls,
+    }
 
 
-def _run_torch(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
-    import numpy as np
+# ---- PyTorch ----------------------------------------------------------------------------------
+def _run_torch(batch: int, rows: int, epochs: int) -> dict:
     import torch
-
-    from mlpbp import MLP
 
     X, y = _data(rows)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     layers = []
-    for i, lin in enumerate(MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32").linears):
-        layer = torch.nn.Linear(lin.W.shape[1], lin.W.shape[0])
+    weights = _init_weights()
+    for i, (W, b) in enumerate(weights):
+        layer = torch.nn.Linear(W.shape[1], W.shape[0])
         with torch.no_grad():  # the same initial weights as mlpbp
-            layer.weight.copy_(torch.from_numpy(np.array(lin.W)))
-            layer.bias.copy_(torch.from_numpy(np.array(lin.b)))
-        layers += [layer, torch.nn.ReLU()] if i < len(WIDTHS) - 2 else [layer]
+            layer.weight.copy_(torch.from_numpy(W))
+            layer.bias.copy_(torch.from_numpy(b))
+        layers += [layer, torch.nn.ReLU()] if i < len(weights) - 1 else [layer]
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     gen = torch.Generator().manual_seed(SEED)
@@ -108,11 +247,54 @@ def _run_torch(batch: int, rows: int, epochs: int) -> tuple[list[float], int]:
             loss.backward()
             opt.step()
 
-    return _time_epochs(epoch, rows, epochs), before
+    rates = _time_epochs(epoch, rows, epochs)
+    return {"rates": rates, "rss_before": before, "version": torch.__version__, "threads": torch.get_num_threads()}
+
+
+# ---- JAX --------------------------------------------------------------------------------------
+def _run_jax(batch: int, rows: int, epochs: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    X, y = _data(rows)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in _init_weights()]
+
+    def loss_fn(params, xb, yb):
+        h = xb
+        for i, (W, b) in enumerate(params):
+            h = h @ W.T + b
+            if i < len(params) - 1:
+                h = jax.nn.relu(h)
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+    def sgd_step(params, xb, yb):
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        new = [(W - LEARNING_RATE * gW, b - LEARNING_RATE * gb) for (W, b), (gW, gb) in zip(params, grads)]
+        return new, loss
+
+    step = jax.jit(sgd_step, donate_argnums=0)  # the old parameters' buffers are reused for the new
+    rng = np.random.default_rng(SEED)
+    before = _rss_kib()
+    state = {"params": params}
+
+    def epoch():
+        perm = jnp.asarray(rng.permutation(rows))
+        Xs, ys = Xj[perm], yj[perm]
+        p = state["params"]
+        for s in range(0, rows, batch):
+            p, loss = step(p, Xs[s : s + batch], ys[s : s + batch])
+        loss.block_until_ready()
+        state["params"] = p
+
+    rates = _time_epochs(epoch, rows, epochs)
+    return {"rates": rates, "rss_before": before, "version": jax.__version__}
 
 
 def _time_epochs(epoch, rows: int, epochs: int) -> list[float]:
-    epoch()  # warm-up: buffers, caches, thread pools
+    epoch()  # warm-up: buffers, caches, thread pools, compilation
     rates = []
     for _ in range(epochs):
         t0 = time.perf_counter()
@@ -140,37 +322,50 @@ def _run_gemm(n: int = 2048, repeats: int = 7) -> dict:
 
 def child(args) -> None:
     """Runs in the subprocess: one measurement, printed as one JSON line."""
+    threads = args.threads if args.threads == "auto" else int(args.threads)
     if args.child == "gemm":
         result = _run_gemm()
     else:
-        run = _run_mlpbp if args.child == "mlpbp" else _run_torch
-        rates, before = run(args.batch, args.rows, args.epochs)
-        result = {"samples_per_s": statistics.median(rates), "epochs": rates, "rss_before_training_mib": before / 1024}
-        if args.child == "torch":
-            import torch
-
-            result |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+        if args.child in ("mlpbp", "reference"):
+            result = _run_mlpbp(args.batch, args.rows, args.epochs, args.child == "reference", threads)
+        else:
+            result = (_run_torch if args.child == "torch" else _run_jax)(args.batch, args.rows, args.epochs)
+        result["samples_per_s"] = statistics.median(result["rates"])
+        result["rss_before_training_mib"] = result.pop("rss_before") / 1024
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
 def _spawn(kind: str, args, batch: int = 0) -> dict:
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        kind,
-        "--batch",
-        str(batch),
-        "--rows",
-        str(args.rows),
-        "--epochs",
-        str(args.epochs),
-    ]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--batch", str(batch)]
+    cmd += ["--rows", str(args.rows), "--epochs", str(args.epochs), "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} (batch {batch}) failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def _competitor(on: bool):
+    """One CPU-bound process (a pure-Python busy loop) running for the block's duration."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it get going before the measurement starts
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _median_of(results: list[dict]) -> dict:
+    """The repeat with the median throughput, with every repeat's throughput beside it."""
+    ordered = sorted(results, key=lambda r: r["samples_per_s"])
+    mid = dict(ordered[(len(ordered) - 1) // 2])
+    mid["repeats"] = [r["samples_per_s"] for r in results]
+    return mid
 
 
 def main(argv=None) -> None:
@@ -178,33 +373,56 @@ def main(argv=None) -> None:
     p.add_argument("--batch-sizes", default="1,32,128,512", help="comma-separated (default 1,32,128,512)")
     p.add_argument("--rows", type=int, default=16384, help="training rows (default 16384)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up (default 2)")
-    p.add_argument("--no-torch", action="store_true", help="time mlpbp only")
+    p.add_argument("--repeats", type=int, default=1, help="fresh processes per measurement; median (default 1)")
+    p.add_argument("--threads", default="auto", help="mlpbp's BLAS threads: auto (default, as train does) or N")
+    p.add_argument("--busy", action="store_true", help="also time each with one competing CPU-bound process")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--no-jax", action="store_true", help="leave JAX out")
     p.add_argument("--json", action="store_true", help="print the results as JSON only")
-    p.add_argument("--child", choices=("mlpbp", "torch", "gemm"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=(*FRAMEWORKS, "gemm"), help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child(args)
+    if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
+        p.error(f"--threads must be auto or a positive integer; got {args.threads!r}")
 
     from mlpbp.tools.bench import blas_info
 
-    with_torch = not args.no_torch
-    if with_torch:
+    frameworks = ["mlpbp", "reference"]
+    if not args.no_torch:
         if importlib.util.find_spec("torch") is None:
             raise SystemExit("PyTorch is not installed: pip install 'mlpbp[compare]' (or --no-torch)")
+        frameworks.append("torch")
+    skipped_jax = None
+    if not args.no_jax:
+        if importlib.util.find_spec("jax") is None:
+            skipped_jax = "JAX is not installed (pip install jax): no JAX column"
+        else:
+            frameworks.append("jax")
     batches = [int(b) for b in args.batch_sizes.split(",")]
     fps = flops_per_sample()
     gemm = _spawn("gemm", args)
+    conditions = ("quiet", "busy") if args.busy else ("quiet",)
     rows = []
-    for b in batches:  # alternate the frameworks, one fresh process each
-        row = {"batch": b, "mlpbp": _spawn("mlpbp", args, b)}
-        if with_torch:
-            row["torch"] = _spawn("torch", args, b)
-            row["speedup"] = row["mlpbp"]["samples_per_s"] / row["torch"]["samples_per_s"]
-            row["memory_ratio"] = row["mlpbp"]["peak_rss_mib"] / row["torch"]["peak_rss_mib"]
-        implied = gemm["gflops"] * 1e9 / fps
-        row["gemm_implied_samples_per_s"] = implied
-        row["fraction_of_gemm_rate"] = row["mlpbp"]["samples_per_s"] / implied
+    for b in batches:
+        row = {"batch": b}
+        for cond in conditions:
+            runs = {f: [] for f in frameworks}
+            for _ in range(args.repeats):  # alternate the frameworks, one fresh process each
+                with _competitor(cond == "busy"):
+                    for f in frameworks:
+                        runs[f].append(_spawn(f, args, b))
+            res = {f: _median_of(r) for f, r in runs.items()}
+            m = res["mlpbp"]
+            step_s = b / m["samples_per_s"]
+            res["products_samples_per_s"] = b / m["products_s"]
+            res["step_over_products"] = step_s / m["products_s"]
+            for f in frameworks[1:]:
+                res[f"vs_{f}"] = m["samples_per_s"] / res[f]["samples_per_s"]
+            row[cond] = res
+        if args.busy:
+            row["drop"] = {f: row["quiet"][f]["samples_per_s"] / row["busy"][f]["samples_per_s"] for f in frameworks}
         rows.append(row)
     result = {
         "network": "-".join(map(str, WIDTHS)),
@@ -213,48 +431,72 @@ def main(argv=None) -> None:
         "blas": blas_info(),
         "gemm": gemm,
         "cpus": os.cpu_count(),
+        "cpu": _cpu_name(),
         "results": rows,
-        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        "jax_skipped": skipped_jax,
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")},
     }
     if args.json:
         print(json.dumps(result))
         return
-    blas = result["blas"]
+    _print(result, frameworks, conditions, args)
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def _print(result: dict, frameworks: list[str], conditions, args) -> None:
+    blas, gemm, env = result["blas"], result["gemm"], result["env"]
     print(
         f"Network {result['network']}, relu, cross-entropy, plain SGD, float32; {args.rows} rows; "
-        f"median of {args.epochs} epochs after a warm-up"
+        f"median of {args.epochs} epochs after a warm-up, median of {args.repeats} process(es)"
     )
     print(
-        f"BLAS: {blas['library']} {blas['version']}, kernel {blas['kernel']}, {blas['threads']} threads; "
-        f"OPENBLAS_CORETYPE={result['env']['OPENBLAS_CORETYPE']}, "
-        f"OPENBLAS_L2_SIZE={result['env']['OPENBLAS_L2_SIZE']}; {os.cpu_count()} CPUs"
+        f"CPU: {result['cpu']}, {result['cpus']} CPUs. BLAS: {blas['library']} {blas['version']}, kernel "
+        f"{blas['kernel']}; OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']}"
     )
+    mflop = result["flops_per_sample"] / 1e6
+    print(f"float32 GEMM ({gemm['n']}^3): {gemm['gflops']:.0f} GFLOP/s; one SGD step: {mflop:.3f} MFLOP/sample")
+    if result["jax_skipped"]:
+        print(result["jax_skipped"])
+    names = {"mlpbp": "mlpbp/s", "reference": "ref/s", "torch": "torch/s", "jax": "jax/s"}
+    others = frameworks[1:]
+    for cond in conditions:
+        print(f"\n{cond}" + (": one competing CPU-bound process" if cond == "busy" else ""))
+        cols = ["batch", "thr", *(names[f] for f in frameworks), "products/s", "step/prod", "calls", "ref calls"]
+        cols += [f"x{f[:5]}" for f in others] + ["MiB"] + (["MiB torch"] if "torch" in frameworks else [])
+        print(" ".join(f"{c:>{max(len(c), 6)}}" for c in cols))
+        for r in result["results"]:
+            res = r[cond]
+            m = res["mlpbp"]
+            cells = [r["batch"], m["threads"], *(f"{res[f]['samples_per_s']:,.0f}" for f in frameworks)]
+            cells += [f"{res['products_samples_per_s']:,.0f}", f"{res['step_over_products']:.2f}"]
+            cells += [f"{m['calls_per_step']:.0f}", f"{res['reference']['calls_per_step']:.0f}"]
+            cells += [f"{res['vs_' + f]:.2f}x" for f in others] + [f"{m['peak_rss_mib']:.0f}"]
+            cells += [f"{res['torch']['peak_rss_mib']:.0f}"] if "torch" in frameworks else []
+            print(" ".join(f"{c!s:>{max(len(h), 6)}}" for c, h in zip(cells, cols)))
+    if "busy" in conditions:
+        print("\ndrop (quiet/busy throughput):")
+        for r in result["results"]:
+            print(f"  batch {r['batch']}: " + ", ".join(f"{f} {r['drop'][f]:.2f}x" for f in frameworks))
+    first = result["results"][0]["quiet"]
+    extra = []
+    if "torch" in frameworks:
+        extra.append(f"PyTorch {first['torch']['version']} ({first['torch']['threads']} threads)")
+    if "jax" in frameworks:
+        extra.append(f"JAX {first['jax']['version']} (jit, donated parameters)")
     print(
-        f"float32 GEMM ({gemm['n']}^3): {gemm['gflops']:.0f} GFLOP/s; one SGD step: "
-        f"{fps / 1e6:.3f} MFLOP/sample -> GEMM-implied ceiling {gemm['gflops'] * 1e9 / fps:,.0f} samples/s"
+        "\nthr = mlpbp's BLAS threads (train.threads auto unless --threads); ref = the reference step "
+        "(step_loss_and_grad + SGD.step); products = the step's own matrix products alone; step/prod = "
+        "mlpbp's step time over theirs; calls = NumPy/BLAS calls per step; xNAME = mlpbp's throughput "
+        "over NAME's; MiB = peak RSS. " + "; ".join(extra)
     )
-    head = f"{'batch':>5} {'mlpbp/s':>10} {'% GEMM':>7} {'peak MiB':>9}"
-    if with_torch:
-        head += f" {'torch/s':>10} {'peak MiB':>9} {'speedup':>8} {'memory':>7}"
-    print(head)
-    for r in rows:
-        m = r["mlpbp"]
-        line = (
-            f"{r['batch']:>5} {m['samples_per_s']:>10,.0f} {100 * r['fraction_of_gemm_rate']:>6.1f}% "
-            f"{m['peak_rss_mib']:>9.0f}"
-        )
-        if with_torch:
-            t = r["torch"]
-            line += (
-                f" {t['samples_per_s']:>10,.0f} {t['peak_rss_mib']:>9.0f} {r['speedup']:>7.2f}x "
-                f"{r['memory_ratio']:>6.2f}x"
-            )
-        print(line)
-    if with_torch:
-        print(
-            f"PyTorch {rows[0]['torch']['torch']}, {rows[0]['torch']['torch_threads']} threads. speedup = "
-            "mlpbp/PyTorch samples/s; memory = mlpbp/PyTorch peak RSS (ru_maxrss of each subprocess)"
-        )
 
 
 if __name__ == "__main__":

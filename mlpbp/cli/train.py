@@ -15,6 +15,7 @@ from mlpbp.run.config import config_to_dict, load_config
 from mlpbp.run.distributed import world
 from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
+from mlpbp.tools import plot as plot_api
 
 # ---- train / predict / evaluate ------------------------------------------------------------
 
@@ -41,6 +42,9 @@ def train(
     ),
     as_json: bool = JSON_OPT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch table; only the summary."),
+    plot: bool = typer.Option(
+        False, "--plot", help="Also draw the run's PNGs into the output directory, as mlpbp plot does."
+    ),
 ) -> None:
     """Train the network a YAML config describes; write model.npz, history.csv, config.yaml.
 
@@ -49,6 +53,8 @@ def train(
 
     Under `mpiexec -n N` (extra `mlpbp[mpi]`), N processes train data-parallel: batch_size
     stays the global batch; only rank 0 prints and writes files."""
+    if plot:
+        plot_api.import_matplotlib()  # a missing extra is one line before training, not after
     comm = world()
     if comm.rank:  # rank 0 speaks for the job
         out.quiet = err.quiet = quiet = True
@@ -99,6 +105,9 @@ def train(
         hooks.close()
     if comm.rank:
         return
+    if plot:
+        written = plot_api.plot_run(result.out_dir, name=config.stem)
+        err.print(f"drew {', '.join(p.name for p in written)} in {result.out_dir}", highlight=False, soft_wrap=True)
     if as_json:
         comm_s = sum(r.get("comm_seconds", 0.0) for r in result.history)
         total_s = sum(r.get("seconds", 0.0) for r in result.history)

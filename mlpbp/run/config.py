@@ -244,6 +244,8 @@ def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> 
         cfg.output.dir = f"runs/{name}"
     else:
         cfg.output.dir = os.path.normpath(Path(base_dir) / cfg.output.dir)  # an absolute one stays
+    if cfg.data.path is not None:  # absolute: the saved config then finds the file from anywhere
+        cfg.data.path = str((Path(base_dir) / cfg.data.path).resolve())
     cfg._base_dir = Path(base_dir)
     return cfg
 

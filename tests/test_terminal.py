@@ -121,6 +121,7 @@ def test_piped_output_never_wraps_even_with_long_paths(tmp_path):
     header = next(line for line in lines if line.lstrip().startswith("epoch"))
     assert all(h in header for h in ("train loss", "val loss", "train acc", "val acc", "lr", "seconds"))
     assert lines[0].startswith(f"{cfg}: 2-4-2 relu network") and "training rows" in lines[0]
+    assert "\n\n\n" not in proc.stdout  # no progress bar remnants: one blank line between parts
 
 
 def test_cli_runner_output_is_a_pipe_too(runner, tmp_path):

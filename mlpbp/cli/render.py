@@ -153,7 +153,8 @@ class RichTrainHooks(TrainHooks):
                     soft_wrap=True,
                 )
             self.console.print(self._row(None, header=True))
-            self.bars.start()
+            if self.console.is_terminal:  # a pipe gets rows only (a stopped bar leaves a blank line)
+                self.bars.start()
             self.header_done = True
         if n_steps >= 200:  # short epochs would only flicker
             if self.bar is None:
@@ -186,7 +187,8 @@ class RichTrainHooks(TrainHooks):
             self.console.print("[dim]* the best validation loss[/]", soft_wrap=True)
 
     def close(self) -> None:
-        self.bars.stop()
+        if self.bars.live.is_started:
+            self.bars.stop()
 
 
 def metrics_table(metrics: dict, n_rows: int | None = None) -> Table:

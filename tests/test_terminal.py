@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
@@ -139,7 +141,8 @@ def _shown_epochs(text: str) -> list[int]:
 
 
 def test_table_shows_the_first_best_and_last_epochs(runner, tmp_path):
-    res = runner.invoke(app, ["train", str(_write(tmp_path, LONG_CONFIG)), "--out", str(tmp_path / "o"), "--json"])
+    args = ["train", str(_write(tmp_path, LONG_CONFIG)), "--out", str(tmp_path / "o"), "--json"]
+    res = runner.invoke(app, args, env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     last, best = d["epochs"][-1]["epoch"], d["best_epoch"]
@@ -178,7 +181,7 @@ def interrupted_run(tmp_path, monkeypatch):
     with sigint_requests_stop(trainer.stop), pytest.raises(Interrupted):
         trainer.run()
     trainer = Trainer(cfg, prepare(cfg), out)
-    state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.velocity)
+    state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.state_dict())
     return cfg_path, out, state
 
 
@@ -187,6 +190,35 @@ def test_history_csv_holds_exactly_the_checkpoints_epochs(interrupted_run):
     assert state.epoch == 2 and state.step > 0
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [r["epoch"] for r in state.history] == [1, 2]
+    assert [float(r["train_loss"]) for r in rows] == [r["train_loss"] for r in state.history]
+
+
+def test_history_csv_in_step_after_ctrl_c_through_a_pipe(tmp_path):
+    cfg = _write(tmp_path, RESUME_CONFIG.replace("epochs: 5, batch_size: 4", "epochs: 400, batch_size: 1"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mlpbp", "train", str(cfg), "--out", str(out), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "history.csv").exists():  # written with the first checkpoint
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(2.5)  # a few more checkpoints (one a second at most)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted at epoch" in stderr, stderr
+    config = load_config(cfg)
+    trainer = Trainer(config, prepare(config), out)
+    state, _ = load_checkpoint(trainer.checkpoint_path, trainer.net.params, trainer.opt.state_dict())
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert len(rows) == len(state.history) == state.epoch >= 1
     assert [float(r["train_loss"]) for r in rows] == [r["train_loss"] for r in state.history]
 
 

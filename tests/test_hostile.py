@@ -528,6 +528,37 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, tuple[str, ...]]] = [
         2,
         ("checkpoint.npz", "param.W1", "(5, 2)"),
     ),
+    # ---- more than the machine's memory: refused before allocating -------------------------------
+    (
+        "mem-hidden-too-wide",
+        lambda c: c.train_text(M + "model: {hidden: [1000000000000]}\n"),
+        2,
+        ("config error at model.hidden:", "2-1000000000000-2 network", "PB", "of memory available"),
+    ),
+    (
+        "mem-batch-too-large",  # the network fits; a batch of its activations would not
+        lambda c: c.train_text(M + "model: {hidden: [100000]}\ntrain: {batch_size: 100000000}\n"),
+        2,
+        ("config error at train.batch_size:", "needs about", "TB", "of memory available"),
+    ),
+    (
+        "mem-too-many-rows",
+        lambda c: c.train_text("data: {dataset: moons, n_samples: 100000000000000}\n"),
+        2,
+        ("config error at data.n_samples:", "generating 100,000,000,000,000 rows", "of memory available"),
+    ),
+    (
+        "mem-gradcheck-too-wide",
+        lambda c: ["gradcheck", str(c.write("c.yaml", M + "model: {hidden: [1000000000000]}\n"))],
+        2,
+        ("config error at model.hidden:", "of memory available"),
+    ),
+    (
+        "mem-bench-too-deep",
+        lambda c: ["bench", "--depth", "1000000", "--width", "100000"],
+        2,
+        ("--depth 1000000 at width 100000", "of memory available"),
+    ),
 ]
 
 
@@ -670,4 +701,21 @@ def test_ctrl_c_while_reading_data_names_the_file(ctx):
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert proc.returncode == 130, stderr
     assert lines == [f"error: interrupted while reading {fifo}"], stderr
+    assert _snapshot(ctx.out) == before
+
+
+def test_memory_error_while_reading_data_names_the_file_and_its_size(ctx, runner, monkeypatch):
+    data = ctx.write("big.csv", GOOD_CSV)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr("mlpbp.data.readers._read_table", exhausted)
+    argv = ctx.train_text("data: {path: big.csv}\ntrain: {epochs: 1}\n")
+    before = _snapshot(ctx.out)
+    res = runner.invoke(app, argv)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.exit_code == 2, res.stderr
+    assert data.stat().st_size < 1000  # so its size reads in bytes
+    assert lines == [f"error: {data}: not enough memory to read this file ({data.stat().st_size} bytes)"], res.stderr
     assert _snapshot(ctx.out) == before

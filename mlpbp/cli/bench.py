@@ -43,6 +43,7 @@ def bench(
     """The cheap-gradient theorem, measured: time the loss J, J with its gradient, and a
     Hessian-vector product at each depth. The gradient should cost about 3x the loss, at
     every depth."""
+    bench_api.check_arguments(depth, width, batch, dtype, repeats, compare)  # before the progress bar
     if compare is not None:
         bench_api.import_torch()  # missing torch: one line and exit 2 before any timing
     depths = bench_api.depths_up_to(depth)

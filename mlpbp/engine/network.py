@@ -11,6 +11,7 @@ from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Layer, Linear
 from mlpbp.engine.losses import get_loss, softmax
+from mlpbp.engine.memory import describe_widths, n_params, network_bytes, require
 
 
 class MLP:
@@ -36,6 +37,10 @@ class MLP:
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"widths needs at least an input and an output width, all >= 1; got {widths}")
         self.dtype = get_dtype(dtype)
+        require(
+            network_bytes(widths, self.dtype),
+            f"a {describe_widths(widths)} network ({n_params(widths):,} parameters and their gradients)",
+        )
         fn = get_activation(activation)
         self.loss_fn = get_loss(loss)
         if loss == "cross_entropy" and widths[-1] < 2:  # a softmax over one class is always 1

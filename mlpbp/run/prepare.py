@@ -9,9 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.data import BUNDLED, GENERATORS, Dataset, Standardizer, bundled_path, generate, read_csv, read_npz, split
+from mlpbp.engine.memory import (
+    STEP_BUFFERS,
+    activation_bytes,
+    describe_widths,
+    fits,
+    n_params,
+    network_bytes,
+    require,
+)
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ConfigError
 from mlpbp.run.config import Config, DataConfig
+from mlpbp.run.metrics import EVAL_CHUNK
 
 
 def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
@@ -19,6 +29,8 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
     if cfg.dataset in BUNDLED:
         ds = read_csv(bundled_path(cfg.dataset), cfg.target or BUNDLED[cfg.dataset], cfg.task)
     elif cfg.dataset in GENERATORS:
+        # the rows, split, standardised and cast: a few copies of n_samples × (2 features + target)
+        require(cfg.n_samples * 3 * 8 * 4, f"generating {cfg.n_samples:,} rows", key="data.n_samples")
         ds = generate(cfg.dataset, seed=seed, n_samples=cfg.n_samples, noise=cfg.noise)
         if cfg.task is not None and cfg.task != ds.task:
             raise ConfigError(
@@ -83,13 +95,38 @@ def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
     return Prepared(ds, encode(sp.train), encode(sp.val), encode(sp.test), x_scaler, y_scaler, n_out)
 
 
-def build_model(cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None) -> MLP:
+def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int = 0) -> None:
+    """Refuse, before allocating anything, a network that with its training would not fit in
+    memory, naming the config key to change: train.batch_size when the network fits and a
+    training batch's activations are what overflows, else model.hidden."""
+    itemsize = np.dtype(dtype).itemsize
+    extra_copies = 2 + (cfg.train.patience is not None)  # optimizer state (Adam: 2), best weights
+    model = network_bytes(widths, dtype) + extra_copies * n_params(widths) * itemsize
+    # metrics run forward passes of up to EVAL_CHUNK rows, keeping 2 buffers a layer
+    model += activation_bytes(widths, min(eval_rows, EVAL_CHUNK), dtype) // STEP_BUFFERS * 2
+    batch = activation_bytes(widths, cfg.train.batch_size, dtype)
+    require(
+        model + batch,
+        f"training a {describe_widths(widths)} network ({n_params(widths):,} parameters: their gradients,"
+        " optimizer state and a batch's activations)",
+        key="train.batch_size" if fits(model) and batch > model else "model.hidden",
+    )
+
+
+def build_model(
+    cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None, eval_rows: int = 0
+) -> MLP:
+    """The config's network, once its memory is checked (``eval_rows``: the most rows metrics
+    are computed on)."""
+    widths = [n_inputs, *cfg.model.hidden, n_outputs]
+    dtype = dtype or cfg.train.dtype
+    check_training_memory(cfg, widths, dtype, eval_rows)
     return MLP(
-        [n_inputs, *cfg.model.hidden, n_outputs],
+        widths,
         cfg.model.activation,
         default_loss(cfg, task),
         seed=cfg.seed,
-        dtype=dtype or cfg.train.dtype,
+        dtype=dtype,
         init=cfg.model.init,
         task=task,
     )

@@ -160,7 +160,8 @@ class Trainer:
             )
         self.data = data
         self.task = self.data.dataset.task
-        self.net = build_model(cfg, self.data.train[0].shape[1], self.data.n_outputs, self.task)
+        eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
+        self.net = build_model(cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows)
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)

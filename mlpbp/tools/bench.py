@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mlpbp.engine.dtypes import DTYPES
+from mlpbp.engine.memory import activation_bytes, describe_widths, network_bytes, require
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
 
@@ -105,6 +106,25 @@ def depths_up_to(n: int) -> list[int]:
 
 def bench_widths(depth: int, width: int) -> list[int]:
     return [width] * (depth + 1) + [N_CLASSES]
+
+
+def check_arguments(depth: int, width: int, batch: int, dtype: str, repeats: int, compare: str | None) -> None:
+    """ArgumentError for a bad argument of ``run_bench``, or a deepest network (and a batch) too
+    large for memory, before any timing."""
+    depths_up_to(depth)
+    for name, value in (("width", width), ("batch", batch), ("repeats", repeats)):
+        if value < 1:
+            raise ArgumentError(f"{name} must be >= 1; got {value}", argument=name)
+    if dtype not in DTYPES:
+        raise ArgumentError(f"dtype: {DTYPES.unknown_message(dtype)}", argument="dtype")
+    if compare not in (None, "torch"):
+        raise ArgumentError(f"compare allows only 'torch'; got {compare!r}", argument="compare")
+    widths = bench_widths(depth, width)
+    require(
+        network_bytes(widths, dtype) + activation_bytes(widths, batch, dtype),
+        f"depth {depth} at width {width} and batch {batch}: a {describe_widths(widths)} network",
+        argument="depth",
+    )
 
 
 def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", seed: int = 0):
@@ -227,13 +247,7 @@ def run_bench(
     a straight-line fit of each time against the parameter count.
 
     ``progress(done, total, depth)`` is called after each depth."""
-    for name, value in (("width", width), ("batch", batch), ("repeats", repeats)):
-        if value < 1:
-            raise ArgumentError(f"{name} must be >= 1; got {value}", argument=name)
-    if dtype not in DTYPES:
-        raise ArgumentError(f"dtype: {DTYPES.unknown_message(dtype)}", argument="dtype")
-    if compare not in (None, "torch"):
-        raise ArgumentError(f"compare allows only 'torch'; got {compare!r}", argument="compare")
+    check_arguments(depth, width, batch, dtype, repeats, compare)
     torch = import_torch() if compare else None
     depths = depths_up_to(depth)
     rows = []

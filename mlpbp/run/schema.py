@@ -31,9 +31,12 @@ DESCRIPTIONS = {
     "data.noise": "Noise of a generated dataset (null: the generator's default, 0 for xor, else 0.1).",
     "model": "The network: hidden widths, activation, loss and initialisation.",
     "model.hidden": "Hidden layer widths; the input and output widths come from the data.",
-    "model.activation": "The activation after every hidden layer (the output layer is linear).",
-    "model.loss": "cross_entropy (softmax) or square (null: cross_entropy for classification, square for regression).",
-    "model.init": "Weight initialisation: he or glorot (null: He for relu, leaky_relu and elu, else Glorot).",
+    "model.activation": "The activation after every hidden layer (the output layer is linear); the enum lists "
+    "every registered one.",
+    "model.loss": "The loss of the output, e.g. cross_entropy (softmax) or square (null: cross_entropy for "
+    "classification, square for regression).",
+    "model.init": "Weight initialisation, e.g. he or glorot (null: He for kinked activations such as relu, "
+    "else Glorot).",
     "train": "The optimiser and its schedule.",
     "train.epochs": "Passes over the training rows.",
     "train.batch_size": "Rows per gradient step (1: per-example SGD).",
@@ -48,8 +51,8 @@ DESCRIPTIONS = {
     "train.nesterov": "Nesterov momentum (needs momentum > 0).",
     "train.weight_decay": "L2 decay: the gradient gains weight_decay·θ, as in PyTorch's SGD; adamw decays the "
     "weights apart from the gradient (null: the optimizer's default, 0.01 for adamw, else 0).",
-    "train.schedule": "How the learning rate changes per epoch: constant, step (step_size, gamma), cosine, "
-    "inverse_time (decay).",
+    "train.schedule": "How the learning rate changes per epoch, e.g. constant, step (step_size, gamma), cosine "
+    "or inverse_time (decay); the enum lists every registered one.",
     "train.step_size": "step schedule: epochs between decays.",
     "train.gamma": "step schedule: the factor of each decay.",
     "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
@@ -57,7 +60,7 @@ DESCRIPTIONS = {
     "the best weights (null: off).",
     "train.threads": "BLAS threads: auto (chosen per shape and machine) or a number; OPENBLAS_NUM_THREADS "
     "and OMP_NUM_THREADS win when set.",
-    "train.dtype": "float32 (fast) or float64 (for checks).",
+    "train.dtype": "The floating-point type of the network and data: float32 (fast), float64 (for checks).",
     "output": "Where the run's files go.",
     "output.dir": "Output directory; a relative path is taken from the config file's folder (null: "
     "runs/<config file name> in the working directory).",

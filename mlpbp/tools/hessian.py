@@ -15,7 +15,7 @@ import numpy as np
 
 from mlpbp.engine.curvature import CURVATURES, Curvature, extreme_eigenvalues, hutchinson, spectral_density
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError
+from mlpbp.errors import ArgumentError, DataError
 from mlpbp.run.model_file import load_model
 
 
@@ -37,18 +37,22 @@ class HessianOptions:
 
     def check(self) -> None:
         if self.curvature not in CURVATURES:
-            raise MlpbpError(f"--curvature must be one of {', '.join(CURVATURES)}; got {self.curvature!r}")
+            raise ArgumentError(
+                f"curvature must be one of {', '.join(CURVATURES)}; got {self.curvature!r}", argument="curvature"
+            )
         for name in ("top_k", "bottom_k"):
             if getattr(self, name) < 0:
-                raise MlpbpError(f"--{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}")
+                raise ArgumentError(f"{name} must be >= 0; got {getattr(self, name)}", argument=name)
         positive = ("probes", "slq_probes", "slq_steps", "max_steps", "batch_size")
         for name in positive + (("rows",) if self.rows is not None else ()):
             if getattr(self, name) < 1:
-                raise MlpbpError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
+                raise ArgumentError(f"{name} must be >= 1; got {getattr(self, name)}", argument=name)
         if self.trace and self.probes < 6:
-            raise MlpbpError(f"--probes must be >= 6 for a Hutch++ trace with an error bar; got {self.probes}")
+            raise ArgumentError(
+                f"probes must be >= 6 for a Hutch++ trace with an error bar; got {self.probes}", argument="probes"
+            )
         if not 0 < self.tol < 1:
-            raise MlpbpError(f"--tol must be in (0, 1); got {self.tol}")
+            raise ArgumentError(f"tol must be in (0, 1); got {self.tol}", argument="tol")
 
 
 def float64_copy(net: MLP) -> MLP:
@@ -73,15 +77,17 @@ def analyse(
     model = load_model(model_path)
     X, y = model.labelled_rows(data_path)
     if X.shape[0] == 0:
-        raise MlpbpError(f"{data_path}: no rows")
+        raise DataError(f"{data_path}: no rows")
     if opts.rows is not None and opts.rows < X.shape[0]:
         pick = np.sort(np.random.default_rng(opts.seed).choice(X.shape[0], opts.rows, replace=False))
         X, y = X[pick], y[pick]
     net = float64_copy(model.net)
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:
-        which = "--top-k" if opts.top_k > n else "--bottom-k"
-        raise MlpbpError(f"{which} {max(opts.top_k, opts.bottom_k)} is larger than the model's {n} parameters")
+        which = "top_k" if opts.top_k > n else "bottom_k"
+        raise ArgumentError(
+            f"{which} {max(opts.top_k, opts.bottom_k)} is larger than the model's {n} parameters", argument=which
+        )
     op = Curvature(net, X, y, opts.curvature, batch_size=opts.batch_size)
     result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
     if opts.top_k or opts.bottom_k:
@@ -116,7 +122,7 @@ def plot_density(result: dict, path: str | Path, title: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MlpbpError("--plot needs matplotlib: install mlpbp[plot]") from None
+        raise ArgumentError("plot needs matplotlib: install mlpbp[plot]", argument="plot") from None
     from mlpbp.io import atomic_open
 
     d = result["density"]

@@ -1,8 +1,10 @@
 """A trained model as one ONNX graph, preprocessing included, built with ``onnx.helper``.
 
-Inputs: one float32 tensor of shape [N, 1] per feature column, named as the column, so a
-deployment feeds the columns it reads by name. The graph concatenates them, standardises
-((x − mean) / scale, the training split's), runs every layer (Gemm, activation), and ends in
+Inputs: one tensor of shape [N, 1] per raw column, named as the column, so a deployment feeds
+the columns it reads by name: float32 for numbers (dates: days since 1970-01-01; NaN for a
+missing value when the model imputes), strings for categories. The graph fills missing values,
+one-hot encodes categories, concatenates, standardises ((x − mean) / scale, the training
+split's), runs every layer (Gemm, activation), and ends in
 
 - classifiers: ``label`` (string [N], the class name) and, for cross-entropy networks,
   ``probabilities`` (float32 [N, classes], softmax, columns in the order of the classes);
@@ -23,6 +25,8 @@ from mlpbp.io import atomic_open
 from mlpbp.run.model_file import TrainedModel, load_model
 
 OPSET = 17
+ML_OPSET = 3  # ai.onnx.ml, for OneHotEncoder on string columns
+MISSING_CATEGORY = "missing"  # the category `data.missing: impute` files an empty cell under
 IR_VERSION = 8  # the oldest IR that carries opset 17: runtimes from onnxruntime 1.11 on load it
 
 # Each activation as ONNX nodes: (op type, attributes). identity needs none.
@@ -63,14 +67,11 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         inits.append(numpy_helper.from_array(np.asarray(value), cname))
         return cname
 
-    features = model.feature_names
-    if len(set(features)) != len(features):
-        raise MlpbpError("cannot export: feature names repeat, and ONNX inputs need distinct names")
-    inputs = [helper.make_tensor_value_info(f, TensorProto.FLOAT, ["N", 1]) for f in features]
-    x = "features"
-    nodes.append(helper.make_node("Concat", features, [x], axis=1, name="concat_features"))
-    nodes.append(helper.make_node("Sub", [x, const("x_mean", model.x_scaler.mean.astype(f32))], ["x_centered"]))
-    nodes.append(helper.make_node("Div", ["x_centered", const("x_scale", model.x_scaler.scale.astype(f32))], ["h0"]))
+    inputs, encoded = _encode_inputs(model, const, nodes)
+    nodes.append(helper.make_node("Concat", encoded, ["features"], axis=1, name="concat_features"))
+    pre = model.x_scaler
+    nodes.append(helper.make_node("Sub", ["features", const("x_mean", pre.mean.astype(f32))], ["x_centered"]))
+    nodes.append(helper.make_node("Div", ["x_centered", const("x_scale", pre.scale.astype(f32))], ["h0"]))
     h = "h0"
     linears = net.linears
     act = ACTIVATION_OPS[net.activation]
@@ -107,7 +108,7 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     proto = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
         producer_name="mlpbp",
         doc_string=f"{model.task} MLP {'-'.join(map(str, net.widths))} ({net.activation}); inputs: one float32 "
         "[N, 1] tensor per feature column, named as the column",
@@ -117,6 +118,59 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         helper.set_model_props(proto, {"target": model.target_name})
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _columns(model: TrainedModel) -> list:
+    """(name, kind, categories, fill, missing policy) of each raw input column. Models whose
+    preprocessing is a plain standardisation have numeric columns only."""
+    pre = model.x_scaler
+    cols = getattr(pre, "columns", None)
+    if cols is None:
+        return [(n, "numeric", None, None, "error") for n in model.feature_names]
+    return [(c.name, c.kind, c.categories, c.fill, getattr(pre, "missing", "error")) for c in cols]
+
+
+def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
+    """One graph input per raw column and the nodes that turn it into the network's columns:
+    numbers (and dates, as days since 1970-01-01) with missing values (NaN) filled by the
+    training median when the model imputes; categories one-hot (an unseen one: all zeros)."""
+    from onnx import TensorProto, helper
+
+    inputs, encoded = [], []
+    names = [c[0] for c in _columns(model)]
+    if len(set(names)) != len(names):
+        raise MlpbpError("cannot export: feature names repeat, and ONNX inputs need distinct names")
+    for j, (name, kind, categories, fill, missing) in enumerate(_columns(model)):
+        if kind == "categorical":
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
+            # An empty cell is the "missing" category when the model imputes: one more word whose
+            # column the matrix below adds into the "missing" one.
+            impute = missing == "impute" and MISSING_CATEGORY in categories
+            vocab = categories + ([""] if impute else [])
+            nodes.append(
+                helper.make_node(
+                    "OneHotEncoder", [name], [f"c{j}_hot"], domain="ai.onnx.ml", cats_strings=vocab, zeros=1
+                )
+            )  # [N, 1, len(vocab)]; an unseen category: all zeros
+            shape = const(f"c{j}_shape", np.array([-1, len(vocab)], np.int64))
+            nodes.append(helper.make_node("Reshape", [f"c{j}_hot", shape], [f"c{j}_onehot"]))
+            out = f"c{j}_onehot"
+            if impute:
+                fold = np.eye(len(vocab), len(categories), dtype=np.float32)
+                fold[-1, categories.index(MISSING_CATEGORY)] = 1.0
+                nodes.append(helper.make_node("MatMul", [out, const(f"c{j}_fold", fold)], [f"c{j}_folded"]))
+                out = f"c{j}_folded"
+            encoded.append(out)
+        else:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]))
+            if fill is None:
+                encoded.append(name)
+                continue
+            nodes.append(helper.make_node("IsNaN", [name], [f"c{j}_nan"]))
+            fill_c = const(f"c{j}_fill", np.array([fill], np.float32))
+            nodes.append(helper.make_node("Where", [f"c{j}_nan", fill_c, name], [f"c{j}_filled"]))
+            encoded.append(f"c{j}_filled")
+    return inputs, encoded
 
 
 def export_onnx(model_path: str | Path, out_path: str | Path) -> dict:

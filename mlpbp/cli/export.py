@@ -24,7 +24,7 @@ def export(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export a trained model, preprocessing included, as one graph: ONNX with one named
-    float32 [N, 1] input per feature column; classifiers output `label` and `probabilities`,
+    [N, 1] input per raw column; classifiers output `label` and `probabilities`,
     regressors `prediction` in the target's units."""
     if fmt not in FORMATS:
         raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
@@ -35,7 +35,7 @@ def export(
     else:
         err.print(
             f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}): inputs "
-            f"{', '.join(info['inputs'])} (float32 [N, 1] each); outputs {', '.join(info['outputs'])}",
+            f"{', '.join(info['inputs'])} ([N, 1] each); outputs {', '.join(info['outputs'])}",
             highlight=False,
             soft_wrap=True,
         )

@@ -248,3 +248,55 @@ def test_batch_smaller_than_the_ranks_is_one_line_exit_2_everywhere(tmp_path):
     lines = messages(proc.stderr)
     assert len(lines) == 1 and "train.batch_size: 1 is smaller than the 2 MPI ranks" in lines[0], proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ---- tables in files, read lazily ---------------------------------------------------------------
+
+
+def lazy_config(tmp: Path, folder: Path) -> Path:
+    text = f"seed: 1\ndata: {{path: {folder}}}\nmodel: {{hidden: [10]}}\n"
+    return write(tmp, "lazy.yaml", text + "train: {epochs: 3, batch_size: 40, dtype: float64}\n")
+
+
+def npy_pair(folder: Path, n: int = 700, y_rows: int | None = None) -> Path:
+    rng = np.random.default_rng(3)
+    X = rng.normal(2.0, 3.0, size=(n, 5)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 4).astype(np.int64)
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y[:y_rows])
+    return folder
+
+
+def test_an_npy_pair_under_two_ranks_trains_as_one_process_does(tmp_path):
+    cfg = lazy_config(tmp_path, npy_pair(tmp_path / "data"))
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "-q")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "-q")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
+    for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        for k in r1:
+            assert float(r2[k]) == pytest.approx(float(r1[k]), rel=1e-12, abs=0), k
+
+
+def test_bad_folders_are_one_line_exit_2_on_every_rank(tmp_path):
+    cfg = lazy_config(tmp_path, npy_pair(tmp_path / "data", y_rows=699))
+    proc = mpi(2, "train", str(cfg), "--out", str(tmp_path / "out"))
+    assert rank_exits(proc.stderr) == [2, 2], proc.stderr
+    lines = messages(proc.stderr)
+    assert len(lines) == 1 and "X.npy has 700 rows but y.npy has 699 rows" in lines[0], proc.stderr
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [0, 1]}), folder / "1.parquet")
+    pq.write_table(pa.table({"a": [1, 2], "b": [0, 1]}), folder / "2.parquet")
+    cfg = lazy_config(tmp_path, folder)
+    proc = mpi(2, "train", str(cfg), "--out", str(tmp_path / "out"))
+    assert rank_exits(proc.stderr) == [2, 2], proc.stderr
+    lines = messages(proc.stderr)
+    assert len(lines) == 1 and "2.parquet has another schema than 1.parquet (column 'a': double vs int64)" in lines[0]
+    assert not (tmp_path / "out").exists()

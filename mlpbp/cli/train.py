@@ -67,7 +67,7 @@ def train(
     comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
     # Ctrl-C while reading: "interrupted while reading FILE", exit 130
-    data = comm.agree(lambda: prepare(cfg))
+    data = prepare(cfg, comm=comm)  # a collective: a bad file stops every rank alike
     trainer = Trainer(cfg, data, out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
     trainer.hooks = hooks = render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size, table=not quiet)

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mlpbp.errors import DataError
+
+
+@dataclass
+class Moments:
+    """Row count, per-column mean and sum of squared deviations; two merge exactly as if their
+    rows had been together (Chan, Golub & LeVeque), so chunks and MPI ranks can each add theirs."""
+
+    n: int = 0
+    mean: np.ndarray | float = 0.0
+    m2: np.ndarray | float = 0.0
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> Moments:
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[0] == 0:
+            return cls()
+        mean = X.mean(axis=0)
+        return cls(X.shape[0], mean, np.sum((X - mean) ** 2, axis=0))
+
+    def merge(self, other: Moments) -> Moments:
+        if not self.n or not other.n:
+            return other if not self.n else self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta**2 * (self.n * other.n / n))
 
 
 class Standardizer:
@@ -23,8 +50,15 @@ class Standardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] == 0:
             raise DataError(f"cannot standardize: need a non-empty 2-D array, got shape {X.shape}")
-        self.mean = X.mean(axis=0)
-        std = X.std(axis=0)
+        return self._set(X.mean(axis=0), X.std(axis=0))
+
+    @classmethod
+    def from_moments(cls, m: Moments) -> Standardizer:
+        """Fitted from moments gathered a chunk at a time (rows that never all sit in memory)."""
+        return cls()._set(np.asarray(m.mean, np.float64), np.sqrt(np.asarray(m.m2, np.float64) / m.n))
+
+    def _set(self, mean: np.ndarray, std: np.ndarray) -> Standardizer:
+        self.mean = mean
         # A constant column (std 0, or float round-off of 0) would divide by ~0; leave it unscaled.
         tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1.0)
         self.scale = np.where(std > tiny, std, 1.0)

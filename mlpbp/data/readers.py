@@ -227,10 +227,15 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
     if not np.all(np.isfinite(X)):
         i, j = np.argwhere(~np.isfinite(X))[0]
         raise DataError(f"{path}: X[{i}, {j}] is {X[i, j]}; all values must be finite")
+    return dataset_from_arrays(path, X, y, task, [f"x{j}" for j in range(d)], "y")
+
+
+def dataset_from_arrays(path: Path, X, y: np.ndarray, task: str | None, features: list[str], target: str) -> Dataset:
+    """A Dataset from checked features ``X`` (an array, or rows read lazily) and raw targets
+    ``y``: the task inferred (float targets mean regression), class labels encoded."""
+    n = X.shape[0]
     if y.ndim not in (1, 2) or y.shape[0] != n:
         raise DataError(f"{path}: y must have shape ({n},) or ({n}, m) to match X, got {y.shape}")
-    features = [f"x{j}" for j in range(d)]
-
     if task is None:
         task = "regression" if y.dtype.kind == "f" else "classification"
     if task == "regression":
@@ -239,7 +244,7 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
         y = y.astype(np.float64).reshape(n, -1)
         if not np.all(np.isfinite(y)):
             raise DataError(f"{path}: y has non-finite values; all values must be finite")
-        return Dataset(X, y, "regression", None, features, "y")
+        return Dataset(X, y, "regression", None, features, target)
 
     if y.ndim == 2:
         if y.shape[1] != 1:
@@ -255,7 +260,7 @@ def read_npz(path: str | Path, task: str | None = None) -> Dataset:
     classes = [str(int(v)) if y.dtype.kind in "biu" else str(v) for v in values]
     if len(classes) < 2:
         raise DataError(f"{path}: y has only one class ({classes[0]!r}); classification needs at least 2")
-    return Dataset(X, index.astype(np.int64).reshape(n), "classification", classes, features, "y")
+    return Dataset(X, index.astype(np.int64).reshape(n), "classification", classes, features, target)
 
 
 def _one_line(text: str) -> str:

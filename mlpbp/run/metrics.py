@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlpbp.data import Standardizer
+from mlpbp.data.preprocessing import Moments
 from mlpbp.engine.network import MLP
 from mlpbp.run.distributed import SINGLE, Comm
 
@@ -33,43 +34,33 @@ def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
 
 
 def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int) -> dict:
-    part = {"n": 0}
+    """Sums over rows [lo, hi) that merge with other rows' (``_merge``)."""
+    part = {"n": 0, "loss": 0.0, "correct": 0, "sse": 0.0, "targets": Moments()}
     for i, Xc in chunks(X, lo, hi):
         o = net.forward(Xc)
         yc = y[i : i + o.shape[0]]
-        k = o.shape[0]
-        loss = net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype)) * k
+        chunk = {"n": o.shape[0], "loss": net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype))}
+        chunk["loss"] *= chunk["n"]  # the loss is a mean over rows
         if net.task == "classification":
-            chunk = {"n": k, "loss": loss, "correct": int(np.sum(o.argmax(axis=1) == yc))}
+            chunk["correct"] = int(np.sum(o.argmax(axis=1) == yc))
         else:
             pred, true = o.astype(np.float64), yc.astype(np.float64)
             if y_scaler is not None:
                 pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
-            mean = true.mean(axis=0)
-            chunk = {
-                "n": k,
-                "loss": loss,
-                "sse": np.sum((true - pred) ** 2, axis=0),
-                "mean": mean,
-                "m2": np.sum((true - mean) ** 2, axis=0),
-            }
+            chunk["sse"] = np.sum((true - pred) ** 2, axis=0)
+            chunk["targets"] = Moments.of(true)
         part = _merge(part, chunk)
     return part
 
 
 def _merge(a: dict, b: dict) -> dict:
-    if not a["n"] or not b["n"]:
-        return dict(a if a["n"] else b)
-    n = a["n"] + b["n"]
-    out = {"n": n, "loss": a["loss"] + b["loss"]}
-    if "correct" in a:
-        out["correct"] = a["correct"] + b["correct"]
-    else:
-        delta = b["mean"] - a["mean"]
-        out["sse"] = a["sse"] + b["sse"]
-        out["mean"] = a["mean"] + delta * (b["n"] / n)
-        out["m2"] = a["m2"] + b["m2"] + delta**2 * (a["n"] * b["n"] / n)
-    return out
+    return {
+        "n": a["n"] + b["n"],
+        "loss": a["loss"] + b["loss"],
+        "correct": a["correct"] + b.get("correct", 0),
+        "sse": a["sse"] + b.get("sse", 0.0),
+        "targets": a["targets"].merge(b.get("targets", Moments())),
+    }
 
 
 def compute_metrics(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None = None, comm: Comm = SINGLE) -> dict:
@@ -79,13 +70,14 @@ def compute_metrics(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None = 
     Under MPI every rank must call it (a collective); each scores its share of the rows."""
     if X.shape[0] == 0:
         return {}
-    total = {"n": 0}
-    for part in comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0]))):
+    parts = comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0])))
+    total = parts[0]
+    for part in parts[1:]:  # in rank order: the same sums on every rank
         total = _merge(total, part)
     n, loss = total["n"], float(total["loss"] / total["n"])
     if net.task == "classification":
         return {"loss": loss, "accuracy": total["correct"] / n}
-    sse, ss_tot = np.atleast_1d(total["sse"]), np.atleast_1d(total["m2"])
+    sse, ss_tot = np.atleast_1d(total["sse"]), np.atleast_1d(total["targets"].m2)
     mse = float(np.sum(sse) / (n * sse.size))
     # R² per output, averaged (scikit-learn's "uniform_average"); a constant target has none.
     r2 = float(np.mean(1 - sse / np.where(ss_tot > 0, ss_tot, np.nan)))

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.data import BUNDLED, GENERATORS, Dataset, Standardizer, bundled_path, generate, read_csv, read_npz, split
+from mlpbp.data.lazy import LazyRows, fit_moments, is_lazy, read_lazy
+from mlpbp.data.preprocessing import Moments
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
     activation_bytes,
@@ -21,6 +23,7 @@ from mlpbp.engine.memory import (
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ConfigError
 from mlpbp.run.config import Config, DataConfig
+from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.metrics import EVAL_CHUNK
 
 
@@ -40,7 +43,9 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
         path = Path(cfg.path)
         if not path.is_absolute():
             path = Path(base_dir) / path
-        if path.suffix.lower() == ".npz":
+        if is_lazy(path):  # a folder: rows read from its files as batches need them
+            ds = read_lazy(path, cfg.target, cfg.task)
+        elif path.suffix.lower() == ".npz":
             ds = read_npz(path, cfg.task)
         else:
             ds = read_csv(path, cfg.target, cfg.task)
@@ -66,9 +71,12 @@ def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
 
 
-def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
-    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype)."""
-    ds = load_data(cfg.data, cfg.seed, cfg.base_dir)
+def prepare(cfg: Config, dtype: str | None = None, comm: Comm = SINGLE) -> Prepared:
+    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype).
+
+    Under MPI (a collective), a bad file stops every rank with the same error, and a table in
+    files is scanned once for the standardisation with each rank reading only its share."""
+    ds = comm.agree(lambda: load_data(cfg.data, cfg.seed, cfg.base_dir))
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
         raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
@@ -76,7 +84,15 @@ def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
         raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
     sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
     d = ds.X.shape[1]
-    x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
+    if isinstance(ds.X, LazyRows):
+        lo, hi = comm.share(ds.X.shape[0])
+        moments = comm.agree(lambda: fit_moments(ds.X, sp.train[0].index, lo, hi))
+        total = Moments()
+        for m in comm.allgather(moments):  # in rank order: the same scaler on every rank
+            total = total.merge(m)
+        x_scaler = Standardizer.from_moments(total) if cfg.data.standardize else Standardizer.identity(d)
+    else:
+        x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
     y_scaler = None
     if ds.task == "regression" and cfg.data.standardize:
         # Scaled targets keep one learning rate sensible whatever the target's units.
@@ -85,7 +101,10 @@ def prepare(cfg: Config, dtype: str | None = None) -> Prepared:
 
     def encode(part):  # cast once here, so the hot loop never converts
         X, y = part
-        X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
+        if isinstance(X, LazyRows):  # standardised and cast as batches are read
+            X = X.transformed(x_scaler, dtype)
+        else:
+            X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
         if ds.task == "regression":
             y = y_scaler.transform(y) if y_scaler is not None else y
             y = np.ascontiguousarray(y, dtype=dtype)

@@ -1,0 +1,252 @@
+"""Tables larger than memory: rows stay in files and are read when a batch needs them.
+
+``data.path`` naming a folder selects this: a pair ``X.npy`` + ``y.npy`` (X memory-mapped), or
+``*.parquet`` files with one schema (streamed once, row group by row group, into a scratch
+``.npy`` in the temp folder that is then memory-mapped; the scratch file is unlinked as soon as
+it is mapped, so nothing is left behind even after a crash). The targets are read whole: one
+column, small beside the features.
+
+``LazyRows`` is the features: indexing it with rows gives a view (nothing read), ``take``
+reads rows into a buffer like ``ndarray.take``, standardised and cast on the way. Pages of the
+mapping are handed back to the kernel every ``RELEASE_BYTES`` read, so a process's resident
+memory stays bounded however large the file (the page cache keeps them for the next read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mlpbp.data.dataset import Dataset
+from mlpbp.data.preprocessing import Moments, Standardizer
+from mlpbp.data.readers import dataset_from_arrays
+from mlpbp.errors import DataError
+
+RELEASE_BYTES = 256 << 20  # read this much, then drop the mapping's resident pages
+SCAN_ROWS = 65536  # rows per chunk when streaming through a whole table
+
+
+def is_lazy(path: str | Path) -> bool:
+    """Whether ``path`` is a folder this module reads (an .npy pair or Parquet files)."""
+    return Path(path).is_dir()
+
+
+class NpySource:
+    """A 2-D numeric ``.npy`` file, memory-mapped read-only."""
+
+    def __init__(self, path: Path, keep_alive: bool = False) -> None:
+        try:
+            self.X = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{path} not found (a folder of training data holds X.npy and y.npy)") from None
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read as an .npy array: {' '.join(str(e).split())}") from None
+        if self.X.ndim != 2 or self.X.dtype.kind not in "biuf" or 0 in self.X.shape:
+            raise DataError(
+                f"{path}: X must be a non-empty 2-D numeric array, got shape {self.X.shape} dtype {self.X.dtype}"
+            )
+        self.path, self.n, self.d = path, *self.X.shape
+        self._mmap = getattr(self.X, "_mmap", None)  # np.memmap's own mapping, to release pages
+        self._read = 0
+
+    def read(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Rows (indices in any order, or a slice) as float64."""
+        X = np.asarray(self.X[rows], dtype=np.float64)
+        self._read += X.shape[0] * self.d * self.X.itemsize
+        if self._read >= RELEASE_BYTES:
+            self.release()
+        return X
+
+    def release(self) -> None:
+        self._read = 0
+        if self._mmap is not None and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                self._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+class LazyRows:
+    """Rows of a table on disk: ``shape``, ``dtype``, views by row index, and ``take``."""
+
+    ndim = 2
+
+    def __init__(self, source: NpySource, index: np.ndarray | None = None, scaler=None, dtype=np.float64) -> None:
+        self.source, self.index, self.scaler, self.dtype = source, index, scaler, np.dtype(dtype)
+        self.shape = (source.n if index is None else index.shape[0], source.d)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> LazyRows:
+        """The rows ``key`` (a slice or an index array) as another view; nothing is read."""
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(self.shape[0]))
+        key = np.asarray(key, dtype=np.int64)
+        return LazyRows(self.source, key if self.index is None else self.index[key], self.scaler, self.dtype)
+
+    def transformed(self, scaler: Standardizer, dtype) -> LazyRows:
+        """The same rows, standardised by ``scaler`` and cast to ``dtype`` as they are read."""
+        return LazyRows(self.source, self.index, scaler, dtype)
+
+    def take(self, rows, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
+        """Read rows as ``ndarray.take(rows, axis=0, out=out)`` would give them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        X = self.source.read(rows if self.index is None else self.index[rows])
+        if self.scaler is not None:
+            X = self.scaler.transform(X)
+        if out is None:
+            return np.ascontiguousarray(X, dtype=self.dtype)
+        out[...] = X  # the same rounding as astype
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        X = self.take(np.arange(self.shape[0]))
+        return X if dtype is None else X.astype(dtype)
+
+    def scan(self, lo: int = 0, hi: int | None = None, rows: int = SCAN_ROWS):
+        """(start, raw float64 rows) for the file's rows [lo, hi) in file order: one sequential
+        pass, for fitting the standardisation. Only on a table that is not a view."""
+        hi = self.shape[0] if hi is None else hi
+        for i in range(lo, hi, rows):
+            yield i, self.source.read(slice(i, min(i + rows, hi)))
+
+
+def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Moments:
+    """One pass over the file rows [lo, hi): every value checked finite, the moments of the
+    rows in ``train_rows`` (file row numbers) gathered for the standardisation."""
+    in_train = np.zeros(hi - lo, bool)
+    mine = train_rows[(train_rows >= lo) & (train_rows < hi)]
+    in_train[mine - lo] = True
+    m = Moments()
+    for i, X in table.scan(lo, hi):
+        bad = ~np.isfinite(X)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataError(f"{table.source.path}: row {i + r}, column {c} is {X[r, c]}; all values must be finite")
+        m = m.merge(Moments.of(X[in_train[i - lo : i - lo + X.shape[0]]]))
+    table.source.release()
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+
+
+def read_lazy(path: str | Path, target: str | None = None, task: str | None = None, need_target: bool = True):
+    """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet.
+    With ``need_target`` False (predict), a missing y is allowed: y is then None."""
+    path = Path(path)
+    if (path / "X.npy").exists():
+        return _read_npy_pair(path, task, need_target)
+    files = sorted(path.glob("*.parquet"))
+    if files:
+        return _read_parquet(path, files, target, task, need_target)
+    raise DataError(
+        f"{path}: a data folder must hold X.npy and y.npy, or .parquet files; found neither"
+        f" ({', '.join(sorted(p.name for p in path.iterdir())[:5]) or 'it is empty'})"
+    )
+
+
+def _read_npy_pair(folder: Path, task: str | None, need_target: bool) -> Dataset:
+    X = LazyRows(NpySource(folder / "X.npy"))
+    y_path = folder / "y.npy"
+    if not y_path.exists():
+        if need_target:
+            raise DataError(f"{folder}: X.npy has no y.npy beside it (the targets, one row per row of X)")
+        return Dataset(X, None, task, None, [f"x{j}" for j in range(X.shape[1])], "y")
+    try:
+        y = np.load(y_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{y_path}: cannot read as an .npy array: {' '.join(str(e).split())}") from None
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        raise DataError(
+            f"{folder}: X.npy has {X.shape[0]} rows but y.npy has {y.shape[0] if y.ndim else 'no'} rows"
+            f" (shape {y.shape}); they must have one target row per row of X"
+        )
+    return dataset_from_arrays(y_path, X, y, task, [f"x{j}" for j in range(X.shape[1])], "y")
+
+
+def _read_parquet(folder: Path, files: list[Path], target: str | None, task: str | None, need_target: bool):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{folder}: reading Parquet needs pyarrow: pip install pyarrow") from None
+    try:
+        schemas = [pq.read_schema(f) for f in files]
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{folder}: cannot read Parquet: {' '.join(str(e).split())}") from None
+    first = schemas[0]
+    for f, s in zip(files[1:], schemas[1:]):
+        if not s.equals(first, check_metadata=False):
+            raise DataError(f"{folder}: {f.name} has another schema than {files[0].name} ({_schema_diff(first, s)})")
+    names = list(first.names)
+    if target is None:
+        target = names[-1] if need_target or len(names) > 1 else None
+    if need_target and target not in names:
+        raise DataError(f"{folder}: target column '{target}' not found (columns: {', '.join(names)})")
+    features = [c for c in names if c != target]
+    for c in features:
+        t = first.field(c).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            raise DataError(f"{folder}: feature column '{c}' has type {t}; features must be numeric")
+    small = all(pa.types.is_float32(first.field(c).type) or pa.types.is_float16(first.field(c).type) for c in features)
+    dtype = np.float32 if small else np.float64
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    has_target = target in names
+    source, y = _spill(folder, files, features, target if has_target else None, n, dtype)
+    X = LazyRows(source)
+    if y is None:
+        return Dataset(X, None, task, None, features, target or "")
+    return dataset_from_arrays(folder, X, y, task, features, target)
+
+
+def _schema_diff(a, b) -> str:
+    if a.names != b.names:
+        return f"columns {', '.join(a.names)} vs {', '.join(b.names)}"
+    for fa, fb in zip(a, b):
+        if fa.type != fb.type:
+            return f"column '{fa.name}': {fa.type} vs {fb.type}"
+    return "field metadata differs"
+
+
+def _spill(folder: Path, files: list[Path], features: list[str], target: str | None, n: int, dtype):
+    """Stream the feature columns, row group by row group, into a scratch .npy in the temp
+    folder and memory-map it; read the target column whole."""
+    import pyarrow.parquet as pq
+
+    fd, scratch = tempfile.mkstemp(prefix="mlpbp-parquet-", suffix=".npy")
+    os.close(fd)
+    try:
+        header = np.lib.format.open_memmap(scratch, mode="w+", dtype=dtype, shape=(n, len(features)))
+        offset = header.offset
+        del header
+        ys = []
+        with open(scratch, "r+b") as out:
+            out.seek(offset)
+            for f in files:
+                pf = pq.ParquetFile(f)
+                for g in range(pf.num_row_groups):
+                    table = pf.read_row_group(g, columns=features + ([target] if target else []))
+                    for c in features:
+                        if table.column(c).null_count:
+                            raise DataError(f"{f}: column '{c}' has empty (null) values in row group {g}")
+                    block = np.column_stack([table.column(c).to_numpy().astype(dtype) for c in features])
+                    out.write(np.ascontiguousarray(block).tobytes())
+                    if target:
+                        if table.column(target).null_count:
+                            raise DataError(f"{f}: target column '{target}' has empty (null) values in row group {g}")
+                        ys.append(table.column(target).to_numpy(zero_copy_only=False))
+        source = NpySource(Path(scratch))
+        source.path = folder
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)  # the mapping keeps the data until the process ends
+    y = np.concatenate(ys) if target else None
+    if y is not None and y.dtype.kind == "O":
+        y = y.astype(str)
+    return source, y

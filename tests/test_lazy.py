@@ -1,0 +1,134 @@
+"""Tables larger than memory: `data.path` naming a folder with an .npy pair or Parquet files.
+
+- The same rows as an in-memory .npz train to the same parameters (1e-12 relative, float64:
+  only the streamed standardisation's rounding differs), and Parquet to the very same bits as
+  the .npy pair.
+- Views read only the rows asked for; resident pages are released as rows are read.
+- Bad folders: row counts that differ, schemas that differ, a non-finite value: one line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import one_line_error
+from mlpbp.data import lazy
+from mlpbp.data.preprocessing import Moments, Standardizer
+from mlpbp.run.config import config_from_dict
+from mlpbp.run.prepare import prepare
+from mlpbp.run.trainer import train
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def make_table(n: int = 900, d: int = 7, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) * rng.uniform(0.5, 5, d) + rng.uniform(-3, 3, d)).astype(np.float32)
+    y = np.argmax(X @ rng.normal(size=(d, 3)) + rng.normal(size=(n, 3)), axis=1)
+    return X, y
+
+
+def write_npy_pair(folder, X, y):
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    return folder
+
+
+def write_parquet(folder, X, y, parts: int = 3, row_group: int = 100):
+    folder.mkdir()
+    for k in range(parts):
+        sl = slice(k * len(X) // parts, (k + 1) * len(X) // parts)
+        table = pa.table({**{f"x{j}": X[sl, j] for j in range(X.shape[1])}, "y": y[sl]})
+        pq.write_table(table, folder / f"part{k}.parquet", row_group_size=row_group)
+    return folder
+
+
+def run(tmp_path, path, name: str, dtype: str = "float64"):
+    cfg = config_from_dict(
+        {
+            "seed": 2,
+            "data": {"path": str(path)},
+            "model": {"hidden": [10]},
+            "train": {"epochs": 3, "batch_size": 32, "momentum": 0.5, "dtype": dtype},
+        }
+    )
+    return train(cfg, tmp_path / name)
+
+
+def test_npy_pair_and_parquet_train_as_the_in_memory_table_does(tmp_path):
+    X, y = make_table()
+    np.savez(tmp_path / "mem.npz", X=X, y=y)
+    mem = run(tmp_path, tmp_path / "mem.npz", "mem")
+    npy = run(tmp_path, write_npy_pair(tmp_path / "npy", X, y), "npy")
+    par = run(tmp_path, write_parquet(tmp_path / "pq", X, y), "pq")
+    for k, p in mem.model.net.params.items():
+        np.testing.assert_allclose(npy.model.net.params[k], p, rtol=0, atol=1e-12 * np.abs(p).max())
+        assert par.model.net.params[k].tobytes() == npy.model.net.params[k].tobytes()
+    for a, b in zip(mem.history, npy.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-12)
+        assert b["val_accuracy"] == a["val_accuracy"]
+    assert npy.test == pytest.approx(mem.test, rel=1e-12)
+    # the model keeps the streamed standardisation, equal to the in-memory one
+    np.testing.assert_allclose(npy.model.x_scaler.mean, mem.model.x_scaler.mean, rtol=1e-13)
+    np.testing.assert_allclose(npy.model.x_scaler.scale, mem.model.x_scaler.scale, rtol=1e-13)
+
+
+def test_moments_merge_as_if_the_rows_were_together():
+    rng = np.random.default_rng(1)
+    X = rng.normal(3.0, 2.0, size=(1000, 4))
+    m = Moments()
+    for lo, hi in ((0, 1), (1, 333), (333, 334), (334, 1000)):
+        m = m.merge(Moments.of(X[lo:hi]))
+    s = Standardizer.from_moments(m)
+    np.testing.assert_allclose(s.mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(s.scale, X.std(axis=0), rtol=1e-13)
+
+
+def test_views_read_only_their_rows_and_release_pages(tmp_path, monkeypatch):
+    X, y = make_table(n=500)
+    ds = lazy.read_lazy(write_npy_pair(tmp_path / "npy", X, y))
+    view = ds.X[np.array([7, 3, 400])][1:]  # rows 3 and 400
+    assert view.shape == (2, X.shape[1])
+    out = np.empty((2, X.shape[1]), np.float32)
+    assert view.take([1, 0], axis=0, out=out) is out
+    np.testing.assert_array_equal(out, X[[400, 3]])
+    np.testing.assert_array_equal(np.asarray(view), X[[3, 400]].astype(np.float64))
+    released = []
+    monkeypatch.setattr(lazy, "RELEASE_BYTES", X[0].nbytes * 10)
+    monkeypatch.setattr(lazy.NpySource, "release", lambda self: released.append(1) or setattr(self, "_read", 0))
+    ds.X.take(np.arange(25))
+    assert released  # 25 rows read with a 10-row allowance: the pages were handed back
+
+
+def test_a_row_count_mismatch_is_one_line(tmp_path):
+    X, y = make_table()
+    folder = write_npy_pair(tmp_path / "npy", X, y[:-1])
+    msg = one_line_error(lazy.read_lazy, folder)
+    assert "X.npy has 900 rows but y.npy has 899 rows" in msg
+
+
+def test_a_parquet_schema_mismatch_is_one_line(tmp_path):
+    X, y = make_table()
+    folder = write_parquet(tmp_path / "pq", X, y)
+    pq.write_table(pa.table({"x0": X[:5, 0].astype(np.float64), "y": y[:5]}), folder / "zz.parquet")
+    msg = one_line_error(lazy.read_lazy, folder)
+    assert "zz.parquet has another schema than part0.parquet" in msg and "columns" in msg
+
+
+def test_a_non_finite_value_is_one_line_naming_its_row(tmp_path):
+    X, y = make_table()
+    X[617, 2] = np.nan
+    folder = write_npy_pair(tmp_path / "npy", X, y)
+    cfg = config_from_dict({"data": {"path": str(folder)}})
+    msg = one_line_error(prepare, cfg)
+    assert "row 617, column 2 is nan" in msg
+
+
+def test_a_folder_with_neither_is_one_line(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("hi")
+    msg = one_line_error(lazy.read_lazy, tmp_path / "d")
+    assert "must hold X.npy and y.npy, or .parquet files" in msg and "notes.txt" in msg

@@ -265,7 +265,8 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, tuple[str, ...]]] = [
     ),
     # ---- CSV data for training -----------------------------------------------------------------------
     ("csv-missing", lambda c: c.train_text("data: {path: nope.csv}\n"), 2, ("data file not found", "nope.csv")),
-    ("csv-is-directory", lambda c: c.train_text("data: {path: .}\n"), 2, ("cannot read as CSV",)),
+    # a folder is a table read lazily (an .npy pair or Parquet files); this one holds neither
+    ("data-folder-of-neither", lambda c: c.train_text("data: {path: .}\n"), 2, ("must hold X.npy and y.npy",)),
     ("csv-empty", lambda c: c.train_csv(""), 2, ("bad.csv", "file is empty")),
     ("csv-header-only", lambda c: c.train_csv("x0,x1,y\n"), 2, ("bad.csv", "no data rows")),
     (

@@ -132,3 +132,34 @@ def test_a_folder_with_neither_is_one_line(tmp_path):
     (tmp_path / "d" / "notes.txt").write_text("hi")
     msg = one_line_error(lazy.read_lazy, tmp_path / "d")
     assert "must hold X.npy and y.npy, or .parquet files" in msg and "notes.txt" in msg
+
+
+def test_predict_and_evaluate_read_folders_as_they_read_the_same_csv(tmp_path, runner):
+    from mlpbp.cli import app
+
+    X, y = make_table(n=300)
+    folder = write_npy_pair(tmp_path / "npy", X, y)
+    model = run(tmp_path, folder, "run", dtype="float32").model_path
+    header = ",".join([f"x{j}" for j in range(X.shape[1])] + ["y"])
+    rows = [",".join([*map(repr, map(float, r)), str(t)]) for r, t in zip(X, y)]
+    (tmp_path / "same.csv").write_text("\n".join([header, *rows]) + "\n")
+    par = write_parquet(tmp_path / "pq", X, y)
+    got = {}
+    for name, data in (("csv", tmp_path / "same.csv"), ("npy", folder), ("pq", par)):
+        pred = runner.invoke(app, ["predict", str(model), str(data)])
+        ev = runner.invoke(app, ["evaluate", str(model), str(data), "--json"])
+        assert pred.exit_code == 0 and ev.exit_code == 0, pred.stderr + ev.stderr
+        got[name] = (pred.stdout, ev.stdout)
+    assert got["npy"] == got["csv"] == got["pq"]
+    assert len(got["npy"][0].splitlines()) == 301
+
+    (folder / "y.npy").unlink()  # predict needs no targets
+    assert runner.invoke(app, ["predict", str(model), str(folder)]).stdout == got["csv"][0]
+    res = runner.invoke(app, ["evaluate", str(model), str(folder)])
+    assert res.exit_code == 2 and "no y.npy beside it" in res.stderr
+
+    pq.write_table(pa.table({"x0": [1.0], "y": [0]}), tmp_path / "bad.parquet")
+    (tmp_path / "narrow").mkdir()
+    (tmp_path / "bad.parquet").rename(tmp_path / "narrow" / "a.parquet")
+    res = runner.invoke(app, ["predict", str(model), str(tmp_path / "narrow")])
+    assert res.exit_code == 2 and "missing feature columns x1, x2" in res.stderr, res.stderr

@@ -136,28 +136,41 @@ def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Mo
 # Readers
 
 
-def read_lazy(path: str | Path, target: str | None = None, task: str | None = None, need_target: bool = True):
-    """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet.
-    With ``need_target`` False (predict), a missing y is allowed: y is then None."""
+def read_lazy(path: str | Path, target: str | None = None, task: str | None = None) -> Dataset:
+    """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet."""
+    X, y, features, target = open_table(path, target=target)
+    return dataset_from_arrays(Path(path), X, y, task, features, target)
+
+
+def open_table(
+    path: str | Path, features: list[str] | None = None, target: str | None = None, need_target: bool = True
+) -> tuple[LazyRows, np.ndarray | None, list[str], str]:
+    """The folder's features (``LazyRows``, raw), its targets as stored (None when absent and
+    not ``need_target``), the feature names and the target's. With ``features`` (a saved
+    model's), the columns must be exactly those, plus the target, and come in that order."""
     path = Path(path)
     if (path / "X.npy").exists():
-        return _read_npy_pair(path, task, need_target)
+        X, y = _open_npy_pair(path, need_target)
+        names = [f"x{j}" for j in range(X.shape[1])]
+        if features is not None and len(features) != len(names):
+            raise DataError(f"{path}: X.npy has {len(names)} columns; the model takes {len(features)} features")
+        return X, y, features or names, "y"
     files = sorted(path.glob("*.parquet"))
     if files:
-        return _read_parquet(path, files, target, task, need_target)
+        return _open_parquet(path, files, features, target, need_target)
     raise DataError(
         f"{path}: a data folder must hold X.npy and y.npy, or .parquet files; found neither"
         f" ({', '.join(sorted(p.name for p in path.iterdir())[:5]) or 'it is empty'})"
     )
 
 
-def _read_npy_pair(folder: Path, task: str | None, need_target: bool) -> Dataset:
+def _open_npy_pair(folder: Path, need_target: bool) -> tuple[LazyRows, np.ndarray | None]:
     X = LazyRows(NpySource(folder / "X.npy"))
     y_path = folder / "y.npy"
     if not y_path.exists():
         if need_target:
             raise DataError(f"{folder}: X.npy has no y.npy beside it (the targets, one row per row of X)")
-        return Dataset(X, None, task, None, [f"x{j}" for j in range(X.shape[1])], "y")
+        return X, None
     try:
         y = np.load(y_path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -167,10 +180,10 @@ def _read_npy_pair(folder: Path, task: str | None, need_target: bool) -> Dataset
             f"{folder}: X.npy has {X.shape[0]} rows but y.npy has {y.shape[0] if y.ndim else 'no'} rows"
             f" (shape {y.shape}); they must have one target row per row of X"
         )
-    return dataset_from_arrays(y_path, X, y, task, [f"x{j}" for j in range(X.shape[1])], "y")
+    return X, y
 
 
-def _read_parquet(folder: Path, files: list[Path], target: str | None, task: str | None, need_target: bool):
+def _open_parquet(folder: Path, files: list[Path], features: list[str] | None, target, need_target: bool):
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -185,24 +198,29 @@ def _read_parquet(folder: Path, files: list[Path], target: str | None, task: str
         if not s.equals(first, check_metadata=False):
             raise DataError(f"{folder}: {f.name} has another schema than {files[0].name} ({_schema_diff(first, s)})")
     names = list(first.names)
-    if target is None:
-        target = names[-1] if need_target or len(names) > 1 else None
-    if need_target and target not in names:
+    if target is None and features is None:
+        target = names[-1]
+    has_target = target in names
+    if need_target and not has_target:
         raise DataError(f"{folder}: target column '{target}' not found (columns: {', '.join(names)})")
-    features = [c for c in names if c != target]
+    if features is None:
+        features = [c for c in names if c != target]
+    else:
+        missing = [c for c in features if c not in names]
+        extra = [c for c in names if c not in features and c != target]
+        if missing or extra:
+            what = (
+                f"missing feature columns {', '.join(missing)}" if missing else f"unexpected columns {', '.join(extra)}"
+            )
+            raise DataError(f"{folder}: {what} (the model takes its {len(features)} training feature columns)")
     for c in features:
         t = first.field(c).type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             raise DataError(f"{folder}: feature column '{c}' has type {t}; features must be numeric")
     small = all(pa.types.is_float32(first.field(c).type) or pa.types.is_float16(first.field(c).type) for c in features)
-    dtype = np.float32 if small else np.float64
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    has_target = target in names
-    source, y = _spill(folder, files, features, target if has_target else None, n, dtype)
-    X = LazyRows(source)
-    if y is None:
-        return Dataset(X, None, task, None, features, target or "")
-    return dataset_from_arrays(folder, X, y, task, features, target)
+    source, y = _spill(folder, files, features, target if has_target else None, n, np.float32 if small else np.float64)
+    return LazyRows(source), y, features, target or ""
 
 
 def _schema_diff(a, b) -> str:

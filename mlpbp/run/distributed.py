@@ -13,9 +13,11 @@ agrees on divergence and on where to stop without another message.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -96,6 +98,7 @@ class MPIComm(Comm):
     """COMM_WORLD through mpi4py's buffer interface (no pickling on the per-step path)."""
 
     def __init__(self) -> None:
+        _point_mpi4py_at_mpich()
         from mpi4py import MPI
 
         self.MPI = MPI
@@ -134,6 +137,22 @@ class MPIComm(Comm):
         # mlpbp.run.threads, then picks within them).
         self._limits = threadpool_limits(limits=n, user_api="blas")
         return n
+
+
+def _point_mpi4py_at_mpich() -> None:
+    """mpi4py looks for libmpi under its own interpreter's prefix; in a virtual environment that
+    sees the `mpich` wheel through another one's site-packages (``--system-site-packages``, a
+    .pth file) it would not find it. Name the wheel's library unless the user named one."""
+    if os.environ.get("MPI4PY_LIBMPI"):
+        return
+    try:
+        files = importlib.metadata.files("mpich") or ()
+    except importlib.metadata.PackageNotFoundError:
+        return
+    for f in files:
+        if f.name.startswith("libmpi.so.") and Path(f.locate()).exists():
+            os.environ["MPI4PY_LIBMPI"] = str(Path(f.locate()).resolve())
+            return
 
 
 _WORLD: Comm | None = None

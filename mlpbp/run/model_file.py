@@ -48,16 +48,12 @@ class TrainedModel:
     def encode_targets(self, raw: list[str]) -> np.ndarray:
         """Targets as read from a CSV, in the network's units; unknown classes are an error."""
         if self.task == "classification":
-            index = {c: i for i, c in enumerate(self.classes)}
-            # integer labels may be written as "3" or "3.0"
-            norm = {_norm_label(c): i for i, c in enumerate(self.classes)}
+            find = self._class_index()
             out = []
             for row, v in enumerate(raw, start=2):
-                i = index.get(v.strip(), norm.get(_norm_label(v)))
+                i = find(v)
                 if i is None:
-                    raise DataError(
-                        f"row {row}: class {v!r} was not seen in training (known: {', '.join(self.classes)})"
-                    )
+                    raise DataError(self._unknown_class(f"row {row}", v))
                 out.append(i)
             return np.asarray(out, dtype=np.int64)
         values = []
@@ -85,9 +81,45 @@ class TrainedModel:
             raise DataError(f"{path}: {e}") from None
         return self.x_scaler.transform(X), y
 
-    def evaluate(self, X_raw: np.ndarray, raw_targets: list[str]) -> dict:
-        y = self.encode_targets(raw_targets)
-        return compute_metrics(self.net, self.x_scaler.transform(X_raw), y, self.y_scaler)
+    def _class_index(self):
+        """label -> class index, or None; integer labels may be written as "3" or "3.0"."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        norm = {_norm_label(c): i for i, c in enumerate(self.classes)}
+        return lambda v: index.get(v.strip(), norm.get(_norm_label(v)))
+
+    def _unknown_class(self, where, v: str) -> str:
+        return f"{where}: class {v!r} was not seen in training (known: {', '.join(self.classes)})"
+
+    def encode_target_array(self, y: np.ndarray) -> np.ndarray:
+        """Targets stored as an array (an .npy file, a Parquet column), in the network's units:
+        each distinct value is encoded once, so millions of rows cost no Python loop."""
+        if self.task == "classification":
+            values, inverse = np.unique(y.reshape(-1), return_inverse=True)
+            find = self._class_index()
+            codes = [find(str(v)) for v in values]
+            for v, i in zip(values, codes):
+                if i is None:
+                    raise DataError(self._unknown_class(f"target {int(np.flatnonzero(y.reshape(-1) == v)[0])}", str(v)))
+            codes = np.asarray(codes, dtype=np.int64)
+            return codes[inverse]
+        y = np.asarray(y, dtype=np.float64).reshape(y.shape[0], -1)
+        if not np.isfinite(y).all():
+            bad = int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+            raise DataError(f"target {bad} is not a finite number (a regression model needs numeric targets)")
+        return self.y_scaler.transform(y) if self.y_scaler is not None else y
+
+    def evaluate(self, X_raw, raw_targets) -> dict:
+        """Metrics on raw rows (an array, or rows read lazily, in chunks) and raw targets (the
+        strings of a CSV column, or an array)."""
+        if isinstance(raw_targets, np.ndarray):
+            y = self.encode_target_array(raw_targets)
+        else:
+            y = self.encode_targets(raw_targets)
+        if isinstance(X_raw, np.ndarray):
+            X = self.x_scaler.transform(X_raw)
+        else:
+            X = X_raw.transformed(self.x_scaler, self.net.dtype)
+        return compute_metrics(self.net, X, y, self.y_scaler)
 
     # ---- the file format ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

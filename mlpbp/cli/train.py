@@ -81,9 +81,9 @@ def train(
             soft_wrap=True,
         )
         if comm.size > 1:
-            b = cfg.train.batch_size
+            b, lo, hi = cfg.train.batch_size, cfg.train.batch_size // comm.size, -(-cfg.train.batch_size // comm.size)
             console.print(
-                f"{comm.size} MPI ranks ({comm.ranks_on_node} on this node), {b // comm.size}-{-(-b // comm.size)}"
+                f"{comm.size} MPI ranks ({comm.ranks_on_node} on this node), {lo if lo == hi else f'{lo}-{hi}'}"
                 f" rows of each global batch of {b} per rank",
                 highlight=False,
                 soft_wrap=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlpbp.data.dataset import Dataset, Splits
+from mlpbp.data.dataset import TASKS, Dataset, Splits, Task
 from mlpbp.data.generators import GENERATORS, generate
 from mlpbp.data.preprocessing import Standardizer
 from mlpbp.data.readers import (
@@ -15,6 +15,8 @@ from mlpbp.data.readers import (
 from mlpbp.data.splits import split
 
 __all__ = [
+    "TASKS",
+    "Task",
     "Dataset",
     "Splits",
     "GENERATORS",

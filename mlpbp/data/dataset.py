@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
+
+# The one list of tasks (not a registry: the metrics, the loss defaults and the file format know each).
+Task = Literal["classification", "regression"]
+TASKS: tuple[str, ...] = get_args(Task)
 
 
 @dataclass
 class Dataset:
     X: np.ndarray  # (n, d) float64
     y: np.ndarray  # classification: (n,) int64 indices into `classes`; regression: (n, m) float64
-    task: Literal["classification", "regression"]
+    task: Task
     classes: list[str] | None
     feature_names: list[str]
     target_name: str

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.data.dataset import Dataset
+from mlpbp.data.dataset import TASKS, Dataset
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -130,7 +130,7 @@ def read_csv(path: str | Path, target: str | None = None, task: str | None = Non
         ).reshape(-1, 1)
         return Dataset(X, y, "regression", None, features, target)
     if task != "classification":
-        raise DataError(f"unknown task {task!r} (allowed: classification, regression)")
+        raise DataError(f"unknown task {task!r} (allowed: {', '.join(TASKS)})")
 
     if all(_parses(int, v) for v in labels):
         # Numeric order ('2' before '10') and one spelling per class ('01' == '1').

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from mlpbp.data import BUNDLED, GENERATORS
+from mlpbp.data import BUNDLED, GENERATORS, Task
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.init import INITS
@@ -73,7 +73,6 @@ def dataset_names() -> tuple[str, ...]:
 
 
 DatasetName = Annotated[str, OneOf(dataset_names)]
-Task = Literal["classification", "regression"]
 
 
 def _not_bool(value: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.data import Standardizer, read_features_csv
+from mlpbp.data import TASKS, Standardizer, read_features_csv
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
@@ -191,7 +191,7 @@ def load_model(path: str | Path) -> TrainedModel:
         not all(isinstance(v, str) for v in (activation, loss, task, dtype))
         or activation not in ACTIVATIONS
         or loss not in LOSSES
-        or task not in ("classification", "regression")
+        or task not in TASKS
         or dtype not in DTYPES
         or len(widths) < 2
         or min(widths) < 1

@@ -64,20 +64,28 @@ EPOCH_COLUMNS = (
     ("train_accuracy", "train acc"),
     ("val_accuracy", "val acc"),
     ("learning_rate", "lr"),
+    ("gradients", "grads"),  # full-data gradient passes so far
+    ("products", "products"),  # full-data curvature products so far
+    ("sharpness", "sharpness"),  # top Hessian eigenvalue (train.sharpness_every)
+    ("stability_limit", "2/lr"),
     ("seconds", "seconds"),
     ("comm_seconds", "comm s"),  # of the seconds, those the MPI ranks spent exchanging (ranks > 1)
 )
-DROP_ORDER = ("comm_seconds", "seconds", "learning_rate", "train_accuracy", "val_loss")
+DROP_ORDER = ("comm_seconds", "products", "seconds", "gradients", "learning_rate", "train_accuracy", "val_loss")
 CELL = 8  # the widest value a cell shows: "1.23e-05"
 
 
-def epoch_table_layout(task: str, epochs: int, width: int, ranks: int = 1) -> list[tuple[str, str, int]]:
+def epoch_table_layout(
+    task: str, epochs: int, width: int, ranks: int = 1, sharpness: bool = False
+) -> list[tuple[str, str, int]]:
     """(key, header, cell width) of the columns that fit ``width`` without wrapping: every
     column at a roomy width when there is space, then narrower, then fewer columns."""
     keys = [
         k
         for k, _ in EPOCH_COLUMNS
-        if (task == "classification" or "accuracy" not in k) and (ranks > 1 or k != "comm_seconds")
+        if (task == "classification" or "accuracy" not in k)
+        and (ranks > 1 or k != "comm_seconds")
+        and (sharpness or k not in ("sharpness", "stability_limit"))
     ]
     headers = dict(EPOCH_COLUMNS)
     epoch_w = max(len("epoch"), len(str(epochs)) + 1)  # +1: the best-epoch mark
@@ -94,11 +102,13 @@ class RichTrainHooks(TrainHooks):
     """Rows of a table as epochs end, and a progress bar inside long epochs. Long runs show
     every k-th epoch, and always the first, the best and the last."""
 
-    def __init__(self, console: Console, task: str, epochs: int, ranks: int = 1, table: bool = True) -> None:
+    def __init__(
+        self, console: Console, task: str, epochs: int, ranks: int = 1, table: bool = True, sharpness: bool = False
+    ) -> None:
         self.console, self.task, self.table = console, task, table
         self.every = max(1, -(-epochs // MAX_ROWS))
         self.epochs = epochs
-        self.layout = epoch_table_layout(task, epochs, console.width, ranks)
+        self.layout = epoch_table_layout(task, epochs, console.width, ranks, sharpness)
         self.records: dict[int, dict] = {}
         self.shown: set[int] = set()
         self.bars = Progress(
@@ -128,7 +138,9 @@ class RichTrainHooks(TrainHooks):
     def _print_record(self, r: dict, mark: str = "") -> None:
         values = {
             "epoch": f"{r['epoch']}{mark}",
-            "learning_rate": f"{r['learning_rate']:.3g}",
+            "learning_rate": "-" if r["learning_rate"] is None else f"{r['learning_rate']:.3g}",
+            "gradients": f"{r.get('gradients', 0.0):.4g}",
+            "products": f"{r.get('products', 0.0):.4g}",
             "seconds": f"{r['seconds']:.2f}",
             "comm_seconds": f"{r.get('comm_seconds', 0.0):.2f}",
         }

@@ -70,7 +70,14 @@ def train(
     data = prepare(cfg, comm=comm)  # a collective: a bad file stops every rank alike
     trainer = Trainer(cfg, data, out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
-    trainer.hooks = hooks = render.RichTrainHooks(console, trainer.task, cfg.train.epochs, comm.size, table=not quiet)
+    trainer.hooks = hooks = render.RichTrainHooks(
+        console,
+        trainer.task,
+        cfg.train.epochs,
+        comm.size,
+        table=not quiet,
+        sharpness=cfg.train.sharpness_every is not None,
+    )
     if not quiet:
         net = trainer.net
         console.print(

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from mlpbp.engine.registry import Registry
+from mlpbp.engine.second_order import LBFGS, NewtonCG
 
 
 class Optimizer:
@@ -241,6 +242,8 @@ OPTIMIZERS: Registry[type] = Registry("optimizer")
 OPTIMIZERS.register("sgd", SGD)
 OPTIMIZERS.register("adam", Adam)
 OPTIMIZERS.register("adamw", AdamW)
+OPTIMIZERS.register("lbfgs", LBFGS)
+OPTIMIZERS.register("newton_cg", NewtonCG)
 
 
 def build_optimizer(name: str, params: dict[str, np.ndarray], **settings):
@@ -258,7 +261,8 @@ def optimizer_keys(name: str) -> tuple[str, ...]:
     return (*own, *getattr(cls, "run_keys", ()))
 
 
-def optimizer_default(name: str, key: str):
-    """The default the constructor of optimizer ``name`` gives setting ``key`` (None if none)."""
+def optimizer_default(name: str, key: str, missing=None):
+    """The default the constructor of optimizer ``name`` gives setting ``key``; ``missing``
+    when it declares none."""
     param = inspect.signature(OPTIMIZERS.lookup(name)).parameters.get(key)
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
+    return missing if param is None or param.default is inspect.Parameter.empty else param.default

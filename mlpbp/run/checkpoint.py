@@ -29,6 +29,8 @@ class TrainState:
     stopped_early: bool = False
     config: dict = field(default_factory=dict)
     threads: int | None = None  # BLAS threads the run trained with (None: a checkpoint from before)
+    gradients: float = 0.0  # full-data gradient passes so far
+    products: float = 0.0  # full-data curvature products so far
 
 
 def save_checkpoint(
@@ -99,6 +101,7 @@ def _check_state(st: TrainState) -> None:
         and (st.best_epoch is None or nat(st.best_epoch))
         and (st.best_val is None or isinstance(st.best_val, (int, float)))
         and (st.threads is None or (nat(st.threads) and st.threads > 0))
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in (st.gradients, st.products))
     ):
         raise ValueError("malformed training state")
     np.random.PCG64().state = st.rng_state  # raises on a malformed generator state

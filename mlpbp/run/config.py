@@ -137,7 +137,8 @@ class ModelConfig(_Strict):
 
 class TrainConfig(_Strict):
     epochs: PosInt = 40
-    batch_size: PosInt = 32
+    # None: 32 for sgd/adam/adamw; all the training rows (full batch) for newton_cg
+    batch_size: PosInt | None = None
     optimizer: Annotated[str, one_of(OPTIMIZERS)] = "sgd"
     # None: the optimizer's own default (adam/adamw 0.001), else 0.05
     learning_rate: Annotated[Float, Field(gt=0.0)] | None = None
@@ -148,6 +149,17 @@ class TrainConfig(_Strict):
     eps: Annotated[Float, Field(gt=0.0)] = 1e-8
     # None: the optimizer's own default (adamw 0.01), else 0.0
     weight_decay: Annotated[Float, Field(ge=0.0)] | None = None
+    # lbfgs: iterations per epoch, gradient tolerance, curvature pairs kept
+    max_iter: PosInt = 20
+    tolerance: Annotated[Float, Field(gt=0.0)] = 1e-5
+    history_size: PosInt = 10
+    # newton_cg: the curvature CG runs on, its initial Levenberg-Marquardt damping, CG products
+    curvature: Literal["gauss_newton", "hessian"] = "gauss_newton"
+    damping: Annotated[Float, Field(gt=0.0)] = 1.0
+    cg_max_iter: PosInt = 50
+    # the top Hessian eigenvalue every N epochs, on a fixed seeded sample of training rows
+    sharpness_every: PosInt | None = None
+    sharpness_rows: PosInt = 1000
     schedule: Annotated[str, one_of(SCHEDULES)] = "constant"
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
@@ -166,10 +178,9 @@ class TrainConfig(_Strict):
                 raise ValueError(
                     f"{key} is a key of optimizer {users}, not of {self.optimizer} (which reads {', '.join(own)})"
                 )
-        for key, fallback in (("learning_rate", 0.05), ("weight_decay", 0.0)):
+        for key, fallback in (("learning_rate", 0.05), ("weight_decay", 0.0), ("batch_size", 32)):
             if getattr(self, key) is None:
-                default = optimizer_default(self.optimizer, key)
-                setattr(self, key, fallback if default is None else default)
+                setattr(self, key, optimizer_default(self.optimizer, key, missing=fallback))
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov: true requires momentum > 0 (got momentum 0.0)")
         return self

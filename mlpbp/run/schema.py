@@ -39,9 +39,18 @@ DESCRIPTIONS = {
     "else Glorot).",
     "train": "The optimiser and its schedule.",
     "train.epochs": "Passes over the training rows.",
-    "train.batch_size": "Rows per gradient step (1: per-example SGD).",
-    "train.optimizer": "The optimiser that takes the steps (sgd: stochastic gradient descent; the enum "
-    "lists every registered one).",
+    "train.batch_size": "Rows per gradient step (1: per-example SGD; null: 32, or every training row for newton_cg).",
+    "train.optimizer": "The optimiser that takes the steps (sgd: stochastic gradient descent; adam, adamw; "
+    "lbfgs: full-batch L-BFGS; newton_cg: Hessian-free Newton; the enum lists every registered one).",
+    "train.max_iter": "lbfgs: L-BFGS iterations per epoch (each epoch starts a fresh memory).",
+    "train.tolerance": "lbfgs: stop once the largest gradient component is at most this.",
+    "train.history_size": "lbfgs: curvature pairs (s, y) kept.",
+    "train.curvature": "newton_cg: the products CG runs on, gauss_newton (positive semi-definite) or hessian.",
+    "train.damping": "newton_cg: the initial Levenberg-Marquardt damping λ of (C + λI)p = −∇J, then adapted.",
+    "train.cg_max_iter": "newton_cg: curvature products per conjugate-gradient solve at most.",
+    "train.sharpness_every": "Every N epochs, the top Hessian eigenvalue on sharpness_rows training rows, "
+    "beside 2/learning_rate (null: off).",
+    "train.sharpness_rows": "Rows of the fixed seeded sample the sharpness is measured on.",
     "train.beta1": "adam/adamw: decay of the running mean of the gradient.",
     "train.beta2": "adam/adamw: decay of the running mean of the squared gradient.",
     "train.eps": "adam/adamw: added to the root of the squared-gradient mean, against division by 0.",

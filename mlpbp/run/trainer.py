@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
 from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import SGD, build_optimizer
+from mlpbp.engine.optim import SGD, Optimizer, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
 from mlpbp.errors import ConfigError, Interrupted, TrainingError
 from mlpbp.io import write_text
@@ -35,7 +36,19 @@ from mlpbp.run.threads import ThreadChoice, blas_thread_limit, blas_threads, cho
 # since the last save, and always after the first and the final epoch, on early stopping and
 # on Ctrl-C.
 CHECKPOINT_INTERVAL_S = 1.0
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "learning_rate",
+    "gradients",  # full-data gradient (or loss) passes so far
+    "products",  # full-data curvature products so far (Hessian or Gauss-Newton)
+    "sharpness",  # top Hessian eigenvalue (train.sharpness_every)
+    "stability_limit",  # 2/learning_rate: gradient descent is unstable once sharpness passes it
+)
+SHARPNESS_COLUMNS = ("sharpness", "stability_limit")
 
 
 class TrainHooks:
@@ -153,7 +166,11 @@ class Trainer:
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
         self.stop = stop if stop is not None else threading.Event()
-        if cfg.train.batch_size < comm.size:
+        if comm.size > 1 and cfg.train.optimizer in ("lbfgs", "newton_cg"):
+            raise ConfigError(
+                f"train.optimizer {cfg.train.optimizer} runs in one process, not under {comm.size} MPI ranks"
+            )
+        if cfg.train.batch_size is not None and cfg.train.batch_size < comm.size:
             raise ConfigError(
                 f"config error at train.batch_size: {cfg.train.batch_size} is smaller than the {comm.size} MPI"
                 " ranks (batch_size is the global batch, shared among the ranks); raise it or use fewer ranks"
@@ -171,6 +188,15 @@ class Trainer:
         self.best_params: dict | None = None
         self._saved_at: float | None = None  # when this run last saved a checkpoint
         self.threads: ThreadChoice | None = None
+        self.first_order = isinstance(self.opt, Optimizer)
+        self.sharpness_sample = None
+        if cfg.train.sharpness_every is not None:
+            X, y = self.data.train
+            if X.shape[0] == 0:
+                raise ConfigError("config error at train.sharpness_every: there are no training rows to measure it on")
+            k = min(cfg.train.sharpness_rows, X.shape[0])
+            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(X.shape[0], k, replace=False))
+            self.sharpness_sample = (X[rows], y[rows])
 
     @property
     def checkpoint_path(self) -> Path:
@@ -196,6 +222,8 @@ class Trainer:
         if requested == "auto" and recorded is not None and env_threads() is None:
             return ThreadChoice(recorded, "auto: the count this run started with, from its checkpoint")
         X, y = self.data.train
+        if not self.first_order:  # whole-data passes: the rule alone (no step to time)
+            return choose_threads(requested, self.net.widths, X.shape[0], self.comm.ranks_on_node)
         batch = -(-min(self.cfg.train.batch_size, X.shape[0]) // self.comm.size)  # this rank's share
         rows = np.arange(batch)
         choice = choose_threads(
@@ -211,12 +239,14 @@ class Trainer:
         t, st, net, opt = self.cfg.train, self.state, self.net, self.opt
         started, comm_before = time.perf_counter(), self.comm.comm_seconds
         epoch = st.epoch
-        opt.learning_rate = learning_rate_at(
-            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
-        )
         self.rng.bit_generator.state = st.rng_state
         X, y = self.data.train
         order = self.rng.permutation(X.shape[0])  # a fresh random order each epoch
+        if not self.first_order:
+            return self._full_batch_epoch(order, started)
+        opt.learning_rate = learning_rate_at(
+            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
+        )
         n_steps = math.ceil(X.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
         self.hooks.epoch_start(epoch + 1, n_steps)
@@ -235,12 +265,42 @@ class Trainer:
             raise Interrupted(
                 f"interrupted at epoch {epoch + 1}, step {done}; checkpoint saved to {self.checkpoint_path}"
             )
+        st.gradients += 1.0
+        self._end_epoch(epoch, n_steps, opt.learning_rate, started, comm_before)
+
+    def _full_batch_epoch(self, order: np.ndarray, started: float) -> None:
+        """An epoch of lbfgs or newton_cg. Ctrl-C inside it puts back the weights and state the
+        epoch started from, so the checkpoint is an epoch boundary and a resume exact."""
+        st, net, opt = self.state, self.net, self.opt
+        epoch = st.epoch
+        self.hooks.epoch_start(epoch + 1, 1)
+        X, y = self.data.train
+        saved = {k: p.copy() for k, p in net.params.items()}
+        saved_opt = {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
+        work = opt.run_epoch(net, X, y, order, self.stop.is_set)
+        if self.stop.is_set():
+            for k, p in net.params.items():
+                p[...] = saved[k]
+            opt.load_state_dict(saved_opt)
+            self._save_checkpoint()
+            raise Interrupted(f"interrupted in epoch {epoch + 1}; checkpoint saved to {self.checkpoint_path}")
+        st.gradients += work.gradients
+        st.products += work.products
+        self._end_epoch(epoch, 1, None, started, self.comm.comm_seconds)
+
+    def _end_epoch(self, epoch: int, n_steps: int, lr: float | None, started: float, comm_before: float) -> None:
+        t, st, net = self.cfg.train, self.state, self.net
         if not all(np.isfinite(p).all() for p in net.params.values()):
             self._diverged(epoch, n_steps - 1, float("nan"), "a parameter is not finite")
 
-        record = self._record(epoch + 1, opt.learning_rate)
+        record = self._record(epoch + 1, lr)
         if not math.isfinite(record["train_loss"]):  # finite but huge weights: the logits overflow
             self._diverged(epoch, n_steps - 1, record["train_loss"], "the epoch's training loss is not finite")
+        record["gradients"], record["products"] = st.gradients, st.products
+        if t.sharpness_every is not None:
+            measured = (epoch + 1) % t.sharpness_every == 0 or epoch + 1 == t.epochs
+            record["sharpness"] = self._sharpness() if measured else None
+            record["stability_limit"] = 2.0 / lr if lr else None
         record["seconds"] = time.perf_counter() - started
         record["comm_seconds"] = self.comm.comm_seconds - comm_before
         st.history.append(record)
@@ -252,7 +312,14 @@ class Trainer:
             self._save_checkpoint()
         self.hooks.epoch_end(record)
 
-    def _record(self, epoch: int, lr: float) -> dict:
+    def _sharpness(self) -> float:
+        """The top eigenvalue of the training loss's Hessian on the fixed sample (Lanczos to a
+        relative residual of 1e-3; its products are not counted as training work)."""
+        X, y = self.sharpness_sample
+        op = Curvature(self.net, X, y, "hessian")
+        return extreme_eigenvalues(op.matvec, op.shape[0], top_k=1, tol=1e-3, max_steps=100, seed=0).top[0]
+
+    def _record(self, epoch: int, lr: float | None) -> dict:
         train = compute_metrics(self.net, *self.data.train, self.data.y_scaler, self.comm)
         val = compute_metrics(self.net, *self.data.val, self.data.y_scaler, self.comm)
         record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
@@ -327,7 +394,12 @@ class Trainer:
     def _write_history(self) -> None:
         if self.comm.rank:
             return
-        columns = [c for c in HISTORY_COLUMNS if self.task == "classification" or "accuracy" not in c]
+        columns = [
+            c
+            for c in HISTORY_COLUMNS
+            if (self.task == "classification" or "accuracy" not in c)
+            and (self.cfg.train.sharpness_every is not None or c not in SHARPNESS_COLUMNS)
+        ]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)

@@ -15,6 +15,7 @@ from mlpbp.engine.curvature import Curvature
 from mlpbp.engine.second_order import LBFGS, NewtonCG
 from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_from_dict
+from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer, TrainHooks
 
 SMALL = {"seed": 2, "data": {"dataset": "moons", "n_samples": 120, "noise": 0.2}, "model": {"hidden": [6]}}
@@ -90,7 +91,7 @@ def test_newton_cg_mini_batches_weigh_work_by_their_rows():
     ],
 )
 def test_every_optimizer_counts_gradient_and_curvature_passes(tmp_path, train):
-    result = Trainer(_cfg(tmp_path, **train)).run()
+    result = _trainer(_cfg(tmp_path, **train)).run()
     rows = _history(tmp_path)
     grads = [float(r["gradients"]) for r in rows]
     products = [float(r["products"]) for r in rows]
@@ -104,26 +105,31 @@ def test_every_optimizer_counts_gradient_and_curvature_passes(tmp_path, train):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+def _trainer(cfg, out=None, **kwargs) -> Trainer:
+    return Trainer(cfg, prepare(cfg), out, **kwargs)
+
+
 class _StopInEpoch(TrainHooks):
+    """Request a stop as epoch ``epoch`` starts: the method sees it mid-epoch."""
+
     def __init__(self, epoch: int) -> None:
-        self.at = epoch
+        self.at, self.trainer = epoch, None
 
     def epoch_start(self, epoch: int, n_steps: int) -> None:
         if epoch == self.at:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGINT)
+            self.trainer.stop.set()
 
 
 @pytest.mark.parametrize("train", [{"optimizer": "lbfgs", "max_iter": 4}, {"optimizer": "newton_cg", "batch_size": 40}])
 def test_full_batch_methods_interrupted_and_resumed_are_bit_identical(tmp_path, train):
     cfg = _cfg(tmp_path / "ref", epochs=5, **train)
-    Trainer(cfg).run()
+    _trainer(cfg).run()
     out = tmp_path / "out"
+    hooks = _StopInEpoch(3)
+    hooks.trainer = trainer = _trainer(cfg, out, hooks=hooks)
     with pytest.raises(Interrupted, match="interrupted in epoch 3"):
-        Trainer(cfg, out, hooks=_StopInEpoch(3)).run()
-    Trainer(cfg, out).run(resume=True)
+        trainer.run()
+    _trainer(cfg, out).run(resume=True)
     assert (out / "history.csv").read_text().splitlines()[1:] != []
     ref, got = _history(tmp_path / "ref"), _history(out)
     assert [(r["train_loss"], r["gradients"], r["products"]) for r in got] == [
@@ -135,7 +141,7 @@ def test_full_batch_methods_interrupted_and_resumed_are_bit_identical(tmp_path, 
 
 def test_sharpness_is_the_top_hessian_eigenvalue_beside_two_over_the_learning_rate(tmp_path):
     cfg = _cfg(tmp_path, epochs=4, learning_rate=0.1, sharpness_every=2, sharpness_rows=50)
-    trainer = Trainer(cfg)
+    trainer = _trainer(cfg)
     result = trainer.run()
     rows = _history(tmp_path)
     assert [r["sharpness"] == "" for r in rows] == [True, False, True, False]
@@ -170,4 +176,4 @@ def test_sharpness_with_no_training_rows_is_one_line(tmp_path):
     d = {"seed": 0, "data": {"dataset": "moons", "n_samples": 2, "test_fraction": 0.5, "validation_fraction": 0.45}}
     cfg = config_from_dict({**d, "train": {"sharpness_every": 1}, "output": {"dir": str(tmp_path)}})
     # the split refuses first: no split leaves the training part empty
-    assert "training row" in one_line_error(Trainer, cfg)
+    assert "training row" in one_line_error(prepare, cfg)

@@ -33,7 +33,7 @@ except ImportError as e:  # pragma: no cover - exercised by a test that hides sc
     raise ImportError(f"mlpbp.sklearn needs scikit-learn: pip install 'mlpbp[sklearn]' ({e})") from None
 
 from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import OPTIMIZERS, build_optimizer
+from mlpbp.engine.optim import OPTIMIZERS, Optimizer, build_optimizer
 from mlpbp.run.trainer import sgd_epoch
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -151,7 +151,11 @@ class _MLPEstimator(BaseEstimator):
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
         order = self._rng.permutation(n)
         with np.errstate(over="ignore", invalid="ignore"):
-            steps, loss = sgd_epoch(self._net, self._opt, X, y, order, batch)
+            if isinstance(self._opt, Optimizer):
+                steps, loss = sgd_epoch(self._net, self._opt, X, y, order, batch)
+            else:  # lbfgs, newton_cg: an epoch of whole-data steps
+                self._opt.run_epoch(self._net, X, y, order, lambda: False)
+                loss = float(self._net.loss(X, y))
             mean_loss = float(self._net.loss(X, y))
         if not (math.isfinite(loss) and math.isfinite(mean_loss)):
             raise ValueError(

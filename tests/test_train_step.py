@@ -31,7 +31,7 @@ def _optimizers():
             lambda p, n=name, wd=wd: optim.build_optimizer(n, p, learning_rate=0.01, weight_decay=wd),
         )
         for name, cls in optim.OPTIMIZERS.items()
-        if cls is not SGD
+        if cls is not SGD and issubclass(cls, optim.Optimizer)  # lbfgs, newton_cg take no per-step updates
         for wd in (0.0, 0.1)
     ]
     return sgd + others

@@ -300,3 +300,20 @@ def test_bad_folders_are_one_line_exit_2_on_every_rank(tmp_path):
     lines = messages(proc.stderr)
     assert len(lines) == 1 and "2.parquet has another schema than 1.parquet (column 'a': double vs int64)" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_hessian_under_two_ranks_sums_its_products_as_one_process_does(tmp_path):
+    from mlpbp.data import bundled_path
+
+    cfg = write(
+        tmp_path, "iris.yaml", "data: {dataset: iris}\nmodel: {hidden: [5]}\ntrain: {epochs: 5, dtype: float64}\n"
+    )
+    trained = mpi(1, "train", str(cfg), "--out", str(tmp_path / "run"), "-q")
+    assert trained.returncode == 0, trained.stderr
+    args = ["hessian", str(tmp_path / "run" / "model.npz"), str(bundled_path("iris")), "--top-k", "2", "--trace"]
+    one, two = mpi(1, *args, "--json"), mpi(2, *args, "--json", "--batch-size", "7")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = json.loads(one.stdout), json.loads(two.stdout)  # rank 0 alone prints
+    assert a["rows"] == b["rows"] == 150
+    np.testing.assert_allclose(b["top_eigenvalues"], a["top_eigenvalues"], rtol=1e-9)
+    assert b["trace"]["estimate"] == pytest.approx(a["trace"]["estimate"], rel=1e-9)

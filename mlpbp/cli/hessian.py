@@ -10,6 +10,7 @@ import typer
 from mlpbp.cli import render
 from mlpbp.cli.app import JSON_OPT, command, err, out
 from mlpbp.errors import MlpbpError
+from mlpbp.run.distributed import world
 from mlpbp.tools import hessian as hessian_api
 
 
@@ -47,6 +48,9 @@ def hessian(
     products alone (the Hessian is never formed): extreme eigenvalues, trace and spectral
     density, of the exact Hessian or its Gauss-Newton part. The model's own standardisation
     is applied to the rows, and everything is computed in float64."""
+    comm = world()  # under mpiexec: the rows are shared among the ranks, rank 0 prints
+    if comm.rank:
+        out.quiet = err.quiet = True
     opts = hessian_api.HessianOptions(
         curvature=curvature,
         top_k=top_k,
@@ -65,7 +69,9 @@ def hessian(
     if plot is not None and plot.suffix.lower() != ".png":
         raise MlpbpError(f"--plot writes a PNG: give a FILE.png, not {plot}")
     with err.status("computing", spinner="dots") as status:
-        result = hessian_api.analyse(model_path, data, opts, progress=lambda m: status.update(m))
+        result = comm.agree(lambda: hessian_api.analyse(model_path, data, opts, lambda m: status.update(m), comm))
+    if comm.rank:
+        return
     if plot is not None:
         title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result['rows']} rows)"
         hessian_api.plot_density(result, plot, title)

@@ -28,7 +28,8 @@ from mlpbp.data.readers import dataset_from_arrays
 from mlpbp.errors import DataError
 
 RELEASE_BYTES = 256 << 20  # read this much, then drop the mapping's resident pages
-SCAN_ROWS = 65536  # rows per chunk when streaming through a whole table
+FAULT_AROUND_BYTES = 64 << 10  # what one random row's page fault maps (Linux's fault_around_bytes)
+SCAN_ROWS = 32768  # rows per chunk when streaming through a whole table
 
 
 def is_lazy(path: str | Path) -> bool:
@@ -57,7 +58,10 @@ class NpySource:
     def read(self, rows: np.ndarray | slice) -> np.ndarray:
         """Rows (indices in any order, or a slice) as float64."""
         X = np.asarray(self.X[rows], dtype=np.float64)
-        self._read += X.shape[0] * self.d * self.X.itemsize
+        # A row read at random maps a whole fault-around window of the file (64 KiB on Linux),
+        # not just its own bytes: count that, or the mapping grows to the whole file unseen.
+        row = self.d * self.X.itemsize
+        self._read += X.shape[0] * (row if isinstance(rows, slice) else max(row, FAULT_AROUND_BYTES))
         if self._read >= RELEASE_BYTES:
             self.release()
         return X
@@ -113,6 +117,7 @@ class LazyRows:
         hi = self.shape[0] if hi is None else hi
         for i in range(lo, hi, rows):
             yield i, self.source.read(slice(i, min(i + rows, hi)))
+            self.source.release()  # read once, in order: its pages are not needed again
 
 
 def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Moments:

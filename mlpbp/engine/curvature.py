@@ -48,22 +48,33 @@ class Curvature(LinearOperator):
         kind: str = "hessian",
         batch_size: int | None = None,
         weight_decay: float = 0.0,
+        reduce=None,
+        total_rows: int | None = None,
     ) -> None:
         if kind not in CURVATURES:
             raise ValueError(f"unknown curvature {kind!r}; allowed: {', '.join(CURVATURES)}")
-        if X.shape[0] == 0:
+        # Data-parallel (MPI): (X, y) is this process's share of ``total_rows`` rows, and
+        # ``reduce(vector)`` sums a vector over the processes in place, so every process gets
+        # the same J, ∇J and products as one process holding every row.
+        self.reduce, self.total = reduce, X.shape[0] if total_rows is None else int(total_rows)
+        if self.total == 0:
             raise ValueError("curvature needs at least one row")
         self.net, self.X, self.y, self.kind = net, X, y, kind
         self.weight_decay = float(weight_decay)
         n = X.shape[0]
-        step = n if batch_size is None else max(1, int(batch_size))
+        step = max(n, 1) if batch_size is None else max(1, int(batch_size))
         self.batches = [slice(i, min(i + step, n)) for i in range(0, n, step)]
         self.work = Work()
         super().__init__(np.dtype(np.float64), (net.n_params, net.n_params))
 
     @property
     def rows(self) -> int:
-        return self.X.shape[0]
+        return self.total
+
+    def _summed(self, local: np.ndarray) -> np.ndarray:
+        if self.reduce is not None:
+            self.reduce(local)
+        return local
 
     def _share(self, b: slice) -> float:
         return (b.stop - b.start) / self.rows
@@ -73,17 +84,20 @@ class Curvature(LinearOperator):
             self.net.set_flat(theta)
         total = sum(self._share(b) * self.net.loss(self.X[b], self.y[b]) for b in self.batches)
         self.work.gradients += 1
-        return total + self._decay_value()
+        return float(self._summed(np.array([total], np.float64))[0]) + self._decay_value()
 
     def loss_and_grad(self, theta: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """J and ∇J (float64) at ``theta`` (set into the network), or where the network stands."""
         if theta is not None:
             self.net.set_flat(theta)
-        total, grad = 0.0, np.zeros(self.net.n_params)
+        both = np.zeros(self.net.n_params + 1)  # ∇J and J, summed over the processes at once
+        grad = both[:-1]
         for b in self.batches:
             value, g = self.net.flat_grad(self.X[b], self.y[b])
-            total += self._share(b) * value
+            both[-1] += self._share(b) * value
             grad += self._share(b) * g
+        self._summed(both)
+        total = float(both[-1])
         self.work.gradients += 1
         if self.weight_decay:
             grad += self.weight_decay * self.net.get_flat()
@@ -101,6 +115,7 @@ class Curvature(LinearOperator):
         out = np.zeros(self.net.n_params)
         for b in self.batches:
             out += self._share(b) * product(self.X[b], self.y[b], v)
+        self._summed(out)
         self.work.products += 1
         if self.weight_decay:
             out += self.weight_decay * v

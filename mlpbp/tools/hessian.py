@@ -16,6 +16,7 @@ import numpy as np
 from mlpbp.engine.curvature import CURVATURES, Curvature, extreme_eigenvalues, hutchinson, spectral_density
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError, DataError
+from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.model_file import load_model
 
 
@@ -67,10 +68,14 @@ def analyse(
     data_path: str | Path,
     opts: HessianOptions,
     progress: Callable[[str], None] | None = None,
+    comm: Comm = SINGLE,
 ) -> dict:
     """What ``opts`` asks for, as the JSON ``mlpbp hessian --json`` prints: n_params, rows,
     curvature, top/bottom eigenvalues (with the Lanczos convergence), trace, density,
-    products (full-data curvature products) and seconds."""
+    products (full-data curvature products) and seconds.
+
+    Under MPI every rank calls it alike: each holds its share of the rows and the products are
+    summed over the ranks, so every rank runs the same Lanczos and gets the same answer."""
     opts.check()
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -88,7 +93,10 @@ def analyse(
         raise ArgumentError(
             f"{which} {max(opts.top_k, opts.bottom_k)} is larger than the model's {n} parameters", argument=which
         )
-    op = Curvature(net, X, y, opts.curvature, batch_size=opts.batch_size)
+    lo, hi = comm.share(X.shape[0])
+    op = Curvature(
+        net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
+    )
     result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
     if opts.top_k or opts.bottom_k:
         say("extreme eigenvalues (Lanczos)")

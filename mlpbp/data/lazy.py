@@ -1,21 +1,19 @@
 """Tables larger than memory: rows stay in files and are read when a batch needs them.
 
-``data.path`` naming a folder selects this: a pair ``X.npy`` + ``y.npy`` (X memory-mapped), or
-``*.parquet`` files with one schema (streamed once, row group by row group, into a scratch
-``.npy`` in the temp folder that is then memory-mapped; the scratch file is unlinked as soon as
-it is mapped, so nothing is left behind even after a crash). The targets are read whole: one
-column, small beside the features.
+``data.path`` naming a folder selects this: a pair ``X.npy`` + ``y.npy`` (X's header checked by
+``np.load(mmap_mode="r")``, its rows read on demand), or ``*.parquet`` files with one schema
+(streamed once, row group by row group, into a scratch ``.npy`` in the temp folder, unlinked as
+soon as it is opened, so nothing is left behind even after a crash). The targets are read
+whole: one column, small beside the features.
 
 ``LazyRows`` is the features: indexing it with rows gives a view (nothing read), ``take``
-reads rows into a buffer like ``ndarray.take``, standardised and cast on the way. Pages of the
-mapping are handed back to the kernel every ``RELEASE_BYTES`` read, so a process's resident
-memory stays bounded however large the file (the page cache keeps them for the next read).
+reads rows into a buffer like ``ndarray.take``, standardised and cast on the way, so a
+process's resident memory stays bounded however large the file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -27,8 +25,6 @@ from mlpbp.data.preprocessing import Moments, Standardizer
 from mlpbp.data.readers import dataset_from_arrays
 from mlpbp.errors import DataError
 
-RELEASE_BYTES = 256 << 20  # read this much, then drop the mapping's resident pages
-FAULT_AROUND_BYTES = 64 << 10  # what one random row's page fault maps (Linux's fault_around_bytes)
 SCAN_ROWS = 32768  # rows per chunk when streaming through a whole table
 
 
@@ -38,39 +34,52 @@ def is_lazy(path: str | Path) -> bool:
 
 
 class NpySource:
-    """A 2-D numeric ``.npy`` file, memory-mapped read-only."""
+    """A 2-D numeric C-ordered ``.npy`` file whose rows are read with ``pread`` as asked for.
 
-    def __init__(self, path: Path, keep_alive: bool = False) -> None:
+    ``np.load(mmap_mode="r")`` checks the header; rows are then read into fresh buffers rather
+    than through the mapping: a page fault on a mapping maps a 64 KiB window around each row
+    read at random, so a mapping's resident set grows to the whole file within an epoch, and
+    handing pages back (madvise) made batches 15× slower. Read calls leave the file in the page
+    cache (shared, not counted in a process's resident memory)."""
+
+    def __init__(self, path: Path) -> None:
         try:
-            self.X = np.load(path, mmap_mode="r", allow_pickle=False)
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+            self._fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise DataError(f"{path} not found (a folder of training data holds X.npy and y.npy)") from None
         except (OSError, ValueError) as e:
             raise DataError(f"{path}: cannot read as an .npy array: {' '.join(str(e).split())}") from None
-        if self.X.ndim != 2 or self.X.dtype.kind not in "biuf" or 0 in self.X.shape:
-            raise DataError(
-                f"{path}: X must be a non-empty 2-D numeric array, got shape {self.X.shape} dtype {self.X.dtype}"
-            )
-        self.path, self.n, self.d = path, *self.X.shape
-        self._mmap = getattr(self.X, "_mmap", None)  # np.memmap's own mapping, to release pages
-        self._read = 0
+        if X.ndim != 2 or X.dtype.kind not in "biuf" or 0 in X.shape:
+            raise DataError(f"{path}: X must be a non-empty 2-D numeric array, got shape {X.shape} dtype {X.dtype}")
+        if not X.flags.c_contiguous:
+            raise DataError(f"{path}: X is stored in Fortran order; save it in C order (np.ascontiguousarray)")
+        self.path, (self.n, self.d), self.dtype, self.offset = path, X.shape, X.dtype, X.offset
+        self.row_bytes = self.d * X.itemsize
+        del X  # the mapping is not used for reading
+
+    def _pread(self, view: memoryview, offset: int) -> None:
+        while view.nbytes:
+            got = os.preadv(self._fd, [view], offset)
+            if got <= 0:
+                raise DataError(f"{self.path}: the file ended early (truncated?)")
+            view, offset = view[got:], offset + got
 
     def read(self, rows: np.ndarray | slice) -> np.ndarray:
         """Rows (indices in any order, or a slice) as float64."""
-        X = np.asarray(self.X[rows], dtype=np.float64)
-        # A row read at random maps a whole fault-around window of the file (64 KiB on Linux),
-        # not just its own bytes: count that, or the mapping grows to the whole file unseen.
-        row = self.d * self.X.itemsize
-        self._read += X.shape[0] * (row if isinstance(rows, slice) else max(row, FAULT_AROUND_BYTES))
-        if self._read >= RELEASE_BYTES:
-            self.release()
-        return X
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(self.n)
+            out = np.empty((max(stop - start, 0), self.d), self.dtype)
+            self._pread(memoryview(out).cast("B"), self.offset + start * self.row_bytes)
+        else:
+            out = np.empty((len(rows), self.d), self.dtype)
+            buf, size = memoryview(out).cast("B"), self.row_bytes
+            for i, r in enumerate(np.asarray(rows).tolist()):
+                self._pread(buf[i * size : (i + 1) * size], self.offset + r * size)
+        return out.astype(np.float64)
 
     def release(self) -> None:
-        self._read = 0
-        if self._mmap is not None and hasattr(mmap, "MADV_DONTNEED"):
-            with contextlib.suppress(OSError, ValueError):
-                self._mmap.madvise(mmap.MADV_DONTNEED)
+        """Nothing to hand back: rows are read into buffers, not mapped."""
 
 
 class LazyRows:
@@ -117,7 +126,6 @@ class LazyRows:
         hi = self.shape[0] if hi is None else hi
         for i in range(lo, hi, rows):
             yield i, self.source.read(slice(i, min(i + rows, hi)))
-            self.source.release()  # read once, in order: its pages are not needed again
 
 
 def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Moments:
@@ -133,7 +141,6 @@ def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Mo
             r, c = np.argwhere(bad)[0]
             raise DataError(f"{table.source.path}: row {i + r}, column {c} is {X[r, c]}; all values must be finite")
         m = m.merge(Moments.of(X[in_train[i - lo : i - lo + X.shape[0]]]))
-    table.source.release()
     return m
 
 

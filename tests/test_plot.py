@@ -22,6 +22,9 @@ EXPECTED = {
     "iris": {"curves.png", "confusion.png"},
     "digits": {"curves.png", "confusion.png"},
     "digits-per-example": {"curves.png", "confusion.png"},
+    "digits-adam": {"curves.png", "confusion.png"},
+    "digits-lbfgs": {"curves.png", "confusion.png"},
+    "sine-newton": {"curves.png", "predicted.png", "fit.png"},
 }
 
 

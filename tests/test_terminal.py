@@ -194,7 +194,7 @@ def test_history_csv_holds_exactly_the_checkpoints_epochs(interrupted_run):
 
 
 def test_history_csv_in_step_after_ctrl_c_through_a_pipe(tmp_path):
-    cfg = _write(tmp_path, RESUME_CONFIG.replace("epochs: 5, batch_size: 4", "epochs: 400, batch_size: 1"))
+    cfg = _write(tmp_path, RESUME_CONFIG.replace("epochs: 5, batch_size: 4", "epochs: 100000, batch_size: 1"))
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [PYTHON, "-m", "mlpbp", "train", str(cfg), "--out", str(out), "-q"],

@@ -8,8 +8,8 @@ Writes X.npy (ROWS x 100 float32) and y.npy (10 classes from a seeded linear rul
 scratch folder (``--dir``, default under the temp folder; check ``df -h`` first: 4 GB at the
 default), then runs ``mlpbp train`` on it for one epoch at batch 256 (network 100-64-10, ReLU,
 float32), under ``mpiexec -n R`` for each R in ``--ranks``. Each process runs under GNU
-``/usr/bin/time``, which reports its peak RSS (its high-water mark, including the pages of the
-memory-mapped file it touched); the largest over the ranks is reported.
+``/usr/bin/time``, which reports its peak RSS (its high-water mark); the largest over the ranks is
+reported.
 Throughput compares the first COMPARE_ROWS rows read lazily (an .npy pair) and in memory (the
 same rows as an .npz): rows trained per second of epoch time (the steps and the per-epoch
 metrics on the training and validation rows). The scratch folder is deleted at the end.

@@ -45,7 +45,9 @@ def test_train_json_is_one_object_with_the_documented_fields(trained):
     assert d["task"] == "classification"
     assert len(d["epochs"]) == 30
     assert {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate"} <= set(d["epochs"][0])
-    assert set(d["test"]) == {"loss", "accuracy"} and d["test"]["accuracy"] > 0.8
+    assert set(d["test"]) == {"loss", "accuracy", "balanced_accuracy", "macro_f1", "per_class"}
+    assert d["test"]["accuracy"] > 0.8
+    assert set(d["test"]["per_class"][0]) == {"label", "precision", "recall", "f1", "support"}
     assert Path(d["model"]) == tmp / "run" / "model.npz"
     for name in ("model.npz", "history.csv", "config.yaml", "checkpoint.npz"):
         assert (tmp / "run" / name).is_file()

@@ -4,23 +4,18 @@ import numpy as np
 import pytest
 
 from helpers import one_line_error
-from mlpbp.data import (
-    Dataset,
-    Standardizer,
-    bundled_path,
-    generate,
-    read_csv,
-    read_features_csv,
-    read_npz,
-    split,
-)
+from mlpbp.data import Dataset, Standardizer, bundled_path, generate, split
 from mlpbp.run.config import config_from_dict
-from mlpbp.run.prepare import load_data
+from mlpbp.run.prepare import prepare
 
 
 def _load(tmp_path, **data):
-    cfg = config_from_dict({"data": data}, base_dir=tmp_path)
-    return load_data(cfg.data, seed=cfg.seed, base_dir=cfg.base_dir)
+    """Every row, unscaled, in float64 (the training split of a 0/0 split), rows sorted."""
+    data = {"test_fraction": 0, "validation_fraction": 0, "standardize": False, **data}
+    p = prepare(config_from_dict({"data": data}, base_dir=tmp_path), dtype="float64")
+    X, y = p.train
+    order = np.lexsort(X.T[::-1])
+    return Dataset(X[order], y[order], p.task, p.classes, p.preprocessor.feature_names, p.target_names[0])
 
 
 # --- bundled datasets and generators ---------------------------------------------------------
@@ -145,63 +140,10 @@ def _write(tmp_path, text, name="data.csv"):
     return path
 
 
-def test_csv_inference_and_target(tmp_path):
-    p = _write(tmp_path, "a,b,label\n1,2,10\n3,4,2\n5,6,2\n")
-    ds = read_csv(p, None, None)
-    assert ds.task == "classification" and ds.classes == ["2", "10"]
-    assert ds.y.tolist() == [1, 0, 0] and ds.feature_names == ["a", "b"]
-    reg = read_csv(_write(tmp_path, "a,y\n1,0.5\n2,1\n"), None, None)
-    assert reg.task == "regression" and reg.y.shape == (2, 1)
-    by_name = read_csv(_write(tmp_path, "cls,a\nx,1\ny,2\n"), "cls", None)
-    assert by_name.classes == ["x", "y"] and by_name.X.tolist() == [[1.0], [2.0]]
-
-
-@pytest.mark.parametrize(
-    "text, target, task, expected",
-    [
-        ("", None, None, ["data.csv", "empty"]),
-        ("a,b\n", None, None, ["data.csv", "no data rows"]),
-        ("a,b,c\n1,2,0\n1,2\n", None, None, ["data.csv", "row 3 has 2 fields, header has 3"]),
-        ("a,b,c\n1,2,0\n1,abc,1\n", None, None, ["row 3, column 'b'", "'abc' is not a number"]),
-        ("a,b,c\n1,nan,0\n1,2,1\n", None, None, ["row 2, column 'b'", "finite"]),
-        ("a,b,c\n1,inf,0\n1,2,1\n", None, None, ["row 2, column 'b'"]),
-        ("a,b,c\n1,2,0\n", "zz", None, ["'zz' not found", "a, b, c"]),
-        ("a,b\n1,x\n2,x\n", None, None, ["only one class", "'x'"]),
-        ("a,b\n1,0\n2,\n", None, None, ["row 3, column 'b'", "empty target"]),
-        ("a,b\n1,cat\n2,dog\n", None, "regression", ["row 2, column 'b'", "'cat' is not a number"]),
-    ],
-)
-def test_csv_errors(tmp_path, text, target, task, expected):
-    message = one_line_error(read_csv, _write(tmp_path, text), target, task)
-    for part in expected:
-        assert part in message
-
-
-def test_csv_missing_file(tmp_path):
-    assert "nope.csv" in one_line_error(read_csv, tmp_path / "nope.csv", None, None)
-
-
 def test_data_path_relative_to_config_dir(tmp_path):
     _write(tmp_path, "a,y\n1,0\n2,1\n3,0\n")
     ds = _load(tmp_path, path="data.csv")
     assert ds.X.shape == (3, 1)
-
-
-def test_read_features_csv_matches_by_name(tmp_path):
-    p = _write(tmp_path, "b,label,a\n2,x,1\n4,y,3\n")
-    X, target = read_features_csv(p, ["a", "b"], "label", require_target=True)
-    assert X.tolist() == [[1, 2], [3, 4]] and target == ["x", "y"]
-    X, target = read_features_csv(_write(tmp_path, "a,b\n1,2\n", "f.csv"), ["a", "b"], "label", False)
-    assert X.tolist() == [[1, 2]] and target is None
-
-
-def test_read_features_csv_errors(tmp_path):
-    p = _write(tmp_path, "a,c\n1,2\n")
-    assert "missing feature columns" in one_line_error(read_features_csv, p, ["a", "b"], "y", False)
-    p = _write(tmp_path, "a,b,extra\n1,2,3\n")
-    assert "extra" in one_line_error(read_features_csv, p, ["a", "b"], "y", False)
-    p = _write(tmp_path, "a,b\n1,2\n")
-    assert "'y' not found" in one_line_error(read_features_csv, p, ["a", "b"], "y", True)
 
 
 # --- NPZ -------------------------------------------------------------------------------------
@@ -211,9 +153,10 @@ def test_npz_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 3))
     np.savez(tmp_path / "c.npz", X=X, y=np.arange(30) % 3 * 5)
-    ds = read_npz(tmp_path / "c.npz")
+    ds = _load(tmp_path, path="c.npz")
     assert ds.task == "classification" and ds.classes == ["0", "5", "10"]
-    assert np.array_equal(ds.X, X) and ds.y.tolist() == (np.arange(30) % 3).tolist()
+    order = np.lexsort(X.T[::-1])
+    assert np.array_equal(ds.X, X[order]) and ds.y.tolist() == (np.arange(30) % 3)[order].tolist()
     np.savez(tmp_path / "r.npz", X=X, y=X[:, :2] * 2.0)
     reg = _load(tmp_path, path="r.npz")
     assert reg.task == "regression" and reg.y.shape == (30, 2)
@@ -221,18 +164,18 @@ def test_npz_round_trip(tmp_path):
 
 def test_npz_rejects_pickled_objects(tmp_path):
     np.savez(tmp_path / "o.npz", X=np.zeros((2, 2)), y=np.array([{"a": 1}, None], dtype=object))
-    assert "pickle" in one_line_error(read_npz, tmp_path / "o.npz")
+    assert "pickle" in one_line_error(_load, tmp_path, path="o.npz")
 
 
 def test_npz_shape_errors(tmp_path):
     np.savez(tmp_path / "a.npz", X=np.zeros((3, 2)), y=np.zeros(4))
-    assert "shape" in one_line_error(read_npz, tmp_path / "a.npz")
+    assert "shape" in one_line_error(_load, tmp_path, path="a.npz")
     np.savez(tmp_path / "b.npz", X=np.zeros(3), y=np.zeros(3))
-    assert "2-D" in one_line_error(read_npz, tmp_path / "b.npz")
+    assert "2-D" in one_line_error(_load, tmp_path, path="b.npz")
     np.savez(tmp_path / "c.npz", features=np.zeros((3, 2)))
-    assert "X, y" in one_line_error(read_npz, tmp_path / "c.npz")
-    np.savez(tmp_path / "d.npz", X=np.array([[1.0, np.nan]]), y=np.zeros(1))
-    assert "X[0, 1]" in one_line_error(read_npz, tmp_path / "d.npz")
+    assert "X, y" in one_line_error(_load, tmp_path, path="c.npz")
+    np.savez(tmp_path / "d.npz", X=np.array([[1.0, np.inf]]), y=np.zeros(1))
+    assert "X[0, 1]" in one_line_error(_load, tmp_path, path="d.npz")
 
 
 # --- standardization -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from mlpbp.engine.activations import ACTIVATIONS, LEAKY_SLOPE
 from mlpbp.engine.layers import Activation, Linear
-from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss, get_loss
+from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, get_loss
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import SGD
 
@@ -109,14 +109,18 @@ def _targets(loss, rng, n, k):
     return rng.standard_normal((n, k))
 
 
-@pytest.mark.parametrize("loss", list(LOSSES) + ["square_on_labels"])
+@pytest.mark.parametrize(
+    "loss", list(LOSSES) + ["square_on_labels", "weighted_cross_entropy", "weighted_square_on_labels"]
+)
 def test_loss_gradient_and_hessian_match_differences(loss):
     rng = np.random.default_rng(RNG_SEED)
     n, k = 5, 4
+    weights = rng.uniform(0.2, 3.0, k) if loss.startswith("weighted_") else None
+    loss = loss.removeprefix("weighted_")
     if loss == "square_on_labels":  # integer targets are compared against one-hot vectors
-        fn, y = SquareLoss(), rng.integers(0, k, n)
+        fn, y = get_loss("square", weights), rng.integers(0, k, n)
     else:
-        fn, y = get_loss(loss), _targets(loss, rng, n, k)
+        fn, y = get_loss(loss, weights), _targets(loss, rng, n, k)
     o = rng.standard_normal((n, k)) * 2
     fn.forward(o, y)
     grad = fn.backward().copy()
@@ -134,6 +138,19 @@ def test_loss_gradient_and_hessian_match_differences(loss):
 
     numerical = (grad_at(o + EPS * r) - grad_at(o - EPS * r)) / (2 * EPS)
     assert rel_err(hr, numerical) < 1e-7
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "square"])
+def test_class_weighted_loss_is_the_weighted_sum_over_n(loss):
+    # J = (1/n) Σⱼ c_{yⱼ} J⁽ʲ⁾, each J⁽ʲ⁾ from the unweighted loss on row j alone.
+    rng = np.random.default_rng(RNG_SEED)
+    n, k = 6, 3
+    o, y = rng.standard_normal((n, k)), np.array([0, 1, 2, 2, 1, 2])
+    c = np.array([0.5, 2.0, 1.5])
+    per_row = [get_loss(loss).forward(o[j : j + 1], y[j : j + 1]) for j in range(n)]
+    assert get_loss(loss, c).forward(o, y) == pytest.approx(sum(c[y[j]] * per_row[j] for j in range(n)) / n, rel=1e-12)
+    # Weights of 1 are no weights at all.
+    assert get_loss(loss, np.ones(k)).forward(o, y) == pytest.approx(get_loss(loss).forward(o, y), rel=1e-12)
 
 
 def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_n():

@@ -13,12 +13,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpbp.data import Standardizer, read_csv, read_features_csv, read_npz
+from mlpbp.data import Standardizer, read_table
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
 from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from mlpbp.run.config import Config, load_config
+from mlpbp.run.config import Config, config_from_dict, load_config
 from mlpbp.run.model_file import TrainedModel, load_model
+from mlpbp.run.prepare import prepare
 
 SETTINGS = settings(
     max_examples=250,
@@ -211,34 +212,41 @@ def _csv(work: Path, text: str) -> Path:
     return path
 
 
+def _prepare(path: Path, target=None, task=None, missing="error"):
+    """A data file through everything training does before the first step."""
+    data = {"path": str(path), "test_fraction": 0, "validation_fraction": 0, "missing": missing}
+    data.update({k: v for k, v in (("target", target), ("task", task)) if v is not None})
+    return prepare(config_from_dict({"data": data}), dtype="float64")
+
+
 @SETTINGS
 @given(
     text=csv_text,
     target=st.sampled_from([None, "y", "x0", "missing"]),
     task=st.sampled_from([None, "classification", "regression"]),
+    missing=st.sampled_from(["error", "impute"]),
 )
-def test_read_csv_random_text(work, text, target, task):
-    ds = _only_our_error(read_csv, _csv(work, text), target, task)
-    if ds is not None:  # what it accepts is well formed
-        assert ds.X.ndim == 2 and ds.X.shape[0] == len(ds.y) and np.all(np.isfinite(ds.X))
-        if ds.task == "classification":
-            assert len(ds.classes) >= 2
+def test_read_csv_random_text(work, text, target, task, missing):
+    p = _only_our_error(_prepare, _csv(work, text), target, task, missing)
+    if p is not None:  # what it accepts is well formed
+        X, y = p.train
+        assert X.ndim == 2 and X.shape[0] == len(y) and np.all(np.isfinite(X))
+        if p.task == "classification":
+            assert len(p.classes) >= 2
+
+
+def _predict_rows(path: Path, model: TrainedModel):
+    raw = read_table(path)
+    return model.predict_outputs(raw.table, raw.first_row, str(path))
 
 
 @SETTINGS
-@given(
-    text=csv_text,
-    features=st.sampled_from([["x0", "x1"], ["x0"], ["a", "b"]]),
-    target=st.sampled_from([None, "y"]),
-    require=st.booleans(),
-)
-def test_read_features_csv_random_text(work, text, features, target, require):
-    got = _only_our_error(read_features_csv, _csv(work, text), features, target, require)
-    if got is not None:
-        X, targets = got
-        assert X.shape[1] == len(features) and np.all(np.isfinite(X))
-        if require:
-            assert targets is not None and len(targets) == len(X)
+@given(text=csv_text)
+def test_predict_random_text(work, text):
+    model = TrainedModel(_net(), Standardizer(np.zeros(2), np.ones(2)), None, ["a", "b"], ["x0", "x1"], "y")
+    o = _only_our_error(_predict_rows, _csv(work, text), model)
+    if o is not None:
+        assert o.shape[1] == 2 and np.all(np.isfinite(o))
 
 
 @SETTINGS
@@ -246,7 +254,7 @@ def test_read_features_csv_random_text(work, text, features, target, require):
 def test_read_csv_random_bytes(work, data):
     path = work / "fuzz.csv"
     path.write_bytes(data)
-    _only_our_error(read_csv, path)
+    _only_our_error(_prepare, path)
 
 
 # ---- NPZ, model and checkpoint files -----------------------------------------------------------
@@ -338,13 +346,13 @@ def _write(work: Path, name: str, data: bytes) -> Path:
     | st.binary(max_size=200).map(lambda b: b"\x93NUMPY" + b)
 )
 def test_read_npz_random_bytes(work, data):
-    _only_our_error(read_npz, _write(work, "fuzz.npz", data))
+    _only_our_error(_prepare, _write(work, "fuzz.npz", data))
 
 
 @SETTINGS
 @given(data=mutated(GOOD_DATA) | mutated(GOOD_DATA_Z), task=st.sampled_from([None, "classification", "regression"]))
 def test_read_npz_damaged_archive(work, data, task):
-    _only_our_error(read_npz, _write(work, "fuzz.npz", data), task)
+    _only_our_error(_prepare, _write(work, "fuzz.npz", data), None, task)
 
 
 @SETTINGS
@@ -365,7 +373,7 @@ def test_load_checkpoint_random_and_damaged(work, data):
 
 def test_undamaged_archives_load(work):
     # the fuzzing above starts from files the loaders accept
-    assert read_npz(_write(work, "ok.npz", GOOD_DATA)).X.shape == (6, 2)
+    assert _prepare(_write(work, "ok.npz", GOOD_DATA)).train[0].shape == (6, 2)
     assert load_model(_write(work, "ok_model.npz", GOOD_MODEL)).classes == ["a", "b"]
     net = _net()
     state, _ = load_checkpoint(

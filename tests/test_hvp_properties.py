@@ -27,7 +27,10 @@ def problems(draw):
     batch = draw(st.integers(1, 8))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
-    net = MLP(widths, activation, loss, seed=seed, dtype="float64")
+    # Class weights (train.class_weight) scale each row's loss: still exact gradients and HVPs.
+    weighted = loss == "cross_entropy" and draw(st.booleans())
+    weights = rng.uniform(0.2, 3.0, widths[-1]) if weighted else None
+    net = MLP(widths, activation, loss, seed=seed, dtype="float64", class_weight=weights)
     for name, p in net.params.items():  # a generic point: non-zero biases
         if name.startswith("b"):
             p[...] = 0.1 * rng.standard_normal(p.shape)

@@ -8,6 +8,7 @@ Each item is checked through Typer's runner at a fixed width and through a real 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -105,7 +106,9 @@ def test_narrow_terminal_gets_a_narrower_table_that_neither_wraps_nor_truncates(
     assert res.exit_code == 0, res.output
     lines = _lines(res.stdout)
     header = next(line for line in lines if line.lstrip().startswith("epoch"))
-    rows = [line for line in lines if re.match(r"^\s*\d+\*?\s+\d", line)]
+    # the epoch rows follow the header (the per-class table further down has rows like "0  0.66")
+    after = lines[lines.index(header) + 1 :]
+    rows = list(itertools.takewhile(lambda line: re.match(r"^\s*\d+\*?\s+\d", line), after))
     assert "train loss" in header and len(rows) == 2
     table = [header, *rows]
     assert all(len(line) <= width for line in table) and "…" not in "".join(table)
@@ -137,7 +140,9 @@ def test_cli_runner_output_is_a_pipe_too(runner, tmp_path):
 
 
 def _shown_epochs(text: str) -> list[int]:
-    return [int(m.group(1)) for line in _lines(text) if (m := re.match(r"^\s*(\d+)\*?\s+\d", line))]
+    # rows of the epoch table only: the per-class table under "test metrics" has rows like "0  0.66"
+    lines = list(itertools.takewhile(lambda line: "metrics" not in line, _lines(text)))
+    return [int(m.group(1)) for line in lines if (m := re.match(r"^\s*(\d+)\*?\s+\d", line))]
 
 
 def test_table_shows_the_first_best_and_last_epochs(runner, tmp_path):

@@ -145,3 +145,25 @@ def test_fused_sgd_updates_fortran_ordered_parameters_too():
     for lin_f, lin_r in zip(fused.linears, ref.linears):
         np.testing.assert_allclose(lin_f.W, lin_r.W, rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(lin_f.b, lin_r.b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "square"])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_fused_step_with_class_weights_matches_the_reference_path(loss, batch):
+    # train.class_weight: the fused path weighs each row's loss as the reference losses do.
+    weights = np.array([0.3, 2.5, 1.2])
+    nets = [MLP([5, 8, 3], "tanh", loss, seed=3, dtype="float64", class_weight=weights) for _ in range(2)]
+    fused, ref = nets
+    opt_f, opt_r = SGD(fused.params, 0.05, momentum=0.9), SGD(ref.params, 0.05, momentum=0.9)
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((STEPS * batch, 5)), rng.integers(0, 3, STEPS * batch)
+    for s in range(STEPS):
+        rows = slice(s * batch, (s + 1) * batch)
+        J = fused.train_step(X[rows], y[rows], opt_f)
+        J_ref, g = ref.loss_and_grad(X[rows], y[rows])
+        opt_r.step(g)
+        assert J == pytest.approx(J_ref, rel=1e-12)
+    for k, p in ref.params.items():
+        np.testing.assert_allclose(fused.params[k], p, rtol=0, atol=1e-12 * max(1.0, float(np.abs(p).max())))
+    unweighted = MLP([5, 8, 3], "tanh", loss, seed=3, dtype="float64")
+    assert unweighted.loss(X, y) != pytest.approx(ref.loss(X, y), rel=1e-3)  # the weights did something

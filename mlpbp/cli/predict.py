@@ -7,31 +7,86 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import typer
+from rich.markup import escape
 
 from mlpbp.cli import render
-from mlpbp.cli.app import JSON_OPT, command, err, out
-from mlpbp.data import read_features_csv
+from mlpbp.cli.app import command, err, out
 from mlpbp.data.lazy import is_lazy, open_table
+from mlpbp.data.preprocessing import arrow
+from mlpbp.data.tables import RawTable, read_table
+from mlpbp.data.targets import target_missing
 from mlpbp.engine.losses import softmax
 from mlpbp.errors import DataError
-from mlpbp.io import atomic_open
+from mlpbp.io import atomic_open, write_text
 from mlpbp.run.metrics import chunks
-from mlpbp.run.model_file import load_model
+from mlpbp.run.model_file import TrainedModel, load_model
+
+DATA_HELP = "Table with the training feature columns, by name, in any order: CSV/TSV, Parquet, NPZ or NPY."
+STRICT_OPT = typer.Option(
+    False, "--strict", help="Refuse columns the model does not use, instead of ignoring them with a note."
+)
 
 
-def _model_and_rows(model_path: Path, data: Path, require_target: bool):
-    """The model, the rows' raw features and their targets (None if absent). A folder (an .npy
-    pair or Parquet files) is read lazily: rows come off the disk a chunk at a time."""
+def _note(message: str) -> None:
+    err.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _model_and_rows(model_path: Path, data: Path, require_target: bool, strict: bool) -> tuple[TrainedModel, RawTable]:
     model = load_model(model_path)
-    if is_lazy(data):
-        X, y, _, _ = open_table(data, model.feature_names, model.target_name or None, require_target)
-        return model, X, y
-    X, targets = read_features_csv(data, model.feature_names, model.target_name, require_target)
-    return model, X, targets
+    with render.LoadProgress(err, data) as progress:
+        raw = read_table(data, progress=progress)
+    for note in raw.notes:
+        _note(note)
+    header = raw.table.column_names
+    missing = [c for c in model.feature_names if c not in header]
+    if missing:
+        raise DataError(f"{data}: missing feature columns the model was trained on: {', '.join(missing)}")
+    targets = model.target_names
+    if raw.targets and not set(targets) & set(header):  # NPZ/NPY: y is the file's target, whatever its name
+        raw.table = raw.table.rename_columns(
+            [
+                targets[raw.targets.index(c)] if c in raw.targets and len(targets) == len(raw.targets) else c
+                for c in header
+            ]
+        )
+        header = raw.table.column_names
+    known = {*model.feature_names, *targets, *([model.id_name] if model.id_name else [])}
+    extra = [c for c in header if c not in known]
+    if extra and strict:
+        raise DataError(
+            f"{data}: unexpected columns {', '.join(extra)} (--strict; the model takes its"
+            f" {len(model.feature_names)} feature columns, plus {', '.join(repr(t) for t in targets) or 'no target'})"
+        )
+    if extra:
+        _note(f"{data.name}: ignoring column{'s' * (len(extra) > 1)} the model does not use: {', '.join(extra)}")
+    if require_target:
+        absent = [t for t in targets if t not in header]
+        if absent:
+            raise DataError(f"{data}: target column '{absent[0]}' not found (columns: {', '.join(header)})")
+        gone = target_missing(raw.table, targets)
+        if gone.all():
+            raise DataError(f"{data}: no rows with a target value ({', '.join(targets)} empty in every row)")
+        if gone.any():
+            _note(f"{data.name}: skipping {int(gone.sum())} row(s) whose target is missing")
+            raw.table = raw.table.filter(arrow(~gone))
+    return model, raw
 
 
-def _write_predictions(f, model, X) -> int:
+def _format_rows(columns: list[np.ndarray | list[str]]) -> str:
+    """CSV lines from equal-length columns of already formatted text."""
+    return "".join(",".join(cells) + "\n" for cells in zip(*columns))
+
+
+def _csv_cell(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_lazy_predictions(f, model, X) -> int:
     """Prediction rows for the raw rows X, written a chunk at a time as they are computed."""
     w = csv.writer(f, lineterminator="\n")
     probs = model.task == "classification" and model.net.loss_name == "cross_entropy"
@@ -54,45 +109,78 @@ def _write_predictions(f, model, X) -> int:
 @command
 def predict(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
-    data: Path = typer.Argument(
-        ...,
-        metavar="DATA",
-        help="CSV with the training feature columns (by name; a target column is ignored), or a folder"
-        " holding X.npy or Parquet files, read a chunk at a time.",
-    ),
+    data: Path = typer.Argument(..., metavar="DATA", help=DATA_HELP + " A target column is ignored."),
     out_file: Path | None = typer.Option(
         None, "--out", help="Write the predictions CSV here (atomically) instead of stdout."
     ),
+    strict: bool = STRICT_OPT,
 ) -> None:
-    """Predict for each row: the class (and its probabilities) or the regression value. Rows are
-    written as they are computed."""
-    model, X, _ = _model_and_rows(model_path, data, require_target=False)
-    if out_file is None:
-        _write_predictions(sys.stdout, model, X)
+    """Predict for each row of a table: the class (and its probabilities) or the regression
+    values; the id column (when the model was trained with data.id) comes first."""
+    if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
+        model = load_model(model_path)
+        X, _, _, _ = open_table(data, model.feature_names, None, False)
+        if out_file is None:
+            _write_lazy_predictions(sys.stdout, model, X)
+        else:
+            with atomic_open(out_file) as f:
+                n = _write_lazy_predictions(f, model, X)
+            err.print(f"wrote {n} predictions to {out_file}", highlight=False)
+        return
+    model, raw = _model_and_rows(model_path, data, require_target=False, strict=strict)
+    o = model.predict_outputs(raw.table, raw.first_row, str(data))
+    header, columns = [], []
+    if model.id_name and model.id_name in raw.table.column_names:
+        header.append(model.id_name)
+        ids = raw.table.column(model.id_name).cast(pa.string()).to_pylist()
+        columns.append([_csv_cell(v) if v is not None else "" for v in ids])
+    if model.task == "classification":
+        probs = model.net.loss_name == "cross_entropy"
+        header += ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
+        labels = np.array([_csv_cell(c) for c in model.classes], dtype=object)
+        columns.append(labels[o.argmax(axis=1)])
+        if probs:
+            p = softmax(o)
+            columns += [[f"{v:.6g}" for v in p[:, k].tolist()] for k in range(p.shape[1])]
     else:
-        with atomic_open(out_file) as f:
-            n = _write_predictions(f, model, X)
-        err.print(f"wrote {n} predictions to {out_file}", highlight=False)
+        header += model.output_names
+        columns += [list(map(repr, o[:, j].tolist())) for j in range(o.shape[1])]
+    text = ",".join(_csv_cell(h) for h in header) + "\n" + _format_rows(columns)
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out_file, text)
+        err.print(f"wrote {len(o)} predictions to {out_file}", highlight=False)
 
 
 @command
 def evaluate(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
-    data: Path = typer.Argument(
-        ...,
-        metavar="DATA",
-        help="CSV with the feature and target columns, or a folder holding X.npy + y.npy or Parquet files.",
+    data: Path = typer.Argument(..., metavar="DATA", help=DATA_HELP + " It needs the target column(s)."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object on stdout: {"task", "rows", "loss", ...} with, for classification,'
+        ' "accuracy", "balanced_accuracy", "macro_f1", "per_class": [{"label", "precision", "recall", "f1",'
+        ' "support"}]; for regression "mse", "mae", "r2", "outputs": [{"name", "mse", "mae", "r2"}].',
     ),
-    as_json: bool = JSON_OPT,
+    strict: bool = STRICT_OPT,
 ) -> None:
-    """Metrics of a trained model on labelled rows: loss and accuracy, or loss, MSE and R²."""
-    model, X, targets = _model_and_rows(model_path, data, require_target=True)
-    try:
-        metrics = model.evaluate(X, targets)
-    except DataError as e:  # a bad target cell: name the file, as the other data errors do
-        raise DataError(f"{data}: {e}") from None
-    if as_json:
-        typer.echo(json.dumps({"task": model.task, "rows": len(X), **metrics}))
+    """Metrics of a trained model on a labelled table: loss, accuracy, balanced accuracy, macro F1
+    and per class; or loss, MSE, MAE and R² (mean and per output)."""
+    if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
+        model = load_model(model_path)
+        X, y, _, _ = open_table(data, model.feature_names, model.target_name or None, True)
+        try:
+            metrics, n = model.evaluate_arrays(X, y), X.shape[0]
+        except DataError as e:
+            raise DataError(f"{data}: {e}") from None
     else:
-        out.print(f"[bold]{data}[/] ({model.task}, {model_path})", highlight=False)
-        out.print(render.metrics_table(metrics, len(X)))
+        model, raw = _model_and_rows(model_path, data, require_target=True, strict=strict)
+        metrics = model.evaluate(raw.table, raw.first_row, str(data))
+        n = raw.table.num_rows
+    if as_json:
+        typer.echo(json.dumps({"task": model.task, "rows": n, **metrics}))
+    else:
+        out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))})", highlight=False)
+        render.metrics_report(out, metrics, n)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
@@ -209,17 +211,116 @@ def metrics_table(metrics: dict, n_rows: int | None = None) -> Table:
     t.add_column(justify="right")
     if n_rows is not None:
         t.add_row("rows", str(n_rows))
-    names = {"loss": "loss", "accuracy": "accuracy", "mse": "MSE", "r2": "R²"}
+    names = {
+        "loss": "loss",
+        "accuracy": "accuracy",
+        "balanced_accuracy": "balanced accuracy",
+        "macro_f1": "macro F1",
+        "mse": "MSE",
+        "mae": "MAE",
+        "r2": "R²",
+    }
     for k, label in names.items():
         if k in metrics:
             t.add_row(label, fmt(metrics[k]))
     return t
 
 
+def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -> None:
+    """The summary metrics, then one row per class (or per output, when there are several)."""
+    console.print(metrics_table(metrics, n_rows))
+    per_class, per_output = metrics.get("per_class"), metrics.get("outputs")
+    if per_class:
+        t = Table(box=None, pad_edge=False, header_style="bold")
+        for c in ("class", "precision", "recall", "F1", "support"):
+            t.add_column(c, justify="left" if c == "class" else "right")
+        for r in per_class:
+            t.add_row(escape(r["label"]), fmt(r["precision"]), fmt(r["recall"]), fmt(r["f1"]), str(r["support"]))
+        console.print(t)
+    elif per_output and len(per_output) > 1:
+        t = Table(box=None, pad_edge=False, header_style="bold")
+        for c in ("output", "MSE", "MAE", "R²"):
+            t.add_column(c, justify="left" if c == "output" else "right")
+        for r in per_output:
+            t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(r["mae"]), fmt(r["r2"]))
+        console.print(t)
+
+
+class LoadProgress:
+    """Rows read so far, on one transient line, for loads that take more than a moment."""
+
+    DELAY_S = 0.5
+
+    def __init__(self, console: Console, path) -> None:
+        self.console, self.path = console, path
+        self.bar = Progress(
+            TextColumn(f"reading {escape(str(path))}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]} rows"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+        self.started = None
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        return self
+
+    def __call__(self, rows: int, fraction: float) -> None:
+        if self.task is None:
+            if time.monotonic() - self.started < self.DELAY_S or fraction >= 1.0:
+                return
+            self.bar.start()
+            self.task = self.bar.add_task("", total=1.0, rows="0")
+        self.bar.update(self.task, completed=fraction, rows=f"{'~' if fraction < 1 else ''}{rows:,}")
+
+    def __exit__(self, *exc) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def data_summary(console: Console, s: dict, verbose: bool = True, task_line: bool = True) -> None:
+    """What `mlpbp data` shows, and what opens `mlpbp train`: notes, the task and why (unless the
+    caller has said it), and the columns one per line when ``verbose``."""
+    for note in s["notes"]:
+        console.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    used = f"{s['rows_used']:,} of {s['rows']:,}" if s["rows_used"] != s["rows"] else f"{s['rows']:,}"
+    if task_line:
+        console.print(
+            f"[bold]{escape(s['why'])}[/]; {used} rows, input width {s['input_width']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not verbose:
+        return
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for c in ("column", "role", "kind", "missing", "values"):
+        t.add_column(c, justify="right" if c == "missing" else "left", overflow="fold")
+    for c in s["columns"]:
+        if "categories" in c:
+            cats = c["categories"]
+            values = f"{len(cats)}: " + ", ".join(cats[:6]) + (", ..." if len(cats) > 6 else "")
+        elif "min" in c:
+            values = f"{c['min']} .. {c['max']}"
+        else:
+            values = ""
+        t.add_row(escape(c["name"]), c["role"], c["kind"], str(c["missing"]), escape(values))
+    console.print(t)
+    if "classes" in s:
+        weights = any("weight" in c for c in s["classes"])
+        parts = [
+            f"{escape(c['label'])}: {c['count']:,}" + (f" (weight {c['weight']:.3g})" if weights else "")
+            for c in s["classes"]
+        ]
+        console.print("classes  " + ", ".join(parts), highlight=False, soft_wrap=True)
+
+
 def train_summary(console: Console, result: RunResult) -> None:
     where = "test" if result.evaluated_on == "test" else "training (no test split)"
     console.print(f"\n[bold]{where} metrics[/]")
-    console.print(metrics_table(result.test))
+    metrics_report(console, result.test)
     if result.stopped_early:
         console.print(
             f"stopped early; kept the weights of epoch {result.best_epoch} (best validation loss)", soft_wrap=True

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from mlpbp.cli import render
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, err, out, sigint_requests_stop
@@ -41,7 +42,10 @@ def train(
         "environment, always wins over auto.",
     ),
     as_json: bool = JSON_OPT,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch table; only the summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch table; only the task line and the summary."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Before training, one line per column: role, kind, missing cells, values."
+    ),
     plot: bool = typer.Option(
         False, "--plot", help="Also draw the run's PNGs into the output directory, as mlpbp plot does."
     ),
@@ -67,7 +71,8 @@ def train(
     comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
     # Ctrl-C while reading: "interrupted while reading FILE", exit 130
-    data = prepare(cfg, comm=comm)  # a collective: a bad file stops every rank alike
+    with render.LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
+        data = prepare(cfg, progress=progress, comm=comm)  # a collective: a bad file stops every rank alike
     trainer = Trainer(cfg, data, out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
     trainer.hooks = hooks = render.RichTrainHooks(
@@ -83,7 +88,7 @@ def train(
         console.print(
             f"[bold]{config}[/]: {'-'.join(map(str, net.widths))} {net.activation} network, "
             f"{net.n_params:,} parameters, {net.loss_name} loss, {net.dtype}; "
-            f"{trainer.task} on {trainer.data.train[0].shape[0]} training rows",
+            f"{escape(trainer.data.why)}; {trainer.data.train[0].shape[0]} training rows",
             highlight=False,
             soft_wrap=True,
         )
@@ -95,6 +100,9 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
+    # The task and why, always (in the header above, or on a line of its own under --quiet): a
+    # wrongly guessed task should never pass unnoticed.
+    render.data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
     try:
         with sigint_requests_stop(trainer.stop):
             result = trainer.run(resume=resume)

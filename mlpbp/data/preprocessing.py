@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlpbp.errors import DataError
 
@@ -77,3 +79,384 @@ class Standardizer:
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         return self._check(X) * self.scale + self.mean
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: columns of any kind into one matrix of numbers
+
+KINDS = ("numeric", "categorical", "date", "drop")
+MISSING = ("error", "drop_rows", "impute")
+UNKNOWN = ("error", "ignore")
+MISSING_CATEGORY = "missing"  # what `missing: impute` files a missing category cell under
+CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whatever the table's size
+_DAY = {"s": 86400, "ms": 86400 * 10**3, "us": 86400 * 10**6, "ns": 86400 * 10**9}
+
+
+_NUMPY_TYPES = {
+    getattr(pa, name)(): np.dtype(name)
+    for name in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+}
+
+
+# pyarrow imports pandas (over a second, and memory) the first time it converts a Python or NumPy
+# object or calls Array.to_numpy; these two helpers go through raw buffers instead.
+
+
+def to_numpy(arr) -> np.ndarray:
+    """A primitive column as a NumPy array, missing cells NaN (floats) or 0; read-only when it
+    is a view of the table's memory."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    if pa.types.is_boolean(arr.type):
+        values = _bits(arr.buffers()[1], arr.offset, len(arr))
+    else:
+        dtype = _NUMPY_TYPES.get(arr.type)
+        if dtype is None:
+            return arr.to_numpy(zero_copy_only=True)
+        values = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+    if arr.null_count:
+        holes = _bits(arr.buffers()[0], arr.offset, len(arr)) == 0
+        values = values.astype(np.float64 if values.dtype.kind == "f" else values.dtype)
+        values[holes] = np.nan if values.dtype.kind == "f" else 0
+    return values
+
+
+def positions(index) -> np.ndarray:
+    """What ``pc.index_in`` found, as int64 with -1 where the value is not in the set."""
+    idx = to_numpy(index).astype(np.int64)
+    idx[to_numpy(pc.is_null(index))] = -1
+    return idx
+
+
+def _bits(buf, offset: int, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset : offset + n].astype(bool)
+
+
+def arrow(values) -> pa.Array:
+    """A NumPy array (bool or numeric) or a list of str as an Arrow array, without nulls."""
+    if isinstance(values, list):
+        data = [v.encode() for v in values]
+        offsets = np.cumsum([0, *map(len, data)], dtype=np.int32)
+        return pa.Array.from_buffers(
+            pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+        )
+    values = np.ascontiguousarray(values)
+    if values.dtype == bool:
+        return pa.Array.from_buffers(
+            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
+        )
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def infer_kind(arrow_type: pa.DataType) -> str:
+    """A column's kind from its type: numbers are numeric, text and booleans categorical,
+    dates and times dates; a column with no value at all is dropped."""
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "numeric"
+    if pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type):
+        return "date"
+    if pa.types.is_null(arrow_type):
+        return "drop"
+    return "categorical"
+
+
+def _at(source: str) -> str:
+    """The file a message is about, as its prefix."""
+    return f"{source}: " if source else ""
+
+
+def _cell_error(source: str, row: int, column: str, message: str) -> DataError:
+    return DataError(f"{_at(source)}row {row}, column '{column}': {message}")
+
+
+def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
+    for i, v in enumerate(arr.to_pylist()):
+        if v is not None and not ok(v):
+            return i, v
+    return -1, None
+
+
+def numeric_values(arr, column: str, kind: str = "numeric", first_row: int = 0, source: str = "") -> np.ndarray:
+    """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
+    t = arr.type
+    if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            try:
+                arr = pc.cast(arr, pa.timestamp("s"))
+            except pa.ArrowInvalid:
+                i, v = _first_bad(arr, _is_iso_date)
+                raise _cell_error(source, first_row + i, column, f"{v!r} is not an ISO-8601 date") from None
+            t = arr.type
+        if pa.types.is_date32(t):
+            return to_numpy(pc.cast(pc.cast(arr, pa.int32()), pa.float64()))
+        if pa.types.is_date64(t):
+            return to_numpy(pc.cast(pc.cast(arr, pa.int64()), pa.float64())) / 86400e3
+        if pa.types.is_timestamp(t):
+            days = pc.cast(pc.cast(arr, pa.timestamp(t.unit)), pa.int64())
+            return to_numpy(pc.cast(days, pa.float64())) / _DAY[t.unit]
+        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as dates")
+    if pa.types.is_null(t):
+        return np.full(len(arr), np.nan)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:
+            arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())
+        except pa.ArrowInvalid:
+            i, v = _first_bad(arr, _is_number)
+            raise _cell_error(source, first_row + i, column, f"{v!r} is not a number") from None
+    try:
+        values = to_numpy(pc.cast(arr, pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as numbers") from None
+    if np.isinf(values).any():
+        i = int(np.flatnonzero(np.isinf(values))[0])
+        raise _cell_error(source, first_row + i, column, f"{values[i]!r} is not a finite number")
+    return values
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_iso_date(v: str) -> bool:
+    try:
+        pc.cast(pa.array([v]), pa.timestamp("s"))
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def string_values(arr) -> pa.ChunkedArray | pa.Array:
+    """A column as text labels, one spelling per value: integer-valued numbers as integers
+    ('3', whether the file wrote 3 or 3.0), booleans as 'true'/'false'; missing cells null."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        values = to_numpy(pc.cast(arr, pa.float64()))
+        finite = values[np.isfinite(values)]
+        if np.array_equal(finite, np.round(finite)) and (np.abs(finite) < 2**53).all():
+            return pc.cast(pc.cast(arr, pa.int64(), safe=False), pa.string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.utf8_trim_whitespace(arr)
+    return pc.cast(arr, pa.string())
+
+
+def missing_mask(arr) -> np.ndarray:
+    """Where a column has no value: null, or a float NaN (Parquet and NumPy write those)."""
+    mask = to_numpy(arr.is_null()).astype(bool)
+    if pa.types.is_floating(arr.type):
+        mask |= np.isnan(to_numpy(arr))
+    return mask
+
+
+@dataclass
+class Column:
+    name: str
+    kind: str  # numeric | categorical | date
+    categories: list[str] | None = None  # categorical: the one-hot columns, in sorted order
+    fill: float | None = None  # numeric/date under `missing: impute`: the training median
+
+    @property
+    def width(self) -> int:
+        return len(self.categories) if self.kind == "categorical" else 1
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"{self.name}={c}" for c in self.categories] if self.kind == "categorical" else [self.name]
+
+
+class Preprocessor:
+    """Raw columns in, the network's input matrix out: numeric columns (and dates, as days since
+    1970-01-01) standardised, categorical ones one-hot, missing cells filled or refused.
+
+    Fitted on the training rows only; ``transform`` then takes any rows of a table with these
+    columns (a whole file, or one chunk at a time from a streaming reader)."""
+
+    def __init__(
+        self,
+        columns: list[Column],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        missing: str = "error",
+        handle_unknown: str = "error",
+    ) -> None:
+        self.columns, self.missing, self.handle_unknown = columns, missing, handle_unknown
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.offsets = np.cumsum([0] + [c.width for c in columns]).tolist()
+        if self.mean.shape != (self.width,) or self.scale.shape != (self.width,):
+            raise DataError(f"preprocessing: expected {self.width} means and scales, got {self.mean.shape}")
+
+    @classmethod
+    def numeric(cls, names: list[str], scaler: Standardizer) -> Preprocessor:
+        """Every column numeric, standardised by ``scaler`` (what model files of format 1 hold)."""
+        return cls([Column(n, "numeric") for n in names], scaler.mean, scaler.scale)
+
+    @property
+    def width(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The raw columns a table must have."""
+        return [c.name for c in self.columns]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The network's input columns, after one-hot encoding."""
+        return [n for c in self.columns for n in c.output_names]
+
+    # ---- fitting ---------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        table: pa.Table,
+        features: list[str],
+        rows: np.ndarray,
+        kinds: dict[str, str] | None = None,
+        missing: str = "error",
+        handle_unknown: str = "error",
+        max_categories: int = 50,
+        standardize: bool = True,
+        source: str = "",
+    ) -> Preprocessor:
+        """Fit on the rows ``rows`` of ``table`` (the training split)."""
+        kinds = kinds or {}
+        columns, means, scales = [], [], []
+        for name in features:
+            arr = table.column(name)
+            kind = kinds.get(name) or infer_kind(arr.type)
+            if kind in ("numeric", "date"):
+                v = numeric_values(arr, name, kind, source=source)[rows]
+                fill = None
+                if missing == "impute":
+                    fill = float(np.nanmedian(v)) if not np.isnan(v).all() else 0.0
+                    v = np.where(np.isnan(v), fill, v)
+                col = Column(name, kind, fill=fill)
+                present = v[~np.isnan(v)]
+                st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
+                means.append(st.mean if standardize else np.zeros(1))
+                scales.append(st.scale if standardize else np.ones(1))
+            elif kind == "categorical":
+                s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
+                if missing == "impute":
+                    s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
+                categories = sorted(v for v in pc.unique(s).to_pylist() if v is not None)
+                if len(categories) > max_categories:
+                    raise DataError(
+                        f"{_at(source)}column '{name}' has {len(categories)} distinct values"
+                        f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
+                        f" put it in data.drop (or data.id), or raise data.max_categories"
+                    )
+                col = Column(name, "categorical", categories=categories)
+                means.append(np.zeros(col.width))  # one-hot columns stay 0/1
+                scales.append(np.ones(col.width))
+            else:
+                raise DataError(f"unknown column kind {kind!r} for '{name}' (allowed: {', '.join(KINDS)})")
+            columns.append(col)
+        mean = np.concatenate(means) if means else np.zeros(0)
+        scale = np.concatenate(scales) if scales else np.zeros(0)
+        return cls(columns, mean, scale, missing, handle_unknown)
+
+    # ---- applying --------------------------------------------------------------------------
+    def transform(
+        self, table: pa.Table, dtype=np.float64, first_row: int = 0, source: str = "", unknown: str | None = None
+    ) -> np.ndarray:
+        """The network's inputs for every row of ``table``; ``first_row`` numbers its first
+        row in messages (a chunk's offset in its file). ``unknown`` overrides handle_unknown
+        (training encodes its own validation and test rows with "ignore")."""
+        absent = [c for c in self.inputs if c not in table.column_names]
+        if absent:
+            raise DataError(f"{_at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
+        n = table.num_rows
+        out = np.empty((n, self.width), dtype=dtype)
+        for start in range(0, n, CHUNK_ROWS):
+            part = table.slice(start, CHUNK_ROWS)
+            block = np.zeros((part.num_rows, self.width))
+            for col, off in zip(self.columns, self.offsets):
+                self._encode(col, part.column(col.name), block, off, first_row + start, source, unknown)
+            block -= self.mean
+            block /= self.scale
+            out[start : start + part.num_rows] = block
+        return out
+
+    def _encode(
+        self, col: Column, arr, block: np.ndarray, off: int, first_row: int, source: str, unknown_policy: str | None
+    ) -> None:
+        if col.kind in ("numeric", "date"):
+            v = numeric_values(arr, col.name, col.kind, first_row, source)
+            holes = np.isnan(v)
+            if holes.any():
+                if col.fill is None:
+                    raise self._missing_error(col.name, holes, first_row, source)
+                v = np.where(holes, col.fill, v)  # v may be a read-only view of the table
+            block[:, off] = v
+            return
+        s = string_values(arr)
+        if s.null_count:
+            if self.missing != "impute":
+                raise self._missing_error(col.name, missing_mask(s), first_row, source)
+            s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
+        index = pc.index_in(s, value_set=arrow(col.categories))
+        idx = positions(index)
+        unknown = idx < 0
+        if unknown.any() and (unknown_policy or self.handle_unknown) == "error":
+            i = int(np.flatnonzero(unknown)[0])
+            value = s[i].as_py() if isinstance(s, pa.Array) else s.take([i])[0].as_py()
+            raise _cell_error(
+                source,
+                first_row + i,
+                col.name,
+                f"category {value!r} was not seen in training (known: {_short(col.categories)});"
+                " train with data.handle_unknown: ignore to encode unseen categories as all zeros",
+            )
+        rows = np.flatnonzero(~unknown)
+        block[rows, off + idx[rows]] = 1.0
+
+    def _missing_error(self, name: str, holes: np.ndarray, first_row: int, source: str) -> DataError:
+        first = first_row + int(np.flatnonzero(holes)[0])
+        count = int(holes.sum())
+        return DataError(
+            f"{_at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
+            f" (first at row {first}); the model was trained with data.missing: {self.missing}"
+            " (data.missing: impute fills them)"
+        )
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        """Encoded rows back in the columns' units (one-hot columns stay 0/1; dates in days)."""
+        return np.asarray(X, dtype=np.float64) * self.scale + self.mean
+
+    # ---- storage (model.npz: arrays plus JSON, no pickle) ------------------------------------
+    def to_meta(self) -> dict:
+        return {
+            "columns": [
+                {"name": c.name, "kind": c.kind, "categories": c.categories, "fill": c.fill} for c in self.columns
+            ],
+            "missing": self.missing,
+            "handle_unknown": self.handle_unknown,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict, mean: np.ndarray, scale: np.ndarray) -> Preprocessor:
+        """Rebuild from ``to_meta()`` and the stored arrays; ValueError/KeyError/TypeError if garbled."""
+        columns = []
+        for c in meta["columns"]:
+            name, kind, categories, fill = str(c["name"]), c["kind"], c.get("categories"), c.get("fill")
+            if kind not in ("numeric", "categorical", "date"):
+                raise ValueError(f"column kind {kind!r}")
+            if kind == "categorical" and (
+                not isinstance(categories, list) or not all(isinstance(v, str) for v in categories)
+            ):
+                raise ValueError(f"categories of '{name}'")
+            if fill is not None and not (isinstance(fill, (int, float)) and np.isfinite(fill)):
+                raise ValueError(f"fill value of '{name}'")
+            columns.append(Column(name, kind, categories if kind == "categorical" else None, fill))
+        if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
+            raise ValueError("missing/handle_unknown")
+        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
+
+
+def _short(values: list[str], n: int = 8) -> str:
+    return ", ".join(values[:n]) + (f", ... ({len(values)} in all)" if len(values) > n else "")

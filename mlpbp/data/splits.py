@@ -17,28 +17,36 @@ def _round(x: float) -> int:
 
 def split(ds: Dataset, test_fraction: float, validation_fraction: float, seed: int) -> Splits:
     """Train/validation/test split; stratified by class for classification. Deterministic per seed."""
-    rng = np.random.default_rng(seed)
-    n = len(ds.y)
-    if ds.task == "classification":
-        train, val, test = _stratified(ds.y, len(ds.classes or []), test_fraction, validation_fraction, rng)
-    else:
-        order = rng.permutation(n)
-        n_test = _round(test_fraction * n)
-        n_val = _round(validation_fraction * n)
-        # A split that was asked for is never silently empty.
-        n_test = max(n_test, 1) if test_fraction > 0 else 0
-        n_val = max(n_val, 1) if validation_fraction > 0 else 0
-        if n_test + n_val >= n:
-            raise DataError(
-                f"not enough rows: {n} rows cannot give {n_test} test, {n_val} validation and at least"
-                " 1 training row; lower data.test_fraction / data.validation_fraction or add data"
-            )
-        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    n_classes = len(ds.classes or []) if ds.task == "classification" else None
+    train, val, test = split_indices(ds.y, n_classes, test_fraction, validation_fraction, seed)
 
     def take(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ds.X[idx], ds.y[idx]
 
     return Splits(train=take(train), val=take(val), test=take(test))
+
+
+def split_indices(
+    y: np.ndarray, n_classes: int | None, test_fraction: float, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of the train, validation and test splits. ``n_classes``: y holds class
+    indices and each split is stratified by class; None: a plain random split."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    if n_classes is not None:
+        return _stratified(y, n_classes, test_fraction, validation_fraction, rng)
+    order = rng.permutation(n)
+    n_test = _round(test_fraction * n)
+    n_val = _round(validation_fraction * n)
+    # A split that was asked for is never silently empty.
+    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    n_val = max(n_val, 1) if validation_fraction > 0 else 0
+    if n_test + n_val >= n:
+        raise DataError(
+            f"not enough rows: {n} rows cannot give {n_test} test, {n_val} validation and at least"
+            " 1 training row; lower data.test_fraction / data.validation_fraction or add data"
+        )
+    return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
 
 
 def _stratified(y: np.ndarray, k: int, tf: float, vf: float, rng: np.random.Generator):

@@ -1,5 +1,9 @@
 """Losses J = (1/n) Σⱼ J⁽ʲ⁾ over a batch of n rows, computed from the network's output o.
 
+With class weights c (one per class), J = (1/n) Σⱼ c_{yⱼ} J⁽ʲ⁾: each example's loss scaled by
+its class's weight, divided by the batch size as Keras' ``class_weight`` does (scikit-learn's
+"balanced" weights average 1 over the training rows, so the loss keeps its scale).
+
 Like a layer, a loss keeps in ``forward`` what ``backward`` (∂J/∂o), ``output_hvp`` (its
 Hessian in o applied to a vector, for Gauss-Newton products) and ``rbackward`` (R{∂J/∂o}, for
 Hessian-vector products) need. ``value_and_grad`` is the training step's version: J and
@@ -32,8 +36,19 @@ def _is_labels(y: np.ndarray) -> bool:
     return y.dtype.kind in "iu"
 
 
-class SquareLoss:
-    """J⁽ʲ⁾ = ½‖y⁽ʲ⁾ − o⁽ʲ⁾‖²;  ∂J/∂o = (o − y)/n.
+class _Weighted:
+    """Per-example weights from the class of each row (None: every row weighs 1)."""
+
+    class_weight: np.ndarray | None = None
+
+    def _weights(self, y: np.ndarray, dtype) -> np.ndarray | None:
+        if self.class_weight is None or not _is_labels(y):
+            return None
+        return self.class_weight.astype(dtype, copy=False)[y][:, None]
+
+
+class SquareLoss(_Weighted):
+    """J⁽ʲ⁾ = ½‖y⁽ʲ⁾ − o⁽ʲ⁾‖²;  ∂J/∂o = (o − y)/n (times each row's weight, if any).
 
     Integer y (class indices) is compared against one-hot targets."""
 
@@ -45,33 +60,43 @@ class SquareLoss:
         else:
             t = y.reshape(o.shape) if y.ndim == 1 else y
         self.diff = diff = o - t
-        return 0.5 * float(np.vdot(diff, diff)) / o.shape[0]
+        self.w = w = self._weights(y, o.dtype)
+        if w is None:
+            return 0.5 * float(np.vdot(diff, diff)) / o.shape[0]
+        return 0.5 * float(np.dot(w[:, 0], np.einsum("ij,ij->i", diff, diff))) / o.shape[0]
 
     def value_and_grad(self, o: np.ndarray, y: np.ndarray, scale: float = 1.0) -> tuple[float, np.ndarray]:
         """J and scale·∂J/∂o = scale·(o − y)/n, computed in o's own memory."""
         n = o.shape[0]
+        w = self._weights(y, o.dtype)
         if _is_labels(y):
             o[np.arange(n), y] -= 1
         else:
             o -= y.reshape(o.shape) if y.ndim == 1 else y
-        value = 0.5 * float(np.vdot(o, o)) / n
+        if w is None:
+            value = 0.5 * float(np.vdot(o, o)) / n
+        else:
+            value = 0.5 * float(np.dot(w[:, 0], np.einsum("ij,ij->i", o, o))) / n
+            o *= w
         o *= scale / n
         return value, o
 
     def backward(self) -> np.ndarray:
         grad = self.diff
+        if self.w is not None:
+            grad *= self.w
         grad /= grad.shape[0]  # diff is ours alone and not needed again: scale it in place
         return grad
 
     def output_hvp(self, r_o: np.ndarray) -> np.ndarray:
-        """H_L·R{o}, the Hessian of J in o (I/n) applied to R{o}: R{o}/n."""
-        return r_o / r_o.shape[0]
+        """H_L·R{o}, the Hessian of J in o (diag(w)/n, I/n unweighted) applied to R{o}."""
+        return (r_o if self.w is None else r_o * self.w) / r_o.shape[0]
 
     # ∂J/∂o depends on θ only through o, so R{∂J/∂o} = H_L·R{o}.
     rbackward = output_hvp
 
 
-class CrossEntropyLoss:
+class CrossEntropyLoss(_Weighted):
     """Softmax cross-entropy from logits: J⁽ʲ⁾ = log Σₖ e^{oₖ} − o_y;  ∂J/∂o = (p − onehot(y))/n.
 
     log-sum-exp subtracts the row maximum first, so large logits cannot overflow."""
@@ -91,8 +116,13 @@ class CrossEntropyLoss:
         s = p.sum(axis=1, keepdims=True)
         p /= s
         self.p = p
+        self.w = w = self._weights(y, o.dtype)
         # J⁽ʲ⁾ = log s − (o_y − m), summed in float64 so float32 training reports a steady loss
-        total = np.log(s, dtype=np.float64).sum() - shifted_y.sum(dtype=np.float64)
+        if w is None:
+            total = np.log(s, dtype=np.float64).sum() - shifted_y.sum(dtype=np.float64)
+        else:
+            per_row = np.log(s[:, 0], dtype=np.float64) - shifted_y.astype(np.float64)
+            total = np.dot(w[:, 0].astype(np.float64), per_row)
         return float(total) / o.shape[0]
 
     def value_and_grad(self, o: np.ndarray, y: np.ndarray, scale: float = 1.0) -> tuple[float, np.ndarray]:
@@ -107,24 +137,36 @@ class CrossEntropyLoss:
         shifted_y = o[rows, y]
         np.exp(o, out=o)
         s = o.sum(axis=1, keepdims=True)
-        total = np.log(s, dtype=np.float64).sum() - shifted_y.sum(dtype=np.float64)
+        w = self._weights(y, o.dtype)
+        if w is None:
+            total = np.log(s, dtype=np.float64).sum() - shifted_y.sum(dtype=np.float64)
+        else:
+            per_row = np.log(s[:, 0], dtype=np.float64) - shifted_y.astype(np.float64)
+            total = np.dot(w[:, 0].astype(np.float64), per_row)
         np.divide(scale / n, s, out=s)  # o ⊙ s/(n Σ) is s·p/n: one multiply instead of two
         o *= s
         o[rows, y] -= scale / n
+        if w is not None:
+            o *= w
         return float(total) / n, o
 
     def backward(self) -> np.ndarray:
         grad = self.p.copy()  # p stays intact for rbackward
         grad[self.rows, self.y] -= 1
+        if self.w is not None:
+            grad *= self.w
         grad /= grad.shape[0]
         return grad
 
     def output_hvp(self, r_o: np.ndarray) -> np.ndarray:
-        """H_L·R{o} = p ⊙ (R{o} − ⟨p, R{o}⟩)/n: the Hessian of J in o, (diag(p) − ppᵀ)/n per
+        """H_L·R{o} = w ⊙ p ⊙ (R{o} − ⟨p, R{o}⟩)/n: the Hessian of J in o, w(diag(p) − ppᵀ)/n per
         row, the softmax Jacobian, applied to R{o}. Positive semi-definite."""
         p = self.p
         inner = np.einsum("ij,ij->i", p, r_o)[:, None]
-        return p * (r_o - inner) / r_o.shape[0]
+        r = p * (r_o - inner)
+        if self.w is not None:
+            r *= self.w
+        return r / r_o.shape[0]
 
     # ∂J/∂o depends on θ only through o, so R{∂J/∂o} = H_L·R{o}.
     rbackward = output_hvp
@@ -135,6 +177,10 @@ LOSSES.register(SquareLoss.name, SquareLoss)
 LOSSES.register(CrossEntropyLoss.name, CrossEntropyLoss)
 
 
-def get_loss(name: str):
-    """A fresh loss object (it keeps per-batch state) of the registered class ``name``."""
-    return LOSSES.lookup(name)()
+def get_loss(name: str, class_weight=None):
+    """A fresh loss object (it keeps per-batch state) of the registered class ``name``;
+    ``class_weight``: one loss weight per class index, or None."""
+    loss = LOSSES.lookup(name)()
+    if class_weight is not None:
+        loss.class_weight = np.asarray(class_weight, dtype=np.float64)
+    return loss

@@ -32,6 +32,7 @@ class MLP:
         dtype: str = "float64",
         init: str | None = None,
         task: str | None = None,
+        class_weight=None,
     ) -> None:
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
@@ -42,7 +43,10 @@ class MLP:
             f"a {describe_widths(widths)} network ({n_params(widths):,} parameters and their gradients)",
         )
         fn = get_activation(activation)
-        self.loss_fn = get_loss(loss)
+        # class_weight: one loss weight per class (labels index it), or None.
+        self.loss_fn = get_loss(loss, class_weight)
+        if class_weight is not None and len(class_weight) != widths[-1]:
+            raise ValueError(f"class_weight needs one weight per output ({widths[-1]}); got {len(class_weight)}")
         if loss == "cross_entropy" and widths[-1] < 2:  # a softmax over one class is always 1
             raise ValueError(f"cross_entropy needs at least 2 outputs; got widths {widths}")
         if init is None:

@@ -88,6 +88,13 @@ def _threads(value: Any) -> Any:
     raise ValueError("should be 'auto' or a whole number of threads >= 1")
 
 
+def _label_keys(value: Any) -> Any:
+    # YAML reads `{0: 1.0, 1: 5.0}` with integer keys; class labels are text ('0', 'true').
+    if isinstance(value, dict):
+        return {(str(k).lower() if isinstance(k, bool) else str(k)): v for k, v in value.items()}
+    return value
+
+
 # Lax float (so PyYAML's string "1e-3" still works) but no booleans and no inf/nan.
 Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 # Strict int: rejects booleans and silently truncated floats such as `epochs: 2.5`.
@@ -99,11 +106,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ColumnName = Annotated[str, Field(min_length=1)]
+ColumnKind = Literal["numeric", "categorical", "date", "drop"]
+
+
 class DataConfig(_Strict):
     dataset: DatasetName | None = None
     path: str | None = None
-    target: str | None = None
+    # One column, or a list of columns: multi-output regression.
+    target: ColumnName | Annotated[list[ColumnName], Field(min_length=1)] | None = None
     task: Task | None = None
+    # Tables (CSV, TSV, Parquet, NPZ, NPY): which columns are what.
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
+    features: Annotated[list[ColumnName], Field(min_length=1)] | None = None
+    drop: list[ColumnName] = Field(default_factory=list)
+    id: ColumnName | None = None
+    columns: dict[str, ColumnKind] = Field(default_factory=dict)
+    max_classes: Annotated[StrictInt, Field(ge=2)] = 50
+    max_categories: PosInt = 50
+    missing: Literal["error", "drop_rows", "impute"] = "error"
+    handle_unknown: Literal["error", "ignore"] = "error"
     test_fraction: Fraction = 0.2
     validation_fraction: Fraction = 0.1
     standardize: StrictBool = True
@@ -120,10 +142,25 @@ class DataConfig(_Strict):
                 "test_fraction + validation_fraction must be < 1 so some rows are left to train on"
                 f" (got {self.test_fraction} + {self.validation_fraction})"
             )
+        targets = self.targets or []
+        for name, group in (("features", self.features or []), ("drop", self.drop)):
+            both = [c for c in group if c in targets or c == self.id]
+            if both:
+                role = "a target" if both[0] in targets else "the id"
+                raise ValueError(f"column '{both[0]}' is both in {name} and {role}; a column has one role")
+        if self.id is not None and self.id in targets:
+            raise ValueError(f"column '{self.id}' is both the id and a target")
+        overlap = set(self.features or []) & set(self.drop)
+        if overlap:
+            raise ValueError(f"column '{sorted(overlap)[0]}' is both in features and in drop")
         if self.noise is None and self.dataset is not None:
             # Resolve here so the saved config shows the value actually used.
             self.noise = 0.0 if self.dataset == "xor" else 0.1
         return self
+
+    @property
+    def targets(self) -> list[str] | None:
+        return [self.target] if isinstance(self.target, str) else self.target
 
 
 class ModelConfig(_Strict):
@@ -168,6 +205,10 @@ class TrainConfig(_Strict):
     dtype: Annotated[str, one_of(DTYPES)] = "float32"
     # BLAS threads: "auto" chooses per shape and machine (mlpbp.run.threads), N sets them.
     threads: Annotated[Literal["auto"] | Annotated[int, Field(ge=1)], BeforeValidator(_threads)] = "auto"
+    # Per-example loss weights by class: "balanced" (n / (k * count), as scikit-learn) or {label: weight}.
+    class_weight: Annotated[
+        Literal["balanced"] | dict[str, Annotated[Float, Field(gt=0.0)]] | None, BeforeValidator(_label_keys)
+    ] = None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

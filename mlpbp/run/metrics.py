@@ -1,17 +1,17 @@
-"""Metrics of a network on rows already in its units: loss, accuracy, MSE, R².
+"""Metrics of a network on rows already in its units: loss; accuracy, balanced accuracy, macro F1
+and per class; MSE, MAE and R², on average and per output.
 
-Computed in chunks as sums that merge (rows, loss sum, correct count; for regression per-output
-mean and squared deviations, merged by Chan et al.'s formula), so memory stays bounded, rows
-may come from a file (anything with ``take(rows, axis=0)``), and under MPI each rank scores
-only its share of the rows and the ranks' sums merge in rank order: the same numbers on every
-rank."""
+Computed in chunks as sums that merge (rows, loss sum, the confusion matrix; for regression
+per-output squared and absolute errors, mean and squared deviations, merged by Chan et al.'s
+formula), so memory stays bounded, rows may come from a file (anything with
+``take(rows, axis=0)``), and under MPI each rank scores only its share of the rows and the
+ranks' sums merge in rank order: the same numbers on every rank."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mlpbp.data import Standardizer
-from mlpbp.data.preprocessing import Moments
 from mlpbp.engine.network import MLP
 from mlpbp.run.distributed import SINGLE, Comm
 
@@ -34,51 +34,139 @@ def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
 
 
 def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int) -> dict:
-    """Sums over rows [lo, hi) that merge with other rows' (``_merge``)."""
-    part = {"n": 0, "loss": 0.0, "correct": 0, "sse": 0.0, "targets": Moments()}
+    part = {"n": 0}
     for i, Xc in chunks(X, lo, hi):
         o = net.forward(Xc)
         yc = y[i : i + o.shape[0]]
-        chunk = {"n": o.shape[0], "loss": net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype))}
-        chunk["loss"] *= chunk["n"]  # the loss is a mean over rows
+        k = o.shape[0]
+        loss = net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype)) * k
         if net.task == "classification":
-            chunk["correct"] = int(np.sum(o.argmax(axis=1) == yc))
+            chunk = {"n": k, "loss": loss, "confusion": _confusion(yc, o.argmax(axis=1), o.shape[1])}
         else:
-            pred, true = o.astype(np.float64), yc.astype(np.float64)
+            pred, true = o.astype(np.float64), yc.astype(np.float64).reshape(o.shape)
             if y_scaler is not None:
                 pred, true = y_scaler.inverse_transform(pred), y_scaler.inverse_transform(true)
-            chunk["sse"] = np.sum((true - pred) ** 2, axis=0)
-            chunk["targets"] = Moments.of(true)
+            chunk = {"n": k, "loss": loss, **_regression_sums(true, pred)}
         part = _merge(part, chunk)
     return part
 
 
-def _merge(a: dict, b: dict) -> dict:
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """Counts of (true class, predicted class)."""
+    return np.bincount(y.astype(np.int64) * k + pred, minlength=k * k).reshape(k, k)
+
+
+def _regression_sums(true: np.ndarray, pred: np.ndarray) -> dict:
+    mean = true.mean(axis=0)
+    err = true - pred
     return {
-        "n": a["n"] + b["n"],
-        "loss": a["loss"] + b["loss"],
-        "correct": a["correct"] + b.get("correct", 0),
-        "sse": a["sse"] + b.get("sse", 0.0),
-        "targets": a["targets"].merge(b.get("targets", Moments())),
+        "sse": np.sum(err**2, axis=0),
+        "sae": np.sum(np.abs(err), axis=0),
+        "mean": mean,
+        "m2": np.sum((true - mean) ** 2, axis=0),
     }
 
 
-def compute_metrics(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None = None, comm: Comm = SINGLE) -> dict:
-    """Loss plus accuracy (classification) or MSE and R² in the target's own units (regression).
+def _merge(a: dict, b: dict) -> dict:
+    if not a["n"] or not b["n"]:
+        return dict(a if a["n"] else b)
+    n = a["n"] + b["n"]
+    out = {"n": n, "loss": a.get("loss", 0.0) + b.get("loss", 0.0)}
+    if "confusion" in a:
+        out["confusion"] = a["confusion"] + b["confusion"]
+    else:
+        delta = b["mean"] - a["mean"]
+        out["sse"] = a["sse"] + b["sse"]
+        out["sae"] = a["sae"] + b["sae"]
+        out["mean"] = a["mean"] + delta * (b["n"] / n)
+        out["m2"] = a["m2"] + b["m2"] + delta**2 * (a["n"] * b["n"] / n)
+    return out
 
-    ``X`` is standardised; ``y`` is in the network's units (class indices, or scaled targets).
-    Under MPI every rank must call it (a collective); each scores its share of the rows."""
+
+def compute_metrics(
+    net: MLP,
+    X,
+    y: np.ndarray,
+    y_scaler: Standardizer | None = None,
+    comm: Comm = SINGLE,
+    classes: list[str] | None = None,
+    names: list[str] | None = None,
+) -> dict:
+    """Loss plus, for classification, accuracy, balanced accuracy, macro F1 and a per-class
+    table; for regression, MSE, MAE and R² in the target's own units (their mean over the
+    outputs, and each output's).
+
+    ``X`` is encoded; ``y`` is in the network's units (class indices, or scaled targets);
+    ``classes`` / ``names`` label the per-class and per-output records. Under MPI every rank
+    must call it (a collective); each scores its share of the rows."""
     if X.shape[0] == 0:
         return {}
-    parts = comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0])))
-    total = parts[0]
-    for part in parts[1:]:  # in rank order: the same sums on every rank
+    total = {"n": 0}
+    for part in comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0]))):
         total = _merge(total, part)
-    n, loss = total["n"], float(total["loss"] / total["n"])
+    loss = float(total["loss"] / total["n"])
     if net.task == "classification":
-        return {"loss": loss, "accuracy": total["correct"] / n}
-    sse, ss_tot = np.atleast_1d(total["sse"]), np.atleast_1d(total["targets"].m2)
-    mse = float(np.sum(sse) / (n * sse.size))
+        return {"loss": loss, **_from_confusion(total["confusion"], classes)}
+    return {"loss": loss, **_from_sums(total, names)}
+
+
+def classification_metrics(y: np.ndarray, pred: np.ndarray, k: int, classes: list[str] | None = None) -> dict:
+    return _from_confusion(_confusion(y, pred, k), classes)
+
+
+def _from_confusion(confusion: np.ndarray, classes: list[str] | None = None) -> dict:
+    """As scikit-learn computes them: balanced accuracy is the mean recall over the classes
+    present in y; macro F1 the mean F1 over the classes in y or in the predictions (0 where
+    undefined). The per-class table lists every class."""
+    k = confusion.shape[0]
+    classes = classes or [str(i) for i in range(k)]
+    tp = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    seen = present | (predicted > 0)
+    return {
+        "accuracy": float(tp.sum() / support.sum()),
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[seen].mean()),
+        "per_class": [
+            {
+                "label": c,
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        ],
+    }
+
+
+def regression_metrics(true: np.ndarray, pred: np.ndarray, names: list[str] | None = None) -> dict:
+    return _from_sums({"n": true.shape[0], **_regression_sums(true, pred)}, names)
+
+
+def _from_sums(total: dict, names: list[str] | None = None) -> dict:
+    n = total["n"]
+    sse, sae, ss_tot = (np.atleast_1d(total[k]) for k in ("sse", "sae", "m2"))
+    names = names or [f"output_{j}" for j in range(sse.size)]
+    mse, mae = sse / n, sae / n
     # R² per output, averaged (scikit-learn's "uniform_average"); a constant target has none.
-    r2 = float(np.mean(1 - sse / np.where(ss_tot > 0, ss_tot, np.nan)))
-    return {"loss": loss, "mse": mse, "r2": r2 if np.isfinite(r2) else None}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = 1 - sse / np.where(ss_tot > 0, ss_tot, np.nan)
+
+    def num(v) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return {
+        "mse": float(mse.mean()),
+        "mae": float(mae.mean()),
+        "r2": num(r2.mean()),
+        "outputs": [
+            {"name": name, "mse": float(a), "mae": float(b), "r2": num(c)} for name, a, b, c in zip(names, mse, mae, r2)
+        ],
+    }

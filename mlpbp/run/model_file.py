@@ -9,77 +9,108 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from mlpbp.data import TASKS, Standardizer, read_features_csv
+from mlpbp.data import Standardizer
+from mlpbp.data.preprocessing import Preprocessor, arrow
+from mlpbp.data.tables import read_table
+from mlpbp.data.targets import Target
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
-from mlpbp.errors import DataError, ModelFileError
+from mlpbp.errors import DataError, MlpbpError, ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
 from mlpbp.run.metrics import compute_metrics, outputs
 
-FORMAT_VERSION = 1
+# 2: the preprocessing of tables (column kinds, categories, fill values) and target names join
+# the metadata; format 1 files (all-numeric features, one Standardizer) still load.
+FORMAT_VERSION = 2
+READS = (1, 2)
+PREDICT_CHUNK = 65536  # raw rows encoded and run through the network at a time
 
 
 @dataclass
 class TrainedModel:
     net: MLP
-    x_scaler: Standardizer
+    preprocessor: Preprocessor | Standardizer  # a Standardizer: every feature numeric (format 1)
     y_scaler: Standardizer | None = None  # regression targets, when standardised
     classes: list[str] | None = None
-    feature_names: list[str] = field(default_factory=list)
-    target_name: str = ""
+    feature_names: list[str] = field(default_factory=list)  # the raw columns a table must have
+    target_name: str | list[str] = ""
     config: dict = field(default_factory=dict)
     metrics: dict | None = None  # the final metrics of the run that wrote it (None: not recorded)
     written_by: dict | None = None  # {"mlpbp": version, "numpy": version} (None: not recorded)
+    id_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.preprocessor, Standardizer):
+            self.preprocessor = Preprocessor.numeric(list(self.feature_names), self.preprocessor)
+        if not self.feature_names:
+            self.feature_names = self.preprocessor.inputs
 
     @property
     def task(self) -> str:
         return self.net.task
 
-    def predict_outputs(self, X_raw: np.ndarray) -> np.ndarray:
-        """Outputs for raw rows: class scores, or regression values in the target's units."""
-        o = outputs(self.net, self.x_scaler.transform(X_raw)).astype(np.float64)
+    @property
+    def x_scaler(self) -> Preprocessor:  # the name earlier versions used
+        return self.preprocessor
+
+    @property
+    def target_names(self) -> list[str]:
+        if isinstance(self.target_name, list):
+            return self.target_name
+        return [self.target_name] if self.target_name else []
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the regression outputs: the target columns (or output_0, ...)."""
+        m = self.net.widths[-1]
+        names = self.target_names
+        return names if len(names) == m else [f"output_{j}" for j in range(m)]
+
+    def target(self) -> Target:
+        return Target(self.target_names, self.task, self.classes, "")
+
+    def predict_outputs(self, rows: pa.Table | np.ndarray, first_row: int = 0, source: str = "") -> np.ndarray:
+        """Outputs for raw rows (a table with the training columns, or a numeric array of them in
+        order): class scores, or regression values in the target's units."""
+        if isinstance(rows, np.ndarray):
+            rows = pa.Table.from_arrays([arrow(rows[:, j]) for j in range(rows.shape[1])], names=self.feature_names)
+        parts = []
+        for start in range(0, rows.num_rows, PREDICT_CHUNK):
+            X = self.preprocessor.transform(rows.slice(start, PREDICT_CHUNK), np.float64, first_row + start, source)
+            parts.append(outputs(self.net, X).astype(np.float64))
+        o = np.concatenate(parts) if parts else np.empty((0, self.net.widths[-1]))
         if self.task == "regression" and self.y_scaler is not None:
             o = self.y_scaler.inverse_transform(o)
         return o
 
-    def encode_targets(self, raw: list[str]) -> np.ndarray:
-        """Targets as read from a CSV, in the network's units; unknown classes are an error."""
-        if self.task == "classification":
-            find = self._class_index()
-            out = []
-            for row, v in enumerate(raw, start=2):
-                i = find(v)
-                if i is None:
-                    raise DataError(self._unknown_class(f"row {row}", v))
-                out.append(i)
-            return np.asarray(out, dtype=np.int64)
-        values = []
-        for row, v in enumerate(raw, start=2):
-            try:
-                values.append(float(v))
-            except ValueError:
-                values.append(float("nan"))
-            if not np.isfinite(values[-1]):
-                raise DataError(
-                    f"row {row}, column {self.target_name!r}: {v.strip()!r} is not a finite number"
-                    " (a regression model needs numeric targets)"
-                )
-        y = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-        return self.y_scaler.transform(y) if self.y_scaler is not None else y
+    def encode_targets(self, table: pa.Table, first_row: int = 0, source: str = "") -> np.ndarray:
+        """The target columns of raw rows, in the network's units; unknown classes are an error."""
+        y = self.target().encode(table, first_row, source)
+        if self.task == "regression" and self.y_scaler is not None:
+            y = self.y_scaler.transform(y)
+        return y
 
     def labelled_rows(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """A labelled table as the network sees it: the model's feature columns (by name)
-        standardised as in training, and its targets encoded (class indices, or scaled
-        values), as ``mlpbp evaluate`` reads them."""
-        X, targets = read_features_csv(path, self.feature_names, self.target_name, require_target=True)
-        try:
-            y = self.encode_targets(targets)
-        except DataError as e:  # a bad target cell: name the file, as the other data errors do
-            raise DataError(f"{path}: {e}") from None
-        return self.x_scaler.transform(X), y
+        encoded as in training, and its targets encoded (class indices, or scaled values), as
+        ``mlpbp evaluate`` reads them."""
+        raw = read_table(path)
+        absent = [t for t in self.target_names if t not in raw.table.column_names]
+        if absent:
+            raise DataError(
+                f"{path}: target column '{absent[0]}' not found (columns: {', '.join(raw.table.column_names)})"
+            )
+        y = self.encode_targets(raw.table, raw.first_row, str(path))
+        return self.preprocessor.transform(raw.table, np.float64, raw.first_row, str(path)), y
+
+    def evaluate(self, table: pa.Table, first_row: int = 0, source: str = "") -> dict:
+        y = self.encode_targets(table, first_row, source)
+        X = self.preprocessor.transform(table, np.float64, first_row, source)
+        return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
 
     def _class_index(self):
         """label -> class index, or None; integer labels may be written as "3" or "3.0"."""
@@ -108,22 +139,17 @@ class TrainedModel:
             raise DataError(f"target {bad} is not a finite number (a regression model needs numeric targets)")
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
 
-    def evaluate(self, X_raw, raw_targets) -> dict:
-        """Metrics on raw rows (an array, or rows read lazily, in chunks) and raw targets (the
-        strings of a CSV column, or an array)."""
-        if isinstance(raw_targets, np.ndarray):
-            y = self.encode_target_array(raw_targets)
-        else:
-            y = self.encode_targets(raw_targets)
-        if isinstance(X_raw, np.ndarray):
-            X = self.x_scaler.transform(X_raw)
-        else:
-            X = X_raw.transformed(self.x_scaler, self.net.dtype)
-        return compute_metrics(self.net, X, y, self.y_scaler)
+    def evaluate_arrays(self, X_raw, y_raw: np.ndarray) -> dict:
+        """Metrics on rows read lazily (a folder of .npy or Parquet files: numeric columns) and
+        their target array."""
+        y = self.encode_target_array(y_raw)
+        X = X_raw.transformed(Standardizer(self.preprocessor.mean, self.preprocessor.scale), self.net.dtype)
+        return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
 
     # ---- the file format ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         arrays = {f"param.{k}": v for k, v in self.net.params.items()}
+        weights = self.net.loss_fn.class_weight
         meta = {
             "format_version": FORMAT_VERSION,
             "widths": self.net.widths,
@@ -134,12 +160,15 @@ class TrainedModel:
             "classes": self.classes,
             "feature_names": self.feature_names,
             "target_name": self.target_name,
+            "id": self.id_name,
+            "class_weight": None if weights is None else [float(w) for w in weights],
+            "preprocessing": self.preprocessor.to_meta(),
             "config": self.config,
             "metrics": self.metrics,
             "written_by": {"mlpbp": _mlpbp_version(), "numpy": np.__version__},
         }
         arrays["meta"] = np.array(json.dumps(meta))  # a unicode scalar: no pickle needed
-        arrays["x_mean"], arrays["x_scale"] = self.x_scaler.mean, self.x_scaler.scale
+        arrays["x_mean"], arrays["x_scale"] = self.preprocessor.mean, self.preprocessor.scale
         if self.y_scaler is not None:
             arrays["y_mean"], arrays["y_scale"] = self.y_scaler.mean, self.y_scaler.scale
         save_npz(path, arrays)
@@ -167,8 +196,9 @@ def load_model(path: str | Path) -> TrainedModel:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ARCHIVE_ERRORS as e:
-        detail = str(e).splitlines()[0] if str(e) else "unreadable"
-        raise ModelFileError(f"{bad} ({type(e).__name__}: {detail})") from None
+        raise ModelFileError(
+            f"{bad} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})"
+        ) from None
     if "meta" not in arrays or arrays["meta"].dtype.kind != "U" or arrays["meta"].shape != ():
         raise ModelFileError(f"{bad} (no 'meta' record)")
     try:
@@ -176,9 +206,9 @@ def load_model(path: str | Path) -> TrainedModel:
         version = meta["format_version"]
     except (ValueError, KeyError, TypeError):
         raise ModelFileError(f"{bad} (unreadable 'meta' record)") from None
-    if version != FORMAT_VERSION:
+    if version not in READS or isinstance(version, bool):
         raise ModelFileError(
-            f"{path}: model format version {version!r} is not supported (this mlpbp reads {FORMAT_VERSION})"
+            f"{path}: model format version {version!r} is not supported (this mlpbp reads {', '.join(map(str, READS))})"
         )
     try:
         widths = [int(w) for w in meta["widths"]]
@@ -191,13 +221,16 @@ def load_model(path: str | Path) -> TrainedModel:
         not all(isinstance(v, str) for v in (activation, loss, task, dtype))
         or activation not in ACTIVATIONS
         or loss not in LOSSES
-        or task not in TASKS
+        or task not in ("classification", "regression")
         or dtype not in DTYPES
         or len(widths) < 2
         or min(widths) < 1
     ):
         raise ModelFileError(f"{bad} (invalid architecture in meta)")
-    if len(features) != widths[0] or (task == "classification" and (not classes or len(classes) != widths[-1])):
+    n_inputs = len(features) if version == 1 else None
+    if (n_inputs is not None and n_inputs != widths[0]) or (
+        task == "classification" and (not classes or len(classes) != widths[-1])
+    ):
         raise ModelFileError(f"{bad} (feature names or classes do not match the layer widths)")
     if not (classes is None or isinstance(classes, list)) or not all(
         isinstance(n, str) for n in features + (classes or [])
@@ -237,16 +270,36 @@ def load_model(path: str | Path) -> TrainedModel:
     x_scaler = scaler("x", widths[0])
     if x_scaler is None:
         raise ModelFileError(f"{bad} (no x_mean/x_scale)")
+    if version == 1:
+        pre = Preprocessor.numeric(features, x_scaler)
+        target, id_name = str(meta.get("target_name", "")), None
+    else:
+        try:
+            pre = Preprocessor.from_meta(meta["preprocessing"], x_scaler.mean, x_scaler.scale)
+            target, id_name = meta["target_name"], meta.get("id")
+            weights = meta.get("class_weight")
+            if weights is not None:
+                weights = np.array([float(w) for w in weights])
+                if weights.shape != (widths[-1],) or not np.all(np.isfinite(weights) & (weights > 0)):
+                    raise ValueError("class_weight")
+                net.loss_fn.class_weight = weights
+        except (KeyError, TypeError, ValueError, MlpbpError, AttributeError) as e:
+            raise ModelFileError(f"{bad} (invalid preprocessing record: {e})") from None
+        if pre.inputs != features or not (
+            isinstance(target, str) or (isinstance(target, list) and all(isinstance(t, str) for t in target))
+        ):
+            raise ModelFileError(f"{bad} (feature or target names do not match the preprocessing record)")
     return TrainedModel(
         net,
-        x_scaler,
+        pre,
         scaler("y", widths[-1]),
         classes,
         features,
-        str(meta.get("target_name", "")),
+        target,
         meta.get("config") or {},
         _dict_or_none(meta.get("metrics")),
         _dict_or_none(meta.get("written_by")),
+        id_name,
     )
 
 

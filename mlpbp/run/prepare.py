@@ -1,16 +1,31 @@
-"""From a config to what the trainer needs: the data read, split, standardised and cast, and the
-network built."""
+"""From a config to what the trainer needs: the table read, its columns sorted into features,
+targets and id, the task decided, rows split, the preprocessing fitted on the training split,
+everything encoded and cast; and the network built."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from mlpbp.data import BUNDLED, GENERATORS, Dataset, Standardizer, bundled_path, generate, read_csv, read_npz, split
-from mlpbp.data.lazy import LazyRows, fit_moments, is_lazy, read_lazy
-from mlpbp.data.preprocessing import Moments
+from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
+from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
+from mlpbp.data.preprocessing import (
+    CHUNK_ROWS,
+    Moments,
+    Preprocessor,
+    arrow,
+    infer_kind,
+    missing_mask,
+    numeric_values,
+    to_numpy,
+)
+from mlpbp.data.splits import split_indices
+from mlpbp.data.tables import Progress, RawTable, read_table
+from mlpbp.data.targets import Target, infer_target, target_missing
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
     activation_bytes,
@@ -21,17 +36,19 @@ from mlpbp.engine.memory import (
     require,
 )
 from mlpbp.engine.network import MLP
-from mlpbp.errors import ConfigError
+from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.metrics import EVAL_CHUNK
 
 
-def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
-    """Load the dataset a `data:` config section names; relative paths are taken from base_dir."""
+def load_table(
+    cfg: DataConfig, seed: int, base_dir: Path, float32: bool = False, progress: Progress | None = None
+) -> tuple[RawTable, str | None]:
+    """The `data:` section's rows as a table, and the task when the source fixes it (generators)."""
     if cfg.dataset in BUNDLED:
-        ds = read_csv(bundled_path(cfg.dataset), cfg.target or BUNDLED[cfg.dataset], cfg.task)
-    elif cfg.dataset in GENERATORS:
+        return read_table(bundled_path(cfg.dataset), keep64=cfg.targets or [BUNDLED[cfg.dataset]]), None
+    if cfg.dataset in GENERATORS:
         # the rows, split, standardised and cast: a few copies of n_samples × (2 features + target)
         require(cfg.n_samples * 3 * 8 * 4, f"generating {cfg.n_samples:,} rows", key="data.n_samples")
         ds = generate(cfg.dataset, seed=seed, n_samples=cfg.n_samples, noise=cfg.noise)
@@ -39,79 +56,396 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> Dataset:
             raise ConfigError(
                 f"config error at data.task: dataset '{cfg.dataset}' is a {ds.task} problem, not {cfg.task}"
             )
-    elif cfg.path is not None:
-        path = Path(cfg.path)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
-        if is_lazy(path):  # a folder: rows read from its files as batches need them
-            ds = read_lazy(path, cfg.target, cfg.task)
-        elif path.suffix.lower() == ".npz":
-            ds = read_npz(path, cfg.task)
-        else:
-            ds = read_csv(path, cfg.target, cfg.task)
-    else:
+        columns = {n: arrow(ds.X[:, j]) for j, n in enumerate(ds.feature_names)}
+        targets = ["y"] if ds.y.ndim == 1 or ds.y.shape[1] == 1 else [f"y{k}" for k in range(ds.y.shape[1])]
+        for k, n in enumerate(targets):
+            columns[n] = arrow(ds.y.reshape(len(ds.y), -1)[:, k])
+        table = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+        return RawTable(table, Path(cfg.dataset), first_row=0, targets=targets), ds.task
+    if cfg.path is None:
         raise ConfigError(f"config error at data.dataset: unknown dataset {cfg.dataset!r}")
-    return ds
+    path = Path(cfg.path)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    keep = None if cfg.targets is None else [*cfg.targets, *([cfg.id] if cfg.id else [])]
+    return read_table(path, cfg.delimiter, float32, keep, progress), None
+
+
+@dataclass
+class Columns:
+    """Which column plays which part."""
+
+    features: list[str]
+    targets: list[str]
+    id: str | None
+    dropped: list[str]
+    kinds: dict[str, str]  # overrides from data.columns (kinds other than drop)
+
+
+def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
+    names = raw.table.column_names
+    src = raw.path
+    default_target = BUNDLED.get(cfg.dataset) if cfg.dataset else None
+    targets = cfg.targets or ([default_target] if default_target else None) or raw.targets or names[-1:]
+    for t in targets:
+        if t not in names:
+            raise DataError(f"{src}: target column '{t}' not found (columns: {', '.join(names)})")
+    for key, wanted in (
+        ("features", cfg.features or []),
+        ("drop", cfg.drop),
+        ("columns", list(cfg.columns)),
+        ("id", [cfg.id] if cfg.id else []),
+    ):
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"config error at data.{key}: {src.name} has no column '{unknown[0]}' (columns: {', '.join(names)})"
+            )
+    kinds = {n: k for n, k in cfg.columns.items() if k != "drop"}
+    by_kind = [n for n, k in cfg.columns.items() if k == "drop"]
+    if cfg.features is not None:
+        clash = [c for c in cfg.features if c in by_kind]
+        if clash:
+            raise ConfigError(f"config error at data.columns: '{clash[0]}' is in data.features and set to drop")
+    if cfg.id is not None and cfg.id in by_kind:
+        raise ConfigError(f"config error at data.columns: '{cfg.id}' is data.id and set to drop")
+    for t in targets:
+        if t in by_kind:
+            raise ConfigError(f"config error at data.columns: '{t}' is a target and set to drop")
+    dropped = list(dict.fromkeys([*cfg.drop, *by_kind]))
+    if cfg.features is not None:
+        features = list(cfg.features)
+    else:
+        taken = {*targets, *dropped, *([cfg.id] if cfg.id else [])}
+        features = [n for n in names if n not in taken]
+        empty = [n for n in features if infer_kind(raw.table.column(n).type) == "drop" and n not in kinds]
+        if empty:
+            raw.notes.append(
+                f"column{'s' * (len(empty) > 1)} {', '.join(empty)} ha{'ve' if len(empty) > 1 else 's'}"
+                " no value at all: ignored"
+            )
+            features = [n for n in features if n not in empty]
+            dropped += empty
+    if not features:
+        raise DataError(f"{src}: no feature columns besides the target {', '.join(repr(t) for t in targets)}")
+    return Columns(features, list(targets), cfg.id, dropped, kinds)
 
 
 @dataclass
 class Prepared:
     """The data in the network's units, and what maps raw rows into them."""
 
-    dataset: Dataset
+    task: str
+    why: str  # the task and what decided it, in one line
+    classes: list[str] | None
+    target_names: list[str]
+    id_name: str | None
+    preprocessor: Preprocessor
+    y_scaler: Standardizer | None
+    n_outputs: int
+    class_weight: np.ndarray | None
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    x_scaler: Standardizer
-    y_scaler: Standardizer | None
-    n_outputs: int
+    summary: dict = field(default_factory=dict)  # what `mlpbp data` shows
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def x_scaler(self) -> Preprocessor:  # the name earlier versions used
+        return self.preprocessor
 
 
 def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
 
 
-def prepare(cfg: Config, dtype: str | None = None, comm: Comm = SINGLE) -> Prepared:
-    """Load, split and standardise the config's data, cast to ``dtype`` (default train.dtype).
+def _drop_missing(
+    table: pa.Table, cols: Columns, cfg: DataConfig, src: Path, notes: list[str], first_row: int
+) -> pa.Table:
+    gone = target_missing(table, cols.targets)
+    if gone.any():
+        table = table.filter(arrow(~gone))
+        notes.append(f"dropped {int(gone.sum())} row(s) whose target is missing")
+    holes = {n: missing_mask(table.column(n)) for n in cols.features}
+    counts = {n: int(m.sum()) for n, m in holes.items() if m.any()}
+    if counts and cfg.missing == "error":
+        name, count = next(iter(counts.items()))
+        first = first_row + int(np.flatnonzero(holes[name])[0])
+        more = f" (and {len(counts) - 1} more column(s))" if len(counts) > 1 else ""
+        raise DataError(
+            f"{src}: column '{name}' has {count} missing cell{'s' * (count != 1)}{more}, the first at row {first};"
+            " set data.missing: impute (training median / a 'missing' category) or drop_rows"
+        )
+    for n in cols.features:  # before the split, so a bad cell is named whatever the row count
+        arr = table.column(n)
+        kind = cols.kinds.get(n)
+        if kind in ("numeric", "date") and infer_kind(arr.type) != kind:
+            numeric_values(arr, n, kind, first_row, src.name)
+        if pa.types.is_floating(arr.type) and pc.any(pc.is_inf(arr)).as_py():
+            i = int(np.flatnonzero(to_numpy(pc.is_inf(arr)))[0])
+            raise DataError(f"{src}: row {first_row + i}, column '{n}': {arr[i].as_py()!r} is not a finite number")
+    if counts and cfg.missing == "drop_rows":
+        any_hole = np.logical_or.reduce([m for m in holes.values()])
+        table = table.filter(arrow(~any_hole))
+        notes.append(f"dropped {int(any_hole.sum())} row(s) with a missing cell (data.missing: drop_rows)")
+    if table.num_rows == 0:
+        raise DataError(f"{src}: no rows left after dropping those with missing cells")
+    return table
 
-    Under MPI (a collective), a bad file stops every rank with the same error, and a table in
-    files is scanned once for the standardisation with each rank reading only its share."""
-    ds = comm.agree(lambda: load_data(cfg.data, cfg.seed, cfg.base_dir))
+
+def class_weights(spec, target: Target, y_train: np.ndarray) -> np.ndarray | None:
+    """train.class_weight as one weight per class index."""
+    if spec is None:
+        return None
+    if target.task != "classification":
+        raise ConfigError("config error at train.class_weight: class weights need a classification task")
+    k = len(target.classes)
+    if spec == "balanced":  # scikit-learn's: n / (k * count), so the weights average 1 over the rows
+        counts = np.bincount(y_train, minlength=k).astype(np.float64)
+        return np.where(counts > 0, len(y_train) / (k * np.maximum(counts, 1)), 1.0)
+    unknown = [c for c in spec if c not in target.classes]
+    if unknown:
+        raise ConfigError(
+            f"config error at train.class_weight: unknown class '{unknown[0]}' (classes: {', '.join(target.classes)})"
+        )
+    return np.array([float(spec.get(c, 1.0)) for c in target.classes])
+
+
+def prepare(
+    cfg: Config,
+    dtype: str | None = None,
+    progress: Progress | None = None,
+    encode: bool = True,
+    comm: Comm = SINGLE,
+) -> Prepared:
+    """Load, split and encode the config's data, cast to ``dtype`` (default train.dtype).
+    ``encode=False`` stops after fitting (train/val/test are then empty): what `mlpbp data` needs.
+    Under MPI (a collective), a bad file stops every rank with the same error."""
+    d = cfg.data
+    if d.path is not None:
+        path = Path(d.path) if Path(d.path).is_absolute() else Path(cfg.base_dir) / d.path
+        if is_lazy(path):  # a folder: rows read from its files as batches need them
+            return _prepare_lazy(cfg, path, dtype, comm)
+    return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode))
+
+
+def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
+    """A folder of .npy or Parquet files (numeric columns), read lazily: the standardisation
+    is fitted in one scan, each rank reading only its share."""
+    ds = comm.agree(lambda: read_lazy(path, cfg.data.target, cfg.data.task))
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
         raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
     if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
         raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
     sp = split(ds, cfg.data.test_fraction, cfg.data.validation_fraction, cfg.seed)
+    lo, hi = comm.share(ds.X.shape[0])
+    moments = comm.agree(lambda: fit_moments(ds.X, sp.train[0].index, lo, hi))
+    total = Moments()
+    for m in comm.allgather(moments):  # in rank order: the same scaler on every rank
+        total = total.merge(m)
     d = ds.X.shape[1]
-    if isinstance(ds.X, LazyRows):
-        lo, hi = comm.share(ds.X.shape[0])
-        moments = comm.agree(lambda: fit_moments(ds.X, sp.train[0].index, lo, hi))
-        total = Moments()
-        for m in comm.allgather(moments):  # in rank order: the same scaler on every rank
-            total = total.merge(m)
-        x_scaler = Standardizer.from_moments(total) if cfg.data.standardize else Standardizer.identity(d)
-    else:
-        x_scaler = Standardizer().fit(sp.train[0]) if cfg.data.standardize else Standardizer.identity(d)
+    x_scaler = Standardizer.from_moments(total) if cfg.data.standardize else Standardizer.identity(d)
     y_scaler = None
     if ds.task == "regression" and cfg.data.standardize:
-        # Scaled targets keep one learning rate sensible whatever the target's units.
         y_scaler = Standardizer().fit(sp.train[1])
     dtype = np.dtype(dtype or cfg.train.dtype)
 
-    def encode(part):  # cast once here, so the hot loop never converts
+    def encode(part):  # standardised and cast as batches are read
         X, y = part
-        if isinstance(X, LazyRows):  # standardised and cast as batches are read
-            X = X.transformed(x_scaler, dtype)
-        else:
-            X = np.ascontiguousarray(x_scaler.transform(X), dtype=dtype)
+        X = X.transformed(x_scaler, dtype)
         if ds.task == "regression":
-            y = y_scaler.transform(y) if y_scaler is not None else y
-            y = np.ascontiguousarray(y, dtype=dtype)
+            y = np.ascontiguousarray(y_scaler.transform(y) if y_scaler is not None else y, dtype=dtype)
         return X, y
 
     n_out = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
-    return Prepared(ds, encode(sp.train), encode(sp.val), encode(sp.test), x_scaler, y_scaler, n_out)
+    why = f"{ds.task}: {'set by data.task' if cfg.data.task else 'inferred from the arrays'} (read lazily from {path})"
+    pre = Preprocessor.numeric(list(ds.feature_names), x_scaler)
+    summary = {
+        "path": str(path),
+        "rows": int(ds.X.shape[0]),
+        "rows_used": int(ds.X.shape[0]),
+        "task": ds.task,
+        "why": why,
+        "targets": [ds.target_name],
+        "id": None,
+        "input_width": d,
+        "columns": [],
+        "notes": [],
+    }
+    return Prepared(
+        ds.task,
+        why,
+        ds.classes,
+        [ds.target_name],
+        None,
+        pre,
+        y_scaler,
+        n_out,
+        None,
+        encode(sp.train),
+        encode(sp.val),
+        encode(sp.test),
+        summary,
+        [],
+    )
+
+
+def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) -> Prepared:
+    d = cfg.data
+    dtype = np.dtype(dtype or cfg.train.dtype)
+    raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress)
+    src = raw.path
+    cols = resolve_columns(raw, d)
+    notes = list(raw.notes)
+    target = infer_target(raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name)
+    if fixed_task and d.task is None:
+        target.why = f"{target.task}: dataset '{d.dataset}' is a {target.task} problem"
+    loss = default_loss(cfg, target.task)
+    if target.task == "regression" and loss == "cross_entropy":
+        raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
+    if cfg.train.patience is not None and d.validation_fraction == 0:
+        raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
+    n_read = raw.table.num_rows
+    table = _drop_missing(raw.table, cols, d, src, notes, raw.first_row)
+    first_row = raw.first_row
+    raw.table = None  # the filtered table is the one to keep (and free early)
+    y = target.encode(table, first_row, src.name)
+    n_classes = len(target.classes) if target.task == "classification" else None
+    train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
+    pre = Preprocessor.fit(
+        table,
+        cols.features,
+        train_idx,
+        cols.kinds,
+        d.missing,
+        d.handle_unknown,
+        d.max_categories,
+        d.standardize,
+        src.name,
+    )
+    y_scaler = None
+    if target.task == "regression" and d.standardize:
+        # Scaled targets keep one learning rate sensible whatever the target's units.
+        y_scaler = Standardizer().fit(y[train_idx])
+    weights = class_weights(cfg.train.class_weight, target, y[train_idx])
+    n_out = len(target.classes) if target.task == "classification" else y.shape[1]
+    summary = _summary(table, cols, target, pre, y, src, n_read, notes, weights)
+    empty = (np.empty((0, pre.width), dtype), y[:0])
+    prepared = Prepared(
+        target.task,
+        target.why,
+        target.classes,
+        cols.targets,
+        cols.id,
+        pre,
+        y_scaler,
+        n_out,
+        weights,
+        empty,
+        empty,
+        empty,
+        summary,
+        notes,
+    )
+    if not encode:
+        return prepared
+    parts = (train_idx, val_idx, test_idx)
+    Xs = _encode_split(table, pre, parts, dtype, first_row, src.name)
+    del table
+    if target.task == "regression":
+        y = np.ascontiguousarray(y_scaler.transform(y) if y_scaler is not None else y, dtype=dtype)
+    prepared.train, prepared.val, prepared.test = ((X, y[idx]) for X, idx in zip(Xs, parts))
+    return prepared
+
+
+def _encode_split(table: pa.Table, pre: Preprocessor, parts, dtype, first_row: int, source: str) -> list[np.ndarray]:
+    """Encode the table a chunk of rows at a time straight into each split's matrix, in the
+    split's row order: the table and the splits are all that is ever held (no whole-table
+    matrix to copy the splits out of)."""
+    which = np.empty(table.num_rows, np.int8)
+    where = np.empty(table.num_rows, np.int64)
+    for k, idx in enumerate(parts):
+        which[idx], where[idx] = k, np.arange(len(idx))
+    out = [np.empty((len(idx), pre.width), dtype) for idx in parts]
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        # A category only the validation or test rows have is encoded as all zeros, as
+        # handle_unknown: ignore would: refusing the user's own file because of how a random
+        # split fell helps no one.
+        block = pre.transform(table.slice(start, CHUNK_ROWS), dtype, first_row + start, source, unknown="ignore")
+        w, pos = which[start : start + len(block)], where[start : start + len(block)]
+        for k, X in enumerate(out):
+            rows = w == k
+            X[pos[rows]] = block[rows]
+    return out
+
+
+def _summary(
+    table: pa.Table,
+    cols: Columns,
+    target: Target,
+    pre: Preprocessor,
+    y: np.ndarray,
+    src: Path,
+    n_read: int,
+    notes: list[str],
+    weights: np.ndarray | None,
+) -> dict:
+    """What the network will see: one record per column, the task and why, the input width."""
+    columns = []
+    kinds = {c.name: c for c in pre.columns}
+
+    def describe(name: str, role: str) -> dict:
+        arr = table.column(name)
+        rec = {"name": name, "role": role, "type": str(arr.type), "missing": int(missing_mask(arr).sum())}
+        col = kinds.get(name)
+        kind = col.kind if col else cols.kinds.get(name) or infer_kind(arr.type)
+        rec["kind"] = {"dropped": "drop", "id": "-"}.get(role, kind)
+        if col is not None and col.kind == "categorical":
+            rec["categories"] = col.categories
+        elif kind in ("numeric", "date") and role != "dropped" and arr.type != pa.null():
+            mm = pc.min_max(arr)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if arr.type == pa.float32():  # read as float32: show the decimal the file had
+                lo, hi = (None if v is None else float(f"{v:.7g}") for v in (lo, hi))
+            rec["min"], rec["max"] = _jsonable(lo), _jsonable(hi)
+        return rec
+
+    for name in table.column_names:
+        if name in kinds:
+            role = "feature"
+        elif name in cols.targets:
+            role = "target"
+        elif name == cols.id:
+            role = "id"
+        else:
+            role = "dropped"
+        columns.append(describe(name, role))
+    out = {
+        "path": str(src),
+        "rows": int(n_read),
+        "rows_used": int(table.num_rows),
+        "task": target.task,
+        "why": target.why,
+        "targets": cols.targets,
+        "id": cols.id,
+        "input_width": pre.width,
+        "columns": columns,
+        "notes": notes,
+    }
+    if target.task == "classification":
+        counts = np.bincount(y, minlength=len(target.classes))
+        out["classes"] = [
+            {"label": c, "count": int(n), **({"weight": float(weights[k])} if weights is not None else {})}
+            for k, (c, n) in enumerate(zip(target.classes, counts))
+        ]
+    return out
+
+
+def _jsonable(v):
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    return str(v)  # dates and timestamps: ISO text
 
 
 def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int = 0) -> None:
@@ -123,8 +457,7 @@ def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int 
     model = network_bytes(widths, dtype) + extra_copies * n_params(widths) * itemsize
     # metrics run forward passes of up to EVAL_CHUNK rows, keeping 2 buffers a layer
     model += activation_bytes(widths, min(eval_rows, EVAL_CHUNK), dtype) // STEP_BUFFERS * 2
-    # batch_size None (newton_cg, lbfgs): the whole training set is one batch
-    batch = activation_bytes(widths, cfg.train.batch_size or max(eval_rows, 1), dtype)
+    batch = activation_bytes(widths, cfg.train.batch_size, dtype)
     require(
         model + batch,
         f"training a {describe_widths(widths)} network ({n_params(widths):,} parameters: their gradients,"
@@ -134,7 +467,13 @@ def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int 
 
 
 def build_model(
-    cfg: Config, n_inputs: int, n_outputs: int, task: str, dtype: str | None = None, eval_rows: int = 0
+    cfg: Config,
+    n_inputs: int,
+    n_outputs: int,
+    task: str,
+    dtype: str | None = None,
+    eval_rows: int = 0,
+    class_weight: np.ndarray | None = None,
 ) -> MLP:
     """The config's network, once its memory is checked (``eval_rows``: the most rows metrics
     are computed on)."""
@@ -149,4 +488,5 @@ def build_model(
         dtype=dtype,
         init=cfg.model.init,
         task=task,
+        class_weight=class_weight,
     )

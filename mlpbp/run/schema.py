@@ -18,11 +18,25 @@ DESCRIPTIONS = {
     "data": "Where the rows come from and how they are split and scaled.",
     "data.dataset": "A bundled (digits, iris) or generated (xor, moons, circles, spirals, sine) dataset; "
     "exactly one of dataset and path.",
-    "data.path": "A CSV file with a header row, or an NPZ file with arrays X and y; a relative path is "
-    "taken from the config file's folder. Exactly one of dataset and path.",
-    "data.target": "The CSV column to predict (default: the last column).",
-    "data.task": "classification or regression (default: inferred from the target: strings and integers "
-    "classify, floats regress).",
+    "data.path": "A table: CSV/TSV with a header row (.csv, .txt, .tsv), Parquet, NPZ with arrays X and y, or "
+    "an NPY pair (the X file or a folder of X.npy, y.npy); a relative path is taken from the config file's "
+    "folder. Exactly one of dataset and path.",
+    "data.target": "The column to predict, or a list of columns for multi-output regression (default: the last "
+    "column; NPZ/NPY: y).",
+    "data.task": "classification or regression (default: inferred and said why: text, booleans and at most "
+    "max_classes distinct integers classify, other numbers regress).",
+    "data.delimiter": "The CSV delimiter, one character (default: sniffed from the first lines among , ; tab |).",
+    "data.features": "The feature columns (default: every column but the targets, id and drop).",
+    "data.drop": "Columns to ignore.",
+    "data.id": "An id column: never a feature; predict copies it into its output.",
+    "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot), date (days "
+    "since 1970-01-01) or drop.",
+    "data.max_classes": "A numeric target with more distinct values than this is regression.",
+    "data.max_categories": "A categorical column with more distinct values is refused (it is usually a name or "
+    "an ID: drop it or make it the id).",
+    "data.missing": "Missing cells: error (name them), drop_rows, or impute (training median; a 'missing' "
+    "category for categorical columns).",
+    "data.handle_unknown": "A category at predict time that training never saw: error, or ignore (all zeros).",
     "data.test_fraction": "Share of rows held out for the final metrics (0: report training metrics).",
     "data.validation_fraction": "Share of rows held out for the validation loss and early stopping.",
     "data.standardize": "Scale inputs (and regression targets) to mean 0, variance 1, fitted on the training "
@@ -51,6 +65,8 @@ DESCRIPTIONS = {
     "train.sharpness_every": "Every N epochs, the top Hessian eigenvalue on sharpness_rows training rows, "
     "beside 2/learning_rate (null: off).",
     "train.sharpness_rows": "Rows of the fixed seeded sample the sharpness is measured on.",
+    "train.class_weight": "Per-example loss weights by class: null, balanced (n / (classes x count), as "
+    "scikit-learn), or a mapping {label: weight} (unlisted classes weigh 1).",
     "train.beta1": "adam/adamw: decay of the running mean of the gradient.",
     "train.beta2": "adam/adamw: decay of the running mean of the squared gradient.",
     "train.eps": "adam/adamw: added to the root of the squared-gradient mean, against division by 0.",

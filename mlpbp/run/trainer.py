@@ -176,9 +176,11 @@ class Trainer:
                 " ranks (batch_size is the global batch, shared among the ranks); raise it or use fewer ranks"
             )
         self.data = data
-        self.task = self.data.dataset.task
+        self.task = data.task
         eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
-        self.net = build_model(cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows)
+        self.net = build_model(
+            cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows, class_weight=data.class_weight
+        )
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)
@@ -412,18 +414,21 @@ class Trainer:
         if self.best_params is not None:  # early stopping keeps the best weights
             for k, p in self.net.params.items():
                 p[...] = self.best_params[k]
-        ds = self.data.dataset
-        on = "test" if self.data.test[0].shape[0] else "train"
-        metrics = compute_metrics(self.net, *getattr(self.data, on), self.data.y_scaler, self.comm)
+        d = self.data
+        target = d.target_names[0] if len(d.target_names) == 1 else d.target_names
+        on = "test" if d.test[0].shape[0] else "train"
+        names = (d.target_names if len(d.target_names) == d.n_outputs else None) if self.task == "regression" else None
+        metrics = compute_metrics(self.net, *getattr(d, on), d.y_scaler, self.comm, classes=d.classes, names=names)
         model = TrainedModel(
             self.net,
-            self.data.x_scaler,
-            self.data.y_scaler,
-            ds.classes,
-            ds.feature_names,
-            ds.target_name,
+            d.preprocessor,
+            d.y_scaler,
+            d.classes,
+            d.preprocessor.inputs,
+            target,
             config_to_dict(self.cfg),
             metrics={"evaluated_on": on, "epochs_trained": len(st.history), **metrics},
+            id_name=d.id_name,
         )
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()

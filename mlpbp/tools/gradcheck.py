@@ -565,7 +565,7 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     # The training split exactly as training sees it (standardised), in float64.
     data = prepare(cfg, dtype="float64")
     X, y = data.train
-    net = build_model(cfg, X.shape[1], data.n_outputs, data.dataset.task, dtype="float64")
+    net = build_model(cfg, X.shape[1], data.n_outputs, data.task, dtype="float64", class_weight=data.class_weight)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))
     return net, X[rows], y[rows]

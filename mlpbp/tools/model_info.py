@@ -94,7 +94,8 @@ def model_info(path: str | Path) -> dict:
             "train_step_per_row": forward + sum(r["flops_backward"] for r in layers),
             "update_per_step": 2 * net.n_params,  # θ −= α g; momentum and decay add more
         },
-        "features": model.feature_names,
+        "features": model.preprocessor.feature_names,  # the network's inputs, after one-hot encoding
+        "columns": model.preprocessor.to_meta()["columns"],  # the raw columns and what becomes of them
         "target": model.target_name or None,
         "classes": model.classes,
         "preprocessing": preprocessing(model),

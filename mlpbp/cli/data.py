@@ -1,0 +1,38 @@
+"""`mlpbp data`: what the network will see, before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mlpbp.cli import render
+from mlpbp.cli.app import CONFIG_ARG, SET_OPT, command, err, out
+from mlpbp.run.config import load_config
+from mlpbp.run.prepare import prepare
+
+
+@command
+def data(
+    config: Path = CONFIG_ARG,
+    overrides: list[str] | None = SET_OPT,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON object on stdout: {"path", "rows", "rows_used", "task", "why", "targets", "id",'
+        ' "input_width", "columns": [{"name", "role", "kind", "type", "missing", "categories" | "min", "max"}],'
+        ' "classes": [{"label", "count"}], "notes"}.',
+    ),
+) -> None:
+    """Read the config's data as training would and show each column's role and kind (inferred,
+    or set by data.columns), missing cells, categories or range; the task and why; the input
+    width after one-hot encoding; and the class counts. Kinds and categories come from the
+    training split, as in training; nothing is written."""
+    cfg = load_config(config, overrides or ())
+    with render.LoadProgress(err, cfg.data.path or cfg.data.dataset) as progress:
+        prepared = prepare(cfg, progress=progress, encode=False)
+    if as_json:
+        typer.echo(json.dumps(prepared.summary))
+    else:
+        render.data_summary(out, prepared.summary, verbose=True)

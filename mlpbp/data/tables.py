@@ -1,0 +1,379 @@
+"""User tables read into memory as a pyarrow Table: CSV and TSV (delimiter sniffed, or given),
+Parquet, NPZ (arrays X and y) and NPY pairs (X.npy beside y.npy), chosen by the file's extension.
+
+pyarrow parses CSV on every core, recognises missing cells (``""``, ``NA``, ``nan``, ...) and
+infers each column's type (numbers, booleans, ISO dates, text) in C++; see benchmarks/README.md
+for what it costs against pandas and NumPy. Every problem with a file becomes one
+``DataError`` line naming the file (and the row or column, where there is one).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mlpbp.data.preprocessing import arrow
+from mlpbp.errors import DataError
+from mlpbp.io import ARCHIVE_ERRORS
+
+EXTENSIONS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+    ".npy": "npy",
+}
+DELIMITERS = ",;\t|"
+SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed from
+
+# progress(rows read so far, fraction of the file read); rows are estimated until the end.
+Progress = Callable[[int, float], None]
+
+
+@dataclass
+class RawTable:
+    """A table as read, before any column is interpreted."""
+
+    table: pa.Table
+    path: Path
+    first_row: int  # the number messages give the table's first row: 2 in a CSV (line 1 is the header)
+    targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, i: int) -> int:
+        return self.first_row + int(i)
+
+
+def file_kind(path: Path) -> str:
+    if path.is_dir():
+        return "npy"
+    kind = EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(
+            f"{path}: unknown file extension {path.suffix or '(none)'!r}"
+            f" (allowed: {', '.join(sorted(EXTENSIONS))}, or a folder holding X.npy and y.npy)"
+        )
+    return kind
+
+
+def read_table(
+    path: str | Path,
+    delimiter: str | None = None,
+    float32: bool = False,
+    keep64: Collection[str] | None = None,
+    progress: Progress | None = None,
+) -> RawTable:
+    """Read a data file whole. ``float32``: store float columns (but those in ``keep64``, by
+    default the last column: targets) as float32, which halves the memory of a large numeric
+    table that will train in float32."""
+    path = Path(path)
+    kind = file_kind(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if kind in ("csv", "tsv"):
+        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress)
+    elif kind == "parquet":
+        raw = _read_parquet(path, progress)
+    else:
+        X, y = read_npz_arrays(path) if kind == "npz" else read_npy_pair(path)
+        raw = _arrays_table(path, X, y)
+    if float32:
+        keep = set(keep64) if keep64 is not None else set(raw.targets or raw.table.column_names[-1:])
+        raw.table = _narrow(raw.table, keep)
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def sniff_delimiter(path: Path, sample: str) -> str:
+    lines = [line for line in sample.splitlines() if line.strip()][:20]
+    if not lines:
+        raise DataError(f"{path}: file is empty (expected a header row of column names)")
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        pass
+    # The Sniffer wants every line alike; fall back to the one candidate the header uses.
+    found = [d for d in DELIMITERS if d in lines[0]]
+    if len(found) == 1:
+        return found[0]
+    if not any(d in line for line in lines for d in DELIMITERS):
+        return ","  # one column: no delimiter to find; the column checks say what is wrong
+    shown = ", ".join(repr(d) for d in DELIMITERS)
+    raise DataError(
+        f"{path}: cannot determine the delimiter from the first lines (tried {shown}); set data.delimiter in the config"
+    )
+
+
+class _Counting(io.RawIOBase):
+    """A file that reports how far pyarrow has read, for the progress line."""
+
+    def __init__(self, f, size: int, callback: Callable[[int, int], None]):
+        self.f, self.size, self.callback, self.done = f, size, callback, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        self.done += n
+        self.callback(self.done, self.size)
+        return n
+
+
+def _read_csv(
+    path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
+) -> RawTable:
+    try:
+        with path.open("rb") as f:
+            head = f.read(SAMPLE_BYTES)
+        size = path.stat().st_size
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if len(head) < SAMPLE_BYTES or e.start < len(head) - 4:  # not a character cut at the sample's end
+            raise DataError(f"{path}: cannot read as CSV: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = head[: e.start].decode("utf-8-sig")
+    if delimiter is None:
+        delimiter = sniff_delimiter(path, text)
+    bad_rows: list[str] = []
+
+    def invalid_row(row) -> str:
+        where = f"row {row.number}" if row.number is not None else "a row"
+        bad_rows.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
+        return "error"
+
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid_row)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    types = _sample_types(head, parse, convert) if size > SAMPLE_BYTES else {}
+    # Float columns typed up front skip inference, and float32 ones take half the memory.
+    wide = set(keep64) if keep64 is not None else set(list(types)[-1:])
+    column_types = {
+        name: (pa.float32() if float32 and name not in wide else pa.float64())
+        for name, t in types.items()
+        if pa.types.is_floating(t) and name
+    }
+    rows_per_byte = _rows_per_byte(head)
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(int(done * rows_per_byte), done / max(total, 1))
+
+    def read(column_types: dict) -> pa.Table:
+        with path.open("rb") as f:
+            source = _Counting(f, size, report) if progress is not None else f
+            return pacsv.read_csv(
+                source,
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
+            )
+
+    try:
+        try:
+            table = read(column_types)
+        except pa.ArrowInvalid:
+            if not column_types or bad_rows:
+                raise
+            table = read({})  # a column the sample took for numbers has text further down
+    except pa.ArrowInvalid as e:
+        reason = bad_rows[0] if bad_rows else _arrow_reason(e)
+        if bad_rows and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
+            reason = _ragged_row(path, delimiter) or reason
+        if "Empty CSV file" in str(e):
+            raise DataError(f"{path}: file is empty (expected a header row of column names)") from None
+        raise DataError(f"{path}: cannot read as CSV: {reason}") from None
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+    if progress is not None:
+        progress(table.num_rows, 1.0)
+    raw = RawTable(table, path, first_row=2)
+    _check_names(raw)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows after the header")
+    return raw
+
+
+def _ragged_row(path: Path, delimiter: str) -> str | None:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        for row in reader:
+            if row and len(row) != len(header):
+                return f"row {reader.line_num} has {len(row)} fields, header has {len(header)}"
+    return None
+
+
+def _sample_types(head: bytes, parse, convert) -> dict:
+    cut = head.rfind(b"\n")
+    try:
+        return dict(zip(*_names_types(pacsv.read_csv(io.BytesIO(head[: cut + 1]), parse_options=parse))))
+    except (pa.ArrowException, ValueError):
+        return {}  # the full read reports what is wrong
+
+
+def _names_types(table: pa.Table):
+    return table.schema.names, table.schema.types
+
+
+def _rows_per_byte(head: bytes) -> float:
+    lines = head.count(b"\n")
+    return max(lines - 1, 1) / max(len(head), 1)
+
+
+def _check_names(raw: RawTable) -> None:
+    try:
+        path, names = raw.path, [n.strip() for n in raw.table.column_names]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{raw.path}: cannot read the header: not UTF-8 text ({e.reason})") from None
+    if names and names[0] == "" and len(names) > 1:
+        # pandas' to_csv writes its index as a first column with no name.
+        raw.table = raw.table.remove_column(0)
+        names = names[1:]
+        raw.notes.append(f"{path.name}: the first column has no name (a pandas index?): ignored")
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(f"{path}: header column {i + 1} has no name")
+        if name in names[:i]:
+            raise DataError(f"{path}: column name '{name}' appears twice in the header")
+    raw.table = raw.table.rename_columns(names)
+
+
+def _arrow_reason(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text.removeprefix("CSV parse error: ")[:300] or type(e).__name__
+
+
+def _narrow(table: pa.Table, keep64: Collection[str]) -> pa.Table:
+    for i, (name, t) in enumerate(zip(table.schema.names, table.schema.types)):
+        if t == pa.float64() and name not in keep64:
+            table = table.set_column(i, name, table.column(i).cast(pa.float32()))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet
+
+
+def _read_parquet(path: Path, progress: Progress | None) -> RawTable:
+    try:
+        f = pq.ParquetFile(path)
+        parts, rows = [], 0
+        for g in range(f.num_row_groups):  # one group at a time, so long reads report progress
+            parts.append(f.read_row_group(g))
+            rows += parts[-1].num_rows
+            if progress is not None:
+                progress(rows, rows / max(f.metadata.num_rows, 1))
+        table = pa.concat_tables(parts) if parts else f.schema_arrow.empty_table()
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{path}: cannot read as Parquet: {_arrow_reason(e)}") from None
+    raw = RawTable(table, path, first_row=1)
+    _check_names(raw)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# NPZ and NPY: already numeric arrays
+
+
+def read_npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays X and y from an .npz archive (no pickles)."""
+    try:
+        with path.open("rb") as f:
+            if f.read(2) != b"PK":  # np.load would try anything else as a pickle, and say so
+                raise ValueError("not a zip archive")
+        archive = np.load(path, allow_pickle=False)
+    except ARCHIVE_ERRORS as exc:
+        raise DataError(f"{path}: cannot read as an .npz archive: {_one_line(str(exc))}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive holding arrays X and y, got a single array")
+    with archive:
+        missing = [k for k in ("X", "y") if k not in archive.files]
+        if missing:
+            raise DataError(
+                f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(archive.files) or 'none'})"
+            )
+        try:
+            return archive["X"], archive["y"]
+        except ARCHIVE_ERRORS as exc:
+            raise _array_error(path, exc) from None
+
+
+def npy_pair_paths(path: Path) -> tuple[Path, Path]:
+    """``data.path`` for NPY: a folder holding X.npy and y.npy, or the X file (its y file is the
+    same name with the last X turned into y: train_X.npy -> train_y.npy)."""
+    if path.is_dir():
+        return path / "X.npy", path / "y.npy"
+    name = path.name
+    k = name.rfind("X")
+    if k < 0:
+        raise DataError(f"{path}: an NPY data.path is the X file (X.npy, train_X.npy, ...) or a folder of X.npy, y.npy")
+    return path, path.with_name(name[:k] + "y" + name[k + 1 :])
+
+
+def read_npy_pair(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    xp, yp = npy_pair_paths(path)
+    arrays = []
+    for p in (xp, yp):
+        if not p.is_file():
+            raise DataError(f"data file not found: {p} (an NPY data set is a pair X.npy, y.npy)")
+        try:
+            arrays.append(np.load(p, allow_pickle=False))
+        except ARCHIVE_ERRORS as exc:
+            raise _array_error(p, exc) from None
+        if not isinstance(arrays[-1], np.ndarray):
+            raise DataError(f"{p}: expected a .npy array, got an .npz archive")
+    X, y = arrays
+    if X.ndim >= 1 and y.ndim >= 1 and X.shape[0] != y.shape[0]:
+        raise DataError(f"{xp} has {X.shape[0]} rows but {yp} has {y.shape[0]}; the pair must have one row each")
+    return X, y
+
+
+def _array_error(path: Path, exc: Exception) -> DataError:
+    if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+        # np.load refuses object arrays without allow_pickle; we never unpickle user files.
+        return DataError(f"{path}: X or y is an object (pickled) array; save plain numeric arrays instead")
+    return DataError(f"{path}: cannot read as an .npz archive: {_one_line(str(exc))}")
+
+
+def _arrays_table(path: Path, X: np.ndarray, y: np.ndarray) -> RawTable:
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: X must be a 2-D numeric array, got shape {X.shape} dtype {X.dtype}")
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise DataError(f"{path}: X has shape {X.shape}; need at least one row and one column")
+    if X.dtype.kind == "f" and np.isinf(X).any():
+        i, j = np.argwhere(np.isinf(X))[0]
+        raise DataError(f"{path}: X[{i}, {j}] is {X[i, j]}; values must be finite (NaN marks a missing cell)")
+    if y.ndim not in (1, 2) or y.shape[0] != n:
+        raise DataError(f"{path}: y must have shape ({n},) or ({n}, m) to match X, got {y.shape}")
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: y must hold numbers or string labels, got dtype {y.dtype}")
+    columns = {f"x{j}": arrow(X[:, j]) for j in range(d)}  # NaN: a missing cell
+    ys = [y] if y.ndim == 1 else [y[:, k] for k in range(y.shape[1])]
+    targets = ["y"] if len(ys) == 1 else [f"y{k}" for k in range(len(ys))]
+    for name, col in zip(targets, ys):
+        columns[name] = arrow(col.astype(str).tolist()) if col.dtype.kind in "SU" else arrow(col)
+    return RawTable(
+        pa.Table.from_arrays(list(columns.values()), names=list(columns)), path, first_row=0, targets=targets
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -731,7 +731,7 @@ def test_memory_error_while_reading_data_names_the_file_and_its_size(ctx, runner
     def exhausted(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr("mlpbp.data.readers._read_table", exhausted)
+    monkeypatch.setattr("mlpbp.data.tables._read_csv", exhausted)
     argv = ctx.train_text("data: {path: big.csv}\ntrain: {epochs: 1}\n")
     before = _snapshot(ctx.out)
     res = runner.invoke(app, argv)

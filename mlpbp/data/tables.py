@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from mlpbp.data.preprocessing import arrow
 from mlpbp.errors import DataError
-from mlpbp.io import ARCHIVE_ERRORS
+from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
 EXTENSIONS = {
     ".csv": "csv",
@@ -36,6 +36,7 @@ EXTENSIONS = {
 }
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed from
+BLOCK_BYTES = 8 << 20  # the streaming CSV reader's block
 
 # progress(rows read so far, fraction of the file read); rows are estimated until the end.
 Progress = Callable[[int, float], None]
@@ -67,6 +68,7 @@ def file_kind(path: Path) -> str:
     return kind
 
 
+@reads_file
 def read_table(
     path: str | Path,
     delimiter: str | None = None,
@@ -118,22 +120,6 @@ def sniff_delimiter(path: Path, sample: str) -> str:
     )
 
 
-class _Counting(io.RawIOBase):
-    """A file that reports how far pyarrow has read, for the progress line."""
-
-    def __init__(self, f, size: int, callback: Callable[[int, int], None]):
-        self.f, self.size, self.callback, self.done = f, size, callback, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self.f.readinto(b)
-        self.done += n
-        self.callback(self.done, self.size)
-        return n
-
-
 def _read_csv(
     path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
 ) -> RawTable:
@@ -168,28 +154,38 @@ def _read_csv(
         for name, t in types.items()
         if pa.types.is_floating(t) and name
     }
-    rows_per_byte = _rows_per_byte(head)
 
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress(int(done * rows_per_byte), done / max(total, 1))
-
-    def read(column_types: dict) -> pa.Table:
+    def stream(column_types: dict) -> pa.Table:
+        """Block by block: memory stays near the table's own size (read_csv holds the whole
+        file's text while it converts), and the rows read are known as it goes."""
         with path.open("rb") as f:
-            source = _Counting(f, size, report) if progress is not None else f
-            return pacsv.read_csv(
-                source,
+            reader = pacsv.open_csv(
+                f,
+                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
                 parse_options=parse,
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
             )
+            batches, rows = [], 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if progress is not None:
+                    progress(rows, min(f.tell() / max(size, 1), 1.0))
+            return pa.Table.from_batches(batches, schema=reader.schema)
+
+    def whole() -> pa.Table:
+        # Type inference over the whole file: the streaming reader fixes each column's type on
+        # its first block, and a later block may disagree (text below numbers).
+        with path.open("rb") as f:
+            return pacsv.read_csv(f, parse_options=parse, convert_options=convert)
 
     try:
         try:
-            table = read(column_types)
+            table = stream(column_types)
         except pa.ArrowInvalid:
-            if not column_types or bad_rows:
+            if bad_rows:
                 raise
-            table = read({})  # a column the sample took for numbers has text further down
+            table = whole()
     except pa.ArrowInvalid as e:
         reason = bad_rows[0] if bad_rows else _arrow_reason(e)
         if bad_rows and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
@@ -228,11 +224,6 @@ def _sample_types(head: bytes, parse, convert) -> dict:
 
 def _names_types(table: pa.Table):
     return table.schema.names, table.schema.types
-
-
-def _rows_per_byte(head: bytes) -> float:
-    lines = head.count(b"\n")
-    return max(lines - 1, 1) / max(len(head), 1)
 
 
 def _check_names(raw: RawTable) -> None:

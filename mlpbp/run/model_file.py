@@ -99,13 +99,13 @@ class TrainedModel:
         encoded as in training, and its targets encoded (class indices, or scaled values), as
         ``mlpbp evaluate`` reads them."""
         raw = read_table(path)
+        X = self.preprocessor.transform(raw.table, np.float64, raw.first_row, str(path))  # features first
         absent = [t for t in self.target_names if t not in raw.table.column_names]
         if absent:
             raise DataError(
                 f"{path}: target column '{absent[0]}' not found (columns: {', '.join(raw.table.column_names)})"
             )
-        y = self.encode_targets(raw.table, raw.first_row, str(path))
-        return self.preprocessor.transform(raw.table, np.float64, raw.first_row, str(path)), y
+        return X, self.encode_targets(raw.table, raw.first_row, str(path))
 
     def evaluate(self, table: pa.Table, first_row: int = 0, source: str = "") -> dict:
         y = self.encode_targets(table, first_row, source)

@@ -22,7 +22,9 @@ def expected_pngs(name: str) -> set[str]:
     """What a run of a shipped config draws, from its dataset: every run its curves; a classifier
     its confusion matrix (and regions with two inputs), a regressor predicted vs actual (and its
     curve with one input)."""
-    dataset = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["data"]["dataset"]
+    dataset = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["data"].get(
+        "dataset"
+    )  # a table (data.path): no dataset name
     if dataset in ONE_INPUT_REGRESSION:
         return {"curves.png", "predicted.png", "fit.png"}
     return {"curves.png", "confusion.png"} | ({"regions.png"} if dataset in TWO_INPUTS else set())

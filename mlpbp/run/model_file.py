@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlpbp.data import Standardizer
-from mlpbp.data.preprocessing import Preprocessor, arrow
+from mlpbp.data.preprocessing import Preprocessor
 from mlpbp.data.tables import read_table
 from mlpbp.data.targets import Target
 from mlpbp.engine.activations import ACTIVATIONS
@@ -74,13 +74,16 @@ class TrainedModel:
         return Target(self.target_names, self.task, self.classes, "")
 
     def predict_outputs(self, rows: pa.Table | np.ndarray, first_row: int = 0, source: str = "") -> np.ndarray:
-        """Outputs for raw rows (a table with the training columns, or a numeric array of them in
-        order): class scores, or regression values in the target's units."""
-        if isinstance(rows, np.ndarray):
-            rows = pa.Table.from_arrays([arrow(rows[:, j]) for j in range(rows.shape[1])], names=self.feature_names)
-        parts = []
-        for start in range(0, rows.num_rows, PREDICT_CHUNK):
-            X = self.preprocessor.transform(rows.slice(start, PREDICT_CHUNK), np.float64, first_row + start, source)
+        """Outputs for raw rows (a table with the training columns, or a numeric array of the
+        network's input columns before standardisation: the raw columns themselves when all are
+        numeric): class scores, or regression values in the target's units."""
+        pre, parts = self.preprocessor, []
+        if isinstance(rows, np.ndarray):  # the network's columns, unscaled (what inverse_transform gives)
+            if rows.ndim != 2 or rows.shape[1] != pre.width:
+                raise DataError(f"expected {pre.width} input columns, got an array of shape {rows.shape}")
+            parts.append(outputs(self.net, (np.asarray(rows, np.float64) - pre.mean) / pre.scale).astype(np.float64))
+        for start in range(0, 0 if isinstance(rows, np.ndarray) else rows.num_rows, PREDICT_CHUNK):
+            X = pre.transform(rows.slice(start, PREDICT_CHUNK), np.float64, first_row + start, source)
             parts.append(outputs(self.net, X).astype(np.float64))
         o = np.concatenate(parts) if parts else np.empty((0, self.net.widths[-1]))
         if self.task == "regression" and self.y_scaler is not None:

@@ -457,7 +457,8 @@ def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int 
     model = network_bytes(widths, dtype) + extra_copies * n_params(widths) * itemsize
     # metrics run forward passes of up to EVAL_CHUNK rows, keeping 2 buffers a layer
     model += activation_bytes(widths, min(eval_rows, EVAL_CHUNK), dtype) // STEP_BUFFERS * 2
-    batch = activation_bytes(widths, cfg.train.batch_size, dtype)
+    # batch_size None (newton_cg, lbfgs): the whole training set is one batch
+    batch = activation_bytes(widths, cfg.train.batch_size or max(eval_rows, 1), dtype)
     require(
         model + batch,
         f"training a {describe_widths(widths)} network ({n_params(widths):,} parameters: their gradients,"

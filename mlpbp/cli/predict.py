@@ -86,6 +86,11 @@ def _csv_cell(text: str) -> str:
     return text
 
 
+def _lazy_target(model: TrainedModel) -> str | None:
+    names = model.target_names
+    return names[0] if len(names) == 1 else None
+
+
 def _write_lazy_predictions(f, model, X) -> int:
     """Prediction rows for the raw rows X, written a chunk at a time as they are computed."""
     w = csv.writer(f, lineterminator="\n")
@@ -119,7 +124,7 @@ def predict(
     values; the id column (when the model was trained with data.id) comes first."""
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
-        X, _, _, _ = open_table(data, model.feature_names, None, False)
+        X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)
         if out_file is None:
             _write_lazy_predictions(sys.stdout, model, X)
         else:
@@ -170,7 +175,7 @@ def evaluate(
     and per class; or loss, MSE, MAE and R² (mean and per output)."""
     if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
         model = load_model(model_path)
-        X, y, _, _ = open_table(data, model.feature_names, model.target_name or None, True)
+        X, y, _, _ = open_table(data, model.feature_names, _lazy_target(model), True)
         try:
             metrics, n = model.evaluate_arrays(X, y), X.shape[0]
         except DataError as e:

@@ -196,7 +196,7 @@ def test_the_trainer_is_handed_its_data_and_never_loads_any(tmp_path, monkeypatc
     def no_loading(*args, **kwargs):
         raise AssertionError("the trainer loaded data")
 
-    monkeypatch.setattr("mlpbp.run.prepare.load_data", no_loading)
+    monkeypatch.setattr("mlpbp.run.prepare.load_table", no_loading)
     monkeypatch.setattr("mlpbp.run.trainer.prepare", no_loading)
     result = Trainer(cfg, data, tmp_path).run()
     assert result.history[0]["epoch"] == 1 and result.model_path.is_file()

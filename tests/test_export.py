@@ -142,3 +142,48 @@ def test_missing_onnx_says_what_to_install(runner, good_run, monkeypatch, tmp_pa
 def test_unknown_format_is_one_line_exit_2(runner, good_run):
     res = runner.invoke(app, ["export", str(good_run / "model.npz"), "--format", "pmml"])
     assert res.exit_code == 2 and "allowed: onnx" in res.stderr
+
+
+def test_onnx_of_a_table_with_categories_dates_and_missing_cells_matches_predict(runner, tmp_path):
+    """The shipped customers table: text categories (one with an unseen value added here), a
+    boolean, a date, imputed numbers and categories. ONNX Runtime on the raw columns must give
+    mlpbp predict's labels and probabilities."""
+    from helpers import ROOT
+
+    cfg = yaml.safe_load((ROOT / "configs" / "customers.yaml").read_text())
+    cfg["data"]["path"] = str(ROOT / "datasets" / "customers.csv")
+    cfg["train"]["epochs"] = 5
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((ROOT / "datasets" / "customers.csv").open()))[:120]
+    rows[0]["region"] = "atlantis"  # never seen in training: handle_unknown ignore, all zeros
+    table = tmp_path / "rows.csv"
+    with table.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    model_path = tmp_path / "run" / "model.npz"
+    out = tmp_path / "m.onnx"
+    res = runner.invoke(app, ["export", str(model_path), "--format", "onnx", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in session.get_inputs():
+        cells = [r[i.name] for r in rows]
+        if i.type == "tensor(string)":
+            feeds[i.name] = np.array(cells, dtype=object).reshape(-1, 1)
+        elif i.name == "signup":  # a date: days since 1970-01-01
+            feeds[i.name] = np.array([np.datetime64(c, "D").astype(np.int64) for c in cells], np.float32)[:, None]
+        else:
+            feeds[i.name] = np.array([float(c) if c not in ("", "NA") else np.nan for c in cells], np.float32)[:, None]
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+    res = runner.invoke(app, ["predict", str(model_path), str(table)])
+    assert res.exit_code == 0, res.output
+    predicted = list(csv.DictReader(io.StringIO(res.stdout)))
+    model = load_model(model_path)
+    assert list(got["label"]) == [r["prediction"] for r in predicted]
+    expected = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in predicted])
+    np.testing.assert_allclose(got["probabilities"], expected, rtol=0, atol=1e-5)

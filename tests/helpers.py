@@ -31,6 +31,9 @@ def subprocess_env() -> dict:
     """Environment for `python -m mlpbp` subprocesses: unbuffered, a fixed terminal width."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    # `python -m mlpbp` would otherwise put the working directory first on sys.path, and from the
+    # repository root that imports the source tree instead of the installed package.
+    env["PYTHONSAFEPATH"] = "1"
     env.setdefault("COLUMNS", "80")
     return env
 

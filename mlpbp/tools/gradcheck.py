@@ -188,6 +188,25 @@ def _worst(index_of, a: np.ndarray, n: np.ndarray, k: int = N_DETAILS) -> list[d
     ]
 
 
+def _compared(name: str, shape, a, n, idx, rtol: float, atol: float, index_of=None, **fields) -> Check:
+    """A Check of analytical ``a`` against numerical ``n``; ``idx`` are the flat indices the
+    entries came from (in an array of ``shape``) unless ``index_of`` names them."""
+    max_abs, max_rel = errors(a, n, atol / rtol)
+    if index_of is None:
+        index_of = lambda k, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], shape))  # noqa: E731
+    details = _worst(index_of, a, n) if len(idx) else []
+    return Check(
+        name=name,
+        shape=tuple(shape),
+        max_abs_err=max_abs,
+        max_rel_err=max_rel,
+        ok=_passes(max_rel, rtol),
+        checked=len(idx),
+        details=details,
+        **fields,
+    )
+
+
 def float64_copy(net: MLP) -> MLP:
     """A float64 MLP with the same architecture and parameter values (never the same arrays)."""
     copy = MLP(net.widths, net.activation, net.loss_name, seed=net.seed, dtype="float64", init=net.init, task=net.task)
@@ -306,26 +325,19 @@ def _check_params(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
             rng,
             crosses_kink=lambda orig, hi, lo, pp, pm: not _same(p0, pp, pm),
         )
-        max_abs, max_rel = errors(a, n, atol / rtol)
-        ok = _passes(max_rel, rtol)
-        details = (
-            _worst(lambda k, s=p.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)), a, n)
-            if len(idx)
-            else []
-        )
         checks.append(
-            Check(
-                name=f"{name} (layer {i} {layer.label})",
-                shape=tuple(p.shape),
-                max_abs_err=max_abs,
-                max_rel_err=max_rel,
-                ok=ok,
+            _compared(
+                f"{name} (layer {i} {layer.label})",
+                p.shape,
+                a,
+                n,
+                idx,
+                rtol,
+                atol,
                 kind="param",
                 layer=i,
                 param=name,
-                checked=len(idx),
                 skipped=skipped,
-                details=details,
             )
         )
     return checks
@@ -357,24 +369,18 @@ def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[C
             rng,
             crosses_kink=lambda orig, hi, lo, *_: kinked and not ((hi > 0) == (orig > 0) == (lo > 0)),
         )
-        max_abs, max_rel = errors(a, n, atol / rtol)
-        details = (
-            _worst(lambda k, s=u0.shape, ix=idx: tuple(int(t) for t in np.unravel_index(ix[k], s)), a, n)
-            if len(idx)
-            else []
-        )
         checks.append(
-            Check(
-                name=f"{_layer_label(i, layer)} input",
-                shape=tuple(u0.shape),
-                max_abs_err=max_abs,
-                max_rel_err=max_rel,
-                ok=_passes(max_rel, rtol),
+            _compared(
+                f"{_layer_label(i, layer)} input",
+                u0.shape,
+                a,
+                n,
+                idx,
+                rtol,
+                atol,
                 kind="input",
                 layer=i,
-                checked=len(idx),
                 skipped=skipped,
-                details=details,
             )
         )
     return checks
@@ -428,18 +434,18 @@ def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> li
         Hv = net.flat_hvp(X, y, v)
         Hs.append((v, Hv))
         numerical = (gp - gm) / (2 * eps)
-        max_abs, max_rel = errors(Hv, numerical, atol / rtol)
         checks.append(
-            Check(
-                name=f"HVP direction {d}",
-                shape=(n,),
-                max_abs_err=max_abs,
-                max_rel_err=max_rel,
-                ok=_passes(max_rel, rtol),
+            _compared(
+                f"HVP direction {d}",
+                (n,),
+                Hv,
+                numerical,
+                range(n),
+                rtol,
+                atol,
+                index_of,
                 kind="hvp",
-                checked=n,
                 skipped=skipped,
-                details=_worst(index_of, Hv, numerical),
             )
         )
     # Symmetry of the analytical H: ⟨u, Hv⟩ = ⟨v, Hu⟩ (no differences, so no kinks).

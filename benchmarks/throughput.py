@@ -22,7 +22,7 @@ Columns:
   ``opt.step(net.grads)`` (what mlpbp ran before the fused step), at the same thread count.
 - **products**: the time of the step's own matrix products alone, at the very shapes of the step
   and the same thread count (forward, ∂J/∂W and ∂J/∂u of each layer but the input's), in the
-  mlpbp process: the ceiling a NumPy step cannot beat. ``step/products`` is mlpbp's step time
+  mlpbp process, through the same BLAS: the ceiling the step cannot beat. ``step/products`` is mlpbp's step time
   over it.
 - **PyTorch**: its standard loop (``zero_grad``, forward, ``cross_entropy``, ``backward``,
   ``torch.optim.SGD.step``), its default threads.
@@ -145,8 +145,11 @@ def _count_calls(step, steps: int = 20) -> float:
 
 
 def _products_time(batch: int, repeats: int = 30) -> float:
-    """Seconds for the matrix products of one step at the step's shapes, as NumPy runs them."""
+    """Seconds for the matrix products of one step at the step's shapes, through the BLAS the
+    step itself calls (``mlpbp.engine.blas``)."""
     import numpy as np
+
+    from mlpbp.engine.blas import matmul
 
     rng = np.random.default_rng(SEED)
     pairs = list(zip(WIDTHS[:-1], WIDTHS[1:]))
@@ -159,10 +162,10 @@ def _products_time(batch: int, repeats: int = 30) -> float:
 
     def products():
         for W, u, gz, z, gW, gu, need_u in mats:
-            np.dot(u, W.T, out=z)
-            np.dot(gz.T, u, out=gW)
+            matmul(u, W.T, z)
+            matmul(gz.T, u, gW)
             if need_u:
-                np.dot(gz, W, out=gu)
+                matmul(gz, W, gu)
 
     products()
     times = []

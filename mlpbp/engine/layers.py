@@ -12,17 +12,9 @@ call of the same method. Copy it to keep it.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import blas
 
+from mlpbp.engine import blas
 from mlpbp.engine.activations import get_activation
-
-# SciPy's BLAS for what NumPy cannot say: C := αAB + βC in place (gemm with β = 1), the rank-1
-# update A += αxyᵀ (ger) and y := αAx + βy (gemv). Looked up per dtype here, not kept on the
-# layers, which stay copyable (copy.deepcopy cannot copy a Fortran routine).
-_BLAS = {
-    np.dtype(t): (getattr(blas, p + "gemm"), getattr(blas, p + "ger"), getattr(blas, p + "gemv"))
-    for t, p in ((np.float32, "s"), (np.float64, "d"))
-}
 
 
 class Layer:
@@ -109,9 +101,8 @@ class Linear(Layer):
     def forward(self, u: np.ndarray) -> np.ndarray:
         self.u = u
         z = self._buffer("z", (u.shape[0], self.W.shape[0]))
-        np.dot(u, self.W.T, out=z)
-        z += self.b
-        return z
+        z[...] = self.b
+        return blas.matmul(u, self.W.T, z, beta=1.0)
 
     def backward(
         self,
@@ -124,43 +115,35 @@ class Linear(Layer):
         self.grad_z = grad_z
         grad_u = None
         if need_input_grad:  # the network's input needs no gradient: skip a third product
-            grad_u = np.dot(grad_z, self.W, out=self._buffer("grad_u", self.u.shape))  # with the old W
+            grad_u = blas.matmul(grad_z, self.W, self._buffer("grad_u", self.u.shape))  # with the old W
         if apply:
             self._apply(grad_z)
         elif need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
-            # np.dot sends the batch-1 outer product to BLAS; `@` with inner dim 1 does not.
-            np.dot(grad_z.T, self.u, out=self.grads["W"])
+            blas.matmul(grad_z.T, self.u, self.grads["W"])
             grad_z.sum(axis=0, out=self.grads["b"])
         return grad_u
 
     def _apply(self, grad_z: np.ndarray) -> None:
-        """W += grad_zᵀ u and b += Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W: BLAS works on W's
-        transpose, the Fortran-ordered (in, out) matrix that W's C-ordered memory already is."""
-        u, W, b = self.u, self.W, self.b
-        gemm, ger, gemv = _BLAS[self.dtype]
-        WT = W.T
-        if u.shape[0] == 1:  # per-example SGD: a rank-1 update
-            out = ger(1.0, u[0], grad_z[0], a=WT, overwrite_a=1)
-            b += grad_z[0]
-        else:  # Wᵀ := uᵀ grad_z + Wᵀ, and b := grad_zᵀ 1 + b
-            out = gemm(1.0, u.T, grad_z.T, beta=1.0, c=WT, trans_b=1, overwrite_c=1)
-            ones = self._buffers.get("ones")
-            if ones is None or ones.shape[0] != u.shape[0]:
-                ones = self._buffers["ones"] = np.ones(u.shape[0], self.dtype)
-            out_b = gemv(1.0, grad_z.T, ones, beta=1.0, y=b, overwrite_y=1)
-            if out_b is not b:
-                b[...] = out_b
-        if out is not WT:  # BLAS wrote a copy (W not C-ordered): the update must still land
-            W[...] = out.T
+        """W += grad_zᵀ u and b += Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W (gemm with β = 1,
+        or a rank-1 ger at batch 1)."""
+        u = self.u
+        if u.shape[0] == 1:  # per-example SGD
+            blas.add_outer(grad_z[0], u[0], self.W)
+            self.b += grad_z[0]
+            return
+        blas.matmul(grad_z.T, u, self.W, beta=1.0)
+        ones = self._buffers.get("ones")
+        if ones is None or ones.shape[0] != u.shape[0]:
+            ones = self._buffers["ones"] = np.ones(u.shape[0], self.dtype)
+        blas.add_column_sums(grad_z, self.b, ones)
 
     def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
         self.r_u = r_u
         r_z = self._buffer("r_z", (self.u.shape[0], self.W.shape[0]))
-        np.dot(self.u, V["W"].T, out=r_z)
+        blas.matmul(self.u, V["W"].T, r_z)
         if r_u is not None:
-            tmp = self._buffer("r_z_tmp", r_z.shape)
-            r_z += np.dot(r_u, self.W.T, out=tmp)
+            blas.matmul(r_u, self.W.T, r_z, beta=1.0)
         r_z += V["b"]
         return r_z
 
@@ -176,15 +159,15 @@ class Linear(Layer):
         if out is None:
             out = {"W": np.empty_like(self.W), "b": np.empty_like(self.b)}
         grad_z, r_gW = self.grad_z, out["W"]
-        np.dot(r_grad_z.T, self.u, out=r_gW)
+        blas.matmul(r_grad_z.T, self.u, r_gW)
         if self.r_u is not None:
-            r_gW += np.dot(grad_z.T, self.r_u, out=self._buffer("r_gW_tmp", r_gW.shape))
+            blas.matmul(grad_z.T, self.r_u, r_gW, beta=1.0)
         r_grad_z.sum(axis=0, out=out["b"])
         if not need_input_grad:
             return None, out
         r_grad_u = self._buffer("r_grad_u", self.u.shape)
-        np.dot(r_grad_z, self.W, out=r_grad_u)
-        r_grad_u += np.dot(grad_z, V["W"], out=self._buffer("r_grad_u_tmp", self.u.shape))
+        blas.matmul(r_grad_z, self.W, r_grad_u)
+        blas.matmul(grad_z, V["W"], r_grad_u, beta=1.0)
         return r_grad_u, out
 
 

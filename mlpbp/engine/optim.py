@@ -17,8 +17,8 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-from scipy.linalg import blas
 
+from mlpbp.engine.blas import axpy
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.second_order import LBFGS, NewtonCG
 
@@ -63,16 +63,6 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         pass
-
-
-def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
-    """y += a·x in one pass over contiguous arrays of one dtype (BLAS axpy; NumPy would need a
-    temporary for a·x)."""
-    flat = y.reshape(-1)  # a view: the parameters are contiguous arrays
-    fn = blas.daxpy if y.dtype == np.float64 else blas.saxpy
-    out = fn(np.asarray(x, y.dtype).reshape(-1), flat, a=a)
-    if out is not flat:  # f2py copied y (another dtype or layout): write the result back
-        y[...] = out.reshape(y.shape)
 
 
 class SGD(Optimizer):

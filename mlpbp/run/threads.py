@@ -15,8 +15,8 @@ of the network, 1 thread against every count up to the cores this process may us
 least ``MIN_GAIN`` faster, since too many threads cost far more than too few gain.
 
 The count applies to every BLAS pool in the process at once (threadpoolctl): NumPy's OpenBLAS and
-SciPy's own, which the fused SGD step also calls. Two pools of 2 threads in one process made
-steps up to 100× slower.
+SciPy's own. The engine calls only SciPy's (``mlpbp.engine.blas``): a step that alternated
+between two pools of 2 threads ran up to 100× slower.
 
 Results of a step with a batch of more than one row depend on the thread count in the last bits
 (OpenBLAS splits the products differently); for a given seed and thread count runs are

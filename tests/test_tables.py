@@ -169,6 +169,45 @@ def test_rows_with_a_missing_target_are_dropped_with_a_note(tmp_path):
     assert p.summary["rows_used"] == 38 and "dropped 2 row(s) whose target is missing" in p.notes
 
 
+# ---- row numbers: messages count the rows of the file, also once some are dropped ------------
+
+
+def test_row_numbers_count_rows_dropped_for_a_missing_target(tmp_path):
+    # CSV rows are numbered by file line (line 1 is the header): the empty 'a' is on line 4,
+    # after a row whose target is missing (line 2) was dropped.
+    (tmp_path / "t.csv").write_text("a,c,y\n1,x,\n2,y,1\n,x,0\n4,y,1\n5,x,0\n6,y,1\n7,x,0\n8,y,1\n")
+    message = one_line_error(prepared, tmp_path, path="t.csv")
+    assert "column 'a' has 1 missing cell, the first at row 4;" in message
+    (tmp_path / "t.csv").write_text("a,y\n1,\n2,1\ninf,0\n4,1\n5,0\n")
+    assert "row 4, column 'a': inf is not a finite number" in one_line_error(prepared, tmp_path, path="t.csv")
+
+
+def test_row_numbers_count_rows_dropped_by_drop_rows(tmp_path):
+    # Lines 2 and 3 have a missing cell and go; the target that is not finite is on line 5.
+    (tmp_path / "t.csv").write_text("a,b,y\n1,,1.5\n,3,2.5\n3,4,0.5\n4,5,inf\n5,6,2.0\n6,7,3.0\n")
+    message = one_line_error(prepared, tmp_path, path="t.csv", missing="drop_rows", task="regression")
+    assert message.endswith("row 5, column 'y': inf is not a finite number"), message
+    # Parquet rows are numbered from 1.
+    pq.write_table(pa.table({"a": [1.0, None, 3.0, 4.0], "y": [1.0, 2.0, np.inf, 3.0]}), tmp_path / "t.parquet")
+    message = one_line_error(prepared, tmp_path, path="t.parquet", missing="drop_rows", task="regression")
+    assert message.endswith("row 3, column 'y': inf is not a finite number"), message
+
+
+def test_evaluate_row_numbers_count_the_rows_skipped_for_a_missing_target(tmp_path, runner):
+    write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 1})
+    invoke_ok(runner, "train", cfg, "-q")
+    rows = mixed_rows(6, seed=3, missing=False)
+    rows[0]["label"] = ""
+    rows[3]["colour"] = "purple"  # data row 4: line 5
+    write_csv(tmp_path / "new.csv", rows)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "model.npz"), str(tmp_path / "new.csv")])
+    assert res.exit_code == 2, res.stderr
+    note, line = res.stderr.splitlines()  # the skipped row's note, then the error
+    assert note == "note: new.csv: skipping 1 row(s) whose target is missing"
+    assert "new.csv: row 5, column 'colour': category 'purple' was not seen in training" in line, line
+
+
 # ---- column keys ---------------------------------------------------------------------------
 
 

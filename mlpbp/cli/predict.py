@@ -15,7 +15,6 @@ from rich.markup import escape
 from mlpbp.cli import render
 from mlpbp.cli.app import command, err, out
 from mlpbp.data.lazy import is_lazy, open_table
-from mlpbp.data.preprocessing import arrow
 from mlpbp.data.tables import RawTable, read_table
 from mlpbp.data.targets import target_missing
 from mlpbp.engine.losses import softmax
@@ -71,7 +70,7 @@ def _model_and_rows(model_path: Path, data: Path, require_target: bool, strict: 
             raise DataError(f"{data}: no rows with a target value ({', '.join(targets)} empty in every row)")
         if gone.any():
             _note(f"{data.name}: skipping {int(gone.sum())} row(s) whose target is missing")
-            raw.table = raw.table.filter(arrow(~gone))
+            raw.drop(gone)
     return model, raw
 
 
@@ -133,7 +132,7 @@ def predict(
             err.print(f"wrote {n} predictions to {out_file}", highlight=False)
         return
     model, raw = _model_and_rows(model_path, data, require_target=False, strict=strict)
-    o = model.predict_outputs(raw.table, raw.first_row, str(data))
+    o = model.predict_outputs(raw.table, raw.rows, str(data))
     header, columns = [], []
     if model.id_name and model.id_name in raw.table.column_names:
         header.append(model.id_name)
@@ -182,7 +181,7 @@ def evaluate(
             raise DataError(f"{data}: {e}") from None
     else:
         model, raw = _model_and_rows(model_path, data, require_target=True, strict=strict)
-        metrics = model.evaluate(raw.table, raw.first_row, str(data))
+        metrics = model.evaluate(raw.table, raw.rows, str(data))
         n = raw.table.num_rows
     if as_json:
         typer.echo(json.dumps({"task": model.task, "rows": n, **metrics}))

@@ -311,6 +311,42 @@ def test_handle_unknown(tmp_path, runner):
     assert np.all(X[2, colour] == 0) and np.all(X[[0, 1, 3, 4]][:, colour].sum(axis=1) == 1)
 
 
+def _rare_category_rows() -> list[dict]:
+    """40 rows, colour 'purple' on one row only; with seed 0 it falls outside the training split."""
+    rows = mixed_rows(40, missing=False)
+    rows[7]["colour"] = "purple"  # data row 8: line 9
+    return rows
+
+
+def test_a_category_only_validation_or_test_rows_have_is_refused_by_default(tmp_path, runner):
+    write_csv(tmp_path / "t.csv", _rare_category_rows())
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    p = prepared(tmp_path, **data, handle_unknown="ignore")
+    assert "purple" not in p.preprocessor.columns[0].categories  # the seed puts row 8 outside training
+    message = one_line_error(prepared, tmp_path, **data)
+    assert message.startswith(str(tmp_path / "t.csv") + ": row 9, column 'colour': category 'purple'"), message
+    assert "not in the training split" in message and "data.handle_unknown: ignore" in message
+    # The same line from `mlpbp data` and `mlpbp train`, exit 2, before anything is written.
+    assert invoke_bad(runner, "data", write_config(tmp_path, data)) == f"error: {message}"
+    assert _bad_train(tmp_path, runner, data) == f"error: {message}"
+
+
+def test_a_category_only_validation_or_test_rows_have_is_zeros_with_a_note_under_ignore(tmp_path, runner):
+    write_csv(tmp_path / "t.csv", _rare_category_rows())
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    p = prepared(tmp_path, **data, handle_unknown="ignore")
+    note = (
+        "column 'colour': 1 validation/test row(s) with a category the training split lacks ('purple', first at row 9)"
+    )
+    assert f"{note}: encoded as all zeros (data.handle_unknown: ignore)" in p.notes
+    # Encoded as zeros: exactly one of the 20 validation and test rows has no colour.
+    colour = [i for i, n in enumerate(p.preprocessor.feature_names) if n.startswith("colour=")]
+    hot = np.concatenate([p.val[0], p.test[0]])[:, colour].sum(axis=1)
+    assert sorted(hot.tolist()) == [0.0] + [1.0] * 19
+    res = invoke_ok(runner, "data", write_config(tmp_path, {**data, "handle_unknown": "ignore"}))
+    assert f"note: {note}" in res.stdout
+
+
 def test_class_weight_balanced_and_by_label(tmp_path):
     rows = [{"x": i, "y": "rare" if i % 5 == 0 else "common"} for i in range(100)]
     write_csv(tmp_path / "t.csv", rows)

@@ -441,11 +441,32 @@ class Preprocessor:
                 source,
                 row_number(first_row, i),
                 col.name,
-                f"category {value!r} was not seen in training (known: {_short(col.categories)});"
+                f"category {value!r} was not seen in training (known: {short_list(col.categories)});"
                 " train with data.handle_unknown: ignore to encode unseen categories as all zeros",
             )
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
+
+    def unseen_categories(self, table: pa.Table) -> list[tuple[Column, np.ndarray, str | None]]:
+        """Per categorical column, the rows of ``table`` whose category is not one of the
+        column's (the training split's): (the column, row indices, the first such value; None when
+        it is a missing cell filed under the 'missing' category, which training never saw)."""
+        found = []
+        for col in self.columns:
+            if col.kind != "categorical":
+                continue
+            s = string_values(table.column(col.name))
+            holes = missing_mask(s)
+            if self.missing == "impute":
+                s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
+            unknown = positions(pc.index_in(s, value_set=arrow(col.categories))) < 0
+            if self.missing != "impute":
+                unknown &= ~holes  # a missing cell is not a category here (refused or dropped)
+            where = np.flatnonzero(unknown)
+            if where.size:
+                i = int(where[0])
+                found.append((col, where, None if holes[i] else s.take([i])[0].as_py()))
+        return found
 
     def _missing_error(self, name: str, holes: np.ndarray, first_row: RowNumbers, source: str) -> DataError:
         first = row_number(first_row, np.flatnonzero(holes)[0])
@@ -490,5 +511,5 @@ class Preprocessor:
         return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
 
 
-def _short(values: list[str], n: int = 8) -> str:
+def short_list(values: list[str], n: int = 8) -> str:
     return ", ".join(values[:n]) + (f", ... ({len(values)} in all)" if len(values) > n else "")

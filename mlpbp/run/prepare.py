@@ -22,7 +22,9 @@ from mlpbp.data.preprocessing import (
     infer_kind,
     missing_mask,
     numeric_values,
+    row_number,
     rows_from,
+    short_list,
     to_numpy,
 )
 from mlpbp.data.splits import split_indices
@@ -329,6 +331,7 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
         src.name,
         first_row,
     )
+    _unseen_categories(table, pre, first_row, src, notes)
     y_scaler = None
     if target.task == "regression" and d.standardize:
         # Scaled targets keep one learning rate sensible whatever the target's units.
@@ -364,6 +367,31 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
     return prepared
 
 
+def _unseen_categories(table: pa.Table, pre: Preprocessor, rows: RowNumbers, src: Path, notes: list[str]) -> None:
+    """A category only validation or test rows have (the one-hot columns are the training
+    split's): refused under handle_unknown: error, as predict would refuse it; all zeros with a
+    note under ignore, as predict would encode it."""
+    for col, where, value in pre.unseen_categories(table):
+        n, row = len(where), row_number(rows, where[0])
+        if pre.handle_unknown == "error":
+            known = short_list(col.categories)
+            what = (
+                f"category {value!r} is in {n} validation/test row(s) but not in the training split (known: {known})"
+                if value is not None
+                else f"{n} validation/test row(s) have a missing cell but the training split has none"
+                f" (no 'missing' category; known: {known})"
+            )
+            raise DataError(
+                f"{src}: row {row}, column '{col.name}': {what};"
+                " set data.handle_unknown: ignore to encode unseen categories as all zeros"
+            )
+        shown = "a missing cell" if value is None else repr(value)
+        notes.append(
+            f"column '{col.name}': {n} validation/test row(s) with a category the training split lacks"
+            f" ({shown}, first at row {row}): encoded as all zeros (data.handle_unknown: ignore)"
+        )
+
+
 def _encode_split(
     table: pa.Table, pre: Preprocessor, parts, dtype, first_row: RowNumbers, source: str
 ) -> list[np.ndarray]:
@@ -376,9 +404,8 @@ def _encode_split(
         which[idx], where[idx] = k, np.arange(len(idx))
     out = [np.empty((len(idx), pre.width), dtype) for idx in parts]
     for start in range(0, table.num_rows, CHUNK_ROWS):
-        # A category only the validation or test rows have is encoded as all zeros, as
-        # handle_unknown: ignore would: refusing the user's own file because of how a random
-        # split fell helps no one.
+        # A category only the validation or test rows have was refused or noted already
+        # (_unseen_categories); under ignore it is encoded as all zeros, as predict would.
         block = pre.transform(
             table.slice(start, CHUNK_ROWS), dtype, rows_from(first_row, start), source, unknown="ignore"
         )

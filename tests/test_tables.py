@@ -169,6 +169,59 @@ def test_rows_with_a_missing_target_are_dropped_with_a_note(tmp_path):
     assert p.summary["rows_used"] == 38 and "dropped 2 row(s) whose target is missing" in p.notes
 
 
+def test_a_drop_rows_model_predicts_empty_and_evaluates_without_rows_with_a_missing_cell(tmp_path, runner):
+    write_csv(tmp_path / "train.csv", mixed_rows(120))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows"})
+    invoke_ok(runner, "train", cfg, "-q")
+    model = tmp_path / "run" / "model.npz"
+    rows = mixed_rows(20, seed=5)  # size missing on rows 3 and 13, colour on rows 4 and 19
+    complete = [r for i, r in enumerate(rows) if i not in (3, 4, 13, 19)]
+    write_csv(tmp_path / "labelled.csv", rows)
+    write_csv(tmp_path / "complete.csv", complete)
+    res = invoke_ok(runner, "predict", model, tmp_path / "labelled.csv")
+    assert res.stderr.splitlines() == [
+        "note: labelled.csv: 4 row(s) with a missing feature cell get an empty prediction (the model was"
+        " trained with data.missing: drop_rows)",
+    ]
+    lines = res.stdout.splitlines()
+    assert lines[0] == "id,prediction,p_big,p_small" and len(lines) == 21  # one line per row, in order
+    assert [line.split(",")[0] for line in lines[1:]] == [r["id"] for r in rows]
+    assert [lines[1 + i] for i in (3, 4, 13, 19)] == ["r3,,,", "r4,,,", "r13,,,", "r19,,,"]
+    kept = invoke_ok(runner, "predict", model, tmp_path / "complete.csv").stdout.splitlines()
+    assert [line for line in lines if not line.endswith(",,,")] == kept
+    # evaluate needs a value per row: the 4 rows are skipped with a note, as training dropped them.
+    res = invoke_ok(runner, "evaluate", model, tmp_path / "labelled.csv", "--json")
+    assert res.stderr.splitlines() == [
+        "note: labelled.csv: skipping 4 row(s) with a missing feature cell (the model was trained with"
+        " data.missing: drop_rows)"
+    ]
+    ev = json.loads(res.stdout)
+    assert ev["rows"] == 16
+    assert ev == json.loads(invoke_ok(runner, "evaluate", model, tmp_path / "complete.csv", "--json").stdout)
+    # Nothing left to score is one line, exit 2.
+    write_csv(tmp_path / "holes.csv", [rows[3], rows[4]])
+    res = runner.invoke(app, ["evaluate", str(model), str(tmp_path / "holes.csv")])
+    assert res.exit_code == 2 and res.stderr.splitlines()[-1].startswith("error: "), res.stderr
+    assert "holes.csv: every row has a missing feature cell" in res.stderr
+
+
+def test_a_drop_rows_regression_model_predicts_empty_cells(tmp_path, runner):
+    rng = np.random.default_rng(0)
+    rows = [{"a": f"{v:.3f}", "b": f"{w:.3f}", "y": f"{v - w:.3f}"} for v, w in rng.normal(size=(60, 2))]
+    rows[5]["a"] = ""
+    write_csv(tmp_path / "t.csv", rows)
+    cfg = write_config(tmp_path, {"path": "t.csv", "target": "y", "missing": "drop_rows"}, {"epochs": 2})
+    invoke_ok(runner, "train", cfg, "-q")
+    write_csv(tmp_path / "new.csv", [{"a": "1", "b": ""}, {"a": "0.5", "b": "0.25"}, {"a": "NA", "b": "2"}])
+    res = invoke_ok(
+        runner, "predict", tmp_path / "run" / "model.npz", tmp_path / "new.csv", "--out", tmp_path / "p.csv"
+    )
+    assert "2 row(s) with a missing feature cell get an empty prediction" in res.stderr
+    assert f"wrote 3 predictions (2 empty) to {tmp_path / 'p.csv'}" in res.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "y" and lines[1] == "" and lines[3] == "" and np.isfinite(float(lines[2]))
+
+
 # ---- row numbers: messages count the rows of the file, also once some are dropped ------------
 
 

@@ -447,6 +447,14 @@ class Preprocessor:
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
 
+    def incomplete_rows(self, table: pa.Table) -> np.ndarray:
+        """Rows of ``table`` with a missing cell in any input column: those training dropped
+        under data.missing: drop_rows."""
+        mask = np.zeros(table.num_rows, dtype=bool)
+        for name in self.inputs:
+            mask |= missing_mask(table.column(name))
+        return mask
+
     def unseen_categories(self, table: pa.Table) -> list[tuple[Column, np.ndarray, str | None]]:
         """Per categorical column, the rows of ``table`` whose category is not one of the
         column's (the training split's): (the column, row indices, the first such value; None when

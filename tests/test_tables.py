@@ -400,6 +400,19 @@ def test_a_category_only_validation_or_test_rows_have_is_zeros_with_a_note_under
     assert f"note: {note}" in res.stdout
 
 
+def test_an_imputed_missing_cell_training_never_had_is_named_as_a_missing_cell(tmp_path, runner):
+    # Training's colour column has no empty cell, so the imputing model has no 'missing' category.
+    write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "impute"})
+    invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
+    new = mixed_rows(3, seed=3, missing=False)
+    new[1]["colour"] = ""
+    write_csv(tmp_path / "new.csv", new)
+    line = invoke_bad(runner, "predict", tmp_path / "run" / "model.npz", tmp_path / "new.csv")
+    assert "new.csv: row 3, column 'colour': a missing cell, and the training split had none in this column" in line
+    assert "(no 'missing' category; known: blue, green, red)" in line and "data.handle_unknown: ignore" in line
+
+
 def test_class_weight_balanced_and_by_label(tmp_path):
     rows = [{"x": i, "y": "rare" if i % 5 == 0 else "common"} for i in range(100)]
     write_csv(tmp_path / "t.csv", rows)

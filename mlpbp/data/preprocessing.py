@@ -427,9 +427,11 @@ class Preprocessor:
             block[:, off] = v
             return
         s = string_values(arr)
-        if s.null_count:
+        nulls = s.null_count
+        if nulls:
             if self.missing != "impute":
                 raise self._missing_error(col.name, missing_mask(s), first_row, source)
+            holes = missing_mask(s)
             s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
         index = pc.index_in(s, value_set=arrow(col.categories))
         idx = positions(index)
@@ -437,12 +439,18 @@ class Preprocessor:
         if unknown.any() and (unknown_policy or self.handle_unknown) == "error":
             i = int(np.flatnonzero(unknown)[0])
             value = s[i].as_py() if isinstance(s, pa.Array) else s.take([i])[0].as_py()
+            known = short_list(col.categories)
+            what = (
+                "a missing cell, and the training split had none in this column"
+                f" (no 'missing' category; known: {known})"
+                if nulls and holes[i]
+                else f"category {value!r} was not seen in training (known: {known})"
+            )
             raise _cell_error(
                 source,
                 row_number(first_row, i),
                 col.name,
-                f"category {value!r} was not seen in training (known: {short_list(col.categories)});"
-                " train with data.handle_unknown: ignore to encode unseen categories as all zeros",
+                f"{what}; train with data.handle_unknown: ignore to encode unseen categories as all zeros",
             )
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0

@@ -400,6 +400,24 @@ def test_a_category_only_validation_or_test_rows_have_is_zeros_with_a_note_under
     assert f"note: {note}" in res.stdout
 
 
+def test_an_imputed_missing_cell_only_validation_or_test_rows_have(tmp_path, monkeypatch):
+    rows = _rare_category_rows()
+    rows[7]["colour"] = ""  # the only empty colour: no 'missing' category in the training split
+    write_csv(tmp_path / "t.csv", rows)
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    message = one_line_error(prepared, tmp_path, **data, missing="impute")
+    assert (
+        "row 9, column 'colour': 1 validation/test row(s) have a missing cell but the training split has none"
+        in message
+    )
+    monkeypatch.setattr("mlpbp.data.preprocessing.CHUNK_ROWS", 7)  # row 8 in the second chunk: the same
+    p = prepared(tmp_path, **data, missing="impute", handle_unknown="ignore")
+    assert p.notes == [
+        "column 'colour': 1 validation/test row(s) with a category the training split lacks (a missing cell,"
+        " first at row 9): encoded as all zeros (data.handle_unknown: ignore)"
+    ]
+
+
 def test_an_imputed_missing_cell_training_never_had_is_named_as_a_missing_cell(tmp_path, runner):
     # Training's colour column has no empty cell, so the imputing model has no 'missing' category.
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))

@@ -471,17 +471,25 @@ class Preprocessor:
         for col in self.columns:
             if col.kind != "categorical":
                 continue
-            s = string_values(table.column(col.name))
-            holes = missing_mask(s)
-            if self.missing == "impute":
-                s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
-            unknown = positions(pc.index_in(s, value_set=arrow(col.categories))) < 0
-            if self.missing != "impute":
-                unknown &= ~holes  # a missing cell is not a category here (refused or dropped)
-            where = np.flatnonzero(unknown)
-            if where.size:
-                i = int(where[0])
-                found.append((col, where, None if holes[i] else s.take([i])[0].as_py()))
+            known = arrow(col.categories)
+            # a missing cell is a category only when imputed and training had none (refused or
+            # dropped otherwise)
+            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories
+            where, first = [], None
+            for start in range(0, table.num_rows, CHUNK_ROWS):  # a chunk at a time, as transform
+                s = string_values(table.column(col.name).slice(start, CHUNK_ROWS))
+                holes = missing_mask(s)
+                unknown = ~to_numpy(pc.is_in(s, value_set=known)).astype(bool)
+                if not holes_unknown:
+                    unknown &= ~holes
+                rows = np.flatnonzero(unknown)
+                if rows.size and not where:
+                    i = int(rows[0])
+                    first = None if holes[i] else s.take([i])[0].as_py()
+                if rows.size:
+                    where.append(rows + start)
+            if where:
+                found.append((col, np.concatenate(where), first))
         return found
 
     def _missing_error(self, name: str, holes: np.ndarray, first_row: RowNumbers, source: str) -> DataError:

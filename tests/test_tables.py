@@ -169,6 +169,98 @@ def test_rows_with_a_missing_target_are_dropped_with_a_note(tmp_path):
     assert p.summary["rows_used"] == 38 and "dropped 2 row(s) whose target is missing" in p.notes
 
 
+def test_a_drop_rows_model_predicts_empty_and_evaluates_without_rows_with_a_missing_cell(tmp_path, runner):
+    write_csv(tmp_path / "train.csv", mixed_rows(120))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows"})
+    invoke_ok(runner, "train", cfg, "-q")
+    model = tmp_path / "run" / "model.npz"
+    rows = mixed_rows(20, seed=5)  # size missing on rows 3 and 13, colour on rows 4 and 19
+    complete = [r for i, r in enumerate(rows) if i not in (3, 4, 13, 19)]
+    write_csv(tmp_path / "labelled.csv", rows)
+    write_csv(tmp_path / "complete.csv", complete)
+    res = invoke_ok(runner, "predict", model, tmp_path / "labelled.csv")
+    assert res.stderr.splitlines() == [
+        "note: labelled.csv: 4 row(s) with a missing feature cell get an empty prediction (the model was"
+        " trained with data.missing: drop_rows)",
+    ]
+    lines = res.stdout.splitlines()
+    assert lines[0] == "id,prediction,p_big,p_small" and len(lines) == 21  # one line per row, in order
+    assert [line.split(",")[0] for line in lines[1:]] == [r["id"] for r in rows]
+    assert [lines[1 + i] for i in (3, 4, 13, 19)] == ["r3,,,", "r4,,,", "r13,,,", "r19,,,"]
+    kept = invoke_ok(runner, "predict", model, tmp_path / "complete.csv").stdout.splitlines()
+    assert [line for line in lines if not line.endswith(",,,")] == kept
+    # evaluate needs a value per row: the 4 rows are skipped with a note, as training dropped them.
+    res = invoke_ok(runner, "evaluate", model, tmp_path / "labelled.csv", "--json")
+    assert res.stderr.splitlines() == [
+        "note: labelled.csv: skipping 4 row(s) with a missing feature cell (the model was trained with"
+        " data.missing: drop_rows)"
+    ]
+    ev = json.loads(res.stdout)
+    assert ev["rows"] == 16
+    assert ev == json.loads(invoke_ok(runner, "evaluate", model, tmp_path / "complete.csv", "--json").stdout)
+    # Nothing left to score is one line, exit 2.
+    write_csv(tmp_path / "holes.csv", [rows[3], rows[4]])
+    res = runner.invoke(app, ["evaluate", str(model), str(tmp_path / "holes.csv")])
+    assert res.exit_code == 2 and res.stderr.splitlines()[-1].startswith("error: "), res.stderr
+    assert "holes.csv: every row has a missing feature cell" in res.stderr
+
+
+def test_a_drop_rows_regression_model_predicts_empty_cells(tmp_path, runner):
+    rng = np.random.default_rng(0)
+    rows = [{"a": f"{v:.3f}", "b": f"{w:.3f}", "y": f"{v - w:.3f}"} for v, w in rng.normal(size=(60, 2))]
+    rows[5]["a"] = ""
+    write_csv(tmp_path / "t.csv", rows)
+    cfg = write_config(tmp_path, {"path": "t.csv", "target": "y", "missing": "drop_rows"}, {"epochs": 2})
+    invoke_ok(runner, "train", cfg, "-q")
+    write_csv(tmp_path / "new.csv", [{"a": "1", "b": ""}, {"a": "0.5", "b": "0.25"}, {"a": "NA", "b": "2"}])
+    res = invoke_ok(
+        runner, "predict", tmp_path / "run" / "model.npz", tmp_path / "new.csv", "--out", tmp_path / "p.csv"
+    )
+    assert "2 row(s) with a missing feature cell get an empty prediction" in res.stderr
+    assert f"wrote 3 predictions (2 empty) to {tmp_path / 'p.csv'}" in res.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "y" and lines[1] == "" and lines[3] == "" and np.isfinite(float(lines[2]))
+
+
+# ---- row numbers: messages count the rows of the file, also once some are dropped ------------
+
+
+def test_row_numbers_count_rows_dropped_for_a_missing_target(tmp_path):
+    # CSV rows are numbered by file line (line 1 is the header): the empty 'a' is on line 4,
+    # after a row whose target is missing (line 2) was dropped.
+    (tmp_path / "t.csv").write_text("a,c,y\n1,x,\n2,y,1\n,x,0\n4,y,1\n5,x,0\n6,y,1\n7,x,0\n8,y,1\n")
+    message = one_line_error(prepared, tmp_path, path="t.csv")
+    assert "column 'a' has 1 missing cell, the first at row 4;" in message
+    (tmp_path / "t.csv").write_text("a,y\n1,\n2,1\ninf,0\n4,1\n5,0\n")
+    assert "row 4, column 'a': inf is not a finite number" in one_line_error(prepared, tmp_path, path="t.csv")
+
+
+def test_row_numbers_count_rows_dropped_by_drop_rows(tmp_path):
+    # Lines 2 and 3 have a missing cell and go; the target that is not finite is on line 5.
+    (tmp_path / "t.csv").write_text("a,b,y\n1,,1.5\n,3,2.5\n3,4,0.5\n4,5,inf\n5,6,2.0\n6,7,3.0\n")
+    message = one_line_error(prepared, tmp_path, path="t.csv", missing="drop_rows", task="regression")
+    assert message.endswith("row 5, column 'y': inf is not a finite number"), message
+    # Parquet rows are numbered from 1.
+    pq.write_table(pa.table({"a": [1.0, None, 3.0, 4.0], "y": [1.0, 2.0, np.inf, 3.0]}), tmp_path / "t.parquet")
+    message = one_line_error(prepared, tmp_path, path="t.parquet", missing="drop_rows", task="regression")
+    assert message.endswith("row 3, column 'y': inf is not a finite number"), message
+
+
+def test_evaluate_row_numbers_count_the_rows_skipped_for_a_missing_target(tmp_path, runner):
+    write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 1})
+    invoke_ok(runner, "train", cfg, "-q")
+    rows = mixed_rows(6, seed=3, missing=False)
+    rows[0]["label"] = ""
+    rows[3]["colour"] = "purple"  # data row 4: line 5
+    write_csv(tmp_path / "new.csv", rows)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "model.npz"), str(tmp_path / "new.csv")])
+    assert res.exit_code == 2, res.stderr
+    note, line = res.stderr.splitlines()  # the skipped row's note, then the error
+    assert note == "note: new.csv: skipping 1 row(s) whose target is missing"
+    assert "new.csv: row 5, column 'colour': category 'purple' was not seen in training" in line, line
+
+
 # ---- column keys ---------------------------------------------------------------------------
 
 
@@ -270,6 +362,73 @@ def test_handle_unknown(tmp_path, runner):
     X = m.preprocessor.transform(raw.table)
     colour = [i for i, n in enumerate(m.preprocessor.feature_names) if n.startswith("colour=")]
     assert np.all(X[2, colour] == 0) and np.all(X[[0, 1, 3, 4]][:, colour].sum(axis=1) == 1)
+
+
+def _rare_category_rows() -> list[dict]:
+    """40 rows, colour 'purple' on one row only; with seed 0 it falls outside the training split."""
+    rows = mixed_rows(40, missing=False)
+    rows[7]["colour"] = "purple"  # data row 8: line 9
+    return rows
+
+
+def test_a_category_only_validation_or_test_rows_have_is_refused_by_default(tmp_path, runner):
+    write_csv(tmp_path / "t.csv", _rare_category_rows())
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    p = prepared(tmp_path, **data, handle_unknown="ignore")
+    assert "purple" not in p.preprocessor.columns[0].categories  # the seed puts row 8 outside training
+    message = one_line_error(prepared, tmp_path, **data)
+    assert message.startswith(str(tmp_path / "t.csv") + ": row 9, column 'colour': category 'purple'"), message
+    assert "not in the training split" in message and "data.handle_unknown: ignore" in message
+    # The same line from `mlpbp data` and `mlpbp train`, exit 2, before anything is written.
+    assert invoke_bad(runner, "data", write_config(tmp_path, data)) == f"error: {message}"
+    assert _bad_train(tmp_path, runner, data) == f"error: {message}"
+
+
+def test_a_category_only_validation_or_test_rows_have_is_zeros_with_a_note_under_ignore(tmp_path, runner):
+    write_csv(tmp_path / "t.csv", _rare_category_rows())
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    p = prepared(tmp_path, **data, handle_unknown="ignore")
+    note = (
+        "column 'colour': 1 validation/test row(s) with a category the training split lacks ('purple', first at row 9)"
+    )
+    assert f"{note}: encoded as all zeros (data.handle_unknown: ignore)" in p.notes
+    # Encoded as zeros: exactly one of the 20 validation and test rows has no colour.
+    colour = [i for i, n in enumerate(p.preprocessor.feature_names) if n.startswith("colour=")]
+    hot = np.concatenate([p.val[0], p.test[0]])[:, colour].sum(axis=1)
+    assert sorted(hot.tolist()) == [0.0] + [1.0] * 19
+    res = invoke_ok(runner, "data", write_config(tmp_path, {**data, "handle_unknown": "ignore"}))
+    assert f"note: {note}" in res.stdout
+
+
+def test_an_imputed_missing_cell_only_validation_or_test_rows_have(tmp_path, monkeypatch):
+    rows = _rare_category_rows()
+    rows[7]["colour"] = ""  # the only empty colour: no 'missing' category in the training split
+    write_csv(tmp_path / "t.csv", rows)
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
+    message = one_line_error(prepared, tmp_path, **data, missing="impute")
+    assert (
+        "row 9, column 'colour': 1 validation/test row(s) have a missing cell but the training split has none"
+        in message
+    )
+    monkeypatch.setattr("mlpbp.data.preprocessing.CHUNK_ROWS", 7)  # row 8 in the second chunk: the same
+    p = prepared(tmp_path, **data, missing="impute", handle_unknown="ignore")
+    assert p.notes == [
+        "column 'colour': 1 validation/test row(s) with a category the training split lacks (a missing cell,"
+        " first at row 9): encoded as all zeros (data.handle_unknown: ignore)"
+    ]
+
+
+def test_an_imputed_missing_cell_training_never_had_is_named_as_a_missing_cell(tmp_path, runner):
+    # Training's colour column has no empty cell, so the imputing model has no 'missing' category.
+    write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
+    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "impute"})
+    invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
+    new = mixed_rows(3, seed=3, missing=False)
+    new[1]["colour"] = ""
+    write_csv(tmp_path / "new.csv", new)
+    line = invoke_bad(runner, "predict", tmp_path / "run" / "model.npz", tmp_path / "new.csv")
+    assert "new.csv: row 3, column 'colour': a missing cell, and the training split had none in this column" in line
+    assert "(no 'missing' category; known: blue, green, red)" in line and "data.handle_unknown: ignore" in line
 
 
 def test_class_weight_balanced_and_by_label(tmp_path):

@@ -15,7 +15,6 @@ from rich.markup import escape
 from mlpbp.cli import render
 from mlpbp.cli.app import command, err, out
 from mlpbp.data.lazy import is_lazy, open_table
-from mlpbp.data.preprocessing import arrow
 from mlpbp.data.tables import RawTable, read_table
 from mlpbp.data.targets import target_missing
 from mlpbp.engine.losses import softmax
@@ -71,8 +70,29 @@ def _model_and_rows(model_path: Path, data: Path, require_target: bool, strict: 
             raise DataError(f"{data}: no rows with a target value ({', '.join(targets)} empty in every row)")
         if gone.any():
             _note(f"{data.name}: skipping {int(gone.sum())} row(s) whose target is missing")
-            raw.table = raw.table.filter(arrow(~gone))
+            raw.drop(gone)
+        # Metrics need an output for every row scored: drop those training would have dropped.
+        holes = _incomplete(model, raw)
+        if holes.all():
+            raise DataError(
+                f"{data}: every row has a missing feature cell, and the model was trained with"
+                " data.missing: drop_rows (it predicts nothing for such rows); no rows left to evaluate"
+            )
+        if holes.any():
+            _note(f"{data.name}: skipping {int(holes.sum())} row(s) with a missing feature cell{DROP_ROWS}")
+            raw.drop(holes)
     return model, raw
+
+
+DROP_ROWS = " (the model was trained with data.missing: drop_rows)"
+
+
+def _incomplete(model: TrainedModel, raw: RawTable) -> np.ndarray:
+    """Rows a model trained with data.missing: drop_rows has no prediction for: a missing
+    feature cell (none for other models, whose preprocessing fills or refuses them)."""
+    if model.preprocessor.missing != "drop_rows":
+        return np.zeros(raw.table.num_rows, dtype=bool)
+    return model.preprocessor.incomplete_rows(raw.table)
 
 
 def _format_rows(columns: list[np.ndarray | list[str]]) -> str:
@@ -133,29 +153,45 @@ def predict(
             err.print(f"wrote {n} predictions to {out_file}", highlight=False)
         return
     model, raw = _model_and_rows(model_path, data, require_target=False, strict=strict)
-    o = model.predict_outputs(raw.table, raw.first_row, str(data))
+    # One output line per input row, in order: a row the model has no prediction for (a missing
+    # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
+    holes = _incomplete(model, raw)
+    ids = raw.table.column(model.id_name) if model.id_name in raw.table.column_names else None
+    if holes.any():
+        _note(f"{data.name}: {int(holes.sum())} row(s) with a missing feature cell get an empty prediction{DROP_ROWS}")
+        raw.drop(holes)
+    o = model.predict_outputs(raw.table, raw.rows, str(data))
     header, columns = [], []
-    if model.id_name and model.id_name in raw.table.column_names:
+    if ids is not None:
         header.append(model.id_name)
-        ids = raw.table.column(model.id_name).cast(pa.string()).to_pylist()
-        columns.append([_csv_cell(v) if v is not None else "" for v in ids])
+        columns.append([_csv_cell(v) if v is not None else "" for v in ids.cast(pa.string()).to_pylist()])
     if model.task == "classification":
         probs = model.net.loss_name == "cross_entropy"
         header += ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
         labels = np.array([_csv_cell(c) for c in model.classes], dtype=object)
-        columns.append(labels[o.argmax(axis=1)])
+        columns.append(_spread(labels[o.argmax(axis=1)].tolist(), holes))
         if probs:
             p = softmax(o)
-            columns += [[f"{v:.6g}" for v in p[:, k].tolist()] for k in range(p.shape[1])]
+            columns += [_spread([f"{v:.6g}" for v in p[:, k].tolist()], holes) for k in range(p.shape[1])]
     else:
         header += model.output_names
-        columns += [list(map(repr, o[:, j].tolist())) for j in range(o.shape[1])]
+        columns += [_spread(list(map(repr, o[:, j].tolist())), holes) for j in range(o.shape[1])]
     text = ",".join(_csv_cell(h) for h in header) + "\n" + _format_rows(columns)
     if out_file is None:
         sys.stdout.write(text)
     else:
         write_text(out_file, text)
-        err.print(f"wrote {len(o)} predictions to {out_file}", highlight=False)
+        empty = f" ({int(holes.sum())} empty)" if holes.any() else ""
+        err.print(f"wrote {len(holes)} predictions{empty} to {out_file}", highlight=False)
+
+
+def _spread(cells: list[str], holes: np.ndarray) -> list[str]:
+    """The cells of the rows that have a prediction, with an empty cell for each hole."""
+    if not holes.any():
+        return cells
+    out = np.full(len(holes), "", dtype=object)
+    out[~holes] = cells
+    return out.tolist()
 
 
 @command
@@ -182,7 +218,7 @@ def evaluate(
             raise DataError(f"{data}: {e}") from None
     else:
         model, raw = _model_and_rows(model_path, data, require_target=True, strict=strict)
-        metrics = model.evaluate(raw.table, raw.first_row, str(data))
+        metrics = model.evaluate(raw.table, raw.rows, str(data))
         n = raw.table.num_rows
     if as_json:
         typer.echo(json.dumps({"task": model.task, "rows": n, **metrics}))

@@ -160,6 +160,23 @@ def infer_kind(arrow_type: pa.DataType) -> str:
     return "categorical"
 
 
+# How messages number a table's rows: the number of its first row (a chunk's offset in its file;
+# see RawTable.first_row), or every row's own number once rows were dropped before it (training's
+# data.missing: drop_rows, the rows without a target that evaluate skips), so a message names
+# the row the user sees in the file whatever was dropped.
+RowNumbers = int | np.ndarray
+
+
+def row_number(first_row: RowNumbers, i: int) -> int:
+    """The number messages give row ``i`` of a table numbered by ``first_row``."""
+    return int(first_row[i]) if isinstance(first_row, np.ndarray) else first_row + int(i)
+
+
+def rows_from(first_row: RowNumbers, start: int) -> RowNumbers:
+    """The numbering of the table's rows from ``start`` on (a chunk's)."""
+    return first_row[start:] if isinstance(first_row, np.ndarray) else first_row + start
+
+
 def _at(source: str) -> str:
     """The file a message is about, as its prefix."""
     return f"{source}: " if source else ""
@@ -176,7 +193,7 @@ def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
     return -1, None
 
 
-def numeric_values(arr, column: str, kind: str = "numeric", first_row: int = 0, source: str = "") -> np.ndarray:
+def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
     """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
     t = arr.type
     if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
@@ -185,7 +202,7 @@ def numeric_values(arr, column: str, kind: str = "numeric", first_row: int = 0, 
                 arr = pc.cast(arr, pa.timestamp("s"))
             except pa.ArrowInvalid:
                 i, v = _first_bad(arr, _is_iso_date)
-                raise _cell_error(source, first_row + i, column, f"{v!r} is not an ISO-8601 date") from None
+                raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not an ISO-8601 date") from None
             t = arr.type
         if pa.types.is_date32(t):
             return to_numpy(pc.cast(pc.cast(arr, pa.int32()), pa.float64()))
@@ -202,14 +219,14 @@ def numeric_values(arr, column: str, kind: str = "numeric", first_row: int = 0, 
             arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())
         except pa.ArrowInvalid:
             i, v = _first_bad(arr, _is_number)
-            raise _cell_error(source, first_row + i, column, f"{v!r} is not a number") from None
+            raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not a number") from None
     try:
         values = to_numpy(pc.cast(arr, pa.float64()))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as numbers") from None
     if np.isinf(values).any():
         i = int(np.flatnonzero(np.isinf(values))[0])
-        raise _cell_error(source, first_row + i, column, f"{values[i]!r} is not a finite number")
+        raise _cell_error(source, row_number(first_row, i), column, f"{float(values[i])!r} is not a finite number")
     return values
 
 
@@ -321,15 +338,17 @@ class Preprocessor:
         max_categories: int = 50,
         standardize: bool = True,
         source: str = "",
+        first_row: RowNumbers = 0,
     ) -> Preprocessor:
-        """Fit on the rows ``rows`` of ``table`` (the training split)."""
+        """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
+        the table's rows in messages."""
         kinds = kinds or {}
         columns, means, scales = [], [], []
         for name in features:
             arr = table.column(name)
             kind = kinds.get(name) or infer_kind(arr.type)
             if kind in ("numeric", "date"):
-                v = numeric_values(arr, name, kind, source=source)[rows]
+                v = numeric_values(arr, name, kind, first_row, source)[rows]
                 fill = None
                 if missing == "impute":
                     fill = float(np.nanmedian(v)) if not np.isnan(v).all() else 0.0
@@ -362,11 +381,17 @@ class Preprocessor:
 
     # ---- applying --------------------------------------------------------------------------
     def transform(
-        self, table: pa.Table, dtype=np.float64, first_row: int = 0, source: str = "", unknown: str | None = None
+        self,
+        table: pa.Table,
+        dtype=np.float64,
+        first_row: RowNumbers = 0,
+        source: str = "",
+        unknown: str | None = None,
     ) -> np.ndarray:
-        """The network's inputs for every row of ``table``; ``first_row`` numbers its first
-        row in messages (a chunk's offset in its file). ``unknown`` overrides handle_unknown
-        (training encodes its own validation and test rows with "ignore")."""
+        """The network's inputs for every row of ``table``; ``first_row`` numbers its rows in
+        messages (a chunk's offset in its file, or each row's number: ``RowNumbers``).
+        ``unknown`` overrides handle_unknown (training encodes its own validation and test rows
+        with "ignore")."""
         absent = [c for c in self.inputs if c not in table.column_names]
         if absent:
             raise DataError(f"{_at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
@@ -376,14 +401,21 @@ class Preprocessor:
             part = table.slice(start, CHUNK_ROWS)
             block = np.zeros((part.num_rows, self.width))
             for col, off in zip(self.columns, self.offsets):
-                self._encode(col, part.column(col.name), block, off, first_row + start, source, unknown)
+                self._encode(col, part.column(col.name), block, off, rows_from(first_row, start), source, unknown)
             block -= self.mean
             block /= self.scale
             out[start : start + part.num_rows] = block
         return out
 
     def _encode(
-        self, col: Column, arr, block: np.ndarray, off: int, first_row: int, source: str, unknown_policy: str | None
+        self,
+        col: Column,
+        arr,
+        block: np.ndarray,
+        off: int,
+        first_row: RowNumbers,
+        source: str,
+        unknown_policy: str | None,
     ) -> None:
         if col.kind in ("numeric", "date"):
             v = numeric_values(arr, col.name, col.kind, first_row, source)
@@ -395,9 +427,11 @@ class Preprocessor:
             block[:, off] = v
             return
         s = string_values(arr)
-        if s.null_count:
+        nulls = s.null_count
+        if nulls:
             if self.missing != "impute":
                 raise self._missing_error(col.name, missing_mask(s), first_row, source)
+            holes = missing_mask(s)
             s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
         index = pc.index_in(s, value_set=arrow(col.categories))
         idx = positions(index)
@@ -405,18 +439,61 @@ class Preprocessor:
         if unknown.any() and (unknown_policy or self.handle_unknown) == "error":
             i = int(np.flatnonzero(unknown)[0])
             value = s[i].as_py() if isinstance(s, pa.Array) else s.take([i])[0].as_py()
+            known = short_list(col.categories)
+            what = (
+                "a missing cell, and the training split had none in this column"
+                f" (no 'missing' category; known: {known})"
+                if nulls and holes[i]
+                else f"category {value!r} was not seen in training (known: {known})"
+            )
             raise _cell_error(
                 source,
-                first_row + i,
+                row_number(first_row, i),
                 col.name,
-                f"category {value!r} was not seen in training (known: {_short(col.categories)});"
-                " train with data.handle_unknown: ignore to encode unseen categories as all zeros",
+                f"{what}; train with data.handle_unknown: ignore to encode unseen categories as all zeros",
             )
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
 
-    def _missing_error(self, name: str, holes: np.ndarray, first_row: int, source: str) -> DataError:
-        first = first_row + int(np.flatnonzero(holes)[0])
+    def incomplete_rows(self, table: pa.Table) -> np.ndarray:
+        """Rows of ``table`` with a missing cell in any input column: those training dropped
+        under data.missing: drop_rows."""
+        mask = np.zeros(table.num_rows, dtype=bool)
+        for name in self.inputs:
+            mask |= missing_mask(table.column(name))
+        return mask
+
+    def unseen_categories(self, table: pa.Table) -> list[tuple[Column, np.ndarray, str | None]]:
+        """Per categorical column, the rows of ``table`` whose category is not one of the
+        column's (the training split's): (the column, row indices, the first such value; None when
+        it is a missing cell filed under the 'missing' category, which training never saw)."""
+        found = []
+        for col in self.columns:
+            if col.kind != "categorical":
+                continue
+            known = arrow(col.categories)
+            # a missing cell is a category only when imputed and training had none (refused or
+            # dropped otherwise)
+            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories
+            where, first = [], None
+            for start in range(0, table.num_rows, CHUNK_ROWS):  # a chunk at a time, as transform
+                s = string_values(table.column(col.name).slice(start, CHUNK_ROWS))
+                holes = missing_mask(s)
+                unknown = ~to_numpy(pc.is_in(s, value_set=known)).astype(bool)
+                if not holes_unknown:
+                    unknown &= ~holes
+                rows = np.flatnonzero(unknown)
+                if rows.size and not where:
+                    i = int(rows[0])
+                    first = None if holes[i] else s.take([i])[0].as_py()
+                if rows.size:
+                    where.append(rows + start)
+            if where:
+                found.append((col, np.concatenate(where), first))
+        return found
+
+    def _missing_error(self, name: str, holes: np.ndarray, first_row: RowNumbers, source: str) -> DataError:
+        first = row_number(first_row, np.flatnonzero(holes)[0])
         count = int(holes.sum())
         return DataError(
             f"{_at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
@@ -458,5 +535,5 @@ class Preprocessor:
         return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
 
 
-def _short(values: list[str], n: int = 8) -> str:
+def short_list(values: list[str], n: int = 8) -> str:
     return ", ".join(values[:n]) + (f", ... ({len(values)} in all)" if len(values) > n else "")

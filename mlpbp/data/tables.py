@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.preprocessing import arrow
+from mlpbp.data.preprocessing import RowNumbers, arrow, row_number
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -51,9 +51,23 @@ class RawTable:
     first_row: int  # the number messages give the table's first row: 2 in a CSV (line 1 is the header)
     targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
     notes: list[str] = field(default_factory=list)
+    numbers: np.ndarray | None = None  # once rows are dropped: each row's number in the file
+
+    @property
+    def rows(self) -> RowNumbers:
+        """How messages number the table's rows (what ``first_row`` arguments take)."""
+        return self.first_row if self.numbers is None else self.numbers
 
     def row(self, i: int) -> int:
-        return self.first_row + int(i)
+        return row_number(self.rows, i)
+
+    def drop(self, gone: np.ndarray) -> None:
+        """Drop the rows where ``gone`` is true; the rest keep their numbers in messages."""
+        if gone.any():
+            self.numbers = (
+                np.arange(self.first_row, self.first_row + len(gone)) if self.numbers is None else self.numbers
+            )[~gone]
+            self.table = self.table.filter(arrow(~gone))
 
 
 def file_kind(path: Path) -> str:

@@ -8,7 +8,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlpbp.data.preprocessing import arrow, infer_kind, missing_mask, numeric_values, positions, string_values
+from mlpbp.data.preprocessing import (
+    RowNumbers,
+    arrow,
+    infer_kind,
+    missing_mask,
+    numeric_values,
+    positions,
+    row_number,
+    string_values,
+)
 from mlpbp.errors import DataError
 
 
@@ -19,7 +28,7 @@ class Target:
     classes: list[str] | None  # classification: labels in index order
     why: str  # one line: the task and what decided it
 
-    def encode(self, table: pa.Table, first_row: int = 0, source: str = "") -> np.ndarray:
+    def encode(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
         """Class indices (n,) int64, or regression values (n, m) float64; every cell must have a
         value (drop rows with missing targets first: ``target_missing``)."""
         if self.task == "regression":
@@ -34,7 +43,7 @@ class Target:
             i = int(np.flatnonzero(idx < 0)[0])
             prefix = f"{source}: " if source else ""
             raise DataError(
-                f"{prefix}row {first_row + i}, column '{name}': class {labels[i].as_py()!r} was not seen in"
+                f"{prefix}row {row_number(first_row, i)}, column '{name}': class {labels[i].as_py()!r} was not seen in"
                 f" training (known: {', '.join(self.classes)})"
             )
         return idx.astype(np.int64)
@@ -55,8 +64,10 @@ def infer_target(
     max_classes: int,
     kinds: dict[str, str] | None = None,
     source: str = "",
+    first_row: RowNumbers = 0,
 ) -> Target:
-    """Decide the task from the target column(s), and say why in one line."""
+    """Decide the task from the target column(s), and say why in one line; ``first_row``
+    numbers the table's rows in messages."""
     kinds = kinds or {}
     prefix = f"{source}: " if source else ""
     text = [n for n in names if (kinds.get(n) or infer_kind(table.column(n).type)) == "categorical"]
@@ -79,7 +90,7 @@ def infer_target(
             )
         classes = sorted(v for v in pc.unique(string_values(col)).to_pylist() if v is not None)
         return _classes(name, classes, f"classification: target '{name}' holds labels ({len(classes)} classes)", prefix)
-    values = numeric_values(col, name, source=source)
+    values = numeric_values(col, name, first_row=first_row, source=source)
     values = values[~np.isnan(values)]
     distinct = np.unique(values)
     integer = bool(np.all(distinct == np.round(distinct)))

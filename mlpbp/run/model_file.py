@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlpbp.data import Standardizer
-from mlpbp.data.preprocessing import Preprocessor
+from mlpbp.data.preprocessing import Preprocessor, RowNumbers, rows_from
 from mlpbp.data.tables import read_table
 from mlpbp.data.targets import Target
 from mlpbp.engine.activations import ACTIVATIONS
@@ -73,7 +73,7 @@ class TrainedModel:
     def target(self) -> Target:
         return Target(self.target_names, self.task, self.classes, "")
 
-    def predict_outputs(self, rows: pa.Table | np.ndarray, first_row: int = 0, source: str = "") -> np.ndarray:
+    def predict_outputs(self, rows: pa.Table | np.ndarray, first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
         """Outputs for raw rows (a table with the training columns, or a numeric array of the
         network's input columns before standardisation: the raw columns themselves when all are
         numeric): class scores, or regression values in the target's units."""
@@ -83,14 +83,14 @@ class TrainedModel:
                 raise DataError(f"expected {pre.width} input columns, got an array of shape {rows.shape}")
             parts.append(outputs(self.net, (np.asarray(rows, np.float64) - pre.mean) / pre.scale).astype(np.float64))
         for start in range(0, 0 if isinstance(rows, np.ndarray) else rows.num_rows, PREDICT_CHUNK):
-            X = pre.transform(rows.slice(start, PREDICT_CHUNK), np.float64, first_row + start, source)
+            X = pre.transform(rows.slice(start, PREDICT_CHUNK), np.float64, rows_from(first_row, start), source)
             parts.append(outputs(self.net, X).astype(np.float64))
         o = np.concatenate(parts) if parts else np.empty((0, self.net.widths[-1]))
         if self.task == "regression" and self.y_scaler is not None:
             o = self.y_scaler.inverse_transform(o)
         return o
 
-    def encode_targets(self, table: pa.Table, first_row: int = 0, source: str = "") -> np.ndarray:
+    def encode_targets(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
         """The target columns of raw rows, in the network's units; unknown classes are an error."""
         y = self.target().encode(table, first_row, source)
         if self.task == "regression" and self.y_scaler is not None:
@@ -110,7 +110,7 @@ class TrainedModel:
             )
         return X, self.encode_targets(raw.table, raw.first_row, str(path))
 
-    def evaluate(self, table: pa.Table, first_row: int = 0, source: str = "") -> dict:
+    def evaluate(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> dict:
         y = self.encode_targets(table, first_row, source)
         X = self.preprocessor.transform(table, np.float64, first_row, source)
         return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)

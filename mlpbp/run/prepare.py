@@ -17,10 +17,14 @@ from mlpbp.data.preprocessing import (
     CHUNK_ROWS,
     Moments,
     Preprocessor,
+    RowNumbers,
     arrow,
     infer_kind,
     missing_mask,
     numeric_values,
+    row_number,
+    rows_from,
+    short_list,
     to_numpy,
 )
 from mlpbp.data.splits import split_indices
@@ -159,18 +163,19 @@ def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
 
 
-def _drop_missing(
-    table: pa.Table, cols: Columns, cfg: DataConfig, src: Path, notes: list[str], first_row: int
-) -> pa.Table:
-    gone = target_missing(table, cols.targets)
+def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, notes: list[str]) -> None:
+    """Drop from ``raw`` the rows training cannot use (a missing target; under drop_rows, a
+    missing feature cell), and refuse bad cells; the rows kept keep their numbers in messages."""
+    gone = target_missing(raw.table, cols.targets)
     if gone.any():
-        table = table.filter(arrow(~gone))
+        raw.drop(gone)
         notes.append(f"dropped {int(gone.sum())} row(s) whose target is missing")
+    table = raw.table
     holes = {n: missing_mask(table.column(n)) for n in cols.features}
     counts = {n: int(m.sum()) for n, m in holes.items() if m.any()}
     if counts and cfg.missing == "error":
         name, count = next(iter(counts.items()))
-        first = first_row + int(np.flatnonzero(holes[name])[0])
+        first = raw.row(np.flatnonzero(holes[name])[0])
         more = f" (and {len(counts) - 1} more column(s))" if len(counts) > 1 else ""
         raise DataError(
             f"{src}: column '{name}' has {count} missing cell{'s' * (count != 1)}{more}, the first at row {first};"
@@ -180,17 +185,16 @@ def _drop_missing(
         arr = table.column(n)
         kind = cols.kinds.get(n)
         if kind in ("numeric", "date") and infer_kind(arr.type) != kind:
-            numeric_values(arr, n, kind, first_row, src.name)
+            numeric_values(arr, n, kind, raw.rows, src.name)
         if pa.types.is_floating(arr.type) and pc.any(pc.is_inf(arr)).as_py():
             i = int(np.flatnonzero(to_numpy(pc.is_inf(arr)))[0])
-            raise DataError(f"{src}: row {first_row + i}, column '{n}': {arr[i].as_py()!r} is not a finite number")
+            raise DataError(f"{src}: row {raw.row(i)}, column '{n}': {arr[i].as_py()!r} is not a finite number")
     if counts and cfg.missing == "drop_rows":
         any_hole = np.logical_or.reduce([m for m in holes.values()])
-        table = table.filter(arrow(~any_hole))
+        raw.drop(any_hole)
         notes.append(f"dropped {int(any_hole.sum())} row(s) with a missing cell (data.missing: drop_rows)")
-    if table.num_rows == 0:
+    if raw.table.num_rows == 0:
         raise DataError(f"{src}: no rows left after dropping those with missing cells")
-    return table
 
 
 def class_weights(spec, target: Target, y_train: np.ndarray) -> np.ndarray | None:
@@ -298,7 +302,9 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
     src = raw.path
     cols = resolve_columns(raw, d)
     notes = list(raw.notes)
-    target = infer_target(raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name)
+    target = infer_target(
+        raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
+    )
     if fixed_task and d.task is None:
         target.why = f"{target.task}: dataset '{d.dataset}' is a {target.task} problem"
     loss = default_loss(cfg, target.task)
@@ -307,8 +313,8 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
     if cfg.train.patience is not None and d.validation_fraction == 0:
         raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
     n_read = raw.table.num_rows
-    table = _drop_missing(raw.table, cols, d, src, notes, raw.first_row)
-    first_row = raw.first_row
+    _drop_missing(raw, cols, d, src, notes)
+    table, first_row = raw.table, raw.rows
     raw.table = None  # the filtered table is the one to keep (and free early)
     y = target.encode(table, first_row, src.name)
     n_classes = len(target.classes) if target.task == "classification" else None
@@ -323,7 +329,9 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
         d.max_categories,
         d.standardize,
         src.name,
+        first_row,
     )
+    _unseen_categories(table, pre, first_row, src, notes)
     y_scaler = None
     if target.task == "regression" and d.standardize:
         # Scaled targets keep one learning rate sensible whatever the target's units.
@@ -359,7 +367,34 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
     return prepared
 
 
-def _encode_split(table: pa.Table, pre: Preprocessor, parts, dtype, first_row: int, source: str) -> list[np.ndarray]:
+def _unseen_categories(table: pa.Table, pre: Preprocessor, rows: RowNumbers, src: Path, notes: list[str]) -> None:
+    """A category only validation or test rows have (the one-hot columns are the training
+    split's): refused under handle_unknown: error, as predict would refuse it; all zeros with a
+    note under ignore, as predict would encode it."""
+    for col, where, value in pre.unseen_categories(table):
+        n, row = len(where), row_number(rows, where[0])
+        if pre.handle_unknown == "error":
+            known = short_list(col.categories)
+            what = (
+                f"category {value!r} is in {n} validation/test row(s) but not in the training split (known: {known})"
+                if value is not None
+                else f"{n} validation/test row(s) have a missing cell but the training split has none"
+                f" (no 'missing' category; known: {known})"
+            )
+            raise DataError(
+                f"{src}: row {row}, column '{col.name}': {what};"
+                " set data.handle_unknown: ignore to encode unseen categories as all zeros"
+            )
+        shown = "a missing cell" if value is None else repr(value)
+        notes.append(
+            f"column '{col.name}': {n} validation/test row(s) with a category the training split lacks"
+            f" ({shown}, first at row {row}): encoded as all zeros (data.handle_unknown: ignore)"
+        )
+
+
+def _encode_split(
+    table: pa.Table, pre: Preprocessor, parts, dtype, first_row: RowNumbers, source: str
+) -> list[np.ndarray]:
     """Encode the table a chunk of rows at a time straight into each split's matrix, in the
     split's row order: the table and the splits are all that is ever held (no whole-table
     matrix to copy the splits out of)."""
@@ -369,10 +404,11 @@ def _encode_split(table: pa.Table, pre: Preprocessor, parts, dtype, first_row: i
         which[idx], where[idx] = k, np.arange(len(idx))
     out = [np.empty((len(idx), pre.width), dtype) for idx in parts]
     for start in range(0, table.num_rows, CHUNK_ROWS):
-        # A category only the validation or test rows have is encoded as all zeros, as
-        # handle_unknown: ignore would: refusing the user's own file because of how a random
-        # split fell helps no one.
-        block = pre.transform(table.slice(start, CHUNK_ROWS), dtype, first_row + start, source, unknown="ignore")
+        # A category only the validation or test rows have was refused or noted already
+        # (_unseen_categories); under ignore it is encoded as all zeros, as predict would.
+        block = pre.transform(
+            table.slice(start, CHUNK_ROWS), dtype, rows_from(first_row, start), source, unknown="ignore"
+        )
         w, pos = which[start : start + len(block)], where[start : start + len(block)]
         for k, X in enumerate(out):
             rows = w == k

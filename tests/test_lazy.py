@@ -101,6 +101,32 @@ def test_views_read_only_their_rows(tmp_path):
     np.testing.assert_array_equal(np.asarray(view), X[[3, 400]].astype(np.float64))
 
 
+def test_rows_in_any_order_repeats_and_runs_read_as_the_array_gives_them(tmp_path):
+    # Rows close together are read as one span (gap rows dropped), far apart one read each.
+    X, _ = make_table(n=3000, d=300)  # 1,200-byte rows: 13 apart still share one read
+    source = lazy.NpySource(write_npy_pair(tmp_path / "npy", X, np.zeros(3000)) / "X.npy")
+    rng = np.random.default_rng(1)
+    for rows in (
+        rng.permutation(3000)[:256],  # spread: one read per row
+        rng.integers(0, 3000, 500),  # with repeats
+        np.r_[2999, 0, 5, 5, 6, 7, 20, 21, 1000, 999, 2998],  # runs, gaps, both ends
+        np.arange(3000)[::-1],  # everything, backwards: one span
+        np.array([42]),
+        np.array([], dtype=np.int64),
+    ):
+        np.testing.assert_array_equal(source.read(rows), X[rows].astype(np.float64))
+
+
+def test_a_file_cut_short_after_opening_is_one_line(tmp_path):
+    X, y = make_table(n=500)
+    folder = write_npy_pair(tmp_path / "npy", X, y)
+    source = lazy.NpySource(folder / "X.npy")
+    with open(folder / "X.npy", "r+b") as f:
+        f.truncate(source.offset + 100 * source.row_bytes)
+    msg = one_line_error(source.read, np.array([3, 450]))
+    assert "the file ended early (truncated?)" in msg
+
+
 def test_a_row_count_mismatch_is_one_line(tmp_path):
     X, y = make_table()
     folder = write_npy_pair(tmp_path / "npy", X, y[:-1])

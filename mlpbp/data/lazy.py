@@ -26,6 +26,9 @@ from mlpbp.data.readers import dataset_from_arrays
 from mlpbp.errors import DataError
 
 SCAN_ROWS = 32768  # rows per chunk when streaming through a whole table
+# Rows closer together than this many bytes are read with one call, the gap read and thrown
+# away: one read call costs ~1.5 µs, about what copying 8-16 KiB from the page cache does.
+GAP_BYTES = 16384
 
 
 def is_lazy(path: str | Path) -> bool:
@@ -66,17 +69,42 @@ class NpySource:
             view, offset = view[got:], offset + got
 
     def read(self, rows: np.ndarray | slice) -> np.ndarray:
-        """Rows (indices in any order, or a slice) as float64."""
+        """Rows (indices in any order, or a slice) as float64.
+
+        Rows are read in file order, one call per run of rows less than ``GAP_BYTES`` apart
+        (the gaps read and dropped), so rows that lie together (a scan, a rank's share, the
+        sorted chunks of an evaluation) cost a few large reads, and rows spread at random one
+        small read each (~1.2 µs per row on a 2-vCPU VM, the read call itself)."""
         if isinstance(rows, slice):
             start, stop, _ = rows.indices(self.n)
             out = np.empty((max(stop - start, 0), self.d), self.dtype)
             self._pread(memoryview(out).cast("B"), self.offset + start * self.row_bytes)
-        else:
-            out = np.empty((len(rows), self.d), self.dtype)
-            buf, size = memoryview(out).cast("B"), self.row_bytes
-            for i, r in enumerate(np.asarray(rows).tolist()):
-                self._pread(buf[i * size : (i + 1) * size], self.offset + r * size)
-        return out.astype(np.float64)
+            return out.astype(np.float64)
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.shape[0], self.d), np.float64)
+        if rows.shape[0] == 0:
+            return out
+        order = np.argsort(rows, kind="stable")
+        ranked = rows[order]
+        size = self.row_bytes
+        first = np.flatnonzero(np.r_[True, np.diff(ranked) * size > GAP_BYTES + size])  # each run's first row
+        counts = np.diff(np.r_[first, ranked.shape[0]])
+        lo = ranked[first]
+        lengths = ranked[first + counts - 1] + 1 - lo  # rows per run, gaps included
+        nbytes, offsets = (lengths * size).tolist(), (lo * size + self.offset).tolist()
+        pread, fd = os.pread, self._fd
+        parts = [pread(fd, n, o) for n, o in zip(nbytes, offsets)]
+        if sum(map(len, parts)) != sum(nbytes):  # a short read (a huge span, or the file shrank)
+            parts = [self._read_exact(n, o) for n, o in zip(nbytes, offsets)]
+        block = np.frombuffer(b"".join(parts), self.dtype).reshape(-1, self.d)
+        run = np.repeat(np.arange(first.shape[0]), counts)
+        out[order] = block[(np.cumsum(lengths) - lengths)[run] + ranked - lo[run]]
+        return out
+
+    def _read_exact(self, n: int, offset: int) -> bytearray:
+        buf = bytearray(n)
+        self._pread(memoryview(buf), offset)
+        return buf
 
     def release(self) -> None:
         """Nothing to hand back: rows are read into buffers, not mapped."""
@@ -100,6 +128,10 @@ class LazyRows:
             key = np.arange(*key.indices(self.shape[0]))
         key = np.asarray(key, dtype=np.int64)
         return LazyRows(self.source, key if self.index is None else self.index[key], self.scaler, self.dtype)
+
+    def file_order(self) -> np.ndarray:
+        """Positions of this view's rows sorted by where they lie in the file."""
+        return np.arange(self.shape[0]) if self.index is None else np.argsort(self.index, kind="stable")
 
     def transformed(self, scaler: Standardizer, dtype) -> LazyRows:
         """The same rows, standardised by ``scaler`` and cast to ``dtype`` as they are read."""

@@ -18,12 +18,20 @@ from mlpbp.run.distributed import SINGLE, Comm
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, so memory stays bounded
 
 
-def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK):
-    """(start, rows) for rows [lo, hi) of an array or a lazy row source, ``size`` at a time."""
+def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK, any_order: bool = False):
+    """(which, X[which]) for the rows at positions [lo, hi) of an array or a lazy row source,
+    ``size`` at a time, in order; ``which`` is a slice or an index array. With ``any_order``
+    (for sums, which do not care), a lazy source's rows come in the order they lie in its
+    file, so each chunk is a few large reads rather than one read per row."""
     hi = X.shape[0] if hi is None else hi
+    order = X.file_order() if any_order and not isinstance(X, np.ndarray) else None
     for i in range(lo, hi, size):
         j = min(i + size, hi)
-        yield i, X[i:j] if isinstance(X, np.ndarray) else X.take(np.arange(i, j), axis=0)
+        if isinstance(X, np.ndarray):
+            yield slice(i, j), X[i:j]
+        else:
+            which = np.arange(i, j) if order is None else order[i:j]
+            yield which, X.take(which, axis=0)
 
 
 def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
@@ -35,9 +43,9 @@ def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
 
 def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int) -> dict:
     part = {"n": 0}
-    for i, Xc in chunks(X, lo, hi):
+    for which, Xc in chunks(X, lo, hi, any_order=True):
         o = net.forward(Xc)
-        yc = y[i : i + o.shape[0]]
+        yc = y[which]
         k = o.shape[0]
         loss = net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype)) * k
         if net.task == "classification":

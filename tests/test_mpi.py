@@ -5,6 +5,8 @@
   rank holds bit-identical parameters at the end.
 - Ctrl-C (SIGINT to mpiexec) and --resume under 2 ranks: bit-identical to an uninterrupted
   2-rank run; every rank exits 130.
+- lbfgs and newton_cg: 2 ranks end where 1 process does (1e-10 relative, float64), every rank
+  bit-identical.
 - SIGKILL of one rank: the job ends non-zero within 30 s.
 - Bad input (ranks with different configs, batch_size < ranks): one line, exit 2 on every rank.
 """
@@ -107,6 +109,28 @@ def test_two_ranks_train_as_one_process_does(tmp_path, dtype, rtol):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         ["model.npz", "history.csv", "config.yaml", "checkpoint.npz"]
     )
+
+
+@pytest.mark.parametrize(
+    "optimizer", ["{optimizer: lbfgs, max_iter: 15}", "{optimizer: newton_cg, batch_size: 70, cg_max_iter: 20}"]
+)
+def test_second_order_methods_under_two_ranks_end_where_one_process_does(tmp_path, optimizer):
+    # Loss, gradient, curvature products and the stop decision are summed over the ranks, so
+    # both take the very steps one process takes (up to the sums' rounding).
+    text = CONFIG.split("train:")[0] + f"train: {{epochs: 2, weight_decay: 0.001, dtype: float64, {optimizer[1:-1]}}}\n"
+    cfg = write(tmp_path, "c.yaml", text)
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "--json")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "--json")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert rank_exits(two.stderr) == [0, 0]  # a rank that differed would have refused to save
+    r1, r2 = json.loads(one.stdout), json.loads(two.stdout)
+    assert r2["ranks"] == 2 and r2["epochs"][-1]["products"] == r1["epochs"][-1]["products"]
+    assert r2["epochs"][-1]["train_loss"] < r1["epochs"][0]["train_loss"] * 1.0001
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-10 * np.max(np.abs(p1[k])), k
+    for a, b in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-10)
 
 
 # Each rank writes its own final parameters, to compare them byte for byte.

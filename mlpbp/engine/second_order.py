@@ -21,7 +21,12 @@ from mlpbp.engine.network import MLP
 class FullBatchMethod:
     """Base of the methods the trainer runs an epoch at a time: ``run_epoch(net, X, y, order,
     stop)`` improves the network's parameters in place and returns the ``Work`` it did, in
-    passes over all of (X, y). ``stop()`` is polled between iterations (Ctrl-C)."""
+    passes over all of (X, y). ``stop()`` is polled between iterations (Ctrl-C).
+
+    Data-parallel (several processes, e.g. MPI ranks), ``split(n) -> (lo, hi)`` names this
+    process's share of n rows and ``reduce(vector)`` sums a vector over the processes in place:
+    every process then sees the same loss, gradient, products and stop decision, takes the
+    same steps, and ends with the same parameters as one process holding every row."""
 
     run_keys: tuple[str, ...] = ()
 
@@ -30,14 +35,31 @@ class FullBatchMethod:
             raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
         self.params, self.weight_decay = params, float(weight_decay)
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool]) -> Work:
+    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
         raise NotImplementedError
+
+    def _objective(self, net: MLP, X, y, rows, kind: str, split, reduce) -> Curvature:
+        """The objective over X[rows], y[rows] (all of them: ``rows`` None), of which this
+        process computes its share."""
+        n = X.shape[0] if rows is None else len(rows)
+        lo, hi = split(n) if split is not None else (0, n)
+        mine = slice(lo, hi) if rows is None else rows[lo:hi]
+        return Curvature(net, X[mine], y[mine], kind, weight_decay=self.weight_decay, reduce=reduce, total_rows=n)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         pass
+
+
+def agreed(stop: Callable[[], bool], reduce) -> bool:
+    """Whether any process was asked to stop (a collective when ``reduce`` is given), so that
+    all stop at the same iteration."""
+    flag = np.array([1.0 if stop() else 0.0])
+    if reduce is not None:
+        reduce(flag)
+    return bool(flag[0])
 
 
 class LBFGS(FullBatchMethod):
@@ -66,11 +88,11 @@ class LBFGS(FullBatchMethod):
     def __repr__(self) -> str:
         return f"LBFGS(max_iter={self.max_iter}, tolerance={self.tolerance}, history_size={self.history_size})"
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool]) -> Work:
-        objective = Curvature(net, X, y, "hessian", weight_decay=self.weight_decay)
+    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
+        objective = self._objective(net, X, y, None, "hessian", split, reduce)
 
         def callback(intermediate_result) -> None:
-            if stop():
+            if agreed(stop, reduce):
                 raise StopIteration  # scipy ends the run and returns its best point
 
         result = minimize(
@@ -122,15 +144,15 @@ class NewtonCG(FullBatchMethod):
     def __repr__(self) -> str:
         return f"NewtonCG(curvature={self.curvature!r}, damping={self.damping}, cg_max_iter={self.cg_max_iter})"
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool]) -> Work:
+    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         work = Work()
         for start in range(0, n, batch):
-            if stop():
+            if agreed(stop, reduce):
                 break
-            rows = order[start : start + batch] if batch < n else slice(None)
-            objective = Curvature(net, X[rows], y[rows], self.curvature, weight_decay=self.weight_decay)
+            rows = order[start : start + batch] if batch < n else None
+            objective = self._objective(net, X, y, rows, self.curvature, split, reduce)
             self._step(net, objective)
             share = objective.rows / n
             work.gradients += share * objective.work.gradients

@@ -166,10 +166,6 @@ class Trainer:
         self.out_dir = Path(out_dir if out_dir is not None else cfg.output.dir)
         self.hooks = hooks or TrainHooks()
         self.stop = stop if stop is not None else threading.Event()
-        if comm.size > 1 and cfg.train.optimizer in ("lbfgs", "newton_cg"):
-            raise ConfigError(
-                f"train.optimizer {cfg.train.optimizer} runs in one process, not under {comm.size} MPI ranks"
-            )
         if cfg.train.batch_size is not None and cfg.train.batch_size < comm.size:
             raise ConfigError(
                 f"config error at train.batch_size: {cfg.train.batch_size} is smaller than the {comm.size} MPI"
@@ -279,7 +275,9 @@ class Trainer:
         X, y = self.data.train
         saved = {k: p.copy() for k, p in net.params.items()}
         saved_opt = {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
-        work = opt.run_epoch(net, X, y, order, self.stop.is_set)
+        parallel = self.comm.size > 1
+        split, reduce = (self.comm.share, self.comm.allreduce_) if parallel else (None, None)
+        work = opt.run_epoch(net, X, y, order, self.stop.is_set, split, reduce)
         if self.stop.is_set():
             for k, p in net.params.items():
                 p[...] = saved[k]

@@ -9,7 +9,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-
 from typer.testing import CliRunner
 
 from mlpbp.cli import app

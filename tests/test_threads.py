@@ -65,7 +65,7 @@ def test_environment_wins_over_auto(monkeypatch, no_env, cores, name):
 def test_small_steps_use_one_thread_without_measuring(no_env, cores):
     cores(8)
     measure, calls = _timer({})
-    for batch in (1, 32):  # 0.93 and 30 MFLOP
+    for batch in (1, 8):  # 0.93 and 7.4 MFLOP
         assert th.choose_threads("auto", BIG, batch, measure=measure).threads == 1
     assert calls == []
 

@@ -37,11 +37,13 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# Matrix-product FLOPs of one step below which one thread is used without measuring (784-256-128-10
-# at batch 32 is 29 MFLOP: 1 thread won there on 2-core AMD EPYC and Intel SkylakeX VMs).
-CALIBRATE_FLOPS = 50e6
+# Matrix-product FLOPs of one step below which one thread is used without measuring. 784-256-128-10
+# on a 2-vCPU AMD EPYC VM, every product in one BLAS pool: 1 thread won at batch <= 8 (8 MFLOP),
+# 2 threads tied at 16 and won by 1.5-1.7x at batch 32 (32 MFLOP).
+CALIBRATE_FLOPS = 12e6
 MIN_GAIN = 1.15  # more threads must be this much faster than one to be chosen
 CALIBRATION_ROUNDS = 3
+CALIBRATION_SECONDS = 0.025  # per thread count and round: several scheduler time slices
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,12 @@ def choose_threads(
     return ThreadChoice(1, f"auto: calibrated, {n} threads were {one / t:.2f}x of 1 thread; {share}")
 
 
-def step_timer(net, opt, X: np.ndarray, y: np.ndarray, batch_size: int, steps: int = 2):
-    """``measure(threads) -> seconds`` for :func:`choose_threads`: the median of ``steps``
-    training steps (after one warm-up) on the first batch of (X, y), taken on a scratch copy of
-    the network and optimizer, so the run itself is untouched."""
+def step_timer(net, opt, X: np.ndarray, y: np.ndarray, batch_size: int, seconds: float = CALIBRATION_SECONDS):
+    """``measure(threads) -> seconds`` for :func:`choose_threads`: the mean time of training
+    steps run for at least ``seconds`` (after one warm-up) on the first batch of (X, y), taken
+    on a scratch copy of the network and optimizer, so the run itself is untouched. A mean over
+    a few scheduler time slices, not the median of a couple of steps: when another process is
+    busy, threads that wait for a descheduled partner show up only over that long."""
     scratch = []  # copied on the first call: most runs never calibrate
     Xb = np.ascontiguousarray(X[:batch_size], dtype=net.dtype)
     yb = np.ascontiguousarray(y[:batch_size])
@@ -133,12 +137,11 @@ def step_timer(net, opt, X: np.ndarray, y: np.ndarray, batch_size: int, steps: i
         scratch_net, scratch_opt = scratch
         with threadpool_limits(limits=threads, user_api="blas"), np.errstate(all="ignore"):
             scratch_net.train_step(Xb, yb, scratch_opt)
-            times = []
-            for _ in range(steps):
-                t0 = time.perf_counter()
+            steps, t0 = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - t0) < seconds:
                 scratch_net.train_step(Xb, yb, scratch_opt)
-                times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+                steps += 1
+        return elapsed / steps
 
     return measure
 

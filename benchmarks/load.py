@@ -160,6 +160,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.path, args.cols, args.loadtxt_rows)))
         return
 
+    args.dir.mkdir(parents=True, exist_ok=True)
     path = args.dir / f"mlpbp-bench-{args.rows}x{args.cols}.csv"
     made = []
     if not path.exists():

@@ -673,3 +673,54 @@ def test_config_rejects_bad_values():
     )
     cfg = config_from_dict({"data": {"path": "t.csv"}, "train": {"class_weight": {0: 1, 2: 3.5, True: 2}}})
     assert cfg.train.class_weight == {"0": 1.0, "2": 3.5, "true": 2.0}
+
+
+# ---- large CSVs: parsed in parts, one per core -------------------------------------------------
+
+
+@pytest.fixture
+def in_parts(monkeypatch):
+    """Read every CSV in `parts` parts, however small (normally from 64 MiB, one per core)."""
+    from mlpbp.data import tables
+
+    def set_parts(parts: int):
+        monkeypatch.setattr(tables, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(tables, "_usable_cores", lambda: parts)
+
+    return set_parts
+
+
+def _mixed_csv(path: Path, rows: int = 3000, newline: str = "\n") -> Path:
+    rng = np.random.default_rng(5)
+    lines = ["id,x,when,colour,note,y"]
+    for i in range(rows):
+        x = "" if i % 97 == 0 else f"{rng.normal():.6g}"
+        colour = ["red", "green", '"blue, dark"'][i % 3]
+        lines.append(f"r{i},{x},2024-01-{1 + i % 28:02d},{colour},{'NA' if i % 5 else 'ok'},{i % 2}")
+    path.write_bytes(newline.join(lines).encode() + newline.encode())
+    return path
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_csv_read_in_parts_is_the_table_read_in_one(tmp_path, in_parts, parts, newline):
+    path = _mixed_csv(tmp_path / "t.csv", newline=newline)
+    whole = read_table(path).table
+    in_parts(parts)
+    assert read_table(path).table.equals(whole)
+    assert read_table(path, float32=True).table.num_rows == 3000
+
+
+def test_a_problem_in_a_later_part_is_named_by_its_line(tmp_path, in_parts):
+    path = _mixed_csv(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    in_parts(2)
+    lines[2500] += ",extra"  # line 2501: a row with one field too many, in the second half
+    path.write_text("\n".join(lines) + "\n")
+    msg = one_line_error(read_table, path)
+    assert "row 2501 has 7 fields, header has 6" in msg
+    lines[2500] = lines[2500].removesuffix(",extra")
+    lines[2800] = lines[2800].replace(",0", ",zero").replace(",1", ",one")  # text below numbers in y
+    path.write_text("\n".join(lines) + "\n")
+    table = read_table(path).table  # the whole file's types, as a one-part read gives them
+    assert table.schema.field("y").type == pa.string() and table.num_rows == 3000

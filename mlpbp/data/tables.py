@@ -9,9 +9,12 @@ for what it costs against pandas and NumPy. Every problem with a file becomes on
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +39,12 @@ EXTENSIONS = {
 }
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed from
-BLOCK_BYTES = 8 << 20  # the streaming CSV reader's block
+BLOCK_BYTES = 2 << 20  # the streaming CSV reader's block: 1-4 MiB parsed fastest, 16 MiB 1.4x slower
+# A CSV at least this large is parsed in one part per usable core, each part by its own streaming
+# reader in a thread (pyarrow parses without the GIL): 1M x 100 floats (1.1 GB) took 3.0 s in two
+# parts against 5.4 s in one, on a 2-vCPU AMD EPYC VM.
+PARALLEL_BYTES = 64 << 20
+MAX_PARTS = 8
 
 # progress(rows read so far, fraction of the file read); rows are estimated until the end.
 Progress = Callable[[int, float], None]
@@ -169,23 +177,60 @@ def _read_csv(
         if pa.types.is_floating(t) and name
     }
 
-    def stream(column_types: dict) -> pa.Table:
+    def stream(column_types: dict, parts: int = 1) -> pa.Table:
         """Block by block: memory stays near the table's own size (read_csv holds the whole
-        file's text while it converts), and the rows read are known as it goes."""
-        with path.open("rb") as f:
-            reader = pacsv.open_csv(
-                f,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+        file's text while it converts), and the rows read are known as it goes. With parts > 1,
+        the file is cut at line ends into that many byte ranges, each streamed in a thread of
+        its own; the first range's header and column types are given to the others."""
+        with contextlib.ExitStack() as files:
+            cuts = _line_cuts(files.enter_context(path.open("rb")), size, parts)
+            ranges = [_Range(files.enter_context(path.open("rb")), lo, hi) for lo, hi in zip(cuts, cuts[1:])]
+            read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
+            first = pacsv.open_csv(
+                ranges[0],
+                read_options=read,
                 parse_options=parse,
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
             )
-            batches, rows = [], 0
-            for batch in reader:
-                batches.append(batch)
-                rows += batch.num_rows
+            schema = first.schema
+            readers = [first] + [
+                pacsv.open_csv(
+                    part,
+                    read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=schema.names),
+                    parse_options=parse,
+                    convert_options=pacsv.ConvertOptions(
+                        strings_can_be_null=True, column_types=dict(zip(schema.names, schema.types))
+                    ),
+                )
+                for part in ranges[1:]
+            ]
+            batches: list[list[pa.RecordBatch]] = [[] for _ in readers]
+            rows = [0] * len(readers)
+
+            def drain(i: int) -> None:
+                for batch in readers[i]:
+                    batches[i].append(batch)
+                    rows[i] += batch.num_rows
+
+            def report() -> None:
                 if progress is not None:
-                    progress(rows, min(f.tell() / max(size, 1), 1.0))
-            return pa.Table.from_batches(batches, schema=reader.schema)
+                    progress(sum(rows), min(sum(r.done for r in ranges) / max(size, 1), 1.0))
+
+            if len(readers) == 1:
+                for batch in first:
+                    batches[0].append(batch)
+                    rows[0] += batch.num_rows
+                    report()
+            else:
+                with ThreadPoolExecutor(len(readers), thread_name_prefix="mlpbp-csv") as pool:
+                    futures = [pool.submit(drain, i) for i in range(len(readers))]
+                    running = set(futures)
+                    while running:
+                        _, running = wait(running, timeout=0.25)
+                        report()
+                    for f in futures:
+                        f.result()  # a part's error, raised here in the caller's thread
+            return pa.Table.from_batches([b for part in batches for b in part], schema=schema)
 
     def whole() -> pa.Table:
         # Type inference over the whole file: the streaming reader fixes each column's type on
@@ -193,9 +238,19 @@ def _read_csv(
         with path.open("rb") as f:
             return pacsv.read_csv(f, parse_options=parse, convert_options=convert)
 
+    parts = min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES else 1
     try:
         try:
-            table = stream(column_types)
+            table = None
+            if parts > 1:
+                try:
+                    table = stream(column_types, parts)
+                    if len(set(table.column_names)) != table.num_columns:
+                        table = None  # names given to the later parts by position: read as one
+                except pa.ArrowInvalid:
+                    bad_rows.clear()  # the one-part read below finds the problem and numbers its row
+            if table is None:
+                table = stream(column_types)
         except pa.ArrowInvalid:
             if bad_rows:
                 raise
@@ -216,6 +271,49 @@ def _read_csv(
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
     return raw
+
+
+class _Range:
+    """The bytes [lo, hi) of an open binary file, as a file object for pyarrow to stream."""
+
+    closed = False
+
+    def __init__(self, f, lo: int, hi: int) -> None:
+        f.seek(lo)
+        self.f, self.left, self.done = f, hi - lo, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        self.done += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _line_cuts(f, size: int, parts: int) -> list[int]:
+    """Byte offsets [0, …, size] cutting the file into up to ``parts`` ranges at line starts."""
+    cuts = [0]
+    for k in range(1, parts):
+        f.seek(k * size // parts)
+        f.readline()  # to the start of the next line
+        if f.tell() > cuts[-1] and f.tell() < size:
+            cuts.append(f.tell())
+    return [*cuts, size]
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _ragged_row(path: Path, delimiter: str) -> str | None:

@@ -207,3 +207,14 @@ def test_train_with_adam_and_a_foreign_optimizer_key(tmp_path):
     assert json.loads(res.stdout)["test"]["accuracy"] > 0.5
     saved = yaml.safe_load((out / "config.yaml").read_text())["train"]
     assert saved["optimizer"] == "adam" and saved["beta2"] == 0.999 and "momentum" not in saved
+
+
+def test_json_output_writes_numbers_that_are_not_finite_as_null(capsys):
+    from mlpbp.cli.app import echo_json
+
+    echo_json({"loss": float("nan"), "epochs": [{"train_loss": float("inf"), "n": 3}], "ok": (1.5, -float("inf"))})
+    assert json.loads(capsys.readouterr().out) == {
+        "loss": None,
+        "epochs": [{"train_loss": None, "n": 3}],
+        "ok": [1.5, None],
+    }

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -187,3 +189,41 @@ def test_predict_and_evaluate_read_folders_as_they_read_the_same_csv(tmp_path, r
     (tmp_path / "bad.parquet").rename(tmp_path / "narrow" / "a.parquet")
     res = runner.invoke(app, ["predict", str(model), str(tmp_path / "narrow")])
     assert res.exit_code == 2 and "missing feature columns x1, x2" in res.stderr, res.stderr
+
+
+def test_a_folder_row_with_nan_is_refused_or_left_empty_as_the_model_says(tmp_path, runner):
+    from mlpbp.cli import app
+
+    X, y = make_table(n=300)
+    header = ",".join([f"x{j}" for j in range(X.shape[1])] + ["y"])
+    rows = [",".join([*map(repr, map(float, r)), str(t)]) for r, t in zip(X, y)]
+    rows[5] = "," + rows[5].split(",", 1)[1]  # one missing cell, so drop_rows has a row to drop
+    (tmp_path / "t.csv").write_text("\n".join([header, *rows]) + "\n")
+    models = {}
+    for missing in ("error", "drop_rows"):
+        cfg = {"data": {"path": str(tmp_path / "t.csv"), "missing": missing}, "model": {"hidden": [6]}}
+        if missing == "error":
+            cfg["data"]["path"] = str(write_npy_pair(tmp_path / "clean", X, y))
+        models[missing] = str(train(config_from_dict(cfg), tmp_path / missing).model_path)
+    X[[3, 200], [1, 4]] = [np.nan, np.inf]
+    folder = str(write_npy_pair(tmp_path / "npy", X, y))
+
+    for command in ("predict", "evaluate"):
+        res = runner.invoke(app, [command, models["error"], folder])
+        assert res.exit_code == 2 and "row 3, column 'x1' is nan; all values must be finite" in res.stderr
+
+    pred = runner.invoke(app, ["predict", models["drop_rows"], folder])
+    assert pred.exit_code == 0 and "2 row(s) with a value that is not finite get an empty prediction" in pred.stderr
+    lines = pred.stdout.splitlines()
+    assert len(lines) == 301 and lines[4] == lines[201] == "," * (len(lines[0].split(",")) - 1)
+    keep = np.setdiff1d(np.arange(300), [3, 200])
+    clean = str(write_npy_pair(tmp_path / "kept", X[keep], y[keep]))
+    expected = runner.invoke(app, ["predict", models["drop_rows"], clean]).stdout.splitlines()
+    assert [line for i, line in enumerate(lines[1:]) if i not in (3, 200)] == expected[1:]
+    ev = runner.invoke(app, ["evaluate", models["drop_rows"], folder, "--json"])
+    assert ev.exit_code == 0 and "2 row(s) with a value that is not finite are not scored" in ev.stderr
+    got, want = (
+        json.loads(ev.stdout),
+        json.loads(runner.invoke(app, ["evaluate", models["drop_rows"], clean, "--json"]).stdout),
+    )
+    assert got == want and got["rows"] == 298

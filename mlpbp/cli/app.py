@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
+import math
 import os
 import signal
 import sys
@@ -51,6 +53,22 @@ app = typer.Typer(
 )
 out = PipeAwareConsole()  # results: tables, JSON
 err = PipeAwareConsole(stderr=True)  # progress and messages, so stdout stays clean for --json
+
+
+def echo_json(obj) -> None:
+    """One JSON object on stdout. A number that is not finite (a diverged loss, say) is written
+    as null: NaN and Infinity are not JSON, and other tools refuse them."""
+    typer.echo(json.dumps(_json_safe(obj), allow_nan=False))
+
+
+def _json_safe(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
 
 
 def _print_version(value: bool) -> None:

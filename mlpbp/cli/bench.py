@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from mlpbp.cli import render
-from mlpbp.cli.app import command, err, out
+from mlpbp.cli.app import command, echo_json, err, out
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.tools import bench as bench_api
 
@@ -57,6 +55,6 @@ def bench(
 
         result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress)
     if as_json:
-        typer.echo(json.dumps(result))
+        echo_json(result)
         return
     render.bench_report(out, result, width, batch, dtype, repeats, bench_api.N_CLASSES)

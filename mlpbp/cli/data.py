@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mlpbp.cli import render
-from mlpbp.cli.app import CONFIG_ARG, SET_OPT, command, err, out
+from mlpbp.cli.app import CONFIG_ARG, SET_OPT, command, echo_json, err, out
 from mlpbp.run.config import load_config
 from mlpbp.run.prepare import prepare
 
@@ -33,6 +32,6 @@ def data(
     with render.LoadProgress(err, cfg.data.path or cfg.data.dataset) as progress:
         prepared = prepare(cfg, progress=progress, encode=False)
     if as_json:
-        typer.echo(json.dumps(prepared.summary))
+        echo_json(prepared.summary)
     else:
         render.data_summary(out, prepared.summary, verbose=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from mlpbp.cli.app import JSON_OPT, command, err
+from mlpbp.cli.app import JSON_OPT, command, echo_json, err
 from mlpbp.errors import ArgumentError
 from mlpbp.tools import export as export_api
 
@@ -31,7 +30,7 @@ def export(
     target = out_file or model_path.with_suffix(f".{fmt}")
     info = export_api.export_onnx(model_path, target)
     if as_json:
-        typer.echo(json.dumps(info))
+        echo_json(info)
     else:
         err.print(
             f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}): inputs "

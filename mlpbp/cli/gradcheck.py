@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mlpbp.cli import render
-from mlpbp.cli.app import command, out
+from mlpbp.cli.app import command, echo_json, out
 from mlpbp.errors import ArgumentError
 from mlpbp.run.config import load_config
 from mlpbp.tools import gradcheck as gradcheck_api
@@ -84,7 +83,7 @@ def gradcheck(
         title = f"gradcheck: {config} (float64, batch of {batch}, eps {eps:g})"
     seconds = time.perf_counter() - start
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        echo_json(report.to_dict())
     else:
         render.gradcheck_report(out, report, title, grouped=config is None, seconds=seconds)
     raise typer.Exit(0 if report.ok else 1)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mlpbp.cli import render
-from mlpbp.cli.app import JSON_OPT, command, err, out
+from mlpbp.cli.app import JSON_OPT, command, echo_json, err, out
 from mlpbp.errors import MlpbpError
 from mlpbp.run.distributed import world
 from mlpbp.tools import hessian as hessian_api
@@ -76,7 +75,7 @@ def hessian(
         title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result['rows']} rows)"
         hessian_api.plot_density(result, plot, title)
     if as_json:
-        typer.echo(json.dumps(result))
+        echo_json(result)
         return
     render.hessian_report(out, result, str(model_path), str(data))
     if plot is not None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from mlpbp.cli import render
-from mlpbp.cli.app import JSON_OPT, command, out
+from mlpbp.cli.app import JSON_OPT, command, echo_json, out
 from mlpbp.tools.model_info import model_info
 
 
@@ -21,6 +20,6 @@ def inspect(
     config and final metrics of its run, the versions that wrote it, and its SHA-256."""
     info = model_info(model_path)
     if as_json:
-        typer.echo(json.dumps(info))
+        echo_json(info)
     else:
         render.model_summary(out, info)

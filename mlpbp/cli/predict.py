@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from mlpbp.cli import render
-from mlpbp.cli.app import command, err, out
+from mlpbp.cli.app import command, echo_json, err, out
 from mlpbp.data.lazy import is_lazy, open_table
 from mlpbp.data.tables import RawTable, read_table
 from mlpbp.data.targets import target_missing
@@ -111,24 +110,48 @@ def _lazy_target(model: TrainedModel) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def _write_lazy_predictions(f, model, X) -> int:
-    """Prediction rows for the raw rows X, written a chunk at a time as they are computed."""
+def _unusable(data: Path, model: TrainedModel, which: np.ndarray, Xc: np.ndarray) -> np.ndarray:
+    """The rows of a chunk of a folder's rows (numbered ``which``) with a value that is not
+    finite (NaN: a missing cell): refused, naming the first, unless the model was trained with
+    data.missing: drop_rows, which has no prediction for them."""
+    bad = ~np.isfinite(Xc).all(axis=1)
+    if bad.any() and model.preprocessor.missing != "drop_rows":
+        r = int(np.argmax(bad))
+        c = int(np.argmax(~np.isfinite(Xc[r])))
+        raise DataError(
+            f"{data}: row {int(which[r])}, column '{model.feature_names[c]}' is {Xc[r, c]}; all values must be"
+            " finite (a model trained with data.missing: drop_rows skips such rows)"
+        )
+    return bad
+
+
+def _write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, int]:
+    """Prediction rows for the raw rows X, written a chunk at a time as they are computed;
+    returns (rows, rows left empty)."""
     w = csv.writer(f, lineterminator="\n")
     probs = model.task == "classification" and model.net.loss_name == "cross_entropy"
     if model.task == "classification":
-        w.writerow(["prediction"] + ([f"p_{c}" for c in model.classes] if probs else []))
+        header = ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
     else:
         m = model.net.widths[-1]
-        w.writerow([model.target_name] if m == 1 and model.target_name else [f"output_{j}" for j in range(m)])
-    for _, Xc in chunks(X):
-        o = model.predict_outputs(Xc)
+        header = [model.target_name] if m == 1 and model.target_name else [f"output_{j}" for j in range(m)]
+    w.writerow(header)
+    empty = 0
+    for which, Xc in chunks(X):
+        holes = _unusable(data, model, which, Xc)
+        o = model.predict_outputs(Xc[~holes])
         if model.task == "regression":
-            w.writerows([[repr(float(v)) for v in row] for row in o])
+            lines = [[repr(float(v)) for v in row] for row in o]
         elif probs:
-            w.writerows([[model.classes[k]] + [f"{v:.6g}" for v in p] for k, p in zip(o.argmax(axis=1), softmax(o))])
+            lines = [[model.classes[k]] + [f"{v:.6g}" for v in p] for k, p in zip(o.argmax(axis=1), softmax(o))]
         else:
-            w.writerows([[model.classes[k]] for k in o.argmax(axis=1)])
-    return X.shape[0]
+            lines = [[model.classes[k]] for k in o.argmax(axis=1)]
+        if holes.any():
+            filled = iter(lines)
+            lines = [[""] * len(header) if hole else next(filled) for hole in holes.tolist()]
+            empty += int(holes.sum())
+        w.writerows(lines)
+    return X.shape[0], empty
 
 
 @command
@@ -146,11 +169,13 @@ def predict(
         model = load_model(model_path)
         X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)
         if out_file is None:
-            _write_lazy_predictions(sys.stdout, model, X)
+            n, empty = _write_lazy_predictions(sys.stdout, data, model, X)
         else:
             with atomic_open(out_file) as f:
-                n = _write_lazy_predictions(f, model, X)
-            err.print(f"wrote {n} predictions to {out_file}", highlight=False)
+                n, empty = _write_lazy_predictions(f, data, model, X)
+            err.print(f"wrote {n} predictions{f' ({empty} empty)' if empty else ''} to {out_file}", highlight=False)
+        if empty:
+            _note(f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{DROP_ROWS}")
         return
     model, raw = _model_and_rows(model_path, data, require_target=False, strict=strict)
     # One output line per input row, in order: a row the model has no prediction for (a missing
@@ -212,6 +237,13 @@ def evaluate(
     if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
         model = load_model(model_path)
         X, y, _, _ = open_table(data, model.feature_names, _lazy_target(model), True)
+        holes = np.concatenate([_unusable(data, model, which, Xc) for which, Xc in chunks(X)])
+        if holes.all():
+            raise DataError(f"{data}: every row has a value that is not finite; nothing to evaluate")
+        if holes.any():
+            _note(f"{data.name}: {int(holes.sum())} row(s) with a value that is not finite are not scored{DROP_ROWS}")
+            keep = np.flatnonzero(~holes)
+            X, y = X[keep], y[keep]
         try:
             metrics, n = model.evaluate_arrays(X, y), X.shape[0]
         except DataError as e:
@@ -221,7 +253,7 @@ def evaluate(
         metrics = model.evaluate(raw.table, raw.rows, str(data))
         n = raw.table.num_rows
     if as_json:
-        typer.echo(json.dumps({"task": model.task, "rows": n, **metrics}))
+        echo_json({"task": model.task, "rows": n, **metrics})
     else:
         out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))})", highlight=False)
         render.metrics_report(out, metrics, n)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from mlpbp.cli import render
-from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, err, out, sigint_requests_stop
+from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, out, sigint_requests_stop
 from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_to_dict, load_config
 from mlpbp.run.distributed import world
@@ -126,22 +125,20 @@ def train(
     if as_json:
         comm_s = sum(r.get("comm_seconds", 0.0) for r in result.history)
         total_s = sum(r.get("seconds", 0.0) for r in result.history)
-        typer.echo(
-            json.dumps(
-                {
-                    "task": result.task,
-                    "epochs": result.history,
-                    "test": result.test,
-                    "evaluated_on": result.evaluated_on,
-                    "model": str(result.model_path),
-                    "stopped_early": result.stopped_early,
-                    "best_epoch": result.best_epoch,
-                    "ranks": comm.size,
-                    "compute_seconds": total_s - comm_s,
-                    "comm_seconds": comm_s,
-                    "threads": result.threads,
-                }
-            )
+        echo_json(
+            {
+                "task": result.task,
+                "epochs": result.history,
+                "test": result.test,
+                "evaluated_on": result.evaluated_on,
+                "model": str(result.model_path),
+                "stopped_early": result.stopped_early,
+                "best_epoch": result.best_epoch,
+                "ranks": comm.size,
+                "compute_seconds": total_s - comm_s,
+                "comm_seconds": comm_s,
+                "threads": result.threads,
+            }
         )
     else:
         render.train_summary(console, result)

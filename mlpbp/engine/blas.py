@@ -42,6 +42,12 @@ def _land(result: np.ndarray, target: np.ndarray) -> None:
 def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
     """out := α·A B + β·out in place, for 2-D arrays (``out`` C-ordered; with β = 0 its old
     contents are never read). Returns ``out``."""
+    if out.size == 0 or A.shape[1] == 0:  # no rows, or an empty sum: BLAS wrappers refuse size 0
+        if beta == 0.0:
+            out.fill(0)
+        else:
+            out *= beta
+        return out
     gemm = _ROUTINES[out.dtype][0]
     P, trans_a = _fortran_transposed(B)
     Q, trans_b = _fortran_transposed(A)
@@ -60,6 +66,8 @@ def add_outer(x: np.ndarray, y: np.ndarray, A: np.ndarray, alpha: float = 1.0) -
 def add_column_sums(M: np.ndarray, out: np.ndarray, ones: np.ndarray, alpha: float = 1.0) -> None:
     """out += α·Σⱼ M[j] (the column sums of a C-ordered M, as Mᵀ·1 by BLAS gemv) in place;
     ``ones`` is a vector of M.shape[0] ones the caller keeps."""
+    if M.shape[0] == 0:
+        return
     gemv = _ROUTINES[out.dtype][2]
     _land(gemv(alpha, M.T, ones, beta=1.0, y=out, overwrite_y=1), out)
 

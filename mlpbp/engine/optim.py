@@ -194,8 +194,7 @@ class Adam(Optimizer):
         denom /= np.sqrt(1 - b2**t)
         denom += self.eps
         np.divide(m, denom, out=denom)
-        denom *= lr / (1 - b1**t)
-        p -= denom
+        axpy(-lr / (1 - b1**t), denom, p)  # θ −= step·m/denom in one pass, as torch's addcdiv_
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {f"exp_avg.{k}": m for k, m in self.exp_avg.items()}

@@ -13,7 +13,6 @@ This module is the timing API; the command line (``mlpbp bench``) draws the tabl
 
 from __future__ import annotations
 
-import ctypes
 import os
 import statistics
 import time
@@ -33,57 +32,29 @@ TORCH_HVP_METHOD = "double-backward (torch.autograd.grad with create_graph=True)
 
 
 # ---- what the machine is --------------------------------------------------------------------
-def _openblas_from_loaded_library() -> dict | None:
-    """Ask the OpenBLAS that NumPy loaded for its kernel and thread count (Linux, no threadpoolctl)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-            corename = getattr(lib, f"{prefix}openblas_get_corename{suffix}", None)
-            threads = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            if corename is not None and threads is not None:
-                corename.restype = ctypes.c_char_p
-                threads.restype = ctypes.c_int
-                return {
-                    "internal_api": "openblas",
-                    "kernel": corename().decode(),
-                    "threads": int(threads()),
-                    "filepath": path,
-                }
-    return None
-
-
 def blas_info() -> dict:
-    """Which BLAS NumPy uses: library, version, kernel (e.g. OpenBLAS's SkylakeX or Haswell) and
-    threads. From threadpoolctl when it is installed, else from the loaded library itself."""
-    build = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    """The BLAS the engine's products run on (SciPy's: ``mlpbp.engine.blas``): library, version,
+    kernel (e.g. OpenBLAS's SkylakeX or Haswell) and threads, as threadpoolctl finds them."""
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    build = scipy.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
     info = {
         "library": build.get("name", "unknown"),
         "version": build.get("version", "unknown"),
         "kernel": "unknown",
         "threads": None,
     }
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        found = _openblas_from_loaded_library()
-    else:
-        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        found = blas and {
-            "internal_api": blas[0]["internal_api"],
-            "kernel": blas[0].get("architecture") or "unknown",
-            "threads": blas[0]["num_threads"],
-            "filepath": blas[0]["filepath"],
-        }
-    if found:
-        info.update(found)
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    # NumPy's own BLAS sits in numpy.libs, SciPy's in scipy.libs (wheels); one shared library otherwise
+    ours = [p for p in pools if os.path.basename(os.path.dirname(p["filepath"])).startswith("scipy")]
+    for p in (ours or pools)[:1]:
+        info.update(
+            internal_api=p["internal_api"],
+            kernel=p.get("architecture") or "unknown",
+            threads=p["num_threads"],
+            filepath=p["filepath"],
+        )
     info["env"] = {
         k: os.environ[k]
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")

@@ -458,7 +458,7 @@ def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str,
     blas = result["blas"]
     env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
     out.print(
-        f"NumPy {np.__version__} BLAS: {blas['library']} {blas['version']}, kernel "
+        f"NumPy {np.__version__}; BLAS (SciPy's, every product): {blas['library']} {blas['version']}, kernel "
         f"{blas['kernel']}, {blas['threads']} threads ({env})",
         highlight=False,
         soft_wrap=True,

@@ -62,8 +62,9 @@ class SkippedRows:
 class Predictions(NamedTuple):
     """An output row for every row given, in order (what ``TrainedModel.predict_rows`` gives)."""
 
-    outputs: np.ndarray  # (rows, outputs), float64: class scores or regression values; NaN where
-    has_prediction: np.ndarray  # is false (one bool per row): see ``TrainedModel.skipped_rows``
+    outputs: np.ndarray  # (rows, outputs) float64: class scores or regression values; NaN rows
+    # where the model has no prediction (``TrainedModel.skipped_rows``): one bool per row
+    has_prediction: np.ndarray
 
 
 @dataclass

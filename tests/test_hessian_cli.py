@@ -103,3 +103,28 @@ def test_a_table_that_does_not_match_the_model_is_one_line_exit_2(runner):
     assert "missing feature columns" in res.stderr
     res = runner.invoke(app, ["hessian", str(FIXTURES / "v0.1-sine-model.npz"), str(ROWS)])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_row_whose_target_is_missing_is_skipped_with_a_note(runner, tmp_path):
+    lines = ROWS.read_text().splitlines()
+    cells = lines[4].split(",")
+    lines[4] = ",".join([*cells[:-1], ""])  # data row 4 (line 5): no species
+    (tmp_path / "holes.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "kept.csv").write_text("\n".join(lines[:4] + lines[5:]) + "\n")
+    args = ["--top-k", "2", "--bottom-k", "1", "--trace", "--json"]
+    res = runner.invoke(app, ["hessian", str(MODEL), str(tmp_path / "holes.csv"), *args])
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.splitlines() == ["note: holes.csv: skipping 1 row(s) whose target is missing"]
+    got = json.loads(res.stdout)
+    want = json.loads(runner.invoke(app, ["hessian", str(MODEL), str(tmp_path / "kept.csv"), *args]).stdout)
+    assert got["rows"] == want["rows"] == 14
+    assert got["skipped"] == {"missing_target": 1, "missing_feature": 0} and "skipped" not in want
+    np.testing.assert_allclose(got["top_eigenvalues"], want["top_eigenvalues"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got["bottom_eigenvalues"], want["bottom_eigenvalues"], rtol=0, atol=1e-10)
+    assert got["trace"]["estimate"] == pytest.approx(want["trace"]["estimate"], abs=1e-10)
+    # ... and the dense Hessian of the 14 rows agrees with both.
+    keep = np.setdiff1d(np.arange(15), [3])
+    assert got["top_eigenvalues"][0] == pytest.approx(np.linalg.eigvalsh(_dense("hessian", keep))[-1], rel=1e-6)
+    # The text report says the same on stderr.
+    res = runner.invoke(app, ["hessian", str(MODEL), str(tmp_path / "holes.csv")])
+    assert res.exit_code == 0 and "skipping 1 row(s) whose target is missing" in res.stderr

@@ -17,6 +17,7 @@ import yaml
 from helpers import one_line_error
 from mlpbp.cli import app
 from mlpbp.data import read_table
+from mlpbp.errors import DataError
 from mlpbp.run.config import config_from_dict
 from mlpbp.run.model_file import load_model
 from mlpbp.run.prepare import prepare
@@ -220,6 +221,106 @@ def test_a_drop_rows_regression_model_predicts_empty_cells(tmp_path, runner):
     assert f"wrote 3 predictions (2 empty) to {tmp_path / 'p.csv'}" in res.stderr
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "y" and lines[1] == "" and lines[3] == "" and np.isfinite(float(lines[2]))
+
+
+# ---- the library skips the rows a model cannot score, as the CLI does ----------------------
+
+
+def _trained(tmp_path: Path, data: dict, train: dict | None = None, name: str = "c.yaml"):
+    from mlpbp.run.config import load_config
+    from mlpbp.run.trainer import train as run_training
+
+    return run_training(load_config(write_config(tmp_path, data, train, name))).model
+
+
+def test_library_skips_the_rows_a_drop_rows_model_cannot_score(tmp_path):
+    write_csv(tmp_path / "train.csv", mixed_rows(120))
+    model = _trained(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows"})
+    rows = mixed_rows(20, seed=5)  # size missing on rows 3 and 13, colour on rows 4 and 19
+    rows[7]["label"] = ""  # and a missing target on row 7
+    holes = [3, 4, 13, 19]
+    write_csv(tmp_path / "labelled.csv", rows)
+    write_csv(tmp_path / "scored.csv", [r for i, r in enumerate(rows) if i not in (*holes, 7)])
+    raw, scored = read_table(tmp_path / "labelled.csv"), read_table(tmp_path / "scored.csv")
+
+    # predict_rows: a row per row given; NaN and has_prediction false where a feature is missing.
+    o, has = model.predict_rows(raw.table, raw.first_row, "labelled.csv")
+    assert o.shape == (20, 2) and np.flatnonzero(~has).tolist() == holes
+    assert np.isnan(o[holes]).all() and np.isfinite(o[has]).all()
+    complete = [i for i in range(20) if i not in holes]
+    want = model.predict_outputs(raw.table.take(complete))
+    np.testing.assert_array_equal(o[has], want)
+    np.testing.assert_array_equal(model.predict_outputs(raw.table), o)  # same outputs, NaN rows
+
+    # evaluation: the metrics of the table without those rows, and what was skipped.
+    ev = model.evaluation(raw.table, raw.first_row, "labelled.csv")
+    assert (ev.rows, ev.skipped.missing_target, ev.skipped.missing_feature) == (15, 1, 4)
+    assert np.flatnonzero(ev.skipped.mask).tolist() == [3, 4, 7, 13, 19]
+    assert ev.metrics == model.evaluate(scored.table) == model.evaluate(raw.table)
+    assert ev.metrics["accuracy"] == pytest.approx(
+        np.mean(model.predict_outputs(scored.table).argmax(axis=1) == model.encode_targets(scored.table))
+    )
+
+    # labelled_data / labelled_rows: the rows of the file without them, encoded.
+    data = model.labelled_data(tmp_path / "labelled.csv")
+    X, y = model.labelled_rows(tmp_path / "scored.csv")
+    np.testing.assert_array_equal(data.X, X)
+    np.testing.assert_array_equal(data.y, y)
+    assert X.shape[0] == 15 and (data.skipped.missing_target, data.skipped.missing_feature) == (1, 4)
+    np.testing.assert_array_equal(model.labelled_rows(tmp_path / "labelled.csv")[0], X)
+
+    # Errors after skipped rows still name the row of the file: row 9 is data line 10.
+    rows[8]["colour"] = "purple"
+    write_csv(tmp_path / "bad.csv", rows)
+    bad = read_table(tmp_path / "bad.csv")
+    for call in (model.evaluate, model.predict_rows):
+        with pytest.raises(DataError, match=r"bad.csv: row 10, column 'colour': category 'purple'"):
+            call(bad.table, bad.first_row, "bad.csv")
+    # No row left is an error, naming why.
+    write_csv(tmp_path / "holes.csv", [rows[3], rows[4], rows[7]])
+    with pytest.raises(DataError, match="holes.csv: every row has a missing feature cell"):
+        model.labelled_data(tmp_path / "holes.csv")
+    write_csv(tmp_path / "unlabelled.csv", [{**r, "label": ""} for r in rows])
+    with pytest.raises(DataError, match="no rows with a target value"):
+        model.evaluate(read_table(tmp_path / "unlabelled.csv").table)
+
+
+def test_library_skips_missing_targets_and_refuses_missing_cells_for_other_models(tmp_path):
+    write_csv(tmp_path / "train.csv", mixed_rows(120, missing=False))
+    model = _trained(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 3})
+    rows = mixed_rows(10, seed=2, missing=False)
+    rows[2]["label"] = "NA"
+    write_csv(tmp_path / "t.csv", rows)
+    write_csv(tmp_path / "kept.csv", rows[:2] + rows[3:])
+    ev = model.evaluation(read_table(tmp_path / "t.csv").table)
+    assert (ev.rows, ev.skipped.missing_target, ev.skipped.missing_feature) == (9, 1, 0)
+    assert ev.metrics == model.evaluate(read_table(tmp_path / "kept.csv").table)
+    np.testing.assert_array_equal(
+        model.labelled_rows(tmp_path / "t.csv")[1], model.labelled_rows(tmp_path / "kept.csv")[1]
+    )
+    # Not trained with drop_rows: a missing feature cell is refused, as in training.
+    rows[4]["size"] = ""
+    write_csv(tmp_path / "hole.csv", rows)
+    with pytest.raises(DataError, match="column 'size' has 1 missing cell .first at row 6.; .* data.missing: error"):
+        model.predict_rows(read_table(tmp_path / "hole.csv").table, 2, "hole.csv")
+
+
+def test_predict_rows_on_arrays_gives_nan_or_refuses_as_the_model_says(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"a": f"{v:.3f}", "b": f"{w:.3f}", "y": f"{v - w:.3f}"} for v, w in rng.normal(size=(60, 2))]
+    rows[5]["a"] = ""
+    write_csv(tmp_path / "t.csv", rows)
+    models = {
+        m: _trained(tmp_path, {"path": "t.csv", "target": "y", "missing": m}, {"epochs": 2}, f"{m}.yaml")
+        for m in ("drop_rows", "impute")
+    }
+    X = rng.normal(size=(5, 2))
+    X[[1, 3], [0, 1]] = [np.nan, np.inf]
+    o, has = models["drop_rows"].predict_rows(X)
+    assert has.tolist() == [True, False, True, False, True] and np.isnan(o[~has]).all()
+    np.testing.assert_array_equal(o[has], models["drop_rows"].predict_outputs(X[has]))
+    with pytest.raises(DataError, match=r"x.npy: row 1, column 'a' is nan; all values must be finite"):
+        models["impute"].predict_rows(X, 0, "x.npy")
 
 
 # ---- row numbers: messages count the rows of the file, also once some are dropped ------------

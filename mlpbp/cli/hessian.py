@@ -71,6 +71,7 @@ def hessian(
         result = comm.agree(lambda: hessian_api.analyse(model_path, data, opts, lambda m: status.update(m), comm))
     if comm.rank:
         return
+    render.skipped_notes(err, data.name, **result.get("skipped", {}))
     if plot is not None:
         title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result['rows']} rows)"
         hessian_api.plot_density(result, plot, title)

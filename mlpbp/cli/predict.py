@@ -15,7 +15,6 @@ from mlpbp.cli import render
 from mlpbp.cli.app import command, echo_json, err, out
 from mlpbp.data.lazy import is_lazy, open_table
 from mlpbp.data.tables import RawTable, read_table
-from mlpbp.data.targets import target_missing
 from mlpbp.engine.losses import softmax
 from mlpbp.errors import DataError
 from mlpbp.io import atomic_open, write_text
@@ -29,10 +28,10 @@ STRICT_OPT = typer.Option(
 
 
 def _note(message: str) -> None:
-    err.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    render.note(err, message)
 
 
-def _model_and_rows(model_path: Path, data: Path, require_target: bool, strict: bool) -> tuple[TrainedModel, RawTable]:
+def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[TrainedModel, RawTable]:
     model = load_model(model_path)
     with render.LoadProgress(err, data) as progress:
         raw = read_table(data, progress=progress)
@@ -60,38 +59,7 @@ def _model_and_rows(model_path: Path, data: Path, require_target: bool, strict: 
         )
     if extra:
         _note(f"{data.name}: ignoring column{'s' * (len(extra) > 1)} the model does not use: {', '.join(extra)}")
-    if require_target:
-        absent = [t for t in targets if t not in header]
-        if absent:
-            raise DataError(f"{data}: target column '{absent[0]}' not found (columns: {', '.join(header)})")
-        gone = target_missing(raw.table, targets)
-        if gone.all():
-            raise DataError(f"{data}: no rows with a target value ({', '.join(targets)} empty in every row)")
-        if gone.any():
-            _note(f"{data.name}: skipping {int(gone.sum())} row(s) whose target is missing")
-            raw.drop(gone)
-        # Metrics need an output for every row scored: drop those training would have dropped.
-        holes = _incomplete(model, raw)
-        if holes.all():
-            raise DataError(
-                f"{data}: every row has a missing feature cell, and the model was trained with"
-                " data.missing: drop_rows (it predicts nothing for such rows); no rows left to evaluate"
-            )
-        if holes.any():
-            _note(f"{data.name}: skipping {int(holes.sum())} row(s) with a missing feature cell{DROP_ROWS}")
-            raw.drop(holes)
     return model, raw
-
-
-DROP_ROWS = " (the model was trained with data.missing: drop_rows)"
-
-
-def _incomplete(model: TrainedModel, raw: RawTable) -> np.ndarray:
-    """Rows a model trained with data.missing: drop_rows has no prediction for: a missing
-    feature cell (none for other models, whose preprocessing fills or refuses them)."""
-    if model.preprocessor.missing != "drop_rows":
-        return np.zeros(raw.table.num_rows, dtype=bool)
-    return model.preprocessor.incomplete_rows(raw.table)
 
 
 def _format_rows(columns: list[np.ndarray | list[str]]) -> str:
@@ -110,21 +78,6 @@ def _lazy_target(model: TrainedModel) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def _unusable(data: Path, model: TrainedModel, which: np.ndarray, Xc: np.ndarray) -> np.ndarray:
-    """The rows of a chunk of a folder's rows (numbered ``which``) with a value that is not
-    finite (NaN: a missing cell): refused, naming the first, unless the model was trained with
-    data.missing: drop_rows, which has no prediction for them."""
-    bad = ~np.isfinite(Xc).all(axis=1)
-    if bad.any() and model.preprocessor.missing != "drop_rows":
-        r = int(np.argmax(bad))
-        c = int(np.argmax(~np.isfinite(Xc[r])))
-        raise DataError(
-            f"{data}: row {int(which[r])}, column '{model.feature_names[c]}' is {Xc[r, c]}; all values must be"
-            " finite (a model trained with data.missing: drop_rows skips such rows)"
-        )
-    return bad
-
-
 def _write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, int]:
     """Prediction rows for the raw rows X, written a chunk at a time as they are computed;
     returns (rows, rows left empty)."""
@@ -138,18 +91,16 @@ def _write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int,
     w.writerow(header)
     empty = 0
     for which, Xc in chunks(X):
-        holes = _unusable(data, model, which, Xc)
-        o = model.predict_outputs(Xc[~holes])
+        o, has = model.predict_rows(Xc, which, str(data))
         if model.task == "regression":
             lines = [[repr(float(v)) for v in row] for row in o]
         elif probs:
             lines = [[model.classes[k]] + [f"{v:.6g}" for v in p] for k, p in zip(o.argmax(axis=1), softmax(o))]
         else:
             lines = [[model.classes[k]] for k in o.argmax(axis=1)]
-        if holes.any():
-            filled = iter(lines)
-            lines = [[""] * len(header) if hole else next(filled) for hole in holes.tolist()]
-            empty += int(holes.sum())
+        if not has.all():  # no prediction: empty cells
+            lines = [line if h else [""] * len(header) for h, line in zip(has.tolist(), lines)]
+            empty += int((~has).sum())
         w.writerows(lines)
     return X.shape[0], empty
 
@@ -175,17 +126,18 @@ def predict(
                 n, empty = _write_lazy_predictions(f, data, model, X)
             err.print(f"wrote {n} predictions{f' ({empty} empty)' if empty else ''} to {out_file}", highlight=False)
         if empty:
-            _note(f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{DROP_ROWS}")
+            _note(
+                f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{render.DROP_ROWS}"
+            )
         return
-    model, raw = _model_and_rows(model_path, data, require_target=False, strict=strict)
+    model, raw = _model_and_rows(model_path, data, strict)
     # One output line per input row, in order: a row the model has no prediction for (a missing
     # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
-    holes = _incomplete(model, raw)
+    holes = int(model.skipped_rows(raw.table, raw.rows, str(data)).missing_feature)
+    if holes:
+        _note(f"{data.name}: {holes} row(s) with a missing feature cell get an empty prediction{render.DROP_ROWS}")
+    o, has = model.predict_rows(raw.table, raw.rows, str(data))
     ids = raw.table.column(model.id_name) if model.id_name in raw.table.column_names else None
-    if holes.any():
-        _note(f"{data.name}: {int(holes.sum())} row(s) with a missing feature cell get an empty prediction{DROP_ROWS}")
-        raw.drop(holes)
-    o = model.predict_outputs(raw.table, raw.rows, str(data))
     header, columns = [], []
     if ids is not None:
         header.append(model.id_name)
@@ -194,28 +146,28 @@ def predict(
         probs = model.net.loss_name == "cross_entropy"
         header += ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
         labels = np.array([_csv_cell(c) for c in model.classes], dtype=object)
-        columns.append(_spread(labels[o.argmax(axis=1)].tolist(), holes))
+        columns.append(_blank(labels[o.argmax(axis=1)].tolist(), has))
         if probs:
             p = softmax(o)
-            columns += [_spread([f"{v:.6g}" for v in p[:, k].tolist()], holes) for k in range(p.shape[1])]
+            columns += [_blank([f"{v:.6g}" for v in p[:, k].tolist()], has) for k in range(p.shape[1])]
     else:
         header += model.output_names
-        columns += [_spread(list(map(repr, o[:, j].tolist())), holes) for j in range(o.shape[1])]
+        columns += [_blank(list(map(repr, o[:, j].tolist())), has) for j in range(o.shape[1])]
     text = ",".join(_csv_cell(h) for h in header) + "\n" + _format_rows(columns)
     if out_file is None:
         sys.stdout.write(text)
     else:
         write_text(out_file, text)
-        empty = f" ({int(holes.sum())} empty)" if holes.any() else ""
-        err.print(f"wrote {len(holes)} predictions{empty} to {out_file}", highlight=False)
+        empty = f" ({holes} empty)" if holes else ""
+        err.print(f"wrote {len(has)} predictions{empty} to {out_file}", highlight=False)
 
 
-def _spread(cells: list[str], holes: np.ndarray) -> list[str]:
-    """The cells of the rows that have a prediction, with an empty cell for each hole."""
-    if not holes.any():
+def _blank(cells: list[str], has: np.ndarray) -> list[str]:
+    """The cells, empty in the rows without a prediction."""
+    if has.all():
         return cells
-    out = np.full(len(holes), "", dtype=object)
-    out[~holes] = cells
+    out = np.array(cells, dtype=object)
+    out[~has] = ""
     return out.tolist()
 
 
@@ -237,21 +189,24 @@ def evaluate(
     if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
         model = load_model(model_path)
         X, y, _, _ = open_table(data, model.feature_names, _lazy_target(model), True)
-        holes = np.concatenate([_unusable(data, model, which, Xc) for which, Xc in chunks(X)])
-        if holes.all():
-            raise DataError(f"{data}: every row has a value that is not finite; nothing to evaluate")
-        if holes.any():
-            _note(f"{data.name}: {int(holes.sum())} row(s) with a value that is not finite are not scored{DROP_ROWS}")
-            keep = np.flatnonzero(~holes)
-            X, y = X[keep], y[keep]
-        try:
-            metrics, n = model.evaluate_arrays(X, y), X.shape[0]
-        except DataError as e:
-            raise DataError(f"{data}: {e}") from None
+        skipped = model.skipped_rows(X, 0, str(data))
+        if skipped.count and skipped.kept:
+            _note(
+                f"{data.name}: {skipped.count} row(s) with a value that is not finite are not scored{render.DROP_ROWS}"
+            )
+        result = model.array_evaluation(X, y, str(data), skipped)
     else:
-        model, raw = _model_and_rows(model_path, data, require_target=True, strict=strict)
-        metrics = model.evaluate(raw.table, raw.rows, str(data))
-        n = raw.table.num_rows
+        model, raw = _model_and_rows(model_path, data, strict)
+        skipped = model.skipped_rows(raw.table, raw.rows, str(data), labelled=True)
+        # A note for each kind of row skipped, unless none is left after it: the error says so.
+        render.skipped_notes(
+            err,
+            data.name,
+            skipped.missing_target if skipped.missing_target < raw.table.num_rows else 0,
+            skipped.missing_feature if skipped.kept else 0,
+        )
+        result = model.evaluation(raw.table, raw.rows, str(data))
+    metrics, n = result.metrics, result.rows
     if as_json:
         echo_json({"task": model.task, "rows": n, **metrics})
     else:

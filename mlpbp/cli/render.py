@@ -281,11 +281,27 @@ class LoadProgress:
             self.bar.stop()
 
 
+def note(console: Console, message: str) -> None:
+    console.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+DROP_ROWS = " (the model was trained with data.missing: drop_rows)"
+
+
+def skipped_notes(console: Console, name: str, missing_target: int = 0, missing_feature: int = 0) -> None:
+    """The notes for the rows of a labelled table (named ``name``) that are not scored:
+    ``SkippedRows`` counts (what `evaluate` and `hessian` skip)."""
+    if missing_target:
+        note(console, f"{name}: skipping {missing_target} row(s) whose target is missing")
+    if missing_feature:
+        note(console, f"{name}: skipping {missing_feature} row(s) with a missing feature cell{DROP_ROWS}")
+
+
 def data_summary(console: Console, s: dict, verbose: bool = True, task_line: bool = True) -> None:
     """What `mlpbp data` shows, and what opens `mlpbp train`: notes, the task and why (unless the
     caller has said it), and the columns one per line when ``verbose``."""
-    for note in s["notes"]:
-        console.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for message in s["notes"]:
+        note(console, message)
     used = f"{s['rows_used']:,} of {s['rows']:,}" if s["rows_used"] != s["rows"] else f"{s['rows']:,}"
     if task_line:
         console.print(

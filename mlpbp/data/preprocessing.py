@@ -177,6 +177,15 @@ def rows_from(first_row: RowNumbers, start: int) -> RowNumbers:
     return first_row[start:] if isinstance(first_row, np.ndarray) else first_row + start
 
 
+def rows_kept(first_row: RowNumbers, keep: np.ndarray) -> RowNumbers:
+    """The numbering of the rows where ``keep`` is true, once the others are dropped: each
+    keeps its number (``first_row`` itself when none is dropped)."""
+    if keep.all():
+        return first_row
+    numbers = first_row if isinstance(first_row, np.ndarray) else np.arange(first_row, first_row + len(keep))
+    return numbers[keep]
+
+
 def _at(source: str) -> str:
     """The file a message is about, as its prefix."""
     return f"{source}: " if source else ""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.preprocessing import RowNumbers, arrow, row_number
+from mlpbp.data.preprocessing import RowNumbers, arrow, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -72,9 +72,7 @@ class RawTable:
     def drop(self, gone: np.ndarray) -> None:
         """Drop the rows where ``gone`` is true; the rest keep their numbers in messages."""
         if gone.any():
-            self.numbers = (
-                np.arange(self.first_row, self.first_row + len(gone)) if self.numbers is None else self.numbers
-            )[~gone]
+            self.numbers = rows_kept(self.rows, ~gone)
             self.table = self.table.filter(arrow(~gone))
 
 

@@ -72,7 +72,9 @@ def analyse(
 ) -> dict:
     """What ``opts`` asks for, as the JSON ``mlpbp hessian --json`` prints: n_params, rows,
     curvature, top/bottom eigenvalues (with the Lanczos convergence), trace, density,
-    products (full-data curvature products) and seconds.
+    products (full-data curvature products) and seconds; and, when rows of the table were
+    left out (``TrainedModel.labelled_data``: a missing target, or a missing feature cell under
+    data.missing: drop_rows), skipped: {missing_target, missing_feature}, their counts.
 
     Under MPI every rank calls it alike: each holds its share of the rows and the products are
     summed over the ranks, so every rank runs the same Lanczos and gets the same answer."""
@@ -80,7 +82,8 @@ def analyse(
     started = time.perf_counter()
     say = progress or (lambda message: None)
     model = load_model(model_path)
-    X, y = model.labelled_rows(data_path)
+    data = model.labelled_data(data_path)
+    X, y = data.X, data.y
     if X.shape[0] == 0:
         raise DataError(f"{data_path}: no rows")
     if opts.rows is not None and opts.rows < X.shape[0]:
@@ -98,6 +101,9 @@ def analyse(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
     result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
+    if data.skipped.count:
+        skipped = data.skipped
+        result["skipped"] = {"missing_target": skipped.missing_target, "missing_feature": skipped.missing_feature}
     if opts.top_k or opts.bottom_k:
         say("extreme eigenvalues (Lanczos)")
         ext = extreme_eigenvalues(

@@ -13,6 +13,8 @@ nothing for ``rbackward``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mlpbp.engine.registry import Registry
@@ -130,6 +132,8 @@ class CrossEntropyLoss(_Weighted):
         if not _is_labels(y):
             raise ValueError("cross_entropy needs integer class indices as targets")
         n = o.shape[0]
+        if n == 1 and self.class_weight is None:
+            return self._one_row(o, int(y[0]), scale)
         rows = self._rows.get(n)
         if rows is None:
             rows = self._rows[n] = np.arange(n)
@@ -149,6 +153,19 @@ class CrossEntropyLoss(_Weighted):
         if w is not None:
             o *= w
         return float(total) / n, o
+
+    @staticmethod
+    def _one_row(o: np.ndarray, j: int, scale: float) -> tuple[float, np.ndarray]:
+        """``value_and_grad`` for per-example SGD, the very same numbers from Python scalars:
+        at one row each NumPy reduction costs more than the arithmetic it does."""
+        row, t = o[0], o.dtype.type
+        row -= row.max()
+        shifted = float(row[j])
+        np.exp(row, out=row)
+        s = row.sum()
+        row *= t(scale) / s
+        row[j] -= scale
+        return math.log(s) - shifted, o
 
     def backward(self) -> np.ndarray:
         grad = self.p.copy()  # p stays intact for rbackward

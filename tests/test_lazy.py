@@ -129,6 +129,21 @@ def test_a_file_cut_short_after_opening_is_one_line(tmp_path):
     assert "the file ended early (truncated?)" in msg
 
 
+def test_parquet_spilled_into_a_shared_folder_is_opened_there_not_spilled_again(tmp_path):
+    # What the first MPI rank on a machine writes, the others open (mlpbp.run.prepare).
+    X, y = make_table(n=300)
+    folder = write_parquet(tmp_path / "pq", X, y)
+    shared = tmp_path / "spill"
+    shared.mkdir()
+    first = lazy.read_lazy(folder, spill_dir=shared)
+    assert sorted(p.name for p in shared.iterdir()) == ["X.npy", "y.npy"]
+    np.testing.assert_array_equal(np.asarray(first.X), X.astype(np.float64))
+    np.save(shared / "X.npy", X + 1)  # what a later reader sees is the shared file's content
+    later = lazy.read_lazy(folder, spill_dir=shared)
+    np.testing.assert_array_equal(np.asarray(later.X), (X + 1).astype(np.float64))
+    np.testing.assert_array_equal(later.y, first.y)
+
+
 def test_a_row_count_mismatch_is_one_line(tmp_path):
     X, y = make_table()
     folder = write_npy_pair(tmp_path / "npy", X, y[:-1])

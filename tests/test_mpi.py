@@ -48,10 +48,10 @@ train: {epochs: 3, batch_size: 19, learning_rate: 0.1, momentum: 0.9, nesterov: 
 EACH_RANK = 'trap : INT; python="$1"; shift; "$python" -m mlpbp "$@"; s=$?; echo "rank exit $s" >&2; exit $s'
 
 
-def mpi(n: int, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+def mpi(n: int, *args: str, timeout: float = TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [MPIEXEC, "-n", str(n), "sh", "-c", EACH_RANK, "sh", PYTHON, *args],
-        env=subprocess_env(),
+        env={**subprocess_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -303,6 +303,37 @@ def test_an_npy_pair_under_two_ranks_trains_as_one_process_does(tmp_path):
     for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
         for k in r1:
             assert float(r2[k]) == pytest.approx(float(r1[k]), rel=1e-12, abs=0), k
+
+
+def test_a_parquet_folder_under_two_ranks_trains_as_one_process_does_and_leaves_nothing(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    npy = npy_pair(tmp_path / "npy")
+    X, y = np.load(npy / "X.npy"), np.load(npy / "y.npy")
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for k in range(3):  # the first rank on the machine spills these once into a scratch folder
+        part = slice(k * len(X) // 3, (k + 1) * len(X) // 3)
+        table = pa.table({**{f"x{j}": X[part, j] for j in range(X.shape[1])}, "y": y[part]})
+        pq.write_table(table, folder / f"{k}.parquet", row_group_size=50)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    cfg = lazy_config(tmp_path, folder)
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "-q", env={"TMPDIR": str(scratch)})
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "-q", env={"TMPDIR": str(scratch)})
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
+    assert list(scratch.iterdir()) == []  # no scratch folder or file left behind
+
+    cells = {f"x{j}": pa.array([1.0, None if j == 2 else 2.0], pa.float32()) for j in range(5)}
+    pq.write_table(pa.table({**cells, "y": pa.array([0, 1], pa.int64())}), folder / "9.parquet")
+    bad = mpi(2, "train", str(cfg), "--out", str(tmp_path / "bad"), env={"TMPDIR": str(scratch)})
+    assert rank_exits(bad.stderr) == [2, 2], bad.stderr
+    lines = messages(bad.stderr)
+    assert len(lines) == 1 and "9.parquet: column 'x2' has empty (null) values in row group 0" in lines[0], lines
+    assert list(scratch.iterdir()) == []
 
 
 def test_bad_folders_are_one_line_exit_2_on_every_rank(tmp_path):

@@ -180,14 +180,25 @@ def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Mo
 # Readers
 
 
-def read_lazy(path: str | Path, target: str | None = None, task: str | None = None) -> Dataset:
-    """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet."""
-    X, y, features, target = open_table(path, target=target)
+def read_lazy(
+    path: str | Path, target: str | None = None, task: str | None = None, spill_dir: Path | None = None
+) -> Dataset:
+    """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet.
+
+    ``spill_dir``: Parquet is streamed into X.npy and y.npy there, or, when another process
+    already did, those are opened; the caller removes the folder once every process that
+    shares it has opened its files (the open file keeps the data). Without it each process
+    spills into a scratch file of its own."""
+    X, y, features, target = open_table(path, target=target, spill_dir=spill_dir)
     return dataset_from_arrays(Path(path), X, y, task, features, target)
 
 
 def open_table(
-    path: str | Path, features: list[str] | None = None, target: str | None = None, need_target: bool = True
+    path: str | Path,
+    features: list[str] | None = None,
+    target: str | None = None,
+    need_target: bool = True,
+    spill_dir: Path | None = None,
 ) -> tuple[LazyRows, np.ndarray | None, list[str], str]:
     """The folder's features (``LazyRows``, raw), its targets as stored (None when absent and
     not ``need_target``), the feature names and the target's. With ``features`` (a saved
@@ -201,7 +212,7 @@ def open_table(
         return X, y, features or names, "y"
     files = sorted(path.glob("*.parquet"))
     if files:
-        return _open_parquet(path, files, features, target, need_target)
+        return _open_parquet(path, files, features, target, need_target, spill_dir)
     raise DataError(
         f"{path}: a data folder must hold X.npy and y.npy, or .parquet files; found neither"
         f" ({', '.join(sorted(p.name for p in path.iterdir())[:5]) or 'it is empty'})"
@@ -227,7 +238,9 @@ def _open_npy_pair(folder: Path, need_target: bool) -> tuple[LazyRows, np.ndarra
     return X, y
 
 
-def _open_parquet(folder: Path, files: list[Path], features: list[str] | None, target, need_target: bool):
+def _open_parquet(
+    folder: Path, files: list[Path], features: list[str] | None, target, need_target: bool, spill_dir: Path | None
+):
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -263,7 +276,13 @@ def _open_parquet(folder: Path, files: list[Path], features: list[str] | None, t
             raise DataError(f"{folder}: feature column '{c}' has type {t}; features must be numeric")
     small = all(pa.types.is_float32(first.field(c).type) or pa.types.is_float16(first.field(c).type) for c in features)
     n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    source, y = _spill(folder, files, features, target if has_target else None, n, np.float32 if small else np.float64)
+    target_read = target if has_target else None
+    if spill_dir is not None and (spill_dir / "X.npy").exists():  # spilled by another process here
+        source = NpySource(spill_dir / "X.npy")
+        source.path = folder
+        y = np.load(spill_dir / "y.npy", allow_pickle=False) if target_read else None
+    else:
+        source, y = _spill(folder, files, features, target_read, n, np.float32 if small else np.float64, spill_dir)
     return LazyRows(source), y, features, target or ""
 
 
@@ -276,13 +295,17 @@ def _schema_diff(a, b) -> str:
     return "field metadata differs"
 
 
-def _spill(folder: Path, files: list[Path], features: list[str], target: str | None, n: int, dtype):
-    """Stream the feature columns, row group by row group, into a scratch .npy in the temp
-    folder and memory-map it; read the target column whole."""
+def _spill(folder: Path, files: list[Path], features: list[str], target: str | None, n: int, dtype, into=None):
+    """Stream the feature columns, row group by row group, into a scratch .npy (in the temp
+    folder, unlinked once opened; or ``into``/X.npy, with the targets in ``into``/y.npy, kept
+    for other processes) and open it for reading; read the target column whole."""
     import pyarrow.parquet as pq
 
-    fd, scratch = tempfile.mkstemp(prefix="mlpbp-parquet-", suffix=".npy")
-    os.close(fd)
+    if into is None:
+        fd, scratch = tempfile.mkstemp(prefix="mlpbp-parquet-", suffix=".npy")
+        os.close(fd)
+    else:
+        scratch = str(into / "X.npy.part")  # renamed when complete: a reader never sees half a file
     try:
         header = np.lib.format.open_memmap(scratch, mode="w+", dtype=dtype, shape=(n, len(features)))
         offset = header.offset
@@ -303,12 +326,18 @@ def _spill(folder: Path, files: list[Path], features: list[str], target: str | N
                         if table.column(target).null_count:
                             raise DataError(f"{f}: target column '{target}' has empty (null) values in row group {g}")
                         ys.append(table.column(target).to_numpy(zero_copy_only=False))
+        y = np.concatenate(ys) if target else None
+        if y is not None and y.dtype.kind == "O":
+            y = y.astype(str)
+        if into is not None:
+            if y is not None:
+                np.save(into / "y.npy", y, allow_pickle=False)
+            os.replace(scratch, into / "X.npy")
+            scratch = str(into / "X.npy")
         source = NpySource(Path(scratch))
         source.path = folder
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(scratch)  # the mapping keeps the data until the process ends
-    y = np.concatenate(ys) if target else None
-    if y is not None and y.dtype.kind == "O":
-        y = y.astype(str)
+        if into is None:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)  # the open file keeps the data until the process ends
     return source, y

@@ -34,6 +34,7 @@ class Comm:
     """One process alone: rank 0 of 1. MPI's communicator below has the same methods."""
 
     rank, size, ranks_on_node = 0, 1, 1
+    node_rank = 0  # this rank's number among the ranks on its machine
     comm_seconds = 0.0  # time spent in collectives so far
 
     def allreduce_(self, buf: np.ndarray) -> None:
@@ -43,6 +44,10 @@ class Comm:
         """Overwrite ``buf`` with rank 0's."""
 
     def bcast(self, obj):
+        return obj
+
+    def node_bcast(self, obj):
+        """The object of node rank 0 (the first rank on this machine), on every rank of the machine."""
         return obj
 
     def allgather(self, obj) -> list:
@@ -55,13 +60,14 @@ class Comm:
         """This rank's rows [lo, hi) of n: contiguous, sizes differing by at most one."""
         return n * self.rank // self.size, n * (self.rank + 1) // self.size
 
-    def agree(self, fn: Callable[[], object], root_only: bool = False):
-        """Run ``fn`` (on every rank, or on rank 0 only) and return its result; if it raised an
-        MlpbpError on any rank, raise that same error on every rank, so a bad input ends every
-        rank with one line and its exit code instead of leaving the others waiting in a
-        collective. The first failing rank's message wins (rank 0's, when several fail)."""
+    def agree(self, fn: Callable[[], object], root_only: bool = False, runs: bool | None = None):
+        """Run ``fn`` (on every rank, on rank 0 only, or where ``runs`` is true) and return its
+        result (None where it did not run); if it raised an MlpbpError on any rank, raise that
+        same error on every rank, so a bad input ends every rank with one line and its exit code
+        instead of leaving the others waiting in a collective. The first failing rank's message
+        wins (rank 0's, when several fail)."""
         result, failure = None, None
-        if self.rank == 0 or not root_only:
+        if runs if runs is not None else (self.rank == 0 or not root_only):
             try:
                 result = fn()
             except MlpbpError as e:
@@ -104,9 +110,8 @@ class MPIComm(Comm):
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
-        self.ranks_on_node = node.Get_size()
-        node.Free()
+        self.node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.ranks_on_node, self.node_rank = self.node.Get_size(), self.node.Get_rank()
         self.comm_seconds = 0.0  # time spent in collectives, for the epoch table
 
     def allreduce_(self, buf: np.ndarray) -> None:
@@ -119,6 +124,9 @@ class MPIComm(Comm):
 
     def bcast(self, obj):
         return self.comm.bcast(obj, root=0)
+
+    def node_bcast(self, obj):
+        return self.node.bcast(obj, root=0)
 
     def allgather(self, obj) -> list:
         t = time.perf_counter()

@@ -4,6 +4,8 @@ everything encoded and cast; and the network built."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,10 +235,31 @@ def prepare(
     return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode))
 
 
+def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
+    """``read_lazy`` on every rank. Parquet is spilled into an .npy once per machine, not once
+    per rank: the first rank on each machine writes it into a scratch folder, the others then
+    open it, and the folder goes once all have (each open file keeps its data)."""
+
+    def read(spill_dir=None):
+        return read_lazy(path, cfg.data.target, cfg.data.task, spill_dir)
+
+    if comm.ranks_on_node == 1 or not any(path.glob("*.parquet")) or (path / "X.npy").exists():
+        return comm.agree(read)
+    first = comm.node_rank == 0
+    spill_dir = Path(comm.node_bcast(tempfile.mkdtemp(prefix="mlpbp-parquet-") if first else None))
+    try:
+        mine = comm.agree(lambda: read(spill_dir), runs=first)
+        theirs = comm.agree(lambda: read(spill_dir), runs=not first)  # after the spill is complete
+        return mine if first else theirs
+    finally:
+        if first:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+
+
 def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     """A folder of .npy or Parquet files (numeric columns), read lazily: the standardisation
     is fitted in one scan, each rank reading only its share."""
-    ds = comm.agree(lambda: read_lazy(path, cfg.data.target, cfg.data.task))
+    ds = _read_lazy_shared(cfg, path, comm)
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
         raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")

@@ -205,21 +205,20 @@ def _read_csv(
             batches: list[list[pa.RecordBatch]] = [[] for _ in readers]
             rows = [0] * len(readers)
 
-            def drain(i: int) -> None:
-                for batch in readers[i]:
-                    batches[i].append(batch)
-                    rows[i] += batch.num_rows
-
             def report() -> None:
                 if progress is not None:
                     progress(sum(rows), min(sum(r.done for r in ranges) / max(size, 1), 1.0))
 
+            def drain(i: int, after_each=None) -> None:
+                for batch in readers[i]:
+                    batches[i].append(batch)
+                    rows[i] += batch.num_rows
+                    if after_each is not None:
+                        after_each()
+
             if len(readers) == 1:
-                for batch in first:
-                    batches[0].append(batch)
-                    rows[0] += batch.num_rows
-                    report()
-            else:
+                drain(0, report)
+            else:  # the parts in threads; progress from this one, which only waits
                 with ThreadPoolExecutor(len(readers), thread_name_prefix="mlpbp-csv") as pool:
                     futures = [pool.submit(drain, i) for i in range(len(readers))]
                     running = set(futures)

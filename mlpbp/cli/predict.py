@@ -133,10 +133,10 @@ def predict(
     model, raw = _model_and_rows(model_path, data, strict)
     # One output line per input row, in order: a row the model has no prediction for (a missing
     # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
-    holes = int(model.skipped_rows(raw.table, raw.rows, str(data)).missing_feature)
+    o, has = model.predict_rows(raw.table, raw.rows, str(data))
+    holes = int((~has).sum())
     if holes:
         _note(f"{data.name}: {holes} row(s) with a missing feature cell get an empty prediction{render.DROP_ROWS}")
-    o, has = model.predict_rows(raw.table, raw.rows, str(data))
     ids = raw.table.column(model.id_name) if model.id_name in raw.table.column_names else None
     header, columns = [], []
     if ids is not None:

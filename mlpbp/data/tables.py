@@ -235,7 +235,9 @@ def _read_csv(
         with path.open("rb") as f:
             return pacsv.read_csv(f, parse_options=parse, convert_options=convert)
 
-    parts = min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES else 1
+    # A cut at a line end could fall inside a quoted cell that spans lines: files that quote
+    # cells (seen in the first 64 KiB) are read in one part.
+    parts = min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
     try:
         try:
             table = None

@@ -61,3 +61,6 @@ def test_rank_one_update_column_sums_and_axpy_update_in_place(dtype):
     p = A0.copy()
     blas.axpy(3.0, A0, p)
     np.testing.assert_allclose(p, 4.0 * A0, rtol=TOL[dtype])
+    q = np.asfortranarray(A0)  # not C-contiguous: updated all the same
+    blas.axpy(3.0, A0, q)
+    np.testing.assert_allclose(q, 4.0 * A0, rtol=TOL[dtype])

@@ -75,6 +75,9 @@ def add_column_sums(M: np.ndarray, out: np.ndarray, ones: np.ndarray, alpha: flo
 
 
 def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
-    """y += a·x in one pass, for a contiguous y (NumPy would need a temporary for a·x)."""
-    flat = y.reshape(-1)  # a view: the parameters are contiguous arrays
+    """y += a·x in place, in one pass when y is contiguous (NumPy would need a temporary for a·x)."""
+    if not y.flags.c_contiguous:  # reshape would copy, and BLAS would update the copy
+        y += a * np.asarray(x, y.dtype)
+        return
+    flat = y.reshape(-1)  # a view
     _land(_ROUTINES[y.dtype][3](np.asarray(x, y.dtype).reshape(-1), flat, a=a), flat)

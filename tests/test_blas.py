@@ -58,6 +58,11 @@ def test_rank_one_update_column_sums_and_axpy_update_in_place(dtype):
     np.testing.assert_allclose(b, b0 - 2.0 * M.sum(axis=0), rtol=TOL[dtype])
     blas.add_column_sums(M[:0], b, np.ones(0, dtype))  # no rows: unchanged
     np.testing.assert_allclose(b, b0 - 2.0 * M.sum(axis=0), rtol=TOL[dtype])
+    b = b0.copy()
+    blas.add_column_sums(M, b, np.ones(5, dtype), beta=0.5)  # out := β·out + Σ rows
+    np.testing.assert_allclose(b, 0.5 * b0 + M.sum(axis=0), rtol=TOL[dtype])
+    blas.add_column_sums(M[:0], b, np.ones(0, dtype), beta=0.5)
+    np.testing.assert_allclose(b, 0.25 * b0 + 0.5 * M.sum(axis=0), rtol=TOL[dtype])
     p = A0.copy()
     blas.axpy(3.0, A0, p)
     np.testing.assert_allclose(p, 4.0 * A0, rtol=TOL[dtype])

@@ -65,13 +65,14 @@ def add_outer(x: np.ndarray, y: np.ndarray, A: np.ndarray, alpha: float = 1.0) -
     _land(ger(alpha, y, x, a=AT, overwrite_a=1), AT)
 
 
-def add_column_sums(M: np.ndarray, out: np.ndarray, ones: np.ndarray, alpha: float = 1.0) -> None:
-    """out += α·Σⱼ M[j] (the column sums of a C-ordered M, as Mᵀ·1 by BLAS gemv) in place;
-    ``ones`` is a vector of M.shape[0] ones the caller keeps."""
+def add_column_sums(M: np.ndarray, out: np.ndarray, ones: np.ndarray, alpha: float = 1.0, beta: float = 1.0) -> None:
+    """out := β·out + α·Σⱼ M[j] (the column sums of a C-ordered M, as Mᵀ·1 by BLAS gemv) in
+    place; ``ones`` is a vector of M.shape[0] ones the caller keeps."""
     if M.shape[0] == 0:
+        out *= beta
         return
     gemv = _ROUTINES[out.dtype][2]
-    _land(gemv(alpha, M.T, ones, beta=1.0, y=out, overwrite_y=1), out)
+    _land(gemv(alpha, M.T, ones, beta=beta, y=out, overwrite_y=1), out)
 
 
 def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:

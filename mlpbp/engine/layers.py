@@ -22,13 +22,14 @@ class Layer:
     each one is:
 
     - ``forward(u)`` → the output, keeping what ``backward`` needs;
-    - ``backward(grad_out, need_input_grad, need_param_grad, in_place=False, apply=False)`` →
+    - ``backward(grad_out, need_input_grad, need_param_grad, in_place=False, apply=False, decay=1.0)`` →
       ∂J/∂u (or None when not needed), filling ``self.grads`` (one array per entry of
       ``self.params``). A training step passes ``in_place=True``: ``grad_out`` is the layer's
       to overwrite, as nothing reads it again. With ``apply=True`` the gradient flowing in is
       already the update (a fused plain-SGD step folds −α into ∂J/∂o, so every ∂ below is
       scaled by −α too): the layer adds its parameters' part straight into the parameters,
-      θ += ∂, after computing ∂J/∂u with the old ones, and leaves ``self.grads`` untouched;
+      θ := decay·θ + ∂ (decay = 1 − αλ for SGD's weight decay λ), after computing ∂J/∂u with
+      the old ones, and leaves ``self.grads`` untouched;
     - ``rforward(r_u, V)`` → R{output}, for a direction ``V`` over this layer's params
       (``r_u`` is None, i.e. zero, at the network's input);
     - ``rbackward(r_grad_out, V, out, need_input_grad)`` → (R{∂J/∂u} or None, R{∂J/∂θ}): the
@@ -62,6 +63,7 @@ class Layer:
         need_param_grad: bool = True,
         in_place: bool = False,
         apply: bool = False,
+        decay: float = 1.0,
     ) -> np.ndarray | None:
         raise NotImplementedError
 
@@ -111,31 +113,35 @@ class Linear(Layer):
         need_param_grad: bool = True,
         in_place: bool = False,
         apply: bool = False,
+        decay: float = 1.0,
     ) -> np.ndarray | None:
         self.grad_z = grad_z
         grad_u = None
         if need_input_grad:  # the network's input needs no gradient: skip a third product
             grad_u = blas.matmul(grad_z, self.W, self._buffer("grad_u", self.u.shape))  # with the old W
         if apply:
-            self._apply(grad_z)
+            self._apply(grad_z, decay)
         elif need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
             blas.matmul(grad_z.T, self.u, self.grads["W"])
             grad_z.sum(axis=0, out=self.grads["b"])
         return grad_u
 
-    def _apply(self, grad_z: np.ndarray) -> None:
-        """W += grad_zᵀ u and b += Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W (gemm with β = 1,
-        or a rank-1 ger at batch 1)."""
+    def _apply(self, grad_z: np.ndarray, decay: float = 1.0) -> None:
+        """W := decay·W + grad_zᵀ u and b := decay·b + Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W
+        (gemm with β = decay; at batch 1 a rank-1 ger, after scaling W when decay ≠ 1)."""
         u = self.u
         if u.shape[0] == 1:  # per-example SGD
+            if decay != 1.0:
+                self.W *= decay
+                self.b *= decay
             blas.add_outer(grad_z[0], u[0], self.W)
             self.b += grad_z[0]
             return
-        blas.matmul(grad_z.T, u, self.W, beta=1.0)
+        blas.matmul(grad_z.T, u, self.W, beta=decay)
         ones = self._buffers.get("ones")
         if ones is None or ones.shape[0] != u.shape[0]:
             ones = self._buffers["ones"] = np.ones(u.shape[0], self.dtype)
-        blas.add_column_sums(grad_z, self.b, ones)
+        blas.add_column_sums(grad_z, self.b, ones, beta=decay)
 
     def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
@@ -202,6 +208,7 @@ class Activation(Layer):
         need_param_grad: bool = True,
         in_place: bool = False,
         apply: bool = False,
+        decay: float = 1.0,
     ) -> np.ndarray:
         self.grad_a = grad_a
         self.d = self.fn.df(self.z, self.a, out=self._buffer("d", self.z.shape))  # σ'(z)

@@ -141,9 +141,10 @@ class MLP:
         every parameter in place. Returns J before the update; when J is not finite nothing
         is updated (the caller decides what divergence means).
 
-        ``opt`` is a first-order optimizer (``mlpbp.engine.optim.Optimizer``). Plain SGD is
-        fused into the backward pass: −α is folded into ∂J/∂o, and each layer adds −α∂J/∂θ
-        straight into its parameters (one BLAS gemm with β = 1, or a rank-1 ger at batch 1)
+        ``opt`` is a first-order optimizer (``mlpbp.engine.optim.Optimizer``). SGD without
+        momentum is fused into the backward pass: −α is folded into ∂J/∂o, and each layer adds
+        −α∂J/∂θ straight into its parameters, scaled by 1 − αλ under weight decay λ (one BLAS
+        gemm with β = 1 − αλ, or a rank-1 ger at batch 1)
         after computing ∂J/∂u with the old ones; ``self.grads`` is then not filled. Any other
         rule updates a layer's parameters with ``opt.update`` right after that layer's backward,
         so the reference path ``loss_and_grad`` + ``opt.step`` gives the same parameters up to
@@ -154,9 +155,9 @@ class MLP:
         if not math.isfinite(value):
             return value
         opt.begin_step()
-        layers, updates = self.layers, self._updates
+        layers, updates, decay = self.layers, self._updates, opt.fused_decay
         for i in range(len(layers) - 1, -1, -1):
-            g = layers[i].backward(g, i > 0, True, True, apply)
+            g = layers[i].backward(g, i > 0, True, True, apply, decay)
             if not apply:
                 for name, p, grad in updates[i]:
                     opt.update(name, p, grad)

@@ -29,8 +29,9 @@ class Optimizer:
     Subclasses implement ``update(name, p, g)`` (read ``g``, never write it: on the reference
     path it is the network's own gradient array) and, when they keep per-step state such as a
     step counter, ``begin_step``. ``fused_scale`` is a number s when the whole rule is
-    θ += s·∇J (plain SGD: s = −α), which lets a network fold s into its backward pass and add
-    each parameter's gradient straight into the parameter; None otherwise.
+    θ := d·θ + s·∇J (SGD without momentum: s = −α, and d = ``fused_decay`` = 1 − αλ with weight
+    decay λ, else 1), which lets a network fold s into its backward pass and add each
+    parameter's gradient straight into the parameter; None otherwise.
     """
 
     #: ``train:`` keys a run with this optimizer reads besides the constructor's own: the
@@ -46,6 +47,10 @@ class Optimizer:
     @property
     def fused_scale(self) -> float | None:
         return None
+
+    @property
+    def fused_decay(self) -> float:
+        return 1.0
 
     def begin_step(self) -> None:
         """Advance per-step state (e.g. a step counter), once per step, before any update."""
@@ -101,7 +106,11 @@ class SGD(Optimizer):
 
     @property
     def fused_scale(self) -> float | None:
-        return None if self.momentum or self.weight_decay else -self.learning_rate
+        return None if self.momentum else -self.learning_rate
+
+    @property
+    def fused_decay(self) -> float:
+        return 1.0 - self.learning_rate * self.weight_decay
 
     def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         # One BLAS axpy per read-modify-write: each rule touches θ (and v) as few times as it allows.

@@ -32,13 +32,19 @@ def _torch_loss(net, params, X, y):
     return 0.5 * ((h - torch.as_tensor(y)) ** 2).sum(dim=1).mean()
 
 
+def _problem(rng, widths, activation, loss, rows, seed):
+    """A network (3 outputs) and rows for it: class indices or regression targets."""
+    net = MLP(widths, activation, loss, seed=seed)
+    X = rng.normal(size=(rows, widths[0]))
+    y = rng.integers(0, 3, rows) if loss == "cross_entropy" else rng.normal(size=(rows, 3))
+    return net, X, y
+
+
 @pytest.mark.parametrize("activation", list(TORCH_ACT))
 @pytest.mark.parametrize("loss", ["square", "cross_entropy"])
 def test_loss_gradient_and_hvp_match_pytorch(activation, loss):
     rng = np.random.default_rng(7)
-    net = MLP([5, 6, 4, 3], activation, loss, seed=3)
-    X = rng.normal(size=(9, 5))
-    y = rng.integers(0, 3, 9) if loss == "cross_entropy" else rng.normal(size=(9, 3))
+    net, X, y = _problem(rng, [5, 6, 4, 3], activation, loss, 9, seed=3)
     v = {k: rng.normal(size=p.shape) for k, p in net.params.items()}
     params = {k: torch.tensor(p, requires_grad=True) for k, p in net.params.items()}
     J_t = _torch_loss(net, params, X, y)
@@ -134,10 +140,7 @@ def _flat_torch_loss(net, X, y):
 def test_dense_hessian_and_its_top_eigenvalues_match_torch_autograd_hessian(activation, loss):
     from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
 
-    rng = np.random.default_rng(11)
-    net = MLP([4, 6, 5, 3], activation, loss, seed=2)
-    X = rng.normal(size=(12, 4))
-    y = rng.integers(0, 3, 12) if loss == "cross_entropy" else rng.normal(size=(12, 3))
+    net, X, y = _problem(np.random.default_rng(11), [4, 6, 5, 3], activation, loss, 12, seed=2)
     op = Curvature(net, X, y, "hessian", batch_size=5)
     H = np.column_stack([op.matvec(e) for e in np.eye(net.n_params)])
     H_t = torch.autograd.functional.hessian(_flat_torch_loss(net, X, y), torch.as_tensor(net.get_flat())).numpy()
@@ -152,10 +155,7 @@ def test_gauss_newton_matches_torch_jacobians(activation, loss):
     """G = Jᵀ H_L J with J = ∂o/∂θ and H_L = ∂²J/∂o², both from torch.autograd."""
     from mlpbp.engine.curvature import Curvature
 
-    rng = np.random.default_rng(12)
-    net = MLP([4, 6, 3], activation, loss, seed=3)
-    X = rng.normal(size=(7, 4))
-    y = rng.integers(0, 3, 7) if loss == "cross_entropy" else rng.normal(size=(7, 3))
+    net, X, y = _problem(np.random.default_rng(12), [4, 6, 3], activation, loss, 7, seed=3)
     J_flat = _flat_torch_loss(net, X, y)
     theta = torch.as_tensor(net.get_flat())
     outputs = lambda t: _outputs(net, t, X)  # noqa: E731

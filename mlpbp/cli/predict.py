@@ -205,7 +205,7 @@ def evaluate(
             skipped.missing_target if skipped.missing_target < raw.table.num_rows else 0,
             skipped.missing_feature if skipped.kept else 0,
         )
-        result = model.evaluation(raw.table, raw.rows, str(data))
+        result = model.evaluation(raw.table, raw.rows, str(data), skipped)
     metrics, n = result.metrics, result.rows
     if as_json:
         echo_json({"task": model.task, "rows": n, **metrics})

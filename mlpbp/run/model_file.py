@@ -220,11 +220,12 @@ class TrainedModel:
         return y
 
     def _scorable(
-        self, table: pa.Table, first_row: RowNumbers, source: str
+        self, table: pa.Table, first_row: RowNumbers, source: str, skipped: SkippedRows | None = None
     ) -> tuple[pa.Table, RowNumbers, SkippedRows]:
-        """The rows of a labelled table that are scored, their numbers, and those skipped; no
-        row left is an error."""
-        s = self.skipped_rows(table, first_row, source, labelled=True)
+        """The rows of a labelled table that are scored, their numbers, and those skipped
+        (``skipped``: what ``skipped_rows(..., labelled=True)`` gave, when the caller has it);
+        no row left is an error."""
+        s = self.skipped_rows(table, first_row, source, labelled=True) if skipped is None else skipped
         if s.missing_target == table.num_rows:
             raise DataError(
                 f"{_at(source)}no rows with a target value ({', '.join(self.target_names)} empty in every row)"
@@ -249,21 +250,26 @@ class TrainedModel:
         X = self.preprocessor.transform(table, np.float64, rows, str(path))  # features first
         return LabelledRows(X, self.encode_targets(table, rows, str(path)), skipped)
 
+    def _metrics(self, X, y: np.ndarray) -> dict:
+        return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
+
     def labelled_rows(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of ``labelled_data(path)``: the rows it scores, encoded."""
         data = self.labelled_data(path)
         return data.X, data.y
 
-    def evaluation(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> Evaluation:
+    def evaluation(
+        self, table: pa.Table, first_row: RowNumbers = 0, source: str = "", skipped: SkippedRows | None = None
+    ) -> Evaluation:
         """Metrics on the rows of a labelled table the model can score, leaving out (and
         counting, as ``skipped_rows(..., labelled=True)`` does) the rows whose target is missing
         and, for a model trained with data.missing: drop_rows, those with a missing feature
-        cell; a DataError when no row is left."""
-        table, first_row, s = self._scorable(table, first_row, source)
+        cell; a DataError when no row is left. ``skipped``: what that call gave, when the
+        caller has it already."""
+        table, first_row, s = self._scorable(table, first_row, source, skipped)
         y = self.encode_targets(table, first_row, source)
         X = self.preprocessor.transform(table, np.float64, first_row, source)
-        metrics = compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
-        return Evaluation(metrics, table.num_rows, s)
+        return Evaluation(self._metrics(X, y), table.num_rows, s)
 
     def evaluate(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> dict:
         """The metrics of ``evaluation(table, first_row, source)``."""
@@ -315,7 +321,7 @@ class TrainedModel:
         try:
             y = self.encode_target_array(y_raw)
             X = X_raw.transformed(Standardizer(self.preprocessor.mean, self.preprocessor.scale), self.net.dtype)
-            metrics = compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
+            metrics = self._metrics(X, y)
         except DataError as e:
             raise DataError(f"{_at(source)}{e}") from None
         return Evaluation(metrics, X_raw.shape[0], s)

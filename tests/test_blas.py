@@ -19,7 +19,8 @@ def _layouts(M: np.ndarray) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(5, 7, 3), (1, 9, 4), (6, 1, 2), (4, 3, 1)])
+# (m, k, n): one row, one column and a single term go to gemv/ger instead of gemm.
+@pytest.mark.parametrize("shape", [(5, 7, 3), (1, 9, 4), (6, 1, 2), (4, 3, 1), (1, 5, 1), (1, 1, 3)])
 def test_matmul_is_alpha_ab_plus_beta_out_for_every_layout(dtype, shape):
     m, k, n = shape
     rng = np.random.default_rng(0)
@@ -30,9 +31,10 @@ def test_matmul_is_alpha_ab_plus_beta_out_for_every_layout(dtype, shape):
             out = np.full((m, n), np.nan, dtype)  # beta = 0: the old contents are never read
             assert blas.matmul(A, B, out) is out
             np.testing.assert_allclose(out, A0 @ B0, rtol=TOL[dtype], atol=TOL[dtype])
-            out = C0.copy()
-            blas.matmul(A, B, out, alpha=-0.5, beta=1.0)
-            np.testing.assert_allclose(out, C0 - 0.5 * (A0 @ B0), rtol=TOL[dtype], atol=TOL[dtype])
+            for beta in (1.0, 0.5):
+                out = C0.copy()
+                blas.matmul(A, B, out, alpha=-0.5, beta=beta)
+                np.testing.assert_allclose(out, beta * C0 - 0.5 * (A0 @ B0), rtol=TOL[dtype], atol=TOL[dtype])
 
 
 def test_matmul_with_nothing_to_sum_or_no_rows():

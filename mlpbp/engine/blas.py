@@ -50,11 +50,35 @@ def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float = 1.0, be
         else:
             out *= beta
         return out
+    if out.shape[0] == 1 or out.shape[1] == 1 or A.shape[1] == 1:
+        return _matvec(A, B, out, alpha, beta)
     gemm = _ROUTINES[out.dtype][0]
     P, trans_a = _fortran_transposed(B)
     Q, trans_b = _fortran_transposed(A)
     outT = out.T
     _land(gemm(alpha, P, Q, beta=beta, c=outT, trans_a=trans_a, trans_b=trans_b, overwrite_c=1), outT)
+    return out
+
+
+def _matvec(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``matmul`` when one of its dimensions is 1, by gemv or ger: OpenBLAS's gemm packs both
+    operands even then, which for a 1024×2048 float32 W at batch 1 took 1.7 ms against 0.11 ms
+    for gemv (2-vCPU AMD EPYC, one thread)."""
+    gemv = _ROUTINES[out.dtype][2]
+    if out.shape[0] == 1:  # a row: outᵀ = Bᵀ aᵀ
+        M, trans = _fortran_transposed(B)  # op_trans(M) = Bᵀ
+        x, y = A.reshape(-1), out.reshape(-1)
+    elif out.shape[1] == 1:  # a column: out = A b
+        M, trans = _fortran_transposed(A)  # op_trans(M) = Aᵀ, so op_(1 - trans)(M) = A
+        trans, x, y = 1 - trans, B.reshape(-1), out.reshape(-1)
+    else:  # an outer product of a column and a row
+        if beta == 0.0:
+            out.fill(0)
+        elif beta != 1.0:
+            out *= beta
+        add_outer(A.reshape(-1), B.reshape(-1), out, alpha)
+        return out
+    _land(gemv(alpha, M, x, beta=beta, y=y, overwrite_y=1, trans=trans), y)
     return out
 
 

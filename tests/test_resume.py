@@ -275,3 +275,30 @@ def test_adam_interrupted_and_resumed_is_bit_identical(tmp_path, optimizer):
     resumed.run(resume=True)
     assert resumed.opt.steps == 6 * 70  # 140 training rows, batches of 2
     _same_run(out, tmp_path / "ref")
+
+
+# Plain SGD at batch 1: the first layer's updates are deferred (here in groups of 4, on any
+# first layer), so a stop is taken only where a group was applied.
+DEFERRED_CONFIG = """\
+seed: 5
+data: {dataset: moons, n_samples: 300, noise: 0.2}
+model: {hidden: [8], activation: tanh}
+train: {epochs: 6, batch_size: 1, learning_rate: 0.05}
+"""
+
+
+def test_interrupts_with_deferred_first_layer_updates_resume_bit_identically(tmp_path, monkeypatch):
+    import mlpbp.engine.network as network
+
+    monkeypatch.setattr(network, "DEFER_MIN_SIZE", 0)
+    monkeypatch.setattr(network, "DEFER_STEPS", 4)
+    cfg = load_config(_write(tmp_path, "d.yaml", DEFERRED_CONFIG))
+    _trainer(cfg, tmp_path / "ref").run()
+    out = tmp_path / "out"
+    for i, (epoch, step) in enumerate([(1, 5), (3, 150)]):  # neither step is a multiple of 4
+        trainer = _trainer(cfg, out, hooks=InterruptAt(epoch, step))
+        with sigint_requests_stop(trainer.stop), pytest.raises(Interrupted, match="interrupted at epoch"):
+            trainer.run(resume=i > 0)
+        assert trainer.state.step % 4 == 0 and trainer.state.step >= step
+    _trainer(cfg, out).run(resume=True)
+    _same_run(out, tmp_path / "ref")

@@ -167,3 +167,38 @@ def test_fused_step_with_class_weights_matches_the_reference_path(loss, batch):
         np.testing.assert_allclose(fused.params[k], p, rtol=0, atol=1e-12 * max(1.0, float(np.abs(p).max())))
     unweighted = MLP([5, 8, 3], "tanh", loss, seed=3, dtype="float64")
     assert unweighted.loss(X, y) != pytest.approx(ref.loss(X, y), rel=1e-3)  # the weights did something
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("make_opt", [lambda p: SGD(p, 0.05), lambda p: SGD(p, 0.05, weight_decay=0.1)])
+def test_deferred_first_layer_updates_match_the_reference_path(monkeypatch, dtype, make_opt):
+    """At batch 1 the first layer's rank-1 updates are applied 4 at a time (a forced small
+    group): every step's loss, computed while updates are pending, and the parameters after the
+    block are those of the reference path. (With weight decay nothing is deferred.)"""
+    import mlpbp.engine.network as network
+
+    monkeypatch.setattr(network, "DEFER_MIN_SIZE", 0)
+    monkeypatch.setattr(network, "DEFER_STEPS", 4)
+    (fused, ref), (opt_f, opt_r) = _pair("tanh", "cross_entropy", dtype, make_opt)
+    X, y = _data(np.random.default_rng(2), STEPS + 2, "cross_entropy")  # 42: ends mid-group
+    pending = 0
+    with fused.deferred_updates(1) as group:
+        assert group == 4
+        for s in range(X.shape[0]):
+            J = fused.train_step(X[s : s + 1], y[s : s + 1], opt_f)
+            J_ref, g = ref.loss_and_grad(X[s : s + 1], y[s : s + 1])
+            opt_r.step(g)
+            assert J == pytest.approx(J_ref, rel=TOL[dtype])
+            pending = max(pending, fused.layers[0]._k)
+    assert pending == (3 if opt_f.fused_decay == 1.0 else 0)
+    for k, p in ref.params.items():
+        np.testing.assert_allclose(fused.params[k], p, rtol=0, atol=TOL[dtype] * max(1.0, np.abs(p).max()), err_msg=k)
+
+
+def test_updates_are_deferred_only_at_batch_1_for_a_large_first_layer():
+    import mlpbp.engine.network as network
+
+    big = MLP([600, 256, 3], "relu", "cross_entropy", seed=0)  # 153,600 weights in W1
+    small = MLP([5, 8, 3], "relu", "cross_entropy", seed=0)
+    with big.deferred_updates(1) as a, big.deferred_updates(2) as b, small.deferred_updates(1) as c:
+        assert (a, b, c) == (network.DEFER_STEPS, 1, 1)

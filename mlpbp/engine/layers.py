@@ -35,6 +35,9 @@ class Layer:
     - ``rbackward(r_grad_out, V, out, need_input_grad)`` → (R{∂J/∂u} or None, R{∂J/∂θ}): the
       second item has one array per param, written into ``out`` when it is given.
 
+    - ``defer(capacity)`` / ``flush()``: start and end keeping a fused step's per-example
+      updates pending (``Linear.defer``); a layer with nothing to defer ignores both.
+
     A layer without parameters has empty ``params`` and ``grads`` and ignores ``V``.
     """
 
@@ -70,6 +73,12 @@ class Layer:
     def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
+    def defer(self, capacity: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
     def rbackward(
         self,
         r_grad_out: np.ndarray,
@@ -92,6 +101,8 @@ class Linear(Layer):
         self.W, self.b = W, b
         self.params = {"W": W, "b": b}
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+        self._G = self._U = None  # pending rank-1 updates, W_true = W + G[:k]ᵀ U[:k] (see defer)
+        self._k = 0
 
     def __repr__(self) -> str:
         return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
@@ -104,7 +115,32 @@ class Linear(Layer):
         self.u = u
         z = self._buffer("z", (u.shape[0], self.W.shape[0]))
         z[...] = self.b
-        return blas.matmul(u, self.W.T, z, beta=1.0)
+        blas.matmul(u, self.W.T, z, beta=1.0)
+        k = self._k
+        if k:  # updates not yet in W: z += (u U[:k]ᵀ) G[:k]
+            blas.matmul(blas.matmul(u, self._U[:k].T, np.empty((u.shape[0], k), self.dtype)), self._G[:k], z, beta=1.0)
+        return z
+
+    def defer(self, capacity: int) -> None:
+        """Keep per-example updates W += g uᵀ as factors instead of applying each one.
+
+        A rank-1 update reads and writes all of W for 2·in·out flops; for a large W that is
+        the most expensive part of a per-example step. Kept as rows of G (the g's) and U (the
+        u's), ``capacity`` of them are applied at once, W += Gᵀ U, in one pass over W; until
+        then ``forward`` adds (u Uᵀ) G, so every output is the one the updated W would give.
+        ``flush()`` applies what is pending and stops deferring; W is only exact after it."""
+        out, inp = self.W.shape
+        self._G, self._U, self._k = np.empty((capacity, out), self.dtype), np.empty((capacity, inp), self.dtype), 0
+
+    def flush(self) -> None:
+        """Apply the pending updates to W and stop deferring."""
+        self._apply_pending()
+        self._G = self._U = None
+
+    def _apply_pending(self) -> None:
+        k, self._k = self._k, 0
+        if k:
+            blas.matmul(self._G[:k].T, self._U[:k], self.W, beta=1.0)
 
     def backward(
         self,
@@ -117,6 +153,8 @@ class Linear(Layer):
     ) -> np.ndarray | None:
         self.grad_z = grad_z
         grad_u = None
+        if self._k and (need_input_grad or not apply):  # ∂J/∂u and ∂J/∂W need the updated W
+            self._apply_pending()
         if need_input_grad:  # the network's input needs no gradient: skip a third product
             grad_u = blas.matmul(grad_z, self.W, self._buffer("grad_u", self.u.shape))  # with the old W
         if apply:
@@ -130,6 +168,16 @@ class Linear(Layer):
         """W := decay·W + grad_zᵀ u and b := decay·b + Σⱼ grad_z⁽ʲ⁾ in place, in one pass over W
         (gemm with β = decay; at batch 1 a rank-1 ger, after scaling W when decay ≠ 1)."""
         u = self.u
+        if self._G is not None:
+            if u.shape[0] == 1 and decay == 1.0:
+                k = self._k
+                self._G[k], self._U[k] = grad_z[0], u[0]
+                self.b += grad_z[0]
+                self._k = k + 1
+                if self._k == self._G.shape[0]:
+                    self._apply_pending()
+                return
+            self._apply_pending()
         if u.shape[0] == 1:  # per-example SGD
             if decay != 1.0:
                 self.W *= decay
@@ -145,6 +193,8 @@ class Linear(Layer):
 
     def rforward(self, r_u: np.ndarray | None, V: dict[str, np.ndarray]) -> np.ndarray:
         """R{z} = V_W u + W R{u} + V_b  (R{u} is None, i.e. zero, for the network's input)."""
+        if self._k:
+            self._apply_pending()
         self.r_u = r_u
         r_z = self._buffer("r_z", (self.u.shape[0], self.W.shape[0]))
         blas.matmul(self.u, V["W"].T, r_z)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -12,6 +13,12 @@ from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Layer, Linear
 from mlpbp.engine.losses import get_loss, softmax
 from mlpbp.engine.memory import describe_widths, n_params, network_bytes, require
+
+# Per-example updates of the first layer applied this many at a time (see deferred_updates), and
+# only when it has at least DEFER_MIN_SIZE weights: a smaller W stays in cache, where one rank-1
+# update costs less than the two extra products deferring adds to each forward pass.
+DEFER_STEPS = 16
+DEFER_MIN_SIZE = 131072
 
 
 class MLP:
@@ -162,6 +169,25 @@ class MLP:
                 for name, p, grad in updates[i]:
                     opt.update(name, p, grad)
         return value
+
+    @contextlib.contextmanager
+    def deferred_updates(self, batch_size: int):
+        """A block of ``train_step`` calls in which the first layer's per-example SGD updates
+        are applied ``DEFER_STEPS`` at a time (``Layer.defer``): at batch 1 with a large first
+        layer (``DEFER_MIN_SIZE`` weights or more) the step then passes over W₁ once instead of
+        three times, and every step computes the same function as without deferring, up to
+        rounding. ``params["W1"]`` is exact again when the block ends (and only then); inside
+        it, pending updates are applied whenever anything but the step reads W₁ through the
+        layer. Does nothing at other batch sizes or for a smaller first layer."""
+        first = self.layers[0]
+        use = batch_size == 1 and sum(p.size for p in first.params.values()) >= DEFER_MIN_SIZE
+        if use:
+            first.defer(DEFER_STEPS)
+        try:
+            yield DEFER_STEPS if use else 1
+        finally:
+            if use:
+                first.flush()
 
     def loss_and_grad(self, X, y) -> tuple[float, dict[str, np.ndarray]]:
         """J and ∂J/∂θ for every parameter name (fresh arrays, safe to keep)."""

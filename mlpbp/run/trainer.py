@@ -5,6 +5,7 @@ Rendering stays out: the CLI passes ``TrainHooks`` to watch a run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -106,10 +107,18 @@ def sgd_epoch(
     ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
     Returns (steps done, last loss)."""
     sync = sync or GradientSync(net, SINGLE)
+    deferring = net.deferred_updates(batch_size) if sync.fused else contextlib.nullcontext(1)
+    with deferring as group:
+        return _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group)
+
+
+def _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group):
+    """``sgd_epoch``'s loop. A stop is taken only after a multiple of ``group`` steps, where
+    deferred updates are applied, so a run resumed there rounds as the uninterrupted one."""
     n_steps = math.ceil(order.shape[0] / batch_size)
     Xb = np.empty((-(-batch_size // sync.comm.size), *X.shape[1:]), X.dtype)
     yb = np.empty((Xb.shape[0], *y.shape[1:]), y.dtype)
-    loss, s = 0.0, first_step
+    loss, s, stop = 0.0, first_step, False
     while s < n_steps:
         batch = order[s * batch_size : (s + 1) * batch_size]
         lo, hi = sync.comm.share(batch.shape[0])
@@ -118,7 +127,7 @@ def sgd_epoch(
             # mode="clip": with the default "raise", take() copies into a temporary first.
             X.take(rows, axis=0, out=Xb[:k], mode="clip")
             y.take(rows, axis=0, out=yb[:k], mode="clip")
-        stop = stop_requested is not None and stop_requested()
+        stop = stop or (stop_requested is not None and stop_requested())
         if sync.fused:  # one process: forward, backward and update in one pass
             loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
         else:  # several: each rank's gradient, summed over the ranks, the same update on each
@@ -129,7 +138,7 @@ def sgd_epoch(
         if not math.isfinite(loss):
             return s + 1, loss
         s += 1
-        if stop or (after_step is not None and after_step(s - 1)):
+        if (stop and s % group == 0) or (after_step is not None and after_step(s - 1)):
             break
     return s, loss
 

@@ -24,6 +24,10 @@ Columns:
   and the same thread count (forward, ∂J/∂W and ∂J/∂u of each layer but the input's), in the
   mlpbp process, through the same BLAS: the ceiling the step cannot beat. ``step/products`` is mlpbp's step time
   over it.
+- **first**: the training step as first shipped (commit ``9145f7b``, the last before the fused
+  step: the step issue 13 measured at 310–340 µs at batch 1), its own code taken from git
+  (``git archive``) and run in its own process through its own ``sgd_epoch``, at mlpbp's thread
+  count. Left out, with a note, when git or that commit is not at hand.
 - **PyTorch**: its standard loop (``zero_grad``, forward, ``cross_entropy``, ``backward``,
   ``torch.optim.SGD.step``), its default threads.
 - **JAX** (when installed): ``jax.jit`` of the whole step with the parameters donated, its
@@ -46,6 +50,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 if importlib.util.find_spec("mlpbp") is None:  # run from a checkout without installing
@@ -54,7 +59,8 @@ if importlib.util.find_spec("mlpbp") is None:  # run from a checkout without ins
 WIDTHS = (784, 256, 128, 10)
 LEARNING_RATE = 0.01
 SEED = 0
-FRAMEWORKS = ("mlpbp", "reference", "torch", "jax")
+FRAMEWORKS = ("mlpbp", "reference", "first", "torch", "jax")
+FIRST_STEP_COMMIT = "9145f7b"  # the last commit before the fused step (see "first" above)
 
 
 def flops_per_sample(widths=WIDTHS) -> int:
@@ -222,6 +228,51 @@ def _run_mlpbp(batch: int, rows: int, epochs: int, reference: bool, threads) -> 
     }
 
 
+# ---- the first shipped step -------------------------------------------------------------------
+def _first_step_tree(folder: str) -> str | None:
+    """mlpbp's package as of FIRST_STEP_COMMIT, unpacked into ``folder``; why not, if it cannot be."""
+    import io
+    import tarfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run(["git", "-C", repo, "archive", FIRST_STEP_COMMIT, "mlpbp"], capture_output=True)
+    except OSError:
+        return "git is not installed: no 'first' column"
+    if proc.returncode:
+        return f"commit {FIRST_STEP_COMMIT} is not in {repo} (a git clone is needed): no 'first' column"
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return None
+
+
+def _run_first(batch: int, rows: int, epochs: int, threads: int) -> dict:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import mlpbp  # the first shipped package: its folder is first on PYTHONPATH
+
+    if not mlpbp.__file__.startswith(os.environ["MLPBP_FIRST_TREE"]):
+        raise RuntimeError(f"imported {mlpbp.__file__}, not the first shipped step")
+    from mlpbp import MLP, SGD
+    from mlpbp.run.trainer import sgd_epoch
+
+    X, y = _data(rows)
+    net = MLP(WIDTHS, "relu", "cross_entropy", seed=SEED, dtype="float32")
+    opt = SGD(net.params, LEARNING_RATE)
+    rng = np.random.default_rng(SEED)
+    before = _rss_kib()
+
+    def epoch():
+        _, loss = sgd_epoch(net, opt, X, y, rng.permutation(rows), batch)
+        if not np.isfinite(loss):
+            raise RuntimeError("the loss diverged")
+
+    with threadpool_limits(threads), np.errstate(all="ignore"):
+        rates = _time_epochs(epoch, rows, epochs)
+    return {"rates": rates, "rss_before": before, "threads": threads}
+
+
 # ---- PyTorch ----------------------------------------------------------------------------------
 def _run_torch(batch: int, rows: int, epochs: int) -> dict:
     import torch
@@ -331,6 +382,8 @@ def child(args) -> None:
     else:
         if args.child in ("mlpbp", "reference"):
             result = _run_mlpbp(args.batch, args.rows, args.epochs, args.child == "reference", threads)
+        elif args.child == "first":
+            result = _run_first(args.batch, args.rows, args.epochs, threads)
         else:
             result = (_run_torch if args.child == "torch" else _run_jax)(args.batch, args.rows, args.epochs)
         result["samples_per_s"] = statistics.median(result["rates"])
@@ -339,10 +392,10 @@ def child(args) -> None:
     print(json.dumps(result))
 
 
-def _spawn(kind: str, args, batch: int = 0) -> dict:
+def _spawn(kind: str, args, batch: int = 0, threads=None, env=None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--batch", str(batch)]
-    cmd += ["--rows", str(args.rows), "--epochs", str(args.epochs), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd += ["--rows", str(args.rows), "--epochs", str(args.epochs), "--threads", str(threads or args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} (batch {batch}) failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -379,6 +432,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=1, help="fresh processes per measurement; median (default 1)")
     p.add_argument("--threads", default="auto", help="mlpbp's BLAS threads: auto (default, as train does) or N")
     p.add_argument("--busy", action="store_true", help="also time each with one competing CPU-bound process")
+    p.add_argument("--no-first", action="store_true", help="leave the first shipped step out")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-jax", action="store_true", help="leave JAX out")
     p.add_argument("--json", action="store_true", help="print the results as JSON only")
@@ -390,9 +444,18 @@ def main(argv=None) -> None:
     if args.threads != "auto" and not (args.threads.isdigit() and int(args.threads) > 0):
         p.error(f"--threads must be auto or a positive integer; got {args.threads!r}")
 
+    with tempfile.TemporaryDirectory(prefix="mlpbp-first-step-") as tree:
+        _measure(args, tree)
+
+
+def _measure(args, tree: str) -> None:
     from mlpbp.tools.bench import blas_info
 
     frameworks = ["mlpbp", "reference"]
+    skipped_first = None if args.no_first else _first_step_tree(tree)
+    if not args.no_first and skipped_first is None:
+        frameworks.append("first")
+    first_env = {**os.environ, "PYTHONPATH": tree, "MLPBP_FIRST_TREE": tree}
     if not args.no_torch:
         if importlib.util.find_spec("torch") is None:
             raise SystemExit("PyTorch is not installed: pip install 'mlpbp[compare]' (or --no-torch)")
@@ -415,7 +478,10 @@ def main(argv=None) -> None:
             for _ in range(args.repeats):  # alternate the frameworks, one fresh process each
                 with _competitor(cond == "busy"):
                     for f in frameworks:
-                        runs[f].append(_spawn(f, args, b))
+                        if f == "first":  # at the thread count mlpbp just chose
+                            runs[f].append(_spawn(f, args, b, runs["mlpbp"][-1]["threads"], first_env))
+                        else:
+                            runs[f].append(_spawn(f, args, b))
             res = {f: _median_of(r) for f, r in runs.items()}
             m = res["mlpbp"]
             step_s = b / m["samples_per_s"]
@@ -437,6 +503,7 @@ def main(argv=None) -> None:
         "cpu": _cpu_name(),
         "results": rows,
         "jax_skipped": skipped_jax,
+        "first_skipped": skipped_first,
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")},
     }
     if args.json:
@@ -466,9 +533,10 @@ def _print(result: dict, frameworks: list[str], conditions, args) -> None:
     )
     mflop = result["flops_per_sample"] / 1e6
     print(f"float32 GEMM ({gemm['n']}^3): {gemm['gflops']:.0f} GFLOP/s; one SGD step: {mflop:.3f} MFLOP/sample")
-    if result["jax_skipped"]:
-        print(result["jax_skipped"])
-    names = {"mlpbp": "mlpbp/s", "reference": "ref/s", "torch": "torch/s", "jax": "jax/s"}
+    for skipped in (result["first_skipped"], result["jax_skipped"]):
+        if skipped:
+            print(skipped)
+    names = {"mlpbp": "mlpbp/s", "reference": "ref/s", "first": "first/s", "torch": "torch/s", "jax": "jax/s"}
     others = frameworks[1:]
     for cond in conditions:
         print(f"\n{cond}" + (": one competing CPU-bound process" if cond == "busy" else ""))
@@ -496,7 +564,8 @@ def _print(result: dict, frameworks: list[str], conditions, args) -> None:
         extra.append(f"JAX {first['jax']['version']} (jit, donated parameters)")
     print(
         "\nthr = mlpbp's BLAS threads (train.threads auto unless --threads); ref = the reference step "
-        "(step_loss_and_grad + SGD.step); products = the step's own matrix products alone; step/prod = "
+        "(step_loss_and_grad + SGD.step); first = the step as first shipped (commit "
+        f"{FIRST_STEP_COMMIT}, before the fused step); products = the step's own matrix products alone; step/prod = "
         "mlpbp's step time over theirs; calls = NumPy/BLAS calls per step; xNAME = mlpbp's throughput "
         "over NAME's; MiB = peak RSS. " + "; ".join(extra)
     )

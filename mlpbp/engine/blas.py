@@ -82,6 +82,12 @@ def _matvec(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float, beta: f
     return out
 
 
+def gemv(M: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0, beta: float = 0.0, transpose: bool = False):
+    """y := α·M x + β·y in place (α·Mᵀ x with ``transpose``), for a C-ordered M and contiguous
+    vectors: the one call a product at batch 1 needs, without ``matmul``'s checks."""
+    _land(_ROUTINES[y.dtype][2](alpha, M.T, x, beta=beta, y=y, overwrite_y=1, trans=0 if transpose else 1), y)
+
+
 def add_outer(x: np.ndarray, y: np.ndarray, A: np.ndarray, alpha: float = 1.0) -> None:
     """A += α·x yᵀ in place (BLAS ger), for a C-ordered A: its Fortran view Aᵀ gets α·y xᵀ."""
     ger = _ROUTINES[A.dtype][1]

@@ -118,7 +118,12 @@ class Linear(Layer):
         blas.matmul(u, self.W.T, z, beta=1.0)
         k = self._k
         if k:  # updates not yet in W: z += (u U[:k]ᵀ) G[:k]
-            blas.matmul(blas.matmul(u, self._U[:k].T, np.empty((u.shape[0], k), self.dtype)), self._G[:k], z, beta=1.0)
+            if u.shape[0] == 1:
+                t = self._t[:k]
+                blas.gemv(self._U[:k], u[0], t)
+                blas.gemv(self._G[:k], t, z[0], beta=1.0, transpose=True)
+            else:
+                blas.matmul(blas.matmul(u, self._U[:k].T, np.empty((u.shape[0], k), self.dtype)), self._G[:k], z, 1, 1)
         return z
 
     def defer(self, capacity: int) -> None:
@@ -131,6 +136,7 @@ class Linear(Layer):
         ``flush()`` applies what is pending and stops deferring; W is only exact after it."""
         out, inp = self.W.shape
         self._G, self._U, self._k = np.empty((capacity, out), self.dtype), np.empty((capacity, inp), self.dtype), 0
+        self._t = np.empty(capacity, self.dtype)
 
     def flush(self) -> None:
         """Apply the pending updates to W and stop deferring."""

@@ -22,13 +22,11 @@ import numpy as np
 
 from mlpbp.data.dataset import Dataset
 from mlpbp.data.preprocessing import Moments, Standardizer
+from mlpbp.data.readahead import ReadAhead, pread_exact, read_rows
 from mlpbp.data.readers import dataset_from_arrays
 from mlpbp.errors import DataError
 
 SCAN_ROWS = 32768  # rows per chunk when streaming through a whole table
-# Rows closer together than this many bytes are read with one call, the gap read and thrown
-# away: one read call costs ~1.5 µs, about what copying 8-16 KiB from the page cache does.
-GAP_BYTES = 16384
 
 
 def is_lazy(path: str | Path) -> bool:
@@ -61,50 +59,18 @@ class NpySource:
         self.row_bytes = self.d * X.itemsize
         del X  # the mapping is not used for reading
 
-    def _pread(self, view: memoryview, offset: int) -> None:
-        while view.nbytes:
-            got = os.preadv(self._fd, [view], offset)
-            if got <= 0:
-                raise DataError(f"{self.path}: the file ended early (truncated?)")
-            view, offset = view[got:], offset + got
-
     def read(self, rows: np.ndarray | slice) -> np.ndarray:
-        """Rows (indices in any order, or a slice) as float64.
-
-        Rows are read in file order, one call per run of rows less than ``GAP_BYTES`` apart
-        (the gaps read and dropped), so rows that lie together (a scan, a rank's share, the
-        sorted chunks of an evaluation) cost a few large reads, and rows spread at random one
-        small read each (~1.2 µs per row on a 2-vCPU VM, the read call itself)."""
-        if isinstance(rows, slice):
-            start, stop, _ = rows.indices(self.n)
-            out = np.empty((max(stop - start, 0), self.d), self.dtype)
-            self._pread(memoryview(out).cast("B"), self.offset + start * self.row_bytes)
-            return out.astype(np.float64)
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], self.d), np.float64)
-        if rows.shape[0] == 0:
-            return out
-        order = np.argsort(rows, kind="stable")
-        ranked = rows[order]
-        size = self.row_bytes
-        first = np.flatnonzero(np.r_[True, np.diff(ranked) * size > GAP_BYTES + size])  # each run's first row
-        counts = np.diff(np.r_[first, ranked.shape[0]])
-        lo = ranked[first]
-        lengths = ranked[first + counts - 1] + 1 - lo  # rows per run, gaps included
-        nbytes, offsets = (lengths * size).tolist(), (lo * size + self.offset).tolist()
-        pread, fd = os.pread, self._fd
-        parts = [pread(fd, n, o) for n, o in zip(nbytes, offsets)]
-        if sum(map(len, parts)) != sum(nbytes):  # a short read (a huge span, or the file shrank)
-            parts = [self._read_exact(n, o) for n, o in zip(nbytes, offsets)]
-        block = np.frombuffer(b"".join(parts), self.dtype).reshape(-1, self.d)
-        run = np.repeat(np.arange(first.shape[0]), counts)
-        out[order] = block[(np.cumsum(lengths) - lengths)[run] + ranked - lo[run]]
-        return out
-
-    def _read_exact(self, n: int, offset: int) -> bytearray:
-        buf = bytearray(n)
-        self._pread(memoryview(buf), offset)
-        return buf
+        """Rows (indices in any order, or a slice) as float64 (``readahead.read_rows``: one
+        read call per run of nearby rows, ~1.2 µs per row spread at random on a 2-vCPU VM)."""
+        try:
+            if isinstance(rows, slice):
+                start, stop, _ = rows.indices(self.n)
+                out = np.empty((max(stop - start, 0), self.d), self.dtype)
+                pread_exact(self._fd, memoryview(out).cast("B"), self.offset + start * self.row_bytes)
+                return out.astype(np.float64)
+            return read_rows(self._fd, self.offset, self.d, self.dtype, np.asarray(rows, dtype=np.int64))
+        except EOFError as e:
+            raise DataError(f"{self.path}: {e}") from None
 
     def release(self) -> None:
         """Nothing to hand back: rows are read into buffers, not mapped."""
@@ -148,6 +114,28 @@ class LazyRows:
         out[...] = X  # the same rounding as astype
         return out
 
+    @contextlib.contextmanager
+    def read_ahead(self, steps: list[np.ndarray]):
+        """A stand-in for these rows while a training loop takes the batches ``steps`` (row
+        positions, in order): a child process reads each batch ahead (``readahead.ReadAhead``)
+        while the loop trains on the one before, and ``take`` hands it over, the same numbers
+        as reading it here. The child is kept for the next epoch; one whose batches were not
+        all taken (a stop mid-epoch) is ended. If it fails, the rest is read here."""
+        reader = self.__dict__.get("_reader")
+        if reader is None:
+            mean, scale = (None, None) if self.scaler is None else (self.scaler.mean, self.scaler.scale)
+            s = self.source
+            reader = self._reader = ReadAhead(s._fd, s.offset, s.d, s.dtype, self.dtype, mean, scale)
+        steps = [step for step in steps if step.shape[0]]  # the loop reads nothing for an empty share
+        ahead = _Ahead(self, reader, steps)
+        try:
+            reader.plan([step if self.index is None else self.index[step] for step in steps])
+            yield ahead
+        finally:
+            if not reader.done or ahead.failed:
+                reader.close()
+                self._reader = None
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         X = self.take(np.arange(self.shape[0]))
         return X if dtype is None else X.astype(dtype)
@@ -158,6 +146,30 @@ class LazyRows:
         hi = self.shape[0] if hi is None else hi
         for i in range(lo, hi, rows):
             yield i, self.source.read(slice(i, min(i + rows, hi)))
+
+
+class _Ahead:
+    """``LazyRows.read_ahead``'s stand-in: ``take`` of the planned batches, in order."""
+
+    def __init__(self, rows: LazyRows, reader: ReadAhead, steps: list[np.ndarray]) -> None:
+        self.rows, self.reader, self.steps, self.failed, self.taken = rows, reader, steps, False, 0
+        self.shape, self.dtype, self.ndim = rows.shape, rows.dtype, rows.ndim
+
+    def take(self, rows, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
+        if not self.failed:
+            try:
+                _, X = self.reader.next_batch()
+            except OSError:  # the child failed or was killed: read here from now on
+                self.failed = True
+            else:
+                self.taken += 1
+                if not np.array_equal(self.steps[self.taken - 1], rows):
+                    raise ValueError("read_ahead: rows taken out of the planned order")
+                if out is None:
+                    return X.copy()
+                out[...] = X
+                return out
+        return self.rows.take(rows, axis, out, mode)
 
 
 def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Moments:

@@ -9,6 +9,8 @@ ranks' sums merge in rank order: the same numbers on every rank."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from mlpbp.data import Standardizer
@@ -18,20 +20,22 @@ from mlpbp.run.distributed import SINGLE, Comm
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating, so memory stays bounded
 
 
-def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK, any_order: bool = False):
+def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK, any_order: bool = False, ahead=False):
     """(which, X[which]) for the rows at positions [lo, hi) of an array or a lazy row source,
     ``size`` at a time, in order; ``which`` is a slice or an index array. With ``any_order``
     (for sums, which do not care), a lazy source's rows come in the order they lie in its
-    file, so each chunk is a few large reads rather than one read per row."""
+    file, so each chunk is a few large reads rather than one read per row; with ``ahead``
+    too, a second process reads the next chunks while this one computes (``read_ahead``)."""
     hi = X.shape[0] if hi is None else hi
-    order = X.file_order() if any_order and not isinstance(X, np.ndarray) else None
-    for i in range(lo, hi, size):
-        j = min(i + size, hi)
-        if isinstance(X, np.ndarray):
-            yield slice(i, j), X[i:j]
-        else:
-            which = np.arange(i, j) if order is None else order[i:j]
-            yield which, X.take(which, axis=0)
+    if isinstance(X, np.ndarray):
+        for i in range(lo, hi, size):
+            yield slice(i, min(i + size, hi)), X[i : i + size if i + size < hi else hi]
+        return
+    order = X.file_order() if any_order else np.arange(X.shape[0])
+    plan = [order[i : min(i + size, hi)] for i in range(lo, hi, size)]
+    with X.read_ahead(plan) if ahead and any_order else contextlib.nullcontext(X) as source:
+        for which in plan:
+            yield which, source.take(which, axis=0)
 
 
 def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
@@ -41,9 +45,9 @@ def outputs(net: MLP, X: np.ndarray) -> np.ndarray:
     return np.concatenate([net.forward(c) for _, c in chunks(X)])
 
 
-def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int) -> dict:
+def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int, hi: int, ahead: bool) -> dict:
     part = {"n": 0}
-    for which, Xc in chunks(X, lo, hi, any_order=True):
+    for which, Xc in chunks(X, lo, hi, any_order=True, ahead=ahead):
         o = net.forward(Xc)
         yc = y[which]
         k = o.shape[0]
@@ -99,6 +103,7 @@ def compute_metrics(
     comm: Comm = SINGLE,
     classes: list[str] | None = None,
     names: list[str] | None = None,
+    read_ahead: bool = False,
 ) -> dict:
     """Loss plus, for classification, accuracy, balanced accuracy, macro F1 and a per-class
     table; for regression, MSE, MAE and R² in the target's own units (their mean over the
@@ -106,11 +111,12 @@ def compute_metrics(
 
     ``X`` is encoded; ``y`` is in the network's units (class indices, or scaled targets);
     ``classes`` / ``names`` label the per-class and per-output records. Under MPI every rank
-    must call it (a collective); each scores its share of the rows."""
+    must call it (a collective); each scores its share of the rows. With ``read_ahead``,
+    rows from files are read by a second process while this one computes."""
     if X.shape[0] == 0:
         return {}
     total = {"n": 0}
-    for part in comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0]))):
+    for part in comm.allgather(_partial(net, X, y, y_scaler, *comm.share(X.shape[0]), read_ahead)):
         total = _merge(total, part)
     loss = float(total["loss"] / total["n"])
     if net.task == "classification":

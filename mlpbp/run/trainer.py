@@ -30,7 +30,15 @@ from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model_file import TrainedModel
 from mlpbp.run.prepare import Prepared, build_model, prepare
-from mlpbp.run.threads import ThreadChoice, blas_thread_limit, blas_threads, choose_threads, env_threads, step_timer
+from mlpbp.run.threads import (
+    ThreadChoice,
+    blas_thread_limit,
+    blas_threads,
+    choose_threads,
+    env_threads,
+    step_timer,
+    usable_cores,
+)
 
 # Checkpoints are fsync'ed, which costs milliseconds: with epochs of a few steps, saving after
 # every one would dominate the run. Save at an epoch's end once this many seconds have passed
@@ -94,6 +102,7 @@ def sgd_epoch(
     after_step=None,
     sync: GradientSync | None = None,
     stop_requested=None,
+    read_ahead: bool = False,
 ) -> tuple[int, float]:
     """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
     ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step
@@ -105,11 +114,25 @@ def sgd_epoch(
     batch and ``sync`` sums them, so every rank makes the same update as one process would.
     Stops early at a non-finite loss (before its update), after the step where
     ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
-    Returns (steps done, last loss)."""
+    With ``read_ahead``, rows read from files (``LazyRows``) are read a few batches ahead by a
+    second process (for a core the BLAS threads leave free). Returns (steps done, last loss)."""
     sync = sync or GradientSync(net, SINGLE)
     deferring = net.deferred_updates(batch_size) if sync.fused else contextlib.nullcontext(1)
-    with deferring as group:
+    ahead = contextlib.nullcontext(X)
+    if read_ahead and hasattr(X, "read_ahead"):
+        ahead = X.read_ahead(_shares(order, batch_size, first_step, sync.comm))
+    with deferring as group, ahead as X:
         return _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group)
+
+
+def _shares(order: np.ndarray, batch_size: int, first_step: int, comm: Comm) -> list[np.ndarray]:
+    """The rows this rank takes at each step from ``first_step`` on, as ``_steps`` takes them."""
+    steps = []
+    for s in range(first_step, math.ceil(order.shape[0] / batch_size)):
+        batch = order[s * batch_size : (s + 1) * batch_size]
+        lo, hi = comm.share(batch.shape[0])
+        steps.append(batch[lo:hi])
+    return steps
 
 
 def _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group):
@@ -222,6 +245,11 @@ class Trainer:
                 self._epoch()
             return self._finish()
 
+    def _read_ahead(self) -> bool:
+        """Whether rows read from files are read ahead by a second process: when the BLAS
+        threads leave this process a core of its own for it."""
+        return usable_cores(self.comm.ranks_on_node) > (self.state.threads or blas_threads())
+
     def _choose_threads(self) -> ThreadChoice:
         """train.threads, the environment, or auto; a resumed auto run keeps the count it ran
         with (results depend on it in the last bits), unless the user now sets one."""
@@ -263,7 +291,10 @@ class Trainer:
                 self.hooks.progress(s + 1, n_steps)
             return False
 
-        done, loss = sgd_epoch(net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, self.stop.is_set)
+        ahead = self._read_ahead()
+        done, loss = sgd_epoch(
+            net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, self.stop.is_set, ahead
+        )
         if not math.isfinite(loss):
             self._diverged(epoch, done - 1, loss)
         if done < n_steps:  # Ctrl-C: save where we are, between two whole steps
@@ -329,8 +360,9 @@ class Trainer:
         return extreme_eigenvalues(op.matvec, op.shape[0], top_k=1, tol=1e-3, max_steps=100, seed=0).top[0]
 
     def _record(self, epoch: int, lr: float | None) -> dict:
-        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler, self.comm)
-        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler, self.comm)
+        ahead = self._read_ahead()
+        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler, self.comm, read_ahead=ahead)
+        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler, self.comm, read_ahead=ahead)
         record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
         if self.task == "classification":
             record["train_accuracy"] = train["accuracy"]

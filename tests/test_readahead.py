@@ -73,13 +73,14 @@ def _train(X, y, order_rng, epochs: int, ahead: bool, stop_at=None):
 
 
 @pytest.mark.parametrize("stop_at", [None, 7])
-def test_training_with_read_ahead_is_bit_identical(tmp_path, stop_at):
+def test_training_with_read_ahead_is_bit_identical(tmp_path, capfd, stop_at):
     source, X, y = _table(tmp_path)
     rows, _ = _scaled(source, X, np.float32)
     here = _train(rows, y, np.random.default_rng(3), 3, ahead=False)
     ahead = _train(rows, y, np.random.default_rng(3), 3, ahead=True, stop_at=stop_at)
     assert rows.__dict__.get("_reader") is not None  # the batches did come from the reader
     assert all(here[k].tobytes() == ahead[k].tobytes() for k in here)
+    assert capfd.readouterr().err == ""  # a reader ended mid-epoch says nothing
     view = rows[np.arange(100, 2900)]  # a view (the training split): rows mapped through its index
     here = _train(view, y[100:2900], np.random.default_rng(4), 2, ahead=False)
     ahead = _train(view, y[100:2900], np.random.default_rng(4), 2, ahead=True)

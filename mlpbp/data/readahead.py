@@ -13,6 +13,7 @@ as part of the package), so the child starts in ~0.1 s.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import signal
@@ -107,7 +108,10 @@ class ReadAhead:
                     *(np.dtype(dtype).str, self.out_dtype.str),
                 ],
                 pass_fds=fds,
+                # failures come back through the pipe, as one line; the terminal stays ours
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         finally:
             os.close(cmd_r)
@@ -230,8 +234,11 @@ def child(argv: list[str]) -> None:
                 X = standardised(_read(fd, offset, d, dtype, rows), mean, scale)
                 buffers[b % n_slots, : rows.shape[0]] = X
                 os.write(ready, b"R")
+    except BrokenPipeError:
+        return  # the trainer closed its end mid-epoch (a stop): nothing to report
     except Exception as e:  # reported to the trainer as one line
-        os.write(ready, b"!" + f"{type(e).__name__}: {e}".encode())
+        with contextlib.suppress(OSError):
+            os.write(ready, b"!" + f"{type(e).__name__}: {e}".encode())
 
 
 def _read(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -> np.ndarray:

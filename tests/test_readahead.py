@@ -104,6 +104,16 @@ def test_a_killed_reader_leaves_the_rest_of_the_epoch_to_be_read_here(tmp_path):
     sgd_epoch(net, opt, rows, y, order, 50, after_step=after, read_ahead=True)
     assert all(here[k].tobytes() == net.params[k].tobytes() for k in here)
     assert rows.__dict__.get("_reader") is None  # dropped; the next epoch starts a new one
+    # killed between two epochs: the next epoch is read here, with the same numbers
+    net2 = MLP([X.shape[1], 12, 3], "relu", "cross_entropy", seed=0, dtype="float32")
+    opt2 = SGD(net2.params, 0.05, momentum=0.5)
+    sgd_epoch(net2, opt2, rows, y, order, 50, read_ahead=True)
+    reader = rows._reader
+    os.kill(reader._proc.pid, signal.SIGKILL)
+    reader._proc.wait()
+    for net_, opt_, ahead in ((net, opt, False), (net2, opt2, True)):
+        sgd_epoch(net_, opt_, rows, y, order[::-1].copy(), 50, read_ahead=ahead)
+    assert all(net2.params[k].tobytes() == net.params[k].tobytes() for k in here)
 
 
 def test_metrics_read_ahead_are_the_metrics_read_here(tmp_path):

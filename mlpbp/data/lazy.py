@@ -129,7 +129,10 @@ class LazyRows:
         steps = [step for step in steps if step.shape[0]]  # the loop reads nothing for an empty share
         ahead = _Ahead(self, reader, steps)
         try:
-            reader.plan([step if self.index is None else self.index[step] for step in steps])
+            try:
+                reader.plan([step if self.index is None else self.index[step] for step in steps])
+            except OSError:  # the child is gone (killed between epochs): read here
+                ahead.failed = True
             yield ahead
         finally:
             if not reader.done or ahead.failed:

@@ -86,9 +86,10 @@ class ReadAhead:
     ``plan(steps)`` hands it an epoch's batches (arrays of file row numbers, in order); each
     ``next_batch()`` then returns the next one, read, standardised by (mean, scale) and cast to
     ``out_dtype`` in shared memory (valid until the following call). The child reads up to
-    2-8 batches ahead (``SLOT_BYTES`` of them) and waits for a slot to be handed back. It ignores Ctrl-C (the
-    trainer decides when to stop), exits when this process closes its pipe (or dies), and
-    reports a read failure as the message ``next_batch`` raises (``OSError``)."""
+    2-8 batches ahead (``SLOT_BYTES`` of them) and waits for a slot to be handed back. It
+    ignores Ctrl-C (the trainer decides when to stop) and exits when this process closes its
+    pipe (or dies). ``plan`` and ``next_batch`` raise ``OSError`` when the child is gone or
+    could not read, with its one-line reason."""
 
     def __init__(self, fd: int, offset: int, d: int, dtype, out_dtype, mean, scale) -> None:
         self.d, self.out_dtype, self.mean, self.scale = d, np.dtype(out_dtype), mean, scale

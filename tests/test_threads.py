@@ -4,6 +4,10 @@ and a run is deterministic for a given seed and thread count."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -27,10 +31,13 @@ def no_env(monkeypatch):
 
 @pytest.fixture
 def cores(monkeypatch):
-    """Pretend this process may run on n CPUs."""
+    """Pretend this process may run on n CPUs of a machine of n, ``busy`` of them running
+    other processes' threads."""
 
-    def set_cores(n):
+    def set_cores(n, busy=0):
         monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: set(range(n)))
+        monkeypatch.setattr(th.os, "cpu_count", lambda: n)
+        monkeypatch.setattr(th, "other_runnable", lambda: busy)
 
     return set_cores
 
@@ -79,6 +86,28 @@ def test_calibration_takes_more_threads_only_when_clearly_faster(no_env, cores):
     assert th.choose_threads("auto", BIG, 512, measure=measure).threads == 1
     measure, _ = _timer({1: 1.0, 2: 8.0})  # a busy machine: two threads collapse
     assert th.choose_threads("auto", BIG, 512, measure=measure).threads == 1
+
+
+def test_cores_other_processes_are_busy_on_are_left_to_them(no_env, cores):
+    cores(2, busy=1)  # calibration might catch the neighbour between time slices: not asked
+    measure, calls = _timer({1: 1.0, 2: 0.5})
+    choice = th.choose_threads("auto", BIG, 512, measure=measure)
+    assert choice.threads == 1 and calls == [] and "1 other task running" in choice.reason
+    cores(8, busy=3)
+    measure, calls = _timer({n: 1.0 / n for n in range(1, 9)})
+    assert th.choose_threads("auto", BIG, 4096, measure=measure).threads == 5 and max(calls) == 5
+
+
+def test_other_runnable_sees_a_busy_process():
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert th.other_runnable() >= 1
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.mark.parametrize("n_cores,ranks,most", [(8, 1, 8), (8, 4, 2), (8, 3, 2), (2, 4, 1), (16, 2, 8)])

@@ -11,8 +11,9 @@ Precedence: an explicit count (``train.threads: N``, ``mlpbp train --threads N``
 as the user set them), then ``auto``: one thread for a step of less than ``CALIBRATE_FLOPS``
 (measured: one thread wins there), else a short calibration of the real step on a scratch copy
 of the network, 1 thread against every count up to the cores this process may use
-(``os.sched_getaffinity``) divided by the ranks on the node; more threads only if they are at
-least ``MIN_GAIN`` faster, since too many threads cost far more than too few gain.
+(``os.sched_getaffinity``) divided by the ranks on the node, less the cores other processes are
+busy on (``other_runnable``); more threads only if they are at least ``MIN_GAIN`` faster, since
+too many threads cost far more than too few gain.
 
 The count applies to every BLAS pool in the process at once (threadpoolctl): NumPy's OpenBLAS and
 SciPy's own. The engine calls only SciPy's (``mlpbp.engine.blas``): a step that alternated
@@ -75,6 +76,24 @@ def env_threads() -> tuple[str, int] | None:
     return None
 
 
+def other_runnable(samples: int = 5, interval: float = 0.002) -> int:
+    """Threads of other processes running or ready to run on this machine now: the fewest of a
+    few readings of ``procs_running`` in /proc/stat, less this thread (0 where there is no
+    /proc). Calibration alone can miss a busy neighbour, whose time slices may fall outside a
+    25 ms measurement; this count cannot."""
+    seen = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat", "rb") as f:
+                line = next(line for line in f if line.startswith(b"procs_running"))
+        except (OSError, StopIteration):
+            return 0
+        seen.append(int(line.split()[1]) - 1)
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0, min(seen))
+
+
 def step_flops(widths, batch_size: int) -> float:
     """Matrix-product FLOPs of one training step: forward, ∂J/∂W and ∂J/∂u (but the input's)."""
     pairs = list(zip(widths[:-1], widths[1:]))
@@ -104,6 +123,11 @@ def choose_threads(
     )
     if cores == 1:
         return ThreadChoice(1, f"auto: {share}")
+    busy = other_runnable()
+    free = max(1, min(cores, (os.cpu_count() or cores) - busy))
+    if free == 1:  # threads would wait for partners descheduled by that work: measured 4-36x slower
+        return ThreadChoice(1, f"auto: {busy} other task{'s' if busy != 1 else ''} running on this machine; {share}")
+    cores = free
     flops = step_flops(widths, batch_size) if widths is not None else float("inf")
     if flops < CALIBRATE_FLOPS:
         return ThreadChoice(1, f"auto: {flops / 1e6:.3g} MFLOP per step is too small to share; {share}")

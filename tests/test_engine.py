@@ -77,24 +77,26 @@ def test_activation_layer_backward_matches_differences(name):
     assert rel_err(analytical, numerical) < 1e-8
 
 
-def test_linear_layer_backward_matches_differences():
+@pytest.mark.parametrize("n", [5, 1])  # batch 1 takes the gemv/ger paths
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_linear_layer_backward_matches_differences(n, order):
     rng = np.random.default_rng(RNG_SEED)
-    W, b = rng.standard_normal((4, 3)), rng.standard_normal(4)
+    W, b = np.asarray(rng.standard_normal((4, 3)), order=order), rng.standard_normal(4)
     layer = Linear(W, b)
-    u = rng.standard_normal((5, 3))
-    G = rng.standard_normal((5, 4))
+    u = rng.standard_normal((n, 3))
+    G = rng.standard_normal((n, 4))
 
     def f():
         return float(np.vdot(G, layer.forward(u)))
 
-    layer.forward(u)
+    np.testing.assert_allclose(layer.forward(u), u @ W.T + b, rtol=1e-12)
     grad_u = layer.backward(G).copy()
     gW, gb = layer.grads["W"].copy(), layer.grads["b"].copy()
     assert rel_err(gW, central(f, W)) < 1e-9
     assert rel_err(gb, central(f, b)) < 1e-9
     assert rel_err(grad_u, central(f, u)) < 1e-9
     # The formulas themselves: ∂J/∂W = Σⱼ gⱼ uⱼᵀ, ∂J/∂b = Σⱼ gⱼ, ∂J/∂u = G W.
-    np.testing.assert_allclose(gW, sum(np.outer(G[j], u[j]) for j in range(5)), rtol=1e-12)
+    np.testing.assert_allclose(gW, sum(np.outer(G[j], u[j]) for j in range(n)), rtol=1e-12)
     np.testing.assert_allclose(gb, G.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(grad_u, G @ W, rtol=1e-12)
 

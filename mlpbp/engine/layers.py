@@ -103,6 +103,7 @@ class Linear(Layer):
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
         self._G = self._U = None  # pending rank-1 updates, W_true = W + G[:k]ᵀ U[:k] (see defer)
         self._k = 0
+        self._rows_gemv = W.flags.c_contiguous  # batch 1: one gemv on W, without matmul's checks
 
     def __repr__(self) -> str:
         return f"Linear(in={self.W.shape[1]}, out={self.W.shape[0]})"
@@ -115,7 +116,10 @@ class Linear(Layer):
         self.u = u
         z = self._buffer("z", (u.shape[0], self.W.shape[0]))
         z[...] = self.b
-        blas.matmul(u, self.W.T, z, beta=1.0)
+        if u.shape[0] == 1 and self._rows_gemv:
+            blas.gemv(self.W, u[0], z[0], beta=1.0)
+        else:
+            blas.matmul(u, self.W.T, z, beta=1.0)
         k = self._k
         if k:  # updates not yet in W: z += (u U[:k]ᵀ) G[:k]
             if u.shape[0] == 1:
@@ -162,7 +166,11 @@ class Linear(Layer):
         if self._k and (need_input_grad or not apply):  # ∂J/∂u and ∂J/∂W need the updated W
             self._apply_pending()
         if need_input_grad:  # the network's input needs no gradient: skip a third product
-            grad_u = blas.matmul(grad_z, self.W, self._buffer("grad_u", self.u.shape))  # with the old W
+            grad_u = self._buffer("grad_u", self.u.shape)
+            if grad_z.shape[0] == 1 and self._rows_gemv:  # with the old W
+                blas.gemv(self.W, grad_z[0], grad_u[0], transpose=True)
+            else:
+                blas.matmul(grad_z, self.W, grad_u)
         if apply:
             self._apply(grad_z, decay)
         elif need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W

@@ -19,16 +19,15 @@ RNG_SEED = 1234
 
 def central(f, x: np.ndarray, eps: float = EPS) -> np.ndarray:
     """∂f/∂x by central differences, entry by entry (x is perturbed in place and restored)."""
-    g = np.zeros_like(x, dtype=np.float64)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        orig = flat[i]
-        flat[i] = orig + eps
+    g = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):  # by index: a flat view of a Fortran-ordered x would be a copy
+        orig = x[i]
+        x[i] = orig + eps
         fp = f()
-        flat[i] = orig - eps
+        x[i] = orig - eps
         fm = f()
-        flat[i] = orig
-        gflat[i] = (fp - fm) / (2 * eps)
+        x[i] = orig
+        g[i] = (fp - fm) / (2 * eps)
     return g
 
 

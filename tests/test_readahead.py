@@ -134,3 +134,15 @@ def test_a_file_cut_short_while_reading_ahead_is_one_line(tmp_path):
     order = np.random.default_rng(0).permutation(X.shape[0])
     msg = one_line_error(sgd_epoch, net, SGD(net.params, 0.05), rows, y, order, 50, read_ahead=True)
     assert str(source.path) in msg and "the file ended early (truncated?)" in msg
+
+
+def test_without_memfd_rows_are_read_here(tmp_path, monkeypatch):
+    from mlpbp.data import readahead
+
+    monkeypatch.setattr(readahead, "AVAILABLE", False)  # as on macOS: no os.memfd_create
+    source, X, y = _table(tmp_path)
+    rows, _ = _scaled(source, X, np.float32)
+    here = _train(rows, y, np.random.default_rng(7), 1, ahead=False)
+    ahead = _train(rows, y, np.random.default_rng(7), 1, ahead=True)
+    assert "_reader" not in rows.__dict__
+    assert all(here[k].tobytes() == ahead[k].tobytes() for k in here)

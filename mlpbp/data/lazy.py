@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpbp.data import readahead
 from mlpbp.data.dataset import Dataset
 from mlpbp.data.preprocessing import Moments, Standardizer
 from mlpbp.data.readahead import ReadAhead, pread_exact, read_rows
@@ -120,7 +121,11 @@ class LazyRows:
         positions, in order): a child process reads each batch ahead (``readahead.ReadAhead``)
         while the loop trains on the one before, and ``take`` hands it over, the same numbers
         as reading it here. The child is kept for the next epoch; one whose batches were not
-        all taken (a stop mid-epoch) is ended. If it fails, the rest is read here."""
+        all taken (a stop mid-epoch) is ended. If it fails, the rest is read here; without
+        ``os.memfd_create`` (not Linux) everything is."""
+        if not readahead.AVAILABLE:
+            yield self
+            return
         reader = self.__dict__.get("_reader")
         if reader is None:
             mean, scale = (None, None) if self.scaler is None else (self.scaler.mean, self.scaler.scale)

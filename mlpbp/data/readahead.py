@@ -27,6 +27,7 @@ import numpy as np
 # Rows closer together than this many bytes are read with one call, the gap read and thrown
 # away: one read call costs ~1.5 µs, about what copying 8-16 KiB from the page cache does.
 GAP_BYTES = 16384
+AVAILABLE = hasattr(os, "memfd_create")  # Linux: shared memory by file descriptor
 SLOT_BYTES = 32 << 20  # shared memory for the batches read ahead (at least 2 of them)
 MAX_SLOTS = 8
 

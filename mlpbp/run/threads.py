@@ -123,14 +123,14 @@ def choose_threads(
     )
     if cores == 1:
         return ThreadChoice(1, f"auto: {share}")
+    flops = step_flops(widths, batch_size) if widths is not None else float("inf")
+    if flops < CALIBRATE_FLOPS:
+        return ThreadChoice(1, f"auto: {flops / 1e6:.3g} MFLOP per step is too small to share; {share}")
     busy = other_runnable()
     free = max(1, min(cores, (os.cpu_count() or cores) - busy))
     if free == 1:  # threads would wait for partners descheduled by that work: measured 4-36x slower
         return ThreadChoice(1, f"auto: {busy} other task{'s' if busy != 1 else ''} running on this machine; {share}")
     cores = free
-    flops = step_flops(widths, batch_size) if widths is not None else float("inf")
-    if flops < CALIBRATE_FLOPS:
-        return ThreadChoice(1, f"auto: {flops / 1e6:.3g} MFLOP per step is too small to share; {share}")
     if measure is None:
         return ThreadChoice(cores, f"auto: {share}")
     times = {n: [] for n in range(1, cores + 1)}

@@ -33,8 +33,7 @@ class Layer:
     - ``rforward(r_u, V)`` → R{output}, for a direction ``V`` over this layer's params
       (``r_u`` is None, i.e. zero, at the network's input);
     - ``rbackward(r_grad_out, V, out, need_input_grad)`` → (R{∂J/∂u} or None, R{∂J/∂θ}): the
-      second item has one array per param, written into ``out`` when it is given.
-
+      second item has one array per param, written into ``out`` when it is given;
     - ``defer(capacity)`` / ``flush()``: start and end keeping a fused step's per-example
       updates pending (``Linear.defer``); a layer with nothing to defer ignores both.
 
@@ -127,7 +126,8 @@ class Linear(Layer):
                 blas.gemv(self._U[:k], u[0], t)
                 blas.gemv(self._G[:k], t, z[0], beta=1.0, transpose=True)
             else:
-                blas.matmul(blas.matmul(u, self._U[:k].T, np.empty((u.shape[0], k), self.dtype)), self._G[:k], z, 1, 1)
+                t = blas.matmul(u, self._U[:k].T, np.empty((u.shape[0], k), self.dtype))
+                blas.matmul(t, self._G[:k], z, beta=1.0)
         return z
 
     def defer(self, capacity: int) -> None:

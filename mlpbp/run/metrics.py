@@ -27,13 +27,16 @@ def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK, any_or
     file, so each chunk is a few large reads rather than one read per row; with ``ahead``
     too, a second process reads the next chunks while this one computes (``read_ahead``)."""
     hi = X.shape[0] if hi is None else hi
+    bounds = [(i, min(i + size, hi)) for i in range(lo, hi, size)]
     if isinstance(X, np.ndarray):
-        for i in range(lo, hi, size):
-            yield slice(i, min(i + size, hi)), X[i : i + size if i + size < hi else hi]
+        for i, j in bounds:
+            yield slice(i, j), X[i:j]
         return
-    order = X.file_order() if any_order else np.arange(X.shape[0])
-    plan = [order[i : min(i + size, hi)] for i in range(lo, hi, size)]
-    with X.read_ahead(plan) if ahead and any_order else contextlib.nullcontext(X) as source:
+    order = X.file_order() if any_order else None
+    plan = (np.arange(i, j) if order is None else order[i:j] for i, j in bounds)
+    if ahead and order is not None:
+        plan = list(plan)  # views of order: handed to the reader whole
+    with X.read_ahead(plan) if isinstance(plan, list) else contextlib.nullcontext(X) as source:
         for which in plan:
             yield which, source.take(which, axis=0)
 

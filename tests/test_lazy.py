@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -117,6 +118,20 @@ def test_rows_in_any_order_repeats_and_runs_read_as_the_array_gives_them(tmp_pat
         np.array([], dtype=np.int64),
     ):
         np.testing.assert_array_equal(source.read(rows), X[rows].astype(np.float64))
+
+
+def test_rows_spread_thinly_are_read_one_call_each_in_the_batch_order(tmp_path, monkeypatch):
+    X, _ = make_table(n=3000, d=300)  # 1,200-byte rows
+    source = lazy.NpySource(write_npy_pair(tmp_path / "npy", X, np.zeros(3000)) / "X.npy")
+    calls = []
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, o: calls.append(o) or pread(fd, n, o))
+    rows = np.array([2999, 5, 1700, 5, 900, 40])  # spread over 3.6 MB, a repeat, not sorted
+    np.testing.assert_array_equal(source.read(rows), X[rows].astype(np.float64))
+    assert calls == [source.offset + r * source.row_bytes for r in rows]
+    with open(source.path, "r+b") as f:  # a short read: the careful path names the problem
+        f.truncate(source.offset + 100 * source.row_bytes)
+    assert "the file ended early (truncated?)" in one_line_error(source.read, rows)
 
 
 def test_a_file_cut_short_after_opening_is_one_line(tmp_path):

@@ -43,9 +43,10 @@ def test_batches_read_ahead_are_the_rows_read_here(tmp_path, out_dtype):
     for mean, scale in ((scaler.mean, scaler.scale), (None, None)):
         reader = ReadAhead(source._fd, source.offset, source.d, source.dtype, out_dtype, mean, scale)
         epochs = [
-            [rng.permutation(3000)[i : i + 64] for i in range(0, 3000, 64)],  # shuffled: one read per row
+            [rng.permutation(3000)[i : i + 64] for i in range(0, 3000, 64)],  # shuffled
             [np.arange(i, min(i + 1000, 3000)) for i in range(0, 3000, 1000)],  # sorted chunks, larger
             [rng.integers(0, 3000, 7) for _ in range(30)],  # small again, with repeats
+            [rng.choice(3000, 4, replace=False) for _ in range(30)],  # spread thinly: one read per row
         ]
         for steps in epochs:
             reader.plan(steps)

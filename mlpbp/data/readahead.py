@@ -45,13 +45,19 @@ def read_rows(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -
     """The rows ``rows`` (int64 row numbers in any order) of the C-ordered (n, d) array of
     ``dtype`` stored from byte ``offset`` of the file ``fd``, as a float64 (len(rows), d) array.
 
-    Rows are read in file order, one call per run of rows less than ``GAP_BYTES`` apart (the
-    gaps read and dropped), so rows that lie together (a rank's share, the sorted chunks of an
-    evaluation) cost a few large reads, and rows spread at random one small read each."""
-    out = np.empty((rows.shape[0], d), np.float64)
-    if rows.shape[0] == 0:
+    Rows spread thinly over the file (a shuffled batch: on average more than ``GAP_BYTES``
+    apart) are read one call each, in the batch's order: sorting and merging them would cost
+    more than it saves. Others (a rank's share, the sorted chunks of an evaluation) are read
+    in file order, one call per run of rows less than ``GAP_BYTES`` apart, the gaps read and
+    dropped: a few large reads."""
+    n, size, pread = rows.shape[0], d * dtype.itemsize, os.pread
+    if n and (int(rows.max()) - int(rows.min()) + 1) * size > n * (GAP_BYTES + size):
+        data = b"".join([pread(fd, size, o) for o in (rows * size + offset).tolist()])
+        if len(data) == n * size:  # else a short read: the path below reads exactly, or says why
+            return np.frombuffer(data, dtype).reshape(-1, d).astype(np.float64)
+    out = np.empty((n, d), np.float64)
+    if n == 0:
         return out
-    size = d * dtype.itemsize
     order = np.argsort(rows, kind="stable")
     ranked = rows[order]
     apart = np.diff(ranked) * size > GAP_BYTES + size
@@ -60,10 +66,9 @@ def read_rows(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -
     lo = ranked[first]
     lengths = ranked[first + counts - 1] + 1 - lo  # rows per run, gaps included
     nbytes, offsets = (lengths * size).tolist(), (lo * size + offset).tolist()
-    pread = os.pread
-    parts = [pread(fd, n, o) for n, o in zip(nbytes, offsets)]
+    parts = [pread(fd, k, o) for k, o in zip(nbytes, offsets)]
     if sum(map(len, parts)) != sum(nbytes):  # a short read (a huge span, or the file shrank)
-        parts = [bytearray(n) for n in nbytes]
+        parts = [bytearray(k) for k in nbytes]
         for part, o in zip(parts, offsets):
             pread_exact(fd, memoryview(part), o)
     block = np.frombuffer(b"".join(parts), dtype).reshape(-1, d)
@@ -77,8 +82,8 @@ def standardised(X: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | Non
     return X if mean is None else (X - mean) / scale
 
 
-# an epoch: batches, rows in all, whether rows are standardised, slots, rows per slot
-_HEADER = struct.Struct("<qqqqq")
+# an epoch: batches, whether rows are standardised, slots, rows per slot
+_HEADER = struct.Struct("<qqqq")
 
 
 class ReadAhead:
@@ -148,7 +153,7 @@ class ReadAhead:
                 n = os.pwrite(self._plan_fd, data, at)
                 data, at = data[n:], at + n
         self._steps, self._next, self._handed = steps, 0, 0
-        _write_all(self._cmd, b"E" + _HEADER.pack(len(steps), int(bounds[-1]), std, *geometry))
+        _write_all(self._cmd, b"E" + _HEADER.pack(len(steps), std, *geometry))
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, X): the next planned batch's row numbers and its rows, read ahead."""
@@ -218,7 +223,7 @@ def child(argv: list[str]) -> None:
                 tag = os.read(cmd, 1)
             if tag != b"E":
                 return  # the trainer closed its end (or is gone)
-            n, total, std, n_slots, batch_rows = _HEADER.unpack(_read_exact(cmd, _HEADER.size))
+            n, std, n_slots, batch_rows = _HEADER.unpack(_read_exact(cmd, _HEADER.size))
             if geometry != (n_slots, batch_rows):
                 geometry = (n_slots, batch_rows)
                 size = n_slots * batch_rows * d * out_dtype.itemsize
@@ -233,7 +238,7 @@ def child(argv: list[str]) -> None:
                 if b >= n_slots and os.read(cmd, 1) != b"F":  # wait for a slot to be handed back
                     return
                 rows = _plan_array(plan_fd, at + 8 * int(bounds[b]), int(bounds[b + 1] - bounds[b]), np.int64)
-                X = standardised(_read(fd, offset, d, dtype, rows), mean, scale)
+                X = standardised(read_rows(fd, offset, d, dtype, rows), mean, scale)
                 buffers[b % n_slots, : rows.shape[0]] = X
                 os.write(ready, b"R")
     except BrokenPipeError:
@@ -241,25 +246,6 @@ def child(argv: list[str]) -> None:
     except Exception as e:  # reported to the trainer as one line
         with contextlib.suppress(OSError):
             os.write(ready, b"!" + f"{type(e).__name__}: {e}".encode())
-
-
-def _read(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -> np.ndarray:
-    """``read_rows``, or for rows spread thinly over the file (a shuffled batch: sorting and
-    merging them costs more than it saves) one read per row in the batch's order."""
-    size = d * dtype.itemsize
-    if rows.shape[0] == 0 or (int(rows.max()) - int(rows.min()) + 1) * size <= rows.shape[0] * (GAP_BYTES + size):
-        return read_rows(fd, offset, d, dtype, rows)
-    return _read_scattered(fd, offset, d, dtype, rows)
-
-
-def _read_scattered(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -> np.ndarray:
-    """``read_rows`` by one read per row, in the batch's order: the same float64 numbers."""
-    size = d * dtype.itemsize
-    pread = os.pread
-    data = b"".join([pread(fd, size, o) for o in (rows * size + offset).tolist()])
-    if len(data) != rows.shape[0] * size:
-        return read_rows(fd, offset, d, dtype, rows)  # a short read: the careful path says why
-    return np.frombuffer(data, dtype).reshape(-1, d).astype(np.float64)
 
 
 def _read_exact(fd: int, n: int) -> bytes:

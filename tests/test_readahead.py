@@ -147,3 +147,13 @@ def test_without_memfd_rows_are_read_here(tmp_path, monkeypatch):
     ahead = _train(rows, y, np.random.default_rng(7), 1, ahead=True)
     assert "_reader" not in rows.__dict__
     assert all(here[k].tobytes() == ahead[k].tobytes() for k in here)
+
+
+def test_rows_taken_out_of_the_planned_order_are_refused(tmp_path):
+    source, X, _ = _table(tmp_path)
+    rows, _ = _scaled(source, X, np.float32)
+    steps = [np.arange(0, 10), np.arange(10, 20)]
+    with rows.read_ahead(steps) as ahead:
+        with pytest.raises(ValueError, match="out of the planned order"):
+            ahead.take(steps[1])
+    assert rows.__dict__.get("_reader") is None  # a plan left unfinished ends its reader

@@ -160,7 +160,7 @@ class _Ahead:
     """``LazyRows.read_ahead``'s stand-in: ``take`` of the planned batches, in order."""
 
     def __init__(self, rows: LazyRows, reader: ReadAhead, steps: list[np.ndarray]) -> None:
-        self.rows, self.reader, self.steps, self.failed, self.taken = rows, reader, steps, False, 0
+        self.rows, self.reader, self.pending, self.failed = rows, reader, iter(steps), False
         self.shape, self.dtype, self.ndim = rows.shape, rows.dtype, rows.ndim
 
     def take(self, rows, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
@@ -170,8 +170,7 @@ class _Ahead:
             except OSError:  # the child failed or was killed: read here from now on
                 self.failed = True
             else:
-                self.taken += 1
-                if not np.array_equal(self.steps[self.taken - 1], rows):
+                if not np.array_equal(next(self.pending), rows):
                     raise ValueError("read_ahead: rows taken out of the planned order")
                 if out is None:
                     return X.copy()

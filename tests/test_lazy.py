@@ -113,6 +113,7 @@ def test_rows_in_any_order_repeats_and_runs_read_as_the_array_gives_them(tmp_pat
         rng.permutation(3000)[:256],  # spread: one read per row
         rng.integers(0, 3000, 500),  # with repeats
         np.r_[2999, 0, 5, 5, 6, 7, 20, 21, 1000, 999, 2998],  # runs, gaps, both ends
+        np.r_[399, 0, 5, 5, 6, 7, 20, 21, 200, 199, 398, 100:134],  # the same, enough rows to merge
         np.arange(3000)[::-1],  # everything, backwards: one span
         np.array([42]),
         np.array([], dtype=np.int64),

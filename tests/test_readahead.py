@@ -49,10 +49,9 @@ def test_batches_read_ahead_are_the_rows_read_here(tmp_path, out_dtype):
             [rng.choice(3000, 4, replace=False) for _ in range(30)],  # spread thinly: one read per row
         ]
         for steps in epochs:
-            reader.plan(steps)
+            reader.plan(np.concatenate(steps), np.cumsum([0] + [len(step) for step in steps]))
             for step in steps:
-                rows, got = reader.next_batch()
-                assert rows is step
+                got = reader.next_batch()
                 want = standardised(read_rows(source._fd, source.offset, source.d, source.dtype, step), mean, scale)
                 assert got.dtype == out_dtype and got.tobytes() == want.astype(out_dtype).tobytes()
             assert reader.done
@@ -152,8 +151,29 @@ def test_without_memfd_rows_are_read_here(tmp_path, monkeypatch):
 def test_rows_taken_out_of_the_planned_order_are_refused(tmp_path):
     source, X, _ = _table(tmp_path)
     rows, _ = _scaled(source, X, np.float32)
-    steps = [np.arange(0, 10), np.arange(10, 20)]
-    with rows.read_ahead(steps) as ahead:
+    with rows.read_ahead(np.arange(40), np.array([0, 20, 40])) as ahead:
         with pytest.raises(ValueError, match="out of the planned order"):
-            ahead.take(steps[1])
+            ahead.take(np.arange(20, 40))
     assert rows.__dict__.get("_reader") is None  # a plan left unfinished ends its reader
+    with rows.read_ahead(np.arange(40), np.arange(0, 41, 4)) as ahead:  # narrow batches: read here
+        assert ahead is rows and rows.__dict__.get("_reader") is None
+
+
+@pytest.mark.parametrize("size,rank", [(1, 0), (3, 0), (3, 2), (4, 1)])
+@pytest.mark.parametrize("batch,first", [(1, 0), (5, 2), (7, 0), (2, 3)])  # 2 < 3 or 4 ranks: empty shares
+def test_the_planned_shares_are_the_rows_each_step_takes(size, rank, batch, first):
+    from mlpbp.run.distributed import Comm
+    from mlpbp.run.trainer import _shares
+
+    comm = Comm()
+    comm.rank, comm.size = rank, size
+    order = np.random.default_rng(8).permutation(23)
+    rows, bounds = _shares(order, batch, first, comm)
+    expected = []
+    for s in range(first, -(-23 // batch)):  # as _steps slices them
+        step = order[s * batch : (s + 1) * batch]
+        lo, hi = comm.share(step.shape[0])
+        expected.append(step[lo:hi])
+    assert len(bounds) == len(expected) + 1
+    for i, step in enumerate(expected):
+        np.testing.assert_array_equal(rows[bounds[i] : bounds[i + 1]], step)

@@ -116,14 +116,15 @@ class LazyRows:
         return out
 
     @contextlib.contextmanager
-    def read_ahead(self, steps: list[np.ndarray]):
-        """A stand-in for these rows while a training loop takes the batches ``steps`` (row
-        positions, in order): a child process reads each batch ahead (``readahead.ReadAhead``)
-        while the loop trains on the one before, and ``take`` hands it over, the same numbers
-        as reading it here. The child is kept for the next epoch; one whose batches were not
-        all taken (a stop mid-epoch) is ended. If it fails, the rest is read here; without
-        ``os.memfd_create`` (not Linux) everything is."""
-        if not readahead.AVAILABLE:
+    def read_ahead(self, rows: np.ndarray, bounds: np.ndarray):
+        """A stand-in for these rows while a loop takes the batches ``rows[bounds[i]:bounds[i + 1]]``
+        (row positions), in order: a child process reads each batch ahead
+        (``readahead.ReadAhead``) while the loop works on the one before, and ``take`` hands it
+        over, the same numbers as reading it here. The child is kept for the next epoch; one
+        whose batches were not all taken (a stop mid-epoch) is ended. If it fails, the rest is
+        read here; so is everything without ``os.memfd_create`` (not Linux), or when the widest
+        batch has fewer than ``readahead.MIN_BATCH_ROWS`` rows."""
+        if not readahead.AVAILABLE or np.diff(bounds).max(initial=0) < readahead.MIN_BATCH_ROWS:
             yield self
             return
         reader = self.__dict__.get("_reader")
@@ -131,11 +132,12 @@ class LazyRows:
             mean, scale = (None, None) if self.scaler is None else (self.scaler.mean, self.scaler.scale)
             s = self.source
             reader = self._reader = ReadAhead(s._fd, s.offset, s.d, s.dtype, self.dtype, mean, scale)
-        steps = [step for step in steps if step.shape[0]]  # the loop reads nothing for an empty share
-        ahead = _Ahead(self, reader, steps)
+        sizes = np.diff(bounds)
+        bounds = np.concatenate(([0], np.cumsum(sizes[sizes > 0])))  # the loop reads nothing for an empty share
+        ahead = _Ahead(self, reader, rows, bounds)
         try:
             try:
-                reader.plan([step if self.index is None else self.index[step] for step in steps])
+                reader.plan(rows if self.index is None else self.index[rows], bounds)
             except OSError:  # the child is gone (killed between epochs): read here
                 ahead.failed = True
             yield ahead
@@ -159,18 +161,21 @@ class LazyRows:
 class _Ahead:
     """``LazyRows.read_ahead``'s stand-in: ``take`` of the planned batches, in order."""
 
-    def __init__(self, rows: LazyRows, reader: ReadAhead, steps: list[np.ndarray]) -> None:
-        self.rows, self.reader, self.pending, self.failed = rows, reader, iter(steps), False
+    def __init__(self, rows: LazyRows, reader: ReadAhead, planned: np.ndarray, bounds: np.ndarray) -> None:
+        self.rows, self.reader, self.planned, self.bounds, self.failed = rows, reader, planned, bounds, False
+        self.taken = 0
         self.shape, self.dtype, self.ndim = rows.shape, rows.dtype, rows.ndim
 
     def take(self, rows, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
         if not self.failed:
             try:
-                _, X = self.reader.next_batch()
+                X = self.reader.next_batch()
             except OSError:  # the child failed or was killed: read here from now on
                 self.failed = True
             else:
-                if not np.array_equal(next(self.pending), rows):
+                i = self.taken
+                self.taken += 1
+                if not np.array_equal(self.planned[self.bounds[i] : self.bounds[i + 1]], rows):
                     raise ValueError("read_ahead: rows taken out of the planned order")
                 if out is None:
                     return X.copy()

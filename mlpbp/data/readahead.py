@@ -27,6 +27,13 @@ import numpy as np
 # Rows closer together than this many bytes are read with one call, the gap read and thrown
 # away: one read call costs ~1.5 µs, about what copying 8-16 KiB from the page cache does.
 GAP_BYTES = 16384
+# Up to this many rows are read one call each even when they lie together: merging them costs
+# ~30 µs of NumPy calls, and one read per row wins below ~40 adjacent rows (measured, 400-byte rows).
+FEW_ROWS = 32
+# Batches narrower than this are read in-process: handing one over (two pipe bytes and waking
+# the child) costs more than reading it. Measured per row, 100-64-10, in-process / read ahead:
+# batch 1 30 / 34-44 µs, 4 12 / 15-20 µs, 8 7.1 / 6.8-8.1 µs, 16 4.8 / 3.3-3.6 µs.
+MIN_BATCH_ROWS = 16
 AVAILABLE = hasattr(os, "memfd_create")  # Linux: shared memory by file descriptor
 SLOT_BYTES = 32 << 20  # shared memory for the batches read ahead (at least 2 of them)
 MAX_SLOTS = 8
@@ -45,13 +52,13 @@ def read_rows(fd: int, offset: int, d: int, dtype: np.dtype, rows: np.ndarray) -
     """The rows ``rows`` (int64 row numbers in any order) of the C-ordered (n, d) array of
     ``dtype`` stored from byte ``offset`` of the file ``fd``, as a float64 (len(rows), d) array.
 
-    Rows spread thinly over the file (a shuffled batch: on average more than ``GAP_BYTES``
-    apart) are read one call each, in the batch's order: sorting and merging them would cost
-    more than it saves. Others (a rank's share, the sorted chunks of an evaluation) are read
-    in file order, one call per run of rows less than ``GAP_BYTES`` apart, the gaps read and
-    dropped: a few large reads."""
+    A few rows (``FEW_ROWS``), or rows spread thinly over the file (a shuffled batch: on
+    average more than ``GAP_BYTES`` apart), are read one call each, in the batch's order:
+    sorting and merging them would cost more than it saves. Others (a rank's share, the sorted
+    chunks of an evaluation) are read in file order, one call per run of rows less than
+    ``GAP_BYTES`` apart, the gaps read and dropped: a few large reads."""
     n, size, pread = rows.shape[0], d * dtype.itemsize, os.pread
-    if n and (int(rows.max()) - int(rows.min()) + 1) * size > n * (GAP_BYTES + size):
+    if 0 < n <= FEW_ROWS or (n and (int(rows.max()) - int(rows.min()) + 1) * size > n * (GAP_BYTES + size)):
         data = b"".join([pread(fd, size, o) for o in (rows * size + offset).tolist()])
         if len(data) == n * size:  # else a short read: the path below reads exactly, or says why
             return np.frombuffer(data, dtype).reshape(-1, d).astype(np.float64)
@@ -89,7 +96,7 @@ _HEADER = struct.Struct("<qqqq")
 class ReadAhead:
     """A child process that reads planned batches of rows ahead of a training loop.
 
-    ``plan(steps)`` hands it an epoch's batches (arrays of file row numbers, in order); each
+    ``plan(rows, bounds)`` hands it an epoch's batches (file row numbers, in order); each
     ``next_batch()`` then returns the next one, read, standardised by (mean, scale) and cast to
     ``out_dtype`` in shared memory (valid until the following call). The child reads up to
     2-8 batches ahead (``SLOT_BYTES`` of them) and waits for a slot to be handed back. It
@@ -123,40 +130,37 @@ class ReadAhead:
         finally:
             os.close(cmd_r)
             os.close(ready_w)
-        self._map, self._geometry = None, (0, 0)
-        self._steps: list[np.ndarray] = []
-        self._next = self._handed = 0
+        self._geometry, self._batches, self._next, self._handed = (0, 0), 0, 0, 0
         fds = (self._cmd, self._ready, self._plan_fd, self._slots_fd)
         self._finalizer = weakref.finalize(self, _shut, self._proc, *fds)
 
-    def plan(self, steps: list[np.ndarray]) -> None:
-        """Start an epoch: the batches ``steps`` (file row numbers), read in this order."""
-        if self._next < len(self._steps):
+    def plan(self, rows: np.ndarray, bounds: np.ndarray) -> None:
+        """Start an epoch: batch i is the file rows ``rows[bounds[i]:bounds[i + 1]]``, read in
+        this order. Two flat arrays, not one per batch: at batch 1 an epoch has a batch per row."""
+        if self._next < self._batches:
             raise RuntimeError("the previous epoch's batches were not all taken; close() instead")
-        rows = max([s.shape[0] for s in steps], default=1)
-        slot_bytes = rows * self.d * self.out_dtype.itemsize
-        geometry = (max(2, min(MAX_SLOTS, SLOT_BYTES // max(1, slot_bytes))), rows)
+        widest = int(np.diff(bounds).max(initial=1))
+        slot_bytes = widest * self.d * self.out_dtype.itemsize
+        geometry = (max(2, min(MAX_SLOTS, SLOT_BYTES // max(1, slot_bytes))), widest)
         if geometry != self._geometry:  # the child maps the resized memory again when it sees it
             size = geometry[0] * slot_bytes
             os.ftruncate(self._slots_fd, size)
-            self._map = mmap.mmap(self._slots_fd, size)
-            self._buffers = np.frombuffer(self._map, self.out_dtype).reshape(*geometry, self.d)
+            self._buffers = np.frombuffer(mmap.mmap(self._slots_fd, size), self.out_dtype).reshape(*geometry, self.d)
             self._geometry = geometry
-        bounds = np.cumsum([0] + [s.shape[0] for s in steps], dtype=np.int64)
         std = self.mean is not None
-        parts = [bounds] + ([np.asarray(self.mean, np.float64), np.asarray(self.scale, np.float64)] if std else [])
+        moments = [np.asarray(v, np.float64) for v in (self.mean, self.scale)] if std else []
         os.ftruncate(self._plan_fd, 0)
         at = 0
-        for part in parts + [np.asarray(s, np.int64) for s in steps]:
+        for part in [np.asarray(bounds, np.int64), *moments, np.asarray(rows, np.int64)]:
             data = memoryview(np.ascontiguousarray(part)).cast("B")
             while data.nbytes:
                 n = os.pwrite(self._plan_fd, data, at)
                 data, at = data[n:], at + n
-        self._steps, self._next, self._handed = steps, 0, 0
-        _write_all(self._cmd, b"E" + _HEADER.pack(len(steps), std, *geometry))
+        self._bounds, self._batches, self._next, self._handed = bounds, bounds.shape[0] - 1, 0, 0
+        _write_all(self._cmd, b"E" + _HEADER.pack(self._batches, std, *geometry))
 
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, X): the next planned batch's row numbers and its rows, read ahead."""
+    def next_batch(self) -> np.ndarray:
+        """The next planned batch's rows, read ahead (float64 if not standardised: ``out_dtype``)."""
         if self._handed < self._next:  # hand the previous batch's slot back
             _write_all(self._cmd, b"F")
             self._handed += 1
@@ -166,12 +170,11 @@ class ReadAhead:
             raise OSError(message)
         s = self._next
         self._next += 1
-        rows = self._steps[s]
-        return rows, self._buffers[s % self._geometry[0], : rows.shape[0]]
+        return self._buffers[s % self._geometry[0], : self._bounds[s + 1] - self._bounds[s]]
 
     @property
     def done(self) -> bool:
-        return self._next == len(self._steps)
+        return self._next == self._batches
 
     def close(self) -> None:
         self._finalizer()

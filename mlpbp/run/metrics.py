@@ -9,8 +9,6 @@ ranks' sums merge in rank order: the same numbers on every rank."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from mlpbp.data import Standardizer
@@ -33,12 +31,15 @@ def chunks(X, lo: int = 0, hi: int | None = None, size: int = EVAL_CHUNK, any_or
             yield slice(i, j), X[i:j]
         return
     order = X.file_order() if any_order else None
-    plan = (np.arange(i, j) if order is None else order[i:j] for i, j in bounds)
-    if ahead and order is not None:
-        plan = list(plan)  # views of order: handed to the reader whole
-    with X.read_ahead(plan) if isinstance(plan, list) else contextlib.nullcontext(X) as source:
-        for which in plan:
-            yield which, source.take(which, axis=0)
+    if not (ahead and order is not None):
+        for i, j in bounds:
+            which = np.arange(i, j) if order is None else order[i:j]
+            yield which, X.take(which, axis=0)
+        return
+    edges = np.array([lo] + [j for _, j in bounds]) - lo
+    with X.read_ahead(order[lo:hi], edges) as source:
+        for i, j in bounds:
+            yield order[i:j], source.take(order[i:j], axis=0)
 
 
 def outputs(net: MLP, X: np.ndarray) -> np.ndarray:

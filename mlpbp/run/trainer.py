@@ -120,19 +120,20 @@ def sgd_epoch(
     deferring = net.deferred_updates(batch_size) if sync.fused else contextlib.nullcontext(1)
     ahead = contextlib.nullcontext(X)
     if read_ahead and hasattr(X, "read_ahead"):
-        ahead = X.read_ahead(_shares(order, batch_size, first_step, sync.comm))
+        ahead = X.read_ahead(*_shares(order, batch_size, first_step, sync.comm))
     with deferring as group, ahead as X:
         return _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group)
 
 
-def _shares(order: np.ndarray, batch_size: int, first_step: int, comm: Comm) -> list[np.ndarray]:
-    """The rows this rank takes at each step from ``first_step`` on, as ``_steps`` takes them."""
-    steps = []
-    for s in range(first_step, math.ceil(order.shape[0] / batch_size)):
-        batch = order[s * batch_size : (s + 1) * batch_size]
-        lo, hi = comm.share(batch.shape[0])
-        steps.append(batch[lo:hi])
-    return steps
+def _shares(order: np.ndarray, batch_size: int, first_step: int, comm: Comm) -> tuple[np.ndarray, np.ndarray]:
+    """The rows this rank takes at each step from ``first_step`` on, as ``_steps`` takes them:
+    step i's are ``rows[bounds[i]:bounds[i + 1]]``. Two flat arrays, built without a loop: at
+    batch 1 an epoch has a step per row (a list of 1M arrays took 0.5 s and 236 MiB)."""
+    start = np.arange(first_step * batch_size, order.shape[0], batch_size)
+    lo, hi = comm.share(np.minimum(batch_size, order.shape[0] - start))
+    sizes = hi - lo
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    return order[np.arange(bounds[-1]) + np.repeat(start + lo - bounds[:-1], sizes)], bounds
 
 
 def _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group):

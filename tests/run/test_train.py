@@ -9,7 +9,7 @@ from mlpbp import MLP, SGD
 from mlpbp.run.config import config_from_dict, load_config
 from mlpbp.run.trainer import train
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from mlpbp.errors import MlpbpError
 from mlpbp.run.config import config_from_dict
 from mlpbp.tools import gradcheck as gc
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def _cli(args):

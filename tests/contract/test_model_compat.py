@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mlpbp.cli import app
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _predict(model: str, rows: str) -> str:

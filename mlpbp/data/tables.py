@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.preprocessing import RowNumbers, arrow, row_number, rows_kept
+from mlpbp.data.arrow import arrow
+from mlpbp.data.rows import RowNumbers, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 

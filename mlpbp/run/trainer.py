@@ -28,7 +28,8 @@ from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
 from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.metrics import compute_metrics
-from mlpbp.run.model_file import TrainedModel
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import save_model
 from mlpbp.run.prepare import Prepared, build_model, prepare
 from mlpbp.run.threads import (
     ThreadChoice,
@@ -473,7 +474,7 @@ class Trainer:
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()
         if self.comm.rank == 0:
-            model.save(model_path)
+            save_model(model, model_path)
         return RunResult(
             self.task,
             st.history,

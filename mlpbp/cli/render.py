@@ -217,6 +217,7 @@ def metrics_table(metrics: dict, n_rows: int | None = None) -> Table:
         "balanced_accuracy": "balanced accuracy",
         "macro_f1": "macro F1",
         "mse": "MSE",
+        "rmse": "RMSE",
         "mae": "MAE",
         "r2": "R²",
     }
@@ -239,10 +240,11 @@ def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -
         console.print(t)
     elif per_output and len(per_output) > 1:
         t = Table(box=None, pad_edge=False, header_style="bold")
-        for c in ("output", "MSE", "MAE", "R²"):
+        for c in ("output", "MSE", "RMSE", "MAE", "R²"):
             t.add_column(c, justify="left" if c == "output" else "right")
         for r in per_output:
-            t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(r["mae"]), fmt(r["r2"]))
+            rmse = r.get("rmse", float(np.sqrt(r["mse"])))  # models before 0.3 stored no RMSE
+            t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(rmse), fmt(r["mae"]), fmt(r["r2"]))
         console.print(t)
 
 
@@ -298,10 +300,8 @@ def skipped_notes(console: Console, name: str, missing_target: int = 0, missing_
 
 
 def data_summary(console: Console, s: dict, verbose: bool = True, task_line: bool = True) -> None:
-    """What `mlpbp data` shows, and what opens `mlpbp train`: notes, the task and why (unless the
-    caller has said it), and the columns one per line when ``verbose``."""
-    for message in s["notes"]:
-        note(console, message)
+    """What `mlpbp data` shows, and what opens `mlpbp train`: the task and why (unless the
+    caller has said it), notes, and the columns one per line when ``verbose``."""
     used = f"{s['rows_used']:,} of {s['rows']:,}" if s["rows_used"] != s["rows"] else f"{s['rows']:,}"
     if task_line:
         console.print(
@@ -309,6 +309,8 @@ def data_summary(console: Console, s: dict, verbose: bool = True, task_line: boo
             highlight=False,
             soft_wrap=True,
         )
+    for message in s["notes"]:
+        note(console, message)
     if not verbose:
         return
     t = Table(box=None, pad_edge=False, header_style="bold")

@@ -45,6 +45,7 @@ BLOCK_BYTES = 2 << 20  # the streaming CSV reader's block: 1-4 MiB parsed fastes
 # reader in a thread (pyarrow parses without the GIL): 1M x 100 floats (1.1 GB) took 3.0 s in two
 # parts against 5.4 s in one, on a 2-vCPU AMD EPYC VM.
 PARALLEL_BYTES = 64 << 20
+SKIP_SCAN_BYTES = 256 << 20  # data.bad_lines: skip finds the skipped lines' numbers in files up to this
 MAX_PARTS = 8
 
 # progress(rows read so far, fraction of the file read); rows are estimated until the end.
@@ -61,6 +62,7 @@ class RawTable:
     targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
     notes: list[str] = field(default_factory=list)
     numbers: np.ndarray | None = None  # once rows are dropped: each row's number in the file
+    stripped: dict[str, str] = field(default_factory=dict)  # header names as written -> stripped
 
     @property
     def rows(self) -> RowNumbers:
@@ -96,16 +98,18 @@ def read_table(
     float32: bool = False,
     keep64: Collection[str] | None = None,
     progress: Progress | None = None,
+    bad_lines: str = "error",
 ) -> RawTable:
     """Read a data file whole. ``float32``: store float columns (but those in ``keep64``, by
     default the last column: targets) as float32, which halves the memory of a large numeric
-    table that will train in float32."""
+    table that will train in float32. ``bad_lines``: a CSV line with the wrong number of fields
+    is an error, or (``skip``) left out and counted in a note."""
     path = Path(path)
     kind = file_kind(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if kind in ("csv", "tsv"):
-        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress)
+        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress, bad_lines)
     elif kind == "parquet":
         raw = _read_parquet(path, progress)
     else:
@@ -142,7 +146,12 @@ def sniff_delimiter(path: Path, sample: str) -> str:
 
 
 def _read_csv(
-    path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
+    path: Path,
+    delimiter: str | None,
+    float32: bool,
+    keep64: Collection[str] | None,
+    progress: Progress | None,
+    bad_lines: str = "error",
 ) -> RawTable:
     try:
         with path.open("rb") as f:
@@ -159,11 +168,14 @@ def _read_csv(
     if delimiter is None:
         delimiter = sniff_delimiter(path, text)
     bad_rows: list[str] = []
+    skipped: list[str] = []
 
     def invalid_row(row) -> str:
         where = f"row {row.number}" if row.number is not None else "a row"
-        bad_rows.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
-        return "error"
+        (skipped if bad_lines == "skip" else bad_rows).append(
+            f"{where} has {row.actual_columns} fields, header has {row.expected_columns}"
+        )
+        return "skip" if bad_lines == "skip" else "error"
 
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid_row)
     convert = pacsv.ConvertOptions(strings_can_be_null=True)
@@ -267,6 +279,16 @@ def _read_csv(
     if progress is not None:
         progress(table.num_rows, 1.0)
     raw = RawTable(table, path, first_row=2)
+    if skipped:
+        # pyarrow's streaming reader does not say which lines it left out: found here, so the
+        # rows kept keep their line numbers in messages (files up to SKIP_SCAN_BYTES)
+        lines = _bad_lines(path, delimiter) if size <= SKIP_SCAN_BYTES else []
+        first = skipped[0]
+        if len(lines) == len(skipped):
+            every = np.arange(2, 2 + table.num_rows + len(lines))
+            raw.numbers = every[~np.isin(every, lines)]
+            first = first.replace("a row", f"row {lines[0]}", 1)
+        raw.notes.append(f"{path.name}: skipped {len(skipped)} bad line(s) (data.bad_lines: skip); the first: {first}")
     _check_names(raw)
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
@@ -316,6 +338,14 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _bad_lines(path: Path, delimiter: str) -> list[int]:
+    """The line numbers of the rows whose field count is not the header's."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        return [reader.line_num for row in reader if row and len(row) != len(header)]
+
+
 def _ragged_row(path: Path, delimiter: str) -> str | None:
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f, delimiter=delimiter)
@@ -343,6 +373,12 @@ def _check_names(raw: RawTable) -> None:
         path, names = raw.path, [n.strip() for n in raw.table.column_names]
     except UnicodeDecodeError as e:
         raise DataError(f"{raw.path}: cannot read the header: not UTF-8 text ({e.reason})") from None
+    stripped = [(a, b) for a, b in zip(raw.table.column_names, names) if a != b and b]
+    if stripped:
+        raw.stripped = {a: b for a, b in stripped}
+        shown = ", ".join(f"{a!r} -> {b!r}" for a, b in stripped[:3])
+        more = f" and {len(stripped) - 3} more" if len(stripped) > 3 else ""
+        raw.notes.append(f"{path.name}: spaces around column names stripped: {shown}{more}")
     if names and names[0] == "" and len(names) > 1:
         # pandas' to_csv writes its index as a first column with no name.
         raw.table = raw.table.remove_column(0)

@@ -102,6 +102,8 @@ def train(
     # The task and why, always (in the header above, or on a line of its own under --quiet): a
     # wrongly guessed task should never pass unnoticed.
     render.data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
+    if trainer.recipe.line:
+        console.print(escape(trainer.recipe.line), highlight=False, soft_wrap=True)
     try:
         with sigint_requests_stop(trainer.stop):
             result = trainer.run(resume=resume)

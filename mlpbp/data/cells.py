@@ -277,7 +277,8 @@ def seconds(arr, name: str, kind: str, fmt: str | None, first_row: RowNumbers = 
         s = _epoch_seconds(parsed)
     elif pa.types.is_time(t):
         unit = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[t.unit]
-        return to_numpy(pc.cast(pc.cast(arr, pa.int64()), pa.float64())) / unit
+        ints = pc.cast(arr, pa.int32() if pa.types.is_time32(t) else pa.int64())
+        return to_numpy(pc.cast(ints, pa.float64())) / unit
     elif pa.types.is_timestamp(t) or pa.types.is_date(t):
         s = _epoch_seconds(arr)
     elif pa.types.is_null(t):

@@ -201,6 +201,7 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    _user_set: set = PrivateAttr(default_factory=set)  # the keys the config itself set
     epochs: PosInt = 40
     # None: 32 for sgd/adam/adamw; all the training rows (full batch) for newton_cg
     batch_size: PosInt | None = None
@@ -229,6 +230,8 @@ class TrainConfig(_Strict):
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
     decay: Annotated[Float, Field(ge=0.0)] = 0.01
+    # epochs at the start whose learning rate rises linearly to the schedule's
+    warmup: Annotated[StrictInt, Field(ge=0)] = 0
     patience: PosInt | None = None
     dtype: Annotated[str, one_of(DTYPES)] = "float32"
     # BLAS threads: "auto" chooses per shape and machine (mlpbp.run.threads), N sets them.
@@ -240,6 +243,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        self._user_set = set(self.model_fields_set)  # before the defaults below are filled in
         own, foreign = optimizer_keys(self.optimizer), _optimizer_only_keys()
         for key in sorted(self.model_fields_set & foreign - set(own), key=list(type(self).model_fields).index):
             if getattr(self, key) is not None:

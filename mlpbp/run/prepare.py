@@ -699,3 +699,21 @@ def build_model(
         task=task,
         class_weight=class_weight,
     )
+
+
+def write_split(prepared: Prepared, folder: str | Path) -> dict[str, str]:
+    """Each split's rows (``prepare(..., keep_tables=True)``), as read from the file (missing-
+    value tokens already missing), into FOLDER/train.csv, validation.csv and test.csv, in the
+    order training used them; each file written atomically. Returns the paths written."""
+    import pyarrow.csv as pacsv
+
+    from mlpbp.io import atomic_open
+
+    folder = Path(folder)
+    written = {}
+    for name, table in prepared.tables.items():
+        path = folder / f"{name}.csv"
+        with atomic_open(path, "wb") as f:
+            pacsv.write_csv(table, f)
+        written[name] = str(path)
+    return written

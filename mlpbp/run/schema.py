@@ -92,9 +92,11 @@ DESCRIPTIONS = {
     "weights apart from the gradient (null: the optimizer's default, 0.01 for adamw, else 0).",
     "train.schedule": "How the learning rate changes per epoch, e.g. constant, step (step_size, gamma), cosine "
     "or inverse_time (decay); the enum lists every registered one.",
-    "train.step_size": "step schedule: epochs between decays.",
-    "train.gamma": "step schedule: the factor of each decay.",
+    "train.step_size": "step schedule: epochs between decays; plateau: epochs without a better validation loss "
+    "before a decay.",
+    "train.gamma": "step and plateau schedules: the factor of each decay.",
     "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
+    "train.warmup": "Epochs at the start whose learning rate rises linearly to the schedule's (0: none).",
     "train.patience": "Early stopping: epochs without a better validation loss before stopping, keeping "
     "the best weights (null: off).",
     "train.threads": "BLAS threads: auto (chosen per shape and machine) or a number; OPENBLAS_NUM_THREADS "

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from mlpbp.cli.app import command, err
-from mlpbp.tools.init_config import write_starter_config
 
 
 @command
@@ -25,6 +24,8 @@ def init(
     """Write a complete, commented starter config for DATA: every column's kind, the missing-cell
     and category handling, the task and the default recipe, each with a comment saying why.
     It trains as written (`mlpbp train CONFIG`); an existing file is kept unless --force."""
+    from mlpbp.tools.init_config import write_starter_config
+
     path = out or Path(data.stem + ".yaml")
     starter = write_starter_config(data, target, path, force)
     err.print(f"{starter.why}; {starter.rows:,} rows", highlight=False, soft_wrap=True)

@@ -66,12 +66,17 @@ def skewness(x: np.ndarray) -> float:
 
 
 def choose(x: np.ndarray) -> str:
-    """``auto``: standardize a roughly symmetric column; quantile-transform a skewed one (|sample
-    skewness| > SKEW) with more than 2 distinct values (a binary column stays as it is)."""
+    """``auto``: standardize a roughly symmetric column; a skewed one (|sample skewness| > SKEW)
+    with more than 2 distinct values gets log1p when it is never negative and skewed to the right
+    (amounts, counts, sizes: multiplicative effects become additive), else the quantile
+    transform. A binary column stays as it is."""
     finite = x[np.isfinite(x)]
     if np.unique(finite[:10_000]).size <= 2:
         return "standardize"
-    return "quantile" if abs(skewness(finite)) > SKEW else "standardize"
+    skew = skewness(finite)
+    if abs(skew) <= SKEW:
+        return "standardize"
+    return "log1p" if skew > 0 and finite.min() >= 0 else "quantile"
 
 
 def robust_center_scale(x: np.ndarray) -> tuple[float, float]:

@@ -141,7 +141,7 @@ class DataConfig(_Strict):
     handle_unknown: Literal["error", "ignore", "infrequent"] = "infrequent"
     # categories with fewer training rows than this share one "infrequent" level (1: none merged)
     min_frequency: PosInt = 5
-    # numeric columns: auto (standardize, or quantile when skewed), standardize, quantile, log1p, robust, none
+    # numeric columns: auto (standardize; log1p or quantile when skewed), standardize, quantile, log1p, robust, none
     numeric: _per_column(NumericTransform) = "auto"
     # regression targets; default standardize (none when data.standardize is false)
     target_transform: TargetTransform | None = None

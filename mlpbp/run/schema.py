@@ -44,9 +44,9 @@ DESCRIPTIONS = {
     "format (null: the recognised formats, see docs/how-to/tabular.md).",
     "data.bad_lines": "CSV lines with the wrong number of fields: error (name the first) or skip (counted in a note).",
     "data.min_frequency": "Categories with fewer training rows share one 'infrequent' level (1: keep every category).",
-    "data.numeric": "Numeric columns: auto (standardize, or quantile when skewed), standardize, quantile (to a "
-    "normal), log1p (sign(x)·log(1+|x|), then standardized), robust (median and IQR) or none; or a mapping "
-    "column -> transform (the rest: auto).",
+    "data.numeric": "Numeric columns: auto (standardize; when skewed, log1p if never negative and skewed right, "
+    "else quantile), standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
+    "robust (median and IQR) or none; or a mapping column -> transform (the rest: auto).",
     "data.target_transform": "Regression targets: standardize, log1p, quantile or none (null: standardize, or "
     "none when standardize is false); metrics are in the target's own units.",
     "data.test_path": "A separate table whose rows are the test split (test metrics and plots); relative to the "

@@ -142,8 +142,12 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
     lines.append(_kv(2, "min_frequency", 5, "categories with fewer training rows share one 'infrequent' level"))
     numeric = {c.name: c.transform.kind for c in pre.columns if c.kind == "numeric" and c.transform is not None}
     if numeric:
-        skewed = [n for n, k in numeric.items() if k == "quantile"]
-        why = (f"quantile to a normal for the skewed {', '.join(skewed)}; " if skewed else "") + "standardize the rest"
+        logged = [n for n, k in numeric.items() if k == "log1p"]
+        ranked = [n for n, k in numeric.items() if k == "quantile"]
+        why = (f"log1p for the right-skewed, never negative {', '.join(logged)}; " if logged else "") + (
+            f"quantile to a normal for the other skewed {', '.join(ranked)}; " if ranked else ""
+        )
+        why += "standardize the rest"
         lines.append(_kv(2, "numeric", numeric, f"auto: {why}"))
     lines += [
         _kv(2, "test_fraction", 0.2, "held out for the final metrics (or data.test_path: a test file)"),

@@ -52,10 +52,12 @@ def test_signed_log1p_and_its_inverse():
     np.testing.assert_allclose(signed_expm1(signed_log1p(x)), x, rtol=1e-13)
 
 
-def test_auto_quantile_transforms_skewed_columns_only():
+def test_auto_transforms_skewed_columns_only():
     rng = np.random.default_rng(3)
     assert choose(rng.normal(size=1000)) == "standardize"
-    assert choose(rng.lognormal(size=1000)) == "quantile"
+    assert choose(rng.lognormal(size=1000)) == "log1p"  # right-skewed, never negative
+    assert choose(-rng.lognormal(size=1000)) == "quantile"  # skewed otherwise
+    assert choose(rng.lognormal(size=1000) - 0.5) == "quantile"
     assert choose(rng.choice([0.0, 1.0], 1000, p=[0.95, 0.05])) == "standardize"  # binary: as it is
 
 

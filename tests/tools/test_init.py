@@ -57,7 +57,7 @@ def test_init_writes_a_commented_config_that_trains_as_written(runner, tmp_path)
         "time": "time",
         "spend": "numeric",
     }
-    assert d["date_format"] == {"signup": "%Y/%m/%d"} and d["numeric"]["spend"] == "quantile"
+    assert d["date_format"] == {"signup": "%Y/%m/%d"} and d["numeric"]["spend"] == "log1p"
     comments = {
         line.split("#")[0].strip().split(":")[0]: line.split("# ", 1)[1]
         for line in text.splitlines()
@@ -68,7 +68,7 @@ def test_init_writes_a_commented_config_that_trains_as_written(runner, tmp_path)
     assert comments["na_values"] == "cells of numeric columns that are not numbers: read as missing"
     assert comments["time"] == "times of day: hour and minute as cyclic (sin, cos) pairs"
     assert comments["missing"].startswith("2 column(s) have missing cells (age, spend)")
-    assert comments["numeric"] == "auto: quantile to a normal for the skewed spend; standardize the rest"
+    assert comments["numeric"] == "auto: log1p for the right-skewed, never negative spend; standardize the rest"
     for key in ("hidden", "optimizer", "learning_rate", "weight_decay", "batch_size", "epochs", "patience"):
         assert comments[key].startswith("recipe: "), key
     # the values are what training would choose by itself: the same run with and without them

@@ -118,7 +118,7 @@ class Transform:
 
     @property
     def is_identity(self) -> bool:
-        return self.kind in ("standardize", "none")
+        return self.kind in ("standardize", "none", "robust")  # robust: the mean and scale do it
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.kind == "log1p":

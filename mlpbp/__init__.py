@@ -3,11 +3,17 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from mlpbp.engine.activations import ACTIVATIONS, ActivationFn
+from mlpbp.engine.combine import Add, Concat
+from mlpbp.engine.dropout import Dropout
 from mlpbp.engine.dtypes import DTYPES
+from mlpbp.engine.embedding import Embedding, Select
+from mlpbp.engine.graph import Network
 from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Linear
 from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss
+from mlpbp.engine.module import MODULES, Input, Module
 from mlpbp.engine.network import MLP
+from mlpbp.engine.norm import BatchNorm, LayerNorm
 from mlpbp.engine.optim import OPTIMIZERS, SGD, Adam, AdamW
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
@@ -25,6 +31,16 @@ from mlpbp.errors import (
 
 __all__ = [
     "MLP",
+    "Network",
+    "Input",
+    "Module",
+    "Add",
+    "Concat",
+    "Dropout",
+    "Embedding",
+    "Select",
+    "BatchNorm",
+    "LayerNorm",
     "SGD",
     "Adam",
     "AdamW",
@@ -35,6 +51,7 @@ __all__ = [
     "learning_rate_at",
     # One registry per kind: register a new one and configs, the schema and the CLI accept it.
     "ACTIVATIONS",
+    "MODULES",
     "ActivationFn",
     "LOSSES",
     "OPTIMIZERS",

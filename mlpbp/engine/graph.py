@@ -173,6 +173,12 @@ class Network:
         self._with_buffers = [
             m for m in self.layers if m.buffers or type(m).update_buffers is not Module.update_buffers
         ]
+        # A chain (each module reads the one before it) walks a plain list, as an MLP always did:
+        # at batch 1 a step costs little more than its Python calls.
+        self._chain = all(srcs == (i,) for i, srcs in enumerate(self.sources))
+        self._back_plan = [
+            (m, need, upd, m.in_place_backward) for m, need, upd in zip(self.layers, self._need_in, self._updates)
+        ][::-1]
         self._vals: list[Any] = [None] * (n + 1)
         self._acc: dict[tuple[str, int], np.ndarray] = {}
         self._fresh = self.layers[-1].fresh_output
@@ -334,7 +340,12 @@ class Network:
             y = y.astype(self.dtype, copy=False)
         return y
 
-    def _forward(self, X: np.ndarray) -> np.ndarray:
+    def _forward(self, X: np.ndarray, keep: bool = False) -> np.ndarray:
+        """The output o; ``keep``: also keep every value in ``_vals`` (0 the input)."""
+        if self._chain and not keep:
+            for m in self.layers:
+                X = m.forward(X)
+            return X
         vals, single = self._vals, self._single
         vals[0] = X
         for i, m in enumerate(self.layers):
@@ -377,6 +388,19 @@ class Network:
         right after that module's backward; with ``decay`` (the fused SGD step: ∂J/∂o carries
         −α), each module adds its update into its parameters itself (``backward_update``).
         ``in_place``: a module may overwrite a gradient nothing else holds."""
+        if self._chain:  # every gradient is the one module's before it: nothing to sum
+            for m, need, upd, can in self._back_plan:
+                if decay is not None and upd:
+                    g = m.backward_update(g, decay=decay, need_input_grad=need)
+                    continue
+                if in_place and can:
+                    g = m.backward(g, need_input_grad=need, need_param_grad=need_param_grad, in_place=True)
+                else:
+                    g = m.backward(g, need_input_grad=need, need_param_grad=need_param_grad)
+                if opt is not None:
+                    for name, p, grad in upd:
+                        opt.update(name, p, grad)
+            return
         n = len(self.layers)
         grads, owned = [None] * (n + 1), [False] * (n + 1)
         grads[n], owned[n] = g, in_place
@@ -448,7 +472,8 @@ class Network:
         value, g = self._loss(self._forward(self._input(X)), self._targets(y), scale=1.0 if scale is None else scale)
         if not math.isfinite(value):
             return value
-        self._commit_buffers()
+        for m in self._with_buffers:
+            m.update_buffers()
         opt.begin_step()
         if scale is None:
             self._backward(g, opt=opt, in_place=True)

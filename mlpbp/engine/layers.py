@@ -152,12 +152,15 @@ class Linear(Module):
         place, in one pass over W (gemm with β = decay; at batch 1 a rank-1 ger, after scaling W
         when decay ≠ 1; deferred, see ``defer``)."""
         self.grad_z = grad_z
-        grad_u = None
-        if need_input_grad:
+        u, b, grad_u = self.u, self.b, None
+        if need_input_grad:  # with the old W
             if self._k:
                 self._apply_pending()
-            grad_u = self._input_grad(grad_z)
-        u, b = self.u, self.b
+            grad_u = self._buffer("grad_u", u.shape)
+            if grad_z.shape[0] == 1 and self._rows_gemv:
+                blas.gemv(self.W, grad_z[0], grad_u[0], transpose=True)
+            else:
+                blas.matmul(grad_z, self.W, grad_u)
         if self._G is not None:
             if u.shape[0] == 1 and decay == 1.0:
                 k = self._k

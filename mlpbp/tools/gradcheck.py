@@ -345,7 +345,7 @@ def _check_layer_inputs(net: Network, X, y, eps, rtol, atol, samples, rng) -> li
     """Each module's backward in isolation, at the inputs it sees inside the network: for a
     random G, backward(G) against differences of ⟨G, forward(u)⟩ in each input u (not for a
     module whose input is not differentiable, such as an embedding's codes)."""
-    net._forward(np.asarray(X, np.float64))
+    net._forward(np.asarray(X, np.float64), keep=True)
     values = [None if v is None else v.copy() for v in net._vals]  # buffers are reused: copied
     checks = []
     for i, (layer, srcs) in enumerate(zip(net.layers, net.sources), start=1):

@@ -234,7 +234,7 @@ def _type(node: dict, defs: dict) -> str:
     if "anyOf" in node or "oneOf" in node:
         return " or ".join(dict.fromkeys(_type(n, defs) for n in node.get("anyOf", node.get("oneOf"))))
     if "enum" in node:
-        return " \\| ".join(f"`{json.dumps(v)}`" for v in node["enum"])
+        return " | ".join(f"`{json.dumps(v)}`" for v in node["enum"])
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
     kind = node.get("type", "any")

@@ -8,4 +8,4 @@ rows = {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], "petal_length": [
 feeds = {name: np.array(values, np.float32).reshape(-1, 1) for name, values in rows.items()}  # one [N, 1] per column
 label, probabilities = session.run(None, feeds)
 print("label", label)
-print("probabilities", probabilities.round(6))
+print("probabilities", probabilities)

@@ -1,10 +1,14 @@
+import warnings
+
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlpbp.sklearn import MLPClassifier
 
+warnings.filterwarnings("ignore", category=ConvergenceWarning)  # 50 epochs: short on purpose
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
 clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=50, random_state=0))

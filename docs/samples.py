@@ -83,10 +83,23 @@ def trimmed(text: str, keep: tuple[int, int] | None) -> str:
     return "\n".join(lines[:first] + ["  ..."] + (lines[-last:] if last else [])) + "\n"
 
 
-def run(command: str, cwd: Path, env: dict) -> str:
+# Samples whose point is a failure, and the exit code they must end with; every other must succeed.
+EXIT_CODES = {"too-large": 2}
+
+
+def run(name: str, command: str, cwd: Path, env: dict) -> str:
     done = subprocess.run(
-        ["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+    # `| head` closes the pipe early: SIGPIPE (141) upstream is how such a command ends.
+    if done.returncode not in (EXIT_CODES.get(name, 0), 141):
+        hint = "a selection must include the samples it uses"
+        sys.exit(f"{name}: `{command}` exited {done.returncode} ({hint}):\n{done.stdout}")
     return done.stdout
 
 
@@ -123,13 +136,13 @@ def main(selected: list[str]) -> None:
             if selected and not any(s in name for s in selected):
                 continue
             print(f"{name}: {command}", flush=True)
-            out = trimmed(run(command, work, env), keep)
+            out = trimmed(run(name, command, work, env), keep)
             (SAMPLES / f"{name}.txt").write_text(f"$ {command}\n{out}")
         for script in sorted(SAMPLES.glob("*.py")):
             if selected and not any(s in script.stem for s in selected):
                 continue
             print(f"{script.stem}: python {script.name}", flush=True)
-            out = run(f"{sys.executable} {script}", work, env)
+            out = run(script.stem, f"{sys.executable} {script}", work, env)
             (SAMPLES / f"{script.stem}.out.txt").write_text(out)
         for source, target in PICTURES:
             if (work / source).exists():

@@ -74,7 +74,7 @@ API = [
     (
         "Saved models and tables",
         "A `model.npz` loaded for prediction and evaluation on raw rows, and the reader of every table.",
-        ["mlpbp.run.model_file.load_model", "mlpbp.data.read_table"],
+        ["mlpbp.run.model_file.load_model", "mlpbp.run.model_file.TrainedModel", "mlpbp.data.read_table"],
     ),
     ("Gradient checks", "What `mlpbp gradcheck` runs.", ["mlpbp.tools.gradcheck.check_network"]),
     (

@@ -130,3 +130,16 @@ def test_test_extra_brings_the_docs_extra():
     assert any(dep.startswith("mkdocs") for dep in extras["docs"])
     test_extra = " ".join(extras["test"])
     assert re.search(r"mlpbp\[[^\]]*\bdocs\b", test_extra)
+
+
+def test_readme_samples_are_the_generated_ones():
+    """README.md's outputs are refilled by docs/samples.py from the files the site includes, so
+    the front page and the site show the same real run."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- sample: (\S+) -->\n(.*?)\n<!-- /sample -->", readme, re.S)
+    assert len(blocks) >= 3
+    samples = ROOT / "docs" / "samples"
+    for name, block in blocks:
+        files = [name, name.replace(".py", ".out.txt")] if name.endswith(".py") else [f"{name}.txt"]
+        for file in files:
+            assert (samples / file).read_text().rstrip() in block, f"README's {name} differs from docs/samples/{file}"

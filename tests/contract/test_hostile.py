@@ -48,7 +48,9 @@ class Ctx:
 
     # argv builders
     def train(self, *extra: str, cfg: Path | None = None) -> list[str]:
-        return ["train", str(cfg or self.cfg), "--out", str(self.out), "-q", *extra]
+        # --overwrite: the folder holds a good run, which a failed new run must leave as it was
+        replace = () if "--resume" in extra else ("--overwrite",)
+        return ["train", str(cfg or self.cfg), "--out", str(self.out), "-q", *replace, *extra]
 
     def train_text(self, text: str, *extra: str) -> list[str]:
         return self.train(*extra, cfg=self.write("c.yaml", text))

@@ -8,6 +8,7 @@ import typer
 
 from mlpbp.cli.app import JSON_OPT, command, echo_json, err
 from mlpbp.errors import ArgumentError
+from mlpbp.run.folder import refuse_same_path
 from mlpbp.tools import export as export_api
 
 FORMATS = ("onnx",)
@@ -28,6 +29,7 @@ def export(
     if fmt not in FORMATS:
         raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
     target = out_file or model_path.with_suffix(f".{fmt}")
+    refuse_same_path(target, {"model file": model_path}, "--out" if out_file else "the output")
     info = export_api.export_onnx(model_path, target)
     if as_json:
         echo_json(info)

@@ -18,6 +18,7 @@ from mlpbp.data.tables import RawTable, read_table
 from mlpbp.engine.losses import softmax
 from mlpbp.errors import DataError
 from mlpbp.io import atomic_open, write_text
+from mlpbp.run.folder import refuse_same_path
 from mlpbp.run.metrics import chunks
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import load_model
@@ -117,6 +118,8 @@ def predict(
 ) -> None:
     """Predict for each row of a table: the class (and its probabilities) or the regression
     values; the id column (when the model was trained with data.id) comes first."""
+    if out_file is not None:
+        refuse_same_path(out_file, {"input table": data, "model file": model_path}, "--out")
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
         X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)

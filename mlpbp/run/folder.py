@@ -61,7 +61,9 @@ def refuse_same_path(output: Path, inputs: dict[str, Path | str | None], what: s
     ``inputs`` maps each input's description to its path; ``what`` describes the output."""
     for name, path in inputs.items():
         if path is not None and _same_file(output, Path(path)):
-            raise ArgumentError(f"{what} {output} is the {name}; writing it would replace the {name}: choose another")
+            raise ArgumentError(
+                f"{what} {output} is the {name}: writing it would replace the {name}; choose another path"
+            )
 
 
 def _same_file(a: Path, b: Path) -> bool:

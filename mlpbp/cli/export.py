@@ -8,8 +8,6 @@ import typer
 
 from mlpbp.cli.app import JSON_OPT, command, echo_json, err
 from mlpbp.errors import ArgumentError
-from mlpbp.run.folder import refuse_same_path
-from mlpbp.tools import export as export_api
 
 FORMATS = ("onnx",)
 
@@ -26,8 +24,12 @@ def export(
     """Export a trained model, preprocessing included, as one graph: ONNX with one named
     [N, 1] input per raw column; classifiers output `label` and `probabilities`,
     regressors `prediction` in the target's units."""
+    from mlpbp.tools import export as export_api
+
     if fmt not in FORMATS:
         raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
+    from mlpbp.run.folder import refuse_same_path
+
     target = out_file or model_path.with_suffix(f".{fmt}")
     refuse_same_path(target, {"model file": model_path}, "--out" if out_file else "the output")
     info = export_api.export_onnx(model_path, target)

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mlpbp.cli import render
 from mlpbp.cli.app import (
     CONFIG_ARG,
     JSON_OPT,
@@ -20,15 +19,8 @@ from mlpbp.cli.app import (
     sigint_requests_stop,
     stopped_by_sigterm,
 )
+from mlpbp.cli.console import LoadProgress
 from mlpbp.errors import Interrupted
-from mlpbp.run.config import Config, config_to_dict, load_config
-from mlpbp.run.distributed import world
-from mlpbp.run.folder import RunFolder, refuse_inputs_in_run, run_in
-from mlpbp.run.prepare import prepare
-from mlpbp.run.trainer import Trainer
-from mlpbp.tools import plot as plot_api
-
-# ---- train / predict / evaluate ------------------------------------------------------------
 
 
 @command
@@ -75,6 +67,10 @@ def train(
 
     Under `mpiexec -n N` (extra `mlpbp[mpi]`), N processes train data-parallel: batch_size
     stays the global batch; only rank 0 prints and writes files."""
+    from mlpbp.run.config import config_to_dict, load_config
+    from mlpbp.run.distributed import world
+    from mlpbp.tools import plot as plot_api
+
     if plot:
         plot_api.import_matplotlib()  # a missing extra is one line before training, not after
     comm = world()
@@ -96,20 +92,29 @@ def train(
             folder.close()
 
 
-def _open_folder(config: Path, cfg: Config, out_dir: Path | None, resume: bool, overwrite: bool) -> RunFolder:
+def _open_folder(config: Path, cfg, out_dir: Path | None, resume: bool, overwrite: bool):
+    from mlpbp.run.folder import RunFolder, refuse_inputs_in_run
+
     path = Path(out_dir or cfg.output.dir)
     refuse_inputs_in_run(path, {"config file": config, "data file": cfg.data.path})
     return RunFolder.open(path, resume=resume, overwrite=overwrite)
 
 
 def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet, verbose, plot) -> None:
+    from mlpbp.cli.render.data import data_summary
+    from mlpbp.cli.render.train import RichTrainHooks, train_summary
+    from mlpbp.run.folder import run_in
+    from mlpbp.run.prepare import prepare
+    from mlpbp.run.trainer import Trainer
+    from mlpbp.tools import plot as plot_api
+
     console = err if as_json else out
     # Ctrl-C while reading: "interrupted while reading FILE", exit 130
-    with render.LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
+    with LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
         data = prepare(cfg, progress=progress, comm=comm)  # a collective: a bad file stops every rank alike
     trainer = Trainer(cfg, data, folder.work if folder is not None else out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
-    trainer.hooks = hooks = render.RichTrainHooks(
+    trainer.hooks = hooks = RichTrainHooks(
         console,
         trainer.task,
         cfg.train.epochs,
@@ -136,7 +141,7 @@ def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet
             )
     # The task and why, always (in the header above, or on a line of its own under --quiet): a
     # wrongly guessed task should never pass unnoticed.
-    render.data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
+    data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
     try:
         with sigint_requests_stop(trainer.stop):  # the swap at the end happens under it, whole
             result = run_in(folder, lambda: trainer.run(resume=resume))
@@ -177,7 +182,7 @@ def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet
             }
         )
     else:
-        render.train_summary(console, result)
+        train_summary(console, result)
 
 
 def _best_epoch(result) -> int | None:

@@ -191,19 +191,20 @@ class RunFolder:
             raise ArgumentError("--resume continues the run in the folder and --overwrite replaces it: give one")
         path = Path(path)
         check_output_dir(path)
-        held = run_files(path)
-        if held and not (resume or overwrite):
-            raise OutputError(
-                f"output directory {path} already holds a run ({', '.join(held)}); pass --overwrite to"
-                " replace it, --resume to continue it, or choose another output directory"
-            )
         if resume and not (path / "checkpoint.npz").is_file():
             raise ModelFileError(f"no checkpoint to resume from: {path / 'checkpoint.npz'} does not exist")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create output directory {path}: {e.strerror or e}") from None
-        lock = _Lock(path)
+        lock = _Lock(path)  # first: a folder another run is writing is refused as that, naming it
+        held = run_files(path)
+        if held and not (resume or overwrite):
+            lock.release()
+            raise OutputError(
+                f"output directory {path} already holds a run ({', '.join(held)}); pass --overwrite to"
+                " replace it, --resume to continue it, or choose another output directory"
+            )
         if resume or not held:  # nothing to keep whole: write in place, where the run can be watched
             return cls(path, path, False, [lock])
         real = Path(os.path.realpath(path))  # a link to a folder: build beside the folder it names

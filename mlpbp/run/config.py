@@ -239,7 +239,7 @@ class OutputConfig(_Strict):
 
 
 class Config(_Strict):
-    seed: StrictInt = 0
+    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0  # NumPy's generators take seeds >= 0
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -272,6 +272,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error_line(path, exc)) from None
+    except RecursionError:  # the YAML composer recurses once per level
+        raise ConfigError(f"{path}: nested too deeply (a config needs a few levels)") from None
     if raw is None:
         raw = {}  # an empty file: validation then says what is missing
     if not isinstance(raw, dict):
@@ -280,7 +282,25 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
             f" got {type(raw).__name__}"
         )
     raw = apply_overrides(raw, overrides)
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels deep (a config has 3)")
     return config_from_dict(raw, base_dir=path.parent, name=path.stem)
+
+
+MAX_DEPTH = 32  # a config has 3; validation recurses once per level
+
+
+def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
+    """How many levels of lists and mappings ``value`` nests (counted up to ``limit``), without
+    recursion."""
+    depth, level = 0, [value]
+    while depth < limit:
+        containers = [x for x in level if isinstance(x, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
 
 
 def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> Config:

@@ -25,6 +25,7 @@ from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
 from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.epoch import sgd_epoch
+from mlpbp.run.folder import RunFolder, run_in
 from mlpbp.run.history import write_history
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model import TrainedModel
@@ -404,6 +405,15 @@ def train(
     resume: bool = False,
     hooks: TrainHooks | None = None,
     stop: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
-    """Train the network a config describes; write model.npz, history.csv and config.yaml."""
-    return Trainer(cfg, prepare(cfg), out_dir, hooks, stop).run(resume=resume)
+    """Train the network a config describes; write model.npz, history.csv and config.yaml into
+    ``out_dir`` (default output.dir) as one unit (``mlpbp.run.folder``): a folder that already
+    holds a run is refused unless ``overwrite`` or ``resume``."""
+    folder = RunFolder.open(out_dir if out_dir is not None else cfg.output.dir, resume=resume, overwrite=overwrite)
+    try:
+        data = prepare(cfg)
+        return run_in(folder, lambda: Trainer(cfg, data, folder.work, hooks, stop).run(resume=resume))
+    finally:
+        folder.discard()
+        folder.close()

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "export",
     "plot",
     "tune",
+    "cv",
 )
 for _name in COMMAND_MODULES:
     import_module(f"mlpbp.cli.{_name}")

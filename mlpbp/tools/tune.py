@@ -21,6 +21,8 @@ import json
 import math
 import shutil
 import threading
+import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,15 +143,19 @@ def _is_integer_key(fieldinfo) -> bool:
     return False
 
 
+def _only_some() -> set[str]:
+    """``train:`` keys some registered optimizers read and others do not."""
+    keys = [set(optimizer_keys(n)) for n in OPTIMIZERS]
+    return set.union(*keys) - set.intersection(*keys)
+
+
 def build_space(raw: dict, spec: TuneConfig, base_dir: Path, name: str) -> list[Dimension]:
     """The dimensions of ``spec.space``, each value it can take validated in the config ``raw``.
     The optimizer comes first, so the keys that depend on it can be left out of a trial."""
     optimizers = None
     if "train.optimizer" in spec.space and spec.space["train.optimizer"].choices is not None:
         optimizers = [c for c in spec.space["train.optimizer"].choices if isinstance(c, str) and c in OPTIMIZERS]
-    only_some = set.union(*(set(optimizer_keys(n)) for n in OPTIMIZERS)) - set.intersection(
-        *(set(optimizer_keys(n)) for n in OPTIMIZERS)
-    )
+    only_some = _only_some()
     dims = []
     for key, ps in spec.space.items():
         fieldinfo = _field_at(key)
@@ -171,10 +177,7 @@ def build_space(raw: dict, spec: TuneConfig, base_dir: Path, name: str) -> list[
                 f" ({', '.join(optimizers)}) reads {train_key}"
             )
         for value in dim.values_to_check():
-            trial_raw = copy.deepcopy(raw)
-            if conditional:
-                set_key(trial_raw, "train.optimizer", readers[0])
-            set_key(trial_raw, key, value)
+            trial_raw = with_params(raw, {"train.optimizer": readers[0], key: value} if conditional else {key: value})
             try:
                 config_from_dict(trial_raw, base_dir, name)
             except ConfigError as e:
@@ -215,9 +218,15 @@ def sample(trial, dims: Sequence[Dimension], raw: dict) -> dict:
 
 
 def with_params(raw: dict, params: dict) -> dict:
-    """The raw config with the values set and no ``tune`` section: what a trial trains."""
+    """The raw config with the values set and no ``tune`` section: what a trial trains. When the
+    optimizer is one of them, the file's settings of other optimizers (momentum: 0.9 in a trial
+    of adam) are left out, as the trial's optimizer would refuse them."""
     out = copy.deepcopy(raw)
     out.pop("tune", None)
+    optimizer = params.get("train.optimizer")
+    if isinstance(optimizer, str) and optimizer in OPTIMIZERS and isinstance(out.get("train"), dict):
+        foreign = _only_some() - set(optimizer_keys(optimizer))
+        out["train"] = {k: v for k, v in out["train"].items() if k not in foreign}
     for key, value in params.items():
         set_key(out, key, value)
     return out
@@ -297,17 +306,32 @@ def open_storage(url: str | None, out_dir: Path):
     from sqlalchemy.exc import ArgumentError as UrlError
 
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":  # the driver mlpbp[postgres] installs, whatever SQLAlchemy's default
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        shown = parsed.render_as_string(hide_password=True)
     except UrlError:
         raise ArgumentError(
             f"storage {url!r} is not a storage URL: give sqlite:///FILE, postgresql://USER@HOST/DB,"
             " mysql://USER@HOST/DB or journal:FILE",
             argument="storage",
         ) from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     try:
-        # heartbeat: a trial whose process died (SIGKILL, a lost machine) is marked failed after
-        # the grace period, instead of staying "running" in the study for ever.
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120), shown
+        for attempt in range(6):
+            try:
+                # heartbeat: a trial whose process died (SIGKILL, a lost machine) is marked failed
+                # after the grace period, instead of staying "running" in the study for ever.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120), shown
+            except (IntegrityError, ProgrammingError):
+                # Several tuners starting on an empty database all create Optuna's tables; all
+                # but one then collide (a duplicate type or table). The tables are there next time.
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except ImportError as e:
         raise ResourceError(
             f"storage {shown}: its database driver is not installed ({e}); for PostgreSQL:"

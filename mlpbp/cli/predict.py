@@ -19,7 +19,8 @@ from mlpbp.engine.losses import softmax
 from mlpbp.errors import DataError
 from mlpbp.io import atomic_open, write_text
 from mlpbp.run.metrics import chunks
-from mlpbp.run.model_file import TrainedModel, load_model
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import load_model
 
 DATA_HELP = "Table with the training feature columns, by name, in any order: CSV/TSV, Parquet, NPZ or NPY."
 STRICT_OPT = typer.Option(

@@ -90,13 +90,14 @@ class TuneView(tune_api.TuneHooks):
         with self.lock:
             self.best_value = best.value if best is not None else None
             row = self.rows.setdefault(number := record.number, {"params": record.params})
-            row.update(state=record.state, value=record.value, best=self.best_value, epoch=f"{record.epochs} epochs")
+            n = record.epochs
+            row.update(state=record.state, value=record.value, best=self.best_value, epoch=f"{n} epoch{'s' * (n != 1)}")
         if self.trials is not None:
             self.progress.update(self.task, completed=min(finished, self.trials))
         if self.live is None and not self.quiet:
             params = " ".join(f"{k}={_cell(v)}" for k, v in record.params.items())
             self.console.print(
-                f"trial {number} {record.state} {fmt(record.value)} ({record.epochs} epochs) {escape(params)};"
+                f"trial {number} {record.state} {fmt(record.value)} ({row['epoch']}) {escape(params)};"
                 f" best {fmt(self.best_value)}",
                 highlight=False,
                 soft_wrap=True,

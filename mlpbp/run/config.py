@@ -280,6 +280,9 @@ class TuneConfig(_Strict):
     # None: inferred from the metric's name (losses and errors fall, accuracies and scores rise).
     direction: Literal["minimize", "maximize"] | None = None
     pruner: Literal["median", "hyperband", "none"] = "median"
+    # Epochs a trial trains before it can be pruned (None: a quarter of train.epochs): the first
+    # epochs say little about where a run ends (a slow start with momentum, a warm schedule).
+    warmup_epochs: Annotated[StrictInt, Field(ge=0)] | None = None
     space: Annotated[dict[str, ParamSpec], Field(min_length=1)]
 
 

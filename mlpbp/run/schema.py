@@ -98,6 +98,7 @@ DESCRIPTIONS = {
     "the one of the weights the run keeps (the last epoch's, or the best under early stopping).",
     "tune.direction": "minimize or maximize (null: inferred from the metric, losses fall and accuracies rise).",
     "tune.pruner": "Stop unpromising trials early from their per-epoch values: median, hyperband or none.",
+    "tune.warmup_epochs": "Epochs every trial trains before the pruner may stop it (null: a quarter of train.epochs).",
     "tune.space": "The search space: dotted config keys, each a range {low, high, log, step} (integers for an "
     "integer key) or {choices: [...]}, e.g. train.learning_rate: {low: 1.0e-4, high: 0.1, log: true}.",
 }

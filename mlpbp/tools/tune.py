@@ -471,9 +471,11 @@ def tune(
         [cfg.train.epochs]
         + [int(v) for d in dims if d.key == "train.epochs" for v in d.values_to_check() if isinstance(v, int)]
     )
+    warmup = spec.warmup_epochs if spec.warmup_epochs is not None else cfg.train.epochs // 4
     pruner = {
-        "median": lambda: optuna.pruners.MedianPruner(),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs),
+        # the median of the other trials at the same epoch, from the 6th trial and past the warm-up
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=max_epochs),
         "none": lambda: optuna.pruners.NopPruner(),
     }[spec.pruner]()
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)

@@ -134,12 +134,17 @@ class Trainer:
         self.first_order = isinstance(self.opt, Optimizer)
         self.sharpness_sample = None
         if cfg.train.sharpness_every is not None:
-            X, y = self.data.train
-            if X.shape[0] == 0:
+            if self.data.train[0].shape[0] == 0:
                 raise ConfigError("config error at train.sharpness_every: there are no training rows to measure it on")
-            k = min(cfg.train.sharpness_rows, X.shape[0])
-            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(X.shape[0], k, replace=False))
-            self.sharpness_sample = (X[rows], y[rows])
+            self.sharpness_sample = self._training_sample()
+        self.board = None  # the TensorBoard writer, while a run with output.tensorboard is running
+
+    def _training_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed seeded sample of train.sharpness_rows training rows (sharpness, gradient histograms)."""
+        X, y = self.data.train
+        k = min(self.cfg.train.sharpness_rows, X.shape[0])
+        rows = np.sort(np.random.default_rng([self.cfg.seed, 3]).choice(X.shape[0], k, replace=False))
+        return X[rows], y[rows]
 
     @property
     def checkpoint_path(self) -> Path:
@@ -151,12 +156,23 @@ class Trainer:
             self._resume()
         self.threads = choice = self._choose_threads()
         self.hooks.threads(choice.describe())
+        out = self.cfg.output
+        if out.tensorboard and self.comm.rank == 0:
+            from mlpbp.run.tensorboard import TensorBoardWriter
+
+            sample = self._training_sample() if out.histogram_every is not None else None
+            self.board = TensorBoardWriter(self.out_dir, out.histogram_every, sample, self.state.epoch + 1)
         # Overflow warnings are silenced: a non-finite loss is reported once, as divergence.
-        with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self.state.threads = blas_threads()
-            while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
-                self._epoch()
-            return self._finish()
+        try:
+            with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.state.threads = blas_threads()
+                while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
+                    self._epoch()
+                return self._finish()
+        finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
 
     def _read_ahead(self) -> bool:
         """Whether rows read from files are read ahead by a second process: when the BLAS
@@ -263,6 +279,8 @@ class Trainer:
         last = st.epoch == t.epochs or st.stopped_early
         if last or self._saved_at is None or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
             self._save_checkpoint()
+        if self.board is not None:
+            self.board.epoch(record, net, last=last)
         self.hooks.epoch_end(record)
 
     def _sharpness(self) -> float:

@@ -8,6 +8,7 @@ from importlib import import_module
 from mlpbp.cli.app import app, main
 
 COMMAND_MODULES = (
+    "init",
     "train",
     "predict",
     "data",

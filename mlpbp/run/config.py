@@ -108,7 +108,14 @@ class _Strict(BaseModel):
 
 
 ColumnName = Annotated[str, Field(min_length=1)]
-ColumnKind = Literal["numeric", "categorical", "date", "drop"]
+ColumnKind = Literal["numeric", "categorical", "date", "time", "datetime", "drop"]
+NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none"]
+TargetTransform = Literal["standardize", "log1p", "quantile", "none"]
+
+
+def _per_column(kind: Any) -> Any:
+    """A value for every column, or a mapping column -> value (the rest take the default)."""
+    return kind | dict[ColumnName, kind]
 
 
 class DataConfig(_Strict):
@@ -125,8 +132,21 @@ class DataConfig(_Strict):
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     max_classes: Annotated[StrictInt, Field(ge=2)] = 50
     max_categories: PosInt = 50
-    missing: Literal["error", "drop_rows", "impute"] = "error"
-    handle_unknown: Literal["error", "ignore"] = "error"
+    # Missing cells: pandas' default tokens (mlpbp.data.cells.NA_VALUES) plus these.
+    na_values: list[str] = Field(default_factory=list)
+    # strptime formats (one for every text date column, or per column); default: the recognised list
+    date_format: _per_column(Annotated[str, Field(min_length=2)]) | None = None
+    bad_lines: Literal["error", "skip"] = "error"
+    missing: Literal["error", "drop_rows", "impute"] = "impute"
+    # infrequent: a category unseen in training -> the column's "infrequent" level (all zeros without one)
+    handle_unknown: Literal["error", "ignore", "infrequent"] = "infrequent"
+    # categories with fewer training rows than this share one "infrequent" level (1: none merged)
+    min_frequency: PosInt = 5
+    # numeric columns: auto (standardize, or quantile when skewed), standardize, quantile, log1p, robust, none
+    numeric: _per_column(NumericTransform) = "auto"
+    # regression targets; default standardize (none when data.standardize is false)
+    target_transform: TargetTransform | None = None
+    test_path: str | None = None
     test_fraction: Fraction = 0.2
     validation_fraction: Fraction = 0.1
     standardize: StrictBool = True
@@ -154,6 +174,14 @@ class DataConfig(_Strict):
         overlap = set(self.features or []) & set(self.drop)
         if overlap:
             raise ValueError(f"column '{sorted(overlap)[0]}' is both in features and in drop")
+        if self.test_path is not None and self.path is None:
+            raise ValueError("test_path needs data.path (a table); bundled and generated sets split their own rows")
+        if self.test_path is not None and "test_fraction" in self.model_fields_set and self.test_fraction > 0:
+            raise ValueError("give test_path or test_fraction, not both (test_path's rows are the test split)")
+        if self.test_path is not None:
+            self.test_fraction = 0.0
+        if self.target_transform is None:
+            self.target_transform = "standardize" if self.standardize else "none"
         if self.noise is None and self.dataset is not None:
             # Resolve here so the saved config shows the value actually used.
             self.noise = 0.0 if self.dataset == "xor" else 0.1
@@ -174,6 +202,7 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    _user_set: set = PrivateAttr(default_factory=set)  # the keys the config itself set
     epochs: PosInt = 40
     # None: 32 for sgd/adam/adamw; all the training rows (full batch) for newton_cg
     batch_size: PosInt | None = None
@@ -202,6 +231,8 @@ class TrainConfig(_Strict):
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
     decay: Annotated[Float, Field(ge=0.0)] = 0.01
+    # epochs at the start whose learning rate rises linearly to the schedule's
+    warmup: Annotated[StrictInt, Field(ge=0)] = 0
     patience: PosInt | None = None
     dtype: Annotated[str, one_of(DTYPES)] = "float32"
     # BLAS threads: "auto" chooses per shape and machine (mlpbp.run.threads), N sets them.
@@ -213,6 +244,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        self._user_set = set(self.model_fields_set)  # before the defaults below are filled in
         own, foreign = optimizer_keys(self.optimizer), _optimizer_only_keys()
         for key in sorted(self.model_fields_set & foreign - set(own), key=list(type(self).model_fields).index):
             if getattr(self, key) is not None:
@@ -373,6 +405,8 @@ def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> 
         cfg.output.dir = os.path.normpath(Path(base_dir) / cfg.output.dir)  # an absolute one stays
     if cfg.data.path is not None:  # absolute: the saved config then finds the file from anywhere
         cfg.data.path = str((Path(base_dir) / cfg.data.path).resolve())
+    if cfg.data.test_path is not None:
+        cfg.data.test_path = str((Path(base_dir) / cfg.data.test_path).resolve())
     cfg._base_dir = Path(base_dir)
     return cfg
 

@@ -31,6 +31,7 @@ from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import save_model
 from mlpbp.run.prepare import Prepared, build_model, prepare
+from mlpbp.run.recipe import apply_recipe
 from mlpbp.run.threads import (
     ThreadChoice,
     blas_thread_limit,
@@ -118,10 +119,17 @@ class Trainer:
             )
         self.data = data
         self.task = data.task
+        # unset keys of a table's config: the default recipe (run/recipe.py), chosen before
+        # anything is built from them
+        self.recipe = apply_recipe(cfg, data.train[0].shape[0], data.train[0].shape[1])
+        if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
+            raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
         eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
         self.net = build_model(
             cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows, class_weight=data.class_weight
         )
+        # the saved config (and `mlpbp inspect`) shows the loss and init the network resolved
+        cfg.model.loss, cfg.model.init = self.net.loss_name, self.net.init
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)
@@ -209,7 +217,15 @@ class Trainer:
         if not self.first_order:
             return self._full_batch_epoch(order, started)
         opt.learning_rate = learning_rate_at(
-            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
+            epoch,
+            t.learning_rate,
+            t.schedule,
+            t.epochs,
+            t.step_size,
+            t.gamma,
+            t.decay,
+            t.warmup,
+            [r.get("val_loss") for r in st.history],
         )
         n_steps = math.ceil(X.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
@@ -386,7 +402,13 @@ class Trainer:
             d.preprocessor.inputs,
             target,
             config_to_dict(self.cfg),
-            metrics={"evaluated_on": on, "epochs_trained": len(st.history), **metrics},
+            metrics={
+                "evaluated_on": on,
+                "epochs_trained": len(st.history),
+                # the epoch whose weights the model keeps (early stopping: the best one)
+                "weights_from_epoch": st.best_epoch if self.best_params is not None else len(st.history),
+                **metrics,
+            },
             id_name=d.id_name,
         )
         model_path = self.out_dir / "model.npz"

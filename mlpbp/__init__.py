@@ -1,16 +1,11 @@
-"""mlpbp: multilayer perceptrons trained by backpropagation written out in NumPy."""
+"""mlpbp: multilayer perceptrons trained by backpropagation written out in NumPy.
 
+The public names below are imported when first used (PEP 562's module ``__getattr__``), so
+``import mlpbp`` and the CLI's ``--help`` load no NumPy; ``from mlpbp import MLP`` works as ever."""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from mlpbp.engine.activations import ACTIVATIONS, ActivationFn
-from mlpbp.engine.dtypes import DTYPES
-from mlpbp.engine.init import INITS
-from mlpbp.engine.layers import Activation, Linear
-from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss
-from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import OPTIMIZERS, SGD, Adam, AdamW
-from mlpbp.engine.registry import Registry
-from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
 from mlpbp.errors import (
     ArgumentError,
     ConfigError,
@@ -22,6 +17,27 @@ from mlpbp.errors import (
     ResourceError,
     TrainingError,
 )
+
+# Each public name of the engine, and the module that defines it.
+_LAZY = {
+    "MLP": "mlpbp.engine.network",
+    "SGD": "mlpbp.engine.optim",
+    "Adam": "mlpbp.engine.optim",
+    "AdamW": "mlpbp.engine.optim",
+    "OPTIMIZERS": "mlpbp.engine.optim",
+    "Linear": "mlpbp.engine.layers",
+    "Activation": "mlpbp.engine.layers",
+    "SquareLoss": "mlpbp.engine.losses",
+    "CrossEntropyLoss": "mlpbp.engine.losses",
+    "LOSSES": "mlpbp.engine.losses",
+    "learning_rate_at": "mlpbp.engine.schedules",
+    "SCHEDULES": "mlpbp.engine.schedules",
+    "ACTIVATIONS": "mlpbp.engine.activations",
+    "ActivationFn": "mlpbp.engine.activations",
+    "INITS": "mlpbp.engine.init",
+    "DTYPES": "mlpbp.engine.dtypes",
+    "Registry": "mlpbp.engine.registry",
+}
 
 __all__ = [
     "MLP",
@@ -52,6 +68,20 @@ __all__ = [
     "TrainingError",
     "Interrupted",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlpbp' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 try:
     __version__ = version("mlpbp")  # the one version string: pyproject.toml's

@@ -19,19 +19,24 @@ import threading
 import typer
 from rich.markup import escape
 
-from mlpbp.cli.render import PipeAwareConsole
+from mlpbp.cli.console import PipeAwareConsole
 from mlpbp.errors import Interrupted, MlpbpError, TrainingError
 
 
 class _FlagsAsFlags:
     """Typer lists a boolean flag with a `<bool>` placeholder, as if it took a value (yet
-    `--json=true` is refused): show flags bare."""
+    `--json=true` is refused): show flags bare. A flag left unset is False, not None: Typer
+    coerces a None through pydantic, which `mlpbp COMMAND --help` would otherwise import only
+    for the group's own --help and completion flags."""
 
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for p in params:
-            if getattr(p, "is_flag", False) and p.metavar is None:
-                p.metavar = ""
+            if getattr(p, "is_flag", False):
+                if p.metavar is None:
+                    p.metavar = ""
+                if p.default is None:
+                    p.default = False
         return params
 
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mlpbp.cli import render
 from mlpbp.cli.app import CONFIG_ARG, SET_OPT, command, echo_json, err, out
-from mlpbp.run.config import load_config
-from mlpbp.run.prepare import prepare
+from mlpbp.cli.console import LoadProgress
 
 
 @command
@@ -28,10 +26,14 @@ def data(
     or set by data.columns), missing cells, categories or range; the task and why; the input
     width after one-hot encoding; and the class counts. Kinds and categories come from the
     training split, as in training; nothing is written."""
+    from mlpbp.cli.render.data import data_summary
+    from mlpbp.run.config import load_config
+    from mlpbp.run.prepare import prepare
+
     cfg = load_config(config, overrides or ())
-    with render.LoadProgress(err, cfg.data.path or cfg.data.dataset) as progress:
+    with LoadProgress(err, cfg.data.path or cfg.data.dataset) as progress:
         prepared = prepare(cfg, progress=progress, encode=False)
     if as_json:
         echo_json(prepared.summary)
     else:
-        render.data_summary(out, prepared.summary, verbose=True)
+        data_summary(out, prepared.summary, verbose=True)

@@ -8,16 +8,9 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mlpbp.cli import render
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, out, sigint_requests_stop
+from mlpbp.cli.console import LoadProgress
 from mlpbp.errors import Interrupted
-from mlpbp.run.config import config_to_dict, load_config
-from mlpbp.run.distributed import world
-from mlpbp.run.prepare import prepare
-from mlpbp.run.trainer import Trainer
-from mlpbp.tools import plot as plot_api
-
-# ---- train / predict / evaluate ------------------------------------------------------------
 
 
 @command
@@ -56,6 +49,14 @@ def train(
 
     Under `mpiexec -n N` (extra `mlpbp[mpi]`), N processes train data-parallel: batch_size
     stays the global batch; only rank 0 prints and writes files."""
+    from mlpbp.cli.render.data import data_summary
+    from mlpbp.cli.render.train import RichTrainHooks, train_summary
+    from mlpbp.run.config import config_to_dict, load_config
+    from mlpbp.run.distributed import world
+    from mlpbp.run.prepare import prepare
+    from mlpbp.run.trainer import Trainer
+    from mlpbp.tools import plot as plot_api
+
     if plot:
         plot_api.import_matplotlib()  # a missing extra is one line before training, not after
     comm = world()
@@ -70,11 +71,11 @@ def train(
     comm.same_everywhere("config", {**same, "--resume": resume})
     console = err if as_json else out
     # Ctrl-C while reading: "interrupted while reading FILE", exit 130
-    with render.LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
+    with LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
         data = prepare(cfg, progress=progress, comm=comm)  # a collective: a bad file stops every rank alike
     trainer = Trainer(cfg, data, out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
-    trainer.hooks = hooks = render.RichTrainHooks(
+    trainer.hooks = hooks = RichTrainHooks(
         console,
         trainer.task,
         cfg.train.epochs,
@@ -101,7 +102,7 @@ def train(
             )
     # The task and why, always (in the header above, or on a line of its own under --quiet): a
     # wrongly guessed task should never pass unnoticed.
-    render.data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
+    data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
     try:
         with sigint_requests_stop(trainer.stop):
             result = trainer.run(resume=resume)
@@ -141,7 +142,7 @@ def train(
             }
         )
     else:
-        render.train_summary(console, result)
+        train_summary(console, result)
 
 
 def _best_epoch(result) -> int | None:

@@ -8,6 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
+from mlpbp.data.columns import infer_kind, numeric_values, string_values
+from mlpbp.data.rows import RowNumbers, at, cell_error, row_number, rows_from, short_list
 from mlpbp.errors import DataError
 
 
@@ -82,199 +85,13 @@ class Standardizer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables: columns of any kind into one matrix of numbers
+# Tables: columns of any kind into one matrix of numbers (each column read by data/columns.py)
 
 KINDS = ("numeric", "categorical", "date", "drop")
 MISSING = ("error", "drop_rows", "impute")
 UNKNOWN = ("error", "ignore")
 MISSING_CATEGORY = "missing"  # what `missing: impute` files a missing category cell under
 CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whatever the table's size
-_DAY = {"s": 86400, "ms": 86400 * 10**3, "us": 86400 * 10**6, "ns": 86400 * 10**9}
-
-
-_NUMPY_TYPES = {
-    getattr(pa, name)(): np.dtype(name)
-    for name in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-}
-
-
-# pyarrow imports pandas (over a second, and memory) the first time it converts a Python or NumPy
-# object or calls Array.to_numpy; these two helpers go through raw buffers instead.
-
-
-def to_numpy(arr) -> np.ndarray:
-    """A primitive column as a NumPy array, missing cells NaN (floats) or 0; read-only when it
-    is a view of the table's memory."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-    if pa.types.is_boolean(arr.type):
-        values = _bits(arr.buffers()[1], arr.offset, len(arr))
-    else:
-        dtype = _NUMPY_TYPES.get(arr.type)
-        if dtype is None:
-            return arr.to_numpy(zero_copy_only=True)
-        values = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
-    if arr.null_count:
-        holes = _bits(arr.buffers()[0], arr.offset, len(arr)) == 0
-        values = values.astype(np.float64 if values.dtype.kind == "f" else values.dtype)
-        values[holes] = np.nan if values.dtype.kind == "f" else 0
-    return values
-
-
-def positions(index) -> np.ndarray:
-    """What ``pc.index_in`` found, as int64 with -1 where the value is not in the set."""
-    idx = to_numpy(index).astype(np.int64)
-    idx[to_numpy(pc.is_null(index))] = -1
-    return idx
-
-
-def _bits(buf, offset: int, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset : offset + n].astype(bool)
-
-
-def arrow(values) -> pa.Array:
-    """A NumPy array (bool or numeric) or a list of str as an Arrow array, without nulls."""
-    if isinstance(values, list):
-        data = [v.encode() for v in values]
-        offsets = np.cumsum([0, *map(len, data)], dtype=np.int32)
-        return pa.Array.from_buffers(
-            pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-        )
-    values = np.ascontiguousarray(values)
-    if values.dtype == bool:
-        return pa.Array.from_buffers(
-            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
-        )
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
-
-
-def infer_kind(arrow_type: pa.DataType) -> str:
-    """A column's kind from its type: numbers are numeric, text and booleans categorical,
-    dates and times dates; a column with no value at all is dropped."""
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "numeric"
-    if pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type):
-        return "date"
-    if pa.types.is_null(arrow_type):
-        return "drop"
-    return "categorical"
-
-
-# How messages number a table's rows: the number of its first row (a chunk's offset in its file;
-# see RawTable.first_row), or every row's own number once rows were dropped before it (training's
-# data.missing: drop_rows, the rows without a target that evaluate skips), so a message names
-# the row the user sees in the file whatever was dropped.
-RowNumbers = int | np.ndarray
-
-
-def row_number(first_row: RowNumbers, i: int) -> int:
-    """The number messages give row ``i`` of a table numbered by ``first_row``."""
-    return int(first_row[i]) if isinstance(first_row, np.ndarray) else first_row + int(i)
-
-
-def rows_from(first_row: RowNumbers, start: int) -> RowNumbers:
-    """The numbering of the table's rows from ``start`` on (a chunk's)."""
-    return first_row[start:] if isinstance(first_row, np.ndarray) else first_row + start
-
-
-def rows_kept(first_row: RowNumbers, keep: np.ndarray) -> RowNumbers:
-    """The numbering of the rows where ``keep`` is true, once the others are dropped: each
-    keeps its number (``first_row`` itself when none is dropped)."""
-    if keep.all():
-        return first_row
-    numbers = first_row if isinstance(first_row, np.ndarray) else np.arange(first_row, first_row + len(keep))
-    return numbers[keep]
-
-
-def _at(source: str) -> str:
-    """The file a message is about, as its prefix."""
-    return f"{source}: " if source else ""
-
-
-def _cell_error(source: str, row: int, column: str, message: str) -> DataError:
-    return DataError(f"{_at(source)}row {row}, column '{column}': {message}")
-
-
-def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
-    for i, v in enumerate(arr.to_pylist()):
-        if v is not None and not ok(v):
-            return i, v
-    return -1, None
-
-
-def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
-    """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
-    t = arr.type
-    if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            try:
-                arr = pc.cast(arr, pa.timestamp("s"))
-            except pa.ArrowInvalid:
-                i, v = _first_bad(arr, _is_iso_date)
-                raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not an ISO-8601 date") from None
-            t = arr.type
-        if pa.types.is_date32(t):
-            return to_numpy(pc.cast(pc.cast(arr, pa.int32()), pa.float64()))
-        if pa.types.is_date64(t):
-            return to_numpy(pc.cast(pc.cast(arr, pa.int64()), pa.float64())) / 86400e3
-        if pa.types.is_timestamp(t):
-            days = pc.cast(pc.cast(arr, pa.timestamp(t.unit)), pa.int64())
-            return to_numpy(pc.cast(days, pa.float64())) / _DAY[t.unit]
-        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as dates")
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        try:
-            arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())
-        except pa.ArrowInvalid:
-            i, v = _first_bad(arr, _is_number)
-            raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not a number") from None
-    try:
-        values = to_numpy(pc.cast(arr, pa.float64()))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as numbers") from None
-    if np.isinf(values).any():
-        i = int(np.flatnonzero(np.isinf(values))[0])
-        raise _cell_error(source, row_number(first_row, i), column, f"{float(values[i])!r} is not a finite number")
-    return values
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_iso_date(v: str) -> bool:
-    try:
-        pc.cast(pa.array([v]), pa.timestamp("s"))
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def string_values(arr) -> pa.ChunkedArray | pa.Array:
-    """A column as text labels, one spelling per value: integer-valued numbers as integers
-    ('3', whether the file wrote 3 or 3.0), booleans as 'true'/'false'; missing cells null."""
-    t = arr.type
-    if pa.types.is_floating(t):
-        values = to_numpy(pc.cast(arr, pa.float64()))
-        finite = values[np.isfinite(values)]
-        if np.array_equal(finite, np.round(finite)) and (np.abs(finite) < 2**53).all():
-            return pc.cast(pc.cast(arr, pa.int64(), safe=False), pa.string())
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pc.utf8_trim_whitespace(arr)
-    return pc.cast(arr, pa.string())
-
-
-def missing_mask(arr) -> np.ndarray:
-    """Where a column has no value: null, or a float NaN (Parquet and NumPy write those)."""
-    mask = to_numpy(arr.is_null()).astype(bool)
-    if pa.types.is_floating(arr.type):
-        mask |= np.isnan(to_numpy(arr))
-    return mask
 
 
 @dataclass
@@ -374,7 +191,7 @@ class Preprocessor:
                 categories = sorted(v for v in pc.unique(s).to_pylist() if v is not None)
                 if len(categories) > max_categories:
                     raise DataError(
-                        f"{_at(source)}column '{name}' has {len(categories)} distinct values"
+                        f"{at(source)}column '{name}' has {len(categories)} distinct values"
                         f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
                         f" put it in data.drop (or data.id), or raise data.max_categories"
                     )
@@ -403,7 +220,7 @@ class Preprocessor:
         with "ignore")."""
         absent = [c for c in self.inputs if c not in table.column_names]
         if absent:
-            raise DataError(f"{_at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
+            raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
         n = table.num_rows
         out = np.empty((n, self.width), dtype=dtype)
         for start in range(0, n, CHUNK_ROWS):
@@ -455,7 +272,7 @@ class Preprocessor:
                 if nulls and holes[i]
                 else f"category {value!r} was not seen in training (known: {known})"
             )
-            raise _cell_error(
+            raise cell_error(
                 source,
                 row_number(first_row, i),
                 col.name,
@@ -505,7 +322,7 @@ class Preprocessor:
         first = row_number(first_row, np.flatnonzero(holes)[0])
         count = int(holes.sum())
         return DataError(
-            f"{_at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
+            f"{at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
             f" (first at row {first}); the model was trained with data.missing: {self.missing}"
             " (data.missing: impute fills them)"
         )
@@ -542,7 +359,3 @@ class Preprocessor:
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
             raise ValueError("missing/handle_unknown")
         return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
-
-
-def short_list(values: list[str], n: int = 8) -> str:
-    return ", ".join(values[:n]) + (f", ... ({len(values)} in all)" if len(values) > n else "")

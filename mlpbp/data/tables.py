@@ -9,12 +9,10 @@ for what it costs against pandas and NumPy. Every problem with a file becomes on
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.preprocessing import RowNumbers, arrow, row_number, rows_kept
+from mlpbp.data.arrow import arrow
+from mlpbp.data.csv_parts import Progress, stream_csv
+from mlpbp.data.rows import RowNumbers, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -39,15 +39,10 @@ EXTENSIONS = {
 }
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed from
-BLOCK_BYTES = 2 << 20  # the streaming CSV reader's block: 1-4 MiB parsed fastest, 16 MiB 1.4x slower
-# A CSV at least this large is parsed in one part per usable core, each part by its own streaming
-# reader in a thread (pyarrow parses without the GIL): 1M x 100 floats (1.1 GB) took 3.0 s in two
-# parts against 5.4 s in one, on a 2-vCPU AMD EPYC VM.
+# A CSV at least this large is parsed in one part per usable core (data/csv_parts.py), which
+# pays once a file is past tens of MB (benchmarks/README.md, "Reading a CSV").
 PARALLEL_BYTES = 64 << 20
 MAX_PARTS = 8
-
-# progress(rows read so far, fraction of the file read); rows are estimated until the end.
-Progress = Callable[[int, float], None]
 
 
 @dataclass
@@ -143,124 +138,15 @@ def sniff_delimiter(path: Path, sample: str) -> str:
 def _read_csv(
     path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
 ) -> RawTable:
-    try:
-        with path.open("rb") as f:
-            head = f.read(SAMPLE_BYTES)
-        size = path.stat().st_size
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        if len(head) < SAMPLE_BYTES or e.start < len(head) - 4:  # not a character cut at the sample's end
-            raise DataError(f"{path}: cannot read as CSV: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        text = head[: e.start].decode("utf-8-sig")
+    head, text, size = _head(path)
     if delimiter is None:
         delimiter = sniff_delimiter(path, text)
-    bad_rows: list[str] = []
-
-    def invalid_row(row) -> str:
-        where = f"row {row.number}" if row.number is not None else "a row"
-        bad_rows.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
-        return "error"
-
-    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid_row)
-    convert = pacsv.ConvertOptions(strings_can_be_null=True)
-    types = _sample_types(head, parse, convert) if size > SAMPLE_BYTES else {}
-    # Float columns typed up front skip inference, and float32 ones take half the memory.
-    wide = set(keep64) if keep64 is not None else set(list(types)[-1:])
-    column_types = {
-        name: (pa.float32() if float32 and name not in wide else pa.float64())
-        for name, t in types.items()
-        if pa.types.is_floating(t) and name
-    }
-
-    def stream(column_types: dict, parts: int = 1) -> pa.Table:
-        """Block by block: memory stays near the table's own size (read_csv holds the whole
-        file's text while it converts), and the rows read are known as it goes. With parts > 1,
-        the file is cut at line ends into that many byte ranges, each streamed in a thread of
-        its own; the first range's header and column types are given to the others."""
-        with contextlib.ExitStack() as files:
-            cuts = _line_cuts(files.enter_context(path.open("rb")), size, parts)
-            ranges = [_Range(files.enter_context(path.open("rb")), lo, hi) for lo, hi in zip(cuts, cuts[1:])]
-            read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
-            first = pacsv.open_csv(
-                ranges[0],
-                read_options=read,
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
-            )
-            schema = first.schema
-            readers = [first] + [
-                pacsv.open_csv(
-                    part,
-                    read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=schema.names),
-                    parse_options=parse,
-                    convert_options=pacsv.ConvertOptions(
-                        strings_can_be_null=True, column_types=dict(zip(schema.names, schema.types))
-                    ),
-                )
-                for part in ranges[1:]
-            ]
-            batches: list[list[pa.RecordBatch]] = [[] for _ in readers]
-            rows = [0] * len(readers)
-
-            def report() -> None:
-                if progress is not None:
-                    progress(sum(rows), min(sum(r.done for r in ranges) / max(size, 1), 1.0))
-
-            def drain(i: int, after_each=None) -> None:
-                for batch in readers[i]:
-                    batches[i].append(batch)
-                    rows[i] += batch.num_rows
-                    if after_each is not None:
-                        after_each()
-
-            if len(readers) == 1:
-                drain(0, report)
-            else:  # the parts in threads; progress from this one, which only waits
-                with ThreadPoolExecutor(len(readers), thread_name_prefix="mlpbp-csv") as pool:
-                    futures = [pool.submit(drain, i) for i in range(len(readers))]
-                    running = set(futures)
-                    while running:
-                        _, running = wait(running, timeout=0.25)
-                        report()
-                    for f in futures:
-                        f.result()  # a part's error, raised here in the caller's thread
-            return pa.Table.from_batches([b for part in batches for b in part], schema=schema)
-
-    def whole() -> pa.Table:
-        # Type inference over the whole file: the streaming reader fixes each column's type on
-        # its first block, and a later block may disagree (text below numbers).
-        with path.open("rb") as f:
-            return pacsv.read_csv(f, parse_options=parse, convert_options=convert)
-
-    # A cut at a line end could fall inside a quoted cell that spans lines: files that quote
-    # cells (seen in the first 64 KiB) are read in one part.
-    parts = min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
+    ragged = _RaggedRows()
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
     try:
-        try:
-            table = None
-            if parts > 1:
-                try:
-                    table = stream(column_types, parts)
-                    if len(set(table.column_names)) != table.num_columns:
-                        table = None  # names given to the later parts by position: read as one
-                except pa.ArrowInvalid:
-                    bad_rows.clear()  # the one-part read below finds the problem and numbers its row
-            if table is None:
-                table = stream(column_types)
-        except pa.ArrowInvalid:
-            if bad_rows:
-                raise
-            table = whole()
+        table = _parse(path, size, head, parse, _float_types(head, parse, size, float32, keep64), ragged, progress)
     except pa.ArrowInvalid as e:
-        reason = bad_rows[0] if bad_rows else _arrow_reason(e)
-        if bad_rows and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
-            reason = _ragged_row(path, delimiter) or reason
-        if "Empty CSV file" in str(e):
-            raise DataError(f"{path}: file is empty (expected a header row of column names)") from None
-        raise DataError(f"{path}: cannot read as CSV: {reason}") from None
+        raise _parse_error(path, delimiter, e, ragged) from None
     except (OSError, pa.ArrowException) as e:
         raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
     if progress is not None:
@@ -272,40 +158,84 @@ def _read_csv(
     return raw
 
 
-class _Range:
-    """The bytes [lo, hi) of an open binary file, as a file object for pyarrow to stream."""
-
-    closed = False
-
-    def __init__(self, f, lo: int, hi: int) -> None:
-        f.seek(lo)
-        self.f, self.left, self.done = f, hi - lo, 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(self.left if n is None or n < 0 else min(n, self.left))
-        self.left -= len(data)
-        self.done += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
+def _head(path: Path) -> tuple[bytes, str, int]:
+    """The file's first SAMPLE_BYTES, as bytes and as text (a character cut at the sample's end
+    left out), and the file's size."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(SAMPLE_BYTES)
+        size = path.stat().st_size
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return head, head.decode("utf-8-sig"), size
+    except UnicodeDecodeError as e:
+        if len(head) < SAMPLE_BYTES or e.start < len(head) - 4:  # not a character cut at the sample's end
+            raise DataError(f"{path}: cannot read as CSV: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        return head, head[: e.start].decode("utf-8-sig"), size
 
 
-def _line_cuts(f, size: int, parts: int) -> list[int]:
-    """Byte offsets [0, …, size] cutting the file into up to ``parts`` ranges at line starts."""
-    cuts = [0]
-    for k in range(1, parts):
-        f.seek(k * size // parts)
-        f.readline()  # to the start of the next line
-        if f.tell() > cuts[-1] and f.tell() < size:
-            cuts.append(f.tell())
-    return [*cuts, size]
+class _RaggedRows(list):
+    """pyarrow's invalid_row_handler: each row with another field count than the header is
+    noted, to be named in the message, and refused."""
+
+    def __call__(self, row) -> str:
+        where = f"row {row.number}" if row.number is not None else "a row"
+        self.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
+        return "error"
+
+
+def _float_types(head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None) -> dict:
+    """Types for the columns the sample shows to be floats: typed up front, they skip inference,
+    and float32 ones (all but ``keep64``, by default the last column) take half the memory."""
+    types = _sample_types(head, parse, pacsv.ConvertOptions(strings_can_be_null=True)) if size > SAMPLE_BYTES else {}
+    wide = set(keep64) if keep64 is not None else set(list(types)[-1:])
+    return {
+        name: (pa.float32() if float32 and name not in wide else pa.float64())
+        for name, t in types.items()
+        if pa.types.is_floating(t) and name
+    }
+
+
+def _parts(size: int, head: bytes) -> int:
+    """How many parts to parse a CSV in: one per usable core for a large file. A cut at a line
+    end could fall inside a quoted cell that spans lines: files that quote cells (seen in the
+    sample) are read in one part."""
+    return min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
+
+
+def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress) -> pa.Table:
+    """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
+    finds the problem and numbers its row) or gives repeated column names (the later parts are
+    named by position); whole, with the whole file's types, when streaming fails otherwise."""
+    try:
+        parts = _parts(size, head)
+        if parts > 1:
+            try:
+                table = stream_csv(path, size, parse, column_types, parts, progress)
+                if len(set(table.column_names)) == table.num_columns:
+                    return table
+            except pa.ArrowInvalid:
+                ragged.clear()
+        return stream_csv(path, size, parse, column_types, 1, progress)
+    except pa.ArrowInvalid:
+        if ragged:
+            raise
+        # Type inference over the whole file: the streaming reader fixes each column's type on
+        # its first block, and a later block may disagree (text below numbers).
+        with path.open("rb") as f:
+            return pacsv.read_csv(
+                f, parse_options=parse, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+            )
+
+
+def _parse_error(path: Path, delimiter: str, e: pa.ArrowInvalid, ragged: _RaggedRows) -> DataError:
+    reason = ragged[0] if ragged else _arrow_reason(e)
+    if ragged and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
+        reason = _ragged_row(path, delimiter) or reason
+    if "Empty CSV file" in str(e):
+        return DataError(f"{path}: file is empty (expected a header row of column names)")
+    return DataError(f"{path}: cannot read as CSV: {reason}")
 
 
 def _usable_cores() -> int:

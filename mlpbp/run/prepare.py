@@ -14,21 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
+from mlpbp.data.arrow import arrow, missing_mask, to_numpy
+from mlpbp.data.columns import infer_kind, numeric_values
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
-from mlpbp.data.preprocessing import (
-    CHUNK_ROWS,
-    Moments,
-    Preprocessor,
-    RowNumbers,
-    arrow,
-    infer_kind,
-    missing_mask,
-    numeric_values,
-    row_number,
-    rows_from,
-    short_list,
-    to_numpy,
-)
+from mlpbp.data.preprocessing import CHUNK_ROWS, Moments, Preprocessor
+from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, target_missing

@@ -22,7 +22,8 @@ import numpy as np
 from mlpbp.engine.activations import ELU_ALPHA, LEAKY_SLOPE
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
-from mlpbp.run.model_file import TrainedModel, load_model
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import load_model
 
 OPSET = 17
 ML_OPSET = 3  # ai.onnx.ml, for OneHotEncoder on string columns

@@ -46,18 +46,20 @@ from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
+from mlpbp.tools.gradcheck_defaults import (  # noqa: F401  (re-exported: the API's defaults)
+    DEFAULT_ATOL,
+    DEFAULT_BATCH,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_EPS,
+    DEFAULT_RTOL,
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    FULL_MAX,
+)
 
 if TYPE_CHECKING:
     from mlpbp.run.config import Config
 
-DEFAULT_EPS = 1e-6
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-8
-DEFAULT_SAMPLES = 20
-DEFAULT_SEED = 0
-DEFAULT_DIRECTIONS = 3
-DEFAULT_BATCH = 16
-FULL_MAX = 64  # a tensor with at most this many entries is checked entry by entry
 KINK_MARGIN = 100.0  # pre-activations closer to 0 than KINK_MARGIN·ε·scale trigger a nudge
 NUDGE = 1e-3  # relative size of the random move of θ away from a kink
 N_DETAILS = 5  # worst entries kept per check for the report

@@ -27,7 +27,7 @@ import mlpbp.tools.bench as bench_mod
 from helpers import PYTHON, ROOT, TINY_CONFIG, InterruptAt, one_line_error, subprocess_env
 from mlpbp.cli import COMMAND_MODULES, app
 from mlpbp.cli.app import sigint_requests_stop
-from mlpbp.cli.render import epoch_table_layout
+from mlpbp.cli.render.train import epoch_table_layout
 from mlpbp.errors import Interrupted
 from mlpbp.run.checkpoint import load_checkpoint
 from mlpbp.run.config import load_config

@@ -813,15 +813,15 @@ def test_a_csv_read_in_parts_is_the_table_read_in_one(tmp_path, in_parts, parts,
 
 
 def test_a_csv_with_quoted_cells_spanning_lines_is_read_in_one_part(tmp_path, in_parts, monkeypatch):
-    from mlpbp.data import tables
+    from mlpbp.data import csv_parts
 
     rows = [f'{i},"first line\n{i},0",{i % 2}' for i in range(400)]  # inner lines look like rows
     path = tmp_path / "q.csv"
     path.write_text("id,note,y\n" + "\n".join(rows) + "\n")
     whole = read_table(path).table
     in_parts(3)
-    asked, real = [], tables._line_cuts
-    monkeypatch.setattr(tables, "_line_cuts", lambda f, size, parts: asked.append(parts) or real(f, size, parts))
+    asked, real = [], csv_parts.line_cuts
+    monkeypatch.setattr(csv_parts, "line_cuts", lambda f, size, parts: asked.append(parts) or real(f, size, parts))
     assert read_table(path).table.equals(whole) and whole.num_rows == 400
     assert asked == [1]
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "plot",
     "tune",
     "cv",
+    "playground",
 )
 for _name in COMMAND_MODULES:
     import_module(f"mlpbp.cli.{_name}")

@@ -16,8 +16,8 @@ from mlpbp.run.config import Config, section_model
 DESCRIPTIONS = {
     "seed": "One seed for the split, the initial weights and the shuffling: same seed, same run.",
     "data": "Where the rows come from and how they are split and scaled.",
-    "data.dataset": "A bundled (digits, iris) or generated (xor, moons, circles, spirals, sine) dataset; "
-    "exactly one of dataset and path.",
+    "data.dataset": "A bundled (digits, iris) or generated (xor, quadrants, moons, circles, spirals, gaussians,"
+    " sine) dataset; exactly one of dataset and path.",
     "data.path": "A table: CSV/TSV with a header row (.csv, .txt, .tsv), Parquet, NPZ with arrays X and y, or "
     "an NPY pair (the X file or a folder of X.npy, y.npy); a relative path is taken from the config file's "
     "folder. Exactly one of dataset and path.",

@@ -34,7 +34,7 @@ except ImportError as e:  # pragma: no cover - exercised by a test that hides sc
 
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import OPTIMIZERS, Optimizer, build_optimizer
-from mlpbp.run.trainer import sgd_epoch
+from mlpbp.run.epoch import sgd_epoch
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

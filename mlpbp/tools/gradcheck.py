@@ -45,20 +45,23 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.memory import describe_widths, gradcheck_bytes, n_params, network_bytes, require
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
+from mlpbp.tools.gradcheck_defaults import (  # noqa: F401  (re-exported: the API's defaults)
+    DEFAULT_ATOL,
+    DEFAULT_BATCH,
+    DEFAULT_DIRECTIONS,
+    DEFAULT_EPS,
+    DEFAULT_RTOL,
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    FULL_MAX,
+)
 
 if TYPE_CHECKING:
     from mlpbp.run.config import Config
 
-DEFAULT_EPS = 1e-6
-DEFAULT_RTOL = 1e-6
-DEFAULT_ATOL = 1e-8
-DEFAULT_SAMPLES = 20
-DEFAULT_SEED = 0
-DEFAULT_DIRECTIONS = 3
-DEFAULT_BATCH = 16
-FULL_MAX = 64  # a tensor with at most this many entries is checked entry by entry
 KINK_MARGIN = 100.0  # pre-activations closer to 0 than KINK_MARGIN·ε·scale trigger a nudge
 NUDGE = 1e-3  # relative size of the random move of θ away from a kink
 N_DETAILS = 5  # worst entries kept per check for the report
@@ -503,6 +506,10 @@ def check_network(
     a point at a ReLU-family kink (or an HVP direction crossing one) is drawn again.
     """
     _validate(eps, rtol, atol, samples)
+    require(
+        gradcheck_bytes(net.widths, np.shape(X)[0], directions) - network_bytes(net.widths, "float64"),
+        _checking(net.widths),
+    )  # the network given is already allocated
     rng = np.random.default_rng(seed)
     net = net.astype(np.float64)
     X = np.asarray(X, np.float64)
@@ -577,6 +584,13 @@ def check_builtin(
     return report
 
 
+def _checking(widths) -> str:
+    return (
+        f"checking a {describe_widths(widths)} network ({n_params(widths):,} parameters: a float64 copy and"
+        " the flat vectors of the finite differences and HVP checks)"
+    )
+
+
 def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED):
     """The config's network in float64, and a small standardised batch of its data: (net, X, y).
 
@@ -587,6 +601,8 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     # The training split exactly as training sees it (standardised), in float64.
     data = prepare(cfg, dtype="float64")
     X, y = data.train
+    widths = [X.shape[1], *cfg.model.hidden, data.n_outputs]
+    require(gradcheck_bytes(widths, min(batch, X.shape[0]), DEFAULT_DIRECTIONS), _checking(widths), key="model.hidden")
     net = build_model(cfg, X.shape[1], data.n_outputs, data.task, dtype="float64", class_weight=data.class_weight)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))

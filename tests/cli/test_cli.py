@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from helpers import ROOT
 from mlpbp.cli import app
-from mlpbp.cli.render import sparkline
+from mlpbp.cli.render.train import sparkline
 
 runner = CliRunner()
 

@@ -4,7 +4,6 @@ The public names below are imported when first used (PEP 562's module ``__getatt
 ``import mlpbp`` and the CLI's ``--help`` load no NumPy; ``from mlpbp import MLP`` works as ever."""
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
 from mlpbp.errors import (
     ArgumentError,
@@ -71,6 +70,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mlpbp' has no attribute {name!r}")
@@ -83,7 +85,12 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-try:
-    __version__ = version("mlpbp")  # the one version string: pyproject.toml's
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+def _version() -> str:
+    """The one version string, pyproject.toml's; read when first asked for (importlib.metadata
+    loads email and socket: a tenth of a second in which Ctrl-C could not yet be handled)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpbp")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"

@@ -8,6 +8,7 @@ from importlib import import_module
 from mlpbp.cli.app import app, main
 
 COMMAND_MODULES = (
+    "init",
     "train",
     "predict",
     "data",
@@ -18,6 +19,8 @@ COMMAND_MODULES = (
     "inspect",
     "export",
     "plot",
+    "tune",
+    "cv",
     "playground",
 )
 for _name in COMMAND_MODULES:

@@ -44,6 +44,7 @@ import numpy as np
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.memory import describe_widths, gradcheck_bytes, n_params, network_bytes, require
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
 from mlpbp.tools.gradcheck_defaults import (  # noqa: F401  (re-exported: the API's defaults)
@@ -498,6 +499,10 @@ def check_network(
     a point at a ReLU-family kink (or an HVP direction crossing one) is drawn again.
     """
     _validate(eps, rtol, atol, samples)
+    require(
+        gradcheck_bytes(net.widths, np.shape(X)[0], directions) - network_bytes(net.widths, "float64"),
+        _checking(net.widths),
+    )  # the network given is already allocated
     rng = np.random.default_rng(seed)
     net = float64_copy(net)
     X = np.asarray(X, np.float64)
@@ -563,6 +568,13 @@ def check_builtin(
     return report
 
 
+def _checking(widths) -> str:
+    return (
+        f"checking a {describe_widths(widths)} network ({n_params(widths):,} parameters: a float64 copy and"
+        " the flat vectors of the finite differences and HVP checks)"
+    )
+
+
 def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED):
     """The config's network in float64, and a small standardised batch of its data: (net, X, y).
 
@@ -573,6 +585,8 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     # The training split exactly as training sees it (standardised), in float64.
     data = prepare(cfg, dtype="float64")
     X, y = data.train
+    widths = [X.shape[1], *cfg.model.hidden, data.n_outputs]
+    require(gradcheck_bytes(widths, min(batch, X.shape[0]), DEFAULT_DIRECTIONS), _checking(widths), key="model.hidden")
     net = build_model(cfg, X.shape[1], data.n_outputs, data.task, dtype="float64", class_weight=data.class_weight)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))

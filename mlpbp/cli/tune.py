@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out
-from mlpbp.cli.render import fmt
+from mlpbp.cli.console import fmt
 from mlpbp.errors import Interrupted
 from mlpbp.run.distributed import launched_ranks
 from mlpbp.tools import tune as tune_api

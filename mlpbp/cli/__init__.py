@@ -19,6 +19,9 @@ COMMAND_MODULES = (
     "inspect",
     "export",
     "plot",
+    "tune",
+    "cv",
+    "playground",
 )
 for _name in COMMAND_MODULES:
     import_module(f"mlpbp.cli.{_name}")

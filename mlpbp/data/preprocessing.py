@@ -275,11 +275,13 @@ class Preprocessor:
         first_row: RowNumbers = 0,
         source: str = "",
         unknown: str | None = None,
+        fits: np.dtype | str | None = None,
     ) -> np.ndarray:
         """The network's inputs for every row of ``table``; ``first_row`` numbers its rows in
         messages (a chunk's offset in its file, or each row's number: ``RowNumbers``).
         ``unknown`` overrides handle_unknown (training encodes its own validation and test rows
-        with the policy it noted)."""
+        with the policy it noted). ``fits``: the dtype the network computes in; a standardised value
+        beyond its range (1e39 in float32) is refused, naming the cell, rather than becoming inf."""
         absent = [c for c in self.inputs if c not in table.column_names]
         if absent:
             raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
@@ -293,8 +295,25 @@ class Preprocessor:
                 self._encode(col, arr, block, off, rows_from(first_row, start), source, unknown)
             block -= self.mean
             block /= self.scale
+            if fits is not None:
+                self._check_range(block, np.dtype(fits), rows_from(first_row, start), source)
             out[start : start + part.num_rows] = block
         return out
+
+    def _check_range(self, block: np.ndarray, dtype: np.dtype, first_row: RowNumbers, source: str) -> None:
+        if dtype.kind != "f" or dtype.itemsize >= block.dtype.itemsize:
+            return
+        top = float(np.finfo(dtype).max)
+        if np.abs(block).max(initial=0.0) <= top:
+            return
+        r, c = np.argwhere(np.abs(block) > top)[0]
+        value = block[r, c] * self.scale[c] + self.mean[c]
+        raise cell_error(
+            source,
+            row_number(first_row, int(r)),
+            self.feature_names[c],
+            f"{float(value)!r} is beyond the range of the model's {dtype} (largest {top:.3g} after standardising)",
+        )
 
     def cells(self, arr):
         """A raw column with the user's missing-value tokens (data.na_values) made missing."""

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.arrow import arrow
-from mlpbp.data.csv_parts import Progress, stream_csv
-from mlpbp.data.rows import RowNumbers, row_number, rows_kept
+from mlpbp.data.arrow import arrow, to_numpy
+from mlpbp.data.csv_parts import BLOCK_BYTES, Progress, stream_csv
+from mlpbp.data.rows import RowNumbers, cell_error, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -111,7 +111,7 @@ def read_table(
         raw = _arrays_table(path, X, y)
     if float32:
         keep = set(keep64) if keep64 is not None else set(raw.targets or raw.table.column_names[-1:])
-        raw.table = _narrow(raw.table, keep)
+        raw.table = _narrow(raw, keep)
     return raw
 
 
@@ -152,12 +152,21 @@ def _read_csv(
         delimiter = sniff_delimiter(path, text)
     ragged = _RaggedRows(skip=bad_lines == "skip")
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
-    try:
-        table = _parse(path, size, head, parse, _float_types(head, parse, size, float32, keep64), ragged, progress)
-    except pa.ArrowInvalid as e:
-        raise _parse_error(path, delimiter, e, ragged) from None
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+    types = _float_types(head, parse, size, float32, keep64)
+    block = BLOCK_BYTES
+    while True:
+        try:
+            table = _parse(path, size, head, parse, types, ragged, progress, block)
+            break
+        except pa.ArrowInvalid as e:
+            # A cell longer than a block (pyarrow cannot split it): blocks 4x larger, up to the file.
+            if "straddl" in str(e) and block <= size:
+                block, ragged[:] = min(4 * block, size + 1), []
+                ragged.skipped.clear()
+                continue
+            raise _parse_error(path, delimiter, e, ragged) from None
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
     if progress is not None:
         progress(table.num_rows, 1.0)
     raw = RawTable(table, path, first_row=2)
@@ -231,7 +240,9 @@ def _parts(size: int, head: bytes) -> int:
     return min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
 
 
-def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress) -> pa.Table:
+def _parse(
+    path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress, block: int
+) -> pa.Table:
     """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
     finds the problem and numbers its row) or gives repeated column names (the later parts are
     named by position); whole, with the whole file's types, when streaming fails otherwise."""
@@ -239,13 +250,13 @@ def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged
         parts = _parts(size, head)
         if parts > 1:
             try:
-                table = stream_csv(path, size, parse, column_types, parts, progress)
+                table = stream_csv(path, size, parse, column_types, parts, progress, block)
                 if len(set(table.column_names)) == table.num_columns:
                     return table
             except pa.ArrowInvalid:
                 ragged.clear()
         ragged.skipped.clear()  # each read counts the lines it skips afresh
-        return stream_csv(path, size, parse, column_types, 1, progress)
+        return stream_csv(path, size, parse, column_types, 1, progress, block)
     except pa.ArrowInvalid:
         if ragged:
             raise
@@ -254,7 +265,10 @@ def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged
         # its first block, and a later block may disagree (text below numbers).
         with path.open("rb") as f:
             return pacsv.read_csv(
-                f, parse_options=parse, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+                f,
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
             )
 
 
@@ -320,11 +334,13 @@ def _check_names(raw: RawTable) -> None:
         raw.table = raw.table.remove_column(0)
         names = names[1:]
         raw.notes.append(f"{path.name}: the first column has no name (a pandas index?): ignored")
+    seen: set[str] = set()  # a set: 100,000 columns must not cost 10^10 comparisons
     for i, name in enumerate(names):
         if not name:
             raise DataError(f"{path}: header column {i + 1} has no name")
-        if name in names[:i]:
+        if name in seen:
             raise DataError(f"{path}: column name '{name}' appears twice in the header")
+        seen.add(name)
     raw.table = raw.table.rename_columns(names)
 
 
@@ -333,9 +349,22 @@ def _arrow_reason(e: Exception) -> str:
     return text.removeprefix("CSV parse error: ")[:300] or type(e).__name__
 
 
-def _narrow(table: pa.Table, keep64: Collection[str]) -> pa.Table:
+def _narrow(raw: RawTable, keep64: Collection[str]) -> pa.Table:
+    """float64 columns (but ``keep64``) as float32; a finite value beyond float32's range is
+    refused, naming its cell, rather than becoming inf."""
+    table, top = raw.table, float(np.finfo(np.float32).max)
     for i, (name, t) in enumerate(zip(table.schema.names, table.schema.types)):
         if t == pa.float64() and name not in keep64:
+            values = to_numpy(table.column(i))
+            big = np.flatnonzero(np.isfinite(values) & (np.abs(values) > top))
+            if big.size:
+                raise cell_error(
+                    str(raw.path),
+                    row_number(raw.first_row, int(big[0])),
+                    name,
+                    f"{float(values[big[0]])!r} is beyond the range of float32 (largest {top:.3g}); set"
+                    " train.dtype: float64",
+                )
             table = table.set_column(i, name, table.column(i).cast(pa.float32()))
     return table
 
@@ -358,6 +387,12 @@ def _read_parquet(path: Path, progress: Progress | None) -> RawTable:
         raise DataError(f"{path}: cannot read as Parquet: {_arrow_reason(e)}") from None
     raw = RawTable(table, path, first_row=1)
     _check_names(raw)
+    for name, t in zip(raw.table.column_names, raw.table.schema.types):
+        if pa.types.is_nested(t) or pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type):
+            raise DataError(
+                f"{path}: column '{name}' holds nested values ({t}); mlpbp reads columns of numbers, text,"
+                " booleans and dates: flatten it into columns, or write the file without it"
+            )
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
     return raw

@@ -6,6 +6,7 @@ What the model does with raw rows (predict, evaluate) is run/model.py."""
 from __future__ import annotations
 
 import json
+import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -80,9 +81,9 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelFileError(f"model file not found: {path}")
     bad = f"{path} is not an mlpbp model file"
     try:
-        with path.open("rb") as f:
-            if f.read(2) != b"PK":  # np.load would try anything else as a pickle, and say so
-                raise ValueError("not a zip archive")
+        # np.load would try anything but a zip archive (a truncated one too) as a pickle, and say so
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not a zip archive: truncated, damaged or another kind of file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ARCHIVE_ERRORS as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,24 +325,37 @@ def class_weights(spec, target: Target, y_train: np.ndarray) -> np.ndarray | Non
     return np.array([float(spec.get(c, 1.0)) for c in target.classes])
 
 
+# Chooses the (train, validation, test) row indices from the encoded targets, the class count
+# (None: regression) and the id column's values as group codes (None: no id column).
+Splitter = Callable[[np.ndarray, "int | None", "np.ndarray | None"], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def prepare(
     cfg: Config,
     dtype: str | None = None,
     progress: Progress | None = None,
     encode: bool = True,
     comm: Comm = SINGLE,
+    splitter: Splitter | None = None,
     keep_tables: bool = False,
 ) -> Prepared:
     """Load, split and encode the config's data, cast to ``dtype`` (default train.dtype).
     ``encode=False`` stops after fitting (train/val/test are then empty): what `mlpbp data` needs.
-    ``keep_tables``: keep each split's raw rows (``Prepared.tables``, for --write-split).
+    ``splitter`` chooses the rows of each split instead of data.test_fraction and
+    validation_fraction (cross-validation's folds); the preprocessing is fitted on its training
+    rows. ``keep_tables``: keep each split's raw rows (``Prepared.tables``, for --write-split).
     Under MPI (a collective), a bad file stops every rank with the same error."""
     d = cfg.data
     if d.path is not None:
         path = Path(d.path) if Path(d.path).is_absolute() else Path(cfg.base_dir) / d.path
         if is_lazy(path):  # a folder: rows read from its files as batches need them
+            if splitter is not None:
+                raise ConfigError(
+                    f"config error at data.path: {path} is a folder read lazily; choosing its splits"
+                    " (cross-validation) needs a table read whole (CSV, Parquet, NPZ)"
+                )
             return _prepare_lazy(cfg, path, dtype, comm)
-    return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode, keep_tables))
+    return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode, splitter, keep_tables))
 
 
 def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
@@ -427,7 +441,9 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     )
 
 
-def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool, keep_tables: bool = False) -> Prepared:
+def _prepare_table(
+    cfg: Config, dtype, progress: Progress | None, encode: bool, splitter=None, keep_tables: bool = False
+) -> Prepared:
     d = cfg.data
     dtype = np.dtype(dtype or cfg.train.dtype)
     raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress)
@@ -452,7 +468,15 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool, 
     raw.table = None  # the filtered table is the one to keep (and free early)
     y = target.encode(table, first_row, src.name)
     n_classes = len(target.classes) if target.task == "classification" else None
-    train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
+    if splitter is None:
+        train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
+    else:
+        groups = None
+        if cols.id is not None:  # group codes: rows sharing an id share a code
+            groups = to_numpy(
+                pc.dictionary_encode(table.column(cols.id), null_encoding="encode").combine_chunks().indices
+            ).astype(np.int64)
+        train_idx, val_idx, test_idx = splitter(y, n_classes, groups)
     # Bundled and generated sets keep 0.2's plain standardisation unless data.numeric is set.
     numeric = d.numeric if d.path is not None or "numeric" in d.model_fields_set else "standardize"
     if isinstance(numeric, dict):

@@ -10,14 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mlpbp.run.config import Config
+from mlpbp.run.config import Config, section_model
 
 # One line per key, as a user reads it in an editor's hover. A key without one fails the tests.
 DESCRIPTIONS = {
     "seed": "One seed for the split, the initial weights and the shuffling: same seed, same run.",
     "data": "Where the rows come from and how they are split and scaled.",
-    "data.dataset": "A bundled (digits, iris) or generated (xor, moons, circles, spirals, sine) dataset; "
-    "exactly one of dataset and path.",
+    "data.dataset": "A bundled (digits, iris) or generated (xor, quadrants, moons, circles, spirals, gaussians,"
+    " sine) dataset; exactly one of dataset and path.",
     "data.path": "A table: CSV/TSV with a header row (.csv, .txt, .tsv), Parquet, NPZ with arrays X and y, or "
     "an NPY pair (the X file or a folder of X.npy, y.npy); a relative path is taken from the config file's "
     "folder. Exactly one of dataset and path.",
@@ -105,6 +105,18 @@ DESCRIPTIONS = {
     "output": "Where the run's files go.",
     "output.dir": "Output directory; a relative path is taken from the config file's folder (null: "
     "runs/<config file name> in the working directory).",
+    "output.tensorboard": "Write TensorBoard event files into the output directory: every epoch's losses, "
+    "metrics, learning rate and sharpness (needs mlpbp[tensorboard]).",
+    "output.histogram_every": "With tensorboard: histograms of each layer's weights and gradients every N "
+    "epochs (null: none).",
+    "tune": "mlpbp tune's search: the metric, the pruner and the space (mlpbp train ignores this section).",
+    "tune.metric": "The epoch-table column to optimise, e.g. val_loss or val_accuracy; each trial's value is "
+    "the one of the weights the run keeps (the last epoch's, or the best under early stopping).",
+    "tune.direction": "minimize or maximize (null: inferred from the metric, losses fall and accuracies rise).",
+    "tune.pruner": "Stop unpromising trials early from their per-epoch values: median, hyperband or none.",
+    "tune.warmup_epochs": "Epochs every trial trains before the pruner may stop it (null: a quarter of train.epochs).",
+    "tune.space": "The search space: dotted config keys, each a range {low, high, log, step} (integers for an "
+    "integer key) or {choices: [...]}, e.g. train.learning_rate: {low: 1.0e-4, high: 0.1, log: true}.",
 }
 
 # pydantic's names for bounds it did not translate, and JSON Schema's.
@@ -125,8 +137,8 @@ def _default(field) -> Any:
 
 
 def _section_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
-    ann = model.model_fields[name].annotation
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    sub, keyed = section_model(model.model_fields[name].annotation)
+    return None if keyed else sub  # a mapping's entries are described by the mapping's key
 
 
 def json_schema() -> dict:

@@ -74,7 +74,13 @@ def model_summary(out: Console, info: dict) -> None:
         say(f"[bold]final metrics[/] {NOT_RECORDED}")
     else:
         on = "test" if m.get("evaluated_on") == "test" else "training (no test split)"
-        say(f"[bold]final metrics[/] on the {on} split, after {m.get('epochs_trained', '?')} epochs")
+        kept = m.get("weights_from_epoch")
+        of = (
+            f"; the weights are epoch {kept}'s (the best validation loss)"
+            if kept and kept != m.get("epochs_trained")
+            else ""
+        )
+        say(f"[bold]final metrics[/] on the {on} split, after {m.get('epochs_trained', '?')} epochs{of}")
         out.print(metrics_table(m))
     w = info["written_by"]
     if w is None:

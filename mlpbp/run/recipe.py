@@ -3,7 +3,9 @@
 
 Only keys the config leaves unset are chosen, so every choice can be overridden by its key; a
 config that names a bundled or generated dataset keeps the plain defaults of mlpbp 0.2 (the
-teaching configs). Setting a key of one optimizer (``momentum``) keeps that optimizer.
+teaching configs). A config that tunes the optimizer (sets ``train.optimizer``,
+``learning_rate``, ``weight_decay`` or another optimizer's keys such as ``momentum``) keeps
+0.2's training defaults for what it leaves unset; the recipe then only sizes the network.
 
 The recipe, for n training rows and an input width of d columns:
 
@@ -83,21 +85,18 @@ def apply_recipe(cfg: Config, n_rows: int, n_inputs: int) -> Recipe:
     t, m = cfg.train, cfg.model
     user = set(t._user_set)
     # A key of one optimizer (momentum, nesterov, ...) keeps the optimizer the config implies.
-    if "optimizer" in user or user & (_optimizer_only_keys() - set(optimizer_keys("adamw"))):
-        optimizer_set = True
-    else:
-        optimizer_set = False
+    # A config that tunes the optimizer (names it, or sets its rate, decay or another optimizer's
+    # keys such as momentum) keeps 0.2's training defaults: the recipe then only sizes the network.
+    tuned = {"optimizer", "learning_rate", "weight_decay"} | (_optimizer_only_keys() - set(optimizer_keys("adamw")))
     values = choose(n_rows, n_inputs, validation=cfg.data.validation_fraction > 0)
-    if optimizer_set and t.optimizer not in ("sgd", "adam", "adamw"):  # full-batch: its own defaults
+    if user & tuned:
         values = {"model.hidden": values["model.hidden"]}
     chosen = {}
     for key, value in values.items():
         section, name = key.split(".")
         obj = m if section == "model" else t
         given = name in (m.model_fields_set if section == "model" else user)
-        if given or (section == "train" and name in ("learning_rate", "weight_decay") and optimizer_set):
-            continue
-        if name == "optimizer" and optimizer_set:
+        if given:
             continue
         if name in ("schedule", "step_size") and "schedule" in user:
             continue

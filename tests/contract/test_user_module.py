@@ -15,7 +15,6 @@ from mlpbp import MODULES, Module
 from mlpbp.cli import app
 from mlpbp.engine.module import check_option
 from mlpbp.run.model_file import load_model
-from mlpbp.tools import gradcheck as gc
 
 
 def _sigmoid(z):

@@ -10,12 +10,12 @@ import yaml
 from helpers import InterruptAt
 from mlpbp.cli import app
 from mlpbp.cli.app import sigint_requests_stop
+from mlpbp.engine.graph import Network
 from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_from_dict
+from mlpbp.run.model_file import load_model
 from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
-from mlpbp.engine.graph import Network
-from mlpbp.run.model_file import load_model
 
 
 def _train(runner, tmp_path, model, train=None, name="c"):

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mlpbp.cli import render
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out, sigint_requests_stop
+from mlpbp.cli.console import fmt, note
 from mlpbp.run.config import load_config
 from mlpbp.run.distributed import launched_ranks
 from mlpbp.tools import cv as cv_api
@@ -35,7 +35,7 @@ def cv(
 
     def on_fold(fold: cv_api.Fold) -> None:
         if not quiet:
-            shown = ", ".join(f"{k} {render.fmt(v)}" for k, v in fold.metrics.items() if _scalar(v))
+            shown = ", ".join(f"{k} {fmt(v)}" for k, v in fold.metrics.items() if _scalar(v))
             console.print(
                 f"fold {fold.number}/{folds}: {len(fold.test_rows)} test rows, {fold.epochs} epochs; {shown}",
                 highlight=False,
@@ -80,7 +80,7 @@ def cv(
     for h in ("fold", "train", "val", "test", "epochs", *result.metrics):
         table.add_column(h, justify="right")
     for f in result.folds:
-        cells = [render.fmt(f.metrics.get(m)) for m in result.metrics]
+        cells = [fmt(f.metrics.get(m)) for m in result.metrics]
         table.add_row(
             str(f.number), *map(str, (len(f.train_rows), len(f.val_rows), len(f.test_rows), f.epochs)), *cells
         )
@@ -91,10 +91,10 @@ def cv(
     summary.add_column("mean ± sd", justify="right")
     for m in result.metrics:
         if m in result.mean:
-            summary.add_row(m, f"{render.fmt(result.mean[m])} ± {render.fmt(result.std[m])}")
+            summary.add_row(m, f"{fmt(result.mean[m])} ± {fmt(result.std[m])}")
     console.print(summary)
-    for note in result.notes:
-        render.note(console, note)
+    for line in result.notes:
+        note(console, line)
     console.print(f"wrote fold-1 … fold-{len(result.folds)} in {result.folds[0].out_dir.parent}", highlight=False)
 
 

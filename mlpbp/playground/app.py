@@ -11,7 +11,7 @@ Routes (nothing in any of them is a path on the server; the assets are a fixed l
 - ``POST /session/{id}/upload?name=FILE.csv``: a CSV as the request body.
 - ``GET /session/{id}/config.yaml`` and ``/session/{id}/model.npz``: take the run with you.
 
-Training runs in worker threads (``asyncio.to_thread``), one step batch at a time under the
+Training runs in a pool of worker threads, one step batch at a time under the
 session's lock, so the event loop keeps answering every tab while any of them trains.
 """
 
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +39,9 @@ from mlpbp.playground.session import DEFAULTS, Limits, Session, options
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}  # served by name: a fixed list
 UPDATE_PERIOD_S = 1 / 15  # live updates at most 15 a second per tab
+# Steps hold the GIL most of the time: more workers than cores would only take turns with the
+# event loop, which must stay free to answer every tab (pings, pauses, clicks).
+WORKERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="playground")
 MESSAGES = ("configure", "run", "pause", "step", "reset", "example", "gradcheck", "ping")
 
 
@@ -55,12 +60,15 @@ class Handle:
     async def send(self, message: dict) -> None:
         text = json.dumps(message, allow_nan=False)
         async with self.send_lock:
-            await self.socket.send_text(text)
+            try:
+                await self.socket.send_text(text)
+            except RuntimeError:  # the tab closed while a message was on its way
+                raise WebSocketDisconnect(1006) from None
 
     async def call(self, fn, *args):
         """Run a session method in a worker thread, one at a time per session."""
         async with self.lock:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(WORKERS, fn, *args)
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -141,7 +149,7 @@ def create_app(limits: Limits | None = None) -> Starlette:
             await ws.close(code=1013)
             return
         sid = secrets.token_urlsafe(16)
-        session = await asyncio.to_thread(Session, limits)
+        session = await asyncio.get_running_loop().run_in_executor(WORKERS, Session, limits)
         handle = sessions[sid] = Handle(sid, session, ws)
         try:
             await handle.send({"type": "hello", "session": sid, "limits": limits.to_dict(), "options": options(),
@@ -255,5 +263,5 @@ async def _train(handle: Handle) -> None:
                 handle.running = False
                 await handle.send({"type": "error", "message": frame["diverged"]})
             await asyncio.sleep(max(0.0, started + UPDATE_PERIOD_S - loop.time()))
-    except (WebSocketDisconnect, RuntimeError):
+    except WebSocketDisconnect:
         handle.running = False  # the tab went away mid-send; the socket handler cleans up

@@ -27,7 +27,7 @@ from mlpbp.engine.schedules import learning_rate_at
 from mlpbp.errors import ArgumentError, ConfigError, DataError, MlpbpError, ResourceError
 from mlpbp.run.config import config_from_dict
 from mlpbp.run.metrics import compute_metrics
-from mlpbp.run.model_file import TrainedModel
+from mlpbp.run.model_file import TrainedModel, save_model
 from mlpbp.run.prepare import prepare
 from mlpbp.run.trainer import Trainer
 from mlpbp.tools.gradcheck import check_network
@@ -75,10 +75,10 @@ DEFAULTS = {
     "batch_size": 10,
     "weight_decay": 0.0,
     "steps_per_update": 5,
-    "sharpness_every": 50,
+    "sharpness_every": 100,
 }
 GRID = 40  # the output's decision regions: GRID × GRID cells
-UNIT_GRID = 20  # each hidden unit's
+UNIT_GRID = GRID // 2  # each hidden unit's
 CURVE = 200  # points along the x axis for 1-D inputs
 SHARPNESS_ROWS = 500
 
@@ -188,12 +188,13 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, np.uint8).tobytes()).decode("ascii")
 
 
-def _signed_bytes(a: np.ndarray) -> tuple[str, float]:
-    """Values in [-m, m] as bytes 0..255 (127.5 is zero), m = max |a|: a diverging colour map."""
-    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)  # a diverged run draws as flat, not garbage
-    m = float(np.max(np.abs(a))) if a.size else 0.0
-    scaled = np.zeros_like(a) if m == 0 else a / m
-    return _b64(np.rint((scaled + 1) * 127.5)), m
+def _signed_columns(a: np.ndarray) -> tuple[list[str], list[float]]:
+    """Each column's values in [-m, m] as bytes 0..255 (127.5 is zero), m = its max |a|: a
+    diverging colour map per picture. A diverged run (NaN, inf) draws flat, not as garbage."""
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    m = np.max(np.abs(a), axis=0) if a.shape[0] else np.zeros(a.shape[1])
+    scaled = np.rint((a / np.where(m == 0, 1.0, m) + 1) * 127.5).astype(np.uint8)
+    return [_b64(scaled[:, j]) for j in range(a.shape[1])], [float(v) for v in m]
 
 
 def _finite(x) -> float | None:
@@ -363,7 +364,7 @@ class Session:
         lo, hi = lo - pad, hi + pad
         if X.shape[1] == 1:
             xs = np.linspace(lo[0], hi[0], CURVE)[:, None]
-            return {"lo": lo, "hi": hi, "out": xs, "units": xs}
+            return {"lo": lo, "hi": hi, "out": xs}
 
         def cells(n: int) -> np.ndarray:  # cell centres, row 0 at the top (largest x1)
             g0 = lo[0] + (np.arange(n) + 0.5) * (hi[0] - lo[0]) / n
@@ -371,7 +372,7 @@ class Session:
             a, b = np.meshgrid(g0, g1)
             return np.column_stack([a.ravel(), b.ravel()])
 
-        return {"lo": lo, "hi": hi, "out": cells(GRID), "units": cells(UNIT_GRID)}
+        return {"lo": lo, "hi": hi, "out": cells(GRID)}
 
     def layers(self, X: np.ndarray) -> list[dict]:
         """The forward pass in the lecture's symbols from ``net.params``: for r = 1..R,
@@ -399,8 +400,7 @@ class Session:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             J, grads = net.loss_and_grad(*d.train)  # full-batch ∇J: the norm the page plots per layer
             test = net.loss(*d.test) if d.test[0].shape[0] else None
-            out = self._picture(self._grid["out"], last=True)
-            units = self._picture(self._grid["units"], last=False)
+            out, units = self._pictures()
         R = len(net.widths) - 1
         norms = [_finite(np.sqrt(np.sum(grads[f"W{r}"] ** 2) + np.sum(grads[f"b{r}"] ** 2))) for r in range(1, R + 1)]
         point = {"step": self.steps, "train": _finite(J), "test": _finite(test) if test is not None else None}
@@ -418,7 +418,7 @@ class Session:
             "grad_norms": norms,
             "sharpness": self.sharpness[-1] if self.sharpness else None,
             "learning_rate": self.opt.learning_rate,
-            "output": out[0],
+            "output": out,
             "units": units,
             "diverged": self.diverged,
         }
@@ -426,33 +426,35 @@ class Session:
     def _accuracy(self) -> dict | None:
         if self.data.task != "classification":
             return None
-        acc = {}
-        for part in ("train", "test"):
-            X, y = getattr(self.data, part)
-            if X.shape[0]:
-                acc[part] = float(np.mean(self.net.predict(X) == y))
+        (Xtr, ytr), (Xte, yte) = self.data.train, self.data.test
+        hits = self.net.predict(np.concatenate([Xtr, Xte])) == np.concatenate([ytr, yte])  # one pass for both
+        acc = {"train": float(np.mean(hits[: len(ytr)]))}
+        if len(yte):
+            acc["test"] = float(np.mean(hits[len(ytr) :]))
         return acc
 
-    def _picture(self, pts: np.ndarray, last: bool) -> list[dict]:
-        layers = self.layers(pts)
-        if last:
-            p = self._outputs_for_page(layers[-1]["a"])
-            if self.data.task == "classification":
-                k = p.shape[1]
-                if k == 2 and self.net.loss_name == "cross_entropy":  # P(class 1) − P(class 0)
-                    data, scale = _signed_bytes(p[:, 1] - p[:, 0])
-                    return [{"kind": "signed", "data": data, "scale": scale}]
-                cls = p.argmax(axis=1)
-                conf = p.max(axis=1)
-                return [{"kind": "classes", "data": _b64(cls), "conf": _b64(np.clip(conf, 0, 1) * 255), "k": k}]
-            data, scale = _signed_bytes(p[:, 0] - np.mean(p[:, 0]))
-            return [{"kind": "signed", "data": data, "scale": scale, "values": [_finite(v) for v in p[:, 0]]}]
-        pictures = []
+    def _pictures(self) -> tuple[dict, list[dict]]:
+        """The output's picture and every hidden unit's, from one forward pass over the grid
+        (a unit's picture is every other cell of it in each direction: UNIT_GRID = GRID / 2)."""
+        layers = self.layers(self._grid["out"])
+        if self.data.train[0].shape[1] == 2:
+            keep = np.arange(GRID * GRID).reshape(GRID, GRID)[::2, ::2].ravel()
+        else:
+            keep = slice(None)
+        units = []
         for r, layer in enumerate(layers[:-1], start=1):
-            for i in range(layer["a"].shape[1]):
-                data, scale = _signed_bytes(layer["a"][:, i])
-                pictures.append({"layer": r, "unit": i + 1, "data": data, "scale": scale})
-        return pictures
+            data, scales = _signed_columns(layer["a"][keep])
+            units += [{"layer": r, "unit": i + 1, "data": d, "scale": m} for i, (d, m) in enumerate(zip(data, scales))]
+        p = self._outputs_for_page(layers[-1]["a"])
+        if self.data.task == "classification":
+            if p.shape[1] == 2 and self.net.loss_name == "cross_entropy":  # P(class 1) − P(class 0)
+                data, scale = _signed_columns((p[:, 1] - p[:, 0])[:, None])
+                return {"kind": "signed", "data": data[0], "scale": scale[0]}, units
+            conf = np.clip(np.nan_to_num(p.max(axis=1)), 0, 1) * 255
+            return {"kind": "classes", "data": _b64(p.argmax(axis=1)), "conf": _b64(conf), "k": p.shape[1]}, units
+        o = p[:, 0]
+        data, scale = _signed_columns((o - np.mean(o))[:, None])
+        return {"kind": "signed", "data": data[0], "scale": scale[0], "values": [_finite(v) for v in o]}, units
 
     def describe(self) -> dict:
         """What the page needs once per run: the points, the grid, the network's shape."""
@@ -598,7 +600,7 @@ class Session:
             id_name=d.id_name,
         )
         path = Path(self._dir.name) / "model.npz"
-        model.save(path)
+        save_model(model, path)
         try:
             return path.read_bytes()
         finally:

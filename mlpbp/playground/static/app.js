@@ -85,6 +85,11 @@ const HANDLERS = {
     $("gradcheck-table").innerHTML = "";
     $("example-note").textContent = "Click a point in the output picture.";
     buildUnits(msg);
+    $("output-note").textContent = msg.inputs === 2
+      ? "Colour: the network's output over the input plane (standardised inputs). Filled dots: training points;"
+        + " ringed: test points. Click a point to follow it through the network."
+      : "Line: the network's output o(x); dots: blue training, orange test points (x and y standardised)."
+        + " Click a point to follow it through the network.";
   },
   frame(msg) {
     frame = msg;
@@ -101,7 +106,11 @@ const HANDLERS = {
   paused() { setRunning(false); },
   example: showExample,
   gradcheck: showGradcheck,
-  error(msg) { showError(msg.message); if (frame && frame.diverged) setRunning(false); },
+  error(msg) { // the session kept its last good settings: the controls show them again
+    showError(msg.message);
+    if (state) setControls(state.settings);
+    if (frame && frame.diverged) setRunning(false);
+  },
   closed(msg) { showError(msg.reason); },
   pong() {},
 };
@@ -193,8 +202,8 @@ function toPixel(x, canvas) { // data coordinates -> canvas pixels
   return [px, py];
 }
 
-function pointColour(label) {
-  const c = state.task === "classification" ? PALETTE[label % PALETTE.length] : [60, 60, 60];
+function pointColour(label) { // a darker shade of the class's region colour, so a point shows on its own region
+  const c = state.task === "classification" ? PALETTE[label % PALETTE.length].map((v) => Math.round(v * 0.7)) : [60, 60, 60];
   return `rgb(${c.join(",")})`;
 }
 

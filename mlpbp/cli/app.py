@@ -174,11 +174,49 @@ def report(e: BaseException, flags: dict[str, str] | None = None) -> int:
         _print_error("terminated" if isinstance(e, Terminated) else "interrupted")
         return _interrupted_code()
     detail = " ".join(str(e).split())
+    if isinstance(e, MemoryError) or (isinstance(e, ImportError) and "failed to map segment" in detail):
+        # Out of memory outside any estimate: loading the libraries themselves (ulimit -v).
+        _print_error(f"not enough memory to go on ({type(e).__name__}{': ' + detail if detail else ''}){_limit()}")
+        return 2
     _print_error(f"unexpected {type(e).__name__}{': ' + detail if detail else ''}; {BUG_HINT}")
-    from mlpbp.run.distributed import abort_job
+    if "mpi4py" in sys.modules:  # (importing it now could itself fail)
+        from mlpbp.run.distributed import abort_job
 
-    abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
+        abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
     return 1
+
+
+# What NumPy, SciPy, pyarrow and pydantic map once loaded (VmSize, measured ~480 MB with their
+# BLAS threads on a 2-core machine): under a smaller ulimit -v their own loading fails, some
+# of it as a C++ abort no handler sees, so a command is refused before it starts loading them.
+LIBRARIES_ADDRESS_SPACE = 512 * 2**20
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if limit in (resource.RLIM_INFINITY, -1) else limit
+
+
+def _limit() -> str:
+    limit = _address_space_limit()
+    return f"; the address space limit (ulimit -v) is {limit / 1e6:.1f} MB" if limit else ""
+
+
+def check_address_space() -> None:
+    """Refuse, in one line, to start loading the libraries under an address space limit they do
+    not fit in."""
+    limit = _address_space_limit()
+    if limit is not None and limit < LIBRARIES_ADDRESS_SPACE:
+        from mlpbp.errors import ResourceError
+
+        raise ResourceError(
+            f"mlpbp's libraries (NumPy, SciPy, pyarrow) need about {LIBRARIES_ADDRESS_SPACE / 1e6:.0f} MB of"
+            f" address space, more than the {limit / 1e6:.1f} MB ulimit -v (RLIMIT_AS) allows; raise it"
+        )
 
 
 def _debug() -> bool:
@@ -195,6 +233,7 @@ def command(fn):
     def wrapper(*args, **kwargs):
         _stopped_by.clear()  # one command's signals (CliRunner runs many in one process)
         try:
+            check_address_space()
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise  # the command chose its exit

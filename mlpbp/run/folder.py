@@ -184,6 +184,7 @@ class RunFolder:
     staged: bool
     _locks: list[_Lock] = field(default_factory=list, repr=False)
     in_place: bool = False  # built inside the folder (see ``open``)
+    created: bool = False  # ``open`` made the folder: ``close`` removes it if nothing was written
 
     @classmethod
     def open(cls, path: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunFolder:
@@ -193,6 +194,7 @@ class RunFolder:
         check_output_dir(path)
         if resume and not (path / "checkpoint.npz").is_file():
             raise ModelFileError(f"no checkpoint to resume from: {path / 'checkpoint.npz'} does not exist")
+        created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -206,7 +208,7 @@ class RunFolder:
                 " replace it, --resume to continue it, or choose another output directory"
             )
         if resume or not held:  # nothing to keep whole: write in place, where the run can be watched
-            return cls(path, path, False, [lock])
+            return cls(path, path, False, [lock], created=created)
         real = Path(os.path.realpath(path))  # a link to a folder: build beside the folder it names
         # The swap moves the folder itself, so a shell whose working directory is inside it would
         # be left in the old one: there (and where the parent is not writable) the new run is
@@ -269,6 +271,9 @@ class RunFolder:
         for lock in self._locks:
             lock.release(remove=lock.path.parent.exists())
         self._locks.clear()
+        if self.created:  # a run refused before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def shown(self, text: str) -> str:
         """``text`` with the build folder named as the run folder it becomes."""

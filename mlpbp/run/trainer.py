@@ -65,6 +65,9 @@ class TrainHooks:
     def threads(self, description: str) -> None:
         """The BLAS thread count the run uses, and why (see mlpbp.run.threads)."""
 
+    def note(self, message: str) -> None:
+        """Something the user should know about the run (one line), shown even when quiet."""
+
 
 @dataclass
 class RunResult:
@@ -171,9 +174,16 @@ class Trainer:
             sample = self._training_sample() if out.histogram_every is not None else None
             self.board = TensorBoardWriter(self.out_dir, out.histogram_every, sample, self.state.epoch + 1)
         # Overflow warnings are silenced: a non-finite loss is reported once, as divergence.
+        started_with = self.state.threads  # a resumed run's count, from its checkpoint
         try:
             with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.state.threads = blas_threads()
+                if started_with is not None and started_with != self.state.threads:
+                    self.hooks.note(
+                        f"this run started with {started_with} BLAS thread{'s' * (started_with != 1)} and goes on"
+                        f" with {self.state.threads}: sums in another order change the result in the last bits"
+                        f" (--threads {started_with} resumes it bit for bit)"
+                    )
                 while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
                     self._epoch()
                 return self._finish()

@@ -514,7 +514,7 @@ def tune(
     def objective(trial) -> float:
         params = sample(trial, dims, raw)
         trial_dir = trial_root / f"{trial.number:04d}"
-        trial.set_user_attr("out_dir", str(trial_dir))
+        trial.set_user_attr("out_dir", str(trial_dir.resolve()))  # found again from any working directory
         hooks.trial_start(trial.number, params)
         trial_raw = with_params(raw, params)
         cfg = config_from_dict(trial_raw, config.parent, config.stem)
@@ -605,7 +605,14 @@ def _best_yaml(raw: dict, cfg: Config, best: TrialRecord, study: str, metric: st
         f"# mlpbp tune: trial {best.number} of study {study!r}, {metric} {best.value:.6g} ({direction});\n"
         f"# tuned: {', '.join(f'{k}={json.dumps(v)}' for k, v in best.params.items())}\n"
     )
-    return header + yaml.safe_dump(out, sort_keys=False, default_flow_style=None)
+    return header + yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for lists: ``hidden: [64]`` as a person writes it."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 
 
 # ---- pictures ----------------------------------------------------------------------------------
@@ -637,6 +644,13 @@ def plot_study(
             last = [r.last_value for r in pruned]
             ax.plot([r.number for r in pruned], last, "x", color="0.5", label="pruned (its last value)")
         ax.step(xs, best, where="post", color="C3", label="best so far")
+        # The complete trials set the scale: a diverged trial's 1e6 would flatten the rest.
+        lo, hi = min(ys), max(ys)
+        if lo > 0 and hi / lo > 20:
+            ax.set_yscale("log")
+            ax.set_ylim(lo / 1.3, hi * 1.3)
+        elif hi > lo:
+            ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
         ax.set_xlabel("trial")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(metric)

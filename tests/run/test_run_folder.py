@@ -24,7 +24,7 @@ from mlpbp.errors import ArgumentError, OutputError
 from mlpbp.run.config import load_config
 from mlpbp.run.folder import LOCK_NAME, RunFolder
 from mlpbp.run.model_file import load_model
-from mlpbp.run.trainer import train
+from mlpbp.run.trainer import TrainHooks, train
 from mlpbp.tools.plot import load_run
 
 
@@ -327,3 +327,38 @@ def test_ctrl_c_at_any_moment_of_startup_is_one_line_and_exit_130(tmp_path):
         assert proc.returncode == 130, stderr
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and "interrupted" in lines[0], stderr
+
+
+# ---- resuming with another thread count ------------------------------------------------------------
+
+
+class _StopAfterFirstEpoch(TrainHooks):
+    def __init__(self, stop) -> None:
+        self.stop, self.notes = stop, []
+
+    def epoch_end(self, record: dict) -> None:
+        self.stop.set()
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_resuming_with_another_thread_count_says_the_last_bits_change(tmp_path):
+    import threading
+
+    from mlpbp.errors import Interrupted
+    from mlpbp.run.prepare import prepare
+    from mlpbp.run.trainer import Trainer
+
+    cfg = load_config(_cfg(tmp_path, text=TINY_CONFIG.replace("epochs: 2", "epochs: 3, threads: 1")))
+    stop = threading.Event()
+    with pytest.raises(Interrupted):
+        Trainer(cfg, prepare(cfg), tmp_path / "out", _StopAfterFirstEpoch(stop), stop).run()
+    same = _StopAfterFirstEpoch(threading.Event())
+    same.epoch_end = lambda record: None
+    cfg.train.threads = 2
+    Trainer(cfg, prepare(cfg), tmp_path / "out", same).run(resume=True)
+    assert same.notes == [
+        "this run started with 1 BLAS thread and goes on with 2: sums in another order change the result in"
+        " the last bits (--threads 1 resumes it bit for bit)"
+    ]

@@ -32,6 +32,8 @@ try:
 except ImportError as e:  # pragma: no cover - exercised by a test that hides scikit-learn
     raise ImportError(f"mlpbp.sklearn needs scikit-learn: pip install 'mlpbp[sklearn]' ({e})") from None
 
+from mlpbp.engine.graph import Network
+from mlpbp.engine.layers import Linear
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import OPTIMIZERS, Optimizer, build_optimizer
 from mlpbp.run.epoch import sgd_epoch
@@ -60,6 +62,8 @@ class _MLPEstimator(BaseEstimator):
         n_iter_no_change=10,
         random_state=None,
         dtype="float64",
+        dropout=0.0,
+        norm="none",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -75,6 +79,8 @@ class _MLPEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.dtype = dtype
+        self.dropout = dropout  # after each hidden activation, as model.dropout
+        self.norm = norm  # none | batch | layer, before each hidden activation, as model.norm
 
     # ---- subclass hooks ---------------------------------------------------------------------
     def _encode_y(self, y, first: bool, classes=None) -> np.ndarray: ...
@@ -99,7 +105,23 @@ class _MLPEstimator(BaseEstimator):
             raise ValueError(f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}")
         if self.n_iter_no_change < 1:
             raise ValueError(f"n_iter_no_change must be >= 1; got {self.n_iter_no_change!r}")
+        if not (isinstance(self.dropout, (int, float, np.floating)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+        if self.norm not in ("none", "batch", "layer"):
+            raise ValueError(f"norm must be 'none', 'batch' or 'layer'; got {self.norm!r}")
         self._sizes = [int(s) for s in sizes]
+
+    def _build(self, widths, seed: int = 0):
+        """An MLP, or with dropout or norm the same chain with those modules in it."""
+        if not self.dropout and self.norm == "none":
+            return MLP(widths, self.activation, self._loss, seed=seed, dtype=self.dtype)
+        layers = []
+        for w in widths[1:-1]:
+            layers += [{"linear": w}, *([f"{self.norm}_norm"] if self.norm != "none" else []), self.activation]
+            layers += [{"dropout": float(self.dropout)}] if self.dropout else []
+        net = Network.from_layers(layers, widths[0], widths[-1], loss=self._loss, activation=self.activation,
+                                  seed=seed, dtype=self.dtype)  # fmt: skip
+        return net.eval()
 
     def _validate_X(self, X) -> np.ndarray:
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False).astype(self.dtype, copy=False)
@@ -116,7 +138,7 @@ class _MLPEstimator(BaseEstimator):
         rng = check_random_state(self.random_state)
         self._rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         widths = [n_features, *self._sizes, self._n_outputs()]
-        self._net = MLP(widths, self.activation, self._loss, seed=int(self._rng.integers(2**31)), dtype=self.dtype)
+        self._net = self._build(widths, seed=int(self._rng.integers(2**31)))
         self._opt = self._new_optimizer()
         self.n_iter_, self.t_ = 0, 0
         self.loss_curve_ = []
@@ -137,7 +159,7 @@ class _MLPEstimator(BaseEstimator):
 
     def _expose_weights(self) -> None:
         # scikit-learn's layout, (fan_in, fan_out): views of the live weights, never copies.
-        linears = self._net.linears
+        linears = [m for m in self._net.layers if isinstance(m, Linear)]
         self.coefs_ = [layer.params["W"].T for layer in linears]
         self.intercepts_ = [layer.params["b"] for layer in linears]
         self.n_layers_ = len(linears) + 1
@@ -150,13 +172,14 @@ class _MLPEstimator(BaseEstimator):
         n = X.shape[0]
         batch = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
         order = self._rng.permutation(n)
+        self._net.train()  # dropout masks and batch statistics while fitting; eval mode after
         with np.errstate(over="ignore", invalid="ignore"):
             if isinstance(self._opt, Optimizer):
                 steps, loss = sgd_epoch(self._net, self._opt, X, y, order, batch)
             else:  # lbfgs, newton_cg: an epoch of whole-data steps
                 self._opt.run_epoch(self._net, X, y, order, lambda: False)
                 loss = float(self._net.loss(X, y))
-            mean_loss = float(self._net.loss(X, y))
+            mean_loss = float(self._net.eval().loss(X, y))
         if not (math.isfinite(loss) and math.isfinite(mean_loss)):
             raise ValueError(
                 f"training diverged (loss {mean_loss}) at iteration {self.n_iter_ + 1}; lower learning_rate_init"
@@ -242,6 +265,7 @@ class _MLPEstimator(BaseEstimator):
         if net is not None:
             state["_weights"] = {k: p.copy() for k, p in net.params.items()}
             state["_widths"] = net.widths
+            state["_buffers"] = {k: b.copy() for k, b in net.buffers.items()}
             state["_opt_state"] = opt.state_dict() if hasattr(opt, "state_dict") else {}
         return state
 
@@ -249,11 +273,14 @@ class _MLPEstimator(BaseEstimator):
         weights = state.pop("_weights", None)
         widths = state.pop("_widths", None)
         opt_state = state.pop("_opt_state", None)
+        buffers = state.pop("_buffers", None) or {}
         self.__dict__.update(state)
         if weights is not None:
-            self._net = MLP(widths, self.activation, self._loss, dtype=self.dtype)
+            self._net = self._build(widths)
             for k, p in self._net.params.items():
                 p[...] = weights[k]
+            for k, b in buffers.items():
+                self._net.buffers[k][...] = b
             self._opt = self._new_optimizer()
             if opt_state and hasattr(self._opt, "load_state_dict"):
                 self._opt.load_state_dict(opt_state)

@@ -50,7 +50,7 @@ SHORT_NAMES = ("linear", "norm", "embedding")
 BLOCKS = ("residual",)  # layer-list entries that expand into several modules
 
 
-def _topological(output: Node) -> list[Node]:
+def graph_nodes(output: Node) -> list[Node]:
     """Every node the output depends on, in the order they were made (inputs before users)."""
     seen, stack = {}, [output]
     while stack:
@@ -81,7 +81,7 @@ class Network:
         class_weight=None,
         activation: str | None = None,
     ) -> None:
-        nodes = _topological(outputs)
+        nodes = graph_nodes(outputs)
         if nodes[0] is not inputs or any(n.module is None for n in nodes[1:]):
             raise ValueError("the output must depend on the given input only")
         if len(nodes) < 2:
@@ -213,9 +213,7 @@ class Network:
         ``{"concat": [branch, …]}`` join branches that all start from the current value, each
         branch a layer list (or one entry; ``[]`` is the value itself). Errors are ConfigError
         naming the entry (``layers[3] (residual) maps 128 → 64; …``), ``key`` the list."""
-        x = Input(int(inputs))
-        h = chain(layers, x, key)
-        out = Linear(int(outputs))(h)
+        x, out = layer_graph(layers, inputs, outputs, key)
         return cls(
             x,
             out,
@@ -274,6 +272,32 @@ class Network:
             copy.buffers[name][...] = b
         copy.generator.bit_generator.state = self.generator.bit_generator.state
         return copy.train(self.training)
+
+    # ---- state a checkpoint keeps besides the parameters ------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The buffers (live arrays, ``buffer.{name}``) and, with dropout, the mask generator's
+        state (``generator``, six uint64 words): what a resumed run needs to go on bit for bit.
+        Load into these arrays, then call ``load_state_dict`` with them."""
+        out = {f"buffer.{k}": b for k, b in self.buffers.items()}
+        if any(hasattr(m, "generator") for m in self.layers):
+            st = self.generator.bit_generator.state
+            words = [st["state"]["state"], st["state"]["inc"]]
+            out["generator"] = np.array(
+                [w >> 64 for w in words] + [w & (2**64 - 1) for w in words] + [st["has_uint32"], st["uinteger"]],
+                np.uint64,
+            )
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for k, b in self.buffers.items():
+            if state[f"buffer.{k}"] is not b:
+                b[...] = state[f"buffer.{k}"]
+        if "generator" in state:
+            w = [int(x) for x in state["generator"]]
+            st = self.generator.bit_generator.state
+            st["state"] = {"state": (w[0] << 64) | w[2], "inc": (w[1] << 64) | w[3]}
+            st["has_uint32"], st["uinteger"] = w[4], w[5]
+            self.generator.bit_generator.state = st
 
     # ---- mode -----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Network:
@@ -643,6 +667,33 @@ def _entry(item, path: str) -> tuple[str, Any]:
     raise ConfigError(f"{path}: a layer is a module name or a one-key mapping {{name: options}}; got {item!r}")
 
 
+def check_layers(layers, key: str = "layers") -> None:
+    """Check a layer list's names and options without any widths (ConfigError naming the
+    entry); widths are checked when the network is built, once the data gives the input's."""
+    if not isinstance(layers, list | tuple):
+        raise ConfigError(f"{key} must be a list of layers; got {layers!r}")
+    for i, item in enumerate(layers):
+        path = f"{key}[{i}]"
+        name, value = _entry(item, path)
+        if name == "residual":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{path} (residual): takes a non-empty list of layers; got {value!r}")
+            check_layers(value, f"{path}.residual")
+        elif name in ("add", "concat") and isinstance(value, list):
+            if len(value) < 2:
+                raise ConfigError(f"{path} ({name}): takes a list of two or more branches; got {value!r}")
+            for j, b in enumerate(value):
+                check_layers(b if isinstance(b, list) else [b], f"{path}.{name}[{j}]")
+        else:
+            _module_of(name, value, path)
+
+
+def layer_graph(layers, inputs: int, outputs: int, key: str = "layers") -> tuple[Node, Node]:
+    """(input, output) nodes of a layer list with the output linear appended; nothing allocated."""
+    x = Input(int(inputs))
+    return x, Linear(int(outputs))(chain(layers, x, key))
+
+
 def chain(layers, x: Node, key: str = "layers") -> Node:
     """Apply a layer list to node ``x`` (see ``Network.from_layers``); the last node."""
     if not isinstance(layers, list | tuple):
@@ -667,6 +718,11 @@ def _apply(item, h: Node, path: str) -> Node:
             raise ConfigError(f"{path} ({name}): takes a list of two or more branches; got {value!r}")
         branches = [chain(b if isinstance(b, list) else [b], h, f"{path}.{name}[{j}]") for j, b in enumerate(value)]
         return _call(make_module(name, {}, path), branches, path, name)
+    return _call(_module_of(name, value, path), [h], path, name)
+
+
+def _module_of(name, value, path: str) -> Module:
+    """The module of one entry: ``value`` None, its options, or its shorthand's value."""
     if value is None:
         options = {}
     elif isinstance(value, dict):
@@ -678,7 +734,7 @@ def _apply(item, h: Node, path: str) -> Node:
         if cls.shorthand is None:
             raise ConfigError(f"{path} ({name}): takes no single value; give its options as a mapping; got {value!r}")
         options = {cls.shorthand: value}
-    return _call(make_module(name, options, path), [h], path, name)
+    return make_module(name, options, path)
 
 
 def _call(m: Module, inputs: list[Node], path: str, name: str) -> Node:

@@ -187,7 +187,7 @@ class BatchNorm(_Norm):
     def _statistics(self, x):
         if self.training:
             if x.shape[0] < 2:
-                raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {x.shape[0]}")
+                raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {x.shape[0]} sample")
             return super()._statistics(x)
         s = 1.0 / np.sqrt(self.running_var + self.eps)
         xh = np.subtract(x, self.running_mean, out=self._buffer("xh", x.shape))

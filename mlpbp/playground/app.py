@@ -7,7 +7,7 @@ Routes (nothing in any of them is a path on the server; the assets are a fixed l
   ``idle_timeout_s`` without a message from the page. Messages are JSON objects with a ``type``:
   the page sends ``configure``, ``run``, ``pause``, ``step``, ``reset``, ``example``,
   ``gradcheck``, ``ping``; the server sends ``hello``, ``state``, ``frame``, ``example``,
-  ``gradcheck``, ``pong``, ``error`` and ``closed``.
+  ``gradcheck``, ``paused``, ``pong``, ``error`` and ``closed``.
 - ``POST /session/{id}/upload?name=FILE.csv``: a CSV as the request body.
 - ``GET /session/{id}/config.yaml`` and ``/session/{id}/model.npz``: take the run with you.
 

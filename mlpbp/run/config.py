@@ -195,10 +195,53 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     hidden: list[PosInt] = Field(default_factory=lambda: [64])
     activation: Annotated[str, one_of(ACTIVATIONS)] = "relu"
+    # hidden's shorthand: dropout after each hidden activation, a normalisation before it
+    dropout: Annotated[Float, Field(ge=0.0, lt=1.0)] = 0.0
+    norm: Literal["none", "batch", "layer"] = "none"
+    # Every hidden module in order (instead of hidden); the output linear is appended.
+    layers: list[Any] | None = None
     # None: resolved once the task is known (cross_entropy / square).
     loss: Annotated[str, one_of(LOSSES)] | None = None
     # None: He for relu-like activations, Glorot otherwise.
     init: Annotated[str, one_of(INITS)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.layers is None:
+            return self
+        if "hidden" in self.model_fields_set:
+            raise ValueError("give model.layers or model.hidden, not both (layers lists every hidden module)")
+        shorthand = [k for k in ("dropout", "norm") if k in self.model_fields_set]
+        if shorthand:
+            raise ValueError(
+                f"model.{shorthand[0]} shapes model.hidden; with model.layers, list dropout and norm modules there"
+            )
+        from mlpbp.engine.graph import check_layers
+
+        try:
+            check_layers(self.layers, "model.layers")
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def layer_list(self) -> list:
+        """The hidden modules: ``layers``, or what hidden, activation, norm and dropout say."""
+        if self.layers is not None:
+            return self.layers
+        out = []
+        for width in self.hidden:
+            out.append({"linear": width})
+            if self.norm != "none":
+                out.append(f"{self.norm}_norm")
+            out.append(self.activation)
+            if self.dropout:
+                out.append({"dropout": self.dropout})
+        return out
+
+    @property
+    def is_mlp(self) -> bool:
+        """A plain chain of linear and activation layers (built as ``MLP``)."""
+        return self.layers is None and self.norm == "none" and not self.dropout
 
 
 class TrainConfig(_Strict):

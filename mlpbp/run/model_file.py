@@ -17,9 +17,11 @@ from mlpbp.data.preprocessing import Preprocessor
 from mlpbp.data.transforms import TargetScaler, Transform
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
+from mlpbp.engine.graph import Network, layer_names
+from mlpbp.engine.init import INITS
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.network import MLP
-from mlpbp.errors import MlpbpError, ModelFileError
+from mlpbp.errors import ConfigError, MlpbpError, ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
 from mlpbp.run.model import TrainedModel
 
@@ -29,12 +31,16 @@ __all__ = ["FORMAT_VERSION", "READS", "TrainedModel", "load_model", "save_model"
 # the metadata; format 1 files (all-numeric features, one Standardizer) still load.
 # 3: per-column numeric transforms, date formats, infrequent levels, times of day and target
 # transforms (mlpbp 0.3); a model that uses none of them is written as format 2, which 0.2 reads.
-FORMAT_VERSION = 3
-READS = (1, 2, 3)
+# 4: a network that is not a plain MLP: its graph of modules (``Network.graph()``: each module's
+# registered name, options and inputs) and its buffers (batch_norm's running statistics).
+FORMAT_VERSION = 4
+READS = (1, 2, 3, 4)
 
 
 def format_version(model: TrainedModel) -> int:
     """The oldest format that holds everything ``model`` needs."""
+    if not isinstance(model.net, MLP):
+        return 4
     new_keys = {"transform", "format", "infrequent"}
     columns = model.preprocessor.to_meta()["columns"]
     if isinstance(model.y_scaler, TargetScaler) or any(
@@ -47,6 +53,7 @@ def format_version(model: TrainedModel) -> int:
 def save_model(model: TrainedModel, path: str | Path) -> None:
     """Write ``model`` to ``path`` (atomically: a temporary file, then a rename)."""
     arrays = {f"param.{k}": v for k, v in model.net.params.items()}
+    arrays |= {f"buffer.{k}": v for k, v in model.net.buffers.items()}
     weights = model.net.loss_fn.class_weight
     meta = {
         "format_version": format_version(model),
@@ -67,6 +74,8 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
     }
     if isinstance(model.y_scaler, TargetScaler):
         meta["target_transform"] = model.y_scaler.to_meta()
+    if meta["format_version"] >= 4:
+        meta["graph"], meta["init"] = model.net.graph(), model.net.init
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode scalar: no pickle needed
     arrays["x_mean"], arrays["x_scale"] = model.preprocessor.mean, model.preprocessor.scale
     if model.y_scaler is not None:
@@ -127,18 +136,7 @@ def load_model(path: str | Path) -> TrainedModel:
         isinstance(n, str) for n in features + (classes or [])
     ):
         raise ModelFileError(f"{bad} (feature names and classes must be strings)")
-    # Check the stored arrays against the widths before building the network, so forged widths
-    # cannot make it allocate gigabytes.
-    for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-        for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
-            a = arrays.get(f"param.{name}")
-            if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                raise ModelFileError(
-                    f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
-                )
-    net = MLP(widths, activation, loss, dtype=dtype, task=task)
-    for name, p in net.params.items():
-        p[...] = arrays[f"param.{name}"]
+    net = _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version)
 
     def scaler(prefix, d):
         mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
@@ -213,3 +211,59 @@ def _mlpbp_version() -> str:
         return version("mlpbp")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version):
+    """The network a model file describes, its stored parameters (and buffers) in place."""
+    if version < 4:
+        # Check the stored arrays against the widths before building the network, so forged widths
+        # cannot make it allocate gigabytes.
+        for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
+                a = arrays.get(f"param.{name}")
+                if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                    raise ModelFileError(
+                        f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
+                    )
+        net = MLP(widths, activation, loss, dtype=dtype, task=task)
+    else:
+        net = _graph_network(path, bad, meta, arrays, loss, dtype, task, activation)
+    for name, p in net.params.items():
+        a = arrays.get(f"param.{name}")
+        if a is None or a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+            raise ModelFileError(
+                f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {p.shape})"
+            )
+        p[...] = a
+    for name, b in net.buffers.items():
+        a = arrays.get(f"buffer.{name}")
+        if a is None or a.shape != b.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{bad} (buffer {name} missing, of the wrong shape or not finite)")
+        b[...] = a
+    return net.eval()  # a saved model predicts: running statistics, no dropout
+
+
+def _graph_network(path, bad, meta, arrays, loss, dtype, task, activation):
+    graph = meta.get("graph")
+    try:
+        nodes = graph["nodes"]
+        names = [n["module"] for n in nodes]
+        ok = isinstance(graph["inputs"], int) and all(
+            isinstance(k, str) and isinstance(n.get("options", {}), dict) and isinstance(n["inputs"], list)
+            for k, n in zip(names, nodes)
+        )
+    except (TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise ModelFileError(f"{bad} (no readable graph of modules in meta)")
+    unknown = [k for k in names if k not in layer_names()]
+    if unknown:
+        raise ModelFileError(
+            f"{path}: the model uses module {unknown[0]!r}, which is not registered in mlpbp.MODULES"
+            f" (register it before loading; registered: {', '.join(layer_names())})"
+        )
+    init = meta.get("init") if meta.get("init") in INITS else None
+    try:
+        return Network.from_graph(graph, loss=loss, dtype=dtype, task=task, init=init, activation=activation)
+    except (ConfigError, ValueError, TypeError, IndexError, KeyError) as e:
+        raise ModelFileError(f"{bad} (its graph of modules does not build: {e})") from None

@@ -25,6 +25,8 @@ from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, target_missing
 from mlpbp.data.transforms import TargetScaler
+from mlpbp.engine.graph import Network, graph_nodes, layer_graph
+from mlpbp.engine.layers import Linear
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
     activation_bytes,
@@ -35,6 +37,7 @@ from mlpbp.engine.memory import (
     require,
 )
 from mlpbp.engine.network import MLP
+from mlpbp.engine.norm import BatchNorm
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
@@ -709,22 +712,29 @@ def build_model(
     dtype: str | None = None,
     eval_rows: int = 0,
     class_weight: np.ndarray | None = None,
-) -> MLP:
+) -> Network:
     """The config's network, once its memory is checked (``eval_rows``: the most rows metrics
     are computed on)."""
-    widths = [n_inputs, *cfg.model.hidden, n_outputs]
     dtype = dtype or cfg.train.dtype
+    settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
+    if cfg.model.is_mlp:
+        widths = [n_inputs, *cfg.model.hidden, n_outputs]
+        check_training_memory(cfg, widths, dtype, eval_rows)
+        return MLP(widths, cfg.model.activation, default_loss(cfg, task), **settings)
+    key = "model.layers" if cfg.model.layers is not None else "model.hidden"
+    x, out = layer_graph(cfg.model.layer_list(), n_inputs, n_outputs, key)  # widths checked, nothing allocated
+    widths = [n_inputs] + [n.width for n in _nodes(out) if isinstance(n.module, Linear)]
     check_training_memory(cfg, widths, dtype, eval_rows)
-    return MLP(
-        widths,
-        cfg.model.activation,
-        default_loss(cfg, task),
-        seed=cfg.seed,
-        dtype=dtype,
-        init=cfg.model.init,
-        task=task,
-        class_weight=class_weight,
-    )
+    if any(isinstance(n.module, BatchNorm) for n in _nodes(out)) and cfg.train.batch_size == 1:
+        raise ConfigError(
+            "config error at train.batch_size: batch_norm in training needs at least 2 rows per batch; got 1",
+            argument="train.batch_size",
+        )
+    return Network(x, out, default_loss(cfg, task), activation=cfg.model.activation, **settings)
+
+
+def _nodes(out):
+    return graph_nodes(out)[1:]
 
 
 def write_split(prepared: Prepared, folder: str | Path) -> dict[str, str]:

@@ -284,6 +284,14 @@ class Trainer:
         self._end_epoch(epoch, 1, None, started, self.comm.comm_seconds)
 
     def _end_epoch(self, epoch: int, n_steps: int, lr: float | None, started: float, comm_before: float) -> None:
+        net = self.net
+        net.eval()  # losses, metrics and sharpness as the model will predict; training goes on in train mode
+        try:
+            self._epoch_record(epoch, n_steps, lr, started, comm_before)
+        finally:
+            net.train()
+
+    def _epoch_record(self, epoch: int, n_steps: int, lr: float | None, started: float, comm_before: float) -> None:
         t, st, net = self.cfg.train, self.state, self.net
         if not all(np.isfinite(p).all() for p in net.params.values()):
             self._diverged(epoch, n_steps - 1, float("nan"), "a parameter is not finite")
@@ -356,7 +364,8 @@ class Trainer:
             self._write_config()
         self._saved_at = time.monotonic()
         if self.comm.rank == 0:
-            save_checkpoint(self.checkpoint_path, self.state, self.net.params, self.opt.state_dict(), self.best_params)
+            state = self.opt.state_dict() | self.net.state_dict()  # buffers and the dropout generator too
+            save_checkpoint(self.checkpoint_path, self.state, self.net.params, state, self.best_params)
         self._write_history()
 
     def _write_config(self) -> None:
@@ -365,9 +374,10 @@ class Trainer:
 
     def _resume(self) -> None:
         def load():  # on rank 0, whose output directory holds the checkpoint
-            opt_state = self.opt.state_dict()
-            state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state)
+            opt_state, net_state = self.opt.state_dict(), self.net.state_dict()
+            state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state | net_state)
             self.opt.load_state_dict(opt_state)
+            self.net.load_state_dict(net_state)
             mismatch = first_difference(state.config, self.state.config, "in the checkpoint", "now")
             if mismatch:
                 raise ConfigError(
@@ -396,6 +406,7 @@ class Trainer:
 
     def _finish(self) -> RunResult:
         st = self.state
+        self.net.eval()  # the test metrics and the saved model: evaluation mode
         if self.best_params is not None:  # early stopping keeps the best weights
             for k, p in self.net.params.items():
                 p[...] = self.best_params[k]

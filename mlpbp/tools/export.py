@@ -21,6 +21,7 @@ import numpy as np
 
 from mlpbp.data.cells import DAY_S
 from mlpbp.engine.activations import ELU_ALPHA, LEAKY_SLOPE
+from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
 from mlpbp.run.model import TrainedModel
@@ -58,7 +59,7 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     from onnx import TensorProto, helper, numpy_helper
 
     net = model.net
-    if net.activation not in ACTIVATION_OPS:
+    if isinstance(net, MLP) and net.activation not in ACTIVATION_OPS:
         raise MlpbpError(
             f"cannot export activation {net.activation!r} to ONNX (exportable: {', '.join(ACTIVATION_OPS)})"
         )
@@ -74,19 +75,22 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     pre = model.x_scaler
     nodes.append(helper.make_node("Sub", ["features", const("x_mean", pre.mean.astype(f32))], ["x_centered"]))
     nodes.append(helper.make_node("Div", ["x_centered", const("x_scale", pre.scale.astype(f32))], ["h0"]))
-    h = "h0"
-    linears = net.linears
-    act = ACTIVATION_OPS[net.activation]
-    for r, layer in enumerate(linears, start=1):
-        W = const(f"W{r}", layer.params["W"].astype(f32))  # (out, in): Gemm with transB
-        b = const(f"b{r}", layer.params["b"].astype(f32))
-        z = f"z{r}"
-        nodes.append(helper.make_node("Gemm", [h, W, b], [z], transB=1, name=f"linear{r}"))
-        h = z
-        if r < len(linears) and act is not None:
-            op, attrs = act
-            nodes.append(helper.make_node(op, [z], [f"a{r}"], name=f"{net.activation}{r}", **attrs))
-            h = f"a{r}"
+    if isinstance(net, MLP):
+        h = "h0"
+        linears = net.linears
+        act = ACTIVATION_OPS[net.activation]
+        for r, layer in enumerate(linears, start=1):
+            W = const(f"W{r}", layer.params["W"].astype(f32))  # (out, in): Gemm with transB
+            b = const(f"b{r}", layer.params["b"].astype(f32))
+            z = f"z{r}"
+            nodes.append(helper.make_node("Gemm", [h, W, b], [z], transB=1, name=f"linear{r}"))
+            h = z
+            if r < len(linears) and act is not None:
+                op, attrs = act
+                nodes.append(helper.make_node(op, [z], [f"a{r}"], name=f"{net.activation}{r}", **attrs))
+                h = f"a{r}"
+    else:
+        h = _graph_nodes(net, "h0", const, nodes, helper)
     outputs = []
     if model.task == "classification":
         nodes.append(helper.make_node("ArgMax", [h], ["class_index"], axis=1, keepdims=0))
@@ -319,3 +323,64 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> dict:
         "inputs": [i.name for i in proto.graph.input],
         "outputs": [o.name for o in proto.graph.output],
     }
+
+
+EXPORTABLE = ("linear", "dropout", "batch_norm", "layer_norm", "add", "concat", "select", "embedding")
+
+
+def _graph_nodes(net, x: str, const, nodes: list, helper) -> str:
+    """The network's graph of modules as ONNX nodes from value ``x``, in evaluation mode
+    (dropout is the identity, batch_norm uses its running statistics); the output's name. A
+    module of another kind may give its own nodes: ``to_onnx(helper, inputs, output, const)``
+    returning a list of nodes; otherwise it is refused in one line."""
+    f32 = np.float32
+    names = [x]
+    for i, (m, srcs, pnames, bnames) in enumerate(
+        zip(net.layers, net.sources, net.layer_param_names, net.layer_buffer_names), start=1
+    ):
+        ins, out, kind = [names[j] for j in srcs], f"v{i}", m.kind
+        p = {k: const(n, m.params[k].astype(f32)) for k, n in pnames.items()}
+        if kind == "linear":
+            nodes.append(helper.make_node("Gemm", [ins[0], p["W"], *([p["b"]] if "b" in p else [])], [out], transB=1))
+        elif kind in ACTIVATION_OPS:
+            op, attrs = ACTIVATION_OPS[kind] or ("Identity", {})
+            nodes.append(helper.make_node(op, ins, [out], **attrs))
+        elif kind == "dropout":
+            nodes.append(helper.make_node("Identity", ins, [out]))
+        elif kind == "batch_norm":
+            stats = [const(bnames[k], m.buffers[k].astype(f32)) for k in ("running_mean", "running_var")]
+            nodes.append(
+                helper.make_node("BatchNormalization", [ins[0], p["gamma"], p["beta"], *stats], [out], epsilon=m.eps)
+            )
+        elif kind == "layer_norm":
+            nodes.append(
+                helper.make_node("LayerNormalization", [ins[0], p["gamma"], p["beta"]], [out], axis=-1, epsilon=m.eps)
+            )
+        elif kind == "add":
+            nodes.append(helper.make_node("Sum", ins, [out]))
+        elif kind == "concat":
+            nodes.append(helper.make_node("Concat", ins, [out], axis=1))
+        elif kind == "select":
+            idx = const(f"{out}_columns", np.array(m.columns, np.int64))
+            nodes.append(helper.make_node("Gather", [ins[0], idx], [out], axis=1))
+        elif kind == "embedding":  # the code's row, or the reserved last row (see Embedding.codes)
+            c = f"{out}_code"
+            nodes.append(
+                helper.make_node("Gather", [ins[0], const(f"{c}_col", np.array(m.column, np.int64))], [c], axis=1)
+            )
+            nodes.append(helper.make_node("Floor", [c], [f"{c}_floor"]))
+            nodes.append(helper.make_node("Equal", [c, f"{c}_floor"], [f"{c}_int"]))
+            nodes.append(helper.make_node("GreaterOrEqual", [c, const(f"{c}_zero", np.array(0, f32))], [f"{c}_ge"]))
+            nodes.append(helper.make_node("Less", [c, const(f"{c}_n", np.array(m.categories, f32))], [f"{c}_lt"]))
+            nodes.append(helper.make_node("And", [f"{c}_int", f"{c}_ge"], [f"{c}_a"]))
+            nodes.append(helper.make_node("And", [f"{c}_a", f"{c}_lt"], [f"{c}_ok"]))
+            nodes.append(helper.make_node("Where", [f"{c}_ok", c, f"{c}_n"], [f"{c}_row"]))
+            nodes.append(helper.make_node("Cast", [f"{c}_row"], [f"{c}_index"], to=7))  # int64
+            nodes.append(helper.make_node("Gather", [p["E"], f"{c}_index"], [out], axis=0))
+        elif hasattr(m, "to_onnx"):
+            nodes.extend(m.to_onnx(helper, ins, out, const))
+        else:
+            allowed = ", ".join(EXPORTABLE + tuple(ACTIVATION_OPS))
+            raise MlpbpError(f"cannot export module {kind!r} to ONNX (exportable: {allowed}; or give it to_onnx)")
+        names.append(out)
+    return names[-1]

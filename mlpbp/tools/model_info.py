@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpbp.engine.module import MODULES
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import FORMAT_VERSION, load_model
 
@@ -26,30 +27,26 @@ def sha256(path: Path) -> str:
 
 
 def layer_rows(model: TrainedModel) -> list[dict]:
-    """One row per layer, input to output, with its shape, parameters and FLOPs per row."""
-    rows = []
-    first_linear = True
-    for index, layer in enumerate(model.net.layers, start=1):
-        params = sum(p.size for p in layer.params.values())
-        if params:  # Linear: z = W u + b
-            fan_out, fan_in = layer.params["W"].shape
-            forward = 2 * fan_in * fan_out + fan_out
-            # ∂J/∂W (2·in·out), ∂J/∂b (out), ∂J/∂u (2·in·out, not for the network's input)
-            backward = 2 * fan_in * fan_out + fan_out + (0 if first_linear else 2 * fan_in * fan_out)
-            kind, activation, first_linear = "linear", None, False
-        else:  # Activation: a = σ(z), elementwise; backward ∂J/∂z = ∂J/∂a ⊙ σ'(z)
-            fan_in = fan_out = rows[-1]["out"]
-            forward, backward = fan_out, 2 * fan_out
-            kind, activation = "activation", model.net.activation
+    """One row per module, input to output (the graph's order), with its inputs (0 the network's
+    input, i the i-th row's output), shape, parameters and FLOPs per row."""
+    net, rows = model.net, []
+    for index, (m, srcs) in enumerate(zip(net.layers, net.sources), start=1):
+        in_widths, out = net.widths_in[index - 1], net.width_out[index - 1]
+        forward, backward = m.flops(in_widths, out)
+        if m.kind == "linear" and not net._need_in[index - 1]:
+            backward -= 2 * in_widths[0] * out  # the network's input needs no ∂J/∂u
+        activation = m.kind if m.kind not in MODULES else None
         rows.append(
             {
                 "index": index,
-                "kind": kind,
+                "kind": "activation" if activation else m.kind,
                 "activation": activation,
-                "in": fan_in,
-                "out": fan_out,
-                "param_shapes": {k: list(p.shape) for k, p in layer.params.items()},
-                "params": params,
+                "label": m.label,
+                "inputs": list(srcs),
+                "in": in_widths[0] if len(in_widths) == 1 else in_widths,
+                "out": out,
+                "param_shapes": {k: list(p.shape) for k, p in m.params.items()},
+                "params": sum(p.size for p in m.params.values()),
                 "flops_forward": forward,
                 "flops_backward": backward,
             }
@@ -89,6 +86,8 @@ def model_info(path: str | Path) -> dict:
         "loss": net.loss_name,
         "dtype": str(net.dtype),
         "params": net.n_params,
+        "mode": "eval",  # a saved model predicts in evaluation mode
+        "buffers": {k: list(b.shape) for k, b in net.buffers.items()},
         "layers": layers,
         "flops": {
             "forward_per_row": forward,

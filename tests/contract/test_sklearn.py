@@ -31,7 +31,16 @@ def digits():
     return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
 
 
-@pytest.mark.parametrize("estimator", [MLPClassifier(), MLPRegressor()], ids=["classifier", "regressor"])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        MLPClassifier(),
+        MLPRegressor(),
+        MLPClassifier(dropout=0.1, norm="layer"),
+        MLPRegressor(dropout=0.2, norm="batch"),
+    ],
+    ids=["classifier", "regressor", "classifier-dropout-layer-norm", "regressor-dropout-batch-norm"],
+)
 def test_check_estimator_passes(estimator):
     assert len(EXPECTED_FAILED_CHECKS) <= 3
     with warnings.catch_warnings():

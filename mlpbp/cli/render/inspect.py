@@ -33,17 +33,22 @@ def model_summary(out: Console, info: dict) -> None:
         f"{info['params']:,} parameters, {info['loss']} loss, {info['dtype']}"
     )
     table = Table(title="layers", title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col in ("#", "layer", "output", "params", "FLOPs/row fwd", "FLOPs/row bwd"):
+    graph = any(r["inputs"] != [r["index"] - 1] for r in info["layers"])
+    for col in ("#", "layer", *(("inputs",) if graph else ()), "output", "params", "FLOPs/row fwd", "FLOPs/row bwd"):
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
     for r in info["layers"]:
         if r["kind"] == "linear":
             shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r["param_shapes"].items())
             what = f"Linear {r['in']}→{r['out']} ({shapes})"
-        else:
+        elif r["kind"] == "activation":
             what = f"{r['activation']}"
+        else:
+            shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r["param_shapes"].items())
+            what = escape(r["label"]) + (f" ({shapes})" if shapes else "")
         table.add_row(
             str(r["index"]),
             what,
+            *((", ".join("input" if j == 0 else f"#{j}" for j in r["inputs"]),) if graph else ()),
             f"(n, {r['out']})",
             f"{r['params']:,}",
             f"{r['flops_forward']:,}",

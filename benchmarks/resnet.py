@@ -1,0 +1,153 @@
+"""A residual MLP with batch normalisation and dropout, mlpbp's training step against PyTorch's
+standard CPU loop on the same network, each in a fresh process, in one run.
+
+    python benchmarks/resnet.py                 # width 256, 4 blocks, batch 256, AdamW, float32
+    python benchmarks/resnet.py --steps 100 --json
+
+Network: d=256 inputs → linear 256 → 4 × residual(batch_norm → linear 256 → relu → dropout 0.1 →
+linear 256) → batch_norm → relu → linear 10, softmax cross-entropy, AdamW (lr 1e-3, weight
+decay 0.01), float32, batch 256, synthetic seeded data. Each framework: a few warm-up steps,
+then STEPS timed steps; seconds per step is the median of 5 equal chunks. ``products`` is the
+time of the step's own matrix products alone (forward, ∂J/∂W and ∂J/∂u of each linear but the
+first's ∂J/∂u) at the same shapes, in the mlpbp process: ``step/products`` is mlpbp's step over it.
+PyTorch runs with its default threads; mlpbp with 1 BLAS thread (train.threads: auto at this
+size on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WIDTH, BLOCKS, BATCH, CLASSES = 256, 4, 256, 10
+
+
+def _layers():
+    block = ["batch_norm", {"linear": WIDTH}, "relu", {"dropout": 0.1}, {"linear": WIDTH}]
+    return [{"linear": WIDTH}, *({"residual": block} for _ in range(BLOCKS)), "batch_norm", "relu"]
+
+
+def _data(np, steps):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(BATCH * 4, WIDTH)).astype(np.float32), rng.integers(0, CLASSES, BATCH * 4)
+
+
+def _time(step, steps) -> float:
+    for _ in range(5):
+        step(0)
+    chunk, times = max(1, steps // 5), []
+    for c in range(5):
+        t0 = time.perf_counter()
+        for s in range(chunk):
+            step(c * chunk + s)
+        times.append((time.perf_counter() - t0) / chunk)
+    return statistics.median(times)
+
+
+def run_mlpbp(steps: int) -> dict:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from mlpbp import AdamW, Network
+    from mlpbp.engine import blas
+
+    X, y = _data(np, steps)
+    net = Network.from_layers(_layers(), WIDTH, CLASSES, loss="cross_entropy", seed=0, dtype="float32")
+    opt = AdamW(net.params, 1e-3, weight_decay=0.01)
+    with threadpool_limits(1):
+        per_step = _time(
+            lambda s: net.train_step(X[(s % 4) * BATCH :][:BATCH], y[(s % 4) * BATCH :][:BATCH], opt), steps
+        )
+        shapes = [(m.W.shape[1], m.W.shape[0]) for m in net.linears if hasattr(m, "W")]
+        bufs = [(np.ones((BATCH, i), np.float32), np.ones((o, i), np.float32), np.ones((BATCH, o), np.float32))
+                for i, o in shapes]  # fmt: skip
+
+        def products(_):
+            for k, (u, W, z) in enumerate(bufs):
+                blas.matmul(u, W.T, z)
+                blas.matmul(z.T, u, W)
+                if k:
+                    blas.matmul(z, W, u)
+
+        prod = _time(products, steps)
+    return {"seconds_per_step": per_step, "products_s": prod}
+
+
+def run_torch(steps: int, threads: int = 0) -> dict:
+    import numpy as np
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    torch.manual_seed(0)
+    X, y = _data(np, steps)
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = torch.nn.Sequential(
+                torch.nn.BatchNorm1d(WIDTH), torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU(),
+                torch.nn.Dropout(0.1), torch.nn.Linear(WIDTH, WIDTH),
+            )  # fmt: skip
+
+        def forward(self, x):
+            return x + self.f(x)
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(WIDTH, WIDTH), *(Block() for _ in range(BLOCKS)), torch.nn.BatchNorm1d(WIDTH),
+        torch.nn.ReLU(), torch.nn.Linear(WIDTH, CLASSES),
+    )  # fmt: skip
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def step(s):
+        xb, yb = X[(s % 4) * BATCH :][:BATCH], y[(s % 4) * BATCH :][:BATCH]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+
+    return {"seconds_per_step": _time(step, steps), "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=200, help="timed steps per framework (default 200)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON only")
+    p.add_argument("--child", choices=("mlpbp", "torch", "torch1"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        run = {"mlpbp": run_mlpbp, "torch": run_torch, "torch1": lambda s: run_torch(s, 1)}[args.child]
+        print(json.dumps(run(args.steps)))
+        return
+    results = {}
+    for name in ("mlpbp", "torch", "torch1"):  # torch1: PyTorch at 1 thread, as mlpbp runs
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--steps", str(args.steps)],
+            capture_output=True, text=True, check=True, env=dict(os.environ),
+        )  # fmt: skip
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    m, t = results["mlpbp"], results["torch"]
+    results["speedup_vs_torch"] = t["seconds_per_step"] / m["seconds_per_step"]
+    results["speedup_vs_torch_1_thread"] = results["torch1"]["seconds_per_step"] / m["seconds_per_step"]
+    results["step_over_products"] = m["seconds_per_step"] / m["products_s"]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"mlpbp   {1e3 * m['seconds_per_step']:8.2f} ms/step  (products alone {1e3 * m['products_s']:.2f} ms)")
+    print(f"PyTorch {1e3 * t['seconds_per_step']:8.2f} ms/step  ({t['threads']} threads)")
+    t1 = results["torch1"]
+    print(f"PyTorch {1e3 * t1['seconds_per_step']:8.2f} ms/step  (1 thread)")
+    print(
+        f"speed-up {results['speedup_vs_torch']:.2f}x ({results['speedup_vs_torch_1_thread']:.2f}x against 1 thread);"
+        f" step/products {results['step_over_products']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -142,6 +142,8 @@ def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet
     # The task and why, always (in the header above, or on a line of its own under --quiet): a
     # wrongly guessed task should never pass unnoticed.
     data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
+    if trainer.recipe.line:
+        console.print(escape(trainer.recipe.line), highlight=False, soft_wrap=True)
     try:
         with sigint_requests_stop(trainer.stop):  # the swap at the end happens under it, whole
             result = run_in(folder, lambda: trainer.run(resume=resume))

@@ -42,6 +42,7 @@ SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed fr
 # A CSV at least this large is parsed in one part per usable core (data/csv_parts.py), which
 # pays once a file is past tens of MB (benchmarks/README.md, "Reading a CSV").
 PARALLEL_BYTES = 64 << 20
+SKIP_SCAN_BYTES = 256 << 20  # data.bad_lines: skip finds the skipped lines' numbers in files up to this
 MAX_PARTS = 8
 
 
@@ -55,6 +56,7 @@ class RawTable:
     targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
     notes: list[str] = field(default_factory=list)
     numbers: np.ndarray | None = None  # once rows are dropped: each row's number in the file
+    stripped: dict[str, str] = field(default_factory=dict)  # header names as written -> stripped
 
     @property
     def rows(self) -> RowNumbers:
@@ -90,16 +92,18 @@ def read_table(
     float32: bool = False,
     keep64: Collection[str] | None = None,
     progress: Progress | None = None,
+    bad_lines: str = "error",
 ) -> RawTable:
     """Read a data file whole. ``float32``: store float columns (but those in ``keep64``, by
     default the last column: targets) as float32, which halves the memory of a large numeric
-    table that will train in float32."""
+    table that will train in float32. ``bad_lines``: a CSV line with the wrong number of fields
+    is an error, or (``skip``) left out and counted in a note."""
     path = Path(path)
     kind = file_kind(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if kind in ("csv", "tsv"):
-        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress)
+        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress, bad_lines)
     elif kind == "parquet":
         raw = _read_parquet(path, progress)
     else:
@@ -136,12 +140,17 @@ def sniff_delimiter(path: Path, sample: str) -> str:
 
 
 def _read_csv(
-    path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
+    path: Path,
+    delimiter: str | None,
+    float32: bool,
+    keep64: Collection[str] | None,
+    progress: Progress | None,
+    bad_lines: str = "error",
 ) -> RawTable:
     head, text, size = _head(path)
     if delimiter is None:
         delimiter = sniff_delimiter(path, text)
-    ragged = _RaggedRows()
+    ragged = _RaggedRows(skip=bad_lines == "skip")
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
     types = _float_types(head, parse, size, float32, keep64)
     block = BLOCK_BYTES
@@ -153,6 +162,7 @@ def _read_csv(
             # A cell longer than a block (pyarrow cannot split it): blocks 4x larger, up to the file.
             if "straddl" in str(e) and block <= size:
                 block, ragged[:] = min(4 * block, size + 1), []
+                ragged.skipped.clear()
                 continue
             raise _parse_error(path, delimiter, e, ragged) from None
         except (OSError, pa.ArrowException) as e:
@@ -160,6 +170,17 @@ def _read_csv(
     if progress is not None:
         progress(table.num_rows, 1.0)
     raw = RawTable(table, path, first_row=2)
+    skipped = ragged.skipped
+    if skipped:
+        # pyarrow's streaming reader does not say which lines it left out: found here, so the
+        # rows kept keep their line numbers in messages (files up to SKIP_SCAN_BYTES)
+        lines = _bad_lines(path, delimiter) if size <= SKIP_SCAN_BYTES else []
+        first = skipped[0]
+        if len(lines) == len(skipped):
+            every = np.arange(2, 2 + table.num_rows + len(lines))
+            raw.numbers = every[~np.isin(every, lines)]
+            first = first.replace("a row", f"row {lines[0]}", 1)
+        raw.notes.append(f"{path.name}: skipped {len(skipped)} bad line(s) (data.bad_lines: skip); the first: {first}")
     _check_names(raw)
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
@@ -185,12 +206,19 @@ def _head(path: Path) -> tuple[bytes, str, int]:
 
 class _RaggedRows(list):
     """pyarrow's invalid_row_handler: each row with another field count than the header is
-    noted, to be named in the message, and refused."""
+    noted, to be named in the message, and refused; or, with ``skip`` (data.bad_lines: skip),
+    noted in ``skipped`` and left out."""
+
+    def __init__(self, skip: bool = False) -> None:
+        super().__init__()
+        self.skip, self.skipped = skip, []
 
     def __call__(self, row) -> str:
         where = f"row {row.number}" if row.number is not None else "a row"
-        self.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
-        return "error"
+        (self.skipped if self.skip else self).append(
+            f"{where} has {row.actual_columns} fields, header has {row.expected_columns}"
+        )
+        return "skip" if self.skip else "error"
 
 
 def _float_types(head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None) -> dict:
@@ -227,10 +255,12 @@ def _parse(
                     return table
             except pa.ArrowInvalid:
                 ragged.clear()
+        ragged.skipped.clear()  # each read counts the lines it skips afresh
         return stream_csv(path, size, parse, column_types, 1, progress, block)
     except pa.ArrowInvalid:
         if ragged:
             raise
+        ragged.skipped.clear()
         # Type inference over the whole file: the streaming reader fixes each column's type on
         # its first block, and a later block may disagree (text below numbers).
         with path.open("rb") as f:
@@ -256,6 +286,14 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _bad_lines(path: Path, delimiter: str) -> list[int]:
+    """The line numbers of the rows whose field count is not the header's."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        return [reader.line_num for row in reader if row and len(row) != len(header)]
 
 
 def _ragged_row(path: Path, delimiter: str) -> str | None:
@@ -285,6 +323,12 @@ def _check_names(raw: RawTable) -> None:
         path, names = raw.path, [n.strip() for n in raw.table.column_names]
     except UnicodeDecodeError as e:
         raise DataError(f"{raw.path}: cannot read the header: not UTF-8 text ({e.reason})") from None
+    stripped = [(a, b) for a, b in zip(raw.table.column_names, names) if a != b and b]
+    if stripped:
+        raw.stripped = {a: b for a, b in stripped}
+        shown = ", ".join(f"{a!r} -> {b!r}" for a, b in stripped[:3])
+        more = f" and {len(stripped) - 3} more" if len(stripped) > 3 else ""
+        raw.notes.append(f"{path.name}: spaces around column names stripped: {shown}{more}")
     if names and names[0] == "" and len(names) > 1:
         # pandas' to_csv writes its index as a first column with no name.
         raw.table = raw.table.remove_column(0)

@@ -193,7 +193,7 @@ class TrainedModel:
     def _outputs(self, rows: pa.Table | np.ndarray, first_row: RowNumbers, source: str) -> np.ndarray:
         pre, parts = self.preprocessor, []
         if isinstance(rows, np.ndarray):  # the network's columns, unscaled (what inverse_transform gives)
-            parts.append(outputs(self.net, (np.asarray(rows, np.float64) - pre.mean) / pre.scale).astype(np.float64))
+            parts.append(outputs(self.net, pre.encode_array(rows)).astype(np.float64))
         for start in range(0, 0 if isinstance(rows, np.ndarray) else rows.num_rows, PREDICT_CHUNK):
             X = pre.transform(
                 rows.slice(start, PREDICT_CHUNK), np.float64, rows_from(first_row, start), source, fits=self.net.dtype

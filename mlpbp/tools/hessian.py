@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.engine.curvature import CURVATURES, Curvature, extreme_eigenvalues, hutchinson, spectral_density
+from mlpbp.engine.graph import Network
 from mlpbp.engine.memory import activation_bytes, lanczos_bytes, n_params, network_bytes, require
-from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError, DataError
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.model_file import load_model
@@ -80,11 +80,10 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     )
 
 
-def float64_copy(net: MLP) -> MLP:
-    """The same network in float64: eigenvalues to 1e-6 need more than float32's 7 digits."""
-    copy = MLP(net.widths, net.activation, net.loss_name, dtype="float64", init=net.init, task=net.task)
-    copy.set_flat(net.get_flat().astype(np.float64))
-    return copy
+def float64_copy(net: Network) -> Network:
+    """The same network in float64 and in evaluation mode (as the model predicts), class
+    weights and all: eigenvalues to 1e-6 need more than float32's 7 digits."""
+    return net.astype(np.float64).eval()
 
 
 def analyse(
@@ -119,6 +118,7 @@ def analyse(
         argument="max_steps",
     )
     net = float64_copy(model.net)
+    net.require_curvature()
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:
         which = "top_k" if opts.top_k > n else "bottom_k"
@@ -129,7 +129,7 @@ def analyse(
     op = Curvature(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
-    result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
+    result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature, "mode": "eval"}
     if data.skipped.count:
         skipped = data.skipped
         result["skipped"] = {"missing_target": skipped.missing_target, "missing_feature": skipped.missing_feature}

@@ -9,9 +9,6 @@ from rich.table import Table
 
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out, sigint_requests_stop
 from mlpbp.cli.console import fmt, note
-from mlpbp.run.config import load_config
-from mlpbp.run.distributed import launched_ranks
-from mlpbp.tools import cv as cv_api
 
 
 @command
@@ -28,12 +25,16 @@ def cv(
     """Cross-validate a config: K training runs, each with one fold as its test rows (stratified by
     class for classification; whole ids together when data.id is set), preprocessing fitted on
     each run's training rows; every test metric's mean ± standard deviation and a table per fold."""
+    from mlpbp.run.config import load_config
+    from mlpbp.run.distributed import launched_ranks
+    from mlpbp.tools import cv as cv_api
+
     if launched_ranks() > 1:
         fail("mlpbp cv runs as one process, not under mpiexec; run it without mpiexec")
     cfg = load_config(config, overrides or ())
     console = err if as_json else out
 
-    def on_fold(fold: cv_api.Fold) -> None:
+    def on_fold(fold) -> None:  # a cv_api.Fold
         if not quiet:
             shown = ", ".join(f"{k} {fmt(v)}" for k, v in fold.metrics.items() if _scalar(v))
             console.print(

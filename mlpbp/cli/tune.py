@@ -21,8 +21,7 @@ from rich.table import Table
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out
 from mlpbp.cli.console import fmt
 from mlpbp.errors import Interrupted
-from mlpbp.run.distributed import launched_ranks
-from mlpbp.tools import tune as tune_api
+from mlpbp.tools.tune_defaults import DEFAULT_TRIALS
 
 SHOWN_TRIALS = 20  # rows of the live table: the running trials and the latest finished ones
 
@@ -33,7 +32,7 @@ def _cell(v) -> str:
     return json.dumps(v) if isinstance(v, list) else str(v)
 
 
-class TuneView(tune_api.TuneHooks):
+class TuneView:  # the hooks of mlpbp.tools.tune.TuneHooks (not subclassed: --help imports no NumPy)
     """The live table (number, parameters, value, state, best so far) under a progress bar
     against the trials or the timeout; one line per finished trial when not on a terminal."""
 
@@ -156,7 +155,7 @@ def tune(
         None,
         "--trials",
         help="Finished trials the study should have in all, those of earlier runs and other processes "
-        f"included (default {tune_api.DEFAULT_TRIALS}, or none with --timeout).",
+        f"included (default {DEFAULT_TRIALS}, or none with --timeout).",
     ),
     timeout: float | None = typer.Option(
         None, "--timeout", metavar="SECONDS", help="Start no trial after this many seconds."
@@ -185,6 +184,9 @@ def tune(
 
     Running the same command again resumes the study. Ctrl-C stops after the running trial is
     recorded (twice: at once); exit 130 and the command that resumes."""
+    from mlpbp.run.distributed import launched_ranks
+    from mlpbp.tools import tune as tune_api
+
     if launched_ranks() > 1:
         fail(
             "mlpbp tune does not run under mpiexec; start one `mlpbp tune` per machine on one shared --storage"
@@ -195,7 +197,7 @@ def tune(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     console = err if as_json else out
     stop, stop_now = threading.Event(), threading.Event()
-    view = TuneView(console, trials if trials is not None or timeout else tune_api.DEFAULT_TRIALS, timeout, quiet)
+    view = TuneView(console, trials if trials is not None or timeout else DEFAULT_TRIALS, timeout, quiet)
     try:
         with _two_step_sigint(stop, stop_now, view):
             result = tune_api.tune(

@@ -37,7 +37,8 @@ def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[Trained
     for message in raw.notes:
         _note(message)
     header = raw.table.column_names
-    missing = [c for c in model.feature_names if c not in header]
+    have = set(header)  # linear in the column count
+    missing = [c for c in model.feature_names if c not in have]
     if missing:
         raise DataError(f"{data}: missing feature columns the model was trained on: {', '.join(missing)}")
     targets = model.target_names

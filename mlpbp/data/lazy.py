@@ -287,8 +287,9 @@ def _open_parquet(
     if features is None:
         features = [c for c in names if c != target]
     else:
-        missing = [c for c in features if c not in names]
-        extra = [c for c in names if c not in features and c != target]
+        have, wanted = set(names), set(features)  # linear in the column count
+        missing = [c for c in features if c not in have]
+        extra = [c for c in names if c not in wanted and c != target]
         if missing or extra:
             what = (
                 f"missing feature columns {', '.join(missing)}" if missing else f"unexpected columns {', '.join(extra)}"

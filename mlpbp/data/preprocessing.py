@@ -282,7 +282,8 @@ class Preprocessor:
         ``unknown`` overrides handle_unknown (training encodes its own validation and test rows
         with the policy it noted). ``fits``: the dtype the network computes in; a standardised value
         beyond its range (1e39 in float32) is refused, naming the cell, rather than becoming inf."""
-        absent = [c for c in self.inputs if c not in table.column_names]
+        names = set(table.column_names)  # a set, once: 100,000 columns must stay linear
+        absent = [c for c in self.inputs if c not in names]
         if absent:
             raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
         n = table.num_rows

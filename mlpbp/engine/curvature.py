@@ -237,7 +237,7 @@ def extreme_eigenvalues(
     # closes before n steps means repeated eigenvalues (a network's Hessian often has a
     # many-fold zero), whose copies it cannot return.
     closed = m < n and run.residual <= 1e-12 * max(1.0, float(np.abs(run.alpha).max()))
-    short = closed or m < max(top_k, bottom_k)
+    short = m < max(top_k, bottom_k)  # a closed space with enough values: those are exact
     if short and n <= max_steps:  # as cheap as the Lanczos run could be: n products, exact
         return _dense_extremes(matvec, n, top_k, bottom_k)
     idx = wanted(run)
@@ -247,12 +247,12 @@ def extreme_eigenvalues(
         steps=m,
         residuals=[float(r) for r in _ritz_residuals(run, idx)],
     )
-    if closed:
+    if closed and short:
         ext.shortfall = (
             f"the Krylov space closed after {m} of {n} dimensions: the matrix has repeated eigenvalues, which"
             f" Lanczos returns once each; raise max_steps to {n} (the number of parameters) for every copy"
         )
-    elif m < max(top_k, bottom_k):
+    elif short:
         ext.shortfall = f"{m} Lanczos steps give {m} values; raise max_steps"
     return ext
 

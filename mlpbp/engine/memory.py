@@ -59,9 +59,10 @@ def gradcheck_bytes(widths, rows: int, directions: int) -> int:
     """``check_network``: the float64 copy of the network and a step's buffers at ``rows``,
     and its flat vectors: θ, θ ± εv and their gradients, the direction, Hv and the difference
     quotient for each direction (each kept for the symmetry check), the symmetry check's four,
-    and the temporaries of the comparisons (|a − n|, scales)."""
+    and the temporaries of the comparisons (|a − n|, scales); benchmarks/memory.py measured
+    about 20 flat vectors in all at 3 directions."""
     copies = 2 * network_bytes(widths, "float64")  # the config's network and check_network's copy
-    return copies + 2 * activation_bytes(widths, rows, "float64") + (16 + 3 * directions) * flat_bytes(widths)
+    return copies + 2 * activation_bytes(widths, rows, "float64") + (14 + 3 * directions) * flat_bytes(widths)
 
 
 def lanczos_bytes(widths, vectors: int) -> int:

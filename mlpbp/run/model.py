@@ -136,12 +136,13 @@ class TrainedModel:
         if not isinstance(rows, pa.Table):
             return self._not_finite(rows, first_row, source)
         names = rows.column_names
-        absent = [c for c in self.preprocessor.inputs if c not in names]
+        have = set(names)  # linear in the column count
+        absent = [c for c in self.preprocessor.inputs if c not in have]
         if absent:
             raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
         gone = np.zeros(rows.num_rows, dtype=bool)
         if labelled:
-            absent = [t for t in self.target_names if t not in names]
+            absent = [t for t in self.target_names if t not in have]
             if absent:
                 raise DataError(f"{at(source)}target column '{absent[0]}' not found (columns: {', '.join(names)})")
             gone = target_missing(rows, self.target_names)

@@ -93,6 +93,7 @@ def column_name(names: list[str], name: str) -> str:
 
 def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     names = raw.table.column_names
+    have = set(names)  # every per-column test a set lookup: linear in the column count
     src = raw.path
     default_target = BUNDLED.get(cfg.dataset) if cfg.dataset else None
     fix = lambda group: [column_name(names, n) for n in group]  # noqa: E731
@@ -107,7 +108,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     )
     targets = cfg.targets or ([default_target] if default_target else None) or raw.targets or names[-1:]
     for t in targets:
-        if t not in names:
+        if t not in have:
             raise DataError(f"{src}: target column '{t}' not found (columns: {', '.join(names)})")
     for key, wanted in (
         ("features", cfg.features or []),
@@ -115,7 +116,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
         ("columns", list(cfg.columns)),
         ("id", [cfg.id] if cfg.id else []),
     ):
-        unknown = [c for c in wanted if c not in names]
+        unknown = [c for c in wanted if c not in have]
         if unknown:
             raise ConfigError(
                 f"config error at data.{key}: {src.name} has no column '{unknown[0]}' (columns: {', '.join(names)})"
@@ -123,7 +124,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     kinds = {n: k for n, k in cfg.columns.items() if k != "drop"}
     by_kind = [n for n, k in cfg.columns.items() if k == "drop"]
     if cfg.features is not None:
-        clash = [c for c in cfg.features if c in by_kind]
+        clash = [c for c in cfg.features if c in set(by_kind)]
         if clash:
             raise ConfigError(f"config error at data.columns: '{clash[0]}' is in data.features and set to drop")
     if cfg.id is not None and cfg.id in by_kind:
@@ -143,7 +144,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
                 f"column{'s' * (len(empty) > 1)} {', '.join(empty)} ha{'ve' if len(empty) > 1 else 's'}"
                 " no value at all: ignored"
             )
-            features = [n for n in features if n not in empty]
+            features = [n for n in features if n not in set(empty)]
             dropped += empty
     if not features:
         raise DataError(f"{src}: no feature columns besides the target {', '.join(repr(t) for t in targets)}")

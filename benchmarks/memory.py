@@ -1,0 +1,116 @@
+"""The memory estimate of each command beside the peak RSS it adds, measured.
+
+For train, gradcheck and hessian it runs the command twice in fresh processes, on a large network
+and on a tiny one (the baseline: interpreter, libraries, data), and reports the peak RSS the
+large one adds over the baseline (ru_maxrss of the child) next to what mlpbp.engine.memory
+estimated for it. The estimate must be above the measurement (never below) and within 1.5x.
+
+    python benchmarks/memory.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mlpbp.engine.memory import gradcheck_bytes, n_params
+from mlpbp.run.config import load_config
+from mlpbp.run.prepare import check_training_memory
+from mlpbp.tools.gradcheck_defaults import DEFAULT_BATCH, DEFAULT_DIRECTIONS
+from mlpbp.tools.hessian import HessianOptions, hessian_bytes
+
+
+def _peak_rss(argv: list[str]) -> int:
+    """Peak RSS in bytes of ``mlpbp ARGV`` run in a child of a fresh helper process."""
+    code = (
+        "import resource, subprocess, sys;"
+        "subprocess.run([sys.executable, '-m', 'mlpbp', *sys.argv[1:]], check=True,"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) * 1024
+
+
+def _config(tmp: Path, name: str, hidden: list[int]) -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(
+        f"data: {{dataset: moons, n_samples: 200}}\nmodel: {{hidden: {hidden}}}\ntrain: {{epochs: 1, batch_size: 32}}\n"
+    )
+    return path
+
+
+def _train_estimate(cfg_path: Path) -> int:
+    import mlpbp.engine.memory as memory
+
+    seen = []
+    real = memory.require
+    try:  # the bytes check_training_memory asks for, without refusing
+        import mlpbp.run.prepare as prepare
+
+        prepare.require = lambda needed, *a, **k: seen.append(needed)
+        cfg = load_config(cfg_path)
+        check_training_memory(cfg, [2, *cfg.model.hidden, 2], cfg.train.dtype, eval_rows=140)
+    finally:
+        prepare.require = real
+    return seen[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tiny, big = _config(tmp, "tiny", [4]), _config(tmp, "big", [2500, 2500])
+        # train
+        base = _peak_rss(["train", str(tiny), "--out", str(tmp / "t0"), "-q"])
+        peak = _peak_rss(["train", str(big), "--out", str(tmp / "t1"), "-q"])
+        rows.append(("train 2-2500-2500-2", _train_estimate(big), peak - base))
+        # gradcheck
+        gc = _config(tmp, "gc", [1500, 1500])
+        base = _peak_rss(["gradcheck", str(tiny)])
+        peak = _peak_rss(["gradcheck", str(gc)])
+        rows.append(
+            (
+                "gradcheck 2-1500-1500-2",
+                gradcheck_bytes([2, 1500, 1500, 2], DEFAULT_BATCH, DEFAULT_DIRECTIONS),
+                peak - base,
+            )
+        )
+        # hessian (models from the train runs above)
+        data = tmp / "rows.csv"
+        data.write_text("x0,x1,y\n" + "".join(f"{i / 100},{1 - i / 100},{i % 2}\n" for i in range(200)))
+        opts = HessianOptions(top_k=2, max_steps=60)
+        hess = ["--top-k", "2", "--max-steps", "60"]
+        base = _peak_rss(["hessian", str(tmp / "t0/model.npz"), str(data), *hess])
+        peak = _peak_rss(["hessian", str(tmp / "t1/model.npz"), str(data), *hess])
+        rows.append(("hessian 2-2500-2500-2, 60 steps", hessian_bytes([2, 2500, 2500, 2], 200, opts), peak - base))
+    result = [
+        {
+            "command": name,
+            "estimate_MB": round(e / 1e6, 1),
+            "measured_MB": round(m / 1e6, 1),
+            "ratio": round(e / max(m, 1), 2),
+        }
+        for name, e, m in rows
+    ]
+    if args.json:
+        print(json.dumps({"rows": result, "load_average": os.getloadavg()[0], "params": n_params([2, 2500, 2500, 2])}))
+    else:
+        for r in result:
+            print(
+                f"{r['command']:<36} estimate {r['estimate_MB']:>8} MB   measured {r['measured_MB']:>8} MB"
+                f"   ratio {r['ratio']}"
+            )
+        print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ from mlpbp.engine.activations import get_activation
 from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Layer, Linear
-from mlpbp.engine.losses import get_loss, softmax
+from mlpbp.engine.losses import CLASSIFICATION_LOSSES, get_loss, softmax
 from mlpbp.engine.memory import describe_widths, n_params, network_bytes, require
 
 # Per-example updates of the first layer applied this many at a time (see deferred_updates), and
@@ -40,6 +40,7 @@ class MLP:
         init: str | None = None,
         task: str | None = None,
         class_weight=None,
+        loss_params: dict | None = None,
     ) -> None:
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
@@ -51,7 +52,9 @@ class MLP:
         )
         fn = get_activation(activation)
         # class_weight: one loss weight per class (labels index it), or None.
-        self.loss_fn = get_loss(loss, class_weight)
+        # loss_params: the loss's own settings (huber's delta, quantile's alpha).
+        self.loss_params = dict(loss_params or {})
+        self.loss_fn = get_loss(loss, class_weight, **self.loss_params)
         if class_weight is not None and len(class_weight) != widths[-1]:
             raise ValueError(f"class_weight needs one weight per output ({widths[-1]}); got {len(class_weight)}")
         if loss == "cross_entropy" and widths[-1] < 2:  # a softmax over one class is always 1
@@ -61,7 +64,7 @@ class MLP:
         init_fn = INITS.lookup(init)
         self.widths, self.activation, self.loss_name = widths, activation, loss
         self.seed, self.init = seed, init
-        self.task = task or ("classification" if loss == "cross_entropy" else "regression")
+        self.task = task or ("classification" if loss in CLASSIFICATION_LOSSES else "regression")
 
         rng = np.random.default_rng(seed)
         self.layers: list[Layer] = []
@@ -124,6 +127,18 @@ class MLP:
         for i in range(len(self.layers) - 1, -1, -1):  # the network's input needs no gradient
             g = self.layers[i].backward(g, need_input_grad=i > 0, need_param_grad=need_param_grad)
 
+    @staticmethod
+    def _row_weights(sample_weight, n: int) -> np.ndarray | None:
+        """Per-row weights as a float64 vector of n finite values >= 0 (None: all rows weigh 1)."""
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if w.shape[0] != n:
+            raise ValueError(f"sample_weight needs one weight per row ({n}); got {w.shape[0]}")
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError("sample_weight must be finite and >= 0")
+        return w
+
     def _targets(self, y) -> np.ndarray:
         y = np.asarray(y)
         if y.dtype.kind not in "iu":
@@ -134,16 +149,19 @@ class MLP:
         """The network's output o (logits for a classifier), as a new array."""
         return self._forward(self._input(X)).copy()
 
-    def loss(self, X, y) -> float:
-        return self.loss_fn.forward(self._forward(self._input(X)), self._targets(y))
+    def loss(self, X, y, sample_weight=None) -> float:
+        """J, the batch mean of the loss (weighted by ``sample_weight``, one weight per row)."""
+        X = self._input(X)
+        w = self._row_weights(sample_weight, X.shape[0])
+        return self.loss_fn.forward(self._forward(X), self._targets(y), w)
 
-    def step_loss_and_grad(self, X: np.ndarray, y: np.ndarray) -> float:
+    def step_loss_and_grad(self, X: np.ndarray, y: np.ndarray, sample_weight=None) -> float:
         """The training loop's pass: fills ``self.grads`` in place and returns J."""
-        value = self.loss_fn.forward(self._forward(X), y)
+        value = self.loss_fn.forward(self._forward(X), y, sample_weight)
         self._backward(self.loss_fn.backward())
         return value
 
-    def train_step(self, X, y, opt) -> float:
+    def train_step(self, X, y, opt, sample_weight=None) -> float:
         """One training step on the batch (X, y): forward, backward and ``opt``'s update of
         every parameter in place. Returns J before the update; when J is not finite nothing
         is updated (the caller decides what divergence means).
@@ -155,10 +173,12 @@ class MLP:
         after computing ∂J/∂u with the old ones; ``self.grads`` is then not filled. Any other
         rule updates a layer's parameters with ``opt.update`` right after that layer's backward,
         so the reference path ``loss_and_grad`` + ``opt.step`` gives the same parameters up to
-        rounding."""
+        rounding. ``sample_weight``: one weight per row (J is then their weighted mean)."""
         scale = opt.fused_scale
         apply = scale is not None
-        value, g = self.loss_fn.value_and_grad(self._forward(self._input(X)), self._targets(y), scale if apply else 1.0)
+        X = self._input(X)
+        w = self._row_weights(sample_weight, X.shape[0])
+        value, g = self.loss_fn.value_and_grad(self._forward(X), self._targets(y), scale if apply else 1.0, w)
         if not math.isfinite(value):
             return value
         opt.begin_step()
@@ -189,18 +209,20 @@ class MLP:
             if use:
                 first.flush()
 
-    def loss_and_grad(self, X, y) -> tuple[float, dict[str, np.ndarray]]:
-        """J and ∂J/∂θ for every parameter name (fresh arrays, safe to keep)."""
-        value = self.step_loss_and_grad(self._input(X), self._targets(y))
+    def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, dict[str, np.ndarray]]:
+        """J and ∂J/∂θ for every parameter name (fresh arrays, safe to keep); with
+        ``sample_weight`` (one weight per row), of the weighted mean loss."""
+        X = self._input(X)
+        value = self.step_loss_and_grad(X, self._targets(y), self._row_weights(sample_weight, X.shape[0]))
         return value, {k: g.copy() for k, g in self.grads.items()}
 
-    def hvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def hvp(self, X, y, v: dict[str, np.ndarray], sample_weight=None) -> dict[str, np.ndarray]:
         """The exact Hessian-vector product ∇²J(θ)·v, by forward-over-reverse (R-operator).
 
         One forward and one backward pass (∂J/∂z and σ'(z) at every layer), then one R-forward
         and one R-backward pass: a small constant times the cost of J, at any depth; the
         Hessian is never formed. Returns fresh arrays (views of one new flat vector)."""
-        r_o, V = self._rforward(X, y, v)
+        r_o, V = self._rforward(X, y, v, sample_weight)
         r_g = self.loss_fn.rbackward(r_o)
         # R-backward writes straight into the arrays returned: one allocation, no copies.
         out = self.unflatten(np.empty(self.n_params, self.dtype))
@@ -209,7 +231,7 @@ class MLP:
             r_g, _ = self.layers[i].rbackward(r_g, V[i], into, need_input_grad=i > 0)
         return out
 
-    def _rforward(self, X, y, v: dict[str, np.ndarray]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    def _rforward(self, X, y, v, sample_weight=None) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         """Forward and backward (σ'(z) at every layer), then R-forward along v: R{o} = J_o v,
         and v split per layer."""
         X, y = self._input(X), self._targets(y)
@@ -217,21 +239,21 @@ class MLP:
         if missing:
             raise ValueError(f"direction v lacks {sorted(missing)}")
         V = [{k: np.asarray(v[name], self.dtype) for k, name in names.items()} for names in self.layer_param_names]
-        self.loss_fn.forward(self._forward(X), y)
+        self.loss_fn.forward(self._forward(X), y, self._row_weights(sample_weight, X.shape[0]))
         self._backward(self.loss_fn.backward(), need_param_grad=False)
         r_h = None  # R{u} is zero at the network's input
         for layer, V_layer in zip(self.layers, V):
             r_h = layer.rforward(r_h, V_layer)
         return r_h, V
 
-    def gnvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def gnvp(self, X, y, v: dict[str, np.ndarray], sample_weight=None) -> dict[str, np.ndarray]:
         """The Gauss-Newton product G·v = J_oᵀ H_L J_o v (Schraudolph 2002), J_o = ∂o/∂θ.
 
         The Hessian without its second-derivative-of-the-network terms: positive
         semi-definite for a convex loss in o. The same R-forward pass as ``hvp`` gives J_o v,
         the loss's Hessian in o multiplies it, and a plain backward pass applies J_oᵀ. Returns
         fresh arrays (views of one new flat vector); the network's ``grads`` are overwritten."""
-        r_o, _ = self._rforward(X, y, v)
+        r_o, _ = self._rforward(X, y, v, sample_weight)
         self._backward(self.loss_fn.output_hvp(r_o))
         out = self.unflatten(np.empty(self.n_params, self.dtype))
         for name, g in self.grads.items():
@@ -272,12 +294,12 @@ class MLP:
             i += p.size
         return out
 
-    def flat_grad(self, X, y) -> tuple[float, np.ndarray]:
-        value, grads = self.loss_and_grad(X, y)
+    def flat_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
+        value, grads = self.loss_and_grad(X, y, sample_weight)
         return value, self.flatten(grads)
 
-    def flat_hvp(self, X, y, v) -> np.ndarray:
-        return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v))))
+    def flat_hvp(self, X, y, v, sample_weight=None) -> np.ndarray:
+        return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v)), sample_weight))
 
-    def flat_gnvp(self, X, y, v) -> np.ndarray:
-        return self.flatten(self.gnvp(X, y, self.unflatten(np.asarray(v))))
+    def flat_gnvp(self, X, y, v, sample_weight=None) -> np.ndarray:
+        return self.flatten(self.gnvp(X, y, self.unflatten(np.asarray(v)), sample_weight))

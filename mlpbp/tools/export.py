@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.engine.activations import ELU_ALPHA, LEAKY_SLOPE
+from mlpbp.engine.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
 from mlpbp.run.model_file import TrainedModel, load_model
@@ -56,7 +56,9 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     from onnx import TensorProto, helper, numpy_helper
 
     net = model.net
-    if net.activation not in ACTIVATION_OPS:
+    # by the function's own name, so an alias (logistic for sigmoid) exports as what it is
+    fn_name = ACTIVATIONS[net.activation].name if net.activation in ACTIVATIONS else net.activation
+    if fn_name not in ACTIVATION_OPS:
         raise MlpbpError(
             f"cannot export activation {net.activation!r} to ONNX (exportable: {', '.join(ACTIVATION_OPS)})"
         )
@@ -74,7 +76,7 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     nodes.append(helper.make_node("Div", ["x_centered", const("x_scale", pre.scale.astype(f32))], ["h0"]))
     h = "h0"
     linears = net.linears
-    act = ACTIVATION_OPS[net.activation]
+    act = ACTIVATION_OPS[fn_name]
     for r, layer in enumerate(linears, start=1):
         W = const(f"W{r}", layer.params["W"].astype(f32))  # (out, in): Gemm with transB
         b = const(f"b{r}", layer.params["b"].astype(f32))

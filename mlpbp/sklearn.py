@@ -40,7 +40,6 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d, gen_batches
-    from sklearn.utils import shuffle as shuffled
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -52,6 +51,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.losses import softmax
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import OPTIMIZERS, Optimizer, build_optimizer
+from mlpbp.run.threads import blas_thread_limit, choose_threads
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -299,10 +299,17 @@ class _MLPEstimator(BaseEstimator):
                 raise ValueError(f"y has {y.shape[1]} outputs; the network was fitted with {net.widths[-1]}")
         if not first_pass and not incremental and self._stochastic():
             self.n_iter_ = 0  # a warm-started fit runs max_iter epochs more
-        if self._stochastic():
-            self._fit_stochastic(X, y, sample_weight, incremental, first_pass)
-        else:
-            self._fit_lbfgs(X, self._engine_targets(y, first_pass), sample_weight)
+        # BLAS threads as `mlpbp train` picks them without timing: one for small steps, where
+        # waking a second thread costs more than it saves (and a busy machine makes it far worse)
+        batch = X.shape[0] if not self._stochastic() or self.batch_size == "auto" else self.batch_size
+        threads = choose_threads(
+            "auto", self._net.widths, min(batch, X.shape[0], 200 if self.batch_size == "auto" else batch)
+        )
+        with blas_thread_limit(threads.threads):
+            if self._stochastic():
+                self._fit_stochastic(X, y, sample_weight, incremental, first_pass)
+            else:
+                self._fit_lbfgs(X, self._engine_targets(y, first_pass), sample_weight)
         if not all(np.isfinite(p).all() for p in self._net.params.values()):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values and "
@@ -401,8 +408,10 @@ class _MLPEstimator(BaseEstimator):
         opt, sample_idx = self._optimizer, np.arange(n, dtype=int)
         try:
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = shuffled(sample_idx, random_state=self._random_state)
+                if self.shuffle:  # sklearn.utils.shuffle's draw, without its per-call validation
+                    order = np.arange(n)
+                    self._random_state.shuffle(order)
+                    sample_idx = sample_idx[order]
                 accumulated = 0.0
                 if not isinstance(opt, Optimizer):  # newton_cg and the like: an epoch of their own
                     with np.errstate(over="ignore", invalid="ignore"):
@@ -589,10 +598,6 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        if len(self.classes_) < 2 and self._label_binarizer.y_type_ != "multilabel-indicator":
-            raise ValueError(
-                f"MLPClassifier needs at least 2 classes to learn from; got 1 class ({self.classes_[0]!r})"
-            )
         return X, self._label_binarizer.transform(y).astype(bool)  # bool: no upcast of float32 work
 
     def _out_activation(self, y):
@@ -630,7 +635,7 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         ``classes`` (every label the stream will hold), unless y is a multilabel indicator."""
         if getattr(self, "classes_", None) is None:
             if classes is None and not type_of_target(y).startswith("multilabel"):
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+                raise ValueError("classes must be given on the first call to partial_fit (every label to come)")
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)

@@ -346,6 +346,7 @@ class TrainedModel:
             "target_name": self.target_name,
             "id": self.id_name,
             "class_weight": None if weights is None else [float(w) for w in weights],
+            "loss_params": dict(getattr(self.net, "loss_params", {})),
             "preprocessing": self.preprocessor.to_meta(),
             "config": self.config,
             "metrics": self.metrics,
@@ -429,7 +430,13 @@ def load_model(path: str | Path) -> TrainedModel:
                 raise ModelFileError(
                     f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
                 )
-    net = MLP(widths, activation, loss, dtype=dtype, task=task)
+    loss_params = meta.get("loss_params") or {}  # huber's delta, quantile's alpha (absent before 0.3)
+    try:
+        if not (isinstance(loss_params, dict) and all(isinstance(v, (int, float)) for v in loss_params.values())):
+            raise ValueError(f"loss_params must map names to numbers; got {loss_params!r}")
+        net = MLP(widths, activation, loss, dtype=dtype, task=task, loss_params=loss_params)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{bad} (invalid loss settings: {e})") from None
     for name, p in net.params.items():
         p[...] = arrays[f"param.{name}"]
 

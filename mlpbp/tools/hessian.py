@@ -58,7 +58,16 @@ class HessianOptions:
 
 def float64_copy(net: MLP) -> MLP:
     """The same network in float64: eigenvalues to 1e-6 need more than float32's 7 digits."""
-    copy = MLP(net.widths, net.activation, net.loss_name, dtype="float64", init=net.init, task=net.task)
+    copy = MLP(
+        net.widths,
+        net.activation,
+        net.loss_name,
+        dtype="float64",
+        init=net.init,
+        task=net.task,
+        class_weight=net.loss_fn.class_weight,
+        loss_params=getattr(net, "loss_params", None),
+    )
     copy.set_flat(net.get_flat().astype(np.float64))
     return copy
 
@@ -101,6 +110,12 @@ def analyse(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
     result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
+    if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
+        result["note"] = (
+            f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "
+            "almost everywhere, so the Gauss-Newton matrix is 0 and the Hessian holds only the network's own "
+            "curvature (dJ/do times the second derivatives of o)"
+        )
     if data.skipped.count:
         skipped = data.skipped
         result["skipped"] = {"missing_target": skipped.missing_target, "missing_feature": skipped.missing_feature}

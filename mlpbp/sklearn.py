@@ -331,6 +331,8 @@ class _MLPEstimator(BaseEstimator):
             raise ValueError("Input sample_weight contains NaN or infinity.")
         if (sw < 0).any():
             raise ValueError("Negative values in data passed to sample_weight")
+        if not sw.sum() > 0:
+            raise ValueError("Sample weights must contain at least one non-zero number.")
         return sw
 
     def _fit_lbfgs(self, X, t, sample_weight) -> None:

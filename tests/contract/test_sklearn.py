@@ -45,7 +45,10 @@ def test_check_estimator_passes(estimator):
 
 def test_classifier_learns_digits_in_a_pipeline(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=30, random_state=0))
+    clf = make_pipeline(
+        StandardScaler(),
+        MLPClassifier(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.01, max_iter=30, random_state=0),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X_train, y_train)
@@ -99,10 +102,11 @@ def test_one_fit_epoch_is_one_sgd_step_of_the_engine():
         clf.loss_curve_.clear()
         clf.fit(X, y)
     # the same initial weights, one full-batch step by hand
-    _, grads = ref.loss_and_grad(X, y)
+    J, grads = ref.loss_and_grad(X, y)
     SGD(ref.params, learning_rate=0.01).step(grads)
     np.testing.assert_allclose(clf._net.get_flat(), ref.get_flat(), rtol=1e-12, atol=1e-15)
-    assert clf.loss_curve_ == [pytest.approx(ref.loss(X, y), rel=1e-12)]
+    # scikit-learn's loss_curve_: the epoch's batch losses, taken before each step
+    assert clf.loss_curve_ == [pytest.approx(J, rel=1e-12)]
 
 
 def test_regressor_predicts_in_target_units_and_multi_output():
@@ -175,7 +179,13 @@ def test_unknown_solver_names_the_registered_ones():
 def test_early_stopping_keeps_the_best_validation_weights(digits):
     X_train, _, y_train, _ = digits
     clf = MLPClassifier(
-        hidden_layer_sizes=(16,), early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0
+        hidden_layer_sizes=(16,),
+        solver="sgd",
+        learning_rate_init=0.01,
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=200,
+        random_state=0,
     ).fit(X_train, y_train)
     assert clf.n_iter_ < 200 and len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.9

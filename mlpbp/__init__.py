@@ -1,16 +1,10 @@
-"""mlpbp: multilayer perceptrons trained by backpropagation written out in NumPy."""
+"""mlpbp: multilayer perceptrons trained by backpropagation written out in NumPy.
 
-from importlib.metadata import PackageNotFoundError, version
+The public names below are imported when first used (PEP 562's module ``__getattr__``), so
+``import mlpbp`` and the CLI's ``--help`` load no NumPy; ``from mlpbp import MLP`` works as ever."""
 
-from mlpbp.engine.activations import ACTIVATIONS, ActivationFn
-from mlpbp.engine.dtypes import DTYPES
-from mlpbp.engine.init import INITS
-from mlpbp.engine.layers import Activation, Linear
-from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, SquareLoss
-from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import OPTIMIZERS, SGD, Adam, AdamW
-from mlpbp.engine.registry import Registry
-from mlpbp.engine.schedules import SCHEDULES, learning_rate_at
+from importlib import import_module
+
 from mlpbp.errors import (
     ArgumentError,
     ConfigError,
@@ -23,8 +17,50 @@ from mlpbp.errors import (
     TrainingError,
 )
 
+# Each public name of the engine, and the module that defines it.
+_LAZY = {
+    "MLP": "mlpbp.engine.network",
+    "SGD": "mlpbp.engine.optim",
+    "Adam": "mlpbp.engine.optim",
+    "AdamW": "mlpbp.engine.optim",
+    "OPTIMIZERS": "mlpbp.engine.optim",
+    "Linear": "mlpbp.engine.layers",
+    "Activation": "mlpbp.engine.layers",
+    "SquareLoss": "mlpbp.engine.losses",
+    "CrossEntropyLoss": "mlpbp.engine.losses",
+    "LOSSES": "mlpbp.engine.losses",
+    "learning_rate_at": "mlpbp.engine.schedules",
+    "SCHEDULES": "mlpbp.engine.schedules",
+    "ACTIVATIONS": "mlpbp.engine.activations",
+    "ActivationFn": "mlpbp.engine.activations",
+    "INITS": "mlpbp.engine.init",
+    "DTYPES": "mlpbp.engine.dtypes",
+    "Registry": "mlpbp.engine.registry",
+    "Network": "mlpbp.engine.graph",
+    "Input": "mlpbp.engine.module",
+    "Module": "mlpbp.engine.module",
+    "MODULES": "mlpbp.engine.module",
+    "Add": "mlpbp.engine.combine",
+    "Concat": "mlpbp.engine.combine",
+    "Dropout": "mlpbp.engine.dropout",
+    "Embedding": "mlpbp.engine.embedding",
+    "Select": "mlpbp.engine.embedding",
+    "BatchNorm": "mlpbp.engine.norm",
+    "LayerNorm": "mlpbp.engine.norm",
+}
+
 __all__ = [
     "MLP",
+    "Network",
+    "Input",
+    "Module",
+    "Add",
+    "Concat",
+    "Dropout",
+    "Embedding",
+    "Select",
+    "BatchNorm",
+    "LayerNorm",
     "SGD",
     "Adam",
     "AdamW",
@@ -35,6 +71,7 @@ __all__ = [
     "learning_rate_at",
     # One registry per kind: register a new one and configs, the schema and the CLI accept it.
     "ACTIVATIONS",
+    "MODULES",
     "ActivationFn",
     "LOSSES",
     "OPTIMIZERS",
@@ -53,7 +90,29 @@ __all__ = [
     "Interrupted",
 ]
 
-try:
-    __version__ = version("mlpbp")  # the one version string: pyproject.toml's
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlpbp' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+def _version() -> str:
+    """The one version string, pyproject.toml's; read when first asked for (importlib.metadata
+    loads email and socket: a tenth of a second in which Ctrl-C could not yet be handled)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpbp")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"

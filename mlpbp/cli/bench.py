@@ -5,12 +5,7 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from mlpbp.cli import render
 from mlpbp.cli.app import command, echo_json, err, out
-from mlpbp.engine.dtypes import DTYPES
-from mlpbp.tools import bench as bench_api
-
-# ---- bench -----------------------------------------------------------------------------------
 
 
 @command
@@ -24,7 +19,7 @@ def bench(
     ),
     width: int = typer.Option(256, "--width", help="Input and hidden width."),
     batch: int = typer.Option(64, "--batch", help="Rows in the (random, seeded) batch."),
-    dtype: str = typer.Option("float32", "--dtype", help=f"One of: {', '.join(DTYPES)}."),
+    dtype: str = typer.Option("float32", "--dtype", help="One of: float32, float64 (the names in mlpbp.DTYPES)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed repeats after a warm-up; each time is the median."),
     compare: str | None = typer.Option(
         None,
@@ -41,6 +36,9 @@ def bench(
     """The cheap-gradient theorem, measured: time the loss J, J with its gradient, and a
     Hessian-vector product at each depth. The gradient should cost about 3x the loss, at
     every depth."""
+    from mlpbp.cli.render.bench import bench_report
+    from mlpbp.tools import bench as bench_api
+
     bench_api.check_arguments(depth, width, batch, dtype, repeats, compare)  # before the progress bar
     if compare is not None:
         bench_api.import_torch()  # missing torch: one line and exit 2 before any timing
@@ -57,4 +55,4 @@ def bench(
     if as_json:
         echo_json(result)
         return
-    render.bench_report(out, result, width, batch, dtype, repeats, bench_api.N_CLASSES)
+    bench_report(out, result, width, batch, dtype, repeats, bench_api.N_CLASSES)

@@ -8,7 +8,6 @@ import typer
 
 from mlpbp.cli.app import JSON_OPT, command, echo_json, err
 from mlpbp.errors import ArgumentError
-from mlpbp.tools import export as export_api
 
 FORMATS = ("onnx",)
 
@@ -25,9 +24,14 @@ def export(
     """Export a trained model, preprocessing included, as one graph: ONNX with one named
     [N, 1] input per raw column; classifiers output `label` and `probabilities`,
     regressors `prediction` in the target's units."""
+    from mlpbp.tools import export as export_api
+
     if fmt not in FORMATS:
         raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
+    from mlpbp.run.folder import refuse_same_path
+
     target = out_file or model_path.with_suffix(f".{fmt}")
+    refuse_same_path(target, {"model file": model_path}, "--out" if out_file else "the output")
     info = export_api.export_onnx(model_path, target)
     if as_json:
         echo_json(info)

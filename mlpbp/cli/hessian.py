@@ -6,11 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mlpbp.cli import render
 from mlpbp.cli.app import JSON_OPT, command, echo_json, err, out
 from mlpbp.errors import MlpbpError
-from mlpbp.run.distributed import world
-from mlpbp.tools import hessian as hessian_api
 
 
 @command
@@ -47,6 +44,11 @@ def hessian(
     products alone (the Hessian is never formed): extreme eigenvalues, trace and spectral
     density, of the exact Hessian or its Gauss-Newton part. The model's own standardisation
     is applied to the rows, and everything is computed in float64."""
+    from mlpbp.cli.render.hessian import hessian_report
+    from mlpbp.cli.render.metrics import skipped_notes
+    from mlpbp.run.distributed import world
+    from mlpbp.tools import hessian as hessian_api
+
     comm = world()  # under mpiexec: the rows are shared among the ranks, rank 0 prints
     if comm.rank:
         out.quiet = err.quiet = True
@@ -71,7 +73,7 @@ def hessian(
         result = comm.agree(lambda: hessian_api.analyse(model_path, data, opts, lambda m: status.update(m), comm))
     if comm.rank:
         return
-    render.skipped_notes(err, data.name, **result.get("skipped", {}))
+    skipped_notes(err, data.name, **result.get("skipped", {}))
     if "note" in result:
         err.print(f"note: {result['note']}", highlight=False)
     if plot is not None:
@@ -80,6 +82,6 @@ def hessian(
     if as_json:
         echo_json(result)
         return
-    render.hessian_report(out, result, str(model_path), str(data))
+    hessian_report(out, result, str(model_path), str(data))
     if plot is not None:
         err.print(f"wrote {plot}", highlight=False)

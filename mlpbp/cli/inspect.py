@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlpbp.cli import render
 from mlpbp.cli.app import JSON_OPT, command, echo_json, out
-from mlpbp.tools.model_info import model_info
 
 
 @command
@@ -18,8 +16,11 @@ def inspect(
 ) -> None:
     """Summarise a model file: layers (shapes, parameters, FLOPs), preprocessing, classes, the
     config and final metrics of its run, the versions that wrote it, and its SHA-256."""
+    from mlpbp.cli.render.inspect import model_summary
+    from mlpbp.tools.model_info import model_info
+
     info = model_info(model_path)
     if as_json:
         echo_json(info)
     else:
-        render.model_summary(out, info)
+        model_summary(out, info)

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from mlpbp.cli.app import command, err
-from mlpbp.tools.plot import plot_run
 
 
 @command
@@ -20,5 +19,7 @@ def plot(
     """Draw a run (pip install 'mlpbp\\[plot]'): loss and accuracy curves, the confusion matrix
     or predicted vs actual on the test split, and for two-input data the decision regions with
     the training points (one input: the fitted curve)."""
+    from mlpbp.tools.plot import plot_run
+
     written = plot_run(run_dir, out_dir)
     err.print(f"wrote {', '.join(p.name for p in written)} in {written[0].parent}", highlight=False, soft_wrap=True)

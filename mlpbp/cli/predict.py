@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
 import typer
 from rich.markup import escape
 
-from mlpbp.cli import render
 from mlpbp.cli.app import command, echo_json, err, out
-from mlpbp.data.lazy import is_lazy, open_table
-from mlpbp.data.tables import RawTable, read_table
-from mlpbp.engine.losses import softmax
+from mlpbp.cli.console import DROP_ROWS, LoadProgress, note
 from mlpbp.errors import DataError
-from mlpbp.io import atomic_open, write_text
-from mlpbp.run.metrics import chunks
-from mlpbp.run.model_file import TrainedModel, load_model
+
+if TYPE_CHECKING:
+    from mlpbp.data.tables import RawTable
+    from mlpbp.run.model import TrainedModel
 
 DATA_HELP = "Table with the training feature columns, by name, in any order: CSV/TSV, Parquet, NPZ or NPY."
 STRICT_OPT = typer.Option(
@@ -28,15 +24,18 @@ STRICT_OPT = typer.Option(
 
 
 def _note(message: str) -> None:
-    render.note(err, message)
+    note(err, message)
 
 
 def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[TrainedModel, RawTable]:
+    from mlpbp.data.tables import read_table
+    from mlpbp.run.model_file import load_model
+
     model = load_model(model_path)
-    with render.LoadProgress(err, data) as progress:
+    with LoadProgress(err, data) as progress:
         raw = read_table(data, progress=progress)
-    for note in raw.notes:
-        _note(note)
+    for message in raw.notes:
+        _note(message)
     header = raw.table.column_names
     missing = [c for c in model.feature_names if c not in header]
     if missing:
@@ -62,47 +61,9 @@ def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[Trained
     return model, raw
 
 
-def _format_rows(columns: list[np.ndarray | list[str]]) -> str:
-    """CSV lines from equal-length columns of already formatted text."""
-    return "".join(",".join(cells) + "\n" for cells in zip(*columns))
-
-
-def _csv_cell(text: str) -> str:
-    if any(ch in text for ch in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def _lazy_target(model: TrainedModel) -> str | None:
+def _lazy_target(model) -> str | None:
     names = model.target_names
     return names[0] if len(names) == 1 else None
-
-
-def _write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, int]:
-    """Prediction rows for the raw rows X, written a chunk at a time as they are computed;
-    returns (rows, rows left empty)."""
-    w = csv.writer(f, lineterminator="\n")
-    probs = model.task == "classification" and model.net.loss_name == "cross_entropy"
-    if model.task == "classification":
-        header = ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
-    else:
-        m = model.net.widths[-1]
-        header = [model.target_name] if m == 1 and model.target_name else [f"output_{j}" for j in range(m)]
-    w.writerow(header)
-    empty = 0
-    for which, Xc in chunks(X):
-        o, has = model.predict_rows(Xc, which, str(data))
-        if model.task == "regression":
-            lines = [[repr(float(v)) for v in row] for row in o]
-        elif probs:
-            lines = [[model.classes[k]] + [f"{v:.6g}" for v in p] for k, p in zip(o.argmax(axis=1), softmax(o))]
-        else:
-            lines = [[model.classes[k]] for k in o.argmax(axis=1)]
-        if not has.all():  # no prediction: empty cells
-            lines = [line if h else [""] * len(header) for h, line in zip(has.tolist(), lines)]
-            empty += int((~has).sum())
-        w.writerows(lines)
-    return X.shape[0], empty
 
 
 @command
@@ -116,19 +77,25 @@ def predict(
 ) -> None:
     """Predict for each row of a table: the class (and its probabilities) or the regression
     values; the id column (when the model was trained with data.id) comes first."""
+    from mlpbp.cli.render.predict import predictions_csv, write_lazy_predictions
+    from mlpbp.data.lazy import is_lazy, open_table
+    from mlpbp.io import atomic_open, write_text
+    from mlpbp.run.folder import refuse_same_path
+    from mlpbp.run.model_file import load_model
+
+    if out_file is not None:
+        refuse_same_path(out_file, {"input table": data, "model file": model_path}, "--out")
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
         X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)
         if out_file is None:
-            n, empty = _write_lazy_predictions(sys.stdout, data, model, X)
+            n, empty = write_lazy_predictions(sys.stdout, data, model, X)
         else:
             with atomic_open(out_file) as f:
-                n, empty = _write_lazy_predictions(f, data, model, X)
+                n, empty = write_lazy_predictions(f, data, model, X)
             err.print(f"wrote {n} predictions{f' ({empty} empty)' if empty else ''} to {out_file}", highlight=False)
         if empty:
-            _note(
-                f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{render.DROP_ROWS}"
-            )
+            _note(f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{DROP_ROWS}")
         return
     model, raw = _model_and_rows(model_path, data, strict)
     # One output line per input row, in order: a row the model has no prediction for (a missing
@@ -136,39 +103,14 @@ def predict(
     o, has = model.predict_rows(raw.table, raw.rows, str(data))
     holes = int((~has).sum())
     if holes:
-        _note(f"{data.name}: {holes} row(s) with a missing feature cell get an empty prediction{render.DROP_ROWS}")
-    ids = raw.table.column(model.id_name) if model.id_name in raw.table.column_names else None
-    header, columns = [], []
-    if ids is not None:
-        header.append(model.id_name)
-        columns.append([_csv_cell(v) if v is not None else "" for v in ids.cast(pa.string()).to_pylist()])
-    if model.task == "classification":
-        probs = model.net.loss_name == "cross_entropy"
-        header += ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
-        labels = np.array([_csv_cell(c) for c in model.classes], dtype=object)
-        columns.append(_blank(labels[o.argmax(axis=1)].tolist(), has))
-        if probs:
-            p = softmax(o)
-            columns += [_blank([f"{v:.6g}" for v in p[:, k].tolist()], has) for k in range(p.shape[1])]
-    else:
-        header += model.output_names
-        columns += [_blank(list(map(repr, o[:, j].tolist())), has) for j in range(o.shape[1])]
-    text = ",".join(_csv_cell(h) for h in header) + "\n" + _format_rows(columns)
+        _note(f"{data.name}: {holes} row(s) with a missing feature cell get an empty prediction{DROP_ROWS}")
+    text = predictions_csv(model, raw.table, o, has)
     if out_file is None:
         sys.stdout.write(text)
     else:
         write_text(out_file, text)
         empty = f" ({holes} empty)" if holes else ""
         err.print(f"wrote {len(has)} predictions{empty} to {out_file}", highlight=False)
-
-
-def _blank(cells: list[str], has: np.ndarray) -> list[str]:
-    """The cells, empty in the rows without a prediction."""
-    if has.all():
-        return cells
-    out = np.array(cells, dtype=object)
-    out[~has] = ""
-    return out.tolist()
 
 
 @command
@@ -186,20 +128,22 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on a labelled table: loss, accuracy, balanced accuracy, macro F1
     and per class; or loss, MSE, MAE and R² (mean and per output)."""
+    from mlpbp.cli.render.metrics import metrics_report, skipped_notes
+    from mlpbp.data.lazy import is_lazy, open_table
+    from mlpbp.run.model_file import load_model
+
     if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
         model = load_model(model_path)
         X, y, _, _ = open_table(data, model.feature_names, _lazy_target(model), True)
         skipped = model.skipped_rows(X, 0, str(data))
         if skipped.count and skipped.kept:
-            _note(
-                f"{data.name}: {skipped.count} row(s) with a value that is not finite are not scored{render.DROP_ROWS}"
-            )
+            _note(f"{data.name}: {skipped.count} row(s) with a value that is not finite are not scored{DROP_ROWS}")
         result = model.array_evaluation(X, y, str(data), skipped)
     else:
         model, raw = _model_and_rows(model_path, data, strict)
         skipped = model.skipped_rows(raw.table, raw.rows, str(data), labelled=True)
         # A note for each kind of row skipped, unless none is left after it: the error says so.
-        render.skipped_notes(
+        skipped_notes(
             err,
             data.name,
             skipped.missing_target if skipped.missing_target < raw.table.num_rows else 0,
@@ -211,4 +155,4 @@ def evaluate(
         echo_json({"task": model.task, "rows": n, **metrics})
     else:
         out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))})", highlight=False)
-        render.metrics_report(out, metrics, n)
+        metrics_report(out, metrics, n)

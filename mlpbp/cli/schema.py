@@ -7,10 +7,11 @@ import json
 import typer
 
 from mlpbp.cli.app import command
-from mlpbp.run.schema import json_schema
 
 
 @command
 def schema() -> None:
     """Print the JSON Schema of the config file, for editors to complete and check configs."""
+    from mlpbp.run.schema import json_schema
+
     typer.echo(json.dumps(json_schema(), indent=2))

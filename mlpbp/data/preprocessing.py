@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
+from mlpbp.data.cells import DAY_S, NA_VALUES, TIME_OF_DAY_NAMES, null_tokens, seconds, time_features
+from mlpbp.data.columns import infer_kind, numeric_values, string_values
+from mlpbp.data.rows import RowNumbers, at, cell_error, row_number, rows_from, short_list
+from mlpbp.data.transforms import Transform, choose, robust_center_scale
 from mlpbp.errors import DataError
 
 
@@ -82,220 +87,57 @@ class Standardizer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables: columns of any kind into one matrix of numbers
+# Tables: columns of any kind into one matrix of numbers (each column read by data/columns.py)
 
-KINDS = ("numeric", "categorical", "date", "drop")
+KINDS = ("numeric", "categorical", "date", "time", "datetime", "drop")
 MISSING = ("error", "drop_rows", "impute")
-UNKNOWN = ("error", "ignore")
+UNKNOWN = ("error", "ignore", "infrequent")
 MISSING_CATEGORY = "missing"  # what `missing: impute` files a missing category cell under
+INFREQUENT = "infrequent"  # the level categories rarer than data.min_frequency share
 CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whatever the table's size
-_DAY = {"s": 86400, "ms": 86400 * 10**3, "us": 86400 * 10**6, "ns": 86400 * 10**9}
-
-
-_NUMPY_TYPES = {
-    getattr(pa, name)(): np.dtype(name)
-    for name in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-}
-
-
-# pyarrow imports pandas (over a second, and memory) the first time it converts a Python or NumPy
-# object or calls Array.to_numpy; these two helpers go through raw buffers instead.
-
-
-def to_numpy(arr) -> np.ndarray:
-    """A primitive column as a NumPy array, missing cells NaN (floats) or 0; read-only when it
-    is a view of the table's memory."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-    if pa.types.is_boolean(arr.type):
-        values = _bits(arr.buffers()[1], arr.offset, len(arr))
-    else:
-        dtype = _NUMPY_TYPES.get(arr.type)
-        if dtype is None:
-            return arr.to_numpy(zero_copy_only=True)
-        values = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
-    if arr.null_count:
-        holes = _bits(arr.buffers()[0], arr.offset, len(arr)) == 0
-        values = values.astype(np.float64 if values.dtype.kind == "f" else values.dtype)
-        values[holes] = np.nan if values.dtype.kind == "f" else 0
-    return values
-
-
-def positions(index) -> np.ndarray:
-    """What ``pc.index_in`` found, as int64 with -1 where the value is not in the set."""
-    idx = to_numpy(index).astype(np.int64)
-    idx[to_numpy(pc.is_null(index))] = -1
-    return idx
-
-
-def _bits(buf, offset: int, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")[offset : offset + n].astype(bool)
-
-
-def arrow(values) -> pa.Array:
-    """A NumPy array (bool or numeric) or a list of str as an Arrow array, without nulls."""
-    if isinstance(values, list):
-        data = [v.encode() for v in values]
-        offsets = np.cumsum([0, *map(len, data)], dtype=np.int32)
-        return pa.Array.from_buffers(
-            pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-        )
-    values = np.ascontiguousarray(values)
-    if values.dtype == bool:
-        return pa.Array.from_buffers(
-            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
-        )
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
-
-
-def infer_kind(arrow_type: pa.DataType) -> str:
-    """A column's kind from its type: numbers are numeric, text and booleans categorical,
-    dates and times dates; a column with no value at all is dropped."""
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        return "numeric"
-    if pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type):
-        return "date"
-    if pa.types.is_null(arrow_type):
-        return "drop"
-    return "categorical"
-
-
-# How messages number a table's rows: the number of its first row (a chunk's offset in its file;
-# see RawTable.first_row), or every row's own number once rows were dropped before it (training's
-# data.missing: drop_rows, the rows without a target that evaluate skips), so a message names
-# the row the user sees in the file whatever was dropped.
-RowNumbers = int | np.ndarray
-
-
-def row_number(first_row: RowNumbers, i: int) -> int:
-    """The number messages give row ``i`` of a table numbered by ``first_row``."""
-    return int(first_row[i]) if isinstance(first_row, np.ndarray) else first_row + int(i)
-
-
-def rows_from(first_row: RowNumbers, start: int) -> RowNumbers:
-    """The numbering of the table's rows from ``start`` on (a chunk's)."""
-    return first_row[start:] if isinstance(first_row, np.ndarray) else first_row + start
-
-
-def rows_kept(first_row: RowNumbers, keep: np.ndarray) -> RowNumbers:
-    """The numbering of the rows where ``keep`` is true, once the others are dropped: each
-    keeps its number (``first_row`` itself when none is dropped)."""
-    if keep.all():
-        return first_row
-    numbers = first_row if isinstance(first_row, np.ndarray) else np.arange(first_row, first_row + len(keep))
-    return numbers[keep]
-
-
-def _at(source: str) -> str:
-    """The file a message is about, as its prefix."""
-    return f"{source}: " if source else ""
-
-
-def _cell_error(source: str, row: int, column: str, message: str) -> DataError:
-    return DataError(f"{_at(source)}row {row}, column '{column}': {message}")
-
-
-def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
-    for i, v in enumerate(arr.to_pylist()):
-        if v is not None and not ok(v):
-            return i, v
-    return -1, None
-
-
-def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
-    """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
-    t = arr.type
-    if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            try:
-                arr = pc.cast(arr, pa.timestamp("s"))
-            except pa.ArrowInvalid:
-                i, v = _first_bad(arr, _is_iso_date)
-                raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not an ISO-8601 date") from None
-            t = arr.type
-        if pa.types.is_date32(t):
-            return to_numpy(pc.cast(pc.cast(arr, pa.int32()), pa.float64()))
-        if pa.types.is_date64(t):
-            return to_numpy(pc.cast(pc.cast(arr, pa.int64()), pa.float64())) / 86400e3
-        if pa.types.is_timestamp(t):
-            days = pc.cast(pc.cast(arr, pa.timestamp(t.unit)), pa.int64())
-            return to_numpy(pc.cast(days, pa.float64())) / _DAY[t.unit]
-        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as dates")
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        try:
-            arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())
-        except pa.ArrowInvalid:
-            i, v = _first_bad(arr, _is_number)
-            raise _cell_error(source, row_number(first_row, i), column, f"{v!r} is not a number") from None
-    try:
-        values = to_numpy(pc.cast(arr, pa.float64()))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{_at(source)}column '{column}' of type {t} cannot be read as numbers") from None
-    if np.isinf(values).any():
-        i = int(np.flatnonzero(np.isinf(values))[0])
-        raise _cell_error(source, row_number(first_row, i), column, f"{float(values[i])!r} is not a finite number")
-    return values
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_iso_date(v: str) -> bool:
-    try:
-        pc.cast(pa.array([v]), pa.timestamp("s"))
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def string_values(arr) -> pa.ChunkedArray | pa.Array:
-    """A column as text labels, one spelling per value: integer-valued numbers as integers
-    ('3', whether the file wrote 3 or 3.0), booleans as 'true'/'false'; missing cells null."""
-    t = arr.type
-    if pa.types.is_floating(t):
-        values = to_numpy(pc.cast(arr, pa.float64()))
-        finite = values[np.isfinite(values)]
-        if np.array_equal(finite, np.round(finite)) and (np.abs(finite) < 2**53).all():
-            return pc.cast(pc.cast(arr, pa.int64(), safe=False), pa.string())
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pc.utf8_trim_whitespace(arr)
-    return pc.cast(arr, pa.string())
-
-
-def missing_mask(arr) -> np.ndarray:
-    """Where a column has no value: null, or a float NaN (Parquet and NumPy write those)."""
-    mask = to_numpy(arr.is_null()).astype(bool)
-    if pa.types.is_floating(arr.type):
-        mask |= np.isnan(to_numpy(arr))
-    return mask
+_WIDTHS = {"time": 4, "datetime": 5}  # time of day: 2 cyclic pairs; datetime: days, then those
 
 
 @dataclass
 class Column:
     name: str
-    kind: str  # numeric | categorical | date
-    categories: list[str] | None = None  # categorical: the one-hot columns, in sorted order
-    fill: float | None = None  # numeric/date under `missing: impute`: the training median
+    kind: str  # numeric | categorical | date | time | datetime
+    categories: list[str] | None = None  # categorical: the one-hot columns, sorted (the infrequent level last)
+    # numeric/date under `missing: impute`: the training median (days for a date; seconds for
+    # a time or datetime)
+    fill: float | None = None
+    transform: Transform | None = None  # numeric: applied before (x - mean) / scale; None: standardize
+    format: str | None = None  # date/time/datetime written as text: the strptime format
+    infrequent: str | None = None  # categorical: the level rare categories share (in categories)
+    rare: list[str] = field(default_factory=list)  # categorical: the training categories merged into it
 
     @property
     def width(self) -> int:
-        return len(self.categories) if self.kind == "categorical" else 1
+        return len(self.categories) if self.kind == "categorical" else _WIDTHS.get(self.kind, 1)
 
     @property
     def output_names(self) -> list[str]:
-        return [f"{self.name}={c}" for c in self.categories] if self.kind == "categorical" else [self.name]
+        if self.kind == "categorical":
+            return [f"{self.name}={c}" for c in self.categories]
+        cyclic = [f"{self.name}.{p}" for p in TIME_OF_DAY_NAMES]
+        return {"time": cyclic, "datetime": [f"{self.name}.days", *cyclic]}.get(self.kind, [self.name])
+
+    def to_meta(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "categories": self.categories, "fill": self.fill}
+        # keys only where set, so a model without them writes exactly what 0.2 wrote
+        if self.transform is not None and not self.transform.kind == "standardize":
+            out["transform"] = self.transform.to_meta()
+        if self.format is not None:
+            out["format"] = self.format
+        if self.infrequent is not None:
+            out["infrequent"], out["rare"] = self.infrequent, self.rare
+        return out
 
 
 class Preprocessor:
     """Raw columns in, the network's input matrix out: numeric columns (and dates, as days since
-    1970-01-01) standardised, categorical ones one-hot, missing cells filled or refused.
+    1970-01-01) transformed and standardised, times of day as cyclic pairs, categorical ones
+    one-hot (rare categories sharing one level), missing cells filled or refused.
 
     Fitted on the training rows only; ``transform`` then takes any rows of a table with these
     columns (a whole file, or one chunk at a time from a streaming reader)."""
@@ -307,8 +149,13 @@ class Preprocessor:
         scale: np.ndarray,
         missing: str = "error",
         handle_unknown: str = "error",
+        na_values: list[str] | None = None,
     ) -> None:
         self.columns, self.missing, self.handle_unknown = columns, missing, handle_unknown
+        # the user's missing-value tokens, besides pandas' list (None: a model from before
+        # data.na_values, which reads cells as pyarrow's reader does)
+        self.na_values = None if na_values is None else list(na_values)
+        self._tokens = None if na_values is None else NA_TOKENS | frozenset(na_values)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.offsets = np.cumsum([0] + [c.width for c in columns]).tolist()
@@ -348,37 +195,69 @@ class Preprocessor:
         standardize: bool = True,
         source: str = "",
         first_row: RowNumbers = 0,
+        formats: dict[str, str] | None = None,
+        numeric: str | dict[str, str] = "standardize",
+        min_frequency: int = 1,
+        na_values: list[str] | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
-        the table's rows in messages."""
-        kinds = kinds or {}
+        the table's rows in messages. ``formats``: the strptime format of each date or time
+        column written as text; ``numeric``: data.numeric (a transform, or one per column);
+        ``min_frequency``: categories with fewer training rows share the infrequent level."""
+        kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         for name in features:
             arr = table.column(name)
             kind = kinds.get(name) or infer_kind(arr.type)
             if kind in ("numeric", "date"):
-                v = numeric_values(arr, name, kind, first_row, source)[rows]
+                if formats.get(name):
+                    v = seconds(arr, name, kind, formats[name], first_row, source)[rows] / DAY_S
+                else:
+                    v = numeric_values(arr, name, kind, first_row, source)[rows]
                 fill = None
                 if missing == "impute":
                     fill = float(np.nanmedian(v)) if not np.isnan(v).all() else 0.0
                     v = np.where(np.isnan(v), fill, v)
-                col = Column(name, kind, fill=fill)
-                present = v[~np.isnan(v)]
-                st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
-                means.append(st.mean if standardize else np.zeros(1))
-                scales.append(st.scale if standardize else np.ones(1))
-            elif kind == "categorical":
-                s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
+                how = (
+                    (numeric.get(name, "auto") if isinstance(numeric, dict) else numeric)
+                    if kind == "numeric"
+                    else "standardize"
+                )
+                if not standardize and how in ("auto", "standardize"):  # numbers as they are
+                    how = "none"
+                if how == "auto":
+                    how = choose(v)
+                t = Transform.fit(how, v)
+                col = Column(name, kind, fill=fill, transform=t, format=formats.get(name))
+                present = t.forward(v[~np.isnan(v)])
+                if how == "robust":
+                    center, spread = robust_center_scale(present)
+                    means.append(np.array([center]))
+                    scales.append(np.array([spread]))
+                elif how in ("none", "quantile"):  # quantile: already standard normal
+                    means.append(np.zeros(1))
+                    scales.append(np.ones(1))
+                else:
+                    st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
+                    means.append(st.mean)
+                    scales.append(st.scale)
+            elif kind in ("time", "datetime"):
+                s = seconds(arr, name, kind, formats.get(name), first_row, source)[rows]
+                fill = None
                 if missing == "impute":
-                    s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
-                categories = sorted(v for v in pc.unique(s).to_pylist() if v is not None)
-                if len(categories) > max_categories:
-                    raise DataError(
-                        f"{_at(source)}column '{name}' has {len(categories)} distinct values"
-                        f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
-                        f" put it in data.drop (or data.id), or raise data.max_categories"
-                    )
-                col = Column(name, "categorical", categories=categories)
+                    fill = float(np.nanmedian(s)) if not np.isnan(s).all() else 0.0
+                    s = np.where(np.isnan(s), fill, s)
+                col = Column(name, kind, fill=fill, format=formats.get(name))
+                mean, scale = np.zeros(col.width), np.ones(col.width)  # the cyclic pairs stay in [-1, 1]
+                if kind == "datetime":
+                    days = s[~np.isnan(s)] / DAY_S
+                    st = Standardizer().fit(days[:, None] if days.size else np.zeros((1, 1)))
+                    if standardize:
+                        mean[0], scale[0] = st.mean[0], st.scale[0]
+                means.append(mean)
+                scales.append(scale)
+            elif kind == "categorical":
+                col = _fit_categories(arr, name, rows, missing, max_categories, min_frequency, source, na_values)
                 means.append(np.zeros(col.width))  # one-hot columns stay 0/1
                 scales.append(np.ones(col.width))
             else:
@@ -386,7 +265,7 @@ class Preprocessor:
             columns.append(col)
         mean = np.concatenate(means) if means else np.zeros(0)
         scale = np.concatenate(scales) if scales else np.zeros(0)
-        return cls(columns, mean, scale, missing, handle_unknown)
+        return cls(columns, mean, scale, missing, handle_unknown, na_values)
 
     # ---- applying --------------------------------------------------------------------------
     def transform(
@@ -396,25 +275,49 @@ class Preprocessor:
         first_row: RowNumbers = 0,
         source: str = "",
         unknown: str | None = None,
+        fits: np.dtype | str | None = None,
     ) -> np.ndarray:
         """The network's inputs for every row of ``table``; ``first_row`` numbers its rows in
         messages (a chunk's offset in its file, or each row's number: ``RowNumbers``).
         ``unknown`` overrides handle_unknown (training encodes its own validation and test rows
-        with "ignore")."""
+        with the policy it noted). ``fits``: the dtype the network computes in; a standardised value
+        beyond its range (1e39 in float32) is refused, naming the cell, rather than becoming inf."""
         absent = [c for c in self.inputs if c not in table.column_names]
         if absent:
-            raise DataError(f"{_at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
+            raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
         n = table.num_rows
         out = np.empty((n, self.width), dtype=dtype)
         for start in range(0, n, CHUNK_ROWS):
             part = table.slice(start, CHUNK_ROWS)
             block = np.zeros((part.num_rows, self.width))
             for col, off in zip(self.columns, self.offsets):
-                self._encode(col, part.column(col.name), block, off, rows_from(first_row, start), source, unknown)
+                arr = self.cells(part.column(col.name))
+                self._encode(col, arr, block, off, rows_from(first_row, start), source, unknown)
             block -= self.mean
             block /= self.scale
+            if fits is not None:
+                self._check_range(block, np.dtype(fits), rows_from(first_row, start), source)
             out[start : start + part.num_rows] = block
         return out
+
+    def _check_range(self, block: np.ndarray, dtype: np.dtype, first_row: RowNumbers, source: str) -> None:
+        if dtype.kind != "f" or dtype.itemsize >= block.dtype.itemsize:
+            return
+        top = float(np.finfo(dtype).max)
+        if np.abs(block).max(initial=0.0) <= top:
+            return
+        r, c = np.argwhere(np.abs(block) > top)[0]
+        value = block[r, c] * self.scale[c] + self.mean[c]
+        raise cell_error(
+            source,
+            row_number(first_row, int(r)),
+            self.feature_names[c],
+            f"{float(value)!r} is beyond the range of the model's {dtype} (largest {top:.3g} after standardising)",
+        )
+
+    def cells(self, arr):
+        """A raw column with the user's missing-value tokens (data.na_values) made missing."""
+        return arr if self._tokens is None else null_tokens(arr, self._tokens)
 
     def _encode(
         self,
@@ -427,13 +330,28 @@ class Preprocessor:
         unknown_policy: str | None,
     ) -> None:
         if col.kind in ("numeric", "date"):
-            v = numeric_values(arr, col.name, col.kind, first_row, source)
+            if col.format is not None:
+                v = seconds(arr, col.name, col.kind, col.format, first_row, source) / DAY_S
+            else:
+                v = numeric_values(arr, col.name, col.kind, first_row, source)
             holes = np.isnan(v)
             if holes.any():
                 if col.fill is None:
                     raise self._missing_error(col.name, holes, first_row, source)
                 v = np.where(holes, col.fill, v)  # v may be a read-only view of the table
-            block[:, off] = v
+            block[:, off] = v if col.transform is None else col.transform.forward(v)
+            return
+        if col.kind in ("time", "datetime"):
+            s = seconds(arr, col.name, col.kind, col.format, first_row, source)
+            holes = np.isnan(s)
+            if holes.any():
+                if col.fill is None:
+                    raise self._missing_error(col.name, holes, first_row, source)
+                s = np.where(holes, col.fill, s)
+            if col.kind == "datetime":
+                block[:, off] = s / DAY_S
+                off += 1
+            block[:, off : off + 4] = time_features(np.mod(s, DAY_S))
             return
         s = string_values(arr)
         nulls = s.null_count
@@ -442,10 +360,12 @@ class Preprocessor:
                 raise self._missing_error(col.name, missing_mask(s), first_row, source)
             holes = missing_mask(s)
             s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
-        index = pc.index_in(s, value_set=arrow(col.categories))
-        idx = positions(index)
+        idx = positions(pc.index_in(s, value_set=arrow(col.categories + col.rare)))
+        if col.rare:  # a rare training category: the infrequent level
+            idx[idx >= len(col.categories)] = col.categories.index(col.infrequent)
         unknown = idx < 0
-        if unknown.any() and (unknown_policy or self.handle_unknown) == "error":
+        policy = unknown_policy or self.handle_unknown
+        if unknown.any() and policy == "error":
             i = int(np.flatnonzero(unknown)[0])
             value = s[i].as_py() if isinstance(s, pa.Array) else s.take([i])[0].as_py()
             known = short_list(col.categories)
@@ -455,12 +375,15 @@ class Preprocessor:
                 if nulls and holes[i]
                 else f"category {value!r} was not seen in training (known: {known})"
             )
-            raise _cell_error(
+            raise cell_error(
                 source,
                 row_number(first_row, i),
                 col.name,
-                f"{what}; train with data.handle_unknown: ignore to encode unseen categories as all zeros",
+                f"{what}; train with data.handle_unknown: ignore (all zeros) or infrequent to encode unseen categories",
             )
+        if unknown.any() and policy == "infrequent" and col.infrequent is not None:
+            idx[unknown] = col.categories.index(col.infrequent)
+            unknown[:] = False
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
 
@@ -469,24 +392,25 @@ class Preprocessor:
         under data.missing: drop_rows."""
         mask = np.zeros(table.num_rows, dtype=bool)
         for name in self.inputs:
-            mask |= missing_mask(table.column(name))
+            mask |= missing_mask(self.cells(table.column(name)))
         return mask
 
     def unseen_categories(self, table: pa.Table) -> list[tuple[Column, np.ndarray, str | None]]:
         """Per categorical column, the rows of ``table`` whose category is not one of the
-        column's (the training split's): (the column, row indices, the first such value; None when
-        it is a missing cell filed under the 'missing' category, which training never saw)."""
+        column's (the training split's, its rare ones included): (the column, row indices, the
+        first such value; None when it is a missing cell filed under the 'missing' category,
+        which training never saw)."""
         found = []
         for col in self.columns:
             if col.kind != "categorical":
                 continue
-            known = arrow(col.categories)
+            known = arrow(col.categories + col.rare)
             # a missing cell is a category only when imputed and training had none (refused or
             # dropped otherwise)
-            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories
+            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories + col.rare
             where, first = [], None
             for start in range(0, table.num_rows, CHUNK_ROWS):  # a chunk at a time, as transform
-                s = string_values(table.column(col.name).slice(start, CHUNK_ROWS))
+                s = string_values(self.cells(table.column(col.name).slice(start, CHUNK_ROWS)))
                 holes = missing_mask(s)
                 unknown = ~to_numpy(pc.is_in(s, value_set=known)).astype(bool)
                 if not holes_unknown:
@@ -505,24 +429,39 @@ class Preprocessor:
         first = row_number(first_row, np.flatnonzero(holes)[0])
         count = int(holes.sum())
         return DataError(
-            f"{_at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
+            f"{at(source)}column '{name}' has {count} missing cell{'s' * (count != 1)}"
             f" (first at row {first}); the model was trained with data.missing: {self.missing}"
             " (data.missing: impute fills them)"
         )
 
+    def encode_array(self, X: np.ndarray) -> np.ndarray:
+        """Rows already in the network's columns but in their own units (what inverse_transform
+        gives): each column's transform, then the standardisation."""
+        X = np.array(X, dtype=np.float64)
+        for col, off in zip(self.columns, self.offsets):
+            if col.transform is not None and not col.transform.is_identity:
+                X[:, off] = col.transform.forward(X[:, off])
+        return (X - self.mean) / self.scale
+
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
-        """Encoded rows back in the columns' units (one-hot columns stay 0/1; dates in days)."""
-        return np.asarray(X, dtype=np.float64) * self.scale + self.mean
+        """Encoded rows back in the columns' units (one-hot columns stay 0/1; dates in days;
+        times of day as their cyclic pairs)."""
+        X = np.asarray(X, dtype=np.float64) * self.scale + self.mean
+        for col, off in zip(self.columns, self.offsets):
+            if col.transform is not None and not col.transform.is_identity:
+                X[:, off] = col.transform.inverse(X[:, off])
+        return X
 
     # ---- storage (model.npz: arrays plus JSON, no pickle) ------------------------------------
     def to_meta(self) -> dict:
-        return {
-            "columns": [
-                {"name": c.name, "kind": c.kind, "categories": c.categories, "fill": c.fill} for c in self.columns
-            ],
+        out = {
+            "columns": [c.to_meta() for c in self.columns],
             "missing": self.missing,
             "handle_unknown": self.handle_unknown,
         }
+        if self.na_values is not None:
+            out["na_values"] = self.na_values
+        return out
 
     @classmethod
     def from_meta(cls, meta: dict, mean: np.ndarray, scale: np.ndarray) -> Preprocessor:
@@ -530,7 +469,7 @@ class Preprocessor:
         columns = []
         for c in meta["columns"]:
             name, kind, categories, fill = str(c["name"]), c["kind"], c.get("categories"), c.get("fill")
-            if kind not in ("numeric", "categorical", "date"):
+            if kind not in KINDS or kind == "drop":
                 raise ValueError(f"column kind {kind!r}")
             if kind == "categorical" and (
                 not isinstance(categories, list) or not all(isinstance(v, str) for v in categories)
@@ -538,11 +477,64 @@ class Preprocessor:
                 raise ValueError(f"categories of '{name}'")
             if fill is not None and not (isinstance(fill, (int, float)) and np.isfinite(fill)):
                 raise ValueError(f"fill value of '{name}'")
-            columns.append(Column(name, kind, categories if kind == "categorical" else None, fill))
+            fmt, infrequent, rare = c.get("format"), c.get("infrequent"), c.get("rare", [])
+            if fmt is not None and not isinstance(fmt, str):
+                raise ValueError(f"date format of '{name}'")
+            if infrequent is not None and (infrequent not in (categories or []) or not isinstance(rare, list)):
+                raise ValueError(f"infrequent level of '{name}'")
+            transform = Transform.from_meta(c["transform"]) if "transform" in c and kind == "numeric" else None
+            columns.append(
+                Column(
+                    name,
+                    kind,
+                    categories if kind == "categorical" else None,
+                    fill,
+                    transform,
+                    fmt,
+                    infrequent,
+                    [str(v) for v in rare] if infrequent is not None else [],
+                )
+            )
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
             raise ValueError("missing/handle_unknown")
-        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
+        na = meta.get("na_values")
+        if na is not None and (not isinstance(na, list) or not all(isinstance(v, str) for v in na)):
+            raise ValueError("na_values")
+        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"], na)
 
 
-def short_list(values: list[str], n: int = 8) -> str:
-    return ", ".join(values[:n]) + (f", ... ({len(values)} in all)" if len(values) > n else "")
+NA_TOKENS = frozenset(NA_VALUES)
+
+
+def _fit_categories(
+    arr, name: str, rows: np.ndarray, missing: str, max_categories: int, min_frequency: int, source: str, na_values
+) -> Column:
+    """A categorical column's levels from the training rows: the categories at least
+    ``min_frequency`` rows have, in sorted order, then one infrequent level for the rest, when
+    there are at least two such rare categories and two frequent ones (else every category
+    keeps its own level)."""
+    s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
+    if missing == "impute":
+        s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
+    counts = pc.value_counts(s.drop_null() if isinstance(s, pa.Array) else pc.drop_null(s))
+    values = counts.field("values").to_pylist()
+    n = to_numpy(counts.field("counts")).astype(np.int64)
+    order = np.argsort(values, kind="stable")
+    values, n = [values[i] for i in order], n[order]
+    frequent = [v for v, k in zip(values, n) if k >= min_frequency]
+    rare = [v for v, k in zip(values, n) if k < min_frequency]
+    if len(rare) < 2 or len(frequent) < 2:  # one rare category alone, or too few frequent: merge nothing
+        frequent, rare = values, []
+    levels = len(frequent) + bool(rare)
+    if len(values) > max_categories and (levels > max_categories or len(values) > len(rows) / 2):
+        raise DataError(
+            f"{at(source)}column '{name}' has {len(values)} distinct values"
+            f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
+            f" put it in data.drop (or data.id), or raise data.max_categories"
+        )
+    if not rare:
+        return Column(name, "categorical", categories=frequent)
+    level = INFREQUENT
+    while level in frequent:
+        level += "_"
+    return Column(name, "categorical", categories=[*frequent, level], infrequent=level, rare=rare)

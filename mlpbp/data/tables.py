@@ -9,12 +9,10 @@ for what it costs against pandas and NumPy. Every problem with a file becomes on
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.preprocessing import RowNumbers, arrow, row_number, rows_kept
+from mlpbp.data.arrow import arrow, to_numpy
+from mlpbp.data.csv_parts import BLOCK_BYTES, Progress, stream_csv
+from mlpbp.data.rows import RowNumbers, cell_error, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -39,15 +39,11 @@ EXTENSIONS = {
 }
 DELIMITERS = ",;\t|"
 SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed from
-BLOCK_BYTES = 2 << 20  # the streaming CSV reader's block: 1-4 MiB parsed fastest, 16 MiB 1.4x slower
-# A CSV at least this large is parsed in one part per usable core, each part by its own streaming
-# reader in a thread (pyarrow parses without the GIL): 1M x 100 floats (1.1 GB) took 3.0 s in two
-# parts against 5.4 s in one, on a 2-vCPU AMD EPYC VM.
+# A CSV at least this large is parsed in one part per usable core (data/csv_parts.py), which
+# pays once a file is past tens of MB (benchmarks/README.md, "Reading a CSV").
 PARALLEL_BYTES = 64 << 20
+SKIP_SCAN_BYTES = 256 << 20  # data.bad_lines: skip finds the skipped lines' numbers in files up to this
 MAX_PARTS = 8
-
-# progress(rows read so far, fraction of the file read); rows are estimated until the end.
-Progress = Callable[[int, float], None]
 
 
 @dataclass
@@ -60,6 +56,7 @@ class RawTable:
     targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
     notes: list[str] = field(default_factory=list)
     numbers: np.ndarray | None = None  # once rows are dropped: each row's number in the file
+    stripped: dict[str, str] = field(default_factory=dict)  # header names as written -> stripped
 
     @property
     def rows(self) -> RowNumbers:
@@ -95,16 +92,18 @@ def read_table(
     float32: bool = False,
     keep64: Collection[str] | None = None,
     progress: Progress | None = None,
+    bad_lines: str = "error",
 ) -> RawTable:
     """Read a data file whole. ``float32``: store float columns (but those in ``keep64``, by
     default the last column: targets) as float32, which halves the memory of a large numeric
-    table that will train in float32."""
+    table that will train in float32. ``bad_lines``: a CSV line with the wrong number of fields
+    is an error, or (``skip``) left out and counted in a note."""
     path = Path(path)
     kind = file_kind(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if kind in ("csv", "tsv"):
-        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress)
+        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress, bad_lines)
     elif kind == "parquet":
         raw = _read_parquet(path, progress)
     else:
@@ -112,7 +111,7 @@ def read_table(
         raw = _arrays_table(path, X, y)
     if float32:
         keep = set(keep64) if keep64 is not None else set(raw.targets or raw.table.column_names[-1:])
-        raw.table = _narrow(raw.table, keep)
+        raw.table = _narrow(raw, keep)
     return raw
 
 
@@ -141,8 +140,56 @@ def sniff_delimiter(path: Path, sample: str) -> str:
 
 
 def _read_csv(
-    path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
+    path: Path,
+    delimiter: str | None,
+    float32: bool,
+    keep64: Collection[str] | None,
+    progress: Progress | None,
+    bad_lines: str = "error",
 ) -> RawTable:
+    head, text, size = _head(path)
+    if delimiter is None:
+        delimiter = sniff_delimiter(path, text)
+    ragged = _RaggedRows(skip=bad_lines == "skip")
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
+    types = _float_types(head, parse, size, float32, keep64)
+    block = BLOCK_BYTES
+    while True:
+        try:
+            table = _parse(path, size, head, parse, types, ragged, progress, block)
+            break
+        except pa.ArrowInvalid as e:
+            # A cell longer than a block (pyarrow cannot split it): blocks 4x larger, up to the file.
+            if "straddl" in str(e) and block <= size:
+                block, ragged[:] = min(4 * block, size + 1), []
+                ragged.skipped.clear()
+                continue
+            raise _parse_error(path, delimiter, e, ragged) from None
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+    if progress is not None:
+        progress(table.num_rows, 1.0)
+    raw = RawTable(table, path, first_row=2)
+    skipped = ragged.skipped
+    if skipped:
+        # pyarrow's streaming reader does not say which lines it left out: found here, so the
+        # rows kept keep their line numbers in messages (files up to SKIP_SCAN_BYTES)
+        lines = _bad_lines(path, delimiter) if size <= SKIP_SCAN_BYTES else []
+        first = skipped[0]
+        if len(lines) == len(skipped):
+            every = np.arange(2, 2 + table.num_rows + len(lines))
+            raw.numbers = every[~np.isin(every, lines)]
+            first = first.replace("a row", f"row {lines[0]}", 1)
+        raw.notes.append(f"{path.name}: skipped {len(skipped)} bad line(s) (data.bad_lines: skip); the first: {first}")
+    _check_names(raw)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows after the header")
+    return raw
+
+
+def _head(path: Path) -> tuple[bytes, str, int]:
+    """The file's first SAMPLE_BYTES, as bytes and as text (a character cut at the sample's end
+    left out), and the file's size."""
     try:
         with path.open("rb") as f:
             head = f.read(SAMPLE_BYTES)
@@ -150,162 +197,88 @@ def _read_csv(
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        text = head.decode("utf-8-sig")
+        return head, head.decode("utf-8-sig"), size
     except UnicodeDecodeError as e:
         if len(head) < SAMPLE_BYTES or e.start < len(head) - 4:  # not a character cut at the sample's end
             raise DataError(f"{path}: cannot read as CSV: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        text = head[: e.start].decode("utf-8-sig")
-    if delimiter is None:
-        delimiter = sniff_delimiter(path, text)
-    bad_rows: list[str] = []
+        return head, head[: e.start].decode("utf-8-sig"), size
 
-    def invalid_row(row) -> str:
+
+class _RaggedRows(list):
+    """pyarrow's invalid_row_handler: each row with another field count than the header is
+    noted, to be named in the message, and refused; or, with ``skip`` (data.bad_lines: skip),
+    noted in ``skipped`` and left out."""
+
+    def __init__(self, skip: bool = False) -> None:
+        super().__init__()
+        self.skip, self.skipped = skip, []
+
+    def __call__(self, row) -> str:
         where = f"row {row.number}" if row.number is not None else "a row"
-        bad_rows.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
-        return "error"
+        (self.skipped if self.skip else self).append(
+            f"{where} has {row.actual_columns} fields, header has {row.expected_columns}"
+        )
+        return "skip" if self.skip else "error"
 
-    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid_row)
-    convert = pacsv.ConvertOptions(strings_can_be_null=True)
-    types = _sample_types(head, parse, convert) if size > SAMPLE_BYTES else {}
-    # Float columns typed up front skip inference, and float32 ones take half the memory.
+
+def _float_types(head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None) -> dict:
+    """Types for the columns the sample shows to be floats: typed up front, they skip inference,
+    and float32 ones (all but ``keep64``, by default the last column) take half the memory."""
+    types = _sample_types(head, parse, pacsv.ConvertOptions(strings_can_be_null=True)) if size > SAMPLE_BYTES else {}
     wide = set(keep64) if keep64 is not None else set(list(types)[-1:])
-    column_types = {
+    return {
         name: (pa.float32() if float32 and name not in wide else pa.float64())
         for name, t in types.items()
         if pa.types.is_floating(t) and name
     }
 
-    def stream(column_types: dict, parts: int = 1) -> pa.Table:
-        """Block by block: memory stays near the table's own size (read_csv holds the whole
-        file's text while it converts), and the rows read are known as it goes. With parts > 1,
-        the file is cut at line ends into that many byte ranges, each streamed in a thread of
-        its own; the first range's header and column types are given to the others."""
-        with contextlib.ExitStack() as files:
-            cuts = _line_cuts(files.enter_context(path.open("rb")), size, parts)
-            ranges = [_Range(files.enter_context(path.open("rb")), lo, hi) for lo, hi in zip(cuts, cuts[1:])]
-            read = pacsv.ReadOptions(block_size=BLOCK_BYTES)
-            first = pacsv.open_csv(
-                ranges[0],
-                read_options=read,
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
-            )
-            schema = first.schema
-            readers = [first] + [
-                pacsv.open_csv(
-                    part,
-                    read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=schema.names),
-                    parse_options=parse,
-                    convert_options=pacsv.ConvertOptions(
-                        strings_can_be_null=True, column_types=dict(zip(schema.names, schema.types))
-                    ),
-                )
-                for part in ranges[1:]
-            ]
-            batches: list[list[pa.RecordBatch]] = [[] for _ in readers]
-            rows = [0] * len(readers)
 
-            def report() -> None:
-                if progress is not None:
-                    progress(sum(rows), min(sum(r.done for r in ranges) / max(size, 1), 1.0))
+def _parts(size: int, head: bytes) -> int:
+    """How many parts to parse a CSV in: one per usable core for a large file. A cut at a line
+    end could fall inside a quoted cell that spans lines: files that quote cells (seen in the
+    sample) are read in one part."""
+    return min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
 
-            def drain(i: int, after_each=None) -> None:
-                for batch in readers[i]:
-                    batches[i].append(batch)
-                    rows[i] += batch.num_rows
-                    if after_each is not None:
-                        after_each()
 
-            if len(readers) == 1:
-                drain(0, report)
-            else:  # the parts in threads; progress from this one, which only waits
-                with ThreadPoolExecutor(len(readers), thread_name_prefix="mlpbp-csv") as pool:
-                    futures = [pool.submit(drain, i) for i in range(len(readers))]
-                    running = set(futures)
-                    while running:
-                        _, running = wait(running, timeout=0.25)
-                        report()
-                    for f in futures:
-                        f.result()  # a part's error, raised here in the caller's thread
-            return pa.Table.from_batches([b for part in batches for b in part], schema=schema)
-
-    def whole() -> pa.Table:
+def _parse(
+    path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress, block: int
+) -> pa.Table:
+    """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
+    finds the problem and numbers its row) or gives repeated column names (the later parts are
+    named by position); whole, with the whole file's types, when streaming fails otherwise."""
+    try:
+        parts = _parts(size, head)
+        if parts > 1:
+            try:
+                table = stream_csv(path, size, parse, column_types, parts, progress, block)
+                if len(set(table.column_names)) == table.num_columns:
+                    return table
+            except pa.ArrowInvalid:
+                ragged.clear()
+        ragged.skipped.clear()  # each read counts the lines it skips afresh
+        return stream_csv(path, size, parse, column_types, 1, progress, block)
+    except pa.ArrowInvalid:
+        if ragged:
+            raise
+        ragged.skipped.clear()
         # Type inference over the whole file: the streaming reader fixes each column's type on
         # its first block, and a later block may disagree (text below numbers).
         with path.open("rb") as f:
-            return pacsv.read_csv(f, parse_options=parse, convert_options=convert)
-
-    # A cut at a line end could fall inside a quoted cell that spans lines: files that quote
-    # cells (seen in the first 64 KiB) are read in one part.
-    parts = min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
-    try:
-        try:
-            table = None
-            if parts > 1:
-                try:
-                    table = stream(column_types, parts)
-                    if len(set(table.column_names)) != table.num_columns:
-                        table = None  # names given to the later parts by position: read as one
-                except pa.ArrowInvalid:
-                    bad_rows.clear()  # the one-part read below finds the problem and numbers its row
-            if table is None:
-                table = stream(column_types)
-        except pa.ArrowInvalid:
-            if bad_rows:
-                raise
-            table = whole()
-    except pa.ArrowInvalid as e:
-        reason = bad_rows[0] if bad_rows else _arrow_reason(e)
-        if bad_rows and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
-            reason = _ragged_row(path, delimiter) or reason
-        if "Empty CSV file" in str(e):
-            raise DataError(f"{path}: file is empty (expected a header row of column names)") from None
-        raise DataError(f"{path}: cannot read as CSV: {reason}") from None
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
-    if progress is not None:
-        progress(table.num_rows, 1.0)
-    raw = RawTable(table, path, first_row=2)
-    _check_names(raw)
-    if table.num_rows == 0:
-        raise DataError(f"{path}: no data rows after the header")
-    return raw
+            return pacsv.read_csv(
+                f,
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+            )
 
 
-class _Range:
-    """The bytes [lo, hi) of an open binary file, as a file object for pyarrow to stream."""
-
-    closed = False
-
-    def __init__(self, f, lo: int, hi: int) -> None:
-        f.seek(lo)
-        self.f, self.left, self.done = f, hi - lo, 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(self.left if n is None or n < 0 else min(n, self.left))
-        self.left -= len(data)
-        self.done += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _line_cuts(f, size: int, parts: int) -> list[int]:
-    """Byte offsets [0, …, size] cutting the file into up to ``parts`` ranges at line starts."""
-    cuts = [0]
-    for k in range(1, parts):
-        f.seek(k * size // parts)
-        f.readline()  # to the start of the next line
-        if f.tell() > cuts[-1] and f.tell() < size:
-            cuts.append(f.tell())
-    return [*cuts, size]
+def _parse_error(path: Path, delimiter: str, e: pa.ArrowInvalid, ragged: _RaggedRows) -> DataError:
+    reason = ragged[0] if ragged else _arrow_reason(e)
+    if ragged and reason.startswith("a row"):  # parsed in parallel: find the line ourselves
+        reason = _ragged_row(path, delimiter) or reason
+    if "Empty CSV file" in str(e):
+        return DataError(f"{path}: file is empty (expected a header row of column names)")
+    return DataError(f"{path}: cannot read as CSV: {reason}")
 
 
 def _usable_cores() -> int:
@@ -313,6 +286,14 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _bad_lines(path: Path, delimiter: str) -> list[int]:
+    """The line numbers of the rows whose field count is not the header's."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        return [reader.line_num for row in reader if row and len(row) != len(header)]
 
 
 def _ragged_row(path: Path, delimiter: str) -> str | None:
@@ -342,16 +323,24 @@ def _check_names(raw: RawTable) -> None:
         path, names = raw.path, [n.strip() for n in raw.table.column_names]
     except UnicodeDecodeError as e:
         raise DataError(f"{raw.path}: cannot read the header: not UTF-8 text ({e.reason})") from None
+    stripped = [(a, b) for a, b in zip(raw.table.column_names, names) if a != b and b]
+    if stripped:
+        raw.stripped = {a: b for a, b in stripped}
+        shown = ", ".join(f"{a!r} -> {b!r}" for a, b in stripped[:3])
+        more = f" and {len(stripped) - 3} more" if len(stripped) > 3 else ""
+        raw.notes.append(f"{path.name}: spaces around column names stripped: {shown}{more}")
     if names and names[0] == "" and len(names) > 1:
         # pandas' to_csv writes its index as a first column with no name.
         raw.table = raw.table.remove_column(0)
         names = names[1:]
         raw.notes.append(f"{path.name}: the first column has no name (a pandas index?): ignored")
+    seen: set[str] = set()  # a set: 100,000 columns must not cost 10^10 comparisons
     for i, name in enumerate(names):
         if not name:
             raise DataError(f"{path}: header column {i + 1} has no name")
-        if name in names[:i]:
+        if name in seen:
             raise DataError(f"{path}: column name '{name}' appears twice in the header")
+        seen.add(name)
     raw.table = raw.table.rename_columns(names)
 
 
@@ -360,9 +349,22 @@ def _arrow_reason(e: Exception) -> str:
     return text.removeprefix("CSV parse error: ")[:300] or type(e).__name__
 
 
-def _narrow(table: pa.Table, keep64: Collection[str]) -> pa.Table:
+def _narrow(raw: RawTable, keep64: Collection[str]) -> pa.Table:
+    """float64 columns (but ``keep64``) as float32; a finite value beyond float32's range is
+    refused, naming its cell, rather than becoming inf."""
+    table, top = raw.table, float(np.finfo(np.float32).max)
     for i, (name, t) in enumerate(zip(table.schema.names, table.schema.types)):
         if t == pa.float64() and name not in keep64:
+            values = to_numpy(table.column(i))
+            big = np.flatnonzero(np.isfinite(values) & (np.abs(values) > top))
+            if big.size:
+                raise cell_error(
+                    str(raw.path),
+                    row_number(raw.first_row, int(big[0])),
+                    name,
+                    f"{float(values[big[0]])!r} is beyond the range of float32 (largest {top:.3g}); set"
+                    " train.dtype: float64",
+                )
             table = table.set_column(i, name, table.column(i).cast(pa.float32()))
     return table
 
@@ -385,6 +387,12 @@ def _read_parquet(path: Path, progress: Progress | None) -> RawTable:
         raise DataError(f"{path}: cannot read as Parquet: {_arrow_reason(e)}") from None
     raw = RawTable(table, path, first_row=1)
     _check_names(raw)
+    for name, t in zip(raw.table.column_names, raw.table.schema.types):
+        if pa.types.is_nested(t) or pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type):
+            raise DataError(
+                f"{path}: column '{name}' holds nested values ({t}); mlpbp reads columns of numbers, text,"
+                " booleans and dates: flatten it into columns, or write the file without it"
+            )
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
     return raw

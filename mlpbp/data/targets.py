@@ -8,16 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlpbp.data.preprocessing import (
-    RowNumbers,
-    arrow,
-    infer_kind,
-    missing_mask,
-    numeric_values,
-    positions,
-    row_number,
-    string_values,
-)
+from mlpbp.data.arrow import arrow, missing_mask, positions
+from mlpbp.data.columns import infer_kind, numeric_values, string_values
+from mlpbp.data.rows import RowNumbers, row_number
 from mlpbp.errors import DataError
 
 

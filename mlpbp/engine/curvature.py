@@ -186,6 +186,9 @@ class Extremes:
     bottom: list[float]
     steps: int  # products used
     residuals: list[float] = field(default_factory=list)  # ‖A x − θx‖/|θ| for each value
+    # Why fewer values than asked for, or values that may skip repeated ones: None when every
+    # value asked for is there, counted with its multiplicity.
+    shortfall: str | None = None
 
 
 def _ritz_residuals(run: Lanczos, idx: np.ndarray) -> np.ndarray:
@@ -230,13 +233,43 @@ def extreme_eigenvalues(
     run = lanczos(matvec, rng.standard_normal(n), max_steps, converged)
     theta, _ = run.ritz()
     m = theta.size
+    # Lanczos from one start vector sees each distinct eigenvalue once: a Krylov space that
+    # closes before n steps means repeated eigenvalues (a network's Hessian often has a
+    # many-fold zero), whose copies it cannot return.
+    closed = m < n and run.residual <= 1e-12 * max(1.0, float(np.abs(run.alpha).max()))
+    short = closed or m < max(top_k, bottom_k)
+    if short and n <= max_steps:  # as cheap as the Lanczos run could be: n products, exact
+        return _dense_extremes(matvec, n, top_k, bottom_k)
     idx = wanted(run)
-    return Extremes(
+    ext = Extremes(
         top=[float(theta[i]) for i in idx[: min(top_k, m)]],
         bottom=[float(theta[i]) for i in idx[min(top_k, m) :]],
         steps=m,
         residuals=[float(r) for r in _ritz_residuals(run, idx)],
     )
+    if closed:
+        ext.shortfall = (
+            f"the Krylov space closed after {m} of {n} dimensions: the matrix has repeated eigenvalues, which"
+            f" Lanczos returns once each; raise max_steps to {n} (the number of parameters) for every copy"
+        )
+    elif m < max(top_k, bottom_k):
+        ext.shortfall = f"{m} Lanczos steps give {m} values; raise max_steps"
+    return ext
+
+
+def _dense_extremes(matvec, n: int, top_k: int, bottom_k: int) -> Extremes:
+    """The whole n×n matrix from n products with unit vectors, and its eigenvalues, each counted
+    as often as it is repeated."""
+    A = np.empty((n, n))
+    e = np.zeros(n)
+    for i in range(n):
+        e[i] = 1.0
+        A[:, i] = matvec(e)
+        e[i] = 0.0
+    lam = np.linalg.eigvalsh((A + A.T) / 2)
+    top = [float(v) for v in lam[::-1][:top_k]]
+    bottom = [float(v) for v in lam[:bottom_k]]
+    return Extremes(top=top, bottom=bottom, steps=n, residuals=[0.0] * (len(top) + len(bottom)))
 
 
 # ---- trace -----------------------------------------------------------------------------------

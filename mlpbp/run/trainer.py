@@ -1,14 +1,12 @@
 """Training runs: data → splits → standardisation → MLP → SGD epochs → metrics and files.
 
-Rendering stays out: the CLI passes ``TrainHooks`` to watch a run.
+The epoch loop itself is run/epoch.py (``sgd_epoch``, still importable from here); history.csv
+is run/history.py. Rendering stays out: the CLI passes ``TrainHooks`` to watch a run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
-import io
 import math
 import threading
 import time
@@ -19,17 +17,21 @@ import numpy as np
 import yaml
 
 from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
-from mlpbp.engine.network import MLP
-from mlpbp.engine.optim import SGD, Optimizer, build_optimizer
+from mlpbp.engine.optim import Optimizer, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
 from mlpbp.errors import ConfigError, Interrupted, TrainingError
 from mlpbp.io import write_text
 from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
 from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
+from mlpbp.run.epoch import sgd_epoch
+from mlpbp.run.folder import RunFolder, run_in
+from mlpbp.run.history import write_history
 from mlpbp.run.metrics import compute_metrics
-from mlpbp.run.model_file import TrainedModel
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import save_model
 from mlpbp.run.prepare import Prepared, build_model, prepare
+from mlpbp.run.recipe import apply_recipe
 from mlpbp.run.threads import (
     ThreadChoice,
     blas_thread_limit,
@@ -45,19 +47,6 @@ from mlpbp.run.threads import (
 # since the last save, and always after the first and the final epoch, on early stopping and
 # on Ctrl-C.
 CHECKPOINT_INTERVAL_S = 1.0
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "train_accuracy",
-    "val_accuracy",
-    "learning_rate",
-    "gradients",  # full-data gradient (or loss) passes so far
-    "products",  # full-data curvature products so far (Hessian or Gauss-Newton)
-    "sharpness",  # top Hessian eigenvalue (train.sharpness_every)
-    "stability_limit",  # 2/learning_rate: gradient descent is unstable once sharpness passes it
-)
-SHARPNESS_COLUMNS = ("sharpness", "stability_limit")
 
 
 class TrainHooks:
@@ -76,6 +65,9 @@ class TrainHooks:
     def threads(self, description: str) -> None:
         """The BLAS thread count the run uses, and why (see mlpbp.run.threads)."""
 
+    def note(self, message: str) -> None:
+        """Something the user should know about the run (one line), shown even when quiet."""
+
 
 @dataclass
 class RunResult:
@@ -89,82 +81,6 @@ class RunResult:
     best_epoch: int | None = None
     model: TrainedModel | None = field(default=None, repr=False)
     threads: int | None = None  # BLAS threads the run used
-
-
-def sgd_epoch(
-    net: MLP,
-    opt: SGD,
-    X: np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    batch_size: int,
-    first_step: int = 0,
-    after_step=None,
-    sync: GradientSync | None = None,
-    stop_requested=None,
-    read_ahead: bool = False,
-) -> tuple[int, float]:
-    """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
-    ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step
-    (batch_size 1: per-example SGD, θ := θ − α ∇J⁽ʲ⁾).
-
-    Each batch is gathered into one reused buffer, so an epoch never copies the whole data set;
-    ``X`` may be an array or rows read from files on demand (anything with ndarray's ``take``).
-    With ``sync`` over several MPI ranks, each rank computes the gradient on its share of each
-    batch and ``sync`` sums them, so every rank makes the same update as one process would.
-    Stops early at a non-finite loss (before its update), after the step where
-    ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
-    With ``read_ahead``, rows read from files (``LazyRows``) are read a few batches ahead by a
-    second process (for a core the BLAS threads leave free). Returns (steps done, last loss)."""
-    sync = sync or GradientSync(net, SINGLE)
-    deferring = net.deferred_updates(batch_size) if sync.fused else contextlib.nullcontext(1)
-    ahead = contextlib.nullcontext(X)
-    if read_ahead and hasattr(X, "read_ahead"):
-        ahead = X.read_ahead(*_shares(order, batch_size, first_step, sync.comm))
-    with deferring as group, ahead as X:
-        return _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group)
-
-
-def _shares(order: np.ndarray, batch_size: int, first_step: int, comm: Comm) -> tuple[np.ndarray, np.ndarray]:
-    """The rows this rank takes at each step from ``first_step`` on, as ``_steps`` takes them:
-    step i's are ``rows[bounds[i]:bounds[i + 1]]``. Two flat arrays, built without a loop: at
-    batch 1 an epoch has a step per row (a list of 1M arrays took 0.5 s and 236 MiB)."""
-    start = np.arange(first_step * batch_size, order.shape[0], batch_size)
-    lo, hi = comm.share(np.minimum(batch_size, order.shape[0] - start))
-    sizes = hi - lo
-    bounds = np.concatenate(([0], np.cumsum(sizes)))
-    return order[np.arange(bounds[-1]) + np.repeat(start + lo - bounds[:-1], sizes)], bounds
-
-
-def _steps(net, opt, X, y, order, batch_size, first_step, after_step, sync, stop_requested, group):
-    """``sgd_epoch``'s loop. A stop is taken only after a multiple of ``group`` steps, where
-    deferred updates are applied, so a run resumed there rounds as the uninterrupted one."""
-    n_steps = math.ceil(order.shape[0] / batch_size)
-    Xb = np.empty((-(-batch_size // sync.comm.size), *X.shape[1:]), X.dtype)
-    yb = np.empty((Xb.shape[0], *y.shape[1:]), y.dtype)
-    loss, s, stop = 0.0, first_step, False
-    while s < n_steps:
-        batch = order[s * batch_size : (s + 1) * batch_size]
-        lo, hi = sync.comm.share(batch.shape[0])
-        rows, k = batch[lo:hi], hi - lo
-        if k:  # the last batch of an epoch can be smaller than the number of ranks
-            # mode="clip": with the default "raise", take() copies into a temporary first.
-            X.take(rows, axis=0, out=Xb[:k], mode="clip")
-            y.take(rows, axis=0, out=yb[:k], mode="clip")
-        stop = stop or (stop_requested is not None and stop_requested())
-        if sync.fused:  # one process: forward, backward and update in one pass
-            loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
-        else:  # several: each rank's gradient, summed over the ranks, the same update on each
-            loss = net.step_loss_and_grad(Xb[:k], yb[:k]) if k else 0.0
-            loss, stop = sync.step(loss, k, batch.shape[0], stop)
-            if math.isfinite(loss):
-                opt.step(sync.grads)
-        if not math.isfinite(loss):
-            return s + 1, loss
-        s += 1
-        if (stop and s % group == 0) or (after_step is not None and after_step(s - 1)):
-            break
-    return s, loss
 
 
 def _fingerprint(cfg: Config) -> dict:
@@ -206,10 +122,17 @@ class Trainer:
             )
         self.data = data
         self.task = data.task
+        # unset keys of a table's config: the default recipe (run/recipe.py), chosen before
+        # anything is built from them
+        self.recipe = apply_recipe(cfg, data.train[0].shape[0], data.train[0].shape[1])
+        if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
+            raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
         eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
         self.net = build_model(
             cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows, class_weight=data.class_weight
         )
+        # the saved config (and `mlpbp inspect`) shows the loss and init the network resolved
+        cfg.model.loss, cfg.model.init = self.net.loss_name, self.net.init
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)
@@ -222,12 +145,17 @@ class Trainer:
         self.first_order = isinstance(self.opt, Optimizer)
         self.sharpness_sample = None
         if cfg.train.sharpness_every is not None:
-            X, y = self.data.train
-            if X.shape[0] == 0:
+            if self.data.train[0].shape[0] == 0:
                 raise ConfigError("config error at train.sharpness_every: there are no training rows to measure it on")
-            k = min(cfg.train.sharpness_rows, X.shape[0])
-            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(X.shape[0], k, replace=False))
-            self.sharpness_sample = (X[rows], y[rows])
+            self.sharpness_sample = self._training_sample()
+        self.board = None  # the TensorBoard writer, while a run with output.tensorboard is running
+
+    def _training_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed seeded sample of train.sharpness_rows training rows (sharpness, gradient histograms)."""
+        X, y = self.data.train
+        k = min(self.cfg.train.sharpness_rows, X.shape[0])
+        rows = np.sort(np.random.default_rng([self.cfg.seed, 3]).choice(X.shape[0], k, replace=False))
+        return X[rows], y[rows]
 
     @property
     def checkpoint_path(self) -> Path:
@@ -239,12 +167,30 @@ class Trainer:
             self._resume()
         self.threads = choice = self._choose_threads()
         self.hooks.threads(choice.describe())
+        out = self.cfg.output
+        if out.tensorboard and self.comm.rank == 0:
+            from mlpbp.run.tensorboard import TensorBoardWriter
+
+            sample = self._training_sample() if out.histogram_every is not None else None
+            self.board = TensorBoardWriter(self.out_dir, out.histogram_every, sample, self.state.epoch + 1)
         # Overflow warnings are silenced: a non-finite loss is reported once, as divergence.
-        with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self.state.threads = blas_threads()
-            while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
-                self._epoch()
-            return self._finish()
+        started_with = self.state.threads  # a resumed run's count, from its checkpoint
+        try:
+            with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.state.threads = blas_threads()
+                if started_with is not None and started_with != self.state.threads:
+                    self.hooks.note(
+                        f"this run started with {started_with} BLAS thread{'s' * (started_with != 1)} and goes on"
+                        f" with {self.state.threads}: sums in another order change the result in the last bits"
+                        f" (--threads {started_with} resumes it bit for bit)"
+                    )
+                while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
+                    self._epoch()
+                return self._finish()
+        finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
 
     def _read_ahead(self) -> bool:
         """Whether rows read from files are read ahead by a second process: when the BLAS
@@ -281,7 +227,15 @@ class Trainer:
         if not self.first_order:
             return self._full_batch_epoch(order, started)
         opt.learning_rate = learning_rate_at(
-            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
+            epoch,
+            t.learning_rate,
+            t.schedule,
+            t.epochs,
+            t.step_size,
+            t.gamma,
+            t.decay,
+            t.warmup,
+            [r.get("val_loss") for r in st.history],
         )
         n_steps = math.ceil(X.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
@@ -351,6 +305,8 @@ class Trainer:
         last = st.epoch == t.epochs or st.stopped_early
         if last or self._saved_at is None or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
             self._save_checkpoint()
+        if self.board is not None:
+            self.board.epoch(record, net, last=last)
         self.hooks.epoch_end(record)
 
     def _sharpness(self) -> float:
@@ -434,20 +390,9 @@ class Trainer:
         self.hooks.resumed(st.epoch + 1, st.step, self.checkpoint_path, complete)
 
     def _write_history(self) -> None:
-        if self.comm.rank:
-            return
-        columns = [
-            c
-            for c in HISTORY_COLUMNS
-            if (self.task == "classification" or "accuracy" not in c)
-            and (self.cfg.train.sharpness_every is not None or c not in SHARPNESS_COLUMNS)
-        ]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        for r in self.state.history:
-            w.writerow(["" if r.get(c) is None else repr(r[c]) for c in columns])
-        write_text(self.out_dir / "history.csv", buf.getvalue())
+        if self.comm.rank == 0:
+            classification, sharpness = self.task == "classification", self.cfg.train.sharpness_every is not None
+            write_history(self.out_dir / "history.csv", self.state.history, classification, sharpness)
 
     def _finish(self) -> RunResult:
         st = self.state
@@ -467,13 +412,19 @@ class Trainer:
             d.preprocessor.inputs,
             target,
             config_to_dict(self.cfg),
-            metrics={"evaluated_on": on, "epochs_trained": len(st.history), **metrics},
+            metrics={
+                "evaluated_on": on,
+                "epochs_trained": len(st.history),
+                # the epoch whose weights the model keeps (early stopping: the best one)
+                "weights_from_epoch": st.best_epoch if self.best_params is not None else len(st.history),
+                **metrics,
+            },
             id_name=d.id_name,
         )
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()
         if self.comm.rank == 0:
-            model.save(model_path)
+            save_model(model, model_path)
         return RunResult(
             self.task,
             st.history,
@@ -504,6 +455,15 @@ def train(
     resume: bool = False,
     hooks: TrainHooks | None = None,
     stop: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
-    """Train the network a config describes; write model.npz, history.csv and config.yaml."""
-    return Trainer(cfg, prepare(cfg), out_dir, hooks, stop).run(resume=resume)
+    """Train the network a config describes; write model.npz, history.csv and config.yaml into
+    ``out_dir`` (default output.dir) as one unit (``mlpbp.run.folder``): a folder that already
+    holds a run is refused unless ``overwrite`` or ``resume``."""
+    folder = RunFolder.open(out_dir if out_dir is not None else cfg.output.dir, resume=resume, overwrite=overwrite)
+    try:
+        data = prepare(cfg)
+        return run_in(folder, lambda: Trainer(cfg, data, folder.work, hooks, stop).run(resume=resume))
+    finally:
+        folder.discard()
+        folder.close()

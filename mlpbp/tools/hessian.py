@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.engine.curvature import CURVATURES, Curvature, extreme_eigenvalues, hutchinson, spectral_density
-from mlpbp.engine.network import MLP
+from mlpbp.engine.graph import Network
+from mlpbp.engine.memory import activation_bytes, lanczos_bytes, n_params, network_bytes, require
 from mlpbp.errors import ArgumentError, DataError
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.model_file import load_model
@@ -56,20 +57,33 @@ class HessianOptions:
             raise ArgumentError(f"tol must be in (0, 1); got {self.tol}", argument="tol")
 
 
-def float64_copy(net: MLP) -> MLP:
-    """The same network in float64: eigenvalues to 1e-6 need more than float32's 7 digits."""
-    copy = MLP(
-        net.widths,
-        net.activation,
-        net.loss_name,
-        dtype="float64",
-        init=net.init,
-        task=net.task,
-        class_weight=net.loss_fn.class_weight,
-        loss_params=getattr(net, "loss_params", None),
+def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
+    """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
+    buffers of a curvature product over a batch (the R-operator keeps about three times a
+    training step's), and the largest set of flat vectors one of its parts keeps: the Lanczos
+    basis (min(max_steps, n) vectors; n² for the dense matrix of a small model), Hutch++'s
+    sketch and basis, or the density's deflation basis and one run's."""
+    n = n_params(widths)
+    batch = min(opts.batch_size, max(rows, 1))
+    vectors = [0]
+    if opts.top_k or opts.bottom_k:
+        vectors.append(min(opts.max_steps, n) if n > opts.max_steps else n + 1)
+    if opts.trace:
+        vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
+    if opts.density:
+        vectors.append(min(20, n) + opts.slq_steps + 2)
+    return (
+        network_bytes(widths, "float64")
+        + 3 * activation_bytes(widths, batch, "float64")
+        + lanczos_bytes(widths, max(vectors))
+        + rows * 8 * (widths[0] + widths[-1])  # the rows in float64 (X, and y as one-hot or values)
     )
-    copy.set_flat(net.get_flat().astype(np.float64))
-    return copy
+
+
+def float64_copy(net: Network) -> Network:
+    """The same network in float64 and in evaluation mode (as the model predicts), class
+    weights and all: eigenvalues to 1e-6 need more than float32's 7 digits."""
+    return net.astype(np.float64).eval()
 
 
 def analyse(
@@ -98,7 +112,13 @@ def analyse(
     if opts.rows is not None and opts.rows < X.shape[0]:
         pick = np.sort(np.random.default_rng(opts.seed).choice(X.shape[0], opts.rows, replace=False))
         X, y = X[pick], y[pick]
+    require(
+        hessian_bytes(model.net.widths, X.shape[0], opts),
+        f"the {opts.curvature} analysis of {model_path} ({model.net.n_params:,} parameters)",
+        argument="max_steps",
+    )
     net = float64_copy(model.net)
+    net.require_curvature()
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:
         which = "top_k" if opts.top_k > n else "bottom_k"
@@ -109,7 +129,7 @@ def analyse(
     op = Curvature(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
-    result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature}
+    result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature, "mode": "eval"}
     if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
         result["note"] = (
             f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "
@@ -129,7 +149,13 @@ def analyse(
         if opts.bottom_k:
             result["bottom_eigenvalues"] = ext.bottom
         worst = max(ext.residuals) if ext.residuals else 0.0
-        result["lanczos"] = {"steps": ext.steps, "max_relative_residual": worst, "converged": worst <= opts.tol}
+        result["lanczos"] = {
+            "steps": ext.steps,
+            "max_relative_residual": worst,
+            "converged": worst <= opts.tol and ext.shortfall is None,
+            "found": {"top": len(ext.top), "bottom": len(ext.bottom)},
+            "shortfall": ext.shortfall,
+        }
     if opts.trace:
         say("trace (Hutch++)")
         t = hutchinson(op.matvec, n, opts.probes, seed=opts.seed)

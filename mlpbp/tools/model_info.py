@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.run.model_file import FORMAT_VERSION, TrainedModel, load_model
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import FORMAT_VERSION, load_model
 
 
 def sha256(path: Path) -> str:

@@ -18,7 +18,8 @@ import numpy as np
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
 from mlpbp.run.config import config_from_dict
-from mlpbp.run.model_file import TrainedModel, load_model
+from mlpbp.run.model import TrainedModel
+from mlpbp.run.model_file import load_model
 from mlpbp.run.prepare import prepare
 
 DPI = 100

@@ -87,7 +87,7 @@ def test_library_errors_are_typed_and_carry_no_exit_codes():
         (Interrupted("interrupted while reading data.csv"), 130, ("interrupted while reading data.csv",)),
         (KeyboardInterrupt(), 130, ("interrupted",)),
         (RuntimeError("boom\nsecond line"), 1, ("unexpected RuntimeError: boom second line", "report")),
-        (MemoryError(), 1, ("unexpected MemoryError", "report")),
+        (MemoryError(), 2, ("not enough memory", "MemoryError")),  # memory is input (issue 19)
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )
@@ -96,7 +96,7 @@ def test_the_cli_maps_exception_types_to_exit_codes(runner, monkeypatch, tmp_pat
         raise exc
 
     monkeypatch.delenv("MLPBP_DEBUG", raising=False)
-    monkeypatch.setattr("mlpbp.cli.train.load_config", raiser)
+    monkeypatch.setattr("mlpbp.run.config.load_config", raiser)
     res = runner.invoke(app, ["train", str(tmp_path / "c.yaml")])
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.exit_code == code, res.stderr
@@ -117,7 +117,7 @@ def test_the_cli_puts_its_flags_in_library_messages(runner, tmp_path):
 
 UNEXPECTED = """
 import sys
-import mlpbp.cli.train as t
+import mlpbp.run.config as t
 from mlpbp.cli import main
 
 def boom(*args, **kwargs):
@@ -147,7 +147,7 @@ def test_an_unexpected_exception_is_one_line_unless_mlpbp_debug(debug):
 
 def test_mlpbp_debug_lets_the_traceback_out_under_clirunner(runner, monkeypatch, tmp_path):
     monkeypatch.setenv("MLPBP_DEBUG", "1")
-    monkeypatch.setattr("mlpbp.cli.train.load_config", lambda *a: 1 / 0)
+    monkeypatch.setattr("mlpbp.run.config.load_config", lambda *a: 1 / 0)
     res = runner.invoke(app, ["train", str(tmp_path / "c.yaml")])
     assert res.exit_code == 1 and isinstance(res.exception, ZeroDivisionError)
 

@@ -27,7 +27,7 @@ import mlpbp.tools.bench as bench_mod
 from helpers import PYTHON, ROOT, TINY_CONFIG, InterruptAt, one_line_error, subprocess_env
 from mlpbp.cli import COMMAND_MODULES, app
 from mlpbp.cli.app import sigint_requests_stop
-from mlpbp.cli.render import epoch_table_layout
+from mlpbp.cli.render.train import epoch_table_layout
 from mlpbp.errors import Interrupted
 from mlpbp.run.checkpoint import load_checkpoint
 from mlpbp.run.config import load_config
@@ -382,7 +382,7 @@ def test_relative_paths_in_a_config_are_taken_from_its_folder(runner, tmp_path, 
     cfg = _write(tmp_path / "configs", "data: {path: rows.csv}\ntrain: {epochs: 1}\noutput: {dir: ../out/rel}\n")
     for cwd in (tmp_path, tmp_path / "configs", tmp_path.parent):  # the same files from anywhere
         monkeypatch.chdir(cwd)
-        res = runner.invoke(app, ["train", os.path.relpath(cfg, cwd), "-q"])
+        res = runner.invoke(app, ["train", os.path.relpath(cfg, cwd), "-q", "--overwrite"])  # the same run again
         assert res.exit_code == 0, res.output
         assert (tmp_path / "out/rel/model.npz").is_file()
         assert not (tmp_path / "configs/out").exists() and not (tmp_path / "configs/runs").exists()

@@ -10,7 +10,19 @@ import mlpbp
 
 PACKAGE = Path(mlpbp.__file__).resolve().parent
 # A module may import from its own room and from rooms of a lower rank only.
-RANK = {"errors": 0, "io": 1, "engine": 2, "data": 2, "datasets": 2, "run": 3, "tools": 4, "sklearn": 4, "cli": 5}
+# playground (the web server) sits between tools and cli: only the cli imports it.
+RANK = {
+    "errors": 0,
+    "io": 1,
+    "engine": 2,
+    "data": 2,
+    "datasets": 2,
+    "run": 3,
+    "tools": 4,
+    "sklearn": 4,
+    "playground": 5,
+    "cli": 6,
+}
 
 
 def _modules() -> dict[str, Path]:

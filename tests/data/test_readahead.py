@@ -163,12 +163,12 @@ def test_rows_taken_out_of_the_planned_order_are_refused(tmp_path):
 @pytest.mark.parametrize("batch,first", [(1, 0), (5, 2), (7, 0), (2, 3)])  # 2 < 3 or 4 ranks: empty shares
 def test_the_planned_shares_are_the_rows_each_step_takes(size, rank, batch, first):
     from mlpbp.run.distributed import Comm
-    from mlpbp.run.trainer import _shares
+    from mlpbp.run.epoch import Batches
 
     comm = Comm()
     comm.rank, comm.size = rank, size
     order = np.random.default_rng(8).permutation(23)
-    rows, bounds = _shares(order, batch, first, comm)
+    rows, bounds = Batches(order, batch, first).shares(comm.share)
     expected = []
     for s in range(first, -(-23 // batch)):  # as _steps slices them
         step = order[s * batch : (s + 1) * batch]

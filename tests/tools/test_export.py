@@ -17,7 +17,7 @@ from mlpbp.cli import app
 from mlpbp.data import Standardizer
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.network import MLP
-from mlpbp.run.model_file import TrainedModel, load_model
+from mlpbp.run.model_file import TrainedModel, load_model, save_model
 from mlpbp.tools.export import ACTIVATION_OPS, OPSET, to_onnx
 
 RUNS = {
@@ -108,7 +108,7 @@ def test_an_activation_onnx_lacks_is_one_line_exit_2(runner, tmp_path):
     try:
         net = MLP([2, 3, 2], "cube", "cross_entropy", task="classification")
         model = TrainedModel(net, Standardizer.identity(2), None, ["p", "q"], ["x0", "x1"], "y")
-        model.save(tmp_path / "model.npz")
+        save_model(model, tmp_path / "model.npz")
         res = runner.invoke(app, ["export", str(tmp_path / "model.npz")])
     finally:
         del ACTIVATIONS["cube"]

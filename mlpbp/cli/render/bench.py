@@ -1,0 +1,82 @@
+"""`mlpbp bench`: the cost of a gradient and an HVP against the loss, per depth."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def bench_fit_line(fit: dict, prefix: str, label: str) -> str:
+    loss, grad, hvp = (fit[f"{prefix}{k}"] for k in ("loss", "grad", "hvp"))
+    if loss is None:
+        return f"{label}: no line fit: the loss time does not grow with the parameter count (too few depths, or noise)"
+
+    def part(name: str, f: dict | None) -> str:
+        if f is None:
+            return f"{name} no fit"
+        per = f["per_param_s"] * 1e9
+        return f"{name} {per:.3g} ns/param ({per / (loss['per_param_s'] * 1e9):.2f}× loss)"
+
+    a = ", ".join("-" if f is None else f"{f['intercept_s'] * 1e6:.0f}" for f in (loss, grad, hvp))
+    return (
+        f"{label}: time ≈ a + b·params; loss b = {loss['per_param_s'] * 1e9:.3g} ns/param, "
+        f"{part('gradient', grad)}, {part('HVP', hvp)}; a = {a} µs"
+    )
+
+
+def bench_stability(out: Console, stability: dict, repeats: int) -> None:
+    if stability["max_spread"] is None:
+        out.print(f"[dim]{repeats} repeat: stability not measured (use --repeats 5 or more)[/]", soft_wrap=True)
+    elif stability["unstable"]:
+        w = stability["worst"]
+        out.print(
+            f"[bold yellow]warning:[/] unstable timings: repeats differ by up to "
+            f"{stability['max_spread']:.0%} of their median (depth {w['depth']}, {w['call']}); another "
+            "process is using the CPU. Treat the numbers as rough; rerun on a quiet machine or with more --repeats.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str, repeats: int, n_classes: int) -> None:
+    blas = result["blas"]
+    env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
+    out.print(
+        f"NumPy {np.__version__}; BLAS (SciPy's, every product): {blas['library']} {blas['version']}, kernel "
+        f"{blas['kernel']}, {blas['threads']} threads ({env})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if "torch" in result:
+        t = result["torch"]
+        out.print(
+            f"PyTorch {t['version']}: {t['threads']} threads; HVP by {t['hvp_method']}", highlight=False, soft_wrap=True
+        )
+    out.print(
+        f"Network: {width} -> depth x {width} (relu) -> {n_classes}, cross-entropy; "
+        f"batch {batch}, {dtype}; median of {repeats}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for prefix, title in (("", "mlpbp (NumPy)"), ("torch_", "PyTorch")):
+        if prefix and "torch" not in result:
+            break
+        table = Table(title=title, title_justify="left")
+        for col in ("depth", "params", "loss ms", "grad ms", "grad/loss", "HVP ms", "HVP/loss"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in result["rows"]:
+            table.add_row(
+                str(r["depth"]),
+                f"{r['params']:,}",
+                f"{r[prefix + 'loss_s'] * 1e3:.3f}",
+                f"{r[prefix + 'grad_s'] * 1e3:.3f}",
+                f"{r[prefix + 'grad_ratio']:.2f}",
+                f"{r[prefix + 'hvp_s'] * 1e3:.3f}",
+                f"{r[prefix + 'hvp_ratio']:.2f}",
+            )
+        out.print(table)
+    bench_stability(out, result["stability"], repeats)
+    out.print(bench_fit_line(result["fit"], "", "mlpbp"), highlight=False, soft_wrap=True)
+    if "torch" in result:
+        out.print(bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False, soft_wrap=True)

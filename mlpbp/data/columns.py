@@ -1,0 +1,101 @@
+"""One table column of any Arrow type read as what the network can use: numbers (dates as days
+since 1970-01-01) or text labels, with its kind inferred from its type; a cell that is neither
+becomes one line naming its row and column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlpbp.data.arrow import to_numpy
+from mlpbp.data.rows import RowNumbers, at, cell_error, row_number
+from mlpbp.errors import DataError
+
+_DAY = {"s": 86400, "ms": 86400 * 10**3, "us": 86400 * 10**6, "ns": 86400 * 10**9}
+
+
+def infer_kind(arrow_type: pa.DataType) -> str:
+    """A column's kind from its type: numbers are numeric, text and booleans categorical,
+    dates and times dates; a column with no value at all is dropped."""
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "numeric"
+    if pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type):
+        return "date"
+    if pa.types.is_null(arrow_type):
+        return "drop"
+    return "categorical"
+
+
+def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
+    for i, v in enumerate(arr.to_pylist()):
+        if v is not None and not ok(v):
+            return i, v
+    return -1, None
+
+
+def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
+    """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
+    t = arr.type
+    if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            try:
+                arr = pc.cast(arr, pa.timestamp("s"))
+            except pa.ArrowInvalid:
+                i, v = _first_bad(arr, _is_iso_date)
+                raise cell_error(source, row_number(first_row, i), column, f"{v!r} is not an ISO-8601 date") from None
+            t = arr.type
+        if pa.types.is_date32(t):
+            return to_numpy(pc.cast(pc.cast(arr, pa.int32()), pa.float64()))
+        if pa.types.is_date64(t):
+            return to_numpy(pc.cast(pc.cast(arr, pa.int64()), pa.float64())) / 86400e3
+        if pa.types.is_timestamp(t):
+            days = pc.cast(pc.cast(arr, pa.timestamp(t.unit)), pa.int64())
+            return to_numpy(pc.cast(days, pa.float64())) / _DAY[t.unit]
+        raise DataError(f"{at(source)}column '{column}' of type {t} cannot be read as dates")
+    if pa.types.is_null(t):
+        return np.full(len(arr), np.nan)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:
+            arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())
+        except pa.ArrowInvalid:
+            i, v = _first_bad(arr, _is_number)
+            raise cell_error(source, row_number(first_row, i), column, f"{v!r} is not a number") from None
+    try:
+        values = to_numpy(pc.cast(arr, pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"{at(source)}column '{column}' of type {t} cannot be read as numbers") from None
+    if np.isinf(values).any():
+        i = int(np.flatnonzero(np.isinf(values))[0])
+        raise cell_error(source, row_number(first_row, i), column, f"{float(values[i])!r} is not a finite number")
+    return values
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_iso_date(v: str) -> bool:
+    try:
+        pc.cast(pa.array([v]), pa.timestamp("s"))
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def string_values(arr) -> pa.ChunkedArray | pa.Array:
+    """A column as text labels, one spelling per value: integer-valued numbers as integers
+    ('3', whether the file wrote 3 or 3.0), booleans as 'true'/'false'; missing cells null."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        values = to_numpy(pc.cast(arr, pa.float64()))
+        finite = values[np.isfinite(values)]
+        if np.array_equal(finite, np.round(finite)) and (np.abs(finite) < 2**53).all():
+            return pc.cast(pc.cast(arr, pa.int64(), safe=False), pa.string())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.utf8_trim_whitespace(arr)
+    return pc.cast(arr, pa.string())

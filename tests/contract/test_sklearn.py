@@ -180,7 +180,6 @@ def test_early_stopping_keeps_the_best_validation_weights(digits):
     X_train, _, y_train, _ = digits
     clf = MLPClassifier(
         hidden_layer_sizes=(16,),
-        solver="sgd",
         learning_rate_init=0.01,
         early_stopping=True,
         n_iter_no_change=3,

@@ -74,6 +74,8 @@ def hessian(
     if comm.rank:
         return
     skipped_notes(err, data.name, **result.get("skipped", {}))
+    if "note" in result:
+        err.print(f"note: {result['note']}", highlight=False)
     if plot is not None:
         title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result['rows']} rows)"
         hessian_api.plot_density(result, plot, title)

@@ -173,6 +173,8 @@ for _fn in (
     ActivationFn("sin", _sin, _sin_d, _sin_d2),
 ):
     ACTIVATIONS.register(_fn.name, _fn)
+# scikit-learn's name for the sigmoid: the same function under a second name.
+ACTIVATIONS.register("logistic", ACTIVATIONS["sigmoid"])
 
 
 def get_activation(name: str) -> ActivationFn:

@@ -40,7 +40,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.init import INITS
 from mlpbp.engine.layers import Activation, Linear, module_class
-from mlpbp.engine.losses import get_loss, softmax
+from mlpbp.engine.losses import CLASSIFICATION_LOSSES, get_loss, softmax
 from mlpbp.engine.memory import require
 from mlpbp.engine.module import MODULES, BuildContext, Input, Module, Node
 from mlpbp.errors import ArgumentError, ConfigError
@@ -99,7 +99,7 @@ class Network:
             init = "he" if ACTIVATIONS.lookup(self.activation).relu_family else "glorot"
         init_fn = INITS.lookup(init)
         self.loss_name, self.seed, self.init = loss, seed, init
-        self.task = task or ("classification" if loss == "cross_entropy" else "regression")
+        self.task = task or ("classification" if loss in CLASSIFICATION_LOSSES else "regression")
         modules = [n.module for n in nodes[1:]]
         index = {id(n): i for i, n in enumerate(nodes)}  # value i: 0 the input, i the (i-1)-th module's output
         in_widths = [[x.width for x in n.inputs] for n in nodes[1:]]
@@ -383,9 +383,24 @@ class Network:
         if scale is not None:
             if not self._fresh:  # the last module's backward reads its output: keep it
                 o = o.copy()
-            return self.loss_fn.value_and_grad(o, y, scale)
-        value = self.loss_fn.forward(o, y)
+            return self.loss_fn.value_and_grad(o, y, scale, self._weight)
+        value = self.loss_fn.forward(o, y, self._weight)
         return (value, self.loss_fn.backward()) if grad else value
+
+    _weight: np.ndarray | None = None  # the current pass's per-row weights (None: all 1)
+
+    def _weigh(self, sample_weight, n: int) -> None:
+        """Set the per-row weights of the next pass: n finite values >= 0, or None. J is then
+        their weighted mean, Σ sⱼJⱼ/Σ sⱼ (a row of weight 2 counts as that row twice)."""
+        if sample_weight is None:
+            self._weight = None
+            return
+        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if w.shape[0] != n:
+            raise ValueError(f"sample_weight needs one weight per row ({n}); got {w.shape[0]}")
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError("sample_weight must be finite and >= 0")
+        self._weight = w
 
     def _accumulate(self, grads: list, owned: list, key: str, j: int, g, own: bool, in_place: bool) -> None:
         """Add gradient ``g`` into value j's; the first is kept by reference, a second sums both
@@ -468,18 +483,22 @@ class Network:
         """The network's output o (logits for a classifier), as a new array."""
         return self._forward(self._input(X)).copy()
 
-    def loss(self, X, y) -> float:
-        return self._loss(self._forward(self._input(X)), self._targets(y))
+    def loss(self, X, y, sample_weight=None) -> float:
+        """J, the batch mean of the loss (weighted by ``sample_weight``, one weight per row)."""
+        X = self._input(X)
+        self._weigh(sample_weight, X.shape[0])
+        return self._loss(self._forward(X), self._targets(y))
 
-    def step_loss_and_grad(self, X: np.ndarray, y: np.ndarray) -> float:
+    def step_loss_and_grad(self, X: np.ndarray, y: np.ndarray, sample_weight=None) -> float:
         """The training loop's pass: fills ``self.grads`` in place, moves the running
         statistics (a training step), and returns J."""
+        self._weigh(sample_weight, X.shape[0])
         value, g = self._loss(self._forward(X), y, grad=True)
         self._commit_buffers()
         self._backward(g)
         return value
 
-    def train_step(self, X, y, opt) -> float:
+    def train_step(self, X, y, opt, sample_weight=None) -> float:
         """One training step on the batch (X, y): forward, backward and ``opt``'s update of
         every parameter in place. Returns J before the update; when J is not finite nothing
         is updated (the caller decides what divergence means).
@@ -493,7 +512,9 @@ class Network:
         parameters with ``opt.update`` right after that module's backward, so the reference
         path ``loss_and_grad`` + ``opt.step`` gives the same parameters up to rounding."""
         scale = opt.fused_scale
-        value, g = self._loss(self._forward(self._input(X)), self._targets(y), scale=1.0 if scale is None else scale)
+        X = self._input(X)
+        self._weigh(sample_weight, X.shape[0])
+        value, g = self._loss(self._forward(X), self._targets(y), scale=1.0 if scale is None else scale)
         if not math.isfinite(value):
             return value
         for m in self._with_buffers:
@@ -511,21 +532,23 @@ class Network:
         (``MLP.deferred_updates``); yields how many steps a group holds, 1 here."""
         yield 1
 
-    def loss_and_grad(self, X, y) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grad(self, X, y, sample_weight=None) -> tuple[float, dict[str, np.ndarray]]:
         """J and ∂J/∂θ for every parameter name (fresh arrays, safe to keep); running
         statistics stay as they are."""
-        value, g = self._loss(self._forward(self._input(X)), self._targets(y), grad=True)
+        X = self._input(X)
+        self._weigh(sample_weight, X.shape[0])
+        value, g = self._loss(self._forward(X), self._targets(y), grad=True)
         self._backward(g)
         return value, {k: g.copy() for k, g in self.grads.items()}
 
-    def hvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def hvp(self, X, y, v: dict[str, np.ndarray], sample_weight=None) -> dict[str, np.ndarray]:
         """The exact Hessian-vector product ∇²J(θ)·v, by forward-over-reverse (R-operator).
 
         One forward and one backward pass (∂J/∂z and σ'(z) at every module), then one R-forward
         and one R-backward pass through the same graph, summing where values fan out: a small
         constant times the cost of J, at any depth; the Hessian is never formed. Returns fresh
         arrays (views of one new flat vector)."""
-        r_o, V = self._rforward(X, y, v)
+        r_o, V = self._rforward(X, y, v, sample_weight)
         n = len(self.layers)
         grads, owned = [None] * (n + 1), [False] * (n + 1)
         grads[n] = self.loss_fn.rbackward(r_o)
@@ -543,7 +566,7 @@ class Network:
                     self._accumulate(grads, owned, "r", j, rj, False, False)
         return out
 
-    def _rforward(self, X, y, v: dict[str, np.ndarray]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    def _rforward(self, X, y, v, sample_weight=None) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         """Forward and backward, then R-forward along v: R{o} = J_o v, and v split per module."""
         self.require_curvature()
         X, y = self._input(X), self._targets(y)
@@ -551,6 +574,7 @@ class Network:
         if missing:
             raise ValueError(f"direction v lacks {sorted(missing)}")
         V = [{k: np.asarray(v[name], self.dtype) for k, name in names.items()} for names in self.layer_param_names]
+        self._weigh(sample_weight, X.shape[0])
         _, g = self._loss(self._forward(X), y, grad=True)
         self._backward(g, need_param_grad=False)
         rv = [None] * (len(self.layers) + 1)  # R{u} is zero (None) at the network's input
@@ -560,14 +584,14 @@ class Network:
         r_o = rv[-1]
         return (np.zeros((X.shape[0], self.n_outputs), self.dtype) if r_o is None else r_o), V
 
-    def gnvp(self, X, y, v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def gnvp(self, X, y, v: dict[str, np.ndarray], sample_weight=None) -> dict[str, np.ndarray]:
         """The Gauss-Newton product G·v = J_oᵀ H_L J_o v (Schraudolph 2002), J_o = ∂o/∂θ.
 
         The Hessian without its second-derivative-of-the-network terms: positive
         semi-definite for a convex loss in o. The same R-forward pass as ``hvp`` gives J_o v,
         the loss's Hessian in o multiplies it, and a plain backward pass applies J_oᵀ. Returns
         fresh arrays (views of one new flat vector); the network's ``grads`` are overwritten."""
-        r_o, _ = self._rforward(X, y, v)
+        r_o, _ = self._rforward(X, y, v, sample_weight)
         self._backward(self.loss_fn.output_hvp(r_o))
         out = self.unflatten(np.empty(self.n_params, self.dtype))
         for name, g in self.grads.items():
@@ -608,15 +632,15 @@ class Network:
             i += p.size
         return out
 
-    def flat_grad(self, X, y) -> tuple[float, np.ndarray]:
-        value, grads = self.loss_and_grad(X, y)
+    def flat_grad(self, X, y, sample_weight=None) -> tuple[float, np.ndarray]:
+        value, grads = self.loss_and_grad(X, y, sample_weight)
         return value, self.flatten(grads)
 
-    def flat_hvp(self, X, y, v) -> np.ndarray:
-        return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v))))
+    def flat_hvp(self, X, y, v, sample_weight=None) -> np.ndarray:
+        return self.flatten(self.hvp(X, y, self.unflatten(np.asarray(v)), sample_weight))
 
-    def flat_gnvp(self, X, y, v) -> np.ndarray:
-        return self.flatten(self.gnvp(X, y, self.unflatten(np.asarray(v))))
+    def flat_gnvp(self, X, y, v, sample_weight=None) -> np.ndarray:
+        return self.flatten(self.gnvp(X, y, self.unflatten(np.asarray(v)), sample_weight))
 
 
 # ---- layer lists ------------------------------------------------------------------------------

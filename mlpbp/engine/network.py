@@ -9,6 +9,7 @@ from mlpbp.engine.activations import get_activation
 from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Activation, Linear
+from mlpbp.engine.losses import get_loss
 from mlpbp.engine.memory import describe_widths, n_params, network_bytes, require
 from mlpbp.engine.module import Input
 
@@ -38,6 +39,7 @@ class MLP(Network):
         init: str | None = None,
         task: str | None = None,
         class_weight=None,
+        loss_params: dict | None = None,
     ) -> None:
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
@@ -53,6 +55,10 @@ class MLP(Network):
             if r < len(widths) - 1:
                 h = Activation(activation)(h)
         super().__init__(x, h, loss, seed, dtype, init, task, class_weight, activation)
+        # loss_params: the loss's own settings (huber's delta, quantile's alpha)
+        self.loss_params = dict(loss_params or {})
+        if self.loss_params:
+            self.loss_fn = get_loss(loss, class_weight, **self.loss_params)
 
     def __repr__(self) -> str:
         return (
@@ -84,4 +90,14 @@ class MLP(Network):
 
     def _like(self, dtype) -> MLP:
         s = self.settings()
-        return MLP(self.widths, self.activation, s["loss"], s["seed"], dtype, s["init"], s["task"], s["class_weight"])
+        return MLP(
+            self.widths,
+            self.activation,
+            s["loss"],
+            s["seed"],
+            dtype,
+            s["init"],
+            s["task"],
+            s["class_weight"],
+            self.loss_params,
+        )

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.data.cells import DAY_S
-from mlpbp.engine.activations import ELU_ALPHA, LEAKY_SLOPE
+from mlpbp.engine.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
@@ -59,7 +59,9 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     from onnx import TensorProto, helper, numpy_helper
 
     net = model.net
-    if isinstance(net, MLP) and net.activation not in ACTIVATION_OPS:
+    # by the function's own name, so an alias (logistic for sigmoid) exports as what it is
+    fn_name = ACTIVATIONS[net.activation].name if net.activation in ACTIVATIONS else net.activation
+    if isinstance(net, MLP) and fn_name not in ACTIVATION_OPS:
         raise MlpbpError(
             f"cannot export activation {net.activation!r} to ONNX (exportable: {', '.join(ACTIVATION_OPS)})"
         )
@@ -78,7 +80,7 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     if isinstance(net, MLP):
         h = "h0"
         linears = net.linears
-        act = ACTIVATION_OPS[net.activation]
+        act = ACTIVATION_OPS[fn_name]
         for r, layer in enumerate(linears, start=1):
             W = const(f"W{r}", layer.params["W"].astype(f32))  # (out, in): Gemm with transB
             b = const(f"b{r}", layer.params["b"].astype(f32))

@@ -130,6 +130,12 @@ def analyse(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
     result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature, "mode": "eval"}
+    if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
+        result["note"] = (
+            f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "
+            "almost everywhere, so the Gauss-Newton matrix is 0 and the Hessian holds only the network's own "
+            "curvature (dJ/do times the second derivatives of o)"
+        )
     if data.skipped.count:
         skipped = data.skipped
         result["skipped"] = {"missing_target": skipped.missing_target, "missing_feature": skipped.missing_feature}

@@ -20,7 +20,7 @@ def _problem(activation, loss, widths=(5, 7, 6, 3), rows=30, seed=0, train_steps
         if name.startswith("b"):
             p[...] = 0.1 * rng.standard_normal(p.shape)
     X = rng.standard_normal((rows, widths[0]))
-    y = rng.integers(0, widths[-1], rows) if loss == "cross_entropy" else rng.standard_normal((rows, widths[-1]))
+    y = LOSSES[loss].example_targets(rng, rows, widths[-1])
     if train_steps:  # a trained network's spectrum: a few outliers over a bulk near zero
         opt = SGD(net.params, 0.05, momentum=0.9)
         for _ in range(train_steps):
@@ -48,12 +48,16 @@ def output_jacobian(net: MLP, X: np.ndarray, h: float = 1e-6) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def loss_output_hessian(net: MLP, X: np.ndarray) -> np.ndarray:
-    """H_L = ∂²J/∂o², block diagonal over rows: I/n (square) or (diag p − ppᵀ)/n (softmax)."""
+def loss_output_hessian(net: MLP, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """H_L = ∂²J/∂o², block diagonal over rows: I/n (square), (diag p − ppᵀ)/n (softmax), or
+    diagonal, ℓ''(oₖ, yₖ)/n, for an elementwise loss."""
     o = net.forward(X)
     n, c = o.shape
     if net.loss_name == "square":
         return np.eye(n * c) / n
+    if net.loss_name != "cross_entropy":  # its ℓ'' is checked against differences in test_engine
+        fn = net.loss_fn
+        return np.diag(fn._d2(o, fn._target(o, y)).reshape(-1)) / n
     p = np.exp(o - o.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     H = np.zeros((n * c, n * c))
@@ -67,10 +71,10 @@ def loss_output_hessian(net: MLP, X: np.ndarray) -> np.ndarray:
 def test_gauss_newton_product_equals_dense_jt_hl_j_and_is_psd(activation, loss):
     net, X, y = _problem(activation, loss, widths=(4, 5, 3), rows=6)
     J = output_jacobian(net, X)
-    G_ref = J.T @ loss_output_hessian(net, X) @ J
+    G_ref = J.T @ loss_output_hessian(net, X, y) @ J
     G = dense(Curvature(net, X, y, "gauss_newton"))
     np.testing.assert_allclose(G, G_ref, rtol=1e-6, atol=1e-7 * np.abs(G_ref).max())
-    assert np.linalg.eigvalsh(G).min() > -1e-10 * np.abs(G).max()
+    assert np.linalg.eigvalsh(G).min() >= -1e-10 * np.abs(G).max()
 
 
 @pytest.mark.parametrize("kind", ["hessian", "gauss_newton"])
@@ -88,7 +92,7 @@ def test_products_do_not_depend_on_the_batch_size_and_are_counted(kind):
     assert (parts.work.products, parts.work.gradients) == (2, 1)
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("loss", sorted(n for n, cls in LOSSES.items() if not cls.curvature_free))
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("kind", ["hessian", "gauss_newton"])
 def test_lanczos_extremes_equal_the_dense_matrix_eigenvalues(activation, loss, kind):

@@ -105,9 +105,7 @@ def test_linear_layer_backward_matches_differences(n, order):
 
 
 def _targets(loss, rng, n, k):
-    if loss == "cross_entropy":
-        return rng.integers(0, k, n)
-    return rng.standard_normal((n, k))
+    return LOSSES[loss].example_targets(rng, n, k)  # class indices, 0/1, counts or reals
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,7 @@ def problems(draw):
         if name.startswith("b"):
             p[...] = 0.1 * rng.standard_normal(p.shape)
     X = rng.standard_normal((batch, widths[0]))
-    if loss == "cross_entropy":
-        y = rng.integers(0, widths[-1], batch)
-    else:
-        y = rng.standard_normal((batch, widths[-1]))
+    y = LOSSES[loss].example_targets(rng, batch, widths[-1])
     return net, X, y, rng
 
 

@@ -10,7 +10,18 @@ import mlpbp
 
 PACKAGE = Path(mlpbp.__file__).resolve().parent
 # A module may import from its own room and from rooms of a lower rank only.
-RANK = {"errors": 0, "io": 1, "engine": 2, "data": 2, "datasets": 2, "run": 3, "tools": 4, "sklearn": 4, "cli": 5}
+RANK = {
+    "errors": 0,
+    "io": 1,
+    "results": 1,  # typed results and their JSON form
+    "engine": 2,
+    "data": 2,
+    "datasets": 2,
+    "run": 3,
+    "tools": 4,
+    "sklearn": 4,
+    "cli": 5,
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -6,7 +6,7 @@
 The model file is built through the API (random He-initialised weights, standardisation of the
 rows), the rows written as a CSV; `mlpbp hessian` then runs in a child process, whose peak
 resident set (ru_maxrss) is reported with the products, the seconds and the estimate that
-``mlpbp.tools.hessian.memory_needed`` checked before allocating.
+``mlpbp.tools.hessian.hessian_bytes`` checked before allocating.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mlpbp.data.preprocessing import Preprocessor, Standardizer
 from mlpbp.engine.network import MLP
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import save_model
-from mlpbp.tools.hessian import HessianOptions, memory_needed
+from mlpbp.tools.hessian import HessianOptions, hessian_bytes
 
 WIDTHS = [784, 2048, 1024, 256, 10]
 
@@ -55,7 +55,7 @@ def main() -> None:
             sys.exit(proc.stderr)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux: KiB
     r = json.loads(proc.stdout)
-    estimate = memory_needed(WIDTHS, HessianOptions(top_k=args.top_k))
+    estimate = hessian_bytes(WIDTHS, args.rows, HessianOptions(top_k=args.top_k))
     print(
         json.dumps(
             {

@@ -4,7 +4,6 @@ The public names below are imported when first used (PEP 562's module ``__getatt
 ``import mlpbp`` and the CLI's ``--help`` load no NumPy; ``from mlpbp import MLP`` works as ever."""
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
 from mlpbp.errors import (
     ArgumentError,
@@ -37,10 +36,31 @@ _LAZY = {
     "INITS": "mlpbp.engine.init",
     "DTYPES": "mlpbp.engine.dtypes",
     "Registry": "mlpbp.engine.registry",
+    "Network": "mlpbp.engine.graph",
+    "Input": "mlpbp.engine.module",
+    "Module": "mlpbp.engine.module",
+    "MODULES": "mlpbp.engine.module",
+    "Add": "mlpbp.engine.combine",
+    "Concat": "mlpbp.engine.combine",
+    "Dropout": "mlpbp.engine.dropout",
+    "Embedding": "mlpbp.engine.embedding",
+    "Select": "mlpbp.engine.embedding",
+    "BatchNorm": "mlpbp.engine.norm",
+    "LayerNorm": "mlpbp.engine.norm",
 }
 
 __all__ = [
     "MLP",
+    "Network",
+    "Input",
+    "Module",
+    "Add",
+    "Concat",
+    "Dropout",
+    "Embedding",
+    "Select",
+    "BatchNorm",
+    "LayerNorm",
     "SGD",
     "Adam",
     "AdamW",
@@ -51,6 +71,7 @@ __all__ = [
     "learning_rate_at",
     # One registry per kind: register a new one and configs, the schema and the CLI accept it.
     "ACTIVATIONS",
+    "MODULES",
     "ActivationFn",
     "LOSSES",
     "OPTIMIZERS",
@@ -71,6 +92,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mlpbp' has no attribute {name!r}")
@@ -83,7 +107,12 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-try:
-    __version__ = version("mlpbp")  # the one version string: pyproject.toml's
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+def _version() -> str:
+    """The one version string, pyproject.toml's; read when first asked for (importlib.metadata
+    loads email and socket: a tenth of a second in which Ctrl-C could not yet be handled)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlpbp")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"

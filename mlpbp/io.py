@@ -75,7 +75,7 @@ _TMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 STALE_TMP_S = 3600.0
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
     if os.name != "posix":
         return True  # no cheap check: leave it to the age rule
     try:
@@ -105,7 +105,7 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
             idle = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if pid == os.getpid() or (_pid_running(pid) and idle < STALE_TMP_S):
+        if pid == os.getpid() or (pid_running(pid) and idle < STALE_TMP_S):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)

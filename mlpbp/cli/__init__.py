@@ -7,7 +7,22 @@ from importlib import import_module
 
 from mlpbp.cli.app import app, main
 
-COMMAND_MODULES = ("train", "predict", "data", "gradcheck", "bench", "hessian", "schema", "inspect", "export", "plot")
+COMMAND_MODULES = (
+    "init",
+    "train",
+    "predict",
+    "data",
+    "gradcheck",
+    "bench",
+    "hessian",
+    "schema",
+    "inspect",
+    "export",
+    "plot",
+    "tune",
+    "cv",
+    "playground",
+)
 for _name in COMMAND_MODULES:
     import_module(f"mlpbp.cli.{_name}")
 

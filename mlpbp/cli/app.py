@@ -1,8 +1,8 @@
 """The command line: a thin Typer layer over the Python API, with Rich for what people see.
 
 The CLI owns the process: it maps the library's exception types to exit codes, turns any other
-exception into one line, and installs the SIGINT handler (the library only offers a stop
-request)."""
+exception into one line, and installs the SIGINT and SIGTERM handlers (the library only offers
+a stop request)."""
 
 from __future__ import annotations
 
@@ -93,13 +93,48 @@ def _root(
     """Train multilayer perceptrons with backpropagation written out in NumPy."""
 
 
-# Exit codes: 0 success, 1 the work failed, 2 bad input, 130 interrupted (as shells expect).
+# Exit codes: 0 success, 1 the work failed, 2 bad input, 130 interrupted by Ctrl-C and 143 by
+# SIGTERM (128 + the signal, as shells report a process the signal ended).
 EXIT_CODES: tuple[tuple[type[MlpbpError], int], ...] = ((Interrupted, 130), (TrainingError, 1), (MlpbpError, 2))
 BUG_HINT = "this is a bug in mlpbp; please report it (MLPBP_DEBUG=1 shows the traceback)"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stopped_by: list[int] = []  # the stop signals received, in order
+
+
+def stopped_by_sigterm() -> bool:
+    return bool(_stopped_by) and _stopped_by[-1] == signal.SIGTERM
+
+
+def _interrupted_code() -> int:
+    return 128 + (_stopped_by[-1] if _stopped_by else signal.SIGINT)
 
 
 def exit_code(e: MlpbpError) -> int:
+    if isinstance(e, Interrupted):
+        return _interrupted_code()
     return next(code for kind, code in EXIT_CODES if isinstance(e, kind))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop: handled wherever Ctrl-C is (a file being read is
+    named, nothing half-written is left), and exit 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    _stopped_by.append(signum)
+    raise Terminated()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt()
+
+
+def install_stop_handlers() -> None:
+    """SIGTERM (kill, timeout, Slurm's time limit, docker stop) acts as Ctrl-C does."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _raise_interrupt)
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _print_error(message: str) -> None:
@@ -135,15 +170,53 @@ def report(e: BaseException, flags: dict[str, str] | None = None) -> int:
     if isinstance(e, MlpbpError):
         _print_error(_with_flag(e, flags or {}))
         return exit_code(e)
-    if isinstance(e, KeyboardInterrupt):  # Ctrl-C outside the training loop
-        _print_error("interrupted")
-        return 130
+    if isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM outside the training loop
+        _print_error("terminated" if isinstance(e, Terminated) else "interrupted")
+        return _interrupted_code()
     detail = " ".join(str(e).split())
+    if isinstance(e, MemoryError) or (isinstance(e, ImportError) and "failed to map segment" in detail):
+        # Out of memory outside any estimate: loading the libraries themselves (ulimit -v).
+        _print_error(f"not enough memory to go on ({type(e).__name__}{': ' + detail if detail else ''}){_limit()}")
+        return 2
     _print_error(f"unexpected {type(e).__name__}{': ' + detail if detail else ''}; {BUG_HINT}")
-    from mlpbp.run.distributed import abort_job
+    if "mpi4py" in sys.modules:  # (importing it now could itself fail)
+        from mlpbp.run.distributed import abort_job
 
-    abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
+        abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
     return 1
+
+
+# What NumPy, SciPy, pyarrow and pydantic map once loaded (VmSize, measured ~480 MB with their
+# BLAS threads on a 2-core machine): under a smaller ulimit -v their own loading fails, some
+# of it as a C++ abort no handler sees, so a command is refused before it starts loading them.
+LIBRARIES_ADDRESS_SPACE = 512 * 2**20
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if limit in (resource.RLIM_INFINITY, -1) else limit
+
+
+def _limit() -> str:
+    limit = _address_space_limit()
+    return f"; the address space limit (ulimit -v) is {limit / 1e6:.1f} MB" if limit else ""
+
+
+def check_address_space() -> None:
+    """Refuse, in one line, to start loading the libraries under an address space limit they do
+    not fit in."""
+    limit = _address_space_limit()
+    if limit is not None and limit < LIBRARIES_ADDRESS_SPACE:
+        from mlpbp.errors import ResourceError
+
+        raise ResourceError(
+            f"mlpbp's libraries (NumPy, SciPy, pyarrow) need about {LIBRARIES_ADDRESS_SPACE / 1e6:.0f} MB of"
+            f" address space, more than the {limit / 1e6:.1f} MB ulimit -v (RLIMIT_AS) allows; raise it"
+        )
 
 
 def _debug() -> bool:
@@ -158,7 +231,9 @@ def command(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _stopped_by.clear()  # one command's signals (CliRunner runs many in one process)
         try:
+            check_address_space()
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise  # the command chose its exit
@@ -174,17 +249,24 @@ def command(fn):
 
 @contextlib.contextmanager
 def sigint_requests_stop(stop: threading.Event | None = None):
-    """Inside: Ctrl-C sets ``stop`` (the library's stop request) instead of raising
-    KeyboardInterrupt, so training ends between two steps with a checkpoint saved."""
+    """Inside: Ctrl-C and SIGTERM set ``stop`` (the library's stop request) instead of raising
+    KeyboardInterrupt, so training ends between two steps with a checkpoint saved; the exit
+    code then says which signal it was (130 or 143)."""
     stop = stop if stop is not None else threading.Event()
     if threading.current_thread() is not threading.main_thread():  # only it may set handlers
         yield stop
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+
+    def request(signum, frame) -> None:
+        _stopped_by.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # Options several commands share.
@@ -200,6 +282,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout a
 def main() -> None:
     """The console script: what commands raise is handled in ``command``; this catches what
     escapes outside one (option callbacks, Ctrl-C while Python starts a command)."""
+    install_stop_handlers()
     try:
         app()
     except (Exception, KeyboardInterrupt) as e:

@@ -21,6 +21,13 @@ def data(
         ' "input_width", "columns": [{"name", "role", "kind", "type", "missing", "categories" | "min", "max"}],'
         ' "classes": [{"label", "count"}], "notes"}.',
     ),
+    split_dir: Path | None = typer.Option(
+        None,
+        "--write-split",
+        metavar="DIR",
+        help="Also write the train, validation and test rows exactly as training splits them (the same seed) "
+        "to DIR/train.csv, validation.csv and test.csv (data.test_path's rows are the test file).",
+    ),
 ) -> None:
     """Read the config's data as training would and show each column's role and kind (inferred,
     or set by data.columns), missing cells, categories or range; the task and why; the input
@@ -28,11 +35,15 @@ def data(
     training split, as in training; nothing is written."""
     from mlpbp.cli.render.data import data_summary
     from mlpbp.run.config import load_config
-    from mlpbp.run.prepare import prepare
+    from mlpbp.run.prepare import prepare, write_split
 
     cfg = load_config(config, overrides or ())
     with LoadProgress(err, cfg.data.path or cfg.data.dataset) as progress:
-        prepared = prepare(cfg, progress=progress, encode=False)
+        prepared = prepare(cfg, progress=progress, encode=False, keep_tables=split_dir is not None)
+    if split_dir is not None:
+        written = write_split(prepared, split_dir)
+        counts = ", ".join(f"{prepared.tables[k].num_rows} {k}" for k in written)
+        err.print(f"wrote {counts} rows to {split_dir}", highlight=False, soft_wrap=True)
     if as_json:
         echo_json(prepared.summary)
     else:

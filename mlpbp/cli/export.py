@@ -28,7 +28,10 @@ def export(
 
     if fmt not in FORMATS:
         raise ArgumentError(f"--format {fmt!r} is not supported (allowed: {', '.join(FORMATS)})")
+    from mlpbp.run.folder import refuse_same_path
+
     target = out_file or model_path.with_suffix(f".{fmt}")
+    refuse_same_path(target, {"model file": model_path}, "--out" if out_file else "the output")
     info = export_api.export_onnx(model_path, target)
     if as_json:
         echo_json(info)

@@ -80,8 +80,11 @@ def predict(
     from mlpbp.cli.render.predict import predictions_csv, write_lazy_predictions
     from mlpbp.data.lazy import is_lazy, open_table
     from mlpbp.io import atomic_open, write_text
+    from mlpbp.run.folder import refuse_same_path
     from mlpbp.run.model_file import load_model
 
+    if out_file is not None:
+        refuse_same_path(out_file, {"input table": data, "model file": model_path}, "--out")
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
         X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)

@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, out, sigint_requests_stop
+from mlpbp.cli.app import (
+    CONFIG_ARG,
+    JSON_OPT,
+    SET_OPT,
+    command,
+    echo_json,
+    err,
+    out,
+    sigint_requests_stop,
+    stopped_by_sigterm,
+)
 from mlpbp.cli.console import LoadProgress
 from mlpbp.errors import Interrupted
 
@@ -25,6 +35,12 @@ def train(
         "--resume",
         help="Continue from the checkpoint in the output "
         "directory; the result is bit-identical to an uninterrupted run.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the run the output directory holds. The new run is built beside it and swapped "
+        "in when it ends (or is interrupted), so the folder never mixes two runs.",
     ),
     threads: str | None = typer.Option(
         None,
@@ -45,16 +61,14 @@ def train(
     """Train the network a YAML config describes; write model.npz, history.csv, config.yaml.
 
     Exit 0 on success, 1 if training failed (e.g. the loss became NaN), 2 for bad input,
-    130 if interrupted (a checkpoint is saved; rerun with --resume).
+    130 if interrupted by Ctrl-C, 143 by SIGTERM (a checkpoint is saved; rerun with --resume).
+    An output directory that holds a run is refused unless --overwrite or --resume, and one
+    that another run is writing is refused (its lock names the PID).
 
     Under `mpiexec -n N` (extra `mlpbp[mpi]`), N processes train data-parallel: batch_size
     stays the global batch; only rank 0 prints and writes files."""
-    from mlpbp.cli.render.data import data_summary
-    from mlpbp.cli.render.train import RichTrainHooks, train_summary
     from mlpbp.run.config import config_to_dict, load_config
     from mlpbp.run.distributed import world
-    from mlpbp.run.prepare import prepare
-    from mlpbp.run.trainer import Trainer
     from mlpbp.tools import plot as plot_api
 
     if plot:
@@ -69,11 +83,36 @@ def train(
     same = config_to_dict(cfg)
     same["output"]["dir"] = str(out_dir or cfg.output.dir)  # where rank 0 writes is what matters
     comm.same_everywhere("config", {**same, "--resume": resume})
+    folder = comm.agree(lambda: _open_folder(config, cfg, out_dir, resume, overwrite), root_only=True)
+    try:
+        _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet, verbose, plot)
+    finally:
+        if folder is not None:
+            folder.discard()
+            folder.close()
+
+
+def _open_folder(config: Path, cfg, out_dir: Path | None, resume: bool, overwrite: bool):
+    from mlpbp.run.folder import RunFolder, refuse_inputs_in_run
+
+    path = Path(out_dir or cfg.output.dir)
+    refuse_inputs_in_run(path, {"config file": config, "data file": cfg.data.path})
+    return RunFolder.open(path, resume=resume, overwrite=overwrite)
+
+
+def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet, verbose, plot) -> None:
+    from mlpbp.cli.render.data import data_summary
+    from mlpbp.cli.render.train import RichTrainHooks, train_summary
+    from mlpbp.run.folder import run_in
+    from mlpbp.run.prepare import prepare
+    from mlpbp.run.trainer import Trainer
+    from mlpbp.tools import plot as plot_api
+
     console = err if as_json else out
     # Ctrl-C while reading: "interrupted while reading FILE", exit 130
     with LoadProgress(console, cfg.data.path or cfg.data.dataset) as progress:
         data = prepare(cfg, progress=progress, comm=comm)  # a collective: a bad file stops every rank alike
-    trainer = Trainer(cfg, data, out_dir, comm=comm)
+    trainer = Trainer(cfg, data, folder.work if folder is not None else out_dir, comm=comm)
     # Quiet runs keep the hooks for the one line that says where a resumed run continues.
     trainer.hooks = hooks = RichTrainHooks(
         console,
@@ -103,9 +142,11 @@ def train(
     # The task and why, always (in the header above, or on a line of its own under --quiet): a
     # wrongly guessed task should never pass unnoticed.
     data_summary(console, trainer.data.summary, verbose=verbose, task_line=quiet)
+    if trainer.recipe.line:
+        console.print(escape(trainer.recipe.line), highlight=False, soft_wrap=True)
     try:
-        with sigint_requests_stop(trainer.stop):
-            result = trainer.run(resume=resume)
+        with sigint_requests_stop(trainer.stop):  # the swap at the end happens under it, whole
+            result = run_in(folder, lambda: trainer.run(resume=resume))
         hooks.finish(_best_epoch(result))
     except Interrupted as e:
         args = [
@@ -115,7 +156,8 @@ def train(
             "--resume",
         ]
         again = "mlpbp train " + shlex.join(args)  # quoted: a value like [3, 3] has spaces
-        raise Interrupted(f"{e}; resume with: {again}") from None
+        by = "SIGTERM: " if stopped_by_sigterm() else ""
+        raise Interrupted(f"{by}{e}; resume with: {again}") from None
     finally:
         hooks.close()
     if comm.rank:

@@ -66,6 +66,7 @@ def stream_csv(
     column_types: dict,
     parts: int = 1,
     progress: Progress | None = None,
+    block_size: int = BLOCK_BYTES,
 ) -> pa.Table:
     """The table in the ``size`` bytes of ``path``, in up to ``parts`` parts (one per thread);
     ``column_types`` fixes the types of the columns it names. A part's error is raised here."""
@@ -74,7 +75,7 @@ def stream_csv(
         ranges = [ByteRange(files.enter_context(path.open("rb")), lo, hi) for lo, hi in zip(cuts, cuts[1:])]
         first = pacsv.open_csv(
             ranges[0],
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(block_size=block_size),
             parse_options=parse,
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
         )
@@ -82,7 +83,7 @@ def stream_csv(
         readers = [first] + [
             pacsv.open_csv(
                 part,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=schema.names),
+                read_options=pacsv.ReadOptions(block_size=block_size, column_names=schema.names),
                 parse_options=parse,
                 convert_options=pacsv.ConvertOptions(
                     strings_can_be_null=True, column_types=dict(zip(schema.names, schema.types))

@@ -1,4 +1,4 @@
-"""Synthetic data sets for teaching: xor, moons, circles, spirals, sine (seeded)."""
+"""Synthetic data sets for teaching: xor, quadrants, moons, circles, spirals, gaussians, sine (seeded)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from mlpbp.data.dataset import Dataset
 from mlpbp.errors import DataError
 
-GENERATORS = ("xor", "moons", "circles", "spirals", "sine")
+GENERATORS = ("xor", "quadrants", "moons", "circles", "spirals", "gaussians", "sine")
 
 
 def generate(name: str, seed: int, n_samples: int = 400, noise: float | None = None) -> Dataset:
@@ -21,6 +21,12 @@ def generate(name: str, seed: int, n_samples: int = 400, noise: float | None = N
     if name == "xor":
         X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
         y = np.array([0, 1, 1, 0], dtype=np.int64)
+        if noise > 0:
+            X = X + noise * rng.standard_normal(X.shape)
+        return Dataset(X, y, "classification", ["0", "1"], ["x0", "x1"], "y")
+    if name == "quadrants":  # xor as a cloud (TensorFlow Playground's): class 1 where x0 and x1 differ in sign
+        X = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
+        y = (X[:, 0] * X[:, 1] < 0).astype(np.int64)
         if noise > 0:
             X = X + noise * rng.standard_normal(X.shape)
         return Dataset(X, y, "classification", ["0", "1"], ["x0", "x1"], "y")
@@ -48,6 +54,11 @@ def generate(name: str, seed: int, n_samples: int = 400, noise: float | None = N
 
         a, b = arm(n0, 0.0), arm(n1, np.pi)
         noise = noise / 2
+    elif name == "gaussians":
+        # Two round blobs of std 0.5 at (-1, -1) and (1, 1); noise widens both (std sqrt(0.25 + noise²)),
+        # so noise near 1 makes them overlap.
+        a = rng.normal(-1.0, 0.5, (n0, 2))
+        b = rng.normal(1.0, 0.5, (n1, 2))
     else:
         raise DataError(f"unknown dataset {name!r} (generators: {', '.join(GENERATORS)})")
     X = np.concatenate([a, b])

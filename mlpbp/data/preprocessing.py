@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
+from mlpbp.data.cells import DAY_S, NA_VALUES, TIME_OF_DAY_NAMES, null_tokens, seconds, time_features
 from mlpbp.data.columns import infer_kind, numeric_values, string_values
 from mlpbp.data.rows import RowNumbers, at, cell_error, row_number, rows_from, short_list
+from mlpbp.data.transforms import Transform, choose, robust_center_scale
 from mlpbp.errors import DataError
 
 
@@ -87,32 +89,55 @@ class Standardizer:
 # ---------------------------------------------------------------------------------------------
 # Tables: columns of any kind into one matrix of numbers (each column read by data/columns.py)
 
-KINDS = ("numeric", "categorical", "date", "drop")
+KINDS = ("numeric", "categorical", "date", "time", "datetime", "drop")
 MISSING = ("error", "drop_rows", "impute")
-UNKNOWN = ("error", "ignore")
+UNKNOWN = ("error", "ignore", "infrequent")
 MISSING_CATEGORY = "missing"  # what `missing: impute` files a missing category cell under
+INFREQUENT = "infrequent"  # the level categories rarer than data.min_frequency share
 CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whatever the table's size
+_WIDTHS = {"time": 4, "datetime": 5}  # time of day: 2 cyclic pairs; datetime: days, then those
 
 
 @dataclass
 class Column:
     name: str
-    kind: str  # numeric | categorical | date
-    categories: list[str] | None = None  # categorical: the one-hot columns, in sorted order
-    fill: float | None = None  # numeric/date under `missing: impute`: the training median
+    kind: str  # numeric | categorical | date | time | datetime
+    categories: list[str] | None = None  # categorical: the one-hot columns, sorted (the infrequent level last)
+    # numeric/date under `missing: impute`: the training median (days for a date; seconds for
+    # a time or datetime)
+    fill: float | None = None
+    transform: Transform | None = None  # numeric: applied before (x - mean) / scale; None: standardize
+    format: str | None = None  # date/time/datetime written as text: the strptime format
+    infrequent: str | None = None  # categorical: the level rare categories share (in categories)
+    rare: list[str] = field(default_factory=list)  # categorical: the training categories merged into it
 
     @property
     def width(self) -> int:
-        return len(self.categories) if self.kind == "categorical" else 1
+        return len(self.categories) if self.kind == "categorical" else _WIDTHS.get(self.kind, 1)
 
     @property
     def output_names(self) -> list[str]:
-        return [f"{self.name}={c}" for c in self.categories] if self.kind == "categorical" else [self.name]
+        if self.kind == "categorical":
+            return [f"{self.name}={c}" for c in self.categories]
+        cyclic = [f"{self.name}.{p}" for p in TIME_OF_DAY_NAMES]
+        return {"time": cyclic, "datetime": [f"{self.name}.days", *cyclic]}.get(self.kind, [self.name])
+
+    def to_meta(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "categories": self.categories, "fill": self.fill}
+        # keys only where set, so a model without them writes exactly what 0.2 wrote
+        if self.transform is not None and not self.transform.kind == "standardize":
+            out["transform"] = self.transform.to_meta()
+        if self.format is not None:
+            out["format"] = self.format
+        if self.infrequent is not None:
+            out["infrequent"], out["rare"] = self.infrequent, self.rare
+        return out
 
 
 class Preprocessor:
     """Raw columns in, the network's input matrix out: numeric columns (and dates, as days since
-    1970-01-01) standardised, categorical ones one-hot, missing cells filled or refused.
+    1970-01-01) transformed and standardised, times of day as cyclic pairs, categorical ones
+    one-hot (rare categories sharing one level), missing cells filled or refused.
 
     Fitted on the training rows only; ``transform`` then takes any rows of a table with these
     columns (a whole file, or one chunk at a time from a streaming reader)."""
@@ -124,8 +149,13 @@ class Preprocessor:
         scale: np.ndarray,
         missing: str = "error",
         handle_unknown: str = "error",
+        na_values: list[str] | None = None,
     ) -> None:
         self.columns, self.missing, self.handle_unknown = columns, missing, handle_unknown
+        # the user's missing-value tokens, besides pandas' list (None: a model from before
+        # data.na_values, which reads cells as pyarrow's reader does)
+        self.na_values = None if na_values is None else list(na_values)
+        self._tokens = None if na_values is None else NA_TOKENS | frozenset(na_values)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.offsets = np.cumsum([0] + [c.width for c in columns]).tolist()
@@ -165,37 +195,69 @@ class Preprocessor:
         standardize: bool = True,
         source: str = "",
         first_row: RowNumbers = 0,
+        formats: dict[str, str] | None = None,
+        numeric: str | dict[str, str] = "standardize",
+        min_frequency: int = 1,
+        na_values: list[str] | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
-        the table's rows in messages."""
-        kinds = kinds or {}
+        the table's rows in messages. ``formats``: the strptime format of each date or time
+        column written as text; ``numeric``: data.numeric (a transform, or one per column);
+        ``min_frequency``: categories with fewer training rows share the infrequent level."""
+        kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         for name in features:
             arr = table.column(name)
             kind = kinds.get(name) or infer_kind(arr.type)
             if kind in ("numeric", "date"):
-                v = numeric_values(arr, name, kind, first_row, source)[rows]
+                if formats.get(name):
+                    v = seconds(arr, name, kind, formats[name], first_row, source)[rows] / DAY_S
+                else:
+                    v = numeric_values(arr, name, kind, first_row, source)[rows]
                 fill = None
                 if missing == "impute":
                     fill = float(np.nanmedian(v)) if not np.isnan(v).all() else 0.0
                     v = np.where(np.isnan(v), fill, v)
-                col = Column(name, kind, fill=fill)
-                present = v[~np.isnan(v)]
-                st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
-                means.append(st.mean if standardize else np.zeros(1))
-                scales.append(st.scale if standardize else np.ones(1))
-            elif kind == "categorical":
-                s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
+                how = (
+                    (numeric.get(name, "auto") if isinstance(numeric, dict) else numeric)
+                    if kind == "numeric"
+                    else "standardize"
+                )
+                if not standardize and how in ("auto", "standardize"):  # numbers as they are
+                    how = "none"
+                if how == "auto":
+                    how = choose(v)
+                t = Transform.fit(how, v)
+                col = Column(name, kind, fill=fill, transform=t, format=formats.get(name))
+                present = t.forward(v[~np.isnan(v)])
+                if how == "robust":
+                    center, spread = robust_center_scale(present)
+                    means.append(np.array([center]))
+                    scales.append(np.array([spread]))
+                elif how in ("none", "quantile"):  # quantile: already standard normal
+                    means.append(np.zeros(1))
+                    scales.append(np.ones(1))
+                else:
+                    st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
+                    means.append(st.mean)
+                    scales.append(st.scale)
+            elif kind in ("time", "datetime"):
+                s = seconds(arr, name, kind, formats.get(name), first_row, source)[rows]
+                fill = None
                 if missing == "impute":
-                    s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
-                categories = sorted(v for v in pc.unique(s).to_pylist() if v is not None)
-                if len(categories) > max_categories:
-                    raise DataError(
-                        f"{at(source)}column '{name}' has {len(categories)} distinct values"
-                        f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
-                        f" put it in data.drop (or data.id), or raise data.max_categories"
-                    )
-                col = Column(name, "categorical", categories=categories)
+                    fill = float(np.nanmedian(s)) if not np.isnan(s).all() else 0.0
+                    s = np.where(np.isnan(s), fill, s)
+                col = Column(name, kind, fill=fill, format=formats.get(name))
+                mean, scale = np.zeros(col.width), np.ones(col.width)  # the cyclic pairs stay in [-1, 1]
+                if kind == "datetime":
+                    days = s[~np.isnan(s)] / DAY_S
+                    st = Standardizer().fit(days[:, None] if days.size else np.zeros((1, 1)))
+                    if standardize:
+                        mean[0], scale[0] = st.mean[0], st.scale[0]
+                means.append(mean)
+                scales.append(scale)
+            elif kind == "categorical":
+                col = _fit_categories(arr, name, rows, missing, max_categories, min_frequency, source, na_values)
                 means.append(np.zeros(col.width))  # one-hot columns stay 0/1
                 scales.append(np.ones(col.width))
             else:
@@ -203,7 +265,7 @@ class Preprocessor:
             columns.append(col)
         mean = np.concatenate(means) if means else np.zeros(0)
         scale = np.concatenate(scales) if scales else np.zeros(0)
-        return cls(columns, mean, scale, missing, handle_unknown)
+        return cls(columns, mean, scale, missing, handle_unknown, na_values)
 
     # ---- applying --------------------------------------------------------------------------
     def transform(
@@ -213,11 +275,13 @@ class Preprocessor:
         first_row: RowNumbers = 0,
         source: str = "",
         unknown: str | None = None,
+        fits: np.dtype | str | None = None,
     ) -> np.ndarray:
         """The network's inputs for every row of ``table``; ``first_row`` numbers its rows in
         messages (a chunk's offset in its file, or each row's number: ``RowNumbers``).
         ``unknown`` overrides handle_unknown (training encodes its own validation and test rows
-        with "ignore")."""
+        with the policy it noted). ``fits``: the dtype the network computes in; a standardised value
+        beyond its range (1e39 in float32) is refused, naming the cell, rather than becoming inf."""
         absent = [c for c in self.inputs if c not in table.column_names]
         if absent:
             raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
@@ -227,11 +291,33 @@ class Preprocessor:
             part = table.slice(start, CHUNK_ROWS)
             block = np.zeros((part.num_rows, self.width))
             for col, off in zip(self.columns, self.offsets):
-                self._encode(col, part.column(col.name), block, off, rows_from(first_row, start), source, unknown)
+                arr = self.cells(part.column(col.name))
+                self._encode(col, arr, block, off, rows_from(first_row, start), source, unknown)
             block -= self.mean
             block /= self.scale
+            if fits is not None:
+                self._check_range(block, np.dtype(fits), rows_from(first_row, start), source)
             out[start : start + part.num_rows] = block
         return out
+
+    def _check_range(self, block: np.ndarray, dtype: np.dtype, first_row: RowNumbers, source: str) -> None:
+        if dtype.kind != "f" or dtype.itemsize >= block.dtype.itemsize:
+            return
+        top = float(np.finfo(dtype).max)
+        if np.abs(block).max(initial=0.0) <= top:
+            return
+        r, c = np.argwhere(np.abs(block) > top)[0]
+        value = block[r, c] * self.scale[c] + self.mean[c]
+        raise cell_error(
+            source,
+            row_number(first_row, int(r)),
+            self.feature_names[c],
+            f"{float(value)!r} is beyond the range of the model's {dtype} (largest {top:.3g} after standardising)",
+        )
+
+    def cells(self, arr):
+        """A raw column with the user's missing-value tokens (data.na_values) made missing."""
+        return arr if self._tokens is None else null_tokens(arr, self._tokens)
 
     def _encode(
         self,
@@ -244,13 +330,28 @@ class Preprocessor:
         unknown_policy: str | None,
     ) -> None:
         if col.kind in ("numeric", "date"):
-            v = numeric_values(arr, col.name, col.kind, first_row, source)
+            if col.format is not None:
+                v = seconds(arr, col.name, col.kind, col.format, first_row, source) / DAY_S
+            else:
+                v = numeric_values(arr, col.name, col.kind, first_row, source)
             holes = np.isnan(v)
             if holes.any():
                 if col.fill is None:
                     raise self._missing_error(col.name, holes, first_row, source)
                 v = np.where(holes, col.fill, v)  # v may be a read-only view of the table
-            block[:, off] = v
+            block[:, off] = v if col.transform is None else col.transform.forward(v)
+            return
+        if col.kind in ("time", "datetime"):
+            s = seconds(arr, col.name, col.kind, col.format, first_row, source)
+            holes = np.isnan(s)
+            if holes.any():
+                if col.fill is None:
+                    raise self._missing_error(col.name, holes, first_row, source)
+                s = np.where(holes, col.fill, s)
+            if col.kind == "datetime":
+                block[:, off] = s / DAY_S
+                off += 1
+            block[:, off : off + 4] = time_features(np.mod(s, DAY_S))
             return
         s = string_values(arr)
         nulls = s.null_count
@@ -259,10 +360,12 @@ class Preprocessor:
                 raise self._missing_error(col.name, missing_mask(s), first_row, source)
             holes = missing_mask(s)
             s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
-        index = pc.index_in(s, value_set=arrow(col.categories))
-        idx = positions(index)
+        idx = positions(pc.index_in(s, value_set=arrow(col.categories + col.rare)))
+        if col.rare:  # a rare training category: the infrequent level
+            idx[idx >= len(col.categories)] = col.categories.index(col.infrequent)
         unknown = idx < 0
-        if unknown.any() and (unknown_policy or self.handle_unknown) == "error":
+        policy = unknown_policy or self.handle_unknown
+        if unknown.any() and policy == "error":
             i = int(np.flatnonzero(unknown)[0])
             value = s[i].as_py() if isinstance(s, pa.Array) else s.take([i])[0].as_py()
             known = short_list(col.categories)
@@ -276,8 +379,11 @@ class Preprocessor:
                 source,
                 row_number(first_row, i),
                 col.name,
-                f"{what}; train with data.handle_unknown: ignore to encode unseen categories as all zeros",
+                f"{what}; train with data.handle_unknown: ignore (all zeros) or infrequent to encode unseen categories",
             )
+        if unknown.any() and policy == "infrequent" and col.infrequent is not None:
+            idx[unknown] = col.categories.index(col.infrequent)
+            unknown[:] = False
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
 
@@ -286,24 +392,25 @@ class Preprocessor:
         under data.missing: drop_rows."""
         mask = np.zeros(table.num_rows, dtype=bool)
         for name in self.inputs:
-            mask |= missing_mask(table.column(name))
+            mask |= missing_mask(self.cells(table.column(name)))
         return mask
 
     def unseen_categories(self, table: pa.Table) -> list[tuple[Column, np.ndarray, str | None]]:
         """Per categorical column, the rows of ``table`` whose category is not one of the
-        column's (the training split's): (the column, row indices, the first such value; None when
-        it is a missing cell filed under the 'missing' category, which training never saw)."""
+        column's (the training split's, its rare ones included): (the column, row indices, the
+        first such value; None when it is a missing cell filed under the 'missing' category,
+        which training never saw)."""
         found = []
         for col in self.columns:
             if col.kind != "categorical":
                 continue
-            known = arrow(col.categories)
+            known = arrow(col.categories + col.rare)
             # a missing cell is a category only when imputed and training had none (refused or
             # dropped otherwise)
-            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories
+            holes_unknown = self.missing == "impute" and MISSING_CATEGORY not in col.categories + col.rare
             where, first = [], None
             for start in range(0, table.num_rows, CHUNK_ROWS):  # a chunk at a time, as transform
-                s = string_values(table.column(col.name).slice(start, CHUNK_ROWS))
+                s = string_values(self.cells(table.column(col.name).slice(start, CHUNK_ROWS)))
                 holes = missing_mask(s)
                 unknown = ~to_numpy(pc.is_in(s, value_set=known)).astype(bool)
                 if not holes_unknown:
@@ -327,19 +434,34 @@ class Preprocessor:
             " (data.missing: impute fills them)"
         )
 
+    def encode_array(self, X: np.ndarray) -> np.ndarray:
+        """Rows already in the network's columns but in their own units (what inverse_transform
+        gives): each column's transform, then the standardisation."""
+        X = np.array(X, dtype=np.float64)
+        for col, off in zip(self.columns, self.offsets):
+            if col.transform is not None and not col.transform.is_identity:
+                X[:, off] = col.transform.forward(X[:, off])
+        return (X - self.mean) / self.scale
+
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
-        """Encoded rows back in the columns' units (one-hot columns stay 0/1; dates in days)."""
-        return np.asarray(X, dtype=np.float64) * self.scale + self.mean
+        """Encoded rows back in the columns' units (one-hot columns stay 0/1; dates in days;
+        times of day as their cyclic pairs)."""
+        X = np.asarray(X, dtype=np.float64) * self.scale + self.mean
+        for col, off in zip(self.columns, self.offsets):
+            if col.transform is not None and not col.transform.is_identity:
+                X[:, off] = col.transform.inverse(X[:, off])
+        return X
 
     # ---- storage (model.npz: arrays plus JSON, no pickle) ------------------------------------
     def to_meta(self) -> dict:
-        return {
-            "columns": [
-                {"name": c.name, "kind": c.kind, "categories": c.categories, "fill": c.fill} for c in self.columns
-            ],
+        out = {
+            "columns": [c.to_meta() for c in self.columns],
             "missing": self.missing,
             "handle_unknown": self.handle_unknown,
         }
+        if self.na_values is not None:
+            out["na_values"] = self.na_values
+        return out
 
     @classmethod
     def from_meta(cls, meta: dict, mean: np.ndarray, scale: np.ndarray) -> Preprocessor:
@@ -347,7 +469,7 @@ class Preprocessor:
         columns = []
         for c in meta["columns"]:
             name, kind, categories, fill = str(c["name"]), c["kind"], c.get("categories"), c.get("fill")
-            if kind not in ("numeric", "categorical", "date"):
+            if kind not in KINDS or kind == "drop":
                 raise ValueError(f"column kind {kind!r}")
             if kind == "categorical" and (
                 not isinstance(categories, list) or not all(isinstance(v, str) for v in categories)
@@ -355,7 +477,64 @@ class Preprocessor:
                 raise ValueError(f"categories of '{name}'")
             if fill is not None and not (isinstance(fill, (int, float)) and np.isfinite(fill)):
                 raise ValueError(f"fill value of '{name}'")
-            columns.append(Column(name, kind, categories if kind == "categorical" else None, fill))
+            fmt, infrequent, rare = c.get("format"), c.get("infrequent"), c.get("rare", [])
+            if fmt is not None and not isinstance(fmt, str):
+                raise ValueError(f"date format of '{name}'")
+            if infrequent is not None and (infrequent not in (categories or []) or not isinstance(rare, list)):
+                raise ValueError(f"infrequent level of '{name}'")
+            transform = Transform.from_meta(c["transform"]) if "transform" in c and kind == "numeric" else None
+            columns.append(
+                Column(
+                    name,
+                    kind,
+                    categories if kind == "categorical" else None,
+                    fill,
+                    transform,
+                    fmt,
+                    infrequent,
+                    [str(v) for v in rare] if infrequent is not None else [],
+                )
+            )
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
             raise ValueError("missing/handle_unknown")
-        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"])
+        na = meta.get("na_values")
+        if na is not None and (not isinstance(na, list) or not all(isinstance(v, str) for v in na)):
+            raise ValueError("na_values")
+        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"], na)
+
+
+NA_TOKENS = frozenset(NA_VALUES)
+
+
+def _fit_categories(
+    arr, name: str, rows: np.ndarray, missing: str, max_categories: int, min_frequency: int, source: str, na_values
+) -> Column:
+    """A categorical column's levels from the training rows: the categories at least
+    ``min_frequency`` rows have, in sorted order, then one infrequent level for the rest, when
+    there are at least two such rare categories and two frequent ones (else every category
+    keeps its own level)."""
+    s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
+    if missing == "impute":
+        s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
+    counts = pc.value_counts(s.drop_null() if isinstance(s, pa.Array) else pc.drop_null(s))
+    values = counts.field("values").to_pylist()
+    n = to_numpy(counts.field("counts")).astype(np.int64)
+    order = np.argsort(values, kind="stable")
+    values, n = [values[i] for i in order], n[order]
+    frequent = [v for v, k in zip(values, n) if k >= min_frequency]
+    rare = [v for v, k in zip(values, n) if k < min_frequency]
+    if len(rare) < 2 or len(frequent) < 2:  # one rare category alone, or too few frequent: merge nothing
+        frequent, rare = values, []
+    levels = len(frequent) + bool(rare)
+    if len(values) > max_categories and (levels > max_categories or len(values) > len(rows) / 2):
+        raise DataError(
+            f"{at(source)}column '{name}' has {len(values)} distinct values"
+            f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
+            f" put it in data.drop (or data.id), or raise data.max_categories"
+        )
+    if not rare:
+        return Column(name, "categorical", categories=frequent)
+    level = INFREQUENT
+    while level in frequent:
+        level += "_"
+    return Column(name, "categorical", categories=[*frequent, level], infrequent=level, rare=rare)

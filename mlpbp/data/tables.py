@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mlpbp.data.arrow import arrow
-from mlpbp.data.csv_parts import Progress, stream_csv
-from mlpbp.data.rows import RowNumbers, row_number, rows_kept
+from mlpbp.data.arrow import arrow, to_numpy
+from mlpbp.data.csv_parts import BLOCK_BYTES, Progress, stream_csv
+from mlpbp.data.rows import RowNumbers, cell_error, row_number, rows_kept
 from mlpbp.errors import DataError
 from mlpbp.io import ARCHIVE_ERRORS, reads_file
 
@@ -42,6 +42,7 @@ SAMPLE_BYTES = 1 << 16  # what the delimiter and the column types are guessed fr
 # A CSV at least this large is parsed in one part per usable core (data/csv_parts.py), which
 # pays once a file is past tens of MB (benchmarks/README.md, "Reading a CSV").
 PARALLEL_BYTES = 64 << 20
+SKIP_SCAN_BYTES = 256 << 20  # data.bad_lines: skip finds the skipped lines' numbers in files up to this
 MAX_PARTS = 8
 
 
@@ -55,6 +56,7 @@ class RawTable:
     targets: list[str] | None = None  # the file's own target columns (NPZ/NPY: y), when it has them
     notes: list[str] = field(default_factory=list)
     numbers: np.ndarray | None = None  # once rows are dropped: each row's number in the file
+    stripped: dict[str, str] = field(default_factory=dict)  # header names as written -> stripped
 
     @property
     def rows(self) -> RowNumbers:
@@ -90,16 +92,18 @@ def read_table(
     float32: bool = False,
     keep64: Collection[str] | None = None,
     progress: Progress | None = None,
+    bad_lines: str = "error",
 ) -> RawTable:
     """Read a data file whole. ``float32``: store float columns (but those in ``keep64``, by
     default the last column: targets) as float32, which halves the memory of a large numeric
-    table that will train in float32."""
+    table that will train in float32. ``bad_lines``: a CSV line with the wrong number of fields
+    is an error, or (``skip``) left out and counted in a note."""
     path = Path(path)
     kind = file_kind(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if kind in ("csv", "tsv"):
-        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress)
+        raw = _read_csv(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64, progress, bad_lines)
     elif kind == "parquet":
         raw = _read_parquet(path, progress)
     else:
@@ -107,7 +111,7 @@ def read_table(
         raw = _arrays_table(path, X, y)
     if float32:
         keep = set(keep64) if keep64 is not None else set(raw.targets or raw.table.column_names[-1:])
-        raw.table = _narrow(raw.table, keep)
+        raw.table = _narrow(raw, keep)
     return raw
 
 
@@ -136,22 +140,47 @@ def sniff_delimiter(path: Path, sample: str) -> str:
 
 
 def _read_csv(
-    path: Path, delimiter: str | None, float32: bool, keep64: Collection[str] | None, progress: Progress | None
+    path: Path,
+    delimiter: str | None,
+    float32: bool,
+    keep64: Collection[str] | None,
+    progress: Progress | None,
+    bad_lines: str = "error",
 ) -> RawTable:
     head, text, size = _head(path)
     if delimiter is None:
         delimiter = sniff_delimiter(path, text)
-    ragged = _RaggedRows()
+    ragged = _RaggedRows(skip=bad_lines == "skip")
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
-    try:
-        table = _parse(path, size, head, parse, _float_types(head, parse, size, float32, keep64), ragged, progress)
-    except pa.ArrowInvalid as e:
-        raise _parse_error(path, delimiter, e, ragged) from None
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
+    types = _float_types(head, parse, size, float32, keep64)
+    block = BLOCK_BYTES
+    while True:
+        try:
+            table = _parse(path, size, head, parse, types, ragged, progress, block)
+            break
+        except pa.ArrowInvalid as e:
+            # A cell longer than a block (pyarrow cannot split it): blocks 4x larger, up to the file.
+            if "straddl" in str(e) and block <= size:
+                block, ragged[:] = min(4 * block, size + 1), []
+                ragged.skipped.clear()
+                continue
+            raise _parse_error(path, delimiter, e, ragged) from None
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{path}: cannot read as CSV: {_arrow_reason(e)}") from None
     if progress is not None:
         progress(table.num_rows, 1.0)
     raw = RawTable(table, path, first_row=2)
+    skipped = ragged.skipped
+    if skipped:
+        # pyarrow's streaming reader does not say which lines it left out: found here, so the
+        # rows kept keep their line numbers in messages (files up to SKIP_SCAN_BYTES)
+        lines = _bad_lines(path, delimiter) if size <= SKIP_SCAN_BYTES else []
+        first = skipped[0]
+        if len(lines) == len(skipped):
+            every = np.arange(2, 2 + table.num_rows + len(lines))
+            raw.numbers = every[~np.isin(every, lines)]
+            first = first.replace("a row", f"row {lines[0]}", 1)
+        raw.notes.append(f"{path.name}: skipped {len(skipped)} bad line(s) (data.bad_lines: skip); the first: {first}")
     _check_names(raw)
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
@@ -177,12 +206,19 @@ def _head(path: Path) -> tuple[bytes, str, int]:
 
 class _RaggedRows(list):
     """pyarrow's invalid_row_handler: each row with another field count than the header is
-    noted, to be named in the message, and refused."""
+    noted, to be named in the message, and refused; or, with ``skip`` (data.bad_lines: skip),
+    noted in ``skipped`` and left out."""
+
+    def __init__(self, skip: bool = False) -> None:
+        super().__init__()
+        self.skip, self.skipped = skip, []
 
     def __call__(self, row) -> str:
         where = f"row {row.number}" if row.number is not None else "a row"
-        self.append(f"{where} has {row.actual_columns} fields, header has {row.expected_columns}")
-        return "error"
+        (self.skipped if self.skip else self).append(
+            f"{where} has {row.actual_columns} fields, header has {row.expected_columns}"
+        )
+        return "skip" if self.skip else "error"
 
 
 def _float_types(head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None) -> dict:
@@ -204,7 +240,9 @@ def _parts(size: int, head: bytes) -> int:
     return min(_usable_cores(), MAX_PARTS) if size >= PARALLEL_BYTES and b'"' not in head else 1
 
 
-def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress) -> pa.Table:
+def _parse(
+    path: Path, size: int, head: bytes, parse, column_types: dict, ragged: _RaggedRows, progress, block: int
+) -> pa.Table:
     """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
     finds the problem and numbers its row) or gives repeated column names (the later parts are
     named by position); whole, with the whole file's types, when streaming fails otherwise."""
@@ -212,20 +250,25 @@ def _parse(path: Path, size: int, head: bytes, parse, column_types: dict, ragged
         parts = _parts(size, head)
         if parts > 1:
             try:
-                table = stream_csv(path, size, parse, column_types, parts, progress)
+                table = stream_csv(path, size, parse, column_types, parts, progress, block)
                 if len(set(table.column_names)) == table.num_columns:
                     return table
             except pa.ArrowInvalid:
                 ragged.clear()
-        return stream_csv(path, size, parse, column_types, 1, progress)
+        ragged.skipped.clear()  # each read counts the lines it skips afresh
+        return stream_csv(path, size, parse, column_types, 1, progress, block)
     except pa.ArrowInvalid:
         if ragged:
             raise
+        ragged.skipped.clear()
         # Type inference over the whole file: the streaming reader fixes each column's type on
         # its first block, and a later block may disagree (text below numbers).
         with path.open("rb") as f:
             return pacsv.read_csv(
-                f, parse_options=parse, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+                f,
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
             )
 
 
@@ -243,6 +286,14 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _bad_lines(path: Path, delimiter: str) -> list[int]:
+    """The line numbers of the rows whose field count is not the header's."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, [])
+        return [reader.line_num for row in reader if row and len(row) != len(header)]
 
 
 def _ragged_row(path: Path, delimiter: str) -> str | None:
@@ -272,16 +323,24 @@ def _check_names(raw: RawTable) -> None:
         path, names = raw.path, [n.strip() for n in raw.table.column_names]
     except UnicodeDecodeError as e:
         raise DataError(f"{raw.path}: cannot read the header: not UTF-8 text ({e.reason})") from None
+    stripped = [(a, b) for a, b in zip(raw.table.column_names, names) if a != b and b]
+    if stripped:
+        raw.stripped = {a: b for a, b in stripped}
+        shown = ", ".join(f"{a!r} -> {b!r}" for a, b in stripped[:3])
+        more = f" and {len(stripped) - 3} more" if len(stripped) > 3 else ""
+        raw.notes.append(f"{path.name}: spaces around column names stripped: {shown}{more}")
     if names and names[0] == "" and len(names) > 1:
         # pandas' to_csv writes its index as a first column with no name.
         raw.table = raw.table.remove_column(0)
         names = names[1:]
         raw.notes.append(f"{path.name}: the first column has no name (a pandas index?): ignored")
+    seen: set[str] = set()  # a set: 100,000 columns must not cost 10^10 comparisons
     for i, name in enumerate(names):
         if not name:
             raise DataError(f"{path}: header column {i + 1} has no name")
-        if name in names[:i]:
+        if name in seen:
             raise DataError(f"{path}: column name '{name}' appears twice in the header")
+        seen.add(name)
     raw.table = raw.table.rename_columns(names)
 
 
@@ -290,9 +349,22 @@ def _arrow_reason(e: Exception) -> str:
     return text.removeprefix("CSV parse error: ")[:300] or type(e).__name__
 
 
-def _narrow(table: pa.Table, keep64: Collection[str]) -> pa.Table:
+def _narrow(raw: RawTable, keep64: Collection[str]) -> pa.Table:
+    """float64 columns (but ``keep64``) as float32; a finite value beyond float32's range is
+    refused, naming its cell, rather than becoming inf."""
+    table, top = raw.table, float(np.finfo(np.float32).max)
     for i, (name, t) in enumerate(zip(table.schema.names, table.schema.types)):
         if t == pa.float64() and name not in keep64:
+            values = to_numpy(table.column(i))
+            big = np.flatnonzero(np.isfinite(values) & (np.abs(values) > top))
+            if big.size:
+                raise cell_error(
+                    str(raw.path),
+                    row_number(raw.first_row, int(big[0])),
+                    name,
+                    f"{float(values[big[0]])!r} is beyond the range of float32 (largest {top:.3g}); set"
+                    " train.dtype: float64",
+                )
             table = table.set_column(i, name, table.column(i).cast(pa.float32()))
     return table
 
@@ -315,6 +387,12 @@ def _read_parquet(path: Path, progress: Progress | None) -> RawTable:
         raise DataError(f"{path}: cannot read as Parquet: {_arrow_reason(e)}") from None
     raw = RawTable(table, path, first_row=1)
     _check_names(raw)
+    for name, t in zip(raw.table.column_names, raw.table.schema.types):
+        if pa.types.is_nested(t) or pa.types.is_dictionary(t) and pa.types.is_nested(t.value_type):
+            raise DataError(
+                f"{path}: column '{name}' holds nested values ({t}); mlpbp reads columns of numbers, text,"
+                " booleans and dates: flatten it into columns, or write the file without it"
+            )
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
     return raw

@@ -187,6 +187,8 @@ class Extremes:
     bottom: list[float]
     steps: int  # products used
     residuals: list[float] = field(default_factory=list)  # ‖A x − θx‖/max|θ| for each value
+    # Why fewer values than asked for: None when every value asked for is there.
+    shortfall: str | None = None
 
 
 def krylov_vectors(k: int) -> int:
@@ -210,7 +212,7 @@ def extreme_eigenvalues(
     when each Ritz value's residual is at most ``tol`` times its size; the residuals reported
     are then measured, ‖Ax − θx‖ relative to the largest |θ| found (about ‖A‖), one product per
     eigenvalue. ``max_steps`` bounds the products (about: ARPACK restarts whole cycles); what
-    has not converged within it is NaN, with an infinite residual.
+    has not converged within it is left out, and ``shortfall`` says so.
 
     An operator of at most 3·``krylov_vectors`` dimensions is formed from n products and
     diagonalised densely: exact, for about the products of two or three ARPACK cycles."""
@@ -248,15 +250,16 @@ def extreme_eigenvalues(
     vectors = np.column_stack([top[1], bottom[1]])
     found = np.isfinite(values)
     scale = max(float(np.abs(values[found]).max()) if found.any() else 0.0, 1e-300)
-    residuals = [
-        float(np.linalg.norm(counted(x) - t * x) / scale) if ok else math.inf
-        for t, x, ok in zip(values, vectors.T, found)
-    ]
+    residuals = [float(np.linalg.norm(counted(x) - t * x) / scale) for t, x in zip(values[found], vectors.T[found])]
+    missing = int((~found).sum())
     return Extremes(
-        top=[float(t) for t in top[0]],
-        bottom=[float(t) for t in bottom[0]],
+        top=[float(t) for t in top[0] if np.isfinite(t)],
+        bottom=[float(t) for t in bottom[0] if np.isfinite(t)],
         steps=products,
         residuals=residuals,
+        shortfall=f"{missing} of the values asked for did not converge in about {max_steps} steps; raise max_steps"
+        if missing
+        else None,
     )
 
 

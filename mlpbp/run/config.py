@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,14 @@ class _Strict(BaseModel):
 
 
 ColumnName = Annotated[str, Field(min_length=1)]
-ColumnKind = Literal["numeric", "categorical", "date", "drop"]
+ColumnKind = Literal["numeric", "categorical", "date", "time", "datetime", "drop"]
+NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none"]
+TargetTransform = Literal["standardize", "log1p", "quantile", "none"]
+
+
+def _per_column(kind: Any) -> Any:
+    """A value for every column, or a mapping column -> value (the rest take the default)."""
+    return kind | dict[ColumnName, kind]
 
 
 class DataConfig(_Strict):
@@ -124,8 +132,21 @@ class DataConfig(_Strict):
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     max_classes: Annotated[StrictInt, Field(ge=2)] = 50
     max_categories: PosInt = 50
-    missing: Literal["error", "drop_rows", "impute"] = "error"
-    handle_unknown: Literal["error", "ignore"] = "error"
+    # Missing cells: pandas' default tokens (mlpbp.data.cells.NA_VALUES) plus these.
+    na_values: list[str] = Field(default_factory=list)
+    # strptime formats (one for every text date column, or per column); default: the recognised list
+    date_format: _per_column(Annotated[str, Field(min_length=2)]) | None = None
+    bad_lines: Literal["error", "skip"] = "error"
+    missing: Literal["error", "drop_rows", "impute"] = "impute"
+    # infrequent: a category unseen in training -> the column's "infrequent" level (all zeros without one)
+    handle_unknown: Literal["error", "ignore", "infrequent"] = "infrequent"
+    # categories with fewer training rows than this share one "infrequent" level (1: none merged)
+    min_frequency: PosInt = 5
+    # numeric columns: auto (standardize, or quantile when skewed), standardize, quantile, log1p, robust, none
+    numeric: _per_column(NumericTransform) = "auto"
+    # regression targets; default standardize (none when data.standardize is false)
+    target_transform: TargetTransform | None = None
+    test_path: str | None = None
     test_fraction: Fraction = 0.2
     validation_fraction: Fraction = 0.1
     standardize: StrictBool = True
@@ -153,6 +174,14 @@ class DataConfig(_Strict):
         overlap = set(self.features or []) & set(self.drop)
         if overlap:
             raise ValueError(f"column '{sorted(overlap)[0]}' is both in features and in drop")
+        if self.test_path is not None and self.path is None:
+            raise ValueError("test_path needs data.path (a table); bundled and generated sets split their own rows")
+        if self.test_path is not None and "test_fraction" in self.model_fields_set and self.test_fraction > 0:
+            raise ValueError("give test_path or test_fraction, not both (test_path's rows are the test split)")
+        if self.test_path is not None:
+            self.test_fraction = 0.0
+        if self.target_transform is None:
+            self.target_transform = "standardize" if self.standardize else "none"
         if self.noise is None and self.dataset is not None:
             # Resolve here so the saved config shows the value actually used.
             self.noise = 0.0 if self.dataset == "xor" else 0.1
@@ -173,6 +202,7 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    _user_set: set = PrivateAttr(default_factory=set)  # the keys the config itself set
     epochs: PosInt = 40
     # None: 32 for sgd/adam/adamw; all the training rows (full batch) for newton_cg
     batch_size: PosInt | None = None
@@ -201,6 +231,8 @@ class TrainConfig(_Strict):
     step_size: PosInt = 10
     gamma: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
     decay: Annotated[Float, Field(ge=0.0)] = 0.01
+    # epochs at the start whose learning rate rises linearly to the schedule's
+    warmup: Annotated[StrictInt, Field(ge=0)] = 0
     patience: PosInt | None = None
     dtype: Annotated[str, one_of(DTYPES)] = "float32"
     # BLAS threads: "auto" chooses per shape and machine (mlpbp.run.threads), N sets them.
@@ -212,6 +244,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        self._user_set = set(self.model_fields_set)  # before the defaults below are filled in
         own, foreign = optimizer_keys(self.optimizer), _optimizer_only_keys()
         for key in sorted(self.model_fields_set & foreign - set(own), key=list(type(self).model_fields).index):
             if getattr(self, key) is not None:
@@ -236,14 +269,62 @@ def _optimizer_only_keys() -> set[str]:
 class OutputConfig(_Strict):
     # None only before load_config/config_from_dict fill in runs/<name>.
     dir: str | None = None
+    # TensorBoard event files in the output directory (extra mlpbp[tensorboard]): every epoch's
+    # record, and histograms of each layer's weights and gradients every histogram_every epochs.
+    tensorboard: StrictBool = False
+    histogram_every: PosInt | None = 10
+
+
+Number = StrictInt | Float  # an int stays an int: it decides between an integer and a float range
+
+
+class ParamSpec(_Strict):
+    """One dimension of a search space: a range (low, high, log, step) or a list of choices."""
+
+    low: Number | None = None
+    high: Number | None = None
+    log: StrictBool = False
+    step: Annotated[Number, Field(gt=0)] | None = None
+    choices: Annotated[list[Any], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        ranged = (self.low, self.high, self.step) != (None, None, None) or self.log
+        if self.choices is not None:
+            if ranged:
+                raise ValueError("give either choices or a range (low, high, log, step), not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give choices: [...] or a range with both low and high")
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high (got low {self.low}, high {self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0 (got low {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step")
+        return self
+
+
+class TuneConfig(_Strict):
+    """`mlpbp tune`: what to optimise, how to prune, and the space, keyed by dotted config paths."""
+
+    metric: Annotated[str, Field(min_length=1)] = "val_loss"
+    # None: inferred from the metric's name (losses and errors fall, accuracies and scores rise).
+    direction: Literal["minimize", "maximize"] | None = None
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    # Epochs a trial trains before it can be pruned (None: a quarter of train.epochs): the first
+    # epochs say little about where a run ends (a slow start with momentum, a warm schedule).
+    warmup_epochs: Annotated[StrictInt, Field(ge=0)] | None = None
+    space: Annotated[dict[str, ParamSpec], Field(min_length=1)]
 
 
 class Config(_Strict):
-    seed: StrictInt = 0
+    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0  # NumPy's generators take seeds >= 0
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    tune: TuneConfig | None = None  # read by `mlpbp tune` only; `train` ignores it
 
     # Where the config file lives: relative paths written in it (data.path, output.dir) are taken
     # from there, so a config works from any working directory.
@@ -261,6 +342,13 @@ class Config(_Strict):
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read, override and validate a YAML config file."""
     path = Path(path)
+    return config_from_dict(load_raw(path, overrides), base_dir=path.parent, name=path.stem)
+
+
+def load_raw(path: str | Path, overrides: Sequence[str] = ()) -> dict:
+    """A YAML config file's mapping with the overrides applied, not yet validated (what
+    `mlpbp tune` edits once per trial)."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -272,15 +360,35 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error_line(path, exc)) from None
+    except RecursionError:  # the YAML composer recurses once per level
+        raise ConfigError(f"{path}: nested too deeply (a config needs a few levels)") from None
     if raw is None:
         raw = {}  # an empty file: validation then says what is missing
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of keys (seed, data, model, train, output),"
+            f"{path}: the top level must be a mapping of keys (seed, data, model, train, output, tune),"
             f" got {type(raw).__name__}"
         )
     raw = apply_overrides(raw, overrides)
-    return config_from_dict(raw, base_dir=path.parent, name=path.stem)
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels deep (a config has 3)")
+    return raw
+
+
+MAX_DEPTH = 32  # a config has 3; validation recurses once per level
+
+
+def _depth(value, limit: int = MAX_DEPTH + 1) -> int:
+    """How many levels of lists and mappings ``value`` nests (counted up to ``limit``), without
+    recursion."""
+    depth, level = 0, [value]
+    while depth < limit:
+        containers = [x for x in level if isinstance(x, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
 
 
 def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> Config:
@@ -297,6 +405,8 @@ def config_from_dict(d: dict, base_dir: Path = Path("."), name: str = "run") -> 
         cfg.output.dir = os.path.normpath(Path(base_dir) / cfg.output.dir)  # an absolute one stays
     if cfg.data.path is not None:  # absolute: the saved config then finds the file from anywhere
         cfg.data.path = str((Path(base_dir) / cfg.data.path).resolve())
+    if cfg.data.test_path is not None:
+        cfg.data.test_path = str((Path(base_dir) / cfg.data.test_path).resolve())
     cfg._base_dir = Path(base_dir)
     return cfg
 
@@ -340,6 +450,8 @@ def config_to_dict(cfg: Config) -> dict:
     d = cfg.model_dump(mode="json")
     drop = _optimizer_only_keys() - set(optimizer_keys(cfg.train.optimizer))
     d["train"] = {k: v for k, v in d["train"].items() if k not in drop}
+    if d.get("tune") is None:  # a config without a search space saves as before
+        d.pop("tune", None)
     return d
 
 
@@ -372,13 +484,30 @@ def _validation_error_line(exc: ValidationError) -> str:
     return _one_line(f"config error at {where}: {message}")
 
 
+def section_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field's annotation holds (``X``, ``X | None``, or ``dict[str, X]``), and
+    whether it is a mapping of them (a location then has a key between the field and X's)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        return section_model(args[1])[0], True
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return (models[0], False) if len(models) == 1 and len(args) == 2 and type(None) in args else (None, False)
+
+
 def _unknown_key_message(loc: tuple) -> str:
     model: type[BaseModel] = Config
-    for part in loc[:-1]:
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        sub, keyed = section_model(field.annotation) if field is not None else (None, False)
+        if sub is None:
             break
-        model = field.annotation
+        if keyed and parts:
+            parts.pop(0)
+        model = sub
     allowed = sorted(model.model_fields)
     close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""

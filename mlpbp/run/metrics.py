@@ -110,8 +110,8 @@ def compute_metrics(
     read_ahead: bool = False,
 ) -> dict:
     """Loss plus, for classification, accuracy, balanced accuracy, macro F1 and a per-class
-    table; for regression, MSE, MAE and R² in the target's own units (their mean over the
-    outputs, and each output's).
+    table; for regression, MSE, RMSE, MAE and R² in the target's own units (their mean over
+    the outputs, and each output's).
 
     ``X`` is encoded; ``y`` is in the network's units (class indices, or scaled targets);
     ``classes`` / ``names`` label the per-class and per-output records. Under MPI every rank
@@ -180,11 +180,14 @@ def _from_sums(total: dict, names: list[str] | None = None) -> dict:
     def num(v) -> float | None:
         return float(v) if np.isfinite(v) else None
 
+    rmse = np.sqrt(mse)  # per output, then averaged (scikit-learn's root_mean_squared_error)
     return {
         "mse": float(mse.mean()),
+        "rmse": float(rmse.mean()),
         "mae": float(mae.mean()),
         "r2": num(r2.mean()),
         "outputs": [
-            {"name": name, "mse": float(a), "mae": float(b), "r2": num(c)} for name, a, b, c in zip(names, mse, mae, r2)
+            {"name": name, "mse": float(a), "rmse": float(e), "mae": float(b), "r2": num(c)}
+            for name, a, e, b, c in zip(names, mse, rmse, mae, r2)
         ],
     }

@@ -192,9 +192,11 @@ class TrainedModel:
     def _outputs(self, rows: pa.Table | np.ndarray, first_row: RowNumbers, source: str) -> np.ndarray:
         pre, parts = self.preprocessor, []
         if isinstance(rows, np.ndarray):  # the network's columns, unscaled (what inverse_transform gives)
-            parts.append(outputs(self.net, (np.asarray(rows, np.float64) - pre.mean) / pre.scale).astype(np.float64))
+            parts.append(outputs(self.net, pre.encode_array(rows)).astype(np.float64))
         for start in range(0, 0 if isinstance(rows, np.ndarray) else rows.num_rows, PREDICT_CHUNK):
-            X = pre.transform(rows.slice(start, PREDICT_CHUNK), np.float64, rows_from(first_row, start), source)
+            X = pre.transform(
+                rows.slice(start, PREDICT_CHUNK), np.float64, rows_from(first_row, start), source, fits=self.net.dtype
+            )
             parts.append(outputs(self.net, X).astype(np.float64))
         o = np.concatenate(parts) if parts else np.empty((0, self.net.widths[-1]))
         if self.task == "regression" and self.y_scaler is not None:
@@ -257,7 +259,7 @@ class TrainedModel:
         caller has it already."""
         table, first_row, s = self._scorable(table, first_row, source, skipped)
         y = self.encode_targets(table, first_row, source)
-        X = self.preprocessor.transform(table, np.float64, first_row, source)
+        X = self.preprocessor.transform(table, np.float64, first_row, source, fits=self.net.dtype)
         return Evaluation(self._metrics(X, y), table.num_rows, s)
 
     def evaluate(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> dict:

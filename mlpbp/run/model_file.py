@@ -6,6 +6,7 @@ What the model does with raw rows (predict, evaluate) is run/model.py."""
 from __future__ import annotations
 
 import json
+import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from mlpbp.data import Standardizer
 from mlpbp.data.preprocessing import Preprocessor
+from mlpbp.data.transforms import TargetScaler, Transform
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.losses import LOSSES
@@ -25,8 +27,21 @@ __all__ = ["FORMAT_VERSION", "READS", "TrainedModel", "load_model", "save_model"
 
 # 2: the preprocessing of tables (column kinds, categories, fill values) and target names join
 # the metadata; format 1 files (all-numeric features, one Standardizer) still load.
-FORMAT_VERSION = 2
-READS = (1, 2)
+# 3: per-column numeric transforms, date formats, infrequent levels, times of day and target
+# transforms (mlpbp 0.3); a model that uses none of them is written as format 2, which 0.2 reads.
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
+
+
+def format_version(model: TrainedModel) -> int:
+    """The oldest format that holds everything ``model`` needs."""
+    new_keys = {"transform", "format", "infrequent"}
+    columns = model.preprocessor.to_meta()["columns"]
+    if isinstance(model.y_scaler, TargetScaler) or any(
+        new_keys & set(c) or c["kind"] in ("time", "datetime") for c in columns
+    ):
+        return 3
+    return 2
 
 
 def save_model(model: TrainedModel, path: str | Path) -> None:
@@ -34,7 +49,7 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
     arrays = {f"param.{k}": v for k, v in model.net.params.items()}
     weights = model.net.loss_fn.class_weight
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version(model),
         "widths": model.net.widths,
         "activation": model.net.activation,
         "loss": model.net.loss_name,
@@ -50,6 +65,8 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
         "metrics": model.metrics,
         "written_by": {"mlpbp": _mlpbp_version(), "numpy": np.__version__},
     }
+    if isinstance(model.y_scaler, TargetScaler):
+        meta["target_transform"] = model.y_scaler.to_meta()
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode scalar: no pickle needed
     arrays["x_mean"], arrays["x_scale"] = model.preprocessor.mean, model.preprocessor.scale
     if model.y_scaler is not None:
@@ -64,9 +81,9 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelFileError(f"model file not found: {path}")
     bad = f"{path} is not an mlpbp model file"
     try:
-        with path.open("rb") as f:
-            if f.read(2) != b"PK":  # np.load would try anything else as a pickle, and say so
-                raise ValueError("not a zip archive")
+        # np.load would try anything but a zip archive (a truncated one too) as a pickle, and say so
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not a zip archive: truncated, damaged or another kind of file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ARCHIVE_ERRORS as e:
@@ -163,10 +180,19 @@ def load_model(path: str | Path) -> TrainedModel:
             isinstance(target, str) or (isinstance(target, list) and all(isinstance(t, str) for t in target))
         ):
             raise ModelFileError(f"{bad} (feature or target names do not match the preprocessing record)")
+    y_scaler = scaler("y", widths[-1])
+    if "target_transform" in meta and y_scaler is not None:
+        try:
+            ts = [Transform.from_meta(t) for t in meta["target_transform"]["transforms"]]
+            if len(ts) != widths[-1]:
+                raise ValueError("one transform per output")
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{bad} (invalid target transform record: {e})") from None
+        y_scaler = TargetScaler(ts, y_scaler.mean, y_scaler.scale)
     return TrainedModel(
         net,
         pre,
-        scaler("y", widths[-1]),
+        y_scaler,
         classes,
         features,
         target,

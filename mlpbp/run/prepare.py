@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,13 +16,15 @@ import pyarrow.compute as pc
 
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
+from mlpbp.data.cells import apply_na_values, infer_cells
 from mlpbp.data.columns import infer_kind, numeric_values
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
-from mlpbp.data.preprocessing import CHUNK_ROWS, Moments, Preprocessor
+from mlpbp.data.preprocessing import CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, target_missing
+from mlpbp.data.transforms import TargetScaler
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
     activation_bytes,
@@ -64,7 +67,7 @@ def load_table(
     if not path.is_absolute():
         path = Path(base_dir) / path
     keep = None if cfg.targets is None else [*cfg.targets, *([cfg.id] if cfg.id else [])]
-    return read_table(path, cfg.delimiter, float32, keep, progress), None
+    return read_table(path, cfg.delimiter, float32, keep, progress, cfg.bad_lines), None
 
 
 @dataclass
@@ -75,13 +78,30 @@ class Columns:
     targets: list[str]
     id: str | None
     dropped: list[str]
-    kinds: dict[str, str]  # overrides from data.columns (kinds other than drop)
+    kinds: dict[str, str]  # overrides from data.columns (kinds other than drop), then inferred dates and times
+    formats: dict[str, str] = field(default_factory=dict)  # dates and times written as text: strptime formats
+
+
+def column_name(names: list[str], name: str) -> str:
+    """A column named in the config: as written, or with its surrounding spaces stripped (the
+    table's header names are stripped, with a note, when read)."""
+    return name if name in names or name.strip() not in names else name.strip()
 
 
 def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     names = raw.table.column_names
     src = raw.path
     default_target = BUNDLED.get(cfg.dataset) if cfg.dataset else None
+    fix = lambda group: [column_name(names, n) for n in group]  # noqa: E731
+    cfg = cfg.model_copy(
+        update={
+            "target": None if cfg.targets is None else fix(cfg.targets),
+            "features": None if cfg.features is None else fix(cfg.features),
+            "drop": fix(cfg.drop),
+            "columns": {column_name(names, n): k for n, k in cfg.columns.items()},
+            "id": None if cfg.id is None else column_name(names, cfg.id),
+        }
+    )
     targets = cfg.targets or ([default_target] if default_target else None) or raw.targets or names[-1:]
     for t in targets:
         if t not in names:
@@ -145,6 +165,8 @@ class Prepared:
     test: tuple[np.ndarray, np.ndarray]
     summary: dict = field(default_factory=dict)  # what `mlpbp data` shows
     notes: list[str] = field(default_factory=list)
+    split_rows: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the table used
+    tables: dict[str, pa.Table] = field(default_factory=dict)  # with keep_tables: each split's raw rows
 
     @property
     def x_scaler(self) -> Preprocessor:  # the name earlier versions used
@@ -155,9 +177,104 @@ def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
 
 
-def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, notes: list[str]) -> None:
+def _infer_cells(raw: RawTable, cols: Columns, d: DataConfig) -> None:
+    """Each feature's kind where its Arrow type does not settle it (dates and times written as
+    text, times of day, timestamps), into ``cols.kinds`` and ``cols.formats``; a numeric column
+    with a few text cells is refused here, before it could be taken for categories."""
+    formats = d.date_format if isinstance(d.date_format, dict) else {}
+    formats = {column_name(cols.features, n): f for n, f in formats.items()}
+    unknown = [n for n in formats if n not in cols.features]
+    if unknown:
+        raise ConfigError(
+            f"config error at data.date_format: '{unknown[0]}' is not a feature column"
+            f" (features: {', '.join(cols.features)})"
+        )
+    for n in cols.features:
+        arr = raw.table.column(n)
+        fmt = formats.get(n)
+        if fmt is None and isinstance(d.date_format, str) and _all_parse(arr, d.date_format):
+            fmt = d.date_format
+        cells = infer_cells(arr, n, cols.kinds.get(n), fmt, raw.rows, raw.path.name)
+        if cells is not None:
+            cols.kinds[n] = cells.kind
+            if cells.format is not None:
+                cols.formats[n] = cells.format
+
+
+def _all_parse(arr, fmt: str) -> bool:
+    from mlpbp.data.cells import is_text
+
+    if not is_text(arr.type):
+        return False
+    trimmed = pc.utf8_trim_whitespace(arr)
+    return pc.strptime(trimmed, format=fmt, unit="s", error_is_null=True).null_count == trimmed.null_count
+
+
+def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: DataConfig) -> None:
+    """One note per imputed column (how many cells, filled with what) and per column whose
+    rare categories share the infrequent level."""
+    for col in pre.columns:
+        count = counts.get(col.name, 0)
+        if count and pre.missing == "impute":
+            if col.kind == "categorical":
+                with_what = f"filed under the category '{MISSING_CATEGORY}'"
+            else:
+                with_what = f"filled with the training median {_shown(col.fill, col.kind)}"
+            notes.append(f"column '{col.name}': {count} missing cell(s) {with_what} (data.missing: impute)")
+        if col.infrequent is not None:
+            k = len(col.rare)
+            notes.append(
+                f"column '{col.name}': {k} categor{'y' if k == 1 else 'ies'} with fewer than {d.min_frequency}"
+                f" training rows share the level {col.infrequent!r} (data.min_frequency): {short_list(col.rare, 4)}"
+            )
+
+
+def _shown(value: float, kind: str) -> str:
+    import datetime as dt
+
+    if kind == "date":
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=round(value))).isoformat()
+    if kind == "datetime":
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=round(value))).isoformat(sep=" ")
+    if kind == "time":
+        s = round(value) % 86400
+        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{value:.6g}"
+
+
+def _read_test_table(cfg: Config, pre: Preprocessor, cols: Columns, target: Target, notes: list[str]):
+    """data.test_path's rows as the test split: (table, row numbers, encoded targets, path).
+    Rows without a target are dropped with a note, as in training; so are rows with a missing
+    cell under drop_rows."""
+    d = cfg.data
+    path = Path(d.test_path)
+    raw = read_table(path, d.delimiter, False, None, None, d.bad_lines)
+    raw.table, _ = apply_na_values(raw.table, d.na_values)
+    names = raw.table.column_names
+    absent = [c for c in [*pre.inputs, *cols.targets] if c not in names]
+    if absent:
+        raise DataError(f"{path}: data.test_path has no column '{absent[0]}' (columns: {', '.join(names)})")
+    gone = target_missing(raw.table, cols.targets)
+    if gone.any():
+        raw.drop(gone)
+        notes.append(f"{path.name}: dropped {int(gone.sum())} test row(s) whose target is missing")
+    if pre.missing == "drop_rows":
+        holes = pre.incomplete_rows(raw.table)
+        if holes.any():
+            raw.drop(holes)
+            notes.append(
+                f"{path.name}: dropped {int(holes.sum())} test row(s) with a missing cell (data.missing: drop_rows)"
+            )
+    if raw.table.num_rows == 0:
+        raise DataError(f"{path}: no test rows left (data.test_path)")
+    y = target.encode(raw.table, raw.rows, str(path))
+    return raw.table, raw.rows, y, path
+
+
+def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, notes: list[str]) -> dict[str, int]:
     """Drop from ``raw`` the rows training cannot use (a missing target; under drop_rows, a
-    missing feature cell), and refuse bad cells; the rows kept keep their numbers in messages."""
+    missing feature cell), and refuse bad cells; the rows kept keep their numbers in messages.
+    Returns each feature's count of missing cells (the rows kept)."""
     gone = target_missing(raw.table, cols.targets)
     if gone.any():
         raw.drop(gone)
@@ -176,7 +293,7 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
     for n in cols.features:  # before the split, so a bad cell is named whatever the row count
         arr = table.column(n)
         kind = cols.kinds.get(n)
-        if kind in ("numeric", "date") and infer_kind(arr.type) != kind:
+        if (kind == "numeric" or (kind == "date" and n not in cols.formats)) and infer_kind(arr.type) != kind:
             numeric_values(arr, n, kind, raw.rows, src.name)
         if pa.types.is_floating(arr.type) and pc.any(pc.is_inf(arr)).as_py():
             i = int(np.flatnonzero(to_numpy(pc.is_inf(arr)))[0])
@@ -187,6 +304,7 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
         notes.append(f"dropped {int(any_hole.sum())} row(s) with a missing cell (data.missing: drop_rows)")
     if raw.table.num_rows == 0:
         raise DataError(f"{src}: no rows left after dropping those with missing cells")
+    return counts
 
 
 def class_weights(spec, target: Target, y_train: np.ndarray) -> np.ndarray | None:
@@ -207,22 +325,37 @@ def class_weights(spec, target: Target, y_train: np.ndarray) -> np.ndarray | Non
     return np.array([float(spec.get(c, 1.0)) for c in target.classes])
 
 
+# Chooses the (train, validation, test) row indices from the encoded targets, the class count
+# (None: regression) and the id column's values as group codes (None: no id column).
+Splitter = Callable[[np.ndarray, "int | None", "np.ndarray | None"], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def prepare(
     cfg: Config,
     dtype: str | None = None,
     progress: Progress | None = None,
     encode: bool = True,
     comm: Comm = SINGLE,
+    splitter: Splitter | None = None,
+    keep_tables: bool = False,
 ) -> Prepared:
     """Load, split and encode the config's data, cast to ``dtype`` (default train.dtype).
     ``encode=False`` stops after fitting (train/val/test are then empty): what `mlpbp data` needs.
+    ``splitter`` chooses the rows of each split instead of data.test_fraction and
+    validation_fraction (cross-validation's folds); the preprocessing is fitted on its training
+    rows. ``keep_tables``: keep each split's raw rows (``Prepared.tables``, for --write-split).
     Under MPI (a collective), a bad file stops every rank with the same error."""
     d = cfg.data
     if d.path is not None:
         path = Path(d.path) if Path(d.path).is_absolute() else Path(cfg.base_dir) / d.path
         if is_lazy(path):  # a folder: rows read from its files as batches need them
+            if splitter is not None:
+                raise ConfigError(
+                    f"config error at data.path: {path} is a folder read lazily; choosing its splits"
+                    " (cross-validation) needs a table read whole (CSV, Parquet, NPZ)"
+                )
             return _prepare_lazy(cfg, path, dtype, comm)
-    return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode))
+    return comm.agree(lambda: _prepare_table(cfg, dtype, progress, encode, splitter, keep_tables))
 
 
 def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
@@ -308,13 +441,17 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     )
 
 
-def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) -> Prepared:
+def _prepare_table(
+    cfg: Config, dtype, progress: Progress | None, encode: bool, splitter=None, keep_tables: bool = False
+) -> Prepared:
     d = cfg.data
     dtype = np.dtype(dtype or cfg.train.dtype)
     raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress)
     src = raw.path
+    raw.table, na_notes = apply_na_values(raw.table, d.na_values)
     cols = resolve_columns(raw, d)
-    notes = list(raw.notes)
+    _infer_cells(raw, cols, d)
+    notes = [*raw.notes, *na_notes]
     target = infer_target(
         raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
     )
@@ -326,12 +463,24 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
     if cfg.train.patience is not None and d.validation_fraction == 0:
         raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
     n_read = raw.table.num_rows
-    _drop_missing(raw, cols, d, src, notes)
+    holes = _drop_missing(raw, cols, d, src, notes)
     table, first_row = raw.table, raw.rows
     raw.table = None  # the filtered table is the one to keep (and free early)
     y = target.encode(table, first_row, src.name)
     n_classes = len(target.classes) if target.task == "classification" else None
-    train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
+    if splitter is None:
+        train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
+    else:
+        groups = None
+        if cols.id is not None:  # group codes: rows sharing an id share a code
+            groups = to_numpy(
+                pc.dictionary_encode(table.column(cols.id), null_encoding="encode").combine_chunks().indices
+            ).astype(np.int64)
+        train_idx, val_idx, test_idx = splitter(y, n_classes, groups)
+    # Bundled and generated sets keep 0.2's plain standardisation unless data.numeric is set.
+    numeric = d.numeric if d.path is not None or "numeric" in d.model_fields_set else "standardize"
+    if isinstance(numeric, dict):
+        numeric = {column_name(cols.features, n): v for n, v in numeric.items()}
     pre = Preprocessor.fit(
         table,
         cols.features,
@@ -343,12 +492,21 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
         d.standardize,
         src.name,
         first_row,
+        formats=cols.formats,
+        numeric=numeric,
+        min_frequency=d.min_frequency if d.path is not None else 1,
+        na_values=d.na_values if d.path is not None else None,
     )
-    _unseen_categories(table, pre, first_row, src, notes)
+    _fit_notes(pre, holes, notes, d)
+    test_table = _read_test_table(cfg, pre, cols, target, notes) if d.test_path else None
+    _unseen_categories(table, pre, first_row, src, notes, test_table)
     y_scaler = None
-    if target.task == "regression" and d.standardize:
+    if target.task == "regression" and d.target_transform != "none":
         # Scaled targets keep one learning rate sensible whatever the target's units.
-        y_scaler = Standardizer().fit(y[train_idx])
+        if d.target_transform == "standardize":
+            y_scaler = Standardizer().fit(y[train_idx])
+        else:
+            y_scaler = TargetScaler.fit(d.target_transform, y[train_idx])
     weights = class_weights(cfg.train.class_weight, target, y[train_idx])
     n_out = len(target.classes) if target.task == "classification" else y.shape[1]
     summary = _summary(table, cols, target, pre, y, src, n_read, notes, weights)
@@ -369,22 +527,43 @@ def _prepare_table(cfg: Config, dtype, progress: Progress | None, encode: bool) 
         summary,
         notes,
     )
+    prepared.split_rows = {"train": train_idx, "validation": val_idx, "test": test_idx}
+    if keep_tables:
+        prepared.tables = {
+            name: table.take(arrow(np.asarray(idx, np.int64))) for name, idx in prepared.split_rows.items()
+        }
+        if test_table is not None:
+            prepared.tables["test"] = test_table[0]
     if not encode:
         return prepared
     parts = (train_idx, val_idx, test_idx)
-    Xs = _encode_split(table, pre, parts, dtype, first_row, src.name)
+    policy = "ignore" if pre.handle_unknown == "error" else None  # refused above, or noted
+    Xs = _encode_split(table, pre, parts, dtype, first_row, src.name, policy)
     del table
     if target.task == "regression":
         y = np.ascontiguousarray(y_scaler.transform(y) if y_scaler is not None else y, dtype=dtype)
     prepared.train, prepared.val, prepared.test = ((X, y[idx]) for X, idx in zip(Xs, parts))
+    if test_table is not None:
+        t, rows, y_test, _ = test_table
+        X_test = pre.transform(t, dtype, rows, str(d.test_path), unknown=policy)
+        if target.task == "regression":
+            y_test = np.ascontiguousarray(y_scaler.transform(y_test) if y_scaler is not None else y_test, dtype=dtype)
+        prepared.test = (X_test, y_test)
     return prepared
 
 
-def _unseen_categories(table: pa.Table, pre: Preprocessor, rows: RowNumbers, src: Path, notes: list[str]) -> None:
+def _unseen_categories(
+    table: pa.Table, pre: Preprocessor, rows: RowNumbers, src: Path, notes: list[str], test_table=None
+) -> None:
     """A category only validation or test rows have (the one-hot columns are the training
-    split's): refused under handle_unknown: error, as predict would refuse it; all zeros with a
-    note under ignore, as predict would encode it."""
-    for col, where, value in pre.unseen_categories(table):
+    split's): refused under handle_unknown: error, as predict would refuse it; with a note
+    under infrequent (the column's infrequent level, all zeros without one) and ignore (all
+    zeros), as predict would encode it."""
+    found = [(c, w, v, rows, src) for c, w, v in pre.unseen_categories(table)]
+    if test_table is not None:
+        t, test_rows, _, test_path = test_table
+        found += [(c, w, v, test_rows, test_path) for c, w, v in pre.unseen_categories(t)]
+    for col, where, value, rows, src in found:
         n, row = len(where), row_number(rows, where[0])
         if pre.handle_unknown == "error":
             known = short_list(col.categories)
@@ -396,17 +575,23 @@ def _unseen_categories(table: pa.Table, pre: Preprocessor, rows: RowNumbers, src
             )
             raise DataError(
                 f"{src}: row {row}, column '{col.name}': {what};"
-                " set data.handle_unknown: ignore to encode unseen categories as all zeros"
+                " set data.handle_unknown: ignore (all zeros) or infrequent to encode unseen categories"
             )
         shown = "a missing cell" if value is None else repr(value)
+        if pre.handle_unknown == "infrequent" and col.infrequent is not None:
+            how = f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
+        elif pre.handle_unknown == "infrequent":
+            how = "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
+        else:
+            how = "encoded as all zeros (data.handle_unknown: ignore)"
         notes.append(
             f"column '{col.name}': {n} validation/test row(s) with a category the training split lacks"
-            f" ({shown}, first at row {row}): encoded as all zeros (data.handle_unknown: ignore)"
+            f" ({shown}, first at row {row}): {how}"
         )
 
 
 def _encode_split(
-    table: pa.Table, pre: Preprocessor, parts, dtype, first_row: RowNumbers, source: str
+    table: pa.Table, pre: Preprocessor, parts, dtype, first_row: RowNumbers, source: str, unknown: str | None = None
 ) -> list[np.ndarray]:
     """Encode the table a chunk of rows at a time straight into each split's matrix, in the
     split's row order: the table and the splits are all that is ever held (no whole-table
@@ -418,10 +603,8 @@ def _encode_split(
     out = [np.empty((len(idx), pre.width), dtype) for idx in parts]
     for start in range(0, table.num_rows, CHUNK_ROWS):
         # A category only the validation or test rows have was refused or noted already
-        # (_unseen_categories); under ignore it is encoded as all zeros, as predict would.
-        block = pre.transform(
-            table.slice(start, CHUNK_ROWS), dtype, rows_from(first_row, start), source, unknown="ignore"
-        )
+        # (_unseen_categories); it is encoded as predict would.
+        block = pre.transform(table.slice(start, CHUNK_ROWS), dtype, rows_from(first_row, start), source, unknown)
         w, pos = which[start : start + len(block)], where[start : start + len(block)]
         for k, X in enumerate(out):
             rows = w == k
@@ -540,3 +723,21 @@ def build_model(
         task=task,
         class_weight=class_weight,
     )
+
+
+def write_split(prepared: Prepared, folder: str | Path) -> dict[str, str]:
+    """Each split's rows (``prepare(..., keep_tables=True)``), as read from the file (missing-
+    value tokens already missing), into FOLDER/train.csv, validation.csv and test.csv, in the
+    order training used them; each file written atomically. Returns the paths written."""
+    import pyarrow.csv as pacsv
+
+    from mlpbp.io import atomic_open
+
+    folder = Path(folder)
+    written = {}
+    for name, table in prepared.tables.items():
+        path = folder / f"{name}.csv"
+        with atomic_open(path, "wb") as f:
+            pacsv.write_csv(table, f)
+        written[name] = str(path)
+    return written

@@ -10,14 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mlpbp.run.config import Config
+from mlpbp.run.config import Config, section_model
 
 # One line per key, as a user reads it in an editor's hover. A key without one fails the tests.
 DESCRIPTIONS = {
     "seed": "One seed for the split, the initial weights and the shuffling: same seed, same run.",
     "data": "Where the rows come from and how they are split and scaled.",
-    "data.dataset": "A bundled (digits, iris) or generated (xor, moons, circles, spirals, sine) dataset; "
-    "exactly one of dataset and path.",
+    "data.dataset": "A bundled (digits, iris) or generated (xor, quadrants, moons, circles, spirals, gaussians,"
+    " sine) dataset; exactly one of dataset and path.",
     "data.path": "A table: CSV/TSV with a header row (.csv, .txt, .tsv), Parquet, NPZ with arrays X and y, or "
     "an NPY pair (the X file or a folder of X.npy, y.npy); a relative path is taken from the config file's "
     "folder. Exactly one of dataset and path.",
@@ -30,13 +30,27 @@ DESCRIPTIONS = {
     "data.drop": "Columns to ignore.",
     "data.id": "An id column: never a feature; predict copies it into its output.",
     "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot), date (days "
-    "since 1970-01-01) or drop.",
+    "since 1970-01-01), time (time of day, cyclic), datetime (days plus cyclic time of day) or drop.",
     "data.max_classes": "A numeric target with more distinct values than this is regression.",
     "data.max_categories": "A categorical column with more distinct values is refused (it is usually a name or "
     "an ID: drop it or make it the id).",
-    "data.missing": "Missing cells: error (name them), drop_rows, or impute (training median; a 'missing' "
-    "category for categorical columns).",
-    "data.handle_unknown": "A category at predict time that training never saw: error, or ignore (all zeros).",
+    "data.missing": "Missing cells: impute (default: training median; a 'missing' category for categorical "
+    "columns; a note names each column and count), error (name them) or drop_rows.",
+    "data.handle_unknown": "A category that training never saw (in validation/test rows, predict, evaluate): "
+    "infrequent (default: the column's 'infrequent' level, all zeros without one), ignore (all zeros) or error.",
+    "data.na_values": "Cells that mean missing, besides pandas' default list ('', NA, N/A, NaN, null, None, "
+    "#N/A, ...): e.g. ['?', '-'].",
+    "data.date_format": "A strptime format for text dates and times (e.g. '%d/%m/%Y'), or a mapping column -> "
+    "format (null: the recognised formats, see docs/how-to/tabular.md).",
+    "data.bad_lines": "CSV lines with the wrong number of fields: error (name the first) or skip (counted in a note).",
+    "data.min_frequency": "Categories with fewer training rows share one 'infrequent' level (1: keep every category).",
+    "data.numeric": "Numeric columns: auto (standardize, or quantile when skewed), standardize, quantile (to a "
+    "normal), log1p (sign(x)·log(1+|x|), then standardized), robust (median and IQR) or none; or a mapping "
+    "column -> transform (the rest: auto).",
+    "data.target_transform": "Regression targets: standardize, log1p, quantile or none (null: standardize, or "
+    "none when standardize is false); metrics are in the target's own units.",
+    "data.test_path": "A separate table whose rows are the test split (test metrics and plots); relative to the "
+    "config file's folder.",
     "data.test_fraction": "Share of rows held out for the final metrics (0: report training metrics).",
     "data.validation_fraction": "Share of rows held out for the validation loss and early stopping.",
     "data.standardize": "Scale inputs (and regression targets) to mean 0, variance 1, fitted on the training "
@@ -78,9 +92,11 @@ DESCRIPTIONS = {
     "weights apart from the gradient (null: the optimizer's default, 0.01 for adamw, else 0).",
     "train.schedule": "How the learning rate changes per epoch, e.g. constant, step (step_size, gamma), cosine "
     "or inverse_time (decay); the enum lists every registered one.",
-    "train.step_size": "step schedule: epochs between decays.",
-    "train.gamma": "step schedule: the factor of each decay.",
+    "train.step_size": "step schedule: epochs between decays; plateau: epochs without a better validation loss "
+    "before a decay.",
+    "train.gamma": "step and plateau schedules: the factor of each decay.",
     "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
+    "train.warmup": "Epochs at the start whose learning rate rises linearly to the schedule's (0: none).",
     "train.patience": "Early stopping: epochs without a better validation loss before stopping, keeping "
     "the best weights (null: off).",
     "train.threads": "BLAS threads: auto (chosen per shape and machine) or a number; OPENBLAS_NUM_THREADS "
@@ -89,6 +105,18 @@ DESCRIPTIONS = {
     "output": "Where the run's files go.",
     "output.dir": "Output directory; a relative path is taken from the config file's folder (null: "
     "runs/<config file name> in the working directory).",
+    "output.tensorboard": "Write TensorBoard event files into the output directory: every epoch's losses, "
+    "metrics, learning rate and sharpness (needs mlpbp[tensorboard]).",
+    "output.histogram_every": "With tensorboard: histograms of each layer's weights and gradients every N "
+    "epochs (null: none).",
+    "tune": "mlpbp tune's search: the metric, the pruner and the space (mlpbp train ignores this section).",
+    "tune.metric": "The epoch-table column to optimise, e.g. val_loss or val_accuracy; each trial's value is "
+    "the one of the weights the run keeps (the last epoch's, or the best under early stopping).",
+    "tune.direction": "minimize or maximize (null: inferred from the metric, losses fall and accuracies rise).",
+    "tune.pruner": "Stop unpromising trials early from their per-epoch values: median, hyperband or none.",
+    "tune.warmup_epochs": "Epochs every trial trains before the pruner may stop it (null: a quarter of train.epochs).",
+    "tune.space": "The search space: dotted config keys, each a range {low, high, log, step} (integers for an "
+    "integer key) or {choices: [...]}, e.g. train.learning_rate: {low: 1.0e-4, high: 0.1, log: true}.",
 }
 
 # pydantic's names for bounds it did not translate, and JSON Schema's.
@@ -109,8 +137,8 @@ def _default(field) -> Any:
 
 
 def _section_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
-    ann = model.model_fields[name].annotation
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    sub, keyed = section_model(model.model_fields[name].annotation)
+    return None if keyed else sub  # a mapping's entries are described by the mapping's key
 
 
 def json_schema() -> dict:

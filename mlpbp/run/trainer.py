@@ -25,11 +25,13 @@ from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
 from mlpbp.run.distributed import SINGLE, Comm, GradientSync, first_difference
 from mlpbp.run.epoch import sgd_epoch
+from mlpbp.run.folder import RunFolder, run_in
 from mlpbp.run.history import write_history
 from mlpbp.run.metrics import compute_metrics
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import save_model
 from mlpbp.run.prepare import Prepared, build_model, prepare
+from mlpbp.run.recipe import apply_recipe
 from mlpbp.run.threads import (
     ThreadChoice,
     blas_thread_limit,
@@ -62,6 +64,9 @@ class TrainHooks:
 
     def threads(self, description: str) -> None:
         """The BLAS thread count the run uses, and why (see mlpbp.run.threads)."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know about the run (one line), shown even when quiet."""
 
 
 @dataclass
@@ -117,10 +122,17 @@ class Trainer:
             )
         self.data = data
         self.task = data.task
+        # unset keys of a table's config: the default recipe (run/recipe.py), chosen before
+        # anything is built from them
+        self.recipe = apply_recipe(cfg, data.train[0].shape[0], data.train[0].shape[1])
+        if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
+            raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
         eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
         self.net = build_model(
             cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows, class_weight=data.class_weight
         )
+        # the saved config (and `mlpbp inspect`) shows the loss and init the network resolved
+        cfg.model.loss, cfg.model.init = self.net.loss_name, self.net.init
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)
@@ -133,12 +145,17 @@ class Trainer:
         self.first_order = isinstance(self.opt, Optimizer)
         self.sharpness_sample = None
         if cfg.train.sharpness_every is not None:
-            X, y = self.data.train
-            if X.shape[0] == 0:
+            if self.data.train[0].shape[0] == 0:
                 raise ConfigError("config error at train.sharpness_every: there are no training rows to measure it on")
-            k = min(cfg.train.sharpness_rows, X.shape[0])
-            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(X.shape[0], k, replace=False))
-            self.sharpness_sample = (X[rows], y[rows])
+            self.sharpness_sample = self._training_sample()
+        self.board = None  # the TensorBoard writer, while a run with output.tensorboard is running
+
+    def _training_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed seeded sample of train.sharpness_rows training rows (sharpness, gradient histograms)."""
+        X, y = self.data.train
+        k = min(self.cfg.train.sharpness_rows, X.shape[0])
+        rows = np.sort(np.random.default_rng([self.cfg.seed, 3]).choice(X.shape[0], k, replace=False))
+        return X[rows], y[rows]
 
     @property
     def checkpoint_path(self) -> Path:
@@ -150,12 +167,30 @@ class Trainer:
             self._resume()
         self.threads = choice = self._choose_threads()
         self.hooks.threads(choice.describe())
+        out = self.cfg.output
+        if out.tensorboard and self.comm.rank == 0:
+            from mlpbp.run.tensorboard import TensorBoardWriter
+
+            sample = self._training_sample() if out.histogram_every is not None else None
+            self.board = TensorBoardWriter(self.out_dir, out.histogram_every, sample, self.state.epoch + 1)
         # Overflow warnings are silenced: a non-finite loss is reported once, as divergence.
-        with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self.state.threads = blas_threads()
-            while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
-                self._epoch()
-            return self._finish()
+        started_with = self.state.threads  # a resumed run's count, from its checkpoint
+        try:
+            with blas_thread_limit(choice.threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.state.threads = blas_threads()
+                if started_with is not None and started_with != self.state.threads:
+                    self.hooks.note(
+                        f"this run started with {started_with} BLAS thread{'s' * (started_with != 1)} and goes on"
+                        f" with {self.state.threads}: sums in another order change the result in the last bits"
+                        f" (--threads {started_with} resumes it bit for bit)"
+                    )
+                while self.state.epoch < self.cfg.train.epochs and not self.state.stopped_early:
+                    self._epoch()
+                return self._finish()
+        finally:
+            if self.board is not None:
+                self.board.close()
+                self.board = None
 
     def _read_ahead(self) -> bool:
         """Whether rows read from files are read ahead by a second process: when the BLAS
@@ -192,7 +227,15 @@ class Trainer:
         if not self.first_order:
             return self._full_batch_epoch(order, started)
         opt.learning_rate = learning_rate_at(
-            epoch, t.learning_rate, t.schedule, t.epochs, t.step_size, t.gamma, t.decay
+            epoch,
+            t.learning_rate,
+            t.schedule,
+            t.epochs,
+            t.step_size,
+            t.gamma,
+            t.decay,
+            t.warmup,
+            [r.get("val_loss") for r in st.history],
         )
         n_steps = math.ceil(X.shape[0] / t.batch_size)
         every = max(1, n_steps // 50)
@@ -262,6 +305,8 @@ class Trainer:
         last = st.epoch == t.epochs or st.stopped_early
         if last or self._saved_at is None or time.monotonic() - self._saved_at >= CHECKPOINT_INTERVAL_S:
             self._save_checkpoint()
+        if self.board is not None:
+            self.board.epoch(record, net, last=last)
         self.hooks.epoch_end(record)
 
     def _sharpness(self) -> float:
@@ -367,7 +412,13 @@ class Trainer:
             d.preprocessor.inputs,
             target,
             config_to_dict(self.cfg),
-            metrics={"evaluated_on": on, "epochs_trained": len(st.history), **metrics},
+            metrics={
+                "evaluated_on": on,
+                "epochs_trained": len(st.history),
+                # the epoch whose weights the model keeps (early stopping: the best one)
+                "weights_from_epoch": st.best_epoch if self.best_params is not None else len(st.history),
+                **metrics,
+            },
             id_name=d.id_name,
         )
         model_path = self.out_dir / "model.npz"
@@ -404,6 +455,15 @@ def train(
     resume: bool = False,
     hooks: TrainHooks | None = None,
     stop: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
-    """Train the network a config describes; write model.npz, history.csv and config.yaml."""
-    return Trainer(cfg, prepare(cfg), out_dir, hooks, stop).run(resume=resume)
+    """Train the network a config describes; write model.npz, history.csv and config.yaml into
+    ``out_dir`` (default output.dir) as one unit (``mlpbp.run.folder``): a folder that already
+    holds a run is refused unless ``overwrite`` or ``resume``."""
+    folder = RunFolder.open(out_dir if out_dir is not None else cfg.output.dir, resume=resume, overwrite=overwrite)
+    try:
+        data = prepare(cfg)
+        return run_in(folder, lambda: Trainer(cfg, data, folder.work, hooks, stop).run(resume=resume))
+    finally:
+        folder.discard()
+        folder.close()

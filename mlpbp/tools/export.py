@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpbp.data.cells import DAY_S
 from mlpbp.engine.activations import ELU_ALPHA, LEAKY_SLOPE
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
@@ -98,7 +99,29 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
             nodes.append(helper.make_node("Softmax", [h], ["probabilities"], axis=1))
             outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(classes)]))
     else:
-        if model.y_scaler is not None:  # back to the target's units
+        transforms = getattr(model.y_scaler, "transforms", None)
+        if transforms is not None:  # back to the target's units: unscale, then each output's inverse transform
+            nodes.append(helper.make_node("Mul", [h, const("y_scale", model.y_scaler.scale.astype(f32))], ["y_scaled"]))
+            nodes.append(
+                helper.make_node("Add", ["y_scaled", const("y_mean", model.y_scaler.mean.astype(f32))], ["y_z"])
+            )
+            columns = []
+            for k, t in enumerate(transforms):
+                nodes.append(
+                    helper.make_node(
+                        "Slice",
+                        [
+                            "y_z",
+                            const(f"y{k}_start", np.array([k], np.int64)),
+                            const(f"y{k}_end", np.array([k + 1], np.int64)),
+                            const(f"y{k}_axes", np.array([1], np.int64)),
+                        ],
+                        [f"y{k}_z"],
+                    )
+                )
+                columns.append(_transform_nodes(f"y{k}_z", t, f"y{k}_inv", const, nodes, inverse=True))
+            nodes.append(helper.make_node("Concat", columns, ["prediction"], axis=1))
+        elif model.y_scaler is not None:  # back to the target's units
             nodes.append(helper.make_node("Mul", [h, const("y_scale", model.y_scaler.scale.astype(f32))], ["y_scaled"]))
             nodes.append(
                 helper.make_node("Add", ["y_scaled", const("y_mean", model.y_scaler.mean.astype(f32))], ["prediction"])
@@ -121,33 +144,91 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     return proto
 
 
-def _columns(model: TrainedModel) -> list:
-    """(name, kind, categories, fill, missing policy) of each raw input column. Models whose
-    preprocessing is a plain standardisation have numeric columns only."""
-    pre = model.x_scaler
-    cols = getattr(pre, "columns", None)
-    if cols is None:
-        return [(n, "numeric", None, None, "error") for n in model.feature_names]
-    return [(c.name, c.kind, c.categories, c.fill, getattr(pre, "missing", "error")) for c in cols]
+def _piecewise_linear(x: str, xk: np.ndarray, yk: np.ndarray, prefix: str, const, nodes) -> str:
+    """Nodes computing np.interp(x, xk, yk) for x [N, 1]: y₀ + Σₖ clip((x − xₖ)/(xₖ₊₁ − xₖ), 0, 1)·(yₖ₊₁ − yₖ),
+    the same piecewise-linear function, clamped to the end values."""
+    from onnx import helper
+
+    f32 = np.float32
+    if xk.size < 2:
+        nodes.append(helper.make_node("Mul", [x, const(f"{prefix}_zero", np.zeros(1, f32))], [f"{prefix}_z0"]))
+        nodes.append(
+            helper.make_node("Add", [f"{prefix}_z0", const(f"{prefix}_y0", yk[:1].astype(f32))], [f"{prefix}_out"])
+        )
+        return f"{prefix}_out"
+    lo, width = xk[:-1], np.diff(xk)
+    nodes.append(helper.make_node("Sub", [x, const(f"{prefix}_lo", lo.astype(f32)[None, :])], [f"{prefix}_d"]))
+    nodes.append(
+        helper.make_node("Div", [f"{prefix}_d", const(f"{prefix}_w", width.astype(f32)[None, :])], [f"{prefix}_t"])
+    )
+    nodes.append(
+        helper.make_node(
+            "Clip",
+            [f"{prefix}_t", const(f"{prefix}_0", np.array(0, f32)), const(f"{prefix}_1", np.array(1, f32))],
+            [f"{prefix}_c"],
+        )
+    )
+    nodes.append(
+        helper.make_node(
+            "MatMul", [f"{prefix}_c", const(f"{prefix}_dy", np.diff(yk).astype(f32)[:, None])], [f"{prefix}_s"]
+        )
+    )
+    nodes.append(helper.make_node("Add", [f"{prefix}_s", const(f"{prefix}_y0", yk[:1].astype(f32))], [f"{prefix}_out"]))
+    return f"{prefix}_out"
+
+
+def _transform_nodes(x: str, t, prefix: str, const, nodes, inverse: bool = False) -> str:
+    """A column's monotone transform (mlpbp.data.transforms.Transform) or its inverse as nodes."""
+    from onnx import helper
+
+    if t is None or t.is_identity:
+        return x
+    if t.kind == "quantile":
+        xk, zk = t.knots
+        return (
+            _piecewise_linear(x, zk, xk, prefix, const, nodes)
+            if inverse
+            else _piecewise_linear(x, xk, zk, prefix, const, nodes)
+        )
+    # log1p: sign(x)·log(1 + |x|); its inverse sign(z)·(exp(|z|) − 1)
+    nodes.append(helper.make_node("Sign", [x], [f"{prefix}_sign"]))
+    nodes.append(helper.make_node("Abs", [x], [f"{prefix}_abs"]))
+    one = const(f"{prefix}_one", np.ones(1, np.float32))
+    if inverse:
+        nodes.append(helper.make_node("Exp", [f"{prefix}_abs"], [f"{prefix}_exp"]))
+        nodes.append(helper.make_node("Sub", [f"{prefix}_exp", one], [f"{prefix}_mag"]))
+    else:
+        nodes.append(helper.make_node("Add", [f"{prefix}_abs", one], [f"{prefix}_1p"]))
+        nodes.append(helper.make_node("Log", [f"{prefix}_1p"], [f"{prefix}_mag"]))
+    nodes.append(helper.make_node("Mul", [f"{prefix}_sign", f"{prefix}_mag"], [f"{prefix}_out"]))
+    return f"{prefix}_out"
 
 
 def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
     """One graph input per raw column and the nodes that turn it into the network's columns:
     numbers (and dates, as days since 1970-01-01) with missing values (NaN) filled by the
-    training median when the model imputes; categories one-hot (an unseen one: all zeros)."""
+    training median when the model imputes, then their transform (quantile, log1p); times of
+    day and datetimes (float64 seconds since midnight / since 1970-01-01) as days and cyclic
+    pairs; categories one-hot (rare ones in their infrequent level; an unseen one: that level
+    under handle_unknown: infrequent, else all zeros)."""
     from onnx import TensorProto, helper
 
+    pre = model.x_scaler
     inputs, encoded = [], []
-    names = [c[0] for c in _columns(model)]
+    names = pre.inputs
     if len(set(names)) != len(names):
         raise MlpbpError("cannot export: feature names repeat, and ONNX inputs need distinct names")
-    for j, (name, kind, categories, fill, missing) in enumerate(_columns(model)):
-        if kind == "categorical":
+    tokens = sorted(pre._tokens - {""}) if pre._tokens is not None else []
+    for j, col in enumerate(pre.columns):
+        name, categories, fill = col.name, col.categories, col.fill
+        if col.kind == "categorical":
             inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
-            # An empty cell is the "missing" category when the model imputes: one more word whose
-            # column the matrix below adds into the "missing" one.
-            impute = missing == "impute" and MISSING_CATEGORY in categories
-            vocab = categories + ([""] if impute else [])
+            # An empty cell (or a missing-value token) is the "missing" category when the model
+            # imputes: more words whose columns the matrix below adds into the "missing" one;
+            # rare categories are words folded into the infrequent level.
+            impute = pre.missing == "impute" and MISSING_CATEGORY in categories
+            holes = ["", *tokens] if impute else []
+            vocab = categories + col.rare + [h for h in holes if h not in categories + col.rare]
             nodes.append(
                 helper.make_node(
                     "OneHotEncoder", [name], [f"c{j}_hot"], domain="ai.onnx.ml", cats_strings=vocab, zeros=1
@@ -156,21 +237,71 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
             shape = const(f"c{j}_shape", np.array([-1, len(vocab)], np.int64))
             nodes.append(helper.make_node("Reshape", [f"c{j}_hot", shape], [f"c{j}_onehot"]))
             out = f"c{j}_onehot"
-            if impute:
+            if len(vocab) > len(categories):
                 fold = np.eye(len(vocab), len(categories), dtype=np.float32)
-                fold[-1, categories.index(MISSING_CATEGORY)] = 1.0
+                for k, word in enumerate(vocab[len(categories) :], start=len(categories)):
+                    target = col.infrequent if word in col.rare else MISSING_CATEGORY
+                    fold[k, categories.index(target)] = 1.0
                 nodes.append(helper.make_node("MatMul", [out, const(f"c{j}_fold", fold)], [f"c{j}_folded"]))
                 out = f"c{j}_folded"
+            if col.infrequent is not None and pre.handle_unknown == "infrequent":
+                # an unseen category (a row of zeros) joins the infrequent level: + (1 − Σ row)·e
+                nodes.append(
+                    helper.make_node(
+                        "ReduceSum", [out, const(f"c{j}_axis", np.array([1], np.int64))], [f"c{j}_sum"], keepdims=1
+                    )
+                )
+                nodes.append(
+                    helper.make_node("Sub", [const(f"c{j}_one", np.ones(1, np.float32)), f"c{j}_sum"], [f"c{j}_unseen"])
+                )
+                e = np.zeros((1, len(categories)), np.float32)
+                e[0, categories.index(col.infrequent)] = 1.0
+                nodes.append(helper.make_node("Mul", [f"c{j}_unseen", const(f"c{j}_e", e)], [f"c{j}_extra"]))
+                nodes.append(helper.make_node("Add", [out, f"c{j}_extra"], [f"c{j}_known"]))
+                out = f"c{j}_known"
             encoded.append(out)
-        else:
-            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]))
-            if fill is None:
-                encoded.append(name)
-                continue
+            continue
+        if col.kind in ("time", "datetime"):
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.DOUBLE, ["N", 1]))
+            x = name
+            if fill is not None:
+                nodes.append(helper.make_node("IsNaN", [name], [f"c{j}_nan"]))
+                nodes.append(
+                    helper.make_node(
+                        "Where", [f"c{j}_nan", const(f"c{j}_fill", np.array([fill])), name], [f"c{j}_filled"]
+                    )
+                )
+                x = f"c{j}_filled"
+            parts = []
+            if col.kind == "datetime":
+                nodes.append(helper.make_node("Div", [x, const(f"c{j}_day", np.array([DAY_S]))], [f"c{j}_days64"]))
+                nodes.append(helper.make_node("Cast", [f"c{j}_days64"], [f"c{j}_days"], to=TensorProto.FLOAT))
+                parts.append(f"c{j}_days")
+            for p, period in (("day", DAY_S), ("hour", 3600.0)):
+                # x mod period as np.mod does (x − ⌊x/period⌋·period), then the angle
+                nodes.append(helper.make_node("Div", [x, const(f"c{j}_{p}_p", np.array([period]))], [f"c{j}_{p}_q"]))
+                nodes.append(helper.make_node("Floor", [f"c{j}_{p}_q"], [f"c{j}_{p}_fl"]))
+                nodes.append(helper.make_node("Sub", [f"c{j}_{p}_q", f"c{j}_{p}_fl"], [f"c{j}_{p}_frac"]))
+                nodes.append(
+                    helper.make_node(
+                        "Mul", [f"c{j}_{p}_frac", const(f"c{j}_{p}_2pi", np.array([2 * np.pi]))], [f"c{j}_{p}_a64"]
+                    )
+                )
+                nodes.append(helper.make_node("Cast", [f"c{j}_{p}_a64"], [f"c{j}_{p}_a"], to=TensorProto.FLOAT))
+                nodes.append(helper.make_node("Sin", [f"c{j}_{p}_a"], [f"c{j}_{p}_sin"]))
+                nodes.append(helper.make_node("Cos", [f"c{j}_{p}_a"], [f"c{j}_{p}_cos"]))
+                parts += [f"c{j}_{p}_sin", f"c{j}_{p}_cos"]
+            nodes.append(helper.make_node("Concat", parts, [f"c{j}_time"], axis=1))
+            encoded.append(f"c{j}_time")
+            continue
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]))
+        x = name
+        if fill is not None:
             nodes.append(helper.make_node("IsNaN", [name], [f"c{j}_nan"]))
             fill_c = const(f"c{j}_fill", np.array([fill], np.float32))
             nodes.append(helper.make_node("Where", [f"c{j}_nan", fill_c, name], [f"c{j}_filled"]))
-            encoded.append(f"c{j}_filled")
+            x = f"c{j}_filled"
+        encoded.append(_transform_nodes(x, col.transform, f"c{j}_t", const, nodes))
     return inputs, encoded
 
 

@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.memory import describe_widths, gradcheck_bytes, n_params, network_bytes, require
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
 from mlpbp.tools.gradcheck_defaults import (  # noqa: F401  (re-exported: the API's defaults)
@@ -209,13 +211,6 @@ def _compared(name: str, shape, a, n, idx, rtol: float, atol: float, index_of=No
     )
 
 
-def float64_copy(net: MLP) -> MLP:
-    """A float64 MLP with the same architecture and parameter values (never the same arrays)."""
-    copy = MLP(net.widths, net.activation, net.loss_name, seed=net.seed, dtype="float64", init=net.init, task=net.task)
-    copy.set_flat(net.get_flat().astype(np.float64))
-    return copy
-
-
 def _kinked_layers(net: MLP) -> list[Layer]:
     return [layer for layer in net.layers if layer.kinked]
 
@@ -349,42 +344,54 @@ def _layer_label(i: int, layer: Layer) -> str:
     return f"layer {i} ({layer.label})"
 
 
-def _check_layer_inputs(net: MLP, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
-    # The inputs each layer sees inside the network at this point (copied: buffers are reused).
-    inputs, h = [], np.asarray(X, np.float64)
-    for layer in net.layers:
-        inputs.append(h.copy())
-        h = layer.forward(h)
+def _check_layer_inputs(net: Network, X, y, eps, rtol, atol, samples, rng) -> list[Check]:
+    """Each module's backward in isolation, at the inputs it sees inside the network: for a
+    random G, backward(G) against differences of ⟨G, forward(u)⟩ in each input u (not for a
+    module whose input is not differentiable, such as an embedding's codes)."""
+    net._forward(np.asarray(X, np.float64), keep=True)
+    values = [None if v is None else v.copy() for v in net._vals]  # buffers are reused: copied
     checks = []
-    for i, (layer, u0) in enumerate(zip(net.layers, inputs), start=1):
-        kinked = layer.kinked
-        G = rng.standard_normal(layer.forward(u0).shape)
-        a_full = np.array(layer.backward(G), np.float64, copy=True)  # backward's buffer is reused
+    for i, (layer, srcs) in enumerate(zip(net.layers, net.sources), start=1):
+        if not layer.differentiable_input:
+            continue
+        single = layer.n_inputs == 1
+        us = [values[j].copy() for j in srcs]
 
-        u = u0.copy()
-        a, n, idx, skipped = _differences(
-            u.reshape(-1),
-            lambda: (float(np.vdot(G, layer.forward(u))), None),
-            a_full.reshape(-1),
-            eps,
-            samples,
-            rng,
-            crosses_kink=lambda orig, hi, lo, *_: kinked and not ((hi > 0) == (orig > 0) == (lo > 0)),
-        )
-        checks.append(
-            _compared(
-                f"{_layer_label(i, layer)} input",
-                u0.shape,
-                a,
-                n,
-                idx,
-                rtol,
-                atol,
-                kind="input",
-                layer=i,
-                skipped=skipped,
+        def fwd(us=us, single=single, layer=layer):
+            return layer.forward(us[0] if single else us)
+
+        G = rng.standard_normal(fwd().shape)
+        grads = layer.backward(G)
+        grads = [grads] if single else grads
+        for k, (u, a_k) in enumerate(zip(us, grads)):
+            kinked = layer.kinked
+            a_full = np.array(a_k, np.float64, copy=True)  # backward's buffer is reused
+            a, n, idx, skipped = _differences(
+                u.reshape(-1),
+                lambda fwd=fwd: (float(np.vdot(G, fwd())), None),
+                a_full.reshape(-1),
+                eps,
+                samples,
+                rng,
+                crosses_kink=lambda orig, hi, lo, *_, kinked=kinked: (
+                    kinked and not ((hi > 0) == (orig > 0) == (lo > 0))
+                ),
             )
-        )
+            which = "" if single else f" {k + 1}"
+            checks.append(
+                _compared(
+                    f"{_layer_label(i, layer)} input{which}",
+                    u.shape,
+                    a,
+                    n,
+                    idx,
+                    rtol,
+                    atol,
+                    kind="input",
+                    layer=i,
+                    skipped=skipped,
+                )
+            )
     return checks
 
 
@@ -479,7 +486,7 @@ def _check_hvp(net: MLP, X, y, eps, rtol, atol, directions, resample, rng) -> li
 
 
 def check_network(
-    net: MLP,
+    net: Network,
     X,
     y,
     eps: float = DEFAULT_EPS,
@@ -491,28 +498,42 @@ def check_network(
     resample: int = 5,
     group: str = "",
 ) -> GradcheckReport:
-    """Check ``net``'s gradients, layer input gradients and HVPs at (X, y) in float64.
+    """Check ``net``'s gradients, module input gradients and HVPs at (X, y) in float64, in
+    the net's mode (training: every dropout keeps one mask throughout; evaluation).
 
-    ``net`` is copied (float64) and left untouched. ``samples``: entries checked per tensor
+    ``net`` is copied (float64, ``astype``) and left untouched. ``samples``: entries checked per tensor
     larger than ``FULL_MAX``; ``directions``: random HVP directions; ``resample``: how often
     a point at a ReLU-family kink (or an HVP direction crossing one) is drawn again.
     """
     _validate(eps, rtol, atol, samples)
+    require(
+        gradcheck_bytes(net.widths, np.shape(X)[0], directions) - network_bytes(net.widths, "float64"),
+        _checking(net.widths),
+    )  # the network given is already allocated
     rng = np.random.default_rng(seed)
-    net = float64_copy(net)
+    net = net.astype(np.float64)
     X = np.asarray(X, np.float64)
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
         y = y.astype(np.float64)
-    _move_off_kinks(net, X, y, eps, resample, rng)
-    checks = (
-        _check_params(net, X, y, eps, rtol, atol, samples, rng)
-        + _check_layer_inputs(net, X, y, eps, rtol, atol, samples, rng)
-        + _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng)
-    )
+    with net.fixed_masks():  # training mode: one dropout mask for every difference
+        _move_off_kinks(net, X, y, eps, resample, rng)
+        checks = _check_params(net, X, y, eps, rtol, atol, samples, rng) + _check_layer_inputs(
+            net, X, y, eps, rtol, atol, samples, rng
+        )
+        if net.curvature_ready:  # a module without R-passes trains and is checked, but has no HVP
+            checks += _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng)
     for c in checks:
         c.group = group
-    settings = {"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed, "directions": directions}
+    settings = {
+        "eps": eps,
+        "rtol": rtol,
+        "atol": atol,
+        "samples": samples,
+        "seed": seed,
+        "directions": directions,
+        "mode": "train" if net.training else "eval",
+    }
     return GradcheckReport(checks, settings)
 
 
@@ -563,6 +584,13 @@ def check_builtin(
     return report
 
 
+def _checking(widths) -> str:
+    return (
+        f"checking a {describe_widths(widths)} network ({n_params(widths):,} parameters: a float64 copy and"
+        " the flat vectors of the finite differences and HVP checks)"
+    )
+
+
 def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED):
     """The config's network in float64, and a small standardised batch of its data: (net, X, y).
 
@@ -573,6 +601,8 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     # The training split exactly as training sees it (standardised), in float64.
     data = prepare(cfg, dtype="float64")
     X, y = data.train
+    widths = [X.shape[1], *cfg.model.hidden, data.n_outputs]
+    require(gradcheck_bytes(widths, min(batch, X.shape[0]), DEFAULT_DIRECTIONS), _checking(widths), key="model.hidden")
     net = build_model(cfg, X.shape[1], data.n_outputs, data.task, dtype="float64", class_weight=data.class_weight)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))

@@ -21,14 +21,12 @@ from mlpbp.engine.curvature import (
     krylov_vectors,
     spectral_density,
 )
-from mlpbp.engine.memory import activation_bytes, describe_widths, n_params, network_bytes, require
-from mlpbp.engine.network import MLP
+from mlpbp.engine.graph import Network
+from mlpbp.engine.memory import activation_bytes, lanczos_bytes, n_params, network_bytes, require
 from mlpbp.errors import ArgumentError, DataError
 from mlpbp.results import Result, asked
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.model_file import load_model
-
-DEFLATE = 20  # the spectral density's deflation: Lanczos vectors kept beside each probe's run
 
 
 @dataclass
@@ -77,7 +75,9 @@ class Skipped:
 class LanczosReport:
     steps: int  # products the eigenvalues took
     max_relative_residual: float  # the worst ‖Hx − θx‖ / max|θ|
-    converged: bool  # every residual within tol
+    converged: bool  # every value asked for found, each residual within tol
+    found: dict  # {"top": count, "bottom": count}
+    shortfall: str | None  # why fewer than asked (None: all there)
 
 
 @dataclass
@@ -101,6 +101,7 @@ class HessianResult(Result):
     n_params: int
     rows: int
     curvature: str
+    mode: str = "eval"  # the network as it predicts (dropout off)
     skipped: Skipped | None = asked()  # rows of the table left out (none: absent)
     top_eigenvalues: list[float] | None = asked()
     bottom_eigenvalues: list[float] | None = asked()
@@ -111,29 +112,34 @@ class HessianResult(Result):
     seconds: float = 0.0
 
 
-def memory_needed(widths: list[int], opts: HessianOptions) -> int:
-    """Bytes ``analyse`` takes beyond the model and its rows: the float64 copy of the network,
-    one batch's passes (the R-operator keeps about twice a training step's buffers), and the
-    float64 vectors of n that the largest of the computations asked for keeps at once."""
+def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
+    """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
+    buffers of a curvature product over a batch (the R-operator keeps about three times a
+    training step's), and the largest set of flat vectors one of its parts keeps: ARPACK's
+    basis and work vectors for the eigenvalues (``krylov_vectors``; n² for the dense matrix of
+    a small model), Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
     n = n_params(widths)
-    vectors = 0
+    batch = min(opts.batch_size, max(rows, 1))
+    vectors = [0]
     if opts.top_k or opts.bottom_k:
         k = max(opts.top_k, opts.bottom_k)
-        # ARPACK's basis, its three work vectors, the eigenvectors; small operators are dense
-        vectors = n if n <= 3 * krylov_vectors(k) else krylov_vectors(k) + 3 + opts.top_k + opts.bottom_k
+        vectors.append(n + 1 if n <= 3 * krylov_vectors(k) else krylov_vectors(k) + 3 + opts.top_k + opts.bottom_k)
     if opts.trace:
-        vectors = max(vectors, 3 * (opts.probes // 4) + 2)  # Hutch++: the sketch, its products, Q
+        vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
     if opts.density:
-        vectors = max(vectors, DEFLATE + min(opts.slq_steps, n) + 3)
-    batch = 2 * activation_bytes(widths, opts.batch_size, np.float64)
-    return network_bytes(widths, np.float64) + batch + (vectors + 2) * n * 8
+        vectors.append(min(20, n) + opts.slq_steps + 2)
+    return (
+        network_bytes(widths, "float64")
+        + 3 * activation_bytes(widths, batch, "float64")
+        + lanczos_bytes(widths, max(vectors))
+        + rows * 8 * (widths[0] + widths[-1])  # the rows in float64 (X, and y as one-hot or values)
+    )
 
 
-def float64_copy(net: MLP) -> MLP:
-    """The same network in float64: eigenvalues to 1e-6 need more than float32's 7 digits."""
-    copy = MLP(net.widths, net.activation, net.loss_name, dtype="float64", init=net.init, task=net.task)
-    copy.set_flat(net.get_flat().astype(np.float64))
-    return copy
+def float64_copy(net: Network) -> Network:
+    """The same network in float64 and in evaluation mode (as the model predicts), class
+    weights and all: eigenvalues to 1e-6 need more than float32's 7 digits."""
+    return net.astype(np.float64).eval()
 
 
 def analyse(
@@ -143,7 +149,7 @@ def analyse(
     progress: Callable[[str], None] | None = None,
     comm: Comm = SINGLE,
 ) -> HessianResult:
-    """What ``opts`` asks for (its ``to_json()`` is what ``mlpbp hessian --json`` prints): n_params, rows,
+    """What ``opts`` asks for (``to_json()``: what ``mlpbp hessian --json`` prints): n_params, rows,
     curvature, top/bottom eigenvalues (with the Lanczos convergence), trace, density,
     products (full-data curvature products) and seconds; and, when rows of the table were
     left out (``TrainedModel.labelled_data``: a missing target, or a missing feature cell under
@@ -155,12 +161,6 @@ def analyse(
     started = time.perf_counter()
     say = progress or (lambda message: None)
     model = load_model(model_path)
-    widths = model.net.widths
-    require(
-        memory_needed(widths, opts),
-        f"analysing the curvature of the {describe_widths(widths)} network ({model.net.n_params:,} parameters)",
-        argument="batch_size",
-    )
     data = model.labelled_data(data_path)
     X, y = data.X, data.y
     if X.shape[0] == 0:
@@ -168,7 +168,13 @@ def analyse(
     if opts.rows is not None and opts.rows < X.shape[0]:
         pick = np.sort(np.random.default_rng(opts.seed).choice(X.shape[0], opts.rows, replace=False))
         X, y = X[pick], y[pick]
+    require(
+        hessian_bytes(model.net.widths, X.shape[0], opts),
+        f"the {opts.curvature} analysis of {model_path} ({model.net.n_params:,} parameters)",
+        argument="max_steps",
+    )
     net = float64_copy(model.net)
+    net.require_curvature()
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:
         which = "top_k" if opts.top_k > n else "bottom_k"
@@ -192,16 +198,20 @@ def analyse(
         if opts.bottom_k:
             result.bottom_eigenvalues = ext.bottom
         worst = max(ext.residuals) if ext.residuals else 0.0
-        result.lanczos = LanczosReport(ext.steps, worst, worst <= opts.tol)
+        result.lanczos = LanczosReport(
+            ext.steps,
+            worst,
+            worst <= opts.tol and ext.shortfall is None,
+            {"top": len(ext.top), "bottom": len(ext.bottom)},
+            ext.shortfall,
+        )
     if opts.trace:
         say("trace (Hutch++)")
         t = hutchinson(op.matvec, n, opts.probes, seed=opts.seed)
         result.trace = Trace(t.estimate, t.std_error, t.probes)
     if opts.density:
         say("spectral density (stochastic Lanczos quadrature)")
-        d = spectral_density(
-            op.matvec, n, probes=opts.slq_probes, steps=opts.slq_steps, deflate=DEFLATE, seed=opts.seed
-        )
+        d = spectral_density(op.matvec, n, probes=opts.slq_probes, steps=opts.slq_steps, seed=opts.seed)
         result.density = DensityCurve(d.grid.tolist(), d.values.tolist(), d.sigma)
     result.products = int(op.work.products)
     result.seconds = time.perf_counter() - started

@@ -382,7 +382,7 @@ def test_relative_paths_in_a_config_are_taken_from_its_folder(runner, tmp_path, 
     cfg = _write(tmp_path / "configs", "data: {path: rows.csv}\ntrain: {epochs: 1}\noutput: {dir: ../out/rel}\n")
     for cwd in (tmp_path, tmp_path / "configs", tmp_path.parent):  # the same files from anywhere
         monkeypatch.chdir(cwd)
-        res = runner.invoke(app, ["train", os.path.relpath(cfg, cwd), "-q"])
+        res = runner.invoke(app, ["train", os.path.relpath(cfg, cwd), "-q", "--overwrite"])  # the same run again
         assert res.exit_code == 0, res.output
         assert (tmp_path / "out/rel/model.npz").is_file()
         assert not (tmp_path / "configs/out").exists() and not (tmp_path / "configs/runs").exists()

@@ -48,7 +48,9 @@ class Ctx:
 
     # argv builders
     def train(self, *extra: str, cfg: Path | None = None) -> list[str]:
-        return ["train", str(cfg or self.cfg), "--out", str(self.out), "-q", *extra]
+        # --overwrite: the folder holds a good run, which a failed new run must leave as it was
+        replace = () if "--resume" in extra else ("--overwrite",)
+        return ["train", str(cfg or self.cfg), "--out", str(self.out), "-q", *replace, *extra]
 
     def train_text(self, text: str, *extra: str) -> list[str]:
         return self.train(*extra, cfg=self.write("c.yaml", text))
@@ -700,7 +702,8 @@ def _blocked_in_fifo_open(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_ctrl_c_while_reading_data_names_the_file(ctx):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])  # SIGTERM: a stop too
+def test_ctrl_c_while_reading_data_names_the_file(ctx, signum, code):
     # A named pipe nobody writes to: reading it blocks until the Ctrl-C, whatever the timing.
     fifo = ctx.tmp / "slow.csv"
     os.mkfifo(fifo)
@@ -715,12 +718,12 @@ def test_ctrl_c_while_reading_data_names_the_file(ctx):
             time.sleep(0.01)
         if not _blocked_in_fifo_open(proc.pid):
             pytest.skip("cannot see the process wait in open() (/proc/PID/wchan)")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert lines == [f"error: interrupted while reading {fifo}"], stderr
     assert _snapshot(ctx.out) == before
 

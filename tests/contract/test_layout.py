@@ -10,6 +10,7 @@ import mlpbp
 
 PACKAGE = Path(mlpbp.__file__).resolve().parent
 # A module may import from its own room and from rooms of a lower rank only.
+# playground (the web server) sits between tools and cli: only the cli imports it.
 RANK = {
     "errors": 0,
     "io": 1,
@@ -20,7 +21,8 @@ RANK = {
     "run": 3,
     "tools": 4,
     "sklearn": 4,
-    "cli": 5,
+    "playground": 5,
+    "cli": 6,
 }
 
 

@@ -148,7 +148,7 @@ def test_impute_fills_with_the_training_median_and_a_missing_category(tmp_path):
 
 def test_missing_error_names_the_column_count_and_key(tmp_path):
     write_csv(tmp_path / "t.csv", mixed_rows(30))
-    message = one_line_error(prepared, tmp_path, path="t.csv", target="label", id="id")
+    message = one_line_error(prepared, tmp_path, path="t.csv", target="label", id="id", missing="error")
     # colour: rows 4 and 19 of the data (lines 6 and 21); size: 3 more cells
     assert "column 'colour' has 2 missing cells (and 1 more column(s)), the first at row 6" in message
     assert "data.missing: impute" in message and "drop_rows" in message
@@ -235,7 +235,8 @@ def _trained(tmp_path: Path, data: dict, train: dict | None = None, name: str = 
 
 def test_library_skips_the_rows_a_drop_rows_model_cannot_score(tmp_path):
     write_csv(tmp_path / "train.csv", mixed_rows(120))
-    model = _trained(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows"})
+    data = {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows", "handle_unknown": "error"}
+    model = _trained(tmp_path, data)
     rows = mixed_rows(20, seed=5)  # size missing on rows 3 and 13, colour on rows 4 and 19
     rows[7]["label"] = ""  # and a missing target on row 7
     holes = [3, 4, 13, 19]
@@ -287,7 +288,7 @@ def test_library_skips_the_rows_a_drop_rows_model_cannot_score(tmp_path):
 
 def test_library_skips_missing_targets_and_refuses_missing_cells_for_other_models(tmp_path):
     write_csv(tmp_path / "train.csv", mixed_rows(120, missing=False))
-    model = _trained(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 3})
+    model = _trained(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "error"}, {"epochs": 3})
     rows = mixed_rows(10, seed=2, missing=False)
     rows[2]["label"] = "NA"
     write_csv(tmp_path / "t.csv", rows)
@@ -330,7 +331,7 @@ def test_row_numbers_count_rows_dropped_for_a_missing_target(tmp_path):
     # CSV rows are numbered by file line (line 1 is the header): the empty 'a' is on line 4,
     # after a row whose target is missing (line 2) was dropped.
     (tmp_path / "t.csv").write_text("a,c,y\n1,x,\n2,y,1\n,x,0\n4,y,1\n5,x,0\n6,y,1\n7,x,0\n8,y,1\n")
-    message = one_line_error(prepared, tmp_path, path="t.csv")
+    message = one_line_error(prepared, tmp_path, path="t.csv", missing="error")
     assert "column 'a' has 1 missing cell, the first at row 4;" in message
     (tmp_path / "t.csv").write_text("a,y\n1,\n2,1\ninf,0\n4,1\n5,0\n")
     assert "row 4, column 'a': inf is not a finite number" in one_line_error(prepared, tmp_path, path="t.csv")
@@ -349,7 +350,8 @@ def test_row_numbers_count_rows_dropped_by_drop_rows(tmp_path):
 
 def test_evaluate_row_numbers_count_the_rows_skipped_for_a_missing_target(tmp_path, runner):
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
-    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 1})
+    data = {"path": "train.csv", "target": "label", "id": "id", "handle_unknown": "error"}
+    cfg = write_config(tmp_path, data, {"epochs": 1})
     invoke_ok(runner, "train", cfg, "-q")
     rows = mixed_rows(6, seed=3, missing=False)
     rows[0]["label"] = ""
@@ -451,7 +453,8 @@ def test_handle_unknown(tmp_path, runner):
     new = mixed_rows(5, seed=3, missing=False)
     new[2]["colour"] = "purple"
     write_csv(tmp_path / "new.csv", new)
-    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id"}, {"epochs": 2})
+    data = {"path": "train.csv", "target": "label", "id": "id", "handle_unknown": "error"}
+    cfg = write_config(tmp_path, data, {"epochs": 2})
     invoke_ok(runner, "train", cfg, "-q")
     model = tmp_path / "run" / "model.npz"
     line = invoke_bad(runner, "predict", model, tmp_path / "new.csv")
@@ -472,10 +475,12 @@ def _rare_category_rows() -> list[dict]:
     return rows
 
 
-def test_a_category_only_validation_or_test_rows_have_is_refused_by_default(tmp_path, runner):
+def test_a_category_only_validation_or_test_rows_have_is_refused_under_error(tmp_path, runner):
+    # data.handle_unknown: error was the default before 0.3; now an opt-in
     write_csv(tmp_path / "t.csv", _rare_category_rows())
     data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
     p = prepared(tmp_path, **data, handle_unknown="ignore")
+    data["handle_unknown"] = "error"
     assert "purple" not in p.preprocessor.columns[0].categories  # the seed puts row 8 outside training
     message = one_line_error(prepared, tmp_path, **data)
     assert message.startswith(str(tmp_path / "t.csv") + ": row 9, column 'colour': category 'purple'"), message
@@ -506,7 +511,7 @@ def test_an_imputed_missing_cell_only_validation_or_test_rows_have(tmp_path, mon
     rows[7]["colour"] = ""  # the only empty colour: no 'missing' category in the training split
     write_csv(tmp_path / "t.csv", rows)
     data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": 0.25, "test_fraction": 0.25}
-    message = one_line_error(prepared, tmp_path, **data, missing="impute")
+    message = one_line_error(prepared, tmp_path, **data, missing="impute", handle_unknown="error")
     assert (
         "row 9, column 'colour': 1 validation/test row(s) have a missing cell but the training split has none"
         in message
@@ -514,15 +519,17 @@ def test_an_imputed_missing_cell_only_validation_or_test_rows_have(tmp_path, mon
     monkeypatch.setattr("mlpbp.data.preprocessing.CHUNK_ROWS", 7)  # row 8 in the second chunk: the same
     p = prepared(tmp_path, **data, missing="impute", handle_unknown="ignore")
     assert p.notes == [
+        "column 'colour': 1 missing cell(s) filed under the category 'missing' (data.missing: impute)",
         "column 'colour': 1 validation/test row(s) with a category the training split lacks (a missing cell,"
-        " first at row 9): encoded as all zeros (data.handle_unknown: ignore)"
+        " first at row 9): encoded as all zeros (data.handle_unknown: ignore)",
     ]
 
 
 def test_an_imputed_missing_cell_training_never_had_is_named_as_a_missing_cell(tmp_path, runner):
     # Training's colour column has no empty cell, so the imputing model has no 'missing' category.
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
-    cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "impute"})
+    data = {"path": "train.csv", "target": "label", "id": "id", "missing": "impute", "handle_unknown": "error"}
+    cfg = write_config(tmp_path, data)
     invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
     new = mixed_rows(3, seed=3, missing=False)
     new[1]["colour"] = ""
@@ -675,8 +682,10 @@ def test_evaluate_metrics_by_hand(tmp_path):
     }
     true = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 3.0]])
     r = regression_metrics(true, true + np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, -3.0]]), ["u", "v"])
-    assert r["outputs"][0] == {"name": "u", "mse": pytest.approx(2 / 3), "mae": pytest.approx(2 / 3), "r2": 0.0}
+    u = {"name": "u", "mse": pytest.approx(2 / 3), "mae": pytest.approx(2 / 3), "r2": 0.0}
+    assert r["outputs"][0] == {**u, "rmse": pytest.approx(np.sqrt(2 / 3))}  # RMSE beside MSE since 0.3
     assert r["outputs"][1]["mae"] == 1.0 and r["mae"] == pytest.approx((2 / 3 + 1) / 2)
+    assert r["rmse"] == pytest.approx((np.sqrt(2 / 3) + np.sqrt(3)) / 2)  # each output's RMSE, averaged
 
 
 # ---- mlpbp data ------------------------------------------------------------------------------
@@ -696,7 +705,8 @@ def test_data_command(tmp_path, runner):
     assert not (tmp_path / "run").exists()  # nothing written
     # train --verbose shows the columns; --quiet still the task line.
     res = invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
-    assert "classification: target 'label'" in res.stdout and "missing" not in res.stdout.split("\n")[1]
+    # the task line first; no column table (the notes about imputed columns follow it since 0.3)
+    assert res.stdout.startswith("classification: target 'label'") and " role " not in res.stdout
     res = invoke_ok(runner, "train", cfg, "-q", "--verbose", "--set", "train.epochs=1")
     assert "colour" in res.stdout and "feature" in res.stdout
 
@@ -721,7 +731,7 @@ def _bad_train(tmp_path, runner, data: dict, train: dict | None = None) -> str:
         ({"drop": ["label"]}, ["'label'", "both in drop and a target"]),
         ({"task": "regression"}, ["'label'", "categorical", "regression"]),
         ({"columns": {"colour": "numeric"}}, ["column 'colour'", "is not a number"]),
-        ({"columns": {"colour": "date"}}, ["column 'colour'", "not an ISO-8601 date"]),
+        ({"columns": {"colour": "date"}}, ["column 'colour'", "not a date or time in a recognised format"]),
         ({"max_categories": 2, "drop": ["day", "flag"]}, ["'colour'", "max_categories 2"]),
     ],
 )

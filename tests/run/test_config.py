@@ -149,7 +149,7 @@ def test_missing_and_non_mapping_files(tmp_path):
 def test_json_schema():
     schema = json_schema()
     assert isinstance(schema, dict) and "properties" in schema
-    assert set(schema["properties"]) == {"seed", "data", "model", "train", "output"}
+    assert set(schema["properties"]) == {"seed", "data", "model", "train", "output", "tune"}
 
 
 def test_optimizer_defaults_follow_the_optimizer():

@@ -129,5 +129,5 @@ def test_divergence_names_only_this_runs_checkpoint(tmp_path):
     cfg = _tiny(learning_rate=1e30)
     cfg.model.activation = "relu"
     with pytest.raises(TrainingError, match=r"diverged at epoch 1, step \d+ \(loss=") as e:
-        train(cfg, out_dir=tmp_path)
+        train(cfg, out_dir=tmp_path, overwrite=True)
     assert "checkpoint" not in str(e.value)  # the earlier run's checkpoint is not this run's

@@ -51,15 +51,16 @@ def test_json_eigenvalues_and_trace_match_the_dense_matrix(runner, kind):
     assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=1e-4)
     assert set(r) == {
         "n_params", "rows", "curvature", "top_eigenvalues", "bottom_eigenvalues", "lanczos", "trace",
-        "density", "products", "seconds",
+        "density", "products", "seconds", "mode",
     }  # fmt: skip
+    assert r["mode"] == "eval"  # issue 20: the Hessian tools analyse the model as it predicts
     assert r["products"] >= r["lanczos"]["steps"] + 100
 
 
 def test_only_what_was_asked_and_a_seeded_row_sample(runner):
     a = json.loads(_run(runner, "--rows", "8", "--seed", "3", "--json").stdout)
     b = json.loads(_run(runner, "--rows", "8", "--seed", "3", "--json").stdout)
-    assert set(a) == {"n_params", "rows", "curvature", "top_eigenvalues", "lanczos", "products", "seconds"}
+    assert set(a) == {"n_params", "rows", "curvature", "mode", "top_eigenvalues", "lanczos", "products", "seconds"}
     assert a["rows"] == 8 and a["top_eigenvalues"] == b["top_eigenvalues"]
     rows = np.sort(np.random.default_rng(3).choice(15, 8, replace=False))
     assert a["top_eigenvalues"][0] == pytest.approx(np.linalg.eigvalsh(_dense("hessian", rows))[-1], rel=1e-6)

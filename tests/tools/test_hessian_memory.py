@@ -13,7 +13,7 @@ from mlpbp.cli import app
 from mlpbp.engine import memory
 from mlpbp.engine.curvature import extreme_eigenvalues, krylov_vectors
 from mlpbp.run.model_file import load_model
-from mlpbp.tools.hessian import HessianOptions, memory_needed
+from mlpbp.tools.hessian import HessianOptions, hessian_bytes
 
 MODEL, ROWS = ROOT / "tests" / "fixtures" / "v0.1-iris-model.npz", ROOT / "tests" / "fixtures" / "iris-rows.csv"
 
@@ -43,19 +43,19 @@ def test_extreme_eigenvalues_of_a_large_operator_keep_a_few_vectors():
 def test_memory_estimate_grows_with_what_is_asked_and_covers_the_vectors():
     widths = [784, 2048, 1024, 256, 10]
     n = memory.n_params(widths)
-    eig = memory_needed(widths, HessianOptions(top_k=2))
+    eig = hessian_bytes(widths, 1000, HessianOptions(top_k=2))
     assert krylov_vectors(2) * n * 8 < eig < 2 * krylov_vectors(2) * n * 8 + 10**9
-    density = memory_needed(widths, HessianOptions(top_k=2, density=True, slq_steps=60))
+    density = hessian_bytes(widths, 1000, HessianOptions(top_k=2, density=True, slq_steps=60))
     assert density > eig and density >= 80 * n * 8
 
 
 def test_hessian_refuses_before_allocating_when_memory_is_short(runner, monkeypatch):
     widths = load_model(MODEL).net.widths
-    need = memory_needed(widths, HessianOptions())
+    need = hessian_bytes(widths, 15, HessianOptions())
     monkeypatch.setattr(memory, "available_bytes", lambda: need - 1)
     res = runner.invoke(app, ["hessian", str(MODEL), str(ROWS)])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert "analysing the curvature of the 4-5-3 network" in res.stderr
+    assert "the hessian analysis of" in res.stderr and "43 parameters" in res.stderr
     monkeypatch.setattr(memory, "available_bytes", lambda: need)
     assert runner.invoke(app, ["hessian", str(MODEL), str(ROWS)]).exit_code == 0
 

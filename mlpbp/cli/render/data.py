@@ -10,10 +10,8 @@ from mlpbp.cli.console import note
 
 
 def data_summary(console: Console, s: dict, verbose: bool = True, task_line: bool = True) -> None:
-    """What `mlpbp data` shows, and what opens `mlpbp train`: notes, the task and why (unless the
-    caller has said it), and the columns one per line when ``verbose``."""
-    for message in s["notes"]:
-        note(console, message)
+    """What `mlpbp data` shows, and what opens `mlpbp train`: the task and why (unless the
+    caller has said it), notes, and the columns one per line when ``verbose``."""
     used = f"{s['rows_used']:,} of {s['rows']:,}" if s["rows_used"] != s["rows"] else f"{s['rows']:,}"
     if task_line:
         console.print(
@@ -21,6 +19,8 @@ def data_summary(console: Console, s: dict, verbose: bool = True, task_line: boo
             highlight=False,
             soft_wrap=True,
         )
+    for message in s["notes"]:
+        note(console, message)
     if not verbose:
         return
     t = Table(box=None, pad_edge=False, header_style="bold")

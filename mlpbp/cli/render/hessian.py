@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlpbp.tools.hessian import HessianResult
@@ -43,6 +44,9 @@ def hessian_report(out: Console, r: HessianResult, model: str, data: str) -> Non
     if r.lanczos is not None:
         lz = r.lanczos
         state = "converged" if lz.converged else "[yellow]NOT converged[/] (raise --max-steps)"
+        if lz.shortfall:
+            top, bottom = lz.found["top"], lz.found["bottom"]
+            state = f"[yellow]NOT all found[/] ({top} top, {bottom} bottom: {escape(lz.shortfall)})"
         t.add_row("Lanczos", f"{lz.steps} steps, max relative residual {lz.max_relative_residual:.1e}, {state}")
     if r.trace is not None:
         tr = r.trace

@@ -22,6 +22,7 @@ def metrics_table(metrics: dict, n_rows: int | None = None) -> Table:
         "balanced_accuracy": "balanced accuracy",
         "macro_f1": "macro F1",
         "mse": "MSE",
+        "rmse": "RMSE",
         "mae": "MAE",
         "r2": "R²",
     }
@@ -44,10 +45,11 @@ def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -
         console.print(t)
     elif per_output and len(per_output) > 1:
         t = Table(box=None, pad_edge=False, header_style="bold")
-        for c in ("output", "MSE", "MAE", "R²"):
+        for c in ("output", "MSE", "RMSE", "MAE", "R²"):
             t.add_column(c, justify="left" if c == "output" else "right")
         for r in per_output:
-            t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(r["mae"]), fmt(r["r2"]))
+            rmse = r.get("rmse", r["mse"] ** 0.5)  # models before 0.3 stored no RMSE
+            t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(rmse), fmt(r["mae"]), fmt(r["r2"]))
         console.print(t)
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mlpbp.cli.console import fmt
+from mlpbp.cli.console import fmt, note
 from mlpbp.cli.render.metrics import metrics_report
 from mlpbp.run.trainer import RunResult, TrainHooks
 
@@ -100,6 +100,9 @@ class RichTrainHooks(TrainHooks):
         if cells is not None:
             t.add_row(*cells)
         return t
+
+    def note(self, message: str) -> None:
+        note(self.console, message)  # the module's function: shown under --quiet too
 
     def threads(self, description: str) -> None:
         if self.table:  # --quiet keeps only the resume line

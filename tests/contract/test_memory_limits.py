@@ -1,0 +1,87 @@
+"""Under an address-space limit (ulimit -v, RLIMIT_AS), train, gradcheck and hessian on work too
+big for it refuse before allocating: one line naming the bytes needed and the limit, exit 2,
+nothing written. The limit is set in the child alone (resource.setrlimit before exec)."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import PYTHON, subprocess_env
+from mlpbp.cli import app
+
+BIG = "data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [20000, 20000]}\ntrain: {epochs: 1}\n"
+MB = 1000 * 1024  # ulimit -v counts KiB: "500 MB" is ulimit -v 500000
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory, runner) -> tuple[Path, Path]:
+    """A 4M-parameter model (16 MB) and a labelled CSV for it: its Lanczos basis alone (300
+    vectors of float64) would take 9.6 GB."""
+    tmp = tmp_path_factory.mktemp("wide")
+    cfg = tmp / "wide.yaml"
+    cfg.write_text("data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [2000, 2000]}\ntrain: {epochs: 1}\n")
+    assert runner.invoke(app, ["train", str(cfg), "--out", str(tmp / "run"), "-q"]).exit_code == 0
+    rows = tmp / "rows.csv"
+    rows.write_text("x0,x1,label\n" + "".join(f"{i / 10},{1 - i / 10},{i % 2}\n" for i in range(20)))
+    return tmp / "run" / "model.npz", rows
+
+
+def _limited(argv: list[str], limit_kib: int, cwd: Path) -> subprocess.CompletedProcess:
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_kib * 1024, limit_kib * 1024))
+
+    return subprocess.run(
+        [PYTHON, "-m", "mlpbp", *argv],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=cwd,
+        preexec_fn=limit,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "limit", [500 * MB // 1024, 1000 * MB // 1024, 1500 * MB // 1024], ids=["500MB", "1GB", "1.5GB"]
+)
+@pytest.mark.parametrize("command", ["train", "gradcheck", "hessian"])
+def test_work_too_big_for_ulimit_v_is_refused_before_allocating(tmp_path, wide_model, command, limit):
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(BIG)
+    model, rows = wide_model
+    argv = {
+        "train": ["train", str(cfg), "--out", str(tmp_path / "out"), "-q"],
+        "gradcheck": ["gradcheck", str(cfg)],
+        "hessian": ["hessian", str(model), str(rows)],
+    }[command]
+    res = _limited(argv, limit, tmp_path)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    line = lines[0]
+    if limit * 1024 < 512 * 2**20:  # the libraries themselves do not fit: refused before loading them
+        assert line == (
+            "error: mlpbp's libraries (NumPy, SciPy, pyarrow) need about 537 MB of address space, more than the"
+            f" {limit * 1024 / 1e6:.1f} MB ulimit -v (RLIMIT_AS) allows; raise it"
+        )
+    else:
+        what = {
+            "train": "config error at model.hidden: training a 2-20000-20000-2 network (400,120,002 parameters",
+            "gradcheck": "config error at model.hidden: checking a 2-20000-20000-2 network (400,120,002 parameters",
+            "hessian": f"error: the hessian analysis of {model} (4,012,002 parameters) needs about",
+        }[command]
+        assert line.startswith(what if what.startswith("error") else "error: " + what), line
+        assert line.endswith("of memory available (the address space ulimit -v (RLIMIT_AS) leaves)"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_small_run_trains_under_1gb(tmp_path):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [8]}\ntrain: {epochs: 2}\n")
+    res = _limited(["train", str(cfg), "--out", str(tmp_path / "out"), "-q"], 1000 * MB // 1024, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out" / "model.npz").is_file()

@@ -1,0 +1,113 @@
+"""Numeric and target transforms: the quantile transform against a known distribution and
+scikit-learn's QuantileTransformer, exact inverses, robust statistics, auto's choice, and the
+transforms as stored in and read back from a model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy.special import ndtri
+from sklearn.preprocessing import QuantileTransformer
+
+from mlpbp.data.preprocessing import Preprocessor
+from mlpbp.data.transforms import TargetScaler, Transform, choose, quantile_knots, signed_expm1, signed_log1p
+
+
+def test_quantile_transform_of_a_lognormal_is_standard_normal():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0.0, 1.0, 20_000)
+    t = Transform.fit("quantile", x)
+    z = t.forward(rng.lognormal(0.0, 1.0, 20_000))  # fresh rows of the same distribution
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+    # its quantiles are the normal's: the median of lognormal(0, 1) is 1, its 84% quantile e
+    np.testing.assert_allclose(t.forward(np.array([1.0, np.e])), [0.0, ndtri(0.8413447)], atol=0.03)
+
+
+def test_quantile_transform_matches_scikit_learn_inside_the_tails():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.gamma(2.0, 3.0, 3000), np.full(200, 4.0)])  # a value many rows share
+    ours = Transform.fit("quantile", x)
+    theirs = QuantileTransformer(output_distribution="normal", n_quantiles=1000).fit(x[:, None])
+    probe = np.quantile(x, np.linspace(0.01, 0.99, 300))
+    np.testing.assert_allclose(ours.forward(probe), theirs.transform(probe[:, None])[:, 0], atol=0.02)
+    # the ends and beyond: clamped to the normal's 1e-7 quantiles, as scikit-learn
+    np.testing.assert_allclose(ours.forward(np.array([-5.0, 1e6])), [ndtri(1e-7), -ndtri(1e-7)])
+
+
+def test_quantile_inverse_is_exact_on_the_training_range():
+    rng = np.random.default_rng(2)
+    x = rng.standard_t(3, 5000)
+    t = Transform.fit("quantile", x)
+    probe = rng.uniform(x.min(), x.max(), 1000)
+    np.testing.assert_allclose(t.inverse(t.forward(probe)), probe, rtol=1e-12, atol=1e-12)
+    xk, zk = quantile_knots(np.array([1.0, 1.0, 1.0, 2.0, 3.0]))
+    assert xk.tolist() == [1.0, 2.0, 3.0] and np.all(np.diff(zk) > 0)  # ties are one knot
+
+
+def test_signed_log1p_and_its_inverse():
+    x = np.array([-1e6, -3.5, -1.0, 0.0, 0.25, 7.0, 1e9])
+    np.testing.assert_allclose(signed_log1p(x), np.sign(x) * np.log1p(np.abs(x)))
+    np.testing.assert_allclose(signed_log1p(np.array([np.e - 1])), [1.0])
+    np.testing.assert_allclose(signed_expm1(signed_log1p(x)), x, rtol=1e-13)
+
+
+def test_auto_quantile_transforms_skewed_columns_only():
+    rng = np.random.default_rng(3)
+    assert choose(rng.normal(size=1000)) == "standardize"
+    assert choose(rng.lognormal(size=1000)) == "quantile"
+    assert choose(rng.choice([0.0, 1.0], 1000, p=[0.95, 0.05])) == "standardize"  # binary: as it is
+
+
+def _fitted(**numeric) -> tuple[Preprocessor, pa.Table, dict]:
+    rng = np.random.default_rng(4)
+    cols = {
+        "q": rng.lognormal(size=400),
+        "l": rng.exponential(5, 400),
+        "r": rng.standard_t(2, 400),
+        "s": rng.normal(3, 2, 400),
+    }
+    table = pa.table(cols)
+    pre = Preprocessor.fit(
+        table,
+        list(cols),
+        np.arange(400),
+        numeric=numeric or {"q": "quantile", "l": "log1p", "r": "robust", "s": "standardize"},
+    )
+    return pre, table, cols
+
+
+def test_each_column_gets_its_transform_and_standardisation():
+    pre, table, cols = _fitted()
+    X = pre.transform(table)
+    assert [c.transform.kind for c in pre.columns] == ["quantile", "log1p", "robust", "standardize"]
+    assert abs(X[:, 0].mean()) < 0.05 and abs(X[:, 0].std() - 1) < 0.1  # quantile: already normal
+    logged = np.log1p(cols["l"])
+    np.testing.assert_allclose(X[:, 1], (logged - logged.mean()) / logged.std())
+    q1, med, q3 = np.quantile(cols["r"], [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(X[:, 2], (cols["r"] - med) / (q3 - q1))  # robust: median and IQR
+    np.testing.assert_allclose(X[:, 3], (cols["s"] - cols["s"].mean()) / cols["s"].std())
+    # inverse_transform undoes all of it; encode_array redoes it from the columns' units
+    raw = np.column_stack([cols[k] for k in "qlrs"])
+    np.testing.assert_allclose(pre.inverse_transform(X), raw, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(pre.encode_array(raw), X, rtol=1e-9, atol=1e-9)
+
+
+def test_transforms_round_trip_through_the_model_metadata():
+    pre, table, _ = _fitted()
+    again = Preprocessor.from_meta(pre.to_meta(), pre.mean, pre.scale)
+    np.testing.assert_array_equal(again.transform(table), pre.transform(table))
+    with pytest.raises(ValueError, match="quantile knots must increase"):
+        meta = pre.to_meta()
+        meta["columns"][0]["transform"]["x"] = meta["columns"][0]["transform"]["x"][::-1]
+        Preprocessor.from_meta(meta, pre.mean, pre.scale)
+
+
+@pytest.mark.parametrize("kind", ["log1p", "quantile"])
+def test_target_transforms_invert_exactly(kind):
+    rng = np.random.default_rng(5)
+    y = rng.lognormal(3, 1, (500, 2))
+    s = TargetScaler.fit(kind, y)
+    z = s.transform(y)
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.1
+    np.testing.assert_allclose(s.inverse_transform(z), y, rtol=1e-10)

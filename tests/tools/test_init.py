@@ -1,0 +1,104 @@
+"""`mlpbp init`: a starter config that trains as written, on every shipped table and on one with
+categories, missing cells, text dates, a time of day, an ID and '?' for missing; its comments say
+why each value was chosen; an existing file is kept without --force."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import ROOT
+from mlpbp.cli import app
+
+
+def _init(runner, tmp_path, data, target, *extra):
+    out = tmp_path / "c.yaml"
+    res = runner.invoke(app, ["init", str(data), "--target", target, "-o", str(out), *extra])
+    return res, out
+
+
+def _train(runner, cfg, tmp_path) -> dict:
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _messy(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["id,plan,age,signup,time,spend,label"]
+    for i in range(240):
+        plan = ["basic", "pro", "team"][i % 3]
+        age = "?" if i % 17 == 0 else str(int(rng.integers(18, 80)))
+        signup = f"2021/{1 + i % 12:02d}/{1 + i % 28:02d}"
+        time = f"{i % 24:02d}:{(7 * i) % 60:02d}:00"
+        spend = "" if i % 11 == 0 else f"{rng.lognormal(3, 1):.2f}"
+        label = "yes" if (plan == "team") ^ (i % 5 == 0) else "no"
+        lines.append(f"u{i:04d},{plan},{age},{signup},{time},{spend},{label}")
+    path = tmp_path / "messy.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_init_writes_a_commented_config_that_trains_as_written(runner, tmp_path):
+    res, out = _init(runner, tmp_path, _messy(tmp_path), "label")
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}; train it with: mlpbp train {out}" in res.stderr
+    text = out.read_text()
+    cfg = yaml.safe_load(text)
+    d = cfg["data"]
+    assert d["task"] == "classification" and d["id"] == "id" and d["na_values"] == ["?"]
+    assert d["columns"] == {
+        "plan": "categorical",
+        "age": "numeric",
+        "signup": "date",
+        "time": "time",
+        "spend": "numeric",
+    }
+    assert d["date_format"] == {"signup": "%Y/%m/%d"} and d["numeric"]["spend"] == "quantile"
+    comments = {
+        line.split("#")[0].strip().split(":")[0]: line.split("# ", 1)[1]
+        for line in text.splitlines()
+        if "# " in line and ":" in line.split("#")[0]
+    }
+    assert comments["task"] == "classification: target 'label' holds labels (2 classes)"
+    assert comments["id"].startswith("every value distinct: an identifier")
+    assert comments["na_values"] == "cells of numeric columns that are not numbers: read as missing"
+    assert comments["time"] == "times of day: hour and minute as cyclic (sin, cos) pairs"
+    assert comments["missing"].startswith("2 column(s) have missing cells (age, spend)")
+    assert comments["numeric"] == "auto: quantile to a normal for the skewed spend; standardize the rest"
+    for key in ("hidden", "optimizer", "learning_rate", "weight_decay", "batch_size", "epochs", "patience"):
+        assert comments[key].startswith("recipe: "), key
+    # the values are what training would choose by itself: the same run with and without them
+    written = _train(runner, out, tmp_path)
+    bare = {"path": str(tmp_path / "messy.csv"), "target": "label", "na_values": ["?"], "id": "id"}
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump({"data": bare}))
+    res = runner.invoke(app, ["train", str(tmp_path / "bare.yaml"), "--out", str(tmp_path / "bare"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["test"] == written["test"]
+    assert written["test"]["accuracy"] > 0.7
+
+
+def test_init_never_overwrites_without_force(runner, tmp_path):
+    data = _messy(tmp_path)
+    (tmp_path / "c.yaml").write_text("mine\n")
+    res, out = _init(runner, tmp_path, data, "label")
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {out} exists; pass --force to overwrite it"
+    assert out.read_text() == "mine\n"
+    res, out = _init(runner, tmp_path, data, "label", "--force")
+    assert res.exit_code == 0 and "target: label" in out.read_text()
+    res, _ = _init(runner, tmp_path, data, "nope", "--force")
+    assert res.exit_code == 2 and "target column 'nope' not found" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "target"), [("customers.csv", "churned"), ("iris.csv", "species"), ("digits.csv", "digit")]
+)
+def test_init_on_every_shipped_table_trains_as_written(runner, tmp_path, name, target):
+    res, out = _init(runner, tmp_path, ROOT / "datasets" / name, target)
+    assert res.exit_code == 0, res.output
+    result = _train(runner, out, tmp_path)
+    assert result["test"]["accuracy"] > {"customers.csv": 0.75, "iris.csv": 0.9, "digits.csv": 0.95}[name]

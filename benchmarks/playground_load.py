@@ -32,6 +32,7 @@ async def session(url: str, seed: int, seconds: float, stats: dict) -> None:
     frames, latencies, sent = 0, [], {}
     gaps, last_frame = [], None
     async with websockets.connect(url, max_size=2**24) as ws:
+
         async def reader():
             nonlocal frames, last_frame
             async for raw in ws:

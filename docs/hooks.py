@@ -26,11 +26,14 @@ log = logging.getLogger("mkdocs.plugins.mlpbp")
 API = [
     (
         "Networks",
-        "The engine: a network of `Linear` and `Activation` layers, each with `forward`, `backward` "
-        "and the R-operator passes behind Hessian-vector products.",
+        "The engine: a network is a graph of modules from `Input` to an output and a loss; every "
+        "module has `forward`, `backward` and the R-operator passes behind Hessian-vector products. "
+        "`MLP` is the chain of `Linear` and activation modules.",
         [
             "mlpbp.MLP",
-            "mlpbp.engine.layers.Layer",
+            "mlpbp.engine.graph.Network",
+            "mlpbp.engine.module.Input",
+            "mlpbp.engine.module.Module",
             "mlpbp.Linear",
             "mlpbp.Activation",
             "mlpbp.SquareLoss",

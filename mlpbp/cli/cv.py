@@ -34,7 +34,7 @@ def cv(
     cfg = load_config(config, overrides or ())
     console = err if as_json else out
 
-    def on_fold(fold: cv_api.Fold) -> None:
+    def on_fold(fold) -> None:  # a cv_api.Fold
         if not quiet:
             shown = ", ".join(f"{k} {fmt(v)}" for k, v in fold.metrics.items() if _scalar(v))
             console.print(

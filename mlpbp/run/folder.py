@@ -22,13 +22,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from mlpbp.errors import ArgumentError, Interrupted, ModelFileError, OutputError, TrainingError
 from mlpbp.io import pid_running
 
-if TYPE_CHECKING:
-    from mlpbp.run.trainer import RunResult
+R = TypeVar("R")  # what the run returns (the trainer's RunResult): this module never imports the trainer
 
 # What a run writes; any other file in the folder is the user's and is carried over.
 RUN_FILES = ("config.yaml", "checkpoint.npz", "history.csv", "model.npz")
@@ -292,7 +291,7 @@ def refuse_inputs_in_run(path: Path, inputs: dict[str, Path | str | None]) -> No
                 )
 
 
-def run_in(folder: RunFolder | None, run: Callable[[], RunResult]) -> RunResult:
+def run_in(folder: RunFolder | None, run: Callable[[], R]) -> R:
     """Call ``run`` (a trainer writing into ``folder.work``) and make what it wrote the folder's
     run when it ends, or when it is interrupted or diverges after saving a checkpoint (the
     folder then holds that run, config, checkpoint and history, to resume or read); drop it

@@ -481,12 +481,14 @@ def _prepare_table(
     numeric = d.numeric if d.path is not None or "numeric" in d.model_fields_set else "standardize"
     if isinstance(numeric, dict):
         numeric = {column_name(cols.features, n): v for n, v in numeric.items()}
+    # Their models keep 0.2's refusal of a missing cell at predict time too, unless data.missing is set.
+    missing = d.missing if d.path is not None or "missing" in d.model_fields_set else "error"
     pre = Preprocessor.fit(
         table,
         cols.features,
         train_idx,
         cols.kinds,
-        d.missing,
+        missing,
         d.handle_unknown,
         d.max_categories,
         d.standardize,

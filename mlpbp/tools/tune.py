@@ -37,7 +37,7 @@ from mlpbp.io import atomic_open, write_text
 from mlpbp.run.config import Config, ParamSpec, TuneConfig, config_from_dict, load_raw, section_model
 from mlpbp.run.prepare import Prepared, prepare
 from mlpbp.run.trainer import Trainer, TrainHooks
-from mlpbp.tools.tune_defaults import DEFAULT_TRIALS  # noqa: F401  (re-exported)
+from mlpbp.tools.tune_defaults import DEFAULT_TRIALS  # shared with the CLI's --help
 
 STATES = ("complete", "pruned", "fail", "running", "waiting")
 # Words in a metric's name that say which way is better, when tune.direction is not set.

@@ -1,4 +1,3 @@
-"""`mlpbp tune`'s defaults, apart from its Optuna and pydantic code so that `mlpbp tune --help`
-shows them without loading either (tools/tune.py uses and re-exports them)."""
+"""Defaults of `mlpbp tune` that its --help shows: here, so the help needs no NumPy or Optuna."""
 
 DEFAULT_TRIALS = 20  # when neither trials nor a timeout is given

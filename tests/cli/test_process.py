@@ -87,7 +87,7 @@ def test_library_errors_are_typed_and_carry_no_exit_codes():
         (Interrupted("interrupted while reading data.csv"), 130, ("interrupted while reading data.csv",)),
         (KeyboardInterrupt(), 130, ("interrupted",)),
         (RuntimeError("boom\nsecond line"), 1, ("unexpected RuntimeError: boom second line", "report")),
-        (MemoryError(), 1, ("unexpected MemoryError", "report")),
+        (MemoryError(), 2, ("not enough memory", "MemoryError")),  # memory is input (issue 19)
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )

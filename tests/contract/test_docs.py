@@ -42,6 +42,11 @@ def _text(html: str) -> str:
     return unescape(re.sub(r"<[^>]+>", "", html))
 
 
+def _words(text: str) -> str:
+    """Text as its words, without the Markdown the help is written in (escapes, `code`, *emphasis*)."""
+    return " ".join(re.sub(r"\\(.)", r"\1", text).replace("`", "").replace("*", "").split())
+
+
 def _sections(html: str) -> dict[str, str]:
     """The page cut at its h2 headings: {heading id: the text under it}."""
     parts = re.split(r'<h2 id="([^"]+)"', html)
@@ -65,8 +70,8 @@ def test_every_command_and_option_is_in_the_cli_reference(site):
         assert name in sections, f"no section for `mlpbp {name}`"
         text = sections[name]
         assert f"mlpbp {name}" in text
-        first_help_line = re.sub(r"\\(.)", r"\1", (cmd.help or "").strip().splitlines()[0])  # Markdown escapes
-        assert " ".join(first_help_line.split()) in " ".join(text.split()), name
+        first_help_line = (cmd.help or "").strip().splitlines()[0]
+        assert _words(first_help_line) in _words(text), name
         for param in cmd.get_params(ctx):
             for opt in param.opts:
                 shown = opt if opt.startswith("-") else (param.metavar or param.name.upper())
@@ -111,6 +116,11 @@ def test_pages_include_the_generated_samples(site):
     page = _text((site / "tutorials" / "evaluate-predict-export" / "index.html").read_text())
     for line in sample.splitlines()[:4]:
         assert line.strip() in page
+    script = (ROOT / "docs" / "samples" / "swish.py").read_text()
+    page = _text((site / "how-to" / "extend" / "index.html").read_text())
+    assert "def swish_d2(z, a, out):" in script and "def swish_d2(z, a, out):" in page
+    for html in site.rglob("*.html"):  # an include the snippets extension did not replace
+        assert not re.search(r"-8\s*<\s*-", _text(html.read_text())), html
 
 
 def test_readme_is_a_short_front_page_with_the_setup_commands():

@@ -291,7 +291,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, tuple[str, ...]]] = [
     ),
     (
         "csv-nan",
-        lambda c: c.train_csv("x0,x1,y\n1,2,0\nnan,4,1\n"),
+        lambda c: c.train_csv("x0,x1,y\n1,2,0\nnan,4,1\n", ", missing: error"),  # the default imputes
         2,
         ("bad.csv", "column 'x0'", "1 missing cell", "row 3", "data.missing"),
     ),

@@ -26,7 +26,7 @@ def wide_model(tmp_path_factory, runner) -> tuple[Path, Path]:
     cfg.write_text("data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [2000, 2000]}\ntrain: {epochs: 1}\n")
     assert runner.invoke(app, ["train", str(cfg), "--out", str(tmp / "run"), "-q"]).exit_code == 0
     rows = tmp / "rows.csv"
-    rows.write_text("x0,x1,label\n" + "".join(f"{i / 10},{1 - i / 10},{i % 2}\n" for i in range(20)))
+    rows.write_text("x0,x1,y\n" + "".join(f"{i / 10},{1 - i / 10},{i % 2}\n" for i in range(20)))
     return tmp / "run" / "model.npz", rows
 
 

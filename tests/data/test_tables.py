@@ -92,7 +92,7 @@ def test_mixed_table_trains_evaluates_and_predicts_from_raw_rows(tmp_path, runne
     write_csv(tmp_path / "new.csv", [{k: v for k, v in r.items() if k != "label"} for r in test_rows])
     write_csv(tmp_path / "labelled.csv", test_rows)
     cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "impute"})
-    res = invoke_ok(runner, "train", cfg, "--json")
+    res = invoke_ok(runner, "train", "--overwrite", cfg, "--json")
     d = json.loads(res.stdout)
     assert d["task"] == "classification" and d["test"]["accuracy"] > 0.75
     # The task line is on stderr under --json too.
@@ -173,7 +173,7 @@ def test_rows_with_a_missing_target_are_dropped_with_a_note(tmp_path):
 def test_a_drop_rows_model_predicts_empty_and_evaluates_without_rows_with_a_missing_cell(tmp_path, runner):
     write_csv(tmp_path / "train.csv", mixed_rows(120))
     cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "missing": "drop_rows"})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     model = tmp_path / "run" / "model.npz"
     rows = mixed_rows(20, seed=5)  # size missing on rows 3 and 13, colour on rows 4 and 19
     complete = [r for i, r in enumerate(rows) if i not in (3, 4, 13, 19)]
@@ -212,7 +212,7 @@ def test_a_drop_rows_regression_model_predicts_empty_cells(tmp_path, runner):
     rows[5]["a"] = ""
     write_csv(tmp_path / "t.csv", rows)
     cfg = write_config(tmp_path, {"path": "t.csv", "target": "y", "missing": "drop_rows"}, {"epochs": 2})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     write_csv(tmp_path / "new.csv", [{"a": "1", "b": ""}, {"a": "0.5", "b": "0.25"}, {"a": "NA", "b": "2"}])
     res = invoke_ok(
         runner, "predict", tmp_path / "run" / "model.npz", tmp_path / "new.csv", "--out", tmp_path / "p.csv"
@@ -230,7 +230,8 @@ def _trained(tmp_path: Path, data: dict, train: dict | None = None, name: str = 
     from mlpbp.run.config import load_config
     from mlpbp.run.trainer import train as run_training
 
-    return run_training(load_config(write_config(tmp_path, data, train, name))).model
+    # --overwrite: a test trains again into the same folder (a new run is otherwise refused)
+    return run_training(load_config(write_config(tmp_path, data, train, name)), overwrite=True).model
 
 
 def test_library_skips_the_rows_a_drop_rows_model_cannot_score(tmp_path):
@@ -352,7 +353,7 @@ def test_evaluate_row_numbers_count_the_rows_skipped_for_a_missing_target(tmp_pa
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
     data = {"path": "train.csv", "target": "label", "id": "id", "handle_unknown": "error"}
     cfg = write_config(tmp_path, data, {"epochs": 1})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     rows = mixed_rows(6, seed=3, missing=False)
     rows[0]["label"] = ""
     rows[3]["colour"] = "purple"  # data row 4: line 5
@@ -440,7 +441,7 @@ def test_multi_output_regression(tmp_path, runner):
     rows = [{"a": r[0], "b": r[1], "c": r[2], "s": r[0] + r[1], "d": r[1] - 2 * r[2]} for r in X]
     write_csv(tmp_path / "t.csv", rows)
     cfg = write_config(tmp_path, {"path": "t.csv", "target": ["s", "d"]}, {"epochs": 40})
-    d = json.loads(invoke_ok(runner, "train", cfg, "--json").stdout)
+    d = json.loads(invoke_ok(runner, "train", "--overwrite", cfg, "--json").stdout)
     assert d["task"] == "regression" and [o["name"] for o in d["test"]["outputs"]] == ["s", "d"]
     assert set(d["test"]) >= {"loss", "mse", "mae", "r2", "outputs"} and d["test"]["r2"] > 0.9
     assert d["test"]["mse"] == pytest.approx(np.mean([o["mse"] for o in d["test"]["outputs"]]))
@@ -455,12 +456,12 @@ def test_handle_unknown(tmp_path, runner):
     write_csv(tmp_path / "new.csv", new)
     data = {"path": "train.csv", "target": "label", "id": "id", "handle_unknown": "error"}
     cfg = write_config(tmp_path, data, {"epochs": 2})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     model = tmp_path / "run" / "model.npz"
     line = invoke_bad(runner, "predict", model, tmp_path / "new.csv")
     assert "row 4" in line and "column 'colour'" in line and "'purple'" in line and "handle_unknown" in line
     cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "id": "id", "handle_unknown": "ignore"})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     m = load_model(model)
     raw = read_table(tmp_path / "new.csv")
     X = m.preprocessor.transform(raw.table)
@@ -530,7 +531,7 @@ def test_an_imputed_missing_cell_training_never_had_is_named_as_a_missing_cell(t
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
     data = {"path": "train.csv", "target": "label", "id": "id", "missing": "impute", "handle_unknown": "error"}
     cfg = write_config(tmp_path, data)
-    invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q", "--set", "train.epochs=1")
     new = mixed_rows(3, seed=3, missing=False)
     new[1]["colour"] = ""
     write_csv(tmp_path / "new.csv", new)
@@ -563,7 +564,7 @@ def test_class_weight_raises_recall_of_a_rare_class(tmp_path, runner):
     recall = {}
     for weight in (None, "balanced"):
         cfg = write_config(tmp_path, {"path": "t.csv"}, {"epochs": 20, "class_weight": weight})
-        d = json.loads(invoke_ok(runner, "train", cfg, "--json").stdout)
+        d = json.loads(invoke_ok(runner, "train", "--overwrite", cfg, "--json").stdout)
         recall[weight] = d["test"]["per_class"][1]["recall"]
     assert recall["balanced"] > recall[None]
 
@@ -614,7 +615,7 @@ def test_parquet_and_npy_pairs(tmp_path, runner):
         assert p.task == "classification" and p.preprocessor.inputs == ["x0", "x1", "x2"]
     # evaluate reads Parquet and NPZ too.
     cfg = write_config(tmp_path, {"path": "t.parquet", "target": "label", "id": "id"}, {"epochs": 2})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     ev = json.loads(
         invoke_ok(runner, "evaluate", tmp_path / "run" / "model.npz", tmp_path / "t.parquet", "--json").stdout
     )
@@ -648,7 +649,7 @@ def test_float32_reading_keeps_targets_wide(tmp_path):
 def test_predict_ignores_extra_columns_with_a_note_and_strict_refuses(tmp_path, runner):
     write_csv(tmp_path / "train.csv", mixed_rows(60, missing=False))
     cfg = write_config(tmp_path, {"path": "train.csv", "target": "label", "drop": ["id", "day"]}, {"epochs": 2})
-    invoke_ok(runner, "train", cfg, "-q")
+    invoke_ok(runner, "train", "--overwrite", cfg, "-q")
     model = tmp_path / "run" / "model.npz"
     res = invoke_ok(runner, "predict", model, tmp_path / "train.csv")
     assert "ignoring columns the model does not use: id, day" in res.stderr
@@ -704,10 +705,10 @@ def test_data_command(tmp_path, runner):
     assert "classification: target 'label'" in text and "input width 8" in text and "colour" in text
     assert not (tmp_path / "run").exists()  # nothing written
     # train --verbose shows the columns; --quiet still the task line.
-    res = invoke_ok(runner, "train", cfg, "-q", "--set", "train.epochs=1")
+    res = invoke_ok(runner, "train", "--overwrite", cfg, "-q", "--set", "train.epochs=1")
     # the task line first; no column table (the notes about imputed columns follow it since 0.3)
     assert res.stdout.startswith("classification: target 'label'") and " role " not in res.stdout
-    res = invoke_ok(runner, "train", cfg, "-q", "--verbose", "--set", "train.epochs=1")
+    res = invoke_ok(runner, "train", "--overwrite", cfg, "-q", "--verbose", "--set", "train.epochs=1")
     assert "colour" in res.stdout and "feature" in res.stdout
 
 

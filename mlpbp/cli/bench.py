@@ -20,7 +20,15 @@ def bench(
     width: int = typer.Option(256, "--width", help="Input and hidden width."),
     batch: int = typer.Option(64, "--batch", help="Rows in the (random, seeded) batch."),
     dtype: str = typer.Option("float32", "--dtype", help="One of: float32, float64 (the names in mlpbp.DTYPES)."),
-    repeats: int = typer.Option(5, "--repeats", help="Timed repeats after a warm-up; each time is the median."),
+    repeats: int = typer.Option(
+        5,
+        "--repeats",
+        help="Timed repeats (at least) after a warm-up, interleaved over the three calls; each time is the "
+        "fastest. From 3 repeats on, more run until the fastest 3 agree within 3% (or --budget runs out).",
+    ),
+    budget: float = typer.Option(
+        2.0, "--budget", metavar="SECONDS", help="Timing per depth before minima that will not agree are given up on."
+    ),
     compare: str | None = typer.Option(
         None,
         "--compare",
@@ -51,7 +59,7 @@ def bench(
         def progress(done: int, total: int, d: int) -> None:
             bar.update(task, completed=done, description=f"depth {depths[min(done, total - 1)]}")
 
-        result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress)
+        result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress, budget_s=budget)
     if as_json:
         echo_json(result)
         return

@@ -73,14 +73,15 @@ def hessian(
         result = comm.agree(lambda: hessian_api.analyse(model_path, data, opts, lambda m: status.update(m), comm))
     if comm.rank:
         return
-    skipped_notes(err, data.name, **result.get("skipped", {}))
-    if "note" in result:
-        err.print(f"note: {result['note']}", highlight=False)
+    if result.skipped is not None:
+        skipped_notes(err, data.name, result.skipped.missing_target, result.skipped.missing_feature)
+    if result.note is not None:
+        err.print(f"note: {result.note}", highlight=False)
     if plot is not None:
-        title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result['rows']} rows)"
+        title = f"{model_path.parent.name}/{model_path.name} on {data.name}: {curvature} ({result.rows} rows)"
         hessian_api.plot_density(result, plot, title)
     if as_json:
-        echo_json(result)
+        echo_json(result.to_json())
         return
     hessian_report(out, result, str(model_path), str(data))
     if plot is not None:

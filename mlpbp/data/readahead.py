@@ -2,9 +2,9 @@
 
 ``read_rows`` is the one reader (``lazy.NpySource.read`` calls it). ``ReadAhead`` runs it in a
 child process over an epoch's batches, in training order, into shared memory, while this process
-trains on the batch before. Measured on a 2-vCPU AMD EPYC VM: 256 random rows of 100 float32
-cost ~275 µs to read and standardise (256 read calls), about what a whole step of a 100-64-10
-network costs, so reading in line made a lazy epoch 2.7× the in-memory one. A thread cannot
+trains on the batch before: reading a shuffled batch costs about what a whole step of a small
+network does, so reading in line made a lazy epoch several times the in-memory one
+(benchmarks/README.md, "Decisions in the code"). A thread cannot
 overlap the two: each of its read calls takes the GIL back from the step.
 
 This file imports only the standard library and NumPy, and the child runs it on its own (not
@@ -25,14 +25,13 @@ import weakref
 import numpy as np
 
 # Rows closer together than this many bytes are read with one call, the gap read and thrown
-# away: one read call costs ~1.5 µs, about what copying 8-16 KiB from the page cache does.
+# away: one read call costs about what copying 8-16 KiB from the page cache does.
 GAP_BYTES = 16384
 # Up to this many rows are read one call each even when they lie together: merging them costs
-# ~30 µs of NumPy calls, and one read per row wins below ~40 adjacent rows (measured, 400-byte rows).
+# more NumPy calls than it saves below ~40 adjacent rows.
 FEW_ROWS = 32
 # Batches narrower than this are read in-process: handing one over (two pipe bytes and waking
-# the child) costs more than reading it. Measured per row, 100-64-10, in-process / read ahead:
-# batch 1 30 / 34-44 µs, 4 12 / 15-20 µs, 8 7.1 / 6.8-8.1 µs, 16 4.8 / 3.3-3.6 µs.
+# the child) costs more than reading it (the per-row times are in benchmarks/README.md).
 MIN_BATCH_ROWS = 16
 AVAILABLE = hasattr(os, "memfd_create")  # Linux: shared memory by file descriptor
 SLOT_BYTES = 32 << 20  # shared memory for the batches read ahead (at least 2 of them)

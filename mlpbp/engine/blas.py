@@ -2,9 +2,8 @@
 
 NumPy and SciPy each ship their own OpenBLAS, and each OpenBLAS keeps its own thread pool whose
 workers spin for a while after every call. A step that alternates between the two pools at 2
-threads on 2 cores runs the pools against each other: measured on a 2-vCPU AMD EPYC VM, a
-512×784 by 784×256 float32 product took 2.0 ms alone on one thread, 1.1-1.4 ms on two, and
-8.2 ms per pair when NumPy's and SciPy's calls alternated. SciPy's BLAS is the one that can
+threads on 2 cores runs the pools against each other: alternating calls were several times
+slower than either pool alone (benchmarks/README.md, "Decisions in the code"). SciPy's BLAS is the one that can
 also say what NumPy cannot (C := αAB + βC in place, the rank-1 update A += αxyᵀ), so the layers
 call it for everything and NumPy's pool stays asleep during training.
 
@@ -62,8 +61,8 @@ def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float = 1.0, be
 
 def _matvec(A: np.ndarray, B: np.ndarray, out: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """``matmul`` when one of its dimensions is 1, by gemv or ger: OpenBLAS's gemm packs both
-    operands even then, which for a 1024×2048 float32 W at batch 1 took 1.7 ms against 0.11 ms
-    for gemv (2-vCPU AMD EPYC, one thread)."""
+    operands even then, an order of magnitude slower than gemv at batch 1 (benchmarks/README.md,
+    "Decisions in the code")."""
     gemv = _ROUTINES[out.dtype][2]
     if out.shape[0] == 1:  # a row: outᵀ = Bᵀ aᵀ
         M, trans = _fortran_transposed(B)  # op_trans(M) = Bᵀ

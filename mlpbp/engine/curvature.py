@@ -6,9 +6,10 @@ each computed batch by batch and weighted by the batch's share of the rows, so n
 depends on the batch size. It counts the work done in full-data passes, and is a
 ``scipy.sparse.linalg.LinearOperator`` for any solver that takes one.
 
-From products alone: extreme eigenvalues by Lanczos with full reorthogonalisation, the trace
-by Hutchinson / Hutch++ with Rademacher probes, and the spectral density by stochastic Lanczos
-quadrature (Ubaru, Chen & Saad 2017; as in PyHessian, Yao et al. 2020).
+From products alone: extreme eigenvalues by implicitly restarted Lanczos (ARPACK, a fixed
+handful of vectors however many steps), the trace by Hutchinson / Hutch++ with Rademacher
+probes, and the spectral density by stochastic Lanczos quadrature with full
+reorthogonalisation (Ubaru, Chen & Saad 2017; as in PyHessian, Yao et al. 2020).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import eigh_tridiagonal
-from scipy.sparse.linalg import LinearOperator
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from mlpbp.engine.network import MLP
 
@@ -185,19 +186,15 @@ class Extremes:
     top: list[float]
     bottom: list[float]
     steps: int  # products used
-    residuals: list[float] = field(default_factory=list)  # ‖A x − θx‖/|θ| for each value
-    # Why fewer values than asked for, or values that may skip repeated ones: None when every
-    # value asked for is there, counted with its multiplicity.
+    residuals: list[float] = field(default_factory=list)  # ‖A x − θx‖/max|θ| for each value
+    # Why fewer values than asked for: None when every value asked for is there.
     shortfall: str | None = None
 
 
-def _ritz_residuals(run: Lanczos, idx: np.ndarray) -> np.ndarray:
-    """‖A y − θ y‖ = β·|last component of the Ritz vector| for Ritz pairs ``idx``, relative to
-    the largest |θ| (about ‖A‖): a zero eigenvalue, common in a Gauss-Newton matrix of fewer
-    rows × outputs than parameters, has no relative error of its own."""
-    theta, S = run.ritz()
-    scale = max(float(np.abs(theta).max()), 1e-300)
-    return run.residual * np.abs(S[-1, idx]) / scale
+def krylov_vectors(k: int) -> int:
+    """The Lanczos vectors ``extreme_eigenvalues`` keeps for ``k`` eigenvalues at one end
+    (ARPACK's ncv; SciPy's default): its memory is this many float64 vectors of n."""
+    return max(2 * k + 1, 20)
 
 
 def extreme_eigenvalues(
@@ -210,66 +207,82 @@ def extreme_eigenvalues(
     seed: int = 0,
 ) -> Extremes:
     """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of a symmetric n×n operator,
-    from one Lanczos run, stopped when each wanted Ritz value's residual bound
-    β·|sₘ| is at most ``tol``·max|θ| (the eigenvalue error is then at most that, and about
-    its square over the gap to the next eigenvalue).
-    """
+    by implicitly restarted Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``), one run per
+    end, each keeping ``krylov_vectors(k)`` vectors whatever the number of steps. ARPACK stops
+    when each Ritz value's residual is at most ``tol`` times its size; the residuals reported
+    are then measured, ‖Ax − θx‖ relative to the largest |θ| found (about ‖A‖), one product per
+    eigenvalue. ``max_steps`` bounds the products (about: ARPACK restarts whole cycles); what
+    has not converged within it is left out, and ``shortfall`` says so.
+
+    An operator of at most 3·``krylov_vectors`` dimensions is formed from n products and
+    diagonalised densely: exact, for about the products of two or three ARPACK cycles."""
     if top_k + bottom_k < 1:
         raise ValueError("ask for at least one eigenvalue")
     if max(top_k, bottom_k) > n:
         raise ValueError(f"cannot ask for {max(top_k, bottom_k)} eigenvalues of a {n}×{n} matrix")
-    rng = np.random.default_rng(seed)
-    want = top_k + bottom_k
+    products = 0
 
-    def wanted(run: Lanczos) -> np.ndarray:
-        m = run.alpha.size
-        top = np.arange(m - 1, m - 1 - min(top_k, m), -1)
-        bottom = np.arange(min(bottom_k, m))
-        return np.concatenate([top, bottom]).astype(int)
+    def counted(v: np.ndarray) -> np.ndarray:
+        nonlocal products
+        products += 1
+        return np.asarray(matvec(v), np.float64).reshape(-1)
 
-    def converged(run: Lanczos) -> bool:
-        return run.alpha.size >= want + 1 and bool(np.all(_ritz_residuals(run, wanted(run)) <= tol))
-
-    run = lanczos(matvec, rng.standard_normal(n), max_steps, converged)
-    theta, _ = run.ritz()
-    m = theta.size
-    # Lanczos from one start vector sees each distinct eigenvalue once: a Krylov space that
-    # closes before n steps means repeated eigenvalues (a network's Hessian often has a
-    # many-fold zero), whose copies it cannot return.
-    closed = m < n and run.residual <= 1e-12 * max(1.0, float(np.abs(run.alpha).max()))
-    short = m < max(top_k, bottom_k)  # a closed space with enough values: those are exact
-    if short and n <= max_steps:  # as cheap as the Lanczos run could be: n products, exact
-        return _dense_extremes(matvec, n, top_k, bottom_k)
-    idx = wanted(run)
-    ext = Extremes(
-        top=[float(theta[i]) for i in idx[: min(top_k, m)]],
-        bottom=[float(theta[i]) for i in idx[min(top_k, m) :]],
-        steps=m,
-        residuals=[float(r) for r in _ritz_residuals(run, idx)],
+    if n <= 3 * krylov_vectors(max(top_k, bottom_k)):  # about what two or three ARPACK cycles cost
+        theta, vectors = np.linalg.eigh(np.column_stack([counted(e) for e in np.eye(n)]))
+        top = (theta[::-1][:top_k], vectors[:, ::-1][:, :top_k])
+        bottom = (theta[:bottom_k], vectors[:, :bottom_k])
+    else:
+        op = LinearOperator((n, n), matvec=counted, dtype=np.float64)
+        v0 = np.random.default_rng(seed).standard_normal(n)
+        top = _arpack(op, top_k, "LA", tol, max_steps, v0)
+        if bottom_k:
+            # ARPACK's test is relative to each Ritz value, which a smallest eigenvalue near 0
+            # (a Gauss-Newton matrix's null space) never meets: look for the smallest of
+            # A − 2cI instead (c ≈ ‖A‖), whose are all ≤ −c, with the same vectors and residuals.
+            c = np.abs(top[0][np.isfinite(top[0])]) if top_k else _arpack(op, 1, "LM", 1e-2, max_steps, v0)[0]
+            c = float(c.max()) if c.size and np.isfinite(c).any() else 1.0
+            shifted = LinearOperator((n, n), matvec=lambda v: counted(v) - 2 * c * v, dtype=np.float64)
+            theta, X = _arpack(shifted, bottom_k, "SA", tol / 3, max_steps, v0)
+            bottom = (theta + 2 * c, X)
+        else:
+            bottom = _arpack(op, 0, "SA", tol, max_steps, v0)
+    values = np.concatenate([top[0], bottom[0]])
+    vectors = np.column_stack([top[1], bottom[1]])
+    found = np.isfinite(values)
+    scale = max(float(np.abs(values[found]).max()) if found.any() else 0.0, 1e-300)
+    residuals = [float(np.linalg.norm(counted(x) - t * x) / scale) for t, x in zip(values[found], vectors.T[found])]
+    missing = int((~found).sum())
+    return Extremes(
+        top=[float(t) for t in top[0] if np.isfinite(t)],
+        bottom=[float(t) for t in bottom[0] if np.isfinite(t)],
+        steps=products,
+        residuals=residuals,
+        shortfall=f"{missing} of the values asked for did not converge in about {max_steps} steps; raise max_steps"
+        if missing
+        else None,
     )
-    if closed and short:
-        ext.shortfall = (
-            f"the Krylov space closed after {m} of {n} dimensions: the matrix has repeated eigenvalues, which"
-            f" Lanczos returns once each; raise max_steps to {n} (the number of parameters) for every copy"
-        )
-    elif short:
-        ext.shortfall = f"{m} Lanczos steps give {m} values; raise max_steps"
-    return ext
 
 
-def _dense_extremes(matvec, n: int, top_k: int, bottom_k: int) -> Extremes:
-    """The whole n×n matrix from n products with unit vectors, and its eigenvalues, each counted
-    as often as it is repeated."""
-    A = np.empty((n, n))
-    e = np.zeros(n)
-    for i in range(n):
-        e[i] = 1.0
-        A[:, i] = matvec(e)
-        e[i] = 0.0
-    lam = np.linalg.eigvalsh((A + A.T) / 2)
-    top = [float(v) for v in lam[::-1][:top_k]]
-    bottom = [float(v) for v in lam[:bottom_k]]
-    return Extremes(top=top, bottom=bottom, steps=n, residuals=[0.0] * (len(top) + len(bottom)))
+def _arpack(op: LinearOperator, k: int, which: str, tol: float, max_steps: int, v0: np.ndarray):
+    """The ``k`` eigenpairs of ``op`` at one end ("LA": largest, "SA": smallest, "LM": of
+    largest magnitude), the most extreme first; NaN (and a zero vector) for those that did not
+    converge."""
+    n = op.shape[0]
+    if k == 0:
+        return np.zeros(0), np.zeros((n, 0))
+    ncv = min(krylov_vectors(k), n - 1)
+    restarts = max(1, math.ceil(max(max_steps - ncv, 0) / max(ncv - k, 1)) + 1)
+    try:
+        theta, vectors = eigsh(op, k, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=restarts)
+    except ArpackNoConvergence as e:
+        theta, vectors = e.eigenvalues, e.eigenvectors
+    order = np.argsort(-theta if which == "LA" else theta)
+    if which == "LM":
+        order = np.argsort(-np.abs(theta))
+    out, X = np.full(k, np.nan), np.zeros((n, k))
+    m = min(order.size, k)
+    out[:m], X[:, :m] = theta[order[:m]], vectors[:, order[:m]]
+    return out, X
 
 
 # ---- trace -----------------------------------------------------------------------------------

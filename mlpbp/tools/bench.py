@@ -109,6 +109,19 @@ def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", se
 
 
 UNSTABLE_SPREAD = 0.25  # repeats of one call more than 25% apart: the timings are not to be trusted
+SETTLED = 0.03  # the fastest AGREE repeats of a call within 3%: its minimum is its cost
+AGREE = 3
+BUDGET_S = 2.0  # seconds of timing per depth before giving up on minima that will not settle
+MAX_REPEATS = 1000
+
+
+def settled(samples: list[float], within: float = SETTLED) -> bool:
+    """Whether the fastest ``AGREE`` repeats of a call agree within ``within``: the minimum
+    is then the call's own cost, not one lucky moment between two other processes' slices."""
+    if len(samples) < AGREE:
+        return False
+    fastest = sorted(samples)[:AGREE]
+    return fastest[-1] <= fastest[0] * (1 + within)
 
 
 def time_calls(
@@ -133,6 +146,25 @@ def time_calls(
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
+    return samples
+
+
+def time_until_settled(
+    fns: dict[str, Callable[[], object]], repeats: int = 5, budget_s: float | None = BUDGET_S
+) -> dict[str, list[float]]:
+    """``time_calls``'s samples, ``repeats`` rounds and then (with ``budget_s``, and ``repeats``
+    of at least ``AGREE``: fewer asks for a quick look) more, ``AGREE`` rounds at a time, until
+    every function's fastest repeats have ``settled`` or ``budget_s`` more seconds have passed.
+    Another process slows some repeats and never speeds one up, so the minimum is the cost."""
+    samples = time_calls(fns, repeats)
+    if budget_s is None or repeats < AGREE:
+        return samples
+    started = time.perf_counter()
+    while not all(settled(s) for s in samples.values()) and time.perf_counter() - started < budget_s:
+        if min(map(len, samples.values())) >= MAX_REPEATS:
+            break
+        for name, more in time_calls(fns, AGREE).items():
+            samples[name] += more
     return samples
 
 
@@ -213,9 +245,13 @@ def run_bench(
     compare: str | None = None,
     seed: int = 0,
     progress: Callable[[int, int, int], None] | None = None,
+    budget_s: float = BUDGET_S,
 ) -> dict:
-    """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth; returns the rows, the BLAS in use and
-    a straight-line fit of each time against the parameter count.
+    """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth, interleaved, each the fastest of at
+    least ``repeats`` repeats and of more, up to ``budget_s`` seconds per depth, until the
+    fastest agree (``settled``); returns the rows, their spread, whether the machine let the
+    minima settle, the BLAS in use and a straight-line fit of each time against the parameter
+    count.
 
     ``progress(done, total, depth)`` is called after each depth."""
     check_arguments(depth, width, batch, dtype, repeats, compare)
@@ -226,10 +262,10 @@ def run_bench(
         net, X, y, v = bench_problem(d, width, batch, dtype, seed)
         # One block per framework: interleaved calls make NumPy's and PyTorch's thread pools
         # spin against each other on a small machine.
-        samples = time_calls(mlpbp_calls(net, X, y, v), repeats)
+        samples = time_until_settled(mlpbp_calls(net, X, y, v), repeats, budget_s)
         if torch is not None:
-            samples |= time_calls(torch_calls(net, X, y, v), repeats)
-        t = {name: statistics.median(s) for name, s in samples.items()}
+            samples |= time_until_settled(torch_calls(net, X, y, v), repeats, budget_s)
+        t = {name: min(s) for name, s in samples.items()}
         row = {
             "depth": d,
             "params": net.n_params,
@@ -248,6 +284,8 @@ def run_bench(
                 "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"],
             }
         row["spread"] = {name: spread(s) for name, s in samples.items()}
+        row["repeats"] = {name: len(s) for name, s in samples.items()}
+        row["settled"] = {name: settled(s) for name, s in samples.items()}
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(depths), d)
@@ -258,6 +296,7 @@ def run_bench(
         fit[key] = None if line is None else {"intercept_s": line[0], "per_param_s": line[1]}
     spreads = [(v, r["depth"], k) for r in rows for k, v in r["spread"].items() if v is not None]
     worst = max(spreads, default=None)
+    unsettled = [{"depth": r["depth"], "call": k} for r in rows for k, ok in r["settled"].items() if not ok]
     blas = blas_info()
     result = {
         "rows": rows,
@@ -266,6 +305,11 @@ def run_bench(
             "max_spread": None if worst is None else worst[0],
             "worst": None if worst is None else {"depth": worst[1], "call": worst[2]},
             "unstable": worst is not None and worst[0] > UNSTABLE_SPREAD,
+            # The fastest repeats of these calls never agreed within SETTLED in the budget: the
+            # machine was too busy for their minima, and so the ratios, to be trusted.
+            # (None: not judged, under AGREE repeats.)
+            "unsettled": unsettled if repeats >= AGREE else [],
+            "trustworthy": None if repeats < AGREE else not unsettled,
         },
         "blas": blas,
         "threads": blas["threads"],
@@ -277,6 +321,7 @@ def run_bench(
             "batch": batch,
             "dtype": dtype,
             "repeats": repeats,
+            "budget_s": budget_s,
         },
     }
     if torch is not None:

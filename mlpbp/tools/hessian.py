@@ -13,10 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpbp.engine.curvature import CURVATURES, Curvature, extreme_eigenvalues, hutchinson, spectral_density
+from mlpbp.engine.curvature import (
+    CURVATURES,
+    Curvature,
+    extreme_eigenvalues,
+    hutchinson,
+    krylov_vectors,
+    spectral_density,
+)
 from mlpbp.engine.graph import Network
 from mlpbp.engine.memory import activation_bytes, lanczos_bytes, n_params, network_bytes, require
 from mlpbp.errors import ArgumentError, DataError
+from mlpbp.results import Result, asked
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.model_file import load_model
 
@@ -57,17 +65,66 @@ class HessianOptions:
             raise ArgumentError(f"tol must be in (0, 1); got {self.tol}", argument="tol")
 
 
+@dataclass
+class Skipped:
+    missing_target: int
+    missing_feature: int
+
+
+@dataclass
+class LanczosReport:
+    steps: int  # products the eigenvalues took
+    max_relative_residual: float  # the worst ‖Hx − θx‖ / max|θ|
+    converged: bool  # every value asked for found, each residual within tol
+    found: dict  # {"top": count, "bottom": count}
+    shortfall: str | None  # why fewer than asked (None: all there)
+
+
+@dataclass
+class Trace:
+    estimate: float
+    std_error: float
+    probes: int
+
+
+@dataclass
+class DensityCurve:
+    grid: list[float]
+    values: list[float]
+    sigma: float
+
+
+@dataclass
+class HessianResult(Result):
+    """What ``analyse`` found; its ``to_json()`` is what ``mlpbp hessian --json`` prints."""
+
+    n_params: int
+    rows: int
+    curvature: str
+    mode: str = "eval"  # the network as it predicts (dropout off)
+    skipped: Skipped | None = asked()  # rows of the table left out (none: absent)
+    top_eigenvalues: list[float] | None = asked()
+    bottom_eigenvalues: list[float] | None = asked()
+    lanczos: LanczosReport | None = asked()
+    trace: Trace | None = asked()
+    density: DensityCurve | None = asked()
+    products: int = 0  # full-data curvature products
+    seconds: float = 0.0
+    note: str | None = asked()  # what the numbers cannot show (a loss with no curvature in its output)
+
+
 def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
     buffers of a curvature product over a batch (the R-operator keeps about three times a
-    training step's), and the largest set of flat vectors one of its parts keeps: the Lanczos
-    basis (min(max_steps, n) vectors; n² for the dense matrix of a small model), Hutch++'s
-    sketch and basis, or the density's deflation basis and one run's."""
+    training step's), and the largest set of flat vectors one of its parts keeps: ARPACK's
+    basis and work vectors for the eigenvalues (``krylov_vectors``; n² for the dense matrix of
+    a small model), Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
     n = n_params(widths)
     batch = min(opts.batch_size, max(rows, 1))
     vectors = [0]
     if opts.top_k or opts.bottom_k:
-        vectors.append(min(opts.max_steps, n) if n > opts.max_steps else n + 1)
+        k = max(opts.top_k, opts.bottom_k)
+        vectors.append(n + 1 if n <= 3 * krylov_vectors(k) else krylov_vectors(k) + 3 + opts.top_k + opts.bottom_k)
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
     if opts.density:
@@ -92,8 +149,8 @@ def analyse(
     opts: HessianOptions,
     progress: Callable[[str], None] | None = None,
     comm: Comm = SINGLE,
-) -> dict:
-    """What ``opts`` asks for, as the JSON ``mlpbp hessian --json`` prints: n_params, rows,
+) -> HessianResult:
+    """What ``opts`` asks for (``to_json()``: what ``mlpbp hessian --json`` prints): n_params, rows,
     curvature, top/bottom eigenvalues (with the Lanczos convergence), trace, density,
     products (full-data curvature products) and seconds; and, when rows of the table were
     left out (``TrainedModel.labelled_data``: a missing target, or a missing feature cell under
@@ -129,47 +186,46 @@ def analyse(
     op = Curvature(
         net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
     )
-    result: dict = {"n_params": n, "rows": int(X.shape[0]), "curvature": opts.curvature, "mode": "eval"}
+    result = HessianResult(n, int(X.shape[0]), opts.curvature)
     if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
-        result["note"] = (
+        result.note = (
             f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "
             "almost everywhere, so the Gauss-Newton matrix is 0 and the Hessian holds only the network's own "
             "curvature (dJ/do times the second derivatives of o)"
         )
     if data.skipped.count:
-        skipped = data.skipped
-        result["skipped"] = {"missing_target": skipped.missing_target, "missing_feature": skipped.missing_feature}
+        result.skipped = Skipped(data.skipped.missing_target, data.skipped.missing_feature)
     if opts.top_k or opts.bottom_k:
         say("extreme eigenvalues (Lanczos)")
         ext = extreme_eigenvalues(
             op.matvec, n, opts.top_k, opts.bottom_k, tol=opts.tol, max_steps=opts.max_steps, seed=opts.seed
         )
         if opts.top_k:
-            result["top_eigenvalues"] = ext.top
+            result.top_eigenvalues = ext.top
         if opts.bottom_k:
-            result["bottom_eigenvalues"] = ext.bottom
+            result.bottom_eigenvalues = ext.bottom
         worst = max(ext.residuals) if ext.residuals else 0.0
-        result["lanczos"] = {
-            "steps": ext.steps,
-            "max_relative_residual": worst,
-            "converged": worst <= opts.tol and ext.shortfall is None,
-            "found": {"top": len(ext.top), "bottom": len(ext.bottom)},
-            "shortfall": ext.shortfall,
-        }
+        result.lanczos = LanczosReport(
+            ext.steps,
+            worst,
+            worst <= opts.tol and ext.shortfall is None,
+            {"top": len(ext.top), "bottom": len(ext.bottom)},
+            ext.shortfall,
+        )
     if opts.trace:
         say("trace (Hutch++)")
         t = hutchinson(op.matvec, n, opts.probes, seed=opts.seed)
-        result["trace"] = {"estimate": t.estimate, "std_error": t.std_error, "probes": t.probes}
+        result.trace = Trace(t.estimate, t.std_error, t.probes)
     if opts.density:
         say("spectral density (stochastic Lanczos quadrature)")
         d = spectral_density(op.matvec, n, probes=opts.slq_probes, steps=opts.slq_steps, seed=opts.seed)
-        result["density"] = {"grid": d.grid.tolist(), "values": d.values.tolist(), "sigma": d.sigma}
-    result["products"] = int(op.work.products)
-    result["seconds"] = time.perf_counter() - started
+        result.density = DensityCurve(d.grid.tolist(), d.values.tolist(), d.sigma)
+    result.products = int(op.work.products)
+    result.seconds = time.perf_counter() - started
     return result
 
 
-def plot_density(result: dict, path: str | Path, title: str) -> None:
+def plot_density(result: HessianResult, path: str | Path, title: str) -> None:
     """The density as a PNG (log scale: a Hessian's bulk sits near 0, its outliers far out)."""
     try:
         import matplotlib
@@ -180,15 +236,15 @@ def plot_density(result: dict, path: str | Path, title: str) -> None:
         raise ArgumentError("plot needs matplotlib: install mlpbp[plot]", argument="plot") from None
     from mlpbp.io import atomic_open
 
-    d = result["density"]
-    grid, values = np.asarray(d["grid"]), np.asarray(d["values"])
+    d = result.density
+    grid, values = np.asarray(d.grid), np.asarray(d.values)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.semilogy(grid, np.maximum(values, 1e-12), color="tab:blue")
     ax.set_ylim(bottom=max(values.max() * 1e-8, 1e-12))
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
-    for lam in result.get("top_eigenvalues", []) + result.get("bottom_eigenvalues", []):
+    for lam in (result.top_eigenvalues or []) + (result.bottom_eigenvalues or []):
         ax.axvline(lam, color="tab:red", lw=0.8, ls="--")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:

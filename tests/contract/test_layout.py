@@ -14,6 +14,7 @@ PACKAGE = Path(mlpbp.__file__).resolve().parent
 RANK = {
     "errors": 0,
     "io": 1,
+    "results": 1,  # typed results and their JSON form
     "engine": 2,
     "data": 2,
     "datasets": 2,

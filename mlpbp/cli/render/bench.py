@@ -6,6 +6,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from mlpbp.tools.bench import AGREE, SETTLED
+
 
 def bench_fit_line(fit: dict, prefix: str, label: str) -> str:
     loss, grad, hvp = (fit[f"{prefix}{k}"] for k in ("loss", "grad", "hvp"))
@@ -25,21 +27,39 @@ def bench_fit_line(fit: dict, prefix: str, label: str) -> str:
     )
 
 
-def bench_stability(out: Console, stability: dict, repeats: int) -> None:
+def bench_stability(out: Console, stability: dict, repeats: int, budget_s: float | None = None) -> None:
+    trustworthy = stability.get("trustworthy")
     if stability["max_spread"] is None:
         out.print(f"[dim]{repeats} repeat: stability not measured (use --repeats 5 or more)[/]", soft_wrap=True)
     elif stability["unstable"]:
         w = stability["worst"]
+        tail = (
+            "the fastest repeats still agree, so the minima and the ratios stand."
+            if trustworthy
+            else "Treat the numbers as rough; rerun on a quiet machine or with more --repeats."
+        )
         out.print(
             f"[bold yellow]warning:[/] unstable timings: repeats differ by up to "
             f"{stability['max_spread']:.0%} of their median (depth {w['depth']}, {w['call']}); another "
-            "process is using the CPU. Treat the numbers as rough; rerun on a quiet machine or with more --repeats.",
+            f"process is using the CPU. {tail}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if trustworthy is False:
+        first, more = stability["unsettled"][0], len(stability["unsettled"]) - 1
+        within = f" in {budget_s:g} s" if budget_s is not None else ""
+        out.print(
+            f"[bold yellow]warning:[/] the machine was too busy for a trustworthy ratio: the fastest repeats of "
+            f"{first['call']} at depth {first['depth']}{f' (and {more} more)' if more else ''} never agreed within "
+            f"{SETTLED:.0%}{within}; rerun on a quieter machine or with a larger --budget.",
             highlight=False,
             soft_wrap=True,
         )
 
 
 def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str, repeats: int, n_classes: int) -> None:
+    budget_s = result.get("network", {}).get("budget_s")
+    budget = "no limit" if budget_s is None else f"{budget_s:g} s per depth"
     blas = result["blas"]
     env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
     out.print(
@@ -55,7 +75,8 @@ def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str,
         )
     out.print(
         f"Network: {width} -> depth x {width} (relu) -> {n_classes}, cross-entropy; "
-        f"batch {batch}, {dtype}; median of {repeats}",
+        f"batch {batch}, {dtype}; each time the fastest of at least {repeats} interleaved repeats"
+        f" (more, up to {budget}, until the fastest {AGREE} agree within {SETTLED:.0%})",
         highlight=False,
         soft_wrap=True,
     )
@@ -76,7 +97,7 @@ def bench_report(out: Console, result: dict, width: int, batch: int, dtype: str,
                 f"{r[prefix + 'hvp_ratio']:.2f}",
             )
         out.print(table)
-    bench_stability(out, result["stability"], repeats)
+    bench_stability(out, result["stability"], repeats, budget_s)
     out.print(bench_fit_line(result["fit"], "", "mlpbp"), highlight=False, soft_wrap=True)
     if "torch" in result:
         out.print(bench_fit_line(result["fit"], "torch_", "PyTorch"), highlight=False, soft_wrap=True)

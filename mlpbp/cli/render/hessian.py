@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mlpbp.tools.hessian import HessianResult
+
 
 def _eig(v: float) -> str:
     return f"{v:.6g}"
@@ -26,34 +28,34 @@ def density_histogram(grid: np.ndarray, values: np.ndarray, bins: int = 16, widt
     return lines
 
 
-def hessian_report(out: Console, r: dict, model: str, data: str) -> None:
+def hessian_report(out: Console, r: HessianResult, model: str, data: str) -> None:
     out.print(
-        f"[bold]{model}[/] on {data}: {r['curvature']}, {r['n_params']:,} parameters, {r['rows']} rows",
+        f"[bold]{model}[/] on {data}: {r.curvature}, {r.n_params:,} parameters, {r.rows} rows",
         highlight=False,
         soft_wrap=True,
     )
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    if "top_eigenvalues" in r:
-        t.add_row("top eigenvalues", ", ".join(_eig(v) for v in r["top_eigenvalues"]))
-    if "bottom_eigenvalues" in r:
-        t.add_row("bottom eigenvalues", ", ".join(_eig(v) for v in r["bottom_eigenvalues"]))
-    if "lanczos" in r:
-        lz = r["lanczos"]
-        state = "converged" if lz["converged"] else "[yellow]NOT converged[/] (raise --max-steps)"
-        if lz.get("shortfall"):
-            top, bottom = lz["found"]["top"], lz["found"]["bottom"]
-            state = f"[yellow]NOT all found[/] ({top} top, {bottom} bottom: {escape(lz['shortfall'])})"
-        t.add_row("Lanczos", f"{lz['steps']} steps, max relative residual {lz['max_relative_residual']:.1e}, {state}")
-    if "trace" in r:
-        tr = r["trace"]
-        t.add_row("trace", f"{tr['estimate']:.6g} ± {tr['std_error']:.2g} (Hutch++, {tr['probes']} products)")
-        t.add_row("mean eigenvalue", f"{tr['estimate'] / r['n_params']:.4g}")
-    t.add_row("products", f"{r['products']} full-data products, {r['seconds']:.2f} s")
+    if r.top_eigenvalues is not None:
+        t.add_row("top eigenvalues", ", ".join(_eig(v) for v in r.top_eigenvalues))
+    if r.bottom_eigenvalues is not None:
+        t.add_row("bottom eigenvalues", ", ".join(_eig(v) for v in r.bottom_eigenvalues))
+    if r.lanczos is not None:
+        lz = r.lanczos
+        state = "converged" if lz.converged else "[yellow]NOT converged[/] (raise --max-steps)"
+        if lz.shortfall:
+            top, bottom = lz.found["top"], lz.found["bottom"]
+            state = f"[yellow]NOT all found[/] ({top} top, {bottom} bottom: {escape(lz.shortfall)})"
+        t.add_row("Lanczos", f"{lz.steps} steps, max relative residual {lz.max_relative_residual:.1e}, {state}")
+    if r.trace is not None:
+        tr = r.trace
+        t.add_row("trace", f"{tr.estimate:.6g} ± {tr.std_error:.2g} (Hutch++, {tr.probes} products)")
+        t.add_row("mean eigenvalue", f"{tr.estimate / r.n_params:.4g}")
+    t.add_row("products", f"{r.products} full-data products, {r.seconds:.2f} s")
     out.print(t)
-    if "density" in r:
-        d = r["density"]
-        out.print(f"\n[bold]spectral density[/] (mass per interval, log scale; σ = {d['sigma']:.3g})")
-        for line in density_histogram(np.asarray(d["grid"]), np.asarray(d["values"])):
+    if r.density is not None:
+        d = r.density
+        out.print(f"\n[bold]spectral density[/] (mass per interval, log scale; σ = {d.sigma:.3g})")
+        for line in density_histogram(np.asarray(d.grid), np.asarray(d.values)):
             out.print(line, highlight=False)

@@ -495,6 +495,9 @@ def config_to_dict(cfg: Config) -> dict:
     d["train"] = {k: v for k, v in d["train"].items() if k not in drop}
     if d.get("tune") is None:  # a config without a search space saves as before
         d.pop("tune", None)
+    if d["model"].get("layers") is not None:  # hidden, dropout and norm only shape a hidden list
+        for k in ("hidden", "dropout", "norm"):
+            d["model"].pop(k, None)
     return d
 
 

@@ -59,6 +59,13 @@ DESCRIPTIONS = {
     "data.noise": "Noise of a generated dataset (null: the generator's default, 0 for xor, else 0.1).",
     "model": "The network: hidden widths, activation, loss and initialisation.",
     "model.hidden": "Hidden layer widths; the input and output widths come from the data.",
+    "model.dropout": "Inverted dropout after each hidden activation of model.hidden, the probability of zeroing "
+    "a unit in training (0: none; in [0, 1)). Predictions run in evaluation mode, without it.",
+    "model.norm": "Normalisation before each hidden activation of model.hidden: none, batch (batch_norm: batch "
+    "statistics in training, running ones in evaluation) or layer (layer_norm over the features).",
+    "model.layers": "Every hidden module in order, instead of model.hidden: names (relu, batch_norm, ...) or "
+    "one-key mappings with options ({linear: 128}, {dropout: 0.1}, {residual: [...]}, {add: [...]}, "
+    "{concat: [...]}); the output linear layer is appended.",
     "model.activation": "The activation after every hidden layer (the output layer is linear); the enum lists "
     "every registered one.",
     "model.loss": "The loss of the output, e.g. cross_entropy (softmax) or square (null: cross_entropy for "

@@ -32,13 +32,10 @@ def export(
 
     target = out_file or model_path.with_suffix(f".{fmt}")
     refuse_same_path(target, {"model file": model_path}, "--out" if out_file else "the output")
-    info = export_api.export_onnx(model_path, target)
+    result = export_api.export_onnx(model_path, target)
     if as_json:
-        echo_json(info)
+        echo_json(result.to_json())
     else:
-        err.print(
-            f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}): inputs "
-            f"{', '.join(info['inputs'])} ([N, 1] each); outputs {', '.join(info['outputs'])}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        from mlpbp.cli.render.export import export_report
+
+        export_report(err, result)

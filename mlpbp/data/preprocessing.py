@@ -156,6 +156,9 @@ class Preprocessor:
         # data.na_values, which reads cells as pyarrow's reader does)
         self.na_values = None if na_values is None else list(na_values)
         self._tokens = None if na_values is None else NA_TOKENS | frozenset(na_values)
+        # a column's name as the training file's header wrote it, where the reader stripped
+        # spaces around it (" age " for age): the name an exported graph gives its input
+        self.header: dict[str, str] = {}
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.offsets = np.cumsum([0] + [c.width for c in columns]).tolist()
@@ -462,6 +465,8 @@ class Preprocessor:
         }
         if self.na_values is not None:
             out["na_values"] = self.na_values
+        if self.header:  # only where the header was stripped, so other models write what they wrote
+            out["header"] = dict(self.header)
         return out
 
     @classmethod
@@ -501,7 +506,13 @@ class Preprocessor:
         na = meta.get("na_values")
         if na is not None and (not isinstance(na, list) or not all(isinstance(v, str) for v in na)):
             raise ValueError("na_values")
-        return cls(columns, mean, scale, meta["missing"], meta["handle_unknown"], na)
+        header = meta.get("header", {})
+        if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
+            raise ValueError("header names")
+        pre = cls(columns, mean, scale, meta["missing"], meta["handle_unknown"], na)
+        names = {c.name for c in columns}
+        pre.header = {str(k): v for k, v in header.items() if k in names}
+        return pre
 
 
 NA_TOKENS = frozenset(NA_VALUES)

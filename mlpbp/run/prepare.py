@@ -451,7 +451,7 @@ def _prepare_table(
     d = cfg.data
     dtype = np.dtype(dtype or cfg.train.dtype)
     raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress)
-    src = raw.path
+    src, stripped = raw.path, raw.stripped
     raw.table, na_notes = apply_na_values(raw.table, d.na_values)
     cols = resolve_columns(raw, d)
     _infer_cells(raw, cols, d)
@@ -503,6 +503,8 @@ def _prepare_table(
         min_frequency=d.min_frequency if d.path is not None else 1,
         na_values=d.na_values if d.path is not None else None,
     )
+    inputs = set(pre.inputs)
+    pre.header = {name: written for written, name in stripped.items() if name in inputs}
     _fit_notes(pre, holes, notes, d)
     test_table = _read_test_table(cfg, pre, cols, target, notes) if d.test_path else None
     _unseen_categories(table, pre, first_row, src, notes, test_table)

@@ -1,36 +1,55 @@
 """A trained model as one ONNX graph, preprocessing included, built with ``onnx.helper``.
 
-Inputs: one tensor of shape [N, 1] per raw column, named as the column, so a deployment feeds
-the columns it reads by name: float32 for numbers (dates: days since 1970-01-01; NaN for a
-missing value when the model imputes), strings for categories. The graph fills missing values,
-one-hot encodes categories, concatenates, standardises ((x − mean) / scale, the training
-split's), runs every layer (Gemm, activation), and ends in
+Inputs: one tensor of shape [N, 1] per raw column, named as the training file's header wrote the
+column (spaces around the name included: the reader strips them, the graph's input keeps them),
+so a deployment feeds the columns it reads by name: float32 for numbers (dates: days since
+1970-01-01; NaN for a missing value when the model imputes), strings for categories, matched as
+``mlpbp predict`` matches them: spaces around a cell ignored, a missing-value token (pandas'
+list and data.na_values) the missing category. The graph fills missing values, one-hot encodes
+categories, concatenates, standardises ((x − mean) / scale, the training split's), runs every
+layer (Gemm, activation), and ends in
 
 - classifiers: ``label`` (string [N], the class name) and, for cross-entropy networks,
   ``probabilities`` (float32 [N, classes], softmax, columns in the order of the classes);
 - regressors: ``prediction`` (float32 [N, outputs], in the target's own units).
 
-Weights are stored as float32 (a float64-trained model is rounded once). Opset ``OPSET``.
+Weights are stored as float32 (a float64-trained model is rounded once). Opset ``OPSET``; a graph
+with a categorical column ``STRING_OPSET`` (its cells are matched by RegexFullMatch).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlpbp.data.cells import DAY_S
+from mlpbp.data.cells import DAY_S, NA_VALUES
 from mlpbp.engine.activations import ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE
 from mlpbp.engine.network import MLP
 from mlpbp.errors import MlpbpError
 from mlpbp.io import atomic_open
+from mlpbp.results import Result, asked
 from mlpbp.run.model import TrainedModel
 from mlpbp.run.model_file import load_model
 
 OPSET = 17
-ML_OPSET = 3  # ai.onnx.ml, for OneHotEncoder on string columns
-MISSING_CATEGORY = "missing"  # the category `data.missing: impute` files an empty cell under
 IR_VERSION = 8  # the oldest IR that carries opset 17: runtimes from onnxruntime 1.11 on load it
+# A graph with a categorical column matches its cells with RegexFullMatch (opset 20, IR 9:
+# onnxruntime 1.17 on), so that spaces around a cell are ignored as the CSV reader ignores them.
+STRING_OPSET = 20
+STRING_IR_VERSION = 9
+ML_OPSET = 3  # ai.onnx.ml
+MISSING_CATEGORY = "missing"  # the category `data.missing: impute` files an empty cell under
+# What the reader strips around a cell (pyarrow's utf8_trim_whitespace) and a header name
+# (str.strip): the same set, Unicode White_Space; tests/tools check it against both.
+WHITESPACE = (0x9, 0xA, 0xB, 0xC, 0xD, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B))
+WHITESPACE += (0x2028, 0x2029, 0x202F, 0x205F, 0x3000)
+_SPACES = "[" + "".join(f"\\x{{{c:x}}}" for c in WHITESPACE) + "]*"
+# pyarrow's spellings of a boolean cell, which predict reads as the category true or false when
+# every cell of the column is one
+_BOOLEANS = {"true": ("1", "True", "TRUE", "true"), "false": ("0", "False", "FALSE", "false")}
 
 # Each activation as ONNX nodes: (op type, attributes). identity needs none.
 ACTIVATION_OPS = {
@@ -72,7 +91,8 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         inits.append(numpy_helper.from_array(np.asarray(value), cname))
         return cname
 
-    inputs, encoded = _encode_inputs(model, const, nodes)
+    notes: list[str] = []
+    inputs, encoded = _encode_inputs(model, const, nodes, notes)
     nodes.append(helper.make_node("Concat", encoded, ["features"], axis=1, name="concat_features"))
     pre = model.x_scaler
     nodes.append(helper.make_node("Sub", ["features", const("x_mean", pre.mean.astype(f32))], ["x_centered"]))
@@ -136,16 +156,26 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
             nodes.append(helper.make_node("Identity", [h], ["prediction"]))
         outputs.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["N", net.widths[-1]]))
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    strings = any(c.kind == "categorical" for c in model.x_scaler.columns)
     proto = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
+        opset_imports=[
+            helper.make_opsetid("", STRING_OPSET if strings else OPSET),
+            helper.make_opsetid("ai.onnx.ml", ML_OPSET),
+        ],
         producer_name="mlpbp",
         doc_string=f"{model.task} MLP {'-'.join(map(str, net.widths))} ({net.activation}); inputs: one float32 "
         "[N, 1] tensor per feature column, named as the column",
     )
-    proto.ir_version = IR_VERSION
-    if model.target_name:
-        helper.set_model_props(proto, {"target": model.target_name})
+    proto.ir_version = STRING_IR_VERSION if strings else IR_VERSION
+    props = {"target": model.target_name} if model.target_name else {}
+    renamed = {i.name: c.name for i, c in zip(inputs, model.x_scaler.columns) if i.name != c.name}
+    if renamed:  # inputs named as the file's header wrote them: the columns they are
+        props["columns"] = json.dumps(renamed)
+    if notes:  # what the graph does otherwise than predict, one line each
+        props["notes"] = "\n".join(notes)
+    if props:
+        helper.set_model_props(proto, props)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -210,38 +240,92 @@ def _transform_nodes(x: str, t, prefix: str, const, nodes, inverse: bool = False
     return f"{prefix}_out"
 
 
-def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
+def _literal(text: str) -> str:
+    """``text`` as an RE2 pattern that matches it alone (every character but letters and digits
+    as its code point, so no character is special)."""
+    return "".join(ch if ch.isascii() and ch.isalnum() else f"\\x{{{ord(ch):x}}}" for ch in text)
+
+
+def _integer(word: str) -> bool:
+    return word.lstrip("-").isdigit() and word.isascii() and not (len(word) > 1 and word.lstrip("-")[0] == "0")
+
+
+def _spellings(word: str, numeric: bool, boolean: bool) -> str:
+    """The RE2 pattern of the cells predict reads as the category ``word`` (spaces around them
+    aside): the word; for a column of integers also the spellings pyarrow reads as that number
+    (+3, 03, 3.0); for a column of booleans pyarrow's spellings of true and false."""
+    if numeric and _integer(word):
+        digits = word.lstrip("-")
+        sign = "-" if word.startswith("-") else "\\+?"
+        body = "0+" if digits == "0" else f"0*{digits}"
+        return f"(?:{'[-+]?' if digits == '0' else sign}{body}(?:\\.0*)?)"
+    if boolean and word in _BOOLEANS:
+        return "(?:" + "|".join(_BOOLEANS[word]) + ")"
+    return _literal(word)
+
+
+def _cell_patterns(col, pre) -> tuple[list[str], list[str], str | None]:
+    """A categorical column's words (its categories, then its rare ones, then the cells that are
+    missing), each word's RE2 pattern, and a note when the graph matches cells differently from
+    predict. The reader strips spaces around a cell, so each pattern allows them; a missing-value
+    token is matched as the reader nulls it (stripped, for a model with data.na_values; as
+    written, pyarrow's own list, for one from before)."""
+    special = {MISSING_CATEGORY, col.infrequent}
+    words = col.categories + col.rare
+    values = [w for w in words if w not in special]
+    numeric = bool(values) and all(_integer(w) for w in values)  # read from a column of integers
+    boolean = bool(values) and not numeric and set(values) <= set(_BOOLEANS)
+    patterns = [_SPACES + _spellings(w, numeric, boolean) + _SPACES for w in words]
+    if pre.missing == "impute" and MISSING_CATEGORY in col.categories:
+        if pre._tokens is None:
+            holes = [t for t in NA_VALUES if t not in words]
+            patterns += [_literal(t) for t in holes]
+        else:
+            holes = [t for t in ["", *sorted(pre._tokens - {""})] if t not in words]
+            patterns += [_SPACES + _literal(t) + _SPACES for t in holes]
+        words = words + holes
+    note = None
+    if numeric or boolean:
+        what = "integers" if numeric else "booleans"
+        shown = "3, +3, 03, 3.0 as 3" if numeric else "True, TRUE, 1 as true"
+        note = (
+            f"column '{col.name}': its categories were read from {what}; the graph reads every cell"
+            f" that spells one ({shown}) as that category, predict only when every cell of the column is one"
+        )
+    return words, patterns, note
+
+
+def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple[list, list[str]]:
     """One graph input per raw column and the nodes that turn it into the network's columns:
     numbers (and dates, as days since 1970-01-01) with missing values (NaN) filled by the
     training median when the model imputes, then their transform (quantile, log1p); times of
     day and datetimes (float64 seconds since midnight / since 1970-01-01) as days and cyclic
     pairs; categories one-hot (rare ones in their infrequent level; an unseen one: that level
-    under handle_unknown: infrequent, else all zeros)."""
+    under handle_unknown: infrequent, else all zeros), each cell matched as predict matches it
+    (``_cell_patterns``). What the graph cannot do as predict does goes to ``notes``, one line each."""
     from onnx import TensorProto, helper
 
     pre = model.x_scaler
     inputs, encoded = [], []
-    names = pre.inputs
-    if len(set(names)) != len(names):
+    input_names = [pre.header.get(c.name, c.name) for c in pre.columns]  # as the training file's header wrote them
+    if len(set(input_names)) != len(input_names):
         raise MlpbpError("cannot export: feature names repeat, and ONNX inputs need distinct names")
-    tokens = sorted(pre._tokens - {""}) if pre._tokens is not None else []
     for j, col in enumerate(pre.columns):
-        name, categories, fill = col.name, col.categories, col.fill
+        name, categories, fill = input_names[j], col.categories, col.fill
         if col.kind == "categorical":
-            inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
+            inputs.append(helper.make_tensor_value_info(input_names[j], TensorProto.STRING, ["N", 1]))
             # An empty cell (or a missing-value token) is the "missing" category when the model
             # imputes: more words whose columns the matrix below adds into the "missing" one;
             # rare categories are words folded into the infrequent level.
-            impute = pre.missing == "impute" and MISSING_CATEGORY in categories
-            holes = ["", *tokens] if impute else []
-            vocab = categories + col.rare + [h for h in holes if h not in categories + col.rare]
-            nodes.append(
-                helper.make_node(
-                    "OneHotEncoder", [name], [f"c{j}_hot"], domain="ai.onnx.ml", cats_strings=vocab, zeros=1
-                )
-            )  # [N, 1, len(vocab)]; an unseen category: all zeros
-            shape = const(f"c{j}_shape", np.array([-1, len(vocab)], np.int64))
-            nodes.append(helper.make_node("Reshape", [f"c{j}_hot", shape], [f"c{j}_onehot"]))
+            vocab, patterns, note = _cell_patterns(col, pre)
+            if note:
+                notes.append(note)
+            hot = []
+            for k, pattern in enumerate(patterns):  # column k of the one-hot: the cell is vocab[k]
+                nodes.append(helper.make_node("RegexFullMatch", [input_names[j]], [f"c{j}_is{k}"], pattern=pattern))
+                nodes.append(helper.make_node("Cast", [f"c{j}_is{k}"], [f"c{j}_hot{k}"], to=TensorProto.FLOAT))
+                hot.append(f"c{j}_hot{k}")
+            nodes.append(helper.make_node("Concat", hot, [f"c{j}_onehot"], axis=1))  # an unseen category: all zeros
             out = f"c{j}_onehot"
             if len(vocab) > len(categories):
                 fold = np.eye(len(vocab), len(categories), dtype=np.float32)
@@ -311,20 +395,34 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
     return inputs, encoded
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path) -> dict:
+@dataclass
+class ExportResult(Result):
+    """What ``export_onnx`` wrote (``mlpbp export --json``)."""
+
+    path: str
+    bytes: int
+    opset: int  # the default domain's opset
+    inputs: list[str]  # the graph's inputs, in order: one per raw column
+    outputs: list[str]
+    notes: list[str] | None = asked()  # what the graph does otherwise than predict (none: absent)
+
+
+def export_onnx(model_path: str | Path, out_path: str | Path) -> ExportResult:
     """Write ``model_path`` as ONNX to ``out_path`` (atomically); returns what it wrote."""
     model = load_model(model_path)
     proto = to_onnx(model, name=Path(model_path).parent.name or "mlpbp")
     data = proto.SerializeToString()
     with atomic_open(out_path, "wb") as f:
         f.write(data)
-    return {
-        "path": str(out_path),
-        "bytes": len(data),
-        "opset": OPSET,
-        "inputs": [i.name for i in proto.graph.input],
-        "outputs": [o.name for o in proto.graph.output],
-    }
+    props = {p.key: p.value for p in proto.metadata_props}
+    return ExportResult(
+        str(out_path),
+        len(data),
+        next(o.version for o in proto.opset_import if o.domain == ""),
+        [i.name for i in proto.graph.input],
+        [o.name for o in proto.graph.output],
+        props["notes"].split("\n") if "notes" in props else None,
+    )
 
 
 EXPORTABLE = ("linear", "dropout", "batch_norm", "layer_norm", "add", "concat", "select", "embedding")

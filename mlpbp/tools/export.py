@@ -3,7 +3,8 @@
 Inputs: one tensor of shape [N, 1] per raw column, named as the column, so a deployment feeds
 the columns it reads by name: float32 for numbers (dates: days since 1970-01-01; NaN for a
 missing value when the model imputes), strings for categories. The graph fills missing values,
-one-hot encodes categories, concatenates, standardises ((x − mean) / scale, the training
+one-hot encodes categories (an embedded column's levels become codes, whose rows the network's
+embedding Gathers), concatenates, standardises ((x − mean) / scale, the training
 split's), runs every layer (Gemm, activation), and ends in
 
 - classifiers: ``label`` (string [N], the class name) and, for cross-entropy networks,
@@ -216,7 +217,7 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
     training median when the model imputes, then their transform (quantile, log1p); times of
     day and datetimes (float64 seconds since midnight / since 1970-01-01) as days and cyclic
     pairs; categories one-hot (rare ones in their infrequent level; an unseen one: that level
-    under handle_unknown: infrequent, else all zeros)."""
+    under handle_unknown: infrequent, else all zeros), or, embedded, as their level's code."""
     from onnx import TensorProto, helper
 
     pre = model.x_scaler
@@ -227,6 +228,10 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
     tokens = sorted(pre._tokens - {""}) if pre._tokens is not None else []
     for j, col in enumerate(pre.columns):
         name, categories, fill = col.name, col.categories, col.fill
+        if col.kind == "categorical" and col.embedded:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
+            encoded.append(_embedding_codes(name, col, pre, tokens, f"c{j}", nodes))
+            continue
         if col.kind == "categorical":
             inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
             # An empty cell (or a missing-value token) is the "missing" category when the model
@@ -309,6 +314,36 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
             x = f"c{j}_filled"
         encoded.append(_transform_nodes(x, col.transform, f"c{j}_t", const, nodes))
     return inputs, encoded
+
+
+def _embedding_codes(name: str, col, pre, tokens: list[str], prefix: str, nodes) -> str:
+    """An embedded categorical column's code, as ``Preprocessor`` writes it: each level its
+    index, a rare category its infrequent level's, an empty cell (or a missing-value token) the
+    'missing' level's when the model imputes; any other string (unseen in training) the
+    infrequent level's under handle_unknown: infrequent, else the embedding's reserved row.
+    One ai.onnx.ml LabelEncoder, string -> float [N, 1]; the graph's embedding Gathers the row."""
+    from onnx import helper
+
+    categories = col.categories
+    codes = {c: float(i) for i, c in enumerate(categories)}
+    codes |= {c: float(categories.index(col.infrequent)) for c in col.rare}
+    if pre.missing == "impute" and MISSING_CATEGORY in categories:
+        codes |= {h: float(categories.index(MISSING_CATEGORY)) for h in ["", *tokens] if h not in codes}
+    unseen = len(categories)
+    if col.infrequent is not None and pre.handle_unknown == "infrequent":
+        unseen = categories.index(col.infrequent)
+    nodes.append(
+        helper.make_node(
+            "LabelEncoder",
+            [name],
+            [f"{prefix}_code"],
+            domain="ai.onnx.ml",
+            keys_strings=list(codes),
+            values_floats=list(codes.values()),
+            default_float=float(unseen),
+        )
+    )
+    return f"{prefix}_code"
 
 
 def export_onnx(model_path: str | Path, out_path: str | Path) -> dict:

@@ -92,6 +92,10 @@ class Standardizer:
 KINDS = ("numeric", "categorical", "date", "time", "datetime", "drop")
 MISSING = ("error", "drop_rows", "impute")
 UNKNOWN = ("error", "ignore", "infrequent")
+ENCODINGS = ("onehot", "embedding", "auto")  # data.categorical
+# data.categorical: auto one-hot-encodes a column of at most this many levels (after rare
+# categories share the infrequent level) and embeds a column of more
+AUTO_ONEHOT_LEVELS = 16
 MISSING_CATEGORY = "missing"  # what `missing: impute` files a missing category cell under
 INFREQUENT = "infrequent"  # the level categories rarer than data.min_frequency share
 CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whatever the table's size
@@ -110,13 +114,26 @@ class Column:
     format: str | None = None  # date/time/datetime written as text: the strptime format
     infrequent: str | None = None  # categorical: the level rare categories share (in categories)
     rare: list[str] = field(default_factory=list)  # categorical: the training categories merged into it
+    # categorical, data.categorical: embedding: one input column holding the level's code (its
+    # index in categories; len(categories), the embedding's reserved row, for an unseen one),
+    # read by an embedding of `dim` columns
+    encoding: str | None = None
+    dim: int | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.encoding == "embedding"
 
     @property
     def width(self) -> int:
-        return len(self.categories) if self.kind == "categorical" else _WIDTHS.get(self.kind, 1)
+        if self.kind == "categorical":
+            return 1 if self.embedded else len(self.categories)
+        return _WIDTHS.get(self.kind, 1)
 
     @property
     def output_names(self) -> list[str]:
+        if self.embedded:
+            return [self.name]
         if self.kind == "categorical":
             return [f"{self.name}={c}" for c in self.categories]
         cyclic = [f"{self.name}.{p}" for p in TIME_OF_DAY_NAMES]
@@ -131,6 +148,8 @@ class Column:
             out["format"] = self.format
         if self.infrequent is not None:
             out["infrequent"], out["rare"] = self.infrequent, self.rare
+        if self.embedded:
+            out["encoding"], out["dim"] = self.encoding, self.dim
         return out
 
 
@@ -184,6 +203,22 @@ class Preprocessor:
         """The network's input columns, after one-hot encoding."""
         return [n for c in self.columns for n in c.output_names]
 
+    @property
+    def embeddings(self) -> list[tuple[int, int, int]]:
+        """Per embedded categorical column: (its input column, its levels, the embedding's width)."""
+        return [(off, len(c.categories), c.dim) for c, off in zip(self.columns, self.offsets) if c.embedded]
+
+    @property
+    def plain_columns(self) -> list[int]:
+        """The input columns the network reads as they are (all but the embedded codes)."""
+        codes = {off for off, _, _ in self.embeddings}
+        return [j for j in range(self.width) if j not in codes]
+
+    @property
+    def encoded_width(self) -> int:
+        """The width the first hidden layer sees: plain columns plus every embedding's width."""
+        return len(self.plain_columns) + sum(dim for _, _, dim in self.embeddings)
+
     # ---- fitting ---------------------------------------------------------------------------
     @classmethod
     def fit(
@@ -202,11 +237,15 @@ class Preprocessor:
         numeric: str | dict[str, str] = "standardize",
         min_frequency: int = 1,
         na_values: list[str] | None = None,
+        categorical: str | dict[str, str] = "onehot",
+        embedding_dim: int | dict[str, int] | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
         the table's rows in messages. ``formats``: the strptime format of each date or time
         column written as text; ``numeric``: data.numeric (a transform, or one per column);
-        ``min_frequency``: categories with fewer training rows share the infrequent level."""
+        ``min_frequency``: categories with fewer training rows share the infrequent level;
+        ``categorical``: data.categorical (onehot, embedding or auto; or one per column) and
+        ``embedding_dim``: an embedding's width (one for all, or per column; None: the size rule)."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         for name in features:
@@ -260,8 +299,10 @@ class Preprocessor:
                 means.append(mean)
                 scales.append(scale)
             elif kind == "categorical":
-                col = _fit_categories(arr, name, rows, missing, max_categories, min_frequency, source, na_values)
-                means.append(np.zeros(col.width))  # one-hot columns stay 0/1
+                how = categorical.get(name, "auto") if isinstance(categorical, dict) else categorical
+                dim = embedding_dim.get(name) if isinstance(embedding_dim, dict) else embedding_dim
+                col = _fit_categories(arr, name, rows, missing, max_categories, min_frequency, source, how, dim)
+                means.append(np.zeros(col.width))  # one-hot columns stay 0/1, codes as they are
                 scales.append(np.ones(col.width))
             else:
                 raise DataError(f"unknown column kind {kind!r} for '{name}' (allowed: {', '.join(KINDS)})")
@@ -388,6 +429,10 @@ class Preprocessor:
         if unknown.any() and policy == "infrequent" and col.infrequent is not None:
             idx[unknown] = col.categories.index(col.infrequent)
             unknown[:] = False
+        if col.embedded:  # the level's code; an unseen one: the embedding's reserved row
+            idx[unknown] = len(col.categories)
+            block[:, off] = idx
+            return
         rows = np.flatnonzero(~unknown)
         block[rows, off + idx[rows]] = 1.0
 
@@ -489,6 +534,11 @@ class Preprocessor:
             if infrequent is not None and (infrequent not in (categories or []) or not isinstance(rare, list)):
                 raise ValueError(f"infrequent level of '{name}'")
             transform = Transform.from_meta(c["transform"]) if "transform" in c and kind == "numeric" else None
+            encoding, dim = c.get("encoding"), c.get("dim")
+            if encoding is not None and (
+                encoding != "embedding" or kind != "categorical" or not isinstance(dim, int) or dim < 1
+            ):
+                raise ValueError(f"embedding of '{name}'")
             columns.append(
                 Column(
                     name,
@@ -499,6 +549,8 @@ class Preprocessor:
                     fmt,
                     infrequent,
                     [str(v) for v in rare] if infrequent is not None else [],
+                    encoding,
+                    dim if encoding is not None else None,
                 )
             )
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
@@ -518,13 +570,30 @@ class Preprocessor:
 NA_TOKENS = frozenset(NA_VALUES)
 
 
+def embedding_size(levels: int) -> int:
+    """An embedding's width for a column of ``levels`` levels: fastai's rule min(600, 1.6·n^0.56)."""
+    return int(min(600, round(1.6 * levels**0.56)))
+
+
 def _fit_categories(
-    arr, name: str, rows: np.ndarray, missing: str, max_categories: int, min_frequency: int, source: str, na_values
+    arr,
+    name: str,
+    rows: np.ndarray,
+    missing: str,
+    max_categories: int,
+    min_frequency: int,
+    source: str,
+    encoding: str = "onehot",
+    dim: int | None = None,
 ) -> Column:
     """A categorical column's levels from the training rows: the categories at least
     ``min_frequency`` rows have, in sorted order, then one infrequent level for the rest, when
     there are at least two such rare categories and two frequent ones (else every category
-    keeps its own level)."""
+    keeps its own level). ``encoding``: onehot, embedding, or auto (embedding above
+    AUTO_ONEHOT_LEVELS levels); ``dim``: the embedding's width (None: ``embedding_size``).
+
+    Refused as a name or an ID: more distinct values than ``max_categories`` and than half the
+    training rows, or, one-hot, more levels than ``max_categories``."""
     s = string_values(arr.take(arrow(np.asarray(rows, np.int64))))
     if missing == "impute":
         s = pc.fill_null(s, arrow([MISSING_CATEGORY])[0])
@@ -538,15 +607,25 @@ def _fit_categories(
     if len(rare) < 2 or len(frequent) < 2:  # one rare category alone, or too few frequent: merge nothing
         frequent, rare = values, []
     levels = len(frequent) + bool(rare)
-    if len(values) > max_categories and (levels > max_categories or len(values) > len(rows) / 2):
+    if encoding == "auto":
+        encoding = "embedding" if levels > AUTO_ONEHOT_LEVELS else "onehot"
+    too_many = levels > max_categories and encoding == "onehot"
+    if too_many and len(values) <= len(rows) / 2:
+        raise DataError(
+            f"{at(source)}column '{name}' has {levels} levels, more than data.max_categories {max_categories}"
+            f" for a one-hot column: embed it (data.categorical: {{{name}: embedding}}), raise"
+            " data.max_categories, or put it in data.drop (or data.id) if it is a name or an ID"
+        )
+    if len(values) > max_categories and (too_many or len(values) > len(rows) / 2):
         raise DataError(
             f"{at(source)}column '{name}' has {len(values)} distinct values"
             f" (more than data.max_categories {max_categories}); it looks like a name or an ID:"
             f" put it in data.drop (or data.id), or raise data.max_categories"
         )
+    embed = {"encoding": "embedding", "dim": dim or embedding_size(levels)} if encoding == "embedding" else {}
     if not rare:
-        return Column(name, "categorical", categories=frequent)
+        return Column(name, "categorical", categories=frequent, **embed)
     level = INFREQUENT
     while level in frequent:
         level += "_"
-    return Column(name, "categorical", categories=[*frequent, level], infrequent=level, rare=rare)
+    return Column(name, "categorical", categories=[*frequent, level], infrequent=level, rare=rare, **embed)

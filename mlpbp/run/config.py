@@ -111,6 +111,7 @@ ColumnName = Annotated[str, Field(min_length=1)]
 ColumnKind = Literal["numeric", "categorical", "date", "time", "datetime", "drop"]
 NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none"]
 TargetTransform = Literal["standardize", "log1p", "quantile", "none"]
+CategoricalEncoding = Literal["onehot", "embedding", "auto"]
 
 
 def _per_column(kind: Any) -> Any:
@@ -144,6 +145,10 @@ class DataConfig(_Strict):
     min_frequency: PosInt = 5
     # numeric columns: auto (standardize; log1p or quantile when skewed), standardize, quantile, log1p, robust, none
     numeric: _per_column(NumericTransform) = "auto"
+    # categorical columns: auto (one-hot up to 16 levels, an embedding above), onehot, embedding
+    categorical: _per_column(CategoricalEncoding) = "auto"
+    # an embedding's width (one for every embedded column, or per column); null: min(600, 1.6·levels^0.56)
+    embedding_dim: _per_column(PosInt) | None = None
     # regression targets; default standardize (none when data.standardize is false)
     target_transform: TargetTransform | None = None
     test_path: str | None = None

@@ -19,13 +19,15 @@ from mlpbp.data.arrow import arrow, missing_mask, to_numpy
 from mlpbp.data.cells import apply_na_values, infer_cells
 from mlpbp.data.columns import infer_kind, numeric_values
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
-from mlpbp.data.preprocessing import CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
+from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, target_missing
 from mlpbp.data.transforms import TargetScaler
-from mlpbp.engine.graph import Network, graph_nodes, layer_graph
+from mlpbp.engine.combine import Concat
+from mlpbp.engine.embedding import Embedding, Select
+from mlpbp.engine.graph import Network, chain, graph_nodes, layer_graph
 from mlpbp.engine.layers import Linear
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
@@ -36,6 +38,7 @@ from mlpbp.engine.memory import (
     network_bytes,
     require,
 )
+from mlpbp.engine.module import Input, Node
 from mlpbp.engine.network import MLP
 from mlpbp.engine.norm import BatchNorm
 from mlpbp.errors import ConfigError, DataError
@@ -225,6 +228,13 @@ def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: D
             else:
                 with_what = f"filled with the training median {_shown(col.fill, col.kind)}"
             notes.append(f"column '{col.name}': {count} missing cell(s) {with_what} (data.missing: impute)")
+        if col.embedded:
+            how = d.categorical.get(col.name, "auto") if isinstance(d.categorical, dict) else d.categorical
+            why = f"auto: more than {AUTO_ONEHOT_LEVELS} levels" if how == "auto" else "embedding"
+            notes.append(
+                f"column '{col.name}': {len(col.categories)} levels, each a learned vector of {col.dim}"
+                f" (data.categorical: {why}); an unseen level reads a reserved zero row"
+            )
         if col.infrequent is not None:
             k = len(col.rare)
             notes.append(
@@ -485,6 +495,18 @@ def _prepare_table(
     numeric = d.numeric if d.path is not None or "numeric" in d.model_fields_set else "standardize"
     if isinstance(numeric, dict):
         numeric = {column_name(cols.features, n): v for n, v in numeric.items()}
+    categorical, emb_dim = d.categorical, d.embedding_dim
+    if isinstance(categorical, dict):
+        categorical = {column_name(cols.features, n): v for n, v in categorical.items()}
+    if isinstance(emb_dim, dict):
+        emb_dim = {column_name(cols.features, n): v for n, v in emb_dim.items()}
+    for key, given in (("categorical", categorical), ("embedding_dim", emb_dim)):
+        unknown = [n for n in given if n not in cols.features] if isinstance(given, dict) else []
+        if unknown:
+            raise ConfigError(
+                f"config error at data.{key}: '{unknown[0]}' is not a feature column"
+                f" (features: {', '.join(cols.features)})"
+            )
     # Their models keep 0.2's refusal of a missing cell at predict time too, unless data.missing is set.
     missing = d.missing if d.path is not None or "missing" in d.model_fields_set else "error"
     pre = Preprocessor.fit(
@@ -502,6 +524,8 @@ def _prepare_table(
         numeric=numeric,
         min_frequency=d.min_frequency if d.path is not None else 1,
         na_values=d.na_values if d.path is not None else None,
+        categorical=categorical,
+        embedding_dim=emb_dim,
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}
@@ -588,6 +612,8 @@ def _unseen_categories(
         shown = "a missing cell" if value is None else repr(value)
         if pre.handle_unknown == "infrequent" and col.infrequent is not None:
             how = f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
+        elif col.embedded:
+            how = f"encoded as the embedding's reserved zero row (data.handle_unknown: {pre.handle_unknown})"
         elif pre.handle_unknown == "infrequent":
             how = "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
         else:
@@ -715,17 +741,25 @@ def build_model(
     dtype: str | None = None,
     eval_rows: int = 0,
     class_weight: np.ndarray | None = None,
+    preprocessor: Preprocessor | None = None,
 ) -> Network:
     """The config's network, once its memory is checked (``eval_rows``: the most rows metrics
-    are computed on)."""
+    are computed on). With a ``preprocessor`` that embeds categorical columns, the hidden
+    modules read the plain columns (``select``) beside one ``embedding`` per embedded column
+    (``concat``)."""
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
-    if cfg.model.is_mlp:
+    embedded = preprocessor is not None and bool(preprocessor.embeddings)
+    if cfg.model.is_mlp and not embedded:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]
         check_training_memory(cfg, widths, dtype, eval_rows)
         return MLP(widths, cfg.model.activation, default_loss(cfg, task), **settings)
     key = "model.layers" if cfg.model.layers is not None else "model.hidden"
-    x, out = layer_graph(cfg.model.layer_list(), n_inputs, n_outputs, key)  # widths checked, nothing allocated
+    if embedded:
+        x = Input(int(n_inputs))
+        out = Linear(int(n_outputs))(chain(cfg.model.layer_list(), input_front(preprocessor, x), key))
+    else:
+        x, out = layer_graph(cfg.model.layer_list(), n_inputs, n_outputs, key)  # widths checked, nothing allocated
     widths = [n_inputs] + [n.width for n in _nodes(out) if isinstance(n.module, Linear)]
     check_training_memory(cfg, widths, dtype, eval_rows)
     if any(isinstance(n.module, BatchNorm) for n in _nodes(out)) and cfg.train.batch_size == 1:
@@ -738,6 +772,14 @@ def build_model(
 
 def _nodes(out):
     return graph_nodes(out)[1:]
+
+
+def input_front(pre: Preprocessor, x: Node) -> Node:
+    """What the hidden modules read from the input ``x`` (``pre``'s columns): the plain columns
+    (``select``) and one ``embedding`` per embedded categorical column, side by side (``concat``)."""
+    parts = [Select(columns=pre.plain_columns)(x)] if pre.plain_columns else []
+    parts += [Embedding(column=off, categories=n, dim=dim)(x) for off, n, dim in pre.embeddings]
+    return Concat()(*parts) if len(parts) > 1 else parts[0]
 
 
 def write_split(prepared: Prepared, folder: str | Path) -> dict[str, str]:

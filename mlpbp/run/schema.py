@@ -29,11 +29,13 @@ DESCRIPTIONS = {
     "data.features": "The feature columns (default: every column but the targets, id and drop).",
     "data.drop": "Columns to ignore.",
     "data.id": "An id column: never a feature; predict copies it into its output.",
-    "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot), date (days "
+    "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot or embedded: "
+    "data.categorical), date (days "
     "since 1970-01-01), time (time of day, cyclic), datetime (days plus cyclic time of day) or drop.",
     "data.max_classes": "A numeric target with more distinct values than this is regression.",
-    "data.max_categories": "A categorical column with more distinct values is refused (it is usually a name or "
-    "an ID: drop it or make it the id).",
+    "data.max_categories": "A one-hot column with more levels is refused, and so is any categorical column with "
+    "more distinct values than this and than half the training rows (it is usually a name or an ID: drop it or "
+    "make it the id).",
     "data.missing": "Missing cells: impute (default: training median; a 'missing' category for categorical "
     "columns; a note names each column and count), error (name them) or drop_rows.",
     "data.handle_unknown": "A category that training never saw (in validation/test rows, predict, evaluate): "
@@ -47,6 +49,11 @@ DESCRIPTIONS = {
     "data.numeric": "Numeric columns: auto (standardize; when skewed, log1p if never negative and skewed right, "
     "else quantile), standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
     "robust (median and IQR) or none; or a mapping column -> transform (the rest: auto).",
+    "data.categorical": "Categorical columns: auto (one-hot up to 16 levels, counted after rare categories share "
+    "the infrequent level; a learned embedding above), onehot or embedding (each level a learned vector, an "
+    "unseen level a reserved row that stays zero); or a mapping column -> encoding (the rest: auto).",
+    "data.embedding_dim": "The width of an embedded column's vectors, for every embedded column or as a mapping "
+    "column -> width (null: fastai's rule min(600, round(1.6·levels^0.56))).",
     "data.target_transform": "Regression targets: standardize, log1p, quantile or none (null: standardize, or "
     "none when standardize is false); metrics are in the target's own units.",
     "data.test_path": "A separate table whose rows are the test split (test metrics and plots); relative to the "

@@ -124,12 +124,18 @@ class Trainer:
         self.task = data.task
         # unset keys of a table's config: the default recipe (run/recipe.py), chosen before
         # anything is built from them
-        self.recipe = apply_recipe(cfg, data.train[0].shape[0], data.train[0].shape[1])
+        self.recipe = apply_recipe(cfg, data.train[0].shape[0], data.preprocessor.encoded_width)
         if cfg.train.patience is not None and cfg.data.validation_fraction == 0:
             raise ConfigError("config error at train.patience: early stopping needs data.validation_fraction > 0")
         eval_rows = max(len(part[0]) for part in (data.train, data.val, data.test))
         self.net = build_model(
-            cfg, data.train[0].shape[1], data.n_outputs, self.task, eval_rows=eval_rows, class_weight=data.class_weight
+            cfg,
+            data.train[0].shape[1],
+            data.n_outputs,
+            self.task,
+            eval_rows=eval_rows,
+            class_weight=data.class_weight,
+            preprocessor=data.preprocessor,
         )
         # the saved config (and `mlpbp inspect`) shows the loss and init the network resolved
         cfg.model.loss, cfg.model.init = self.net.loss_name, self.net.init

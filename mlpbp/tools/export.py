@@ -6,7 +6,8 @@ so a deployment feeds the columns it reads by name: float32 for numbers (dates: 
 1970-01-01; NaN for a missing value when the model imputes), strings for categories, matched as
 ``mlpbp predict`` matches them: spaces around a cell ignored, a missing-value token (pandas'
 list and data.na_values) the missing category. The graph fills missing values, one-hot encodes
-categories, concatenates, standardises ((x − mean) / scale, the training split's), runs every
+categories (an embedded column's levels become codes, whose rows the network's embedding
+Gathers), concatenates, standardises ((x − mean) / scale, the training split's), runs every
 layer (Gemm, activation), and ends in
 
 - classifiers: ``label`` (string [N], the class name) and, for cross-entropy networks,
@@ -301,8 +302,9 @@ def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple
     training median when the model imputes, then their transform (quantile, log1p); times of
     day and datetimes (float64 seconds since midnight / since 1970-01-01) as days and cyclic
     pairs; categories one-hot (rare ones in their infrequent level; an unseen one: that level
-    under handle_unknown: infrequent, else all zeros), each cell matched as predict matches it
-    (``_cell_patterns``). What the graph cannot do as predict does goes to ``notes``, one line each."""
+    under handle_unknown: infrequent, else all zeros; embedded: the level's code, an unseen one
+    the reserved row's), each cell matched as predict matches it (``_cell_patterns``). What the
+    graph cannot do as predict does goes to ``notes``, one line each."""
     from onnx import TensorProto, helper
 
     pre = model.x_scaler
@@ -349,6 +351,8 @@ def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple
                 nodes.append(helper.make_node("Mul", [f"c{j}_unseen", const(f"c{j}_e", e)], [f"c{j}_extra"]))
                 nodes.append(helper.make_node("Add", [out, f"c{j}_extra"], [f"c{j}_known"]))
                 out = f"c{j}_known"
+            if col.embedded:  # the level's code, whose row the network's embedding Gathers
+                out = _embedding_code(out, len(categories), f"c{j}", const, nodes)
             encoded.append(out)
             continue
         if col.kind in ("time", "datetime"):
@@ -393,6 +397,30 @@ def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple
             x = f"c{j}_filled"
         encoded.append(_transform_nodes(x, col.transform, f"c{j}_t", const, nodes))
     return inputs, encoded
+
+
+def _embedding_code(onehot: str, n: int, prefix: str, const, nodes) -> str:
+    """An embedded column's code from its one-hot row, as ``Preprocessor`` writes it: the level's
+    index, or ``n`` (the embedding's reserved row) for an unseen category left as a row of zeros:
+    onehot · [0, 1, …, n−1]ᵀ + (1 − Σ onehot)·n. Matching the cells through the one-hot keeps
+    one reading of cells (``_cell_patterns``) for both encodings."""
+    from onnx import helper
+
+    idx = np.arange(n, dtype=np.float32)[:, None]
+    nodes.append(helper.make_node("MatMul", [onehot, const(f"{prefix}_idx", idx)], [f"{prefix}_code0"]))
+    nodes.append(
+        helper.make_node(
+            "ReduceSum", [onehot, const(f"{prefix}_cax", np.array([1], np.int64))], [f"{prefix}_hsum"], keepdims=1
+        )
+    )
+    nodes.append(
+        helper.make_node("Sub", [const(f"{prefix}_c1", np.ones(1, np.float32)), f"{prefix}_hsum"], [f"{prefix}_miss"])
+    )
+    nodes.append(
+        helper.make_node("Mul", [f"{prefix}_miss", const(f"{prefix}_n", np.array([n], np.float32))], [f"{prefix}_res"])
+    )
+    nodes.append(helper.make_node("Add", [f"{prefix}_code0", f"{prefix}_res"], [f"{prefix}_code"]))
+    return f"{prefix}_code"
 
 
 @dataclass

@@ -601,7 +601,15 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     X, y = data.train
     widths = [X.shape[1], *cfg.model.hidden, data.n_outputs]
     require(gradcheck_bytes(widths, min(batch, X.shape[0]), DEFAULT_DIRECTIONS), _checking(widths), key="model.hidden")
-    net = build_model(cfg, X.shape[1], data.n_outputs, data.task, dtype="float64", class_weight=data.class_weight)
+    net = build_model(
+        cfg,
+        X.shape[1],
+        data.n_outputs,
+        data.task,
+        dtype="float64",
+        class_weight=data.class_weight,
+        preprocessor=data.preprocessor,
+    )
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))
     return net, X[rows], y[rows]

@@ -90,7 +90,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
         raise DataError(f"cannot write a starter config for {data}: {e}") from None
     pre, s = p.preprocessor, p.summary
     n_train = round(s["rows_used"] * (1 - cfg.data.test_fraction - cfg.data.validation_fraction))
-    recipe = choose(n_train, pre.width, validation=True)
+    recipe = choose(n_train, pre.encoded_width, validation=True)
     missing = {c["name"]: c["missing"] for c in s["columns"]}
     rw = recipe
     one = len(rw["model.hidden"]) == 1
@@ -157,7 +157,8 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
             2,
             "hidden",
             rw["model.hidden"],
-            f"recipe: {'one layer' if one else 'two layers'} of clamp(2^ceil(log2(2 x {pre.width} inputs)), 64, 512)"
+            f"recipe: {'one layer' if one else 'two layers'} of"
+            f" clamp(2^ceil(log2(2 x {pre.encoded_width} inputs)), 64, 512)"
             + ("; two from 5,000 training rows" if one else ""),
         ),
         _kv(2, "activation", "relu", "max(0, z), He initialisation"),
@@ -204,7 +205,8 @@ def _column_why(col, holes: int, rec: dict) -> str:
     if col.kind == "categorical":
         k = len(col.categories)
         shown = ", ".join(col.categories[:4]) + (", ..." if k > 4 else "")
-        what = f"text or booleans: {k} levels ({shown}), one-hot"
+        how = f"an embedding of {col.dim} (auto: more than 16 levels)" if col.embedded else "one-hot"
+        what = f"text or booleans: {k} levels ({shown}), {how}"
     elif col.kind == "numeric":
         what = f"numbers, {rec.get('min')} .. {rec.get('max')}"
     elif col.kind == "date":

@@ -115,3 +115,29 @@ def test_a_run_with_dropout_and_batch_norm_resumes_bit_for_bit(tmp_path):
     for k in keys:
         assert np.array_equal(a[k], b[k]), k
     assert (tmp_path / "ref" / "history.csv").read_bytes() == (out / "history.csv").read_bytes()
+
+
+def test_predict_and_evaluate_say_they_ran_in_eval_mode(runner, tmp_path):
+    import json
+
+    res, out = _train(runner, tmp_path, {"hidden": [8], "dropout": 0.2, "norm": "batch"})
+    assert res.exit_code == 0, res.output
+    plain_res, plain = _train(runner, tmp_path, {"hidden": [8], "norm": "layer"}, name="plain")
+    assert plain_res.exit_code == 0, plain_res.output
+    rows = tmp_path / "rows.csv"
+    rng = np.random.default_rng(0)
+    rows.write_text("x0,x1,y\n" + "".join(f"{a},{b},{int(a > 0)}\n" for a, b in rng.normal(size=(20, 2))))
+    line = "evaluation mode: batch_norm's running statistics, dropout off"  # in listing order
+    pred = runner.invoke(app, ["predict", str(out / "model.npz"), str(rows)])
+    assert pred.exit_code == 0, pred.output
+    assert f"note: predicting in {line}" in pred.stderr
+    assert pred.stdout.splitlines()[0] == "prediction,p_0,p_1" and len(pred.stdout.splitlines()) == 21  # CSV alone
+    ev = runner.invoke(app, ["evaluate", str(out / "model.npz"), str(rows)])
+    assert ev.exit_code == 0, ev.output
+    assert ev.stdout.splitlines()[1] == f"scored in {line}"
+    as_json = runner.invoke(app, ["evaluate", str(out / "model.npz"), str(rows), "--json"])
+    assert json.loads(as_json.stdout)["mode"] == "eval"
+    # layer_norm computes the same in both modes: nothing to say
+    pred = runner.invoke(app, ["predict", str(plain / "model.npz"), str(rows)])
+    ev = runner.invoke(app, ["evaluate", str(plain / "model.npz"), str(rows)])
+    assert "evaluation mode" not in pred.stderr + ev.stdout

@@ -15,7 +15,7 @@ from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_from_dict
 from mlpbp.run.model_file import load_model
 from mlpbp.run.prepare import prepare
-from mlpbp.run.trainer import Trainer
+from mlpbp.run.trainer import Trainer, TrainHooks
 
 
 def _train(runner, tmp_path, model, train=None, name="c"):
@@ -141,3 +141,48 @@ def test_predict_and_evaluate_say_they_ran_in_eval_mode(runner, tmp_path):
     pred = runner.invoke(app, ["predict", str(plain / "model.npz"), str(rows)])
     ev = runner.invoke(app, ["evaluate", str(plain / "model.npz"), str(rows)])
     assert "evaluation mode" not in pred.stderr + ev.stdout
+
+
+def test_early_stopping_restores_the_best_epochs_running_statistics_too(tmp_path):
+    from mlpbp.run.checkpoint import load_checkpoint
+    from mlpbp.run.metrics import compute_metrics
+
+    cfg = config_from_dict(
+        {
+            "seed": 0,
+            "data": {"dataset": "moons", "n_samples": 200, "validation_fraction": 0.3},
+            "model": {"hidden": [16], "norm": "batch"},
+            "train": {"epochs": 60, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "patience": 3},
+        }
+    )
+    seen = []
+
+    class Watch(TrainHooks):
+        def epoch_end(self, record):
+            seen.append({k: b.copy() for k, b in trainer.net.buffers.items()})
+
+    data = prepare(cfg)
+    trainer = Trainer(cfg, data, tmp_path, hooks=Watch())
+    result = trainer.run()
+    assert result.stopped_early and result.best_epoch < len(result.history)
+    best = result.best_epoch - 1
+    net = trainer.net
+    for k, b in net.buffers.items():
+        np.testing.assert_array_equal(b, seen[best][k])
+    assert not np.array_equal(seen[-1]["running_mean1"], net.buffers["running_mean1"])
+    # the kept model scores the best validation loss again, exactly
+    best_val = result.history[best]["val_loss"]
+    assert (
+        compute_metrics(net, *data.val, data.y_scaler)["loss"] == best_val == min(r["val_loss"] for r in result.history)
+    )
+    # the best weights with the last epoch's statistics would not
+    for k, b in net.buffers.items():
+        b[...] = seen[-1][k]
+    assert compute_metrics(net, *data.val, data.y_scaler)["loss"] != best_val
+    # the saved model and the checkpoint keep them too
+    saved = load_model(tmp_path / "model.npz").net
+    for k, b in saved.buffers.items():
+        np.testing.assert_allclose(b, seen[best][k], rtol=1e-7)
+    _, kept = load_checkpoint(tmp_path / "checkpoint.npz", net.params, trainer.opt.state_dict(), net.buffers)
+    for k in net.buffers:
+        np.testing.assert_array_equal(kept[f"buffer.{k}"], seen[best][k])

@@ -20,6 +20,13 @@ network's precision. As in scikit-learn, inputs and targets are used as given: s
 steps, up to rounding (``"adam"`` adds ε to √v before its bias correction where scikit-learn
 adds it after: differences of about 1e-6).
 
+``dropout`` (after each hidden activation) and ``norm`` (``"batch"`` or ``"layer"``
+normalisation before each hidden activation) build the network ``model.dropout`` and
+``model.norm`` build in a config. It fits in training mode (dropout masks from a generator
+seeded by ``random_state``, batch statistics) and predicts and scores in evaluation mode (no
+dropout, batch_norm's running statistics). Dropout needs a stochastic solver; after lbfgs (or
+an epoch of newton_cg) the running statistics are the training data's.
+
 Needs the optional extra ``pip install 'mlpbp[sklearn]'``. The estimators pickle (scikit-learn
 users expect it); the CLI's files stay pickle-free.
 """
@@ -34,6 +41,7 @@ import numpy as np
 try:
     import scipy.optimize
     import scipy.sparse
+    import scipy.special
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -48,8 +56,11 @@ except ImportError as e:  # pragma: no cover - exercised by a test that hides sc
     raise ImportError(f"mlpbp.sklearn needs scikit-learn: pip install 'mlpbp[sklearn]' ({e})") from None
 
 from mlpbp.engine.activations import ACTIVATIONS
+from mlpbp.engine.graph import Network
+from mlpbp.engine.layers import Linear
 from mlpbp.engine.losses import softmax
 from mlpbp.engine.network import MLP
+from mlpbp.engine.norm import BatchNorm
 from mlpbp.engine.optim import OPTIMIZERS, Optimizer, build_optimizer
 from mlpbp.run.threads import blas_thread_limit, choose_threads
 
@@ -62,7 +73,19 @@ PREDICT_CHUNK = 8192  # rows per forward pass when predicting (sparse X is densi
 
 
 def _sigmoid(o: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * o))  # no overflow for any o
+    # no overflow for any o, and a tiny p stays > 0 (0.5·(1 + tanh(o/2)) is 0 from o < −37 on)
+    return scipy.special.expit(o)
+
+
+def _linears(net: Network) -> list[Linear]:
+    """The network's linear modules, first to last: scikit-learn's layers."""
+    return [m for m in net.layers if isinstance(m, Linear)]
+
+
+def _extra_params(net: Network) -> dict[str, np.ndarray]:
+    """The parameters outside the linear modules (a normalisation's gamma and beta), by name."""
+    own = {id(p) for m in _linears(net) for p in m.params.values()}
+    return {k: p for k, p in net.params.items() if id(p) not in own}
 
 
 def _dense(X, dtype) -> np.ndarray:
@@ -102,6 +125,8 @@ class _MLPEstimator(BaseEstimator):
         n_iter_no_change=10,
         max_fun=15000,
         dtype=None,
+        dropout=0.0,
+        norm="none",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -127,6 +152,8 @@ class _MLPEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.dtype = dtype
+        self.dropout = dropout  # after each hidden activation, as model.dropout
+        self.norm = norm  # none | batch | layer, before each hidden activation, as model.norm
 
     # ---- the one table of allowed parameter values, checked by fit / partial_fit ----------
     @property
@@ -157,6 +184,8 @@ class _MLPEstimator(BaseEstimator):
             "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
             "max_fun": [Interval(Integral, 1, None, closed="left")],
             "dtype": [StrOptions({"float32", "float64"}), None],
+            "dropout": [Interval(Real, 0, 1, closed="left")],
+            "norm": [StrOptions({"none", "batch", "layer"})],
             **self._own_constraints,
         }
 
@@ -187,9 +216,12 @@ class _MLPEstimator(BaseEstimator):
             coefs.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False))
             intercepts.append(self._random_state.uniform(-bound, bound, fan_out).astype(dtype, copy=False))
         self.coefs_, self.intercepts_ = coefs, intercepts
+        # dropout masks: a generator seeded from random_state (drawn only when there are masks,
+        # so a network without dropout draws what scikit-learn draws)
+        self._mask_seed = int(self._random_state.randint(np.iinfo(np.int32).max)) if self.dropout else 0
         self._net = None
         self._network()
-        self._best_packed = self._pack().copy()  # early stopping keeps these if no epoch scores
+        self._keep_best()  # early stopping keeps these if no epoch scores
         if self._stochastic():
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -215,19 +247,54 @@ class _MLPEstimator(BaseEstimator):
         widths = [np.shape(coefs[0])[0]] + [np.shape(c)[1] for c in coefs]
         dtype = np.result_type(*coefs, *intercepts)
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-        if net is None or net.widths != widths or net.dtype != dtype or net.activation != self.activation:
-            loss = OUTPUT_LOSS[self.out_activation_]
-            net = MLP(widths, self.activation, loss, dtype=str(np.dtype(dtype)), init="glorot")
-        for layer, c, b in zip(net.linears, coefs, intercepts):
+        spec = (self.activation, float(self.dropout), self.norm)
+        if net is None or net.widths != widths or net.dtype != dtype or getattr(self, "_spec", None) != spec:
+            net = self._build(widths, str(np.dtype(dtype)))
+            self._spec = spec
+        linears = _linears(net)
+        for layer, c, b in zip(linears, coefs, intercepts):
             layer.params["W"][...] = np.asarray(c).T
             layer.params["b"][...] = np.asarray(b).reshape(-1)
         self._net = net
-        self.coefs_ = [layer.params["W"].T for layer in net.linears]  # (fan_in, fan_out) views
-        self.intercepts_ = [layer.params["b"] for layer in net.linears]
+        self.coefs_ = [layer.params["W"].T for layer in linears]  # (fan_in, fan_out) views
+        self.intercepts_ = [layer.params["b"] for layer in linears]
         self._views = (list(self.coefs_), list(self.intercepts_))
         self.n_layers_ = len(widths)
         self.n_outputs_ = widths[-1]
         return net
+
+    def _build(self, widths: list[int], dtype: str) -> Network:
+        """An MLP of these widths or, with ``dropout`` or ``norm``, the chain ``model.hidden``
+        builds with them: linear → norm → activation → dropout per hidden layer (a fresh
+        normalisation: gamma 1, beta 0, running mean 0 and variance 1)."""
+        loss = OUTPUT_LOSS[self.out_activation_]
+        if not self.dropout and self.norm == "none":
+            return MLP(widths, self.activation, loss, dtype=dtype, init="glorot")
+        layers: list = []
+        for width in widths[1:-1]:
+            layers.append({"linear": width})
+            if self.norm != "none":
+                layers.append(f"{self.norm}_norm")
+            layers.append(self.activation)
+            if self.dropout:
+                layers.append({"dropout": float(self.dropout)})
+        seed = getattr(self, "_mask_seed", 0)
+        return Network.from_layers(
+            layers, widths[0], widths[-1], loss=loss, activation=self.activation, seed=seed, dtype=dtype, init="glorot"
+        )
+
+    def _batch_norms(self) -> list[BatchNorm]:
+        return [m for m in self._net.layers if isinstance(m, BatchNorm)]
+
+    def _keep_best(self) -> None:
+        """Keep the current parameters and buffers (running statistics) as the best so far."""
+        self._best_packed = self._pack().copy()
+        self._best_buffers = {k: b.copy() for k, b in self._net.buffers.items()}
+
+    def _restore_best(self) -> None:
+        self._unpack(self._best_packed)
+        for k, b in getattr(self, "_best_buffers", {}).items():
+            self._net.buffers[k][...] = b
 
     def _stochastic(self) -> bool:
         return self.solver != "lbfgs"
@@ -238,11 +305,22 @@ class _MLPEstimator(BaseEstimator):
         unweighted) and its gradient; biases are not penalised (scikit-learn's objective)."""
         net = self._net
         value, grads = net.loss_and_grad(_dense(X, net.dtype), t, sample_weight)
+        return self._add_alpha(X, sample_weight, value, grads)
+
+    def _step_loss_grad(self, X, t, sample_weight) -> tuple[float, dict[str, np.ndarray]]:
+        """``_loss_grad`` of a training step: batch_norm's running statistics move too (the
+        gradients are the network's own arrays, overwritten by the next pass)."""
+        net = self._net
+        value = net.step_loss_and_grad(_dense(X, net.dtype), t, sample_weight)
+        return self._add_alpha(X, sample_weight, value, net.grads)
+
+    def _add_alpha(self, X, sample_weight, value, grads):
+        net = self._net
         if self.alpha:
             total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
             total = total if total > 0 else 1.0
             squares = 0.0
-            for r, layer in enumerate(net.linears, start=1):
+            for r, layer in enumerate(_linears(net), start=1):
                 W = layer.params["W"]
                 squares += float(np.vdot(W, W))
                 grads[f"W{r}"] += (self.alpha / total) * W
@@ -259,12 +337,15 @@ class _MLPEstimator(BaseEstimator):
         net = self._net
         self._unpack(packed)
         value, grads = self._loss_grad(X, t, sample_weight)
-        n = len(net.linears)
+        n = len(_linears(net))
         parts = [grads[f"W{r}"].T.ravel() for r in range(1, n + 1)] + [grads[f"b{r}"] for r in range(1, n + 1)]
+        parts += [grads[k].ravel() for k in _extra_params(net)]
         return value, np.concatenate(parts).astype(np.float64)
 
     def _pack(self) -> np.ndarray:
-        return np.concatenate([c.ravel() for c in self.coefs_] + [b.ravel() for b in self.intercepts_])
+        """coefs_, then intercepts_ (scikit-learn's packing), then any normalisation's gamma and beta."""
+        extra = [p.ravel() for p in _extra_params(self._net).values()]
+        return np.concatenate([c.ravel() for c in self.coefs_] + [b.ravel() for b in self.intercepts_] + extra)
 
     def _unpack(self, packed) -> None:
         i = 0
@@ -274,6 +355,9 @@ class _MLPEstimator(BaseEstimator):
         for b in self.intercepts_:
             b[...] = packed[i : i + b.size]
             i += b.size
+        for p in _extra_params(self._net).values():
+            p[...] = packed[i : i + p.size].reshape(p.shape)
+            i += p.size
 
     # ---- fitting ---------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental: bool = False):
@@ -282,6 +366,11 @@ class _MLPEstimator(BaseEstimator):
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
         if any(int(s) <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        if self.dropout and not self._stochastic():
+            raise ValueError(
+                f"dropout={self.dropout} needs a stochastic solver (adam, sgd, ...): solver='lbfgs' minimises one"
+                " deterministic objective, and dropout draws new masks at every pass"
+            )
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
@@ -305,11 +394,20 @@ class _MLPEstimator(BaseEstimator):
         threads = choose_threads(
             "auto", self._net.widths, min(batch, X.shape[0], 200 if self.batch_size == "auto" else batch)
         )
-        with blas_thread_limit(threads.threads):
-            if self._stochastic():
-                self._fit_stochastic(X, y, sample_weight, incremental, first_pass)
-            else:
-                self._fit_lbfgs(X, self._engine_targets(y, first_pass), sample_weight)
+        if self.norm == "batch" and min(batch, X.shape[0]) < 2:
+            rows = min(batch, X.shape[0])
+            raise ValueError(f"norm='batch' needs at least 2 samples per batch; got {rows} sample{'s' * (rows != 1)}")
+        self._net.train()  # dropout masks and batch statistics while fitting; predictions in eval mode
+        try:
+            with blas_thread_limit(threads.threads):
+                if self._stochastic():
+                    self._fit_stochastic(X, y, sample_weight, incremental, first_pass)
+                else:
+                    t = self._engine_targets(y, first_pass)
+                    self._fit_lbfgs(X, t, sample_weight)
+                    self._full_batch_statistics(X, t, sample_weight)
+        finally:
+            self._net.eval()
         if not all(np.isfinite(p).all() for p in self._net.params.values()):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values and "
@@ -334,6 +432,22 @@ class _MLPEstimator(BaseEstimator):
         if not sw.sum() > 0:
             raise ValueError("Sample weights must contain at least one non-zero number.")
         return sw
+
+    def _full_batch_statistics(self, X, t, sample_weight) -> None:
+        """After whole-data epochs (lbfgs, newton_cg), which use the whole data's batch
+        statistics: batch_norm's running statistics become those statistics (momentum 1)."""
+        norms = self._batch_norms()
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        try:
+            for m in norms:
+                m.momentum = 1.0
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._net.step_loss_and_grad(_dense(X, self._net.dtype), t, sample_weight)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
 
     def _fit_lbfgs(self, X, t, sample_weight) -> None:
         """scipy's L-BFGS-B over the packed parameters: ``max_iter`` iterations and ``max_fun``
@@ -408,6 +522,9 @@ class _MLPEstimator(BaseEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n))
         opt, sample_idx = self._optimizer, np.arange(n, dtype=int)
+        batches = list(gen_batches(n, batch_size)) if isinstance(opt, Optimizer) else []
+        if self.norm == "batch" and len(batches) > 1 and batches[-1].stop - batches[-1].start == 1:
+            batches[-2:] = [slice(batches[-2].start, n)]  # batch statistics need 2 rows: the last row joins
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:  # sklearn.utils.shuffle's draw, without its per-call validation
@@ -419,11 +536,12 @@ class _MLPEstimator(BaseEstimator):
                     with np.errstate(over="ignore", invalid="ignore"):
                         opt.run_epoch(self._net, _dense(X, self._net.dtype), t, sample_idx, lambda: False)
                         accumulated = self._loss_grad(X, t, sw_train)[0] * n
-                for batch in gen_batches(n, batch_size) if isinstance(opt, Optimizer) else ():
+                    self._full_batch_statistics(X, t, sw_train)
+                for batch in batches:
                     rows = sample_idx[batch] if self.shuffle else batch
                     swb = None if sw_train is None else sw_train[rows]
                     with np.errstate(over="ignore", invalid="ignore"):
-                        value, grads = self._loss_grad(X[rows], t[rows], swb)
+                        value, grads = self._step_loss_grad(X[rows], t[rows], swb)
                         opt.step(grads)
                     accumulated += value * (batch.stop - batch.start)
                 self.n_iter_ += 1
@@ -454,8 +572,8 @@ class _MLPEstimator(BaseEstimator):
                     )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-        if self.early_stopping:  # the best validation weights
-            self._unpack(self._best_packed)
+        if self.early_stopping:  # the best validation weights, and running statistics
+            self._restore_best()
 
     def _iteration_ends(self) -> None:
         """The learning rate after an epoch: lr₀/(t + 1)^power_t under invscaling (t: rows
@@ -492,7 +610,7 @@ class _MLPEstimator(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_ or not hasattr(self, "_best_packed"):
                 self.best_validation_score_ = max(score, self.best_validation_score_)
-                self._best_packed = self._pack().copy()
+                self._keep_best()
         else:
             last = self.loss_curve_[-1]
             if last > self.best_loss_ - self.tol:
@@ -520,7 +638,14 @@ class _MLPEstimator(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         net = self._network()
-        chunks = [net.forward(_dense(X[i : i + PREDICT_CHUNK], net.dtype)) for i in range(0, X.shape[0], PREDICT_CHUNK)]
+        training = net.training
+        net.eval()  # no dropout, batch_norm's running statistics (also for early stopping's scores)
+        try:
+            chunks = [
+                net.forward(_dense(X[i : i + PREDICT_CHUNK], net.dtype)) for i in range(0, X.shape[0], PREDICT_CHUNK)
+            ]
+        finally:
+            net.train(training)
         o = np.concatenate(chunks) if chunks else np.empty((0, net.widths[-1]), net.dtype)
         act = self.out_activation_
         if act == "softmax":
@@ -541,27 +666,41 @@ class _MLPEstimator(BaseEstimator):
     # ---- pickling: the weights travel as coefs_ / intercepts_, the network is rebuilt -------
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_net", None)
+        net = state.pop("_net", None)
         state.pop("_views", None)
         opt = state.pop("_optimizer", None)
+        if net is not None and (net.buffers or _extra_params(net) or "generator" in net.state_dict()):
+            # what coefs_ / intercepts_ do not hold: gamma, beta, running statistics, the mask generator
+            extra = {f"param.{k}": np.array(p) for k, p in _extra_params(net).items()}
+            state["_net_state"] = extra | {k: np.array(a) for k, a in net.state_dict().items()}
         for k in ("coefs_", "intercepts_"):
             if k in state:
                 state[k] = [np.array(a) for a in state[k]]
         if opt is not None:
-            state["_optimizer_state"] = (opt.state_dict() if hasattr(opt, "state_dict") else {}, opt.learning_rate)
+            state["_optimizer_state"] = (
+                opt.state_dict() if hasattr(opt, "state_dict") else {},
+                getattr(opt, "learning_rate", None),  # newton_cg has none
+            )
         return state
 
     def __setstate__(self, state):
         opt_state = state.pop("_optimizer_state", None)
+        net_state = state.pop("_net_state", None)
         super().__setstate__(state)
         if "coefs_" in self.__dict__:
-            self._network()
+            net = self._network()
+            if net_state is not None:
+                for k, p in _extra_params(net).items():
+                    p[...] = net_state[f"param.{k}"]
+                net.load_state_dict(net_state)
+            net.eval()
             if opt_state is not None:
                 self._optimizer = self._new_optimizer()
                 own, lr = opt_state
                 if own and hasattr(self._optimizer, "load_state_dict"):
                     self._optimizer.load_state_dict(own)
-                self._optimizer.learning_rate = lr
+                if lr is not None:
+                    self._optimizer.learning_rate = lr
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -576,7 +715,7 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     an independent logistic output per label for a multilabel indicator y (the engine's
     ``binary_cross_entropy`` / ``cross_entropy``, from logits). Parameters, defaults and fitted
     attributes are scikit-learn's (see the module's docstring for the additions:
-    any registered ``activation`` / ``solver``, ``dtype``)."""
+    any registered ``activation`` / ``solver``, ``dtype``, ``dropout``, ``norm``)."""
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -707,6 +846,8 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         n_iter_no_change=10,
         max_fun=15000,
         dtype=None,
+        dropout=0.0,
+        norm="none",
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -733,6 +874,8 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             dtype=dtype,
+            dropout=dropout,
+            norm=norm,
         )
         self.loss = loss
 

@@ -62,6 +62,19 @@ def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[Trained
     return model, raw
 
 
+def eval_mode_line(model: TrainedModel) -> str | None:
+    """What predicting in evaluation mode means for this model ("evaluation mode: dropout off,
+    batch_norm's running statistics"), or None when its two modes compute the same function."""
+    changes = model.net.eval_mode_changes()
+    return f"evaluation mode: {', '.join(changes)}" if changes else None
+
+
+def _mode_note(model: TrainedModel, doing: str) -> None:
+    line = eval_mode_line(model)
+    if line is not None:
+        _note(f"{doing} in {line}")
+
+
 def _lazy_target(model) -> str | None:
     names = model.target_names
     return names[0] if len(names) == 1 else None
@@ -88,6 +101,7 @@ def predict(
         refuse_same_path(out_file, {"input table": data, "model file": model_path}, "--out")
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
+        _mode_note(model, "predicting")
         X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)
         if out_file is None:
             n, empty = write_lazy_predictions(sys.stdout, data, model, X)
@@ -99,6 +113,7 @@ def predict(
             _note(f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{DROP_ROWS}")
         return
     model, raw = _model_and_rows(model_path, data, strict)
+    _mode_note(model, "predicting")
     # One output line per input row, in order: a row the model has no prediction for (a missing
     # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
     o, has = model.predict_rows(raw.table, raw.rows, str(data))
@@ -121,7 +136,7 @@ def evaluate(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print one JSON object on stdout: {"task", "rows", "loss", ...} with, for classification,'
+        help='Print one JSON object on stdout: {"task", "rows", "mode": "eval", "loss", ...} with, for classification,'
         ' "accuracy", "balanced_accuracy", "macro_f1", "per_class": [{"label", "precision", "recall", "f1",'
         ' "support"}]; for regression "mse", "mae", "r2", "outputs": [{"name", "mse", "mae", "r2"}].',
     ),
@@ -152,8 +167,11 @@ def evaluate(
         )
         result = model.evaluation(raw.table, raw.rows, str(data), skipped)
     metrics, n = result.metrics, result.rows
-    if as_json:
-        echo_json({"task": model.task, "rows": n, **metrics})
+    if as_json:  # mode: the model is scored as it predicts (no dropout, running statistics)
+        echo_json({"task": model.task, "rows": n, "mode": "eval", **metrics})
     else:
         out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))})", highlight=False)
+        line = eval_mode_line(model)
+        if line is not None:
+            out.print(f"[dim]scored in {escape(line)}[/]", highlight=False, soft_wrap=True)
         metrics_report(out, metrics, n)

@@ -33,6 +33,10 @@ class Dropout(Module):
     def options(self) -> dict:
         return {"p": self.p}
 
+    @property
+    def eval_changes(self) -> str | None:
+        return "dropout off" if self.p else None
+
     def _draw(self, shape) -> np.ndarray | None:
         if not self.training or self.p == 0:
             return None

@@ -323,6 +323,13 @@ class Network:
             for m in drops:
                 m.fixed = False
 
+    def eval_mode_changes(self) -> list[str]:
+        """What evaluation mode changes in this network, in words, each once in listing order
+        (``["dropout off", "batch_norm's running statistics"]``); empty when the two modes
+        compute the same function."""
+        changes = [m.eval_changes for m in self.layers if m.eval_changes]
+        return list(dict.fromkeys(changes))
+
     @property
     def curvature_ready(self) -> bool:
         return all(m.has_curvature for m in self.layers)

@@ -22,8 +22,9 @@ arrays and returns a list of input gradients.
   R-operator): together the exact Hessian-vector product. A module without them trains and is
   gradchecked; Hessian and Gauss-Newton products refuse it.
 - ``training`` (``train()``/``eval()``) selects what modules such as dropout and batch_norm
-  compute; ``update_buffers()`` commits a training forward pass's statistics (the network calls
-  it on training steps only, so a loss or Hessian evaluation never moves running statistics).
+  compute (such a module says what in ``eval_changes``); ``update_buffers()`` commits a
+  training forward pass's statistics (the network calls it on training steps only, so a loss or
+  Hessian evaluation never moves running statistics).
 - ``options()`` → the JSON-able keyword arguments that rebuild the module (``cls(**options)``):
   what model files store, beside the registered name ``kind``.
 
@@ -97,6 +98,9 @@ class Module:
     differentiable_input = True
     #: forward returns a buffer its backward never reads, so a loss may overwrite the output
     fresh_output = False
+    #: what evaluation mode changes, in words ("dropout off"); None where both modes compute
+    #: the same function. predict, evaluate and gradcheck say it.
+    eval_changes: str | None = None
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}  # scratch memory, reused between calls

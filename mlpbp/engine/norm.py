@@ -163,6 +163,7 @@ class BatchNorm(_Norm):
 
     kind = "batch_norm"
     axis = 0
+    eval_changes = "batch_norm's running statistics"
 
     def __init__(self, momentum=0.1, eps=1e-5) -> None:
         super().__init__(eps)

@@ -37,7 +37,8 @@ def save_checkpoint(
     path: Path, state: TrainState, params: dict, optimizer_state: dict, best_params: dict | None
 ) -> None:
     """``optimizer_state`` is the optimizer's ``state_dict()`` (SGD: velocity.W1, …; Adam:
-    exp_avg.W1, …, step), stored under its own names."""
+    exp_avg.W1, …, step), stored under its own names. ``best_params``: early stopping's best
+    parameters by name, and its buffers as ``buffer.{name}`` (stored as ``best.buffer.{name}``)."""
     arrays = {f"param.{k}": v for k, v in params.items()}
     arrays.update(optimizer_state)
     if best_params is not None:
@@ -47,10 +48,13 @@ def save_checkpoint(
     save_npz(path, arrays)
 
 
-def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[TrainState, dict | None]:
+def load_checkpoint(
+    path: Path, params: dict, optimizer_state: dict, buffers: dict | None = None
+) -> tuple[TrainState, dict | None]:
     """Load into the live ``params`` and the live arrays of ``optimizer_state`` (an optimizer's
     ``state_dict()``, whose names, shapes and kinds of number the checkpoint must match);
-    return the state and best params."""
+    return the state and best params, with the best buffers (``buffer.{name}``, for the names
+    of ``buffers``) where the checkpoint kept them (one written before it kept none)."""
     bad = f"{path} is not a usable mlpbp checkpoint"
     try:
         z = np.load(path, allow_pickle=False)
@@ -70,8 +74,11 @@ def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[Tr
     has_best = any(k.startswith("best.") for k in arrays)
     wanted = {f"param.{k}": p for k, p in params.items()}
     wanted.update(optimizer_state)
+    best_buffers = {}
     if has_best:
         wanted.update({f"best.{k}": p for k, p in params.items()})
+        best_buffers = {k: b for k, b in (buffers or {}).items() if f"best.buffer.{k}" in arrays}
+        wanted.update({f"best.buffer.{k}": b for k, b in best_buffers.items()})
     for name, live in wanted.items():
         a = arrays.get(name)
         if a is None or a.shape != live.shape or a.dtype.kind != live.dtype.kind:
@@ -82,6 +89,8 @@ def load_checkpoint(path: Path, params: dict, optimizer_state: dict) -> tuple[Tr
         if not name.startswith("best."):
             live[...] = arrays[name]
     best = {k: arrays[f"best.{k}"].astype(p.dtype) for k, p in params.items()} if has_best else None
+    if best is not None:
+        best |= {f"buffer.{k}": arrays[f"best.buffer.{k}"].astype(b.dtype) for k, b in best_buffers.items()}
     return state, best
 
 

@@ -112,7 +112,7 @@ DESCRIPTIONS = {
     "train.decay": "inverse_time schedule: α / (1 + decay·epoch).",
     "train.warmup": "Epochs at the start whose learning rate rises linearly to the schedule's (0: none).",
     "train.patience": "Early stopping: epochs without a better validation loss before stopping, keeping "
-    "the best weights (null: off).",
+    "the best epoch's weights and batch_norm running statistics (null: off).",
     "train.threads": "BLAS threads: auto (chosen per shape and machine) or a number; OPENBLAS_NUM_THREADS "
     "and OMP_NUM_THREADS win when set.",
     "train.dtype": "The floating-point type of the network and data: float32 (fast), float64 (for checks).",

@@ -347,7 +347,9 @@ class Trainer:
             return
         if st.best_val is None or record["val_loss"] < st.best_val:
             st.best_val, st.best_epoch, st.bad_epochs = record["val_loss"], record["epoch"], 0
+            # the weights and the running statistics the best validation loss was measured with
             self.best_params = {k: p.copy() for k, p in self.net.params.items()}
+            self.best_params |= {f"buffer.{k}": b.copy() for k, b in self.net.buffers.items()}
         else:
             st.bad_epochs += 1
             st.stopped_early = st.bad_epochs >= patience
@@ -381,7 +383,9 @@ class Trainer:
     def _resume(self) -> None:
         def load():  # on rank 0, whose output directory holds the checkpoint
             opt_state, net_state = self.opt.state_dict(), self.net.state_dict()
-            state, best = load_checkpoint(self.checkpoint_path, self.net.params, opt_state | net_state)
+            state, best = load_checkpoint(
+                self.checkpoint_path, self.net.params, opt_state | net_state, self.net.buffers
+            )
             self.opt.load_state_dict(opt_state)
             self.net.load_state_dict(net_state)
             mismatch = first_difference(state.config, self.state.config, "in the checkpoint", "now")
@@ -413,9 +417,12 @@ class Trainer:
     def _finish(self) -> RunResult:
         st = self.state
         self.net.eval()  # the test metrics and the saved model: evaluation mode
-        if self.best_params is not None:  # early stopping keeps the best weights
+        if self.best_params is not None:  # early stopping keeps the best weights and buffers
             for k, p in self.net.params.items():
                 p[...] = self.best_params[k]
+            for k, b in self.net.buffers.items():
+                if f"buffer.{k}" in self.best_params:  # a checkpoint from before kept none
+                    b[...] = self.best_params[f"buffer.{k}"]
         d = self.data
         target = d.target_names[0] if len(d.target_names) == 1 else d.target_names
         on = "test" if d.test[0].shape[0] else "train"

@@ -66,6 +66,9 @@ KINK_MARGIN = 100.0  # pre-activations closer to 0 than KINK_MARGIN·ε·scale t
 NUDGE = 1e-3  # relative size of the random move of θ away from a kink
 N_DETAILS = 5  # worst entries kept per check for the report
 
+# how the report names each mode of a network checked in both
+MODE_LABELS = {"train": "training mode (fixed dropout masks, batch statistics)", "eval": "evaluation mode"}
+
 BUILTIN_WIDTHS = (3, 4, 4, 3)
 BUILTIN_BATCH = 6
 
@@ -81,6 +84,7 @@ class Check:
     ok: bool
     kind: str = "param"  # param | input | hvp | symmetry
     group: str = ""  # which network, in the built-in suite (e.g. "tanh/square")
+    mode: str | None = None  # "train" | "eval" where a network was checked in both modes
     layer: int | None = None  # 1-based index into net.layers
     param: str | None = None  # parameter name (W1, b1, …) for a parameter check
     checked: int = 0  # entries compared
@@ -95,8 +99,13 @@ class Check:
         return "skip" if self.checked == 0 and self.skipped > 0 else "pass"
 
     @property
+    def section(self) -> str:
+        """The network and mode the check belongs to ("tanh/square", "evaluation mode")."""
+        return ", ".join(s for s in (self.group, MODE_LABELS.get(self.mode, "")) if s)
+
+    @property
     def full_name(self) -> str:
-        return f"{self.group}: {self.name}" if self.group else self.name
+        return f"{self.section}: {self.name}" if self.section else self.name
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +117,7 @@ class Check:
             "status": self.status,
             "kind": self.kind,
             "network": self.group or None,
+            "mode": self.mode,
             "layer": self.layer,
             "param": self.param,
             "checked": self.checked,
@@ -497,9 +507,11 @@ def check_network(
     directions: int = DEFAULT_DIRECTIONS,
     resample: int = 5,
     group: str = "",
+    mode: str | None = None,
 ) -> GradcheckReport:
     """Check ``net``'s gradients, module input gradients and HVPs at (X, y) in float64, in
-    the net's mode (training: every dropout keeps one mask throughout; evaluation).
+    the net's mode (training: every dropout keeps one mask throughout; evaluation), or in
+    ``mode`` ("train" | "eval"), which each check then names.
 
     ``net`` is copied (float64, ``astype``) and left untouched. ``samples``: entries checked per tensor
     larger than ``FULL_MAX``; ``directions``: random HVP directions; ``resample``: how often
@@ -512,6 +524,8 @@ def check_network(
     )  # the network given is already allocated
     rng = np.random.default_rng(seed)
     net = net.astype(np.float64)
+    if mode is not None:
+        net.train(mode == "train")
     X = np.asarray(X, np.float64)
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
@@ -524,7 +538,7 @@ def check_network(
         if net.curvature_ready:  # a module without R-passes trains and is checked, but has no HVP
             checks += _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng)
     for c in checks:
-        c.group = group
+        c.group, c.mode = group, mode
     settings = {
         "eps": eps,
         "rtol": rtol,
@@ -629,4 +643,29 @@ def check_config(
     if batch < 1:
         raise ArgumentError(f"batch must be >= 1; got {batch}", argument="batch")
     net, X, y = network_for_config(cfg, batch, seed)
-    return check_network(net, X, y, eps, rtol, atol, samples, seed)
+    return check_modes(net, X, y, eps, rtol, atol, samples, seed)
+
+
+def check_modes(
+    net: Network,
+    X,
+    y,
+    eps: float = DEFAULT_EPS,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> GradcheckReport:
+    """``check_network`` in training mode (every dropout keeps one mask) and, when evaluation
+    mode computes another function (dropout, batch_norm: ``Network.eval_mode_changes``), in
+    evaluation mode too: every check once per mode, ``settings["modes"]`` listing them."""
+    if not net.eval_mode_changes():
+        report = check_network(net, X, y, eps, rtol, atol, samples, seed)
+        report.settings["modes"] = [report.settings["mode"]]
+        return report
+    report = check_network(net, X, y, eps, rtol, atol, samples, seed, mode="train")
+    report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed, mode="eval"))
+    report.settings.pop("mode")
+    report.settings["modes"] = ["train", "eval"]
+    report.settings["eval_changes"] = net.eval_mode_changes()
+    return report

@@ -15,7 +15,7 @@ from mlpbp.errors import Interrupted
 from mlpbp.run.config import config_from_dict
 from mlpbp.run.model_file import load_model
 from mlpbp.run.prepare import prepare
-from mlpbp.run.trainer import Trainer
+from mlpbp.run.trainer import Trainer, TrainHooks
 
 
 def _train(runner, tmp_path, model, train=None, name="c"):
@@ -115,3 +115,74 @@ def test_a_run_with_dropout_and_batch_norm_resumes_bit_for_bit(tmp_path):
     for k in keys:
         assert np.array_equal(a[k], b[k]), k
     assert (tmp_path / "ref" / "history.csv").read_bytes() == (out / "history.csv").read_bytes()
+
+
+def test_predict_and_evaluate_say_they_ran_in_eval_mode(runner, tmp_path):
+    import json
+
+    res, out = _train(runner, tmp_path, {"hidden": [8], "dropout": 0.2, "norm": "batch"})
+    assert res.exit_code == 0, res.output
+    plain_res, plain = _train(runner, tmp_path, {"hidden": [8], "norm": "layer"}, name="plain")
+    assert plain_res.exit_code == 0, plain_res.output
+    rows = tmp_path / "rows.csv"
+    rng = np.random.default_rng(0)
+    rows.write_text("x0,x1,y\n" + "".join(f"{a},{b},{int(a > 0)}\n" for a, b in rng.normal(size=(20, 2))))
+    line = "evaluation mode: batch_norm's running statistics, dropout off"  # in listing order
+    pred = runner.invoke(app, ["predict", str(out / "model.npz"), str(rows)])
+    assert pred.exit_code == 0, pred.output
+    assert f"note: predicting in {line}" in pred.stderr
+    assert pred.stdout.splitlines()[0] == "prediction,p_0,p_1" and len(pred.stdout.splitlines()) == 21  # CSV alone
+    ev = runner.invoke(app, ["evaluate", str(out / "model.npz"), str(rows)])
+    assert ev.exit_code == 0, ev.output
+    assert ev.stdout.splitlines()[1] == f"scored in {line}"
+    as_json = runner.invoke(app, ["evaluate", str(out / "model.npz"), str(rows), "--json"])
+    assert json.loads(as_json.stdout)["mode"] == "eval"
+    # layer_norm computes the same in both modes: nothing to say
+    pred = runner.invoke(app, ["predict", str(plain / "model.npz"), str(rows)])
+    ev = runner.invoke(app, ["evaluate", str(plain / "model.npz"), str(rows)])
+    assert "evaluation mode" not in pred.stderr + ev.stdout
+
+
+def test_early_stopping_restores_the_best_epochs_running_statistics_too(tmp_path):
+    from mlpbp.run.checkpoint import load_checkpoint
+    from mlpbp.run.metrics import compute_metrics
+
+    cfg = config_from_dict(
+        {
+            "seed": 0,
+            "data": {"dataset": "moons", "n_samples": 200, "validation_fraction": 0.3},
+            "model": {"hidden": [16], "norm": "batch"},
+            "train": {"epochs": 60, "batch_size": 8, "learning_rate": 0.5, "momentum": 0.9, "patience": 3},
+        }
+    )
+    seen = []
+
+    class Watch(TrainHooks):
+        def epoch_end(self, record):
+            seen.append({k: b.copy() for k, b in trainer.net.buffers.items()})
+
+    data = prepare(cfg)
+    trainer = Trainer(cfg, data, tmp_path, hooks=Watch())
+    result = trainer.run()
+    assert result.stopped_early and result.best_epoch < len(result.history)
+    best = result.best_epoch - 1
+    net = trainer.net
+    for k, b in net.buffers.items():
+        np.testing.assert_array_equal(b, seen[best][k])
+    assert not np.array_equal(seen[-1]["running_mean1"], net.buffers["running_mean1"])
+    # the kept model scores the best validation loss again, exactly
+    best_val = result.history[best]["val_loss"]
+    assert (
+        compute_metrics(net, *data.val, data.y_scaler)["loss"] == best_val == min(r["val_loss"] for r in result.history)
+    )
+    # the best weights with the last epoch's statistics would not
+    for k, b in net.buffers.items():
+        b[...] = seen[-1][k]
+    assert compute_metrics(net, *data.val, data.y_scaler)["loss"] != best_val
+    # the saved model and the checkpoint keep them too
+    saved = load_model(tmp_path / "model.npz").net
+    for k, b in saved.buffers.items():
+        np.testing.assert_allclose(b, seen[best][k], rtol=1e-7)
+    _, kept = load_checkpoint(tmp_path / "checkpoint.npz", net.params, trainer.opt.state_dict(), net.buffers)
+    for k in net.buffers:
+        np.testing.assert_array_equal(kept[f"buffer.{k}"], seen[best][k])

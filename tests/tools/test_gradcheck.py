@@ -372,3 +372,62 @@ def test_cli_bad_config_exits_2(tmp_path):
     result = _cli([str(cfg)])
     assert result.exit_code == 2
     assert "activaton" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks whose evaluation mode computes another function: checked in both modes
+
+MODES_CONFIG = "seed: 0\ndata: {dataset: moons, n_samples: 60}\nmodel: {hidden: [5], dropout: 0.2, norm: batch}\n"
+
+
+def test_dropout_and_batch_norm_are_checked_in_both_modes(tmp_path):
+    cfg = tmp_path / "modes.yaml"
+    cfg.write_text(MODES_CONFIG)
+    result = _cli([str(cfg), "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["settings"]["modes"] == ["train", "eval"]
+    assert d["settings"]["eval_changes"] == ["batch_norm's running statistics", "dropout off"]
+    # each check once per mode, named after it
+    train = [c["name"].split(": ", 1) for c in d["checks"] if c["mode"] == "train"]
+    evaluation = [c["name"].split(": ", 1) for c in d["checks"] if c["mode"] == "eval"]
+    assert {m for m, _ in train} == {"training mode (fixed dropout masks, batch statistics)"}
+    assert {m for m, _ in evaluation} == {"evaluation mode"}
+    assert [n for _, n in train] == [n for _, n in evaluation] and len(train) + len(evaluation) == len(d["checks"])
+    assert "gamma1 (layer 2 batch_norm(momentum=0.1, eps=1e-05))" in [n for _, n in train]
+    assert any(c["kind"] == "hvp" for c in d["checks"] if c["mode"] == "eval")
+    text = _cli([str(cfg)]).stdout
+    sections = [line.strip("│ ").rstrip() for line in text.splitlines() if "mode" in line and "│" in line]
+    assert sections == ["training mode (fixed dropout masks, batch statistics)", "evaluation mode"]
+    assert f"All {len(d['checks'])} checks passed" in text
+    # a chain of linear and activation layers (or layer_norm, the same in both modes): one mode
+    cfg.write_text(MODES_CONFIG.replace("dropout: 0.2, norm: batch", "norm: layer"))
+    d = json.loads(_cli([str(cfg), "--json"]).stdout)
+    assert d["settings"]["modes"] == ["train"] and {c["mode"] for c in d["checks"]} == {None}
+
+
+def test_a_bug_in_evaluation_mode_alone_fails_its_checks_alone(monkeypatch, tmp_path):
+    from mlpbp.engine.norm import BatchNorm
+
+    right = BatchNorm.backward
+
+    def wrong_in_eval(self, g, **kw):  # ∂J/∂x twice what it is, in evaluation mode only
+        dx = right(self, g, **kw)
+        return dx if self.training or dx is None else 2 * dx
+
+    monkeypatch.setattr(BatchNorm, "backward", wrong_in_eval)
+    cfg = tmp_path / "modes.yaml"
+    cfg.write_text(MODES_CONFIG)
+    result = _cli([str(cfg), "--json"])
+    assert result.exit_code == 1, result.output
+    checks = json.loads(result.stdout)["checks"]
+    assert all(c["ok"] for c in checks if c["mode"] == "train")
+    bad = {c["name"] for c in checks if not c["ok"] and c["kind"] != "hvp"}
+    assert bad == {
+        "evaluation mode: W1 (layer 1 Linear 2->5)",
+        "evaluation mode: b1 (layer 1 Linear 2->5)",
+        "evaluation mode: layer 2 (batch_norm(momentum=0.1, eps=1e-05)) input",
+    }
+    assert all(c["mode"] == "eval" for c in checks if not c["ok"])
+    text = _cli([str(cfg)]).stdout
+    assert "FAIL evaluation mode: parameter W1 of layer 1 Linear 2->5" in text

@@ -35,15 +35,16 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
             _gc_num(c.max_rel_err),
             _gc_result(c),
         ]
-        if grouped and c.group != last:  # one section per built-in network, its name on top
+        # one section per built-in network, or per mode of a network checked in both, named on top
+        if (grouped or c.mode) and c.section != last:
             if last is not None:
                 table.add_section()
-            table.add_row(f"[bold cyan]{escape(c.group)}[/]", "", "", "", "")
-            last = c.group
+            table.add_row(f"[bold cyan]{escape(c.section)}[/]", "", "", "", "")
+            last = c.section
         table.add_row(*cells)
     out.print(table)
     for c in report.failures:
-        where = f"{c.group}: " if c.group else ""
+        where = f"{c.section}: " if c.section else ""
         if c.kind == "param":
             what = f"parameter {c.param} of {c.name.split('(', 1)[1].rstrip(')')}"
         else:
@@ -73,6 +74,13 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
         out.print(
             f"[yellow]{report.skipped} difference(s) straddled a ReLU-family kink and were left"
             " out (reported apart, not failures).[/]",
+            soft_wrap=True,
+        )
+    modes = report.settings.get("modes", [])
+    if len(modes) > 1:
+        out.print(
+            f"[dim]Checked in training mode (every dropout keeps one mask) and in evaluation mode"
+            f" ({escape(', '.join(report.settings.get('eval_changes', [])))}).[/]",
             soft_wrap=True,
         )
     n, bad = len(report.checks), len(report.failures)

@@ -144,8 +144,8 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         "[N, 1] tensor per feature column, named as the column",
     )
     proto.ir_version = IR_VERSION
-    if model.target_name:
-        helper.set_model_props(proto, {"target": model.target_name})
+    if model.target_name:  # ONNX metadata are strings: a multi-output regression's targets comma-separated
+        helper.set_model_props(proto, {"target": ",".join(model.target_names)})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -117,46 +117,13 @@ def load_model(path: str | Path) -> TrainedModel:
         classes, features = meta["classes"], list(meta["feature_names"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{bad} (meta lacks or garbles {e})") from None
-    if (
-        not all(isinstance(v, str) for v in (activation, loss, task, dtype))
-        or activation not in ACTIVATIONS
-        or loss not in LOSSES
-        or task not in ("classification", "regression")
-        or dtype not in DTYPES
-        or len(widths) < 2
-        or min(widths) < 1
-    ):
-        raise ModelFileError(f"{bad} (invalid architecture in meta)")
-    n_inputs = len(features) if version == 1 else None
-    if (n_inputs is not None and n_inputs != widths[0]) or (
-        task == "classification" and (not classes or len(classes) != widths[-1])
-    ):
-        raise ModelFileError(f"{bad} (feature names or classes do not match the layer widths)")
-    if not (classes is None or isinstance(classes, list)) or not all(
-        isinstance(n, str) for n in features + (classes or [])
-    ):
-        raise ModelFileError(f"{bad} (feature names and classes must be strings)")
+    _check_meta(path, bad, version, widths, activation, loss, task, dtype, classes, features)
     net = _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version)
 
-    def scaler(prefix, d):
-        mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
-        if mean is None and scale is None:
-            return None
-        if (
-            mean is None
-            or scale is None
-            or mean.shape != (d,)
-            or scale.shape != (d,)
-            or mean.dtype.kind != "f"
-            or scale.dtype.kind != "f"
-            or not np.all(np.isfinite(mean))
-            or not np.all(np.isfinite(scale))
-            or not np.all(scale > 0)
-        ):
-            raise ModelFileError(f"{bad} ({prefix}_mean/{prefix}_scale invalid; expected {d} values, scales > 0)")
-        return Standardizer(mean, scale)
+    def scaler(prefix, d, dt):
+        return _scaler(path, arrays, prefix, d, dt)
 
-    x_scaler = scaler("x", widths[0])
+    x_scaler = scaler("x", widths[0], net.dtype)
     if x_scaler is None:
         raise ModelFileError(f"{bad} (no x_mean/x_scale)")
     if version == 1:
@@ -166,19 +133,19 @@ def load_model(path: str | Path) -> TrainedModel:
         try:
             pre = Preprocessor.from_meta(meta["preprocessing"], x_scaler.mean, x_scaler.scale)
             target, id_name = meta["target_name"], meta.get("id")
-            weights = meta.get("class_weight")
-            if weights is not None:
-                weights = np.array([float(w) for w in weights])
-                if weights.shape != (widths[-1],) or not np.all(np.isfinite(weights) & (weights > 0)):
-                    raise ValueError("class_weight")
-                net.loss_fn.class_weight = weights
         except (KeyError, TypeError, ValueError, MlpbpError, AttributeError) as e:
             raise ModelFileError(f"{bad} (invalid preprocessing record: {e})") from None
-        if pre.inputs != features or not (
-            isinstance(target, str) or (isinstance(target, list) and all(isinstance(t, str) for t in target))
-        ):
-            raise ModelFileError(f"{bad} (feature or target names do not match the preprocessing record)")
-    y_scaler = scaler("y", widths[-1])
+        if pre.inputs != features:
+            raise _invalid(
+                path,
+                f"feature_names ({_names(features)}) differ from the columns of the preprocessing record"
+                f" ({_names(pre.inputs)}); they must be the same names in the same order",
+            )
+        weights = meta.get("class_weight")
+        if weights is not None:
+            net.loss_fn.class_weight = _class_weight(path, weights, widths[-1])
+    _check_names(path, task, widths[-1], target, id_name)
+    y_scaler = scaler("y", widths[-1], np.dtype(np.float64))
     if "target_transform" in meta and y_scaler is not None:
         try:
             ts = [Transform.from_meta(t) for t in meta["target_transform"]["transforms"]]
@@ -201,6 +168,159 @@ def load_model(path: str | Path) -> TrainedModel:
     )
 
 
+def _invalid(path: Path, what: str) -> ModelFileError:
+    """A model file whose records and arrays do not fit together, or hold absurd values."""
+    return ModelFileError(f"{path}: invalid model file: {what}")
+
+
+def _names(names: list[str], most: int = 4) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return f"{len(names)} {'name' if len(names) == 1 else 'names'}: {shown}{', ...' if len(names) > most else ''}"
+
+
+def _check_meta(path, bad, version, widths, activation, loss, task, dtype, classes, features) -> None:
+    """The scalar records of ``meta``: each a value mlpbp knows, and the task, loss, classes and
+    feature names consistent with the layer widths."""
+    for key, value, allowed in (
+        ("activation", activation, ACTIVATIONS),
+        ("loss", loss, LOSSES),
+        ("task", task, ("classification", "regression")),
+        ("dtype", dtype, DTYPES),
+    ):
+        if not isinstance(value, str) or value not in allowed:
+            raise ModelFileError(
+                f"{bad} (invalid architecture in meta: {key} is {value!r}; allowed: {', '.join(allowed)})"
+            )
+    if len(widths) < 2 or min(widths) < 1:
+        raise ModelFileError(
+            f"{bad} (invalid architecture in meta: widths {widths}; allowed: two or more layer widths, each >= 1)"
+        )
+    if not all(isinstance(n, str) for n in features) or not (
+        classes is None or (isinstance(classes, list) and all(isinstance(c, str) for c in classes))
+    ):
+        raise ModelFileError(f"{bad} (feature names and classes must be strings)")
+    if version == 1 and len(features) != widths[0]:
+        raise _invalid(
+            path, f"feature_names has {len(features)} names, but the first layer (widths[0]) takes {widths[0]} inputs"
+        )
+    for key, names in (("feature_names", features), ("classes", classes or [])):
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise _invalid(path, f"{key} repeats {n!r}; each name must be distinct")
+            seen.add(n)
+    if task == "classification":
+        if not classes or len(classes) != widths[-1]:
+            raise _invalid(
+                path,
+                f"classes has {len(classes or [])} labels, but the output layer (widths[-1]) has {widths[-1]}"
+                " units; a classifier has one label per output unit",
+            )
+    else:
+        if classes is not None:
+            raise _invalid(path, f"classes holds {len(classes)} labels, but the task is regression (allowed: null)")
+        if loss in ("cross_entropy",):
+            regression = [n for n in LOSSES if n != "cross_entropy"]
+            raise _invalid(
+                path,
+                f"loss {loss!r} is a classification loss, but the task is regression"
+                f" (allowed for regression: {', '.join(regression)})",
+            )
+
+
+def _check_names(path, task, outputs, target, id_name) -> None:
+    """The target name(s) and id column fit the task and the output layer."""
+    if task == "classification" and not isinstance(target, str):
+        raise _invalid(path, f"target_name is {target!r}; a classifier has one target column (a string)")
+    if task == "regression" and not (
+        isinstance(target, str)
+        or (isinstance(target, list) and len(target) == outputs and all(isinstance(t, str) for t in target))
+    ):
+        raise _invalid(
+            path,
+            f"target_name is {target!r}; a regression model with {outputs} outputs has a string"
+            f" or a list of {outputs} strings",
+        )
+    if isinstance(target, list) and len(set(target)) != len(target):
+        raise _invalid(path, f"target_name repeats a name ({target!r}); each name must be distinct")
+    if id_name is not None and not isinstance(id_name, str):
+        raise _invalid(path, f"id is {id_name!r}; allowed: a column name (a string) or null")
+
+
+def _class_weight(path, weights, outputs: int) -> np.ndarray:
+    try:
+        w = np.array([float(v) for v in weights])
+    except (TypeError, ValueError):
+        w = np.zeros(0)
+    if w.shape != (outputs,) or not np.all(np.isfinite(w) & (w > 0)):
+        raise _invalid(
+            path, f"class_weight is {weights!r}; allowed: null or {outputs} finite weights > 0, one per class"
+        )
+    return w
+
+
+def _scaler(path: Path, arrays: dict, prefix: str, d: int, dtype: np.dtype) -> Standardizer | None:
+    """``{prefix}_mean`` and ``{prefix}_scale``: both absent (None), or ``d`` floats each, every
+    mean within the range of ``dtype`` and every scale one that training writes: 1, or above
+    round-off of the mean (``Standardizer`` never divides by less) and within that range."""
+    mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
+    if mean is None and scale is None:
+        return None
+    top = float(np.finfo(dtype).max)
+    for key, a in ((f"{prefix}_mean", mean), (f"{prefix}_scale", scale)):
+        if a is None or a.shape != (d,) or a.dtype.kind != "f":
+            got = "missing" if a is None else f"{a.dtype} of shape {a.shape}"
+            raise _invalid(path, f"{key} is {got}; allowed: {d} floating-point values")
+    mean, scale = mean.astype(np.float64), scale.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(mean) <= top)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _invalid(
+            path, f"{prefix}_mean[{i}] is {mean[i]:.4g}; allowed: finite means within ±{top:.2g} (the model's {dtype})"
+        )
+    floor = np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+    with np.errstate(invalid="ignore"):
+        bad = ~(((scale > floor) | (scale == 1.0)) & (scale <= top))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _invalid(
+            path,
+            f"{prefix}_scale[{i}] is {scale[i]:.4g}; allowed: 1 (training leaves a constant column unscaled),"
+            f" or a scale above {floor[i]:.2g} (the round-off of {prefix}_mean[{i}]) and at most {top:.2g}"
+            f" (the model's {dtype})",
+        )
+    return Standardizer(mean, scale)
+
+
+def _check_array(path: Path, kind: str, name: str, a, shape: tuple, dtype: np.dtype, needs: str) -> None:
+    """A parameter or buffer the network needs: present, floating point, of ``shape``, finite and
+    small enough that the network's products cannot overflow ``dtype`` on ordinary inputs
+    (|value| <= sqrt of its largest value: 1.8e19 in float32, 1.3e154 in float64)."""
+    if a is None:
+        raise _invalid(path, f"{kind} {name} is missing; {needs} one of shape {shape}")
+    if a.dtype.kind != "f":
+        raise _invalid(path, f"{kind} {name} holds {a.dtype} values; allowed: floating point, of shape {shape}")
+    if a.shape != shape:
+        raise _invalid(path, f"{kind} {name} has the wrong shape {a.shape}; {needs} {shape}")
+    limit = float(np.sqrt(np.finfo(dtype).max))
+    with np.errstate(invalid="ignore"):
+        # (a float32 array in a float64 model: within its limit if finite; no float64 copy of it)
+        off = ~(np.abs(a) <= limit) if limit < float(np.finfo(a.dtype).max) else ~np.isfinite(a)
+    if name.rsplit(".", 1)[-1].startswith("running_var"):
+        off |= a < 0
+    if off.any():
+        at = np.unravel_index(int(np.argmax(off)), a.shape)
+        v = a[at]
+        where = f"[{', '.join(map(str, at))}]{'' if np.isfinite(v) else ' (not finite)'}"
+        sign = "finite values >= 0" if v < 0 and np.isfinite(v) else "finite values"
+        raise _invalid(
+            path,
+            f"{kind} {name} holds {v:.4g} at {where}; allowed: {sign} within ±{limit:.2g} for a {dtype} model"
+            " (larger ones overflow its products)",
+        )
+
+
 def _dict_or_none(value) -> dict | None:
     # Files before 0.2 have neither record; a damaged one is "not recorded", not an error.
     return value if isinstance(value, dict) else None
@@ -215,31 +335,24 @@ def _mlpbp_version() -> str:
 
 def _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version):
     """The network a model file describes, its stored parameters (and buffers) in place."""
+    dt = DTYPES.lookup(dtype)
     if version < 4:
         # Check the stored arrays against the widths before building the network, so forged widths
         # cannot make it allocate gigabytes.
         for r, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
             for name, shape in ((f"W{r}", (fan_out, fan_in)), (f"b{r}", (fan_out,))):
-                a = arrays.get(f"param.{name}")
-                if a is None or a.shape != shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                    raise ModelFileError(
-                        f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {shape})"
-                    )
+                needs = f"widths {widths} need"
+                _check_array(path, "parameter", name, arrays.get(f"param.{name}"), shape, dt, needs)
         net = MLP(widths, activation, loss, dtype=dtype, task=task)
     else:
         net = _graph_network(path, bad, meta, arrays, loss, dtype, task, activation)
+    needs = "the graph of modules needs"
     for name, p in net.params.items():
-        a = arrays.get(f"param.{name}")
-        if a is None or a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-            raise ModelFileError(
-                f"{bad} (parameter {name} missing, of the wrong shape or not finite; expected {p.shape})"
-            )
-        p[...] = a
+        _check_array(path, "parameter", name, arrays.get(f"param.{name}"), p.shape, dt, needs)
+        p[...] = arrays[f"param.{name}"]
     for name, b in net.buffers.items():
-        a = arrays.get(f"buffer.{name}")
-        if a is None or a.shape != b.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-            raise ModelFileError(f"{bad} (buffer {name} missing, of the wrong shape or not finite)")
-        b[...] = a
+        _check_array(path, "buffer", name, arrays.get(f"buffer.{name}"), b.shape, dt, needs)
+        b[...] = arrays[f"buffer.{name}"]
     return net.eval()  # a saved model predicts: running statistics, no dropout
 
 

@@ -169,7 +169,8 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         "[N, 1] tensor per feature column, named as the column",
     )
     proto.ir_version = STRING_IR_VERSION if strings else IR_VERSION
-    props = {"target": model.target_name} if model.target_name else {}
+    # ONNX metadata are strings: a multi-output regression's targets comma-separated
+    props = {"target": ",".join(model.target_names)} if model.target_name else {}
     renamed = {i.name: c.name for i, c in zip(inputs, model.x_scaler.columns) if i.name != c.name}
     if renamed:  # inputs named as the file's header wrote them: the columns they are
         props["columns"] = json.dumps(renamed)

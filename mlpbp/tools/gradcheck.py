@@ -517,7 +517,7 @@ def check_network(
     larger than ``FULL_MAX``; ``directions``: random HVP directions; ``resample``: how often
     a point at a ReLU-family kink (or an HVP direction crossing one) is drawn again.
     """
-    _validate(eps, rtol, atol, samples)
+    _validate(eps, rtol, atol, samples, seed)
     require(
         gradcheck_bytes(net.widths, np.shape(X)[0], directions) - network_bytes(net.widths, "float64"),
         _checking(net.widths),
@@ -551,7 +551,8 @@ def check_network(
     return GradcheckReport(checks, settings)
 
 
-def _validate(eps, rtol, atol, samples) -> None:
+def _validate(eps, rtol, atol, samples, seed=DEFAULT_SEED) -> None:
+    _check_seed(seed)
     if not (np.isfinite(eps) and eps > 0):
         raise ArgumentError(f"eps must be a positive number; got {eps}", argument="eps")
     if not (np.isfinite(rtol) and rtol > 0):
@@ -560,6 +561,12 @@ def _validate(eps, rtol, atol, samples) -> None:
         raise ArgumentError(f"atol must be >= 0; got {atol}", argument="atol")
     if int(samples) != samples or samples < 1:
         raise ArgumentError(f"samples must be an integer >= 1; got {samples}", argument="samples")
+
+
+def _check_seed(seed) -> None:
+    # NumPy refuses a negative seed with "expected non-negative integer": the argument's name here
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ArgumentError(f"seed must be an integer >= 0; got {seed}", argument="seed")
 
 
 def builtin_network(
@@ -586,7 +593,7 @@ def check_builtin(
     losses=None,
 ) -> GradcheckReport:
     """Every activation × every loss on a small built-in network (widths 3-4-4-3, batch 6)."""
-    _validate(eps, rtol, atol, samples)
+    _validate(eps, rtol, atol, samples, seed)
     report = GradcheckReport(settings={"eps": eps, "rtol": rtol, "atol": atol, "samples": samples, "seed": seed})
     # each function once: an alias (logistic for sigmoid) is the same function under another name
     for act in activations or [name for name, fn in ACTIVATIONS.items() if fn.name == name]:
@@ -639,7 +646,7 @@ def check_config(
     batch: int = DEFAULT_BATCH,
 ) -> GradcheckReport:
     """Check the network a config describes on a small (seeded) batch of its data."""
-    _validate(eps, rtol, atol, samples)
+    _validate(eps, rtol, atol, samples, seed)
     if batch < 1:
         raise ArgumentError(f"batch must be >= 1; got {batch}", argument="batch")
     net, X, y = network_for_config(cfg, batch, seed)

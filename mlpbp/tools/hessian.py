@@ -50,7 +50,7 @@ class HessianOptions:
             raise ArgumentError(
                 f"curvature must be one of {', '.join(CURVATURES)}; got {self.curvature!r}", argument="curvature"
             )
-        for name in ("top_k", "bottom_k"):
+        for name in ("top_k", "bottom_k", "seed"):
             if getattr(self, name) < 0:
                 raise ArgumentError(f"{name} must be >= 0; got {getattr(self, name)}", argument=name)
         positive = ("probes", "slq_probes", "slq_steps", "max_steps", "batch_size")

@@ -130,6 +130,24 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int, Callable[[Path], str]]]
         lambda t: "config error at seed: Input should be greater than or equal to 0 (got -1)",
     ),
     (
+        "negative-seed-hessian",
+        lambda t: ["hessian", str(t / "run/model.npz"), str(t / "rows.csv"), "--seed", "-1"],
+        2,
+        lambda t: "--seed must be >= 0; got -1",
+    ),
+    (
+        "negative-seed-gradcheck",
+        lambda t: ["gradcheck", str(_write(t, "c.yaml", M)), "--seed", "-3"],
+        2,
+        lambda t: "--seed must be an integer >= 0; got -3",
+    ),
+    (
+        "negative-seed-gradcheck-builtin",
+        lambda t: ["gradcheck", "--seed", "-1"],
+        2,
+        lambda t: "--seed must be an integer >= 0; got -1",
+    ),
+    (
         "parquet-nested-columns",
         lambda t: [
             "train",

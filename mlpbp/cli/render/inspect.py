@@ -71,7 +71,9 @@ def model_summary(out: Console, info: dict) -> None:
         say("         targets standardised; predictions are in the target's own units")
     if info["classes"] is not None:
         say(f"[bold]classes[/]  {len(info['classes'])}: {escape(_join_short(info['classes']))}")
-    if info["target"]:
+    if isinstance(info["target"], list):  # a multi-output regression: one target column per output
+        say(f"[bold]targets[/]  {len(info['target'])}: {escape(_join_short(info['target']))}")
+    elif info["target"]:
         say(f"[bold]target[/]   {escape(info['target'])}")
     out.print()
     m = info["metrics"]

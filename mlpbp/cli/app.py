@@ -271,7 +271,12 @@ def sigint_requests_stop(stop: threading.Event | None = None):
 
 # Options several commands share.
 CONFIG_ARG = typer.Argument(
-    ..., metavar="CONFIG", help="YAML run config (see README: data, model, train, output).", show_default=False
+    ...,
+    metavar="CONFIG",
+    help="YAML run config: sections data, model, train, output. Every key is in the docs site's config"
+    " reference (Reference > Config file, docs/reference/config.md: `mkdocs serve`); `mlpbp schema` prints"
+    " the same as a JSON Schema.",
+    show_default=False,
 )
 SET_OPT = typer.Option(
     None, "--set", metavar="KEY=VALUE", help="Override any config key, e.g. --set train.learning_rate=0.1 (repeatable)."

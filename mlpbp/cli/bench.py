@@ -61,6 +61,6 @@ def bench(
 
         result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress, budget_s=budget)
     if as_json:
-        echo_json(result)
+        echo_json(result.to_json())
         return
     bench_report(out, result, width, batch, dtype, repeats, bench_api.N_CLASSES)

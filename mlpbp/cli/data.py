@@ -45,6 +45,6 @@ def data(
         counts = ", ".join(f"{prepared.tables[k].num_rows} {k}" for k in written)
         err.print(f"wrote {counts} rows to {split_dir}", highlight=False, soft_wrap=True)
     if as_json:
-        echo_json(prepared.summary)
+        echo_json(prepared.summary.to_json())
     else:
         data_summary(out, prepared.summary, verbose=True)

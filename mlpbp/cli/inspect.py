@@ -21,6 +21,6 @@ def inspect(
 
     info = model_info(model_path)
     if as_json:
-        echo_json(info)
+        echo_json(info.to_json())
     else:
         model_summary(out, info)

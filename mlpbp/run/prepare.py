@@ -45,6 +45,7 @@ from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.metrics import EVAL_CHUNK
+from mlpbp.run.summary import ClassCount, ColumnSummary, DataSummary
 
 
 def load_table(
@@ -170,7 +171,7 @@ class Prepared:
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
-    summary: dict = field(default_factory=dict)  # what `mlpbp data` shows
+    summary: DataSummary | None = None  # what `mlpbp data` shows
     notes: list[str] = field(default_factory=list)
     split_rows: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the table used
     tables: dict[str, pa.Table] = field(default_factory=dict)  # with keep_tables: each split's raw rows
@@ -425,18 +426,9 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     n_out = len(ds.classes) if ds.task == "classification" else ds.y.shape[1]
     why = f"{ds.task}: {'set by data.task' if cfg.data.task else 'inferred from the arrays'} (read lazily from {path})"
     pre = Preprocessor.numeric(list(ds.feature_names), x_scaler)
-    summary = {
-        "path": str(path),
-        "rows": int(ds.X.shape[0]),
-        "rows_used": int(ds.X.shape[0]),
-        "task": ds.task,
-        "why": why,
-        "targets": [ds.target_name],
-        "id": None,
-        "input_width": d,
-        "columns": [],
-        "notes": [],
-    }
+    summary = DataSummary(
+        str(path), int(ds.X.shape[0]), int(ds.X.shape[0]), ds.task, why, [ds.target_name], None, d, [], []
+    )
     return Prepared(
         ds.task,
         why,
@@ -656,25 +648,26 @@ def _summary(
     n_read: int,
     notes: list[str],
     weights: np.ndarray | None,
-) -> dict:
+) -> DataSummary:
     """What the network will see: one record per column, the task and why, the input width."""
     columns = []
     kinds = {c.name: c for c in pre.columns}
 
-    def describe(name: str, role: str) -> dict:
+    def describe(name: str, role: str) -> ColumnSummary:
         arr = table.column(name)
-        rec = {"name": name, "role": role, "type": str(arr.type), "missing": int(missing_mask(arr).sum())}
         col = kinds.get(name)
         kind = col.kind if col else cols.kinds.get(name) or infer_kind(arr.type)
-        rec["kind"] = {"dropped": "drop", "id": "-"}.get(role, kind)
+        rec = ColumnSummary(
+            name, role, str(arr.type), int(missing_mask(arr).sum()), {"dropped": "drop", "id": "-"}.get(role, kind)
+        )
         if col is not None and col.kind == "categorical":
-            rec["categories"] = col.categories
+            rec.categories = col.categories
         elif kind in ("numeric", "date") and role != "dropped" and arr.type != pa.null():
             mm = pc.min_max(arr)
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             if arr.type == pa.float32():  # read as float32: show the decimal the file had
                 lo, hi = (None if v is None else float(f"{v:.7g}") for v in (lo, hi))
-            rec["min"], rec["max"] = _jsonable(lo), _jsonable(hi)
+            rec.min, rec.max = _jsonable(lo), _jsonable(hi)
         return rec
 
     for name in table.column_names:
@@ -687,22 +680,22 @@ def _summary(
         else:
             role = "dropped"
         columns.append(describe(name, role))
-    out = {
-        "path": str(src),
-        "rows": int(n_read),
-        "rows_used": int(table.num_rows),
-        "task": target.task,
-        "why": target.why,
-        "targets": cols.targets,
-        "id": cols.id,
-        "input_width": pre.width,
-        "columns": columns,
-        "notes": notes,
-    }
+    out = DataSummary(
+        str(src),
+        int(n_read),
+        int(table.num_rows),
+        target.task,
+        target.why,
+        cols.targets,
+        cols.id,
+        pre.width,
+        columns,
+        notes,
+    )
     if target.task == "classification":
         counts = np.bincount(y, minlength=len(target.classes))
-        out["classes"] = [
-            {"label": c, "count": int(n), **({"weight": float(weights[k])} if weights is not None else {})}
+        out.classes = [
+            ClassCount(c, int(n), float(weights[k]) if weights is not None else None)
             for k, (c, n) in enumerate(zip(target.classes, counts))
         ]
     return out

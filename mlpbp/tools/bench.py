@@ -8,7 +8,8 @@ The network for depth D: ``width`` inputs, D hidden layers of ``width`` units (r
 softmax cross-entropy: widths [width] * (D + 1) + [10]. PyTorch, when compared, runs the same
 network with the same weights, batch and direction.
 
-This module is the timing API; the command line (``mlpbp bench``) draws the table.
+This module is the timing API; ``run_bench`` returns a ``BenchResult`` (``mlpbp bench --json`` is
+its JSON form) and the command line (``mlpbp bench``) draws the table.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.memory import activation_bytes, describe_widths, network_bytes, require
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
+from mlpbp.results import Result, asked
 
 N_CLASSES = 10
 ACTIVATION = "relu"
@@ -236,6 +239,85 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
     return float(intercept), float(slope)
 
 
+@dataclass
+class BenchRow(Result):
+    """One depth: the fastest time of each call, and the ratios the theorem is about."""
+
+    depth: int
+    params: int
+    loss_s: float
+    grad_s: float
+    hvp_s: float
+    grad_ratio: float
+    hvp_ratio: float
+    # PyTorch's, with --compare torch (absent otherwise)
+    torch_loss_s: float | None = asked()
+    torch_grad_s: float | None = asked()
+    torch_hvp_s: float | None = asked()
+    torch_grad_ratio: float | None = asked()
+    torch_hvp_ratio: float | None = asked()
+    spread: dict[str, float | None] = field(default_factory=dict)  # per call: (slowest − fastest) / median
+    repeats: dict[str, int] = field(default_factory=dict)  # per call: the repeats taken
+    settled: dict[str, bool] = field(default_factory=dict)  # per call: its fastest repeats agreed
+
+
+@dataclass
+class CallAt(Result):
+    depth: int
+    call: str  # loss, grad, hvp (torch_loss, … with --compare torch)
+
+
+@dataclass
+class Stability(Result):
+    max_spread: float | None  # the largest spread of any call (None: one repeat)
+    worst: CallAt | None  # where it was
+    # Repeats that disagree by more than UNSTABLE_SPREAD: another process took the CPU.
+    unstable: bool
+    # The fastest repeats of these calls never agreed within SETTLED in the budget: the
+    # machine was too busy for their minima, and so the ratios, to be trusted.
+    unsettled: list[CallAt]
+    trustworthy: bool | None  # None: not judged, under AGREE repeats
+
+
+@dataclass
+class LineFit(Result):
+    """time ≈ intercept_s + per_param_s · params."""
+
+    intercept_s: float
+    per_param_s: float
+
+
+@dataclass
+class BenchNetwork(Result):
+    widths: str
+    activation: str
+    loss: str
+    batch: int
+    dtype: str
+    repeats: int
+    budget_s: float | None
+
+
+@dataclass
+class TorchInfo(Result):
+    version: str
+    threads: int
+    hvp_method: str
+
+
+@dataclass
+class BenchResult(Result):
+    """What ``mlpbp bench`` measured."""
+
+    rows: list[BenchRow]
+    stability: Stability
+    blas: dict  # blas_info(): what threadpoolctl finds, keys by BLAS
+    threads: int | None
+    fit: dict[str, LineFit | None]  # per call (loss, grad, hvp, torch_…): None where no line means anything
+    network: BenchNetwork
+    torch: TorchInfo | None = asked()  # with --compare torch
+
+
 def run_bench(
     depth: int,
     width: int = 256,
@@ -246,7 +328,7 @@ def run_bench(
     seed: int = 0,
     progress: Callable[[int, int, int], None] | None = None,
     budget_s: float = BUDGET_S,
-) -> dict:
+) -> BenchResult:
     """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth, interleaved, each the fastest of at
     least ``repeats`` repeats and of more, up to ``budget_s`` seconds per depth, until the
     fastest agree (``settled``); returns the rows, their spread, whether the machine let the
@@ -257,7 +339,7 @@ def run_bench(
     check_arguments(depth, width, batch, dtype, repeats, compare)
     torch = import_torch() if compare else None
     depths = depths_up_to(depth)
-    rows = []
+    rows: list[BenchRow] = []
     for i, d in enumerate(depths):
         net, X, y, v = bench_problem(d, width, batch, dtype, seed)
         # One block per framework: interleaved calls make NumPy's and PyTorch's thread pools
@@ -266,68 +348,38 @@ def run_bench(
         if torch is not None:
             samples |= time_until_settled(torch_calls(net, X, y, v), repeats, budget_s)
         t = {name: min(s) for name, s in samples.items()}
-        row = {
-            "depth": d,
-            "params": net.n_params,
-            "loss_s": t["loss"],
-            "grad_s": t["grad"],
-            "hvp_s": t["hvp"],
-            "grad_ratio": t["grad"] / t["loss"],
-            "hvp_ratio": t["hvp"] / t["loss"],
-        }
+        row = BenchRow(d, net.n_params, t["loss"], t["grad"], t["hvp"], t["grad"] / t["loss"], t["hvp"] / t["loss"])
         if torch is not None:
-            row |= {
-                "torch_loss_s": t["torch_loss"],
-                "torch_grad_s": t["torch_grad"],
-                "torch_hvp_s": t["torch_hvp"],
-                "torch_grad_ratio": t["torch_grad"] / t["torch_loss"],
-                "torch_hvp_ratio": t["torch_hvp"] / t["torch_loss"],
-            }
-        row["spread"] = {name: spread(s) for name, s in samples.items()}
-        row["repeats"] = {name: len(s) for name, s in samples.items()}
-        row["settled"] = {name: settled(s) for name, s in samples.items()}
+            row.torch_loss_s, row.torch_grad_s, row.torch_hvp_s = t["torch_loss"], t["torch_grad"], t["torch_hvp"]
+            row.torch_grad_ratio = t["torch_grad"] / t["torch_loss"]
+            row.torch_hvp_ratio = t["torch_hvp"] / t["torch_loss"]
+        row.spread = {name: spread(s) for name, s in samples.items()}
+        row.repeats = {name: len(s) for name, s in samples.items()}
+        row.settled = {name: settled(s) for name, s in samples.items()}
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(depths), d)
-    params = [r["params"] for r in rows]
+    params = [r.params for r in rows]
     fit = {}
     for key in ("loss", "grad", "hvp") + (("torch_loss", "torch_grad", "torch_hvp") if torch else ()):
-        line = fit_line(params, [r[f"{key}_s"] for r in rows])
-        fit[key] = None if line is None else {"intercept_s": line[0], "per_param_s": line[1]}
-    spreads = [(v, r["depth"], k) for r in rows for k, v in r["spread"].items() if v is not None]
+        line = fit_line(params, [getattr(r, f"{key}_s") for r in rows])
+        fit[key] = None if line is None else LineFit(*line)
+    spreads = [(v, r.depth, k) for r in rows for k, v in r.spread.items() if v is not None]
     worst = max(spreads, default=None)
-    unsettled = [{"depth": r["depth"], "call": k} for r in rows for k, ok in r["settled"].items() if not ok]
+    unsettled = [CallAt(r.depth, k) for r in rows for k, ok in r.settled.items() if not ok]
     blas = blas_info()
-    result = {
-        "rows": rows,
-        # Repeats that disagree by more than UNSTABLE_SPREAD: another process took the CPU.
-        "stability": {
-            "max_spread": None if worst is None else worst[0],
-            "worst": None if worst is None else {"depth": worst[1], "call": worst[2]},
-            "unstable": worst is not None and worst[0] > UNSTABLE_SPREAD,
-            # The fastest repeats of these calls never agreed within SETTLED in the budget: the
-            # machine was too busy for their minima, and so the ratios, to be trusted.
-            # (None: not judged, under AGREE repeats.)
-            "unsettled": unsettled if repeats >= AGREE else [],
-            "trustworthy": None if repeats < AGREE else not unsettled,
-        },
-        "blas": blas,
-        "threads": blas["threads"],
-        "fit": fit,
-        "network": {
-            "widths": f"[{width}] * (depth + 1) + [{N_CLASSES}]",
-            "activation": ACTIVATION,
-            "loss": LOSS,
-            "batch": batch,
-            "dtype": dtype,
-            "repeats": repeats,
-            "budget_s": budget_s,
-        },
-    }
-    if torch is not None:
-        result["torch"] = {
-            "version": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "hvp_method": TORCH_HVP_METHOD,
-        }
-    return result
+    return BenchResult(
+        rows,
+        Stability(
+            None if worst is None else worst[0],
+            None if worst is None else CallAt(worst[1], worst[2]),
+            worst is not None and worst[0] > UNSTABLE_SPREAD,
+            unsettled if repeats >= AGREE else [],
+            None if repeats < AGREE else not unsettled,
+        ),
+        blas,
+        blas["threads"],
+        fit,
+        BenchNetwork(f"[{width}] * (depth + 1) + [{N_CLASSES}]", ACTIVATION, LOSS, batch, dtype, repeats, budget_s),
+        None if torch is None else TorchInfo(torch.__version__, torch.get_num_threads(), TORCH_HVP_METHOD),
+    )

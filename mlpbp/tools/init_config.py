@@ -18,9 +18,11 @@ from mlpbp.data.cells import _NUMBER, NA_VALUES, apply_na_values, is_text
 from mlpbp.data.tables import read_table
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.io import write_text
+from mlpbp.results import ABSENT
 from mlpbp.run.config import config_from_dict
 from mlpbp.run.prepare import prepare
 from mlpbp.run.recipe import choose
+from mlpbp.run.summary import ColumnSummary
 
 
 @dataclass
@@ -89,19 +91,20 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
     except (DataError, ConfigError) as e:
         raise DataError(f"cannot write a starter config for {data}: {e}") from None
     pre, s = p.preprocessor, p.summary
-    n_train = round(s["rows_used"] * (1 - cfg.data.test_fraction - cfg.data.validation_fraction))
+    n_train = round(s.rows_used * (1 - cfg.data.test_fraction - cfg.data.validation_fraction))
     recipe = choose(n_train, pre.encoded_width, validation=True)
-    missing = {c["name"]: c["missing"] for c in s["columns"]}
+    missing = {c.name: c.missing for c in s.columns}
+    records = {c.name: c for c in s.columns}
     rw = recipe
     one = len(rw["model.hidden"]) == 1
     lines = [
-        f"# Starter config for {data.name}, written by `mlpbp init`: {s['rows']:,} rows, {len(s['columns'])} columns.",
+        f"# Starter config for {data.name}, written by `mlpbp init`: {s.rows:,} rows, {len(s.columns)} columns.",
         "# Every value is what `mlpbp train` would choose by itself (docs/how-to/tabular.md); edit any of them.",
         _kv(0, "seed", 0, "one seed: the split, the initial weights and the shuffling"),
         "data:",
         _kv(2, "path", rel, "relative to this file's folder"),
         _kv(2, "target", target, "the column to predict"),
-        _kv(2, "task", p.task, s["why"]),
+        _kv(2, "task", p.task, s.why),
     ]
     if ident:
         lines.append(_kv(2, "id", ident, "every value distinct: an identifier, never a feature (predict copies it)"))
@@ -112,7 +115,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
     lines.append("  columns:" + " " * 22 + "# each feature's kind, as inferred from its cells")
     formats = {}
     for col in pre.columns:
-        rec = next(c for c in s["columns"] if c["name"] == col.name)
+        rec = records[col.name]
         lines.append(_kv(4, col.name, col.kind, _column_why(col, missing.get(col.name, 0), rec)))
         if col.format:
             formats[col.name] = col.format
@@ -184,7 +187,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
         ),
     ]
     if p.task == "classification":
-        counts = [c["count"] for c in s["classes"]]
+        counts = [c.count for c in s.classes]
         if min(counts) * 3 < max(counts):
             lines.append(
                 f"  # class_weight: balanced    # the classes are imbalanced ({min(counts)} vs {max(counts)} rows):"
@@ -192,7 +195,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
             )
     text = "\n".join(lines) + "\n"
     config_from_dict(yaml.safe_load(text), base_dir=out.resolve().parent)  # it loads as written
-    return StarterConfig(out, text, p.task, s["why"], s["rows"])
+    return StarterConfig(out, text, p.task, s.why, s.rows)
 
 
 def _kv(indent: int, key: str, value, why: str) -> str:
@@ -201,16 +204,21 @@ def _kv(indent: int, key: str, value, why: str) -> str:
     return f"{head}{' ' * max(2, 32 - len(head))}# {why}"
 
 
-def _column_why(col, holes: int, rec: dict) -> str:
+def _bound(v) -> object:
+    """A column's min or max as the summary's JSON gives it (None where there is none)."""
+    return None if v is ABSENT else v
+
+
+def _column_why(col, holes: int, rec: ColumnSummary) -> str:
     if col.kind == "categorical":
         k = len(col.categories)
         shown = ", ".join(col.categories[:4]) + (", ..." if k > 4 else "")
         how = f"an embedding of {col.dim} (auto: more than 16 levels)" if col.embedded else "one-hot"
         what = f"text or booleans: {k} levels ({shown}), {how}"
     elif col.kind == "numeric":
-        what = f"numbers, {rec.get('min')} .. {rec.get('max')}"
+        what = f"numbers, {_bound(rec.min)} .. {_bound(rec.max)}"
     elif col.kind == "date":
-        what = f"dates, {rec.get('min')} .. {rec.get('max')}: days since 1970-01-01"
+        what = f"dates, {_bound(rec.min)} .. {_bound(rec.max)}: days since 1970-01-01"
     elif col.kind == "time":
         what = "times of day: hour and minute as cyclic (sin, cos) pairs"
     else:

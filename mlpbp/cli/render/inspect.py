@@ -8,6 +8,7 @@ from rich.table import Table
 
 from mlpbp.cli.console import PIPE_WIDTH
 from mlpbp.cli.render.metrics import metrics_table
+from mlpbp.tools.model_info import ModelInfo
 
 NOT_RECORDED = "[dim]not recorded[/] (an older model file)"
 
@@ -24,59 +25,57 @@ def _join_short(items: list[str], limit: int = 12) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
-def model_summary(out: Console, info: dict) -> None:
+def model_summary(out: Console, info: ModelInfo) -> None:
     say = lambda text: out.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-    say(f"[bold]{escape(info['path'])}[/]  ({info['bytes']:,} bytes, model format {info['format_version']})")
-    say(f"sha256  {info['sha256']}")
+    say(f"[bold]{escape(info.path)}[/]  ({info.bytes:,} bytes, model format {info.format_version})")
+    say(f"sha256  {info.sha256}")
     say(
-        f"{info['task']}: {'-'.join(map(str, info['widths']))} {info['activation']} network, "
-        f"{info['params']:,} parameters, {info['loss']} loss, {info['dtype']}"
+        f"{info.task}: {'-'.join(map(str, info.widths))} {info.activation} network, "
+        f"{info.params:,} parameters, {info.loss} loss, {info.dtype}"
     )
     table = Table(title="layers", title_justify="left", box=None, pad_edge=False, header_style="bold")
-    graph = any(r["inputs"] != [r["index"] - 1] for r in info["layers"])
+    graph = any(r.inputs != [r.index - 1] for r in info.layers)
     for col in ("#", "layer", *(("inputs",) if graph else ()), "output", "params", "FLOPs/row fwd", "FLOPs/row bwd"):
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
-    for r in info["layers"]:
-        if r["kind"] == "linear":
-            shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r["param_shapes"].items())
-            what = f"Linear {r['in']}→{r['out']} ({shapes})"
-        elif r["kind"] == "activation":
-            what = f"{r['activation']}"
+    for r in info.layers:
+        shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r.param_shapes.items())
+        if r.kind == "linear":
+            what = f"Linear {r.in_width}→{r.out} ({shapes})"
+        elif r.kind == "activation":
+            what = f"{r.activation}"
         else:
-            shapes = ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in r["param_shapes"].items())
-            what = escape(r["label"]) + (f" ({shapes})" if shapes else "")
+            what = escape(r.label) + (f" ({shapes})" if shapes else "")
         table.add_row(
-            str(r["index"]),
+            str(r.index),
             what,
-            *((", ".join("input" if j == 0 else f"#{j}" for j in r["inputs"]),) if graph else ()),
-            f"(n, {r['out']})",
-            f"{r['params']:,}",
-            f"{r['flops_forward']:,}",
-            f"{r['flops_backward']:,}",
+            *((", ".join("input" if j == 0 else f"#{j}" for j in r.inputs),) if graph else ()),
+            f"(n, {r.out})",
+            f"{r.params:,}",
+            f"{r.flops_forward:,}",
+            f"{r.flops_backward:,}",
         )
     out.print()
     out.print(table)
-    f = info["flops"]
+    f = info.flops
     say(
-        f"per row: forward {_flops(f['forward_per_row'])}, training step {_flops(f['train_step_per_row'])} "
-        f"(forward + backward); the update adds {_flops(f['update_per_step'])} per batch"
+        f"per row: forward {_flops(f.forward_per_row)}, training step {_flops(f.train_step_per_row)} "
+        f"(forward + backward); the update adds {_flops(f.update_per_step)} per batch"
     )
     out.print()
-    say(f"[bold]inputs[/]   {len(info['features'])} features: {escape(_join_short(info['features']))}")
-    pre = info["preprocessing"]
-    inputs = pre["inputs"]
-    scaled = "standardised (mean, scale of the training split)" if inputs["standardized"] else "as they are"
+    say(f"[bold]inputs[/]   {len(info.features)} features: {escape(_join_short(info.features))}")
+    pre = info.preprocessing
+    scaled = "standardised (mean, scale of the training split)" if pre.inputs.standardized else "as they are"
     say(f"[bold]scaling[/]  inputs {scaled}")
-    if pre["targets"] is not None:
+    if pre.targets is not None:
         say("         targets standardised; predictions are in the target's own units")
-    if info["classes"] is not None:
-        say(f"[bold]classes[/]  {len(info['classes'])}: {escape(_join_short(info['classes']))}")
-    if isinstance(info["target"], list):  # a multi-output regression: one target column per output
-        say(f"[bold]targets[/]  {len(info['target'])}: {escape(_join_short(info['target']))}")
-    elif info["target"]:
-        say(f"[bold]target[/]   {escape(info['target'])}")
+    if info.classes is not None:
+        say(f"[bold]classes[/]  {len(info.classes)}: {escape(_join_short(info.classes))}")
+    if isinstance(info.target, list):  # a multi-output regression: one target column per output
+        say(f"[bold]targets[/]  {len(info.target)}: {escape(_join_short(info.target))}")
+    elif info.target:
+        say(f"[bold]target[/]   {escape(info.target)}")
     out.print()
-    m = info["metrics"]
+    m = info.metrics
     if m is None:
         say(f"[bold]final metrics[/] {NOT_RECORDED}")
     else:
@@ -89,12 +88,12 @@ def model_summary(out: Console, info: dict) -> None:
         )
         say(f"[bold]final metrics[/] on the {on} split, after {m.get('epochs_trained', '?')} epochs{of}")
         out.print(metrics_table(m))
-    w = info["written_by"]
+    w = info.written_by
     if w is None:
         say(f"[bold]written by[/] {NOT_RECORDED}")
     else:
         say(f"[bold]written by[/] mlpbp {w.get('mlpbp', '?')}, NumPy {w.get('numpy', '?')}")
-    cfg = info["config"]
+    cfg = info.config
     if cfg:
         import yaml
 

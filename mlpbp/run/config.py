@@ -129,6 +129,8 @@ class DataConfig(_Strict):
     features: Annotated[list[ColumnName], Field(min_length=1)] | None = None
     drop: list[ColumnName] = Field(default_factory=list)
     id: ColumnName | None = None
+    # A column of per-row weights (survey weights): the loss, metrics and curvature are weighted means.
+    weight: ColumnName | None = None
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     max_classes: Annotated[StrictInt, Field(ge=2)] = 50
     max_categories: PosInt = 50
@@ -171,6 +173,14 @@ class DataConfig(_Strict):
                 raise ValueError(f"column '{both[0]}' is both in {name} and {role}; a column has one role")
         if self.id is not None and self.id in targets:
             raise ValueError(f"column '{self.id}' is both the id and a target")
+        if self.weight is not None:
+            for role, group in (("a target", targets), ("in features", self.features or []), ("in drop", self.drop)):
+                if self.weight in group:
+                    raise ValueError(f"column '{self.weight}' is both the weight and {role}; a column has one role")
+            if self.weight == self.id:
+                raise ValueError(f"column '{self.weight}' is both the weight and the id; a column has one role")
+            if self.path is None:
+                raise ValueError("weight names a column of a table (data.path); bundled and generated sets have none")
         overlap = set(self.features or []) & set(self.drop)
         if overlap:
             raise ValueError(f"column '{sorted(overlap)[0]}' is both in features and in drop")

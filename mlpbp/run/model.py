@@ -67,6 +67,7 @@ class Evaluation:
     metrics: dict  # what ``evaluate`` returns: loss, accuracy, ... or loss, mse, mae, r2, ...
     rows: int  # the rows scored
     skipped: SkippedRows  # the rows left out, and why
+    weight: str | None = None  # the column whose per-row weights weighted every metric (data.weight)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LabelledRows:
     X: np.ndarray  # the inputs, encoded and standardised as in training
     y: np.ndarray  # the targets in the network's units: class indices, or scaled values
     skipped: SkippedRows  # the file's rows left out, and why
+    w: np.ndarray | None = None  # the rows' weights (data.weight), None when every row weighs 1
 
 
 @dataclass
@@ -117,6 +119,21 @@ class TrainedModel:
         m = self.net.widths[-1]
         names = self.target_names
         return names if len(names) == m else [f"output_{j}" for j in range(m)]
+
+    @property
+    def weight_name(self) -> str | None:
+        """The column of per-row weights the model was trained with (data.weight), or None."""
+        return (self.config.get("data") or {}).get("weight")
+
+    def row_weights(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> np.ndarray | None:
+        """The weights of a table's rows, from the model's data.weight column (checked as in
+        training); None when the model has none or the table lacks that column (rows weigh 1)."""
+        name = self.weight_name
+        if name is None or name not in set(table.column_names):
+            return None
+        from mlpbp.data.columns import weight_values
+
+        return weight_values(table.column(name), name, first_row, source)
 
     def target(self) -> Target:
         return Target(self.target_names, self.task, self.classes, "")
@@ -240,10 +257,13 @@ class TrainedModel:
         raw = read_table(path)
         table, rows, skipped = self._scorable(raw.table, raw.first_row, str(path))
         X = self.preprocessor.transform(table, np.float64, rows, str(path))  # features first
-        return LabelledRows(X, self.encode_targets(table, rows, str(path)), skipped)
+        w = self.row_weights(table, rows, str(path))
+        return LabelledRows(X, self.encode_targets(table, rows, str(path)), skipped, w)
 
-    def _metrics(self, X, y: np.ndarray) -> dict:
-        return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
+    def _metrics(self, X, y: np.ndarray, w: np.ndarray | None = None) -> dict:
+        return compute_metrics(
+            self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names, sample_weight=w
+        )
 
     def labelled_rows(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of ``labelled_data(path)``: the rows it scores, encoded."""
@@ -259,9 +279,10 @@ class TrainedModel:
         cell; a DataError when no row is left. ``skipped``: what that call gave, when the
         caller has it already."""
         table, first_row, s = self._scorable(table, first_row, source, skipped)
+        w = self.row_weights(table, first_row, source)
         y = self.encode_targets(table, first_row, source)
         X = self.preprocessor.transform(table, np.float64, first_row, source, fits=self.net.dtype)
-        return Evaluation(self._metrics(X, y), table.num_rows, s)
+        return Evaluation(self._metrics(X, y, w), table.num_rows, s, self.weight_name if w is not None else None)
 
     def evaluate(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> dict:
         """The metrics of ``evaluation(table, first_row, source)``."""
@@ -295,13 +316,19 @@ class TrainedModel:
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
 
     def array_evaluation(
-        self, X_raw, y_raw: np.ndarray, source: str = "", skipped: SkippedRows | None = None
+        self,
+        X_raw,
+        y_raw: np.ndarray,
+        source: str = "",
+        skipped: SkippedRows | None = None,
+        w: np.ndarray | None = None,
     ) -> Evaluation:
         """Metrics on rows read lazily (a folder of .npy or Parquet files: numeric columns) and
         their target array, leaving out (and counting) the rows with a value that is not finite
         when the model was trained with data.missing: drop_rows (another model refuses them);
         a DataError when no row is left. ``skipped``: what ``skipped_rows(X_raw, 0, source)``
-        gave, when the caller has it already (it reads every row)."""
+        gave, when the caller has it already (it reads every row). ``w``: the rows' weights
+        (data.weight), which then weight every metric."""
         s = self.skipped_rows(X_raw, 0, source) if skipped is None else skipped
         if s.mask.shape != (X_raw.shape[0],):
             raise DataError(f"skipped rows: {s.mask.shape[0]} rows for a table of {X_raw.shape[0]}")
@@ -310,13 +337,14 @@ class TrainedModel:
         if s.count:
             keep = np.flatnonzero(~s.mask)
             X_raw, y_raw = X_raw[keep], y_raw[keep]
+            w = None if w is None else w[keep]
         try:
             y = self.encode_target_array(y_raw)
             X = X_raw.transformed(Standardizer(self.preprocessor.mean, self.preprocessor.scale), self.net.dtype)
-            metrics = self._metrics(X, y)
+            metrics = self._metrics(X, y, w)
         except DataError as e:
             raise DataError(f"{at(source)}{e}") from None
-        return Evaluation(metrics, X_raw.shape[0], s)
+        return Evaluation(metrics, X_raw.shape[0], s, self.weight_name if w is not None else None)
 
     def evaluate_arrays(self, X_raw, y_raw: np.ndarray) -> dict:
         """The metrics of ``array_evaluation(X_raw, y_raw)``."""

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
 from mlpbp.data.cells import apply_na_values, infer_cells
-from mlpbp.data.columns import infer_kind, numeric_values
+from mlpbp.data.columns import infer_kind, numeric_values, weight_values
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
 from mlpbp.data.preprocessing import CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
@@ -69,7 +69,11 @@ def load_table(
     path = Path(cfg.path)
     if not path.is_absolute():
         path = Path(base_dir) / path
-    keep = None if cfg.targets is None else [*cfg.targets, *([cfg.id] if cfg.id else [])]
+    keep = (
+        None
+        if cfg.targets is None
+        else [*cfg.targets, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])]
+    )
     return read_table(path, cfg.delimiter, float32, keep, progress, cfg.bad_lines), None
 
 
@@ -83,6 +87,7 @@ class Columns:
     dropped: list[str]
     kinds: dict[str, str]  # overrides from data.columns (kinds other than drop), then inferred dates and times
     formats: dict[str, str] = field(default_factory=dict)  # dates and times written as text: strptime formats
+    weight: str | None = None  # data.weight: the column of per-row weights
 
 
 def column_name(names: list[str], name: str) -> str:
@@ -104,6 +109,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             "drop": fix(cfg.drop),
             "columns": {column_name(names, n): k for n, k in cfg.columns.items()},
             "id": None if cfg.id is None else column_name(names, cfg.id),
+            "weight": None if cfg.weight is None else column_name(names, cfg.weight),
         }
     )
     targets = cfg.targets or ([default_target] if default_target else None) or raw.targets or names[-1:]
@@ -115,6 +121,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
         ("drop", cfg.drop),
         ("columns", list(cfg.columns)),
         ("id", [cfg.id] if cfg.id else []),
+        ("weight", [cfg.weight] if cfg.weight else []),
     ):
         unknown = [c for c in wanted if c not in have]
         if unknown:
@@ -129,6 +136,9 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             raise ConfigError(f"config error at data.columns: '{clash[0]}' is in data.features and set to drop")
     if cfg.id is not None and cfg.id in by_kind:
         raise ConfigError(f"config error at data.columns: '{cfg.id}' is data.id and set to drop")
+    if cfg.weight is not None and (cfg.weight in by_kind or cfg.weight in targets):
+        role = "a target" if cfg.weight in targets else "set to drop"
+        raise ConfigError(f"config error at data.weight: '{cfg.weight}' is {role}; a column has one role")
     for t in targets:
         if t in by_kind:
             raise ConfigError(f"config error at data.columns: '{t}' is a target and set to drop")
@@ -136,7 +146,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     if cfg.features is not None:
         features = list(cfg.features)
     else:
-        taken = {*targets, *dropped, *([cfg.id] if cfg.id else [])}
+        taken = {*targets, *dropped, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])}
         features = [n for n in names if n not in taken]
         empty = [n for n in features if infer_kind(raw.table.column(n).type) == "drop" and n not in kinds]
         if empty:
@@ -148,7 +158,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             dropped += empty
     if not features:
         raise DataError(f"{src}: no feature columns besides the target {', '.join(repr(t) for t in targets)}")
-    return Columns(features, list(targets), cfg.id, dropped, kinds)
+    return Columns(features, list(targets), cfg.id, dropped, kinds, weight=cfg.weight)
 
 
 @dataclass
@@ -171,6 +181,13 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     split_rows: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the table used
     tables: dict[str, pa.Table] = field(default_factory=dict)  # with keep_tables: each split's raw rows
+    # data.weight: each split's per-row weights ("train", "val", "test"); empty without one
+    sample_weight: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_name: str | None = None
+
+    def weights(self, split: str) -> np.ndarray | None:
+        """The per-row weights of a split ("train", "val", "test"), None when rows weigh 1."""
+        return self.sample_weight.get(split)
 
     @property
     def x_scaler(self) -> Preprocessor:  # the name earlier versions used
@@ -255,7 +272,7 @@ def _read_test_table(cfg: Config, pre: Preprocessor, cols: Columns, target: Targ
     raw = read_table(path, d.delimiter, False, None, None, d.bad_lines)
     raw.table, _ = apply_na_values(raw.table, d.na_values)
     names = raw.table.column_names
-    absent = [c for c in [*pre.inputs, *cols.targets] if c not in names]
+    absent = [c for c in [*pre.inputs, *cols.targets, *([cols.weight] if cols.weight else [])] if c not in names]
     if absent:
         raise DataError(f"{path}: data.test_path has no column '{absent[0]}' (columns: {', '.join(names)})")
     gone = target_missing(raw.table, cols.targets)
@@ -368,7 +385,7 @@ def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
     open it, and the folder goes once all have (each open file keeps its data)."""
 
     def read(spill_dir=None):
-        return read_lazy(path, cfg.data.target, cfg.data.task, spill_dir)
+        return read_lazy(path, cfg.data.target, cfg.data.task, spill_dir, cfg.data.weight)
 
     if comm.ranks_on_node == 1 or not any(path.glob("*.parquet")) or (path / "X.npy").exists():
         return comm.agree(read)
@@ -427,7 +444,7 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
         "columns": [],
         "notes": [],
     }
-    return Prepared(
+    prepared = Prepared(
         ds.task,
         why,
         ds.classes,
@@ -443,6 +460,12 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
         summary,
         [],
     )
+    if ds.weight is not None:
+        parts = {"train": sp.train, "val": sp.val, "test": sp.test}
+        prepared.sample_weight = {k: ds.weight[X.index] for k, (X, _) in parts.items()}
+        prepared.weight_name = summary["weight"] = cfg.data.weight
+        _check_weight_sums(prepared.sample_weight, cfg.data.weight, path)
+    return prepared
 
 
 def _prepare_table(
@@ -470,6 +493,7 @@ def _prepare_table(
     holes = _drop_missing(raw, cols, d, src, notes)
     table, first_row = raw.table, raw.rows
     raw.table = None  # the filtered table is the one to keep (and free early)
+    w = None if cols.weight is None else weight_values(table.column(cols.weight), cols.weight, first_row, src.name)
     y = target.encode(table, first_row, src.name)
     n_classes = len(target.classes) if target.task == "classification" else None
     if splitter is None:
@@ -505,6 +529,13 @@ def _prepare_table(
     )
     _fit_notes(pre, holes, notes, d)
     test_table = _read_test_table(cfg, pre, cols, target, notes) if d.test_path else None
+    sample_weight = {}
+    if w is not None:
+        sample_weight = {k: w[idx] for k, idx in zip(("train", "val", "test"), (train_idx, val_idx, test_idx))}
+        if test_table is not None:
+            t, rows, _, path = test_table
+            sample_weight["test"] = weight_values(t.column(cols.weight), cols.weight, rows, path.name)
+        _check_weight_sums(sample_weight, cols.weight, src)
     _unseen_categories(table, pre, first_row, src, notes, test_table)
     y_scaler = None
     if target.task == "regression" and d.target_transform != "none":
@@ -534,6 +565,7 @@ def _prepare_table(
         notes,
     )
     prepared.split_rows = {"train": train_idx, "validation": val_idx, "test": test_idx}
+    prepared.sample_weight, prepared.weight_name = sample_weight, cols.weight
     if keep_tables:
         prepared.tables = {
             name: table.take(arrow(np.asarray(idx, np.int64))) for name, idx in prepared.split_rows.items()
@@ -556,6 +588,17 @@ def _prepare_table(
             y_test = np.ascontiguousarray(y_scaler.transform(y_test) if y_scaler is not None else y_test, dtype=dtype)
         prepared.test = (X_test, y_test)
     return prepared
+
+
+def _check_weight_sums(weights: dict[str, np.ndarray], name: str, src) -> None:
+    """A split with rows whose weights are all 0 has no weighted mean: refused, naming it."""
+    for split_name, w in weights.items():
+        if w.size and not w.sum() > 0:
+            which = {"train": "training", "val": "validation"}.get(split_name, split_name)
+            raise DataError(
+                f"{src}: every one of the {w.size} {which} rows has weight 0 in column '{name}' (data.weight);"
+                " a weighted mean needs some weight"
+            )
 
 
 def _unseen_categories(
@@ -638,7 +681,7 @@ def _summary(
         rec = {"name": name, "role": role, "type": str(arr.type), "missing": int(missing_mask(arr).sum())}
         col = kinds.get(name)
         kind = col.kind if col else cols.kinds.get(name) or infer_kind(arr.type)
-        rec["kind"] = {"dropped": "drop", "id": "-"}.get(role, kind)
+        rec["kind"] = {"dropped": "drop", "id": "-", "weight": "-"}.get(role, kind)
         if col is not None and col.kind == "categorical":
             rec["categories"] = col.categories
         elif kind in ("numeric", "date") and role != "dropped" and arr.type != pa.null():
@@ -656,6 +699,8 @@ def _summary(
             role = "target"
         elif name == cols.id:
             role = "id"
+        elif name == cols.weight:
+            role = "weight"
         else:
             role = "dropped"
         columns.append(describe(name, role))
@@ -667,6 +712,7 @@ def _summary(
         "why": target.why,
         "targets": cols.targets,
         "id": cols.id,
+        **({"weight": cols.weight} if cols.weight else {}),
         "input_width": pre.width,
         "columns": columns,
         "notes": notes,

@@ -29,6 +29,10 @@ DESCRIPTIONS = {
     "data.features": "The feature columns (default: every column but the targets, id and drop).",
     "data.drop": "Columns to ignore.",
     "data.id": "An id column: never a feature; predict copies it into its output.",
+    "data.weight": "A column of per-row weights (e.g. survey weights; never a feature): the loss, its "
+    "gradient and curvature, every metric and early stopping use the weighted mean, a row of weight 2 "
+    "counting as that row twice. Each cell must be a finite number >= 0 (null: every row weighs 1). In a "
+    "folder of .npy files, the file NAME.npy beside X.npy.",
     "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot), date (days "
     "since 1970-01-01), time (time of day, cyclic), datetime (days plus cyclic time of day) or drop.",
     "data.max_classes": "A numeric target with more distinct values than this is regression.",

@@ -41,7 +41,7 @@ def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -
         for c in ("class", "precision", "recall", "F1", "support"):
             t.add_column(c, justify="left" if c == "class" else "right")
         for r in per_class:
-            t.add_row(escape(r["label"]), fmt(r["precision"]), fmt(r["recall"]), fmt(r["f1"]), str(r["support"]))
+            t.add_row(escape(r["label"]), fmt(r["precision"]), fmt(r["recall"]), fmt(r["f1"]), _count(r["support"]))
         console.print(t)
     elif per_output and len(per_output) > 1:
         t = Table(box=None, pad_edge=False, header_style="bold")
@@ -51,6 +51,10 @@ def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -
             rmse = r.get("rmse", r["mse"] ** 0.5)  # models before 0.3 stored no RMSE
             t.add_row(escape(r["name"]), fmt(r["mse"]), fmt(rmse), fmt(r["mae"]), fmt(r["r2"]))
         console.print(t)
+
+
+def _count(support) -> str:
+    return fmt(support) if isinstance(support, float) else str(support)  # a float: summed weights
 
 
 def skipped_notes(console: Console, name: str, missing_target: int = 0, missing_feature: int = 0) -> None:

@@ -212,11 +212,19 @@ class ModelConfig(_Strict):
     layers: list[Any] | None = None
     # None: resolved once the task is known (cross_entropy / square).
     loss: Annotated[str, one_of(LOSSES)] | None = None
+    # the loss's own settings: huber's threshold, quantile's quantile (None: 1.0 and 0.5 for those losses)
+    delta: Annotated[Float, Field(gt=0.0)] | None = None
+    alpha: Annotated[Float, Field(gt=0.0, lt=1.0)] | None = None
     # None: He for relu-like activations, Glorot otherwise.
     init: Annotated[str, one_of(INITS)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        for key, owner, default in (("delta", "huber", 1.0), ("alpha", "quantile", 0.5)):
+            if getattr(self, key) is not None and self.loss != owner:
+                raise ValueError(f"model.{key} is a setting of loss {owner}, not of {self.loss or 'the default loss'}")
+            if self.loss == owner and getattr(self, key) is None:
+                setattr(self, key, default)  # the saved config shows the value used
         if self.layers is None:
             return self
         if "hidden" in self.model_fields_set:
@@ -247,6 +255,11 @@ class ModelConfig(_Strict):
             if self.dropout:
                 out.append({"dropout": self.dropout})
         return out
+
+    @property
+    def loss_params(self) -> dict:
+        """The loss's own settings, for the engine (``get_loss(name, **params)``)."""
+        return {k: getattr(self, k) for k in ("delta", "alpha") if getattr(self, k) is not None}
 
     @property
     def is_mlp(self) -> bool:

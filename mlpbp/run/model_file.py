@@ -19,7 +19,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.graph import Network, layer_names
 from mlpbp.engine.init import INITS
-from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.losses import LOSSES, get_loss
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ConfigError, MlpbpError, ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
@@ -67,6 +67,8 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
         "target_name": model.target_name,
         "id": model.id_name,
         "class_weight": None if weights is None else [float(w) for w in weights],
+        # the loss's own settings (huber's delta, quantile's alpha); a file without them: the defaults
+        **({"loss_params": model.net.loss_params} if model.net.loss_params else {}),
         "preprocessing": model.preprocessor.to_meta(),
         "config": model.config,
         "metrics": model.metrics,
@@ -137,6 +139,7 @@ def load_model(path: str | Path) -> TrainedModel:
     ):
         raise ModelFileError(f"{bad} (feature names and classes must be strings)")
     net = _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version)
+    _set_loss_params(net, meta.get("loss_params"), bad)
 
     def scaler(prefix, d):
         mean, scale = arrays.get(f"{prefix}_mean"), arrays.get(f"{prefix}_scale")
@@ -199,6 +202,20 @@ def load_model(path: str | Path) -> TrainedModel:
         _dict_or_none(meta.get("written_by")),
         id_name,
     )
+
+
+def _set_loss_params(net, params, bad: str) -> None:
+    """The loss's stored settings (huber's delta, quantile's alpha), checked as the loss checks
+    them; none stored (every file before them): the loss's defaults."""
+    if params is None:
+        return
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ModelFileError(f"{bad} (invalid loss_params record)")
+    try:
+        net.loss_fn = get_loss(net.loss_name, None, **params)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{bad} (invalid loss_params record: {' '.join(str(e).split())})") from None
+    net.loss_params = dict(params)
 
 
 def _dict_or_none(value) -> dict | None:

@@ -764,6 +764,7 @@ def build_model(
     are computed on)."""
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
+    settings["loss_params"] = cfg.model.loss_params
     if cfg.model.is_mlp:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]
         check_training_memory(cfg, widths, dtype, eval_rows)

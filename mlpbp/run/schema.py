@@ -74,6 +74,10 @@ DESCRIPTIONS = {
     "every registered one.",
     "model.loss": "The loss of the output, e.g. cross_entropy (softmax) or square (null: cross_entropy for "
     "classification, square for regression).",
+    "model.delta": "huber: the threshold δ where the loss turns from squared (|r| <= δ) to linear (null: 1.0 "
+    "with huber; another loss refuses it); saved in model.npz.",
+    "model.alpha": "quantile: the quantile α in (0, 1) the pinball loss fits (null: 0.5, the median, with "
+    "quantile; another loss refuses it); saved in model.npz.",
     "model.init": "Weight initialisation, e.g. he or glorot (null: He for kinked activations such as relu, "
     "else Glorot).",
     "train": "The optimiser and its schedule.",

@@ -119,11 +119,14 @@ def _per_column(kind: Any) -> Any:
 
 
 class DataConfig(_Strict):
+    _user_set: set = PrivateAttr(default_factory=set)  # the keys the config itself set
     dataset: DatasetName | None = None
     path: str | None = None
     # One column, or a list of columns: multi-output regression.
     target: ColumnName | Annotated[list[ColumnName], Field(min_length=1)] | None = None
     task: Task | None = None
+    # Multi-label classification: the target column's cells are label sets split by this ("a|b").
+    label_separator: Annotated[str, Field(min_length=1)] | None = None
     # Tables (CSV, TSV, Parquet, NPZ, NPY): which columns are what.
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     features: Annotated[list[ColumnName], Field(min_length=1)] | None = None
@@ -158,6 +161,7 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
+        self._user_set = set(self.model_fields_set)  # before the defaults below are filled in
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)")
         if self.test_fraction + self.validation_fraction >= 1.0:
@@ -173,6 +177,16 @@ class DataConfig(_Strict):
                 raise ValueError(f"column '{both[0]}' is both in {name} and {role}; a column has one role")
         if self.id is not None and self.id in targets:
             raise ValueError(f"column '{self.id}' is both the id and a target")
+        if self.label_separator is not None:
+            if len(targets) > 1:
+                raise ValueError(
+                    "label_separator splits one target column into label sets; give one target column"
+                    " (several 0/1 columns are a multi-label target without it)"
+                )
+            if self.task == "regression":
+                raise ValueError(
+                    "label_separator makes a multi-label classification target; task regression refuses it"
+                )
         if self.weight is not None:
             for role, group in (("a target", targets), ("in features", self.features or []), ("in drop", self.drop)):
                 if self.weight in group:

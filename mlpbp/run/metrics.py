@@ -60,7 +60,9 @@ def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int,
         wc = None if w is None else w[which]
         k = o.shape[0] if wc is None else float(wc.sum())
         loss = net.loss_fn.forward(o, yc if yc.dtype.kind in "iu" else yc.astype(o.dtype), wc) * k
-        if net.task == "classification":
+        if net.task == "classification" and yc.ndim == 2:  # multi-label: a sigmoid > 1/2 per label
+            chunk = {"n": k, "loss": loss, **_label_sums(yc > 0.5, o > 0, wc)}
+        elif net.task == "classification":
             chunk = {"n": k, "loss": loss, "confusion": _confusion(yc, o.argmax(axis=1), o.shape[1], wc)}
         else:
             pred, true = o.astype(np.float64), yc.astype(np.float64).reshape(o.shape)
@@ -74,6 +76,22 @@ def _partial(net: MLP, X, y: np.ndarray, y_scaler: Standardizer | None, lo: int,
 def _confusion(y: np.ndarray, pred: np.ndarray, k: int, w: np.ndarray | None = None) -> np.ndarray:
     """Counts (with ``w``: summed weights) of (true class, predicted class)."""
     return np.bincount(y.astype(np.int64) * k + pred, weights=w, minlength=k * k).reshape(k, k)
+
+
+def _label_sums(true: np.ndarray, pred: np.ndarray, w: np.ndarray | None = None) -> dict:
+    """Multi-label sums (weighted by ``w``): per label true and false positives and false
+    negatives; rows whose every label is right; wrong labels over the label count, per row."""
+    weighted = w is not None
+    w = np.ones(true.shape[0]) if w is None else np.asarray(w, np.float64)
+    ww = w[:, None]
+    return {
+        "weighted": weighted,
+        "tp": np.sum(ww * (true & pred), axis=0),
+        "fp": np.sum(ww * (~true & pred), axis=0),
+        "fn": np.sum(ww * (true & ~pred), axis=0),
+        "exact": float(np.dot(w, (true == pred).all(axis=1))),
+        "wrong": float(np.dot(w, (true != pred).mean(axis=1))),
+    }
 
 
 def _regression_sums(true: np.ndarray, pred: np.ndarray, w: np.ndarray | None = None) -> dict:
@@ -104,6 +122,9 @@ def _merge(a: dict, b: dict) -> dict:
     out = {"n": n, "loss": a.get("loss", 0.0) + b.get("loss", 0.0)}
     if "confusion" in a:
         out["confusion"] = a["confusion"] + b["confusion"]
+    elif "tp" in a:
+        out |= {k: a[k] + b[k] for k in ("tp", "fp", "fn", "exact", "wrong")}
+        out["weighted"] = a["weighted"] or b["weighted"]
     else:
         delta = b["mean"] - a["mean"]
         out["sse"] = a["sse"] + b["sse"]
@@ -145,6 +166,8 @@ def compute_metrics(
     if not total["n"] > 0:
         raise DataError("every row has weight 0 (data.weight); a weighted metric needs some weight")
     loss = float(total["loss"] / total["n"])
+    if "tp" in total:
+        return {"loss": loss, **_from_label_sums(total, classes)}
     if net.task == "classification":
         return {"loss": loss, **_from_confusion(total["confusion"], classes)}
     return {"loss": loss, **_from_sums(total, names)}
@@ -183,6 +206,39 @@ def _from_confusion(confusion: np.ndarray, classes: list[str] | None = None) -> 
                 "support": float(support[i]) if weighted else int(support[i]),
             }
             for i, c in enumerate(classes)
+        ],
+    }
+
+
+def _from_label_sums(total: dict, labels: list[str] | None = None) -> dict:
+    """Multi-label metrics, as scikit-learn computes them (0 where undefined): subset accuracy
+    (``accuracy`` too: every label of the row right), Hamming loss (the share of wrong labels),
+    macro F1 (the mean over every label) and micro F1 (of the summed counts), and per label
+    precision, recall, F1 and support (its rows, or their weight)."""
+    n, tp, fp, fn = total["n"], total["tp"], total["fp"], total["fn"]
+    labels = labels or [str(i) for i in range(tp.size)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    micro = 2 * tp.sum() + fp.sum() + fn.sum()
+    support = tp + fn
+    weighted = total["weighted"]
+    return {
+        "accuracy": float(total["exact"] / n),
+        "subset_accuracy": float(total["exact"] / n),
+        "hamming_loss": float(total["wrong"] / n),
+        "macro_f1": float(f1.mean()),
+        "micro_f1": float(2 * tp.sum() / micro) if micro > 0 else 0.0,
+        "per_label": [
+            {
+                "label": c,
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": float(support[i]) if weighted else int(support[i]),
+            }
+            for i, c in enumerate(labels)
         ],
     }
 

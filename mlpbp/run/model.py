@@ -92,6 +92,10 @@ class TrainedModel:
     metrics: dict | None = None  # the final metrics of the run that wrote it (None: not recorded)
     written_by: dict | None = None  # {"mlpbp": version, "numpy": version} (None: not recorded)
     id_name: str | None = None
+    # multi-label: ``classes`` are the labels, one sigmoid output each, a row's set those above 1/2;
+    # label_separator: the one target column's label sets are split by it (None: a 0/1 column per label)
+    multilabel: bool = False
+    label_separator: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocessor, Standardizer):
@@ -136,7 +140,11 @@ class TrainedModel:
         return weight_values(table.column(name), name, first_row, source)
 
     def target(self) -> Target:
-        return Target(self.target_names, self.task, self.classes, "")
+        return Target(self.target_names, self.task, self.classes, "", self.multilabel, self.label_separator)
+
+    def label_sets(self, o: np.ndarray) -> list[list[str]]:
+        """A multi-label model's predicted label sets: the labels whose sigmoid is above 1/2 (o > 0)."""
+        return [[c for c, on in zip(self.classes, row) if on] for row in (o > 0)]
 
     def skipped_rows(
         self, rows: pa.Table | np.ndarray, first_row: RowNumbers = 0, source: str = "", labelled: bool = False
@@ -162,7 +170,7 @@ class TrainedModel:
             absent = [t for t in self.target_names if t not in have]
             if absent:
                 raise DataError(f"{at(source)}target column '{absent[0]}' not found (columns: {', '.join(names)})")
-            gone = target_missing(rows, self.target_names)
+            gone = target_missing(rows, self.target_names, self.label_separator is not None)
         holes = np.zeros_like(gone)
         if self.preprocessor.missing == "drop_rows":
             holes = self.preprocessor.incomplete_rows(rows) & ~gone
@@ -300,6 +308,10 @@ class TrainedModel:
     def encode_target_array(self, y: np.ndarray) -> np.ndarray:
         """Targets stored as an array (an .npy file, a Parquet column), in the network's units:
         each distinct value is encoded once, so millions of rows cost no Python loop."""
+        if self.multilabel:
+            raise DataError(
+                "a multi-label model scores label sets from a table (CSV, Parquet), not a folder's target array"
+            )
         if self.task == "classification":
             values, inverse = np.unique(y.reshape(-1), return_inverse=True)
             find = self._class_index()

@@ -69,6 +69,8 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
         "class_weight": None if weights is None else [float(w) for w in weights],
         # the loss's own settings (huber's delta, quantile's alpha); a file without them: the defaults
         **({"loss_params": model.net.loss_params} if model.net.loss_params else {}),
+        # a multi-label model: its label list is "classes"; the label sets' separator, if any
+        **({"multilabel": True, "label_separator": model.label_separator} if model.multilabel else {}),
         "preprocessing": model.preprocessor.to_meta(),
         "config": model.config,
         "metrics": model.metrics,
@@ -201,7 +203,18 @@ def load_model(path: str | Path) -> TrainedModel:
         _dict_or_none(meta.get("metrics")),
         _dict_or_none(meta.get("written_by")),
         id_name,
+        *_multilabel(meta, bad),
     )
+
+
+def _multilabel(meta: dict, bad: str) -> tuple[bool, str | None]:
+    """(multilabel, label_separator): (False, None) in a file without them."""
+    multi, sep = meta.get("multilabel", False), meta.get("label_separator")
+    if not isinstance(multi, bool) or not (sep is None or (isinstance(sep, str) and sep)):
+        raise ModelFileError(f"{bad} (invalid multilabel record)")
+    if multi and (meta.get("task") != "classification" or meta.get("loss") != "binary_cross_entropy"):
+        raise ModelFileError(f"{bad} (a multi-label model is a classification with binary_cross_entropy)")
+    return multi, sep
 
 
 def _set_loss_params(net, params, bad: str) -> None:

@@ -23,7 +23,7 @@ from mlpbp.data.preprocessing import CHUNK_ROWS, MISSING_CATEGORY, Moments, Prep
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
-from mlpbp.data.targets import Target, infer_target, target_missing
+from mlpbp.data.targets import Target, infer_target, multilabel_target, target_missing
 from mlpbp.data.transforms import TargetScaler
 from mlpbp.engine.graph import Network, graph_nodes, layer_graph
 from mlpbp.engine.layers import Linear
@@ -184,6 +184,10 @@ class Prepared:
     # data.weight: each split's per-row weights ("train", "val", "test"); empty without one
     sample_weight: dict[str, np.ndarray] = field(default_factory=dict)
     weight_name: str | None = None
+    # a multi-label target: one 0/1 column per label in ``classes`` (data.label_separator: the
+    # separator of its one column of label sets)
+    multilabel: bool = False
+    label_separator: str | None = None
 
     def weights(self, split: str) -> np.ndarray | None:
         """The per-row weights of a split ("train", "val", "test"), None when rows weigh 1."""
@@ -196,6 +200,45 @@ class Prepared:
 
 def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
+
+
+def _check_loss(cfg: Config, target: Target) -> None:
+    """The loss must suit the target: a multi-label one takes binary_cross_entropy (the default
+    for it, set into the config here); binary_cross_entropy on one label column with more than
+    two classes is refused, naming cross_entropy."""
+    loss = cfg.model.loss
+    if target.multilabel:
+        if loss is None:
+            cfg.model.loss = "binary_cross_entropy"  # the saved config shows the loss used
+        elif loss != "binary_cross_entropy":
+            raise ConfigError(
+                f"config error at model.loss: a multi-label target ({target.why.split(': ', 1)[1]}) takes"
+                f" binary_cross_entropy (one sigmoid per label), not {loss}"
+            )
+        return
+    if loss == "binary_cross_entropy" and target.task == "classification" and len(target.classes) > 2:
+        raise ConfigError(
+            f"config error at model.loss: binary_cross_entropy scores independent 0/1 labels, but target"
+            f" '{target.names[0]}' holds one of {len(target.classes)} classes per row: use cross_entropy (softmax);"
+            " for label sets, set data.label_separator"
+        )
+    if loss == "binary_cross_entropy" and target.task == "regression":
+        raise ConfigError(
+            "config error at model.loss: binary_cross_entropy needs 0/1 labels; these targets are a regression"
+            " (set data.task: classification for 0/1 label columns)"
+        )
+
+
+def _check_counts(y: np.ndarray, names: list[str], first_row: RowNumbers, source: str) -> None:
+    """poisson's targets are counts: a negative one is one line naming its row and column."""
+    bad = np.asarray(y, np.float64).reshape(len(y), -1) < 0
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        v = float(np.asarray(y).reshape(len(y), -1)[i, j])
+        raise DataError(
+            f"{source}: row {row_number(first_row, int(i))}, column '{names[j]}': {v:g} is negative; the poisson"
+            " loss takes counts (targets >= 0)"
+        )
 
 
 def _infer_cells(raw: RawTable, cols: Columns, d: DataConfig) -> None:
@@ -275,7 +318,7 @@ def _read_test_table(cfg: Config, pre: Preprocessor, cols: Columns, target: Targ
     absent = [c for c in [*pre.inputs, *cols.targets, *([cols.weight] if cols.weight else [])] if c not in names]
     if absent:
         raise DataError(f"{path}: data.test_path has no column '{absent[0]}' (columns: {', '.join(names)})")
-    gone = target_missing(raw.table, cols.targets)
+    gone = target_missing(raw.table, cols.targets, d.label_separator is not None)
     if gone.any():
         raw.drop(gone)
         notes.append(f"{path.name}: dropped {int(gone.sum())} test row(s) whose target is missing")
@@ -296,7 +339,7 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
     """Drop from ``raw`` the rows training cannot use (a missing target; under drop_rows, a
     missing feature cell), and refuse bad cells; the rows kept keep their numbers in messages.
     Returns each feature's count of missing cells (the rows kept)."""
-    gone = target_missing(raw.table, cols.targets)
+    gone = target_missing(raw.table, cols.targets, cfg.label_separator is not None)
     if gone.any():
         raw.drop(gone)
         notes.append(f"dropped {int(gone.sum())} row(s) whose target is missing")
@@ -403,6 +446,11 @@ def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
 def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     """A folder of .npy or Parquet files (numeric columns), read lazily: the standardisation
     is fitted in one scan, each rank reading only its share."""
+    if cfg.data.label_separator is not None:
+        raise ConfigError(
+            f"config error at data.label_separator: {path} is a folder read lazily (numeric columns); label sets"
+            " need a table read whole (CSV, Parquet)"
+        )
     ds = _read_lazy_shared(cfg, path, comm)
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
@@ -479,11 +527,16 @@ def _prepare_table(
     cols = resolve_columns(raw, d)
     _infer_cells(raw, cols, d)
     notes = [*raw.notes, *na_notes]
-    target = infer_target(
-        raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
-    )
+    multi_columns = len(cols.targets) > 1 and (d.task == "classification" or cfg.model.loss == "binary_cross_entropy")
+    if d.label_separator is not None or multi_columns:
+        target = multilabel_target(raw.table, cols.targets, d.label_separator, src.name, raw.first_row)
+    else:
+        target = infer_target(
+            raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
+        )
     if fixed_task and d.task is None:
         target.why = f"{target.task}: dataset '{d.dataset}' is a {target.task} problem"
+    _check_loss(cfg, target)
     loss = default_loss(cfg, target.task)
     if target.task == "regression" and loss == "cross_entropy":
         raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
@@ -495,7 +548,10 @@ def _prepare_table(
     raw.table = None  # the filtered table is the one to keep (and free early)
     w = None if cols.weight is None else weight_values(table.column(cols.weight), cols.weight, first_row, src.name)
     y = target.encode(table, first_row, src.name)
-    n_classes = len(target.classes) if target.task == "classification" else None
+    if default_loss(cfg, target.task) == "poisson":
+        _check_counts(y, cols.targets, first_row, src.name)
+    # multi-label rows have no one class to stratify by: a plain random split
+    n_classes = len(target.classes) if target.task == "classification" and not target.multilabel else None
     if splitter is None:
         train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
     else:
@@ -538,14 +594,29 @@ def _prepare_table(
         _check_weight_sums(sample_weight, cols.weight, src)
     _unseen_categories(table, pre, first_row, src, notes, test_table)
     y_scaler = None
-    if target.task == "regression" and d.target_transform != "none":
+    transform = d.target_transform
+    if default_loss(cfg, target.task) == "poisson" and transform != "none":
+        if "target_transform" in d._user_set:
+            raise ConfigError(
+                f"config error at data.target_transform: the poisson loss fits counts in their own units"
+                f" (o = log μ), not transformed by {transform}: use none"
+            )
+        transform = d.target_transform = "none"  # counts stay counts (and the saved config says so)
+    if target.task == "regression" and transform != "none":
         # Scaled targets keep one learning rate sensible whatever the target's units.
         if d.target_transform == "standardize":
             y_scaler = Standardizer().fit(y[train_idx])
         else:
             y_scaler = TargetScaler.fit(d.target_transform, y[train_idx])
+    if target.multilabel and cfg.train.class_weight is not None:
+        raise ConfigError(
+            "config error at train.class_weight: class weights weigh one class per row; a multi-label target"
+            " has a set of labels per row (data.weight weighs rows)"
+        )
     weights = class_weights(cfg.train.class_weight, target, y[train_idx])
     n_out = len(target.classes) if target.task == "classification" else y.shape[1]
+    if target.multilabel:
+        y = np.ascontiguousarray(y, dtype=dtype)  # 0/1 per label, as the sigmoid outputs' targets
     summary = _summary(table, cols, target, pre, y, src, n_read, notes, weights)
     empty = (np.empty((0, pre.width), dtype), y[:0])
     prepared = Prepared(
@@ -566,6 +637,7 @@ def _prepare_table(
     )
     prepared.split_rows = {"train": train_idx, "validation": val_idx, "test": test_idx}
     prepared.sample_weight, prepared.weight_name = sample_weight, cols.weight
+    prepared.multilabel, prepared.label_separator = target.multilabel, target.separator
     if keep_tables:
         prepared.tables = {
             name: table.take(arrow(np.asarray(idx, np.int64))) for name, idx in prepared.split_rows.items()
@@ -584,6 +656,8 @@ def _prepare_table(
     if test_table is not None:
         t, rows, y_test, _ = test_table
         X_test = pre.transform(t, dtype, rows, str(d.test_path), unknown=policy)
+        if target.multilabel:
+            y_test = np.ascontiguousarray(y_test, dtype=dtype)
         if target.task == "regression":
             y_test = np.ascontiguousarray(y_scaler.transform(y_test) if y_scaler is not None else y_test, dtype=dtype)
         prepared.test = (X_test, y_test)
@@ -717,7 +791,11 @@ def _summary(
         "columns": columns,
         "notes": notes,
     }
-    if target.task == "classification":
+    if target.multilabel:
+        counts = np.asarray(y).sum(axis=0)
+        out["classes"] = [{"label": c, "count": int(n)} for c, n in zip(target.classes, counts)]
+        out["multilabel"] = True
+    elif target.task == "classification":
         counts = np.bincount(y, minlength=len(target.classes))
         out["classes"] = [
             {"label": c, "count": int(n), **({"weight": float(weights[k])} if weights is not None else {})}

@@ -25,6 +25,9 @@ DESCRIPTIONS = {
     "column; NPZ/NPY: y).",
     "data.task": "classification or regression (default: inferred and said why: text, booleans and at most "
     "max_classes distinct integers classify, other numbers regress).",
+    "data.label_separator": "Multi-label classification: the target column's cells are label sets split by "
+    "this, e.g. '|' for 'news|sport' (null: one label per row). Without it, several 0/1 target columns with "
+    "task: classification or loss binary_cross_entropy are one label each.",
     "data.delimiter": "The CSV delimiter, one character (default: sniffed from the first lines among , ; tab |).",
     "data.features": "The feature columns (default: every column but the targets, id and drop).",
     "data.drop": "Columns to ignore.",

@@ -459,6 +459,8 @@ class Trainer:
                 **metrics,
             },
             id_name=d.id_name,
+            multilabel=d.multilabel,
+            label_separator=d.label_separator,
         )
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()

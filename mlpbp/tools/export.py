@@ -314,6 +314,11 @@ def _encode_inputs(model: TrainedModel, const, nodes) -> tuple[list, list[str]]:
 def export_onnx(model_path: str | Path, out_path: str | Path) -> dict:
     """Write ``model_path`` as ONNX to ``out_path`` (atomically); returns what it wrote."""
     model = load_model(model_path)
+    if model.multilabel:
+        raise MlpbpError(
+            f"cannot export {model_path}: a multi-label model (sigmoid outputs, label sets) has no ONNX export yet;"
+            " mlpbp predict writes its label sets"
+        )
     proto = to_onnx(model, name=Path(model_path).parent.name or "mlpbp")
     data = proto.SerializeToString()
     with atomic_open(out_path, "wb") as f:

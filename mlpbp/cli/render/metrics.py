@@ -60,7 +60,7 @@ def metrics_report(console: Console, metrics: dict, n_rows: int | None = None) -
 
 
 def _count(support) -> str:
-    return fmt(support) if isinstance(support, float) else str(support)  # a float: summed weights
+    return f"{support:.6g}" if isinstance(support, float) else str(support)  # a float: summed weights
 
 
 def skipped_notes(console: Console, name: str, missing_target: int = 0, missing_feature: int = 0) -> None:

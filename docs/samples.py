@@ -55,6 +55,9 @@ COMMANDS: list[tuple[str, str, tuple[int, int] | None]] = [
         None,
     ),
     ("predict-customers", "cat new.csv && mlpbp predict runs/customers/model.npz new.csv", None),
+    ("data-articles", "mlpbp data configs/articles.yaml", None),
+    ("train-articles", "mlpbp train configs/articles.yaml --quiet", None),
+    ("predict-articles", "mlpbp predict runs/articles/model.npz datasets/articles.csv | head -5", None),
     ("gradcheck-spirals", "mlpbp gradcheck configs/spirals.yaml", None),
     ("gradcheck-all", "mlpbp gradcheck", None),
     (

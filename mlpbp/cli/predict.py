@@ -51,6 +51,8 @@ def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[Trained
         )
         header = raw.table.column_names
     known = {*model.feature_names, *targets, *([model.id_name] if model.id_name else [])}
+    if model.weight_name:
+        known.add(model.weight_name)
     extra = [c for c in header if c not in known]
     if extra and strict:
         raise DataError(
@@ -92,7 +94,7 @@ def predict(
     """Predict for each row of a table: the class (and its probabilities) or the regression
     values; the id column (when the model was trained with data.id) comes first."""
     from mlpbp.cli.render.predict import predictions_csv, write_lazy_predictions
-    from mlpbp.data.lazy import is_lazy, open_table
+    from mlpbp.data.lazy import is_lazy, open_weighted
     from mlpbp.io import atomic_open, write_text
     from mlpbp.run.folder import refuse_same_path
     from mlpbp.run.model_file import load_model
@@ -102,7 +104,7 @@ def predict(
     if is_lazy(data):  # a folder (.npy pair or Parquet files): rows read and written a chunk at a time
         model = load_model(model_path)
         _mode_note(model, "predicting")
-        X, _, _, _ = open_table(data, model.feature_names, _lazy_target(model), False)
+        X = open_weighted(data, model.feature_names, _lazy_target(model), False, weight=model.weight_name)[0]
         if out_file is None:
             n, empty = write_lazy_predictions(sys.stdout, data, model, X)
         else:
@@ -145,16 +147,16 @@ def evaluate(
     """Metrics of a trained model on a labelled table: loss, accuracy, balanced accuracy, macro F1
     and per class; or loss, MSE, MAE and R² (mean and per output)."""
     from mlpbp.cli.render.metrics import metrics_report, skipped_notes
-    from mlpbp.data.lazy import is_lazy, open_table
+    from mlpbp.data.lazy import is_lazy, open_weighted
     from mlpbp.run.model_file import load_model
 
     if is_lazy(data):  # a folder (.npy pair or Parquet files), read a chunk at a time
         model = load_model(model_path)
-        X, y, _, _ = open_table(data, model.feature_names, _lazy_target(model), True)
+        X, y, _, _, w = open_weighted(data, model.feature_names, _lazy_target(model), True, weight=model.weight_name)
         skipped = model.skipped_rows(X, 0, str(data))
         if skipped.count and skipped.kept:
             _note(f"{data.name}: {skipped.count} row(s) with a value that is not finite are not scored{DROP_ROWS}")
-        result = model.array_evaluation(X, y, str(data), skipped)
+        result = model.array_evaluation(X, y, str(data), skipped, w)
     else:
         model, raw = _model_and_rows(model_path, data, strict)
         skipped = model.skipped_rows(raw.table, raw.rows, str(data), labelled=True)
@@ -167,10 +169,14 @@ def evaluate(
         )
         result = model.evaluation(raw.table, raw.rows, str(data), skipped)
     metrics, n = result.metrics, result.rows
+    if model.weight_name and result.weight is None:
+        _note(f"{data.name}: no weight column '{model.weight_name}' (data.weight): every row weighs 1")
     if as_json:  # mode: the model is scored as it predicts (no dropout, running statistics)
-        echo_json({"task": model.task, "rows": n, "mode": "eval", **metrics})
+        weighted = {"weight": result.weight} if model.weight_name else {}
+        echo_json({"task": model.task, "rows": n, "mode": "eval", **weighted, **metrics})
     else:
-        out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))})", highlight=False)
+        by = f", weighted by {escape(result.weight)}" if result.weight else ""
+        out.print(f"[bold]{escape(str(data))}[/] ({model.task}, {escape(str(model_path))}{by})", highlight=False)
         line = eval_mode_line(model)
         if line is not None:
             out.print(f"[dim]scored in {escape(line)}[/]", highlight=False, soft_wrap=True)

@@ -99,3 +99,28 @@ def string_values(arr) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pc.utf8_trim_whitespace(arr)
     return pc.cast(arr, pa.string())
+
+
+def weight_values(arr, column: str, first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
+    """A column of per-row weights as float64: every cell a finite number >= 0; a missing,
+    non-numeric, infinite, NaN or negative cell is one line naming its row and column."""
+    t = arr.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)):
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise DataError(f"{at(source)}weight column '{column}' has type {t}; weights must be numbers")
+    missing = to_numpy(pc.is_null(arr, nan_is_null=pa.types.is_floating(t))) if len(arr) else np.zeros(0, bool)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        what = "nan" if pa.types.is_floating(t) and arr[i].is_valid else "missing"
+        raise cell_error(
+            source, row_number(first_row, i), column, f"the weight is {what}; every row needs a weight >= 0"
+        )
+    values = numeric_values(arr, column, "numeric", first_row, source)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        why = "negative" if values[i] < 0 else "not a finite number"
+        raise cell_error(
+            source, row_number(first_row, i), column, f"weight {float(values[i])!r} is {why}; weights must be >= 0"
+        )
+    return values

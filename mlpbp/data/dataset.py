@@ -20,6 +20,7 @@ class Dataset:
     classes: list[str] | None
     feature_names: list[str]
     target_name: str
+    weight: np.ndarray | None = None  # data.weight: one weight per row (None: every row weighs 1)
 
 
 @dataclass

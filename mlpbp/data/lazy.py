@@ -205,16 +205,52 @@ def fit_moments(table: LazyRows, train_rows: np.ndarray, lo: int, hi: int) -> Mo
 
 
 def read_lazy(
-    path: str | Path, target: str | None = None, task: str | None = None, spill_dir: Path | None = None
+    path: str | Path,
+    target: str | None = None,
+    task: str | None = None,
+    spill_dir: Path | None = None,
+    weight: str | None = None,
 ) -> Dataset:
     """A Dataset whose X is ``LazyRows`` over the folder ``path``: X.npy + y.npy, or Parquet.
 
     ``spill_dir``: Parquet is streamed into X.npy and y.npy there, or, when another process
     already did, those are opened; the caller removes the folder once every process that
     shares it has opened its files (the open file keeps the data). Without it each process
-    spills into a scratch file of its own."""
-    X, y, features, target = open_table(path, target=target, spill_dir=spill_dir)
-    return dataset_from_arrays(Path(path), X, y, task, features, target)
+    spills into a scratch file of its own. ``weight`` (data.weight): a column of per-row
+    weights (Parquet; never a feature) or, beside X.npy, the file WEIGHT.npy; checked, in
+    ``Dataset.weight``."""
+    X, y, features, target, w = open_weighted(path, target=target, spill_dir=spill_dir, weight=weight)
+    ds = dataset_from_arrays(Path(path), X, y, task, features, target)
+    ds.weight = w
+    return ds
+
+
+def weight_array(w: np.ndarray, name: str, source: str) -> np.ndarray:
+    """Per-row weights as float64, each a finite number >= 0; else one line naming the row
+    (numbered from 0, as the folder's other messages) and the column."""
+    if w.ndim != 1 or w.dtype.kind not in "biuf":
+        raise DataError(f"{source}: weight '{name}' must be one number per row, got shape {w.shape} dtype {w.dtype}")
+    w = w.astype(np.float64)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        why = "negative" if w[i] < 0 else ("missing" if np.isnan(w[i]) else "not a finite number")
+        raise DataError(f"{source}: row {i}, column '{name}': weight {float(w[i])!r} is {why}; weights must be >= 0")
+    return w
+
+
+def _npy_weight(folder: Path, name: str, n: int) -> np.ndarray:
+    """NAME.npy beside X.npy: one weight per row, checked."""
+    path = folder / f"{name}.npy"
+    if not path.exists():
+        raise DataError(f"{folder}: data.weight '{name}': no {name}.npy beside X.npy (one weight per row of X)")
+    try:
+        w = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read as an .npy array: {' '.join(str(e).split())}") from None
+    if w.shape[:1] != (n,):
+        raise DataError(f"{path}: {w.shape[0] if w.ndim else 'no'} weights for the {n} rows of X.npy")
+    return weight_array(w, name, str(path))
 
 
 def open_table(
@@ -227,16 +263,34 @@ def open_table(
     """The folder's features (``LazyRows``, raw), its targets as stored (None when absent and
     not ``need_target``), the feature names and the target's. With ``features`` (a saved
     model's), the columns must be exactly those, plus the target, and come in that order."""
+    return open_weighted(path, features, target, need_target, spill_dir)[:4]
+
+
+def open_weighted(
+    path: str | Path,
+    features: list[str] | None = None,
+    target: str | None = None,
+    need_target: bool = True,
+    spill_dir: Path | None = None,
+    weight: str | None = None,
+) -> tuple[LazyRows, np.ndarray | None, list[str], str, np.ndarray | None]:
+    """``open_table``, and the per-row weights of the column ``weight`` (data.weight: a
+    Parquet column that is then neither a feature nor unexpected, or the file WEIGHT.npy
+    beside X.npy), checked finite and >= 0; None without ``weight`` (or, for a saved model's
+    ``features``, without that column or file: every row then weighs 1)."""
     path = Path(path)
     if (path / "X.npy").exists():
         X, y = _open_npy_pair(path, need_target)
         names = [f"x{j}" for j in range(X.shape[1])]
         if features is not None and len(features) != len(names):
             raise DataError(f"{path}: X.npy has {len(names)} columns; the model takes {len(features)} features")
-        return X, y, features or names, "y"
+        if weight is not None and features is not None and not (path / f"{weight}.npy").exists():
+            weight = None  # a saved model's folder without the file: its rows weigh 1
+        w = None if weight is None else _npy_weight(path, weight, X.shape[0])
+        return X, y, features or names, "y", w
     files = sorted(path.glob("*.parquet"))
     if files:
-        return _open_parquet(path, files, features, target, need_target, spill_dir)
+        return _open_parquet(path, files, features, target, need_target, spill_dir, weight)
     raise DataError(
         f"{path}: a data folder must hold X.npy and y.npy, or .parquet files; found neither"
         f" ({', '.join(sorted(p.name for p in path.iterdir())[:5]) or 'it is empty'})"
@@ -263,7 +317,13 @@ def _open_npy_pair(folder: Path, need_target: bool) -> tuple[LazyRows, np.ndarra
 
 
 def _open_parquet(
-    folder: Path, files: list[Path], features: list[str] | None, target, need_target: bool, spill_dir: Path | None
+    folder: Path,
+    files: list[Path],
+    features: list[str] | None,
+    target,
+    need_target: bool,
+    spill_dir: Path | None,
+    weight: str | None = None,
 ):
     try:
         import pyarrow as pa
@@ -280,16 +340,22 @@ def _open_parquet(
             raise DataError(f"{folder}: {f.name} has another schema than {files[0].name} ({_schema_diff(first, s)})")
     names = list(first.names)
     if target is None and features is None:
-        target = names[-1]
+        target = [c for c in names if c != weight][-1]
     has_target = target in names
     if need_target and not has_target:
         raise DataError(f"{folder}: target column '{target}' not found (columns: {', '.join(names)})")
+    if weight is not None and weight not in names and features is not None:
+        weight = None  # a saved model's folder without the column: its rows weigh 1
+    if weight is not None and weight not in names:
+        raise DataError(f"{folder}: weight column '{weight}' not found (columns: {', '.join(names)})")
+    if weight is not None and weight == target:
+        raise DataError(f"{folder}: column '{weight}' is both the target and the weight (data.weight)")
     if features is None:
-        features = [c for c in names if c != target]
+        features = [c for c in names if c not in (target, weight)]
     else:
         have, wanted = set(names), set(features)  # linear in the column count
         missing = [c for c in features if c not in have]
-        extra = [c for c in names if c not in wanted and c != target]
+        extra = [c for c in names if c not in wanted and c != target and c != weight]
         if missing or extra:
             what = (
                 f"missing feature columns {', '.join(missing)}" if missing else f"unexpected columns {', '.join(extra)}"
@@ -306,9 +372,11 @@ def _open_parquet(
         source = NpySource(spill_dir / "X.npy")
         source.path = folder
         y = np.load(spill_dir / "y.npy", allow_pickle=False) if target_read else None
+        w = np.load(spill_dir / "weight.npy", allow_pickle=False) if weight else None
     else:
-        source, y = _spill(folder, files, features, target_read, n, np.float32 if small else np.float64, spill_dir)
-    return LazyRows(source), y, features, target or ""
+        dtype = np.float32 if small else np.float64
+        source, y, w = _spill(folder, files, features, target_read, n, dtype, spill_dir, weight)
+    return LazyRows(source), y, features, target or "", w
 
 
 def _schema_diff(a, b) -> str:
@@ -320,10 +388,13 @@ def _schema_diff(a, b) -> str:
     return "field metadata differs"
 
 
-def _spill(folder: Path, files: list[Path], features: list[str], target: str | None, n: int, dtype, into=None):
+def _spill(
+    folder: Path, files: list[Path], features: list[str], target: str | None, n: int, dtype, into=None, weight=None
+):
     """Stream the feature columns, row group by row group, into a scratch .npy (in the temp
-    folder, unlinked once opened; or ``into``/X.npy, with the targets in ``into``/y.npy, kept
-    for other processes) and open it for reading; read the target column whole."""
+    folder, unlinked once opened; or ``into``/X.npy, with the targets in ``into``/y.npy and the
+    weights in ``into``/weight.npy, kept for other processes) and open it for reading; read the
+    target column (and the ``weight`` column, checked) whole."""
     import pyarrow.parquet as pq
 
     if into is None:
@@ -335,13 +406,15 @@ def _spill(folder: Path, files: list[Path], features: list[str], target: str | N
         header = np.lib.format.open_memmap(scratch, mode="w+", dtype=dtype, shape=(n, len(features)))
         offset = header.offset
         del header
-        ys = []
+        ys, ws = [], []
         with open(scratch, "r+b") as out:
             out.seek(offset)
             for f in files:
                 pf = pq.ParquetFile(f)
                 for g in range(pf.num_row_groups):
-                    table = pf.read_row_group(g, columns=features + ([target] if target else []))
+                    table = pf.read_row_group(
+                        g, columns=features + ([target] if target else []) + ([weight] if weight else [])
+                    )
                     for c in features:
                         if table.column(c).null_count:
                             raise DataError(f"{f}: column '{c}' has empty (null) values in row group {g}")
@@ -351,12 +424,17 @@ def _spill(folder: Path, files: list[Path], features: list[str], target: str | N
                         if table.column(target).null_count:
                             raise DataError(f"{f}: target column '{target}' has empty (null) values in row group {g}")
                         ys.append(table.column(target).to_numpy(zero_copy_only=False))
+                    if weight:
+                        ws.append(_weight_block(table.column(weight), weight, f))
         y = np.concatenate(ys) if target else None
+        w = weight_array(np.concatenate(ws), weight, str(folder)) if weight else None
         if y is not None and y.dtype.kind == "O":
             y = y.astype(str)
         if into is not None:
             if y is not None:
                 np.save(into / "y.npy", y, allow_pickle=False)
+            if w is not None:
+                np.save(into / "weight.npy", w, allow_pickle=False)
             os.replace(scratch, into / "X.npy")
             scratch = str(into / "X.npy")
         source = NpySource(Path(scratch))
@@ -365,4 +443,14 @@ def _spill(folder: Path, files: list[Path], features: list[str], target: str | N
         if into is None:
             with contextlib.suppress(OSError):
                 os.unlink(scratch)  # the open file keeps the data until the process ends
-    return source, y
+    return source, y, w
+
+
+def _weight_block(col, name: str, f: Path) -> np.ndarray:
+    """A row group's weight column as float64, a missing cell as NaN (refused with its row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(f"{f}: weight column '{name}' has type {col.type}; weights must be numbers")
+    return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)

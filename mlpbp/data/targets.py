@@ -20,10 +20,20 @@ class Target:
     task: str  # classification | regression
     classes: list[str] | None  # classification: labels in index order
     why: str  # one line: the task and what decided it
+    # Multi-label classification: each row has a set of the labels ``classes``, encoded as one
+    # 0/1 column per label; from one column of label sets split by ``separator``
+    # (data.label_separator), or, without one, from one 0/1 column per label (``names``).
+    multilabel: bool = False
+    separator: str | None = None
 
     def encode(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
-        """Class indices (n,) int64, or regression values (n, m) float64; every cell must have a
-        value (drop rows with missing targets first: ``target_missing``)."""
+        """Class indices (n,) int64, or regression values (n, m) float64, or (multi-label)
+        0/1 indicators (n, labels) float64; every cell must have a value (drop rows with missing
+        targets first: ``target_missing``)."""
+        if self.multilabel:
+            if self.separator is not None:
+                return label_sets(table.column(self.names[0]), self.names[0], self.separator, first_row, source, self)
+            return np.column_stack([_indicator(table.column(n), n, first_row, source) for n in self.names])
         if self.task == "regression":
             return np.column_stack(
                 [numeric_values(table.column(n), n, first_row=first_row, source=source) for n in self.names]
@@ -42,9 +52,112 @@ class Target:
         return idx.astype(np.int64)
 
 
-def target_missing(table: pa.Table, names: list[str]) -> np.ndarray:
-    """Rows where any target cell is missing."""
+def _tokens(col, separator: str):
+    """A column's label sets: (row of each label, the label), labels stripped, empty ones left out."""
+    text = string_values(col)
+    parts = pc.split_pattern(text, pattern=separator)
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    rows = to_numpy_int(pc.list_parent_indices(parts))
+    labels = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    keep = to_numpy_bool(pc.not_equal(labels, ""))
+    return rows[keep], labels.filter(arrow(keep))
+
+
+def to_numpy_int(arr) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def to_numpy_bool(arr) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def label_sets(
+    col, name: str, separator: str, first_row: RowNumbers = 0, source: str = "", target: Target | None = None
+) -> np.ndarray:
+    """A column of label sets ("a|b") as (n, labels) 0/1 indicators of ``target.classes``; a
+    label training never saw is one line naming its row and column."""
+    rows, labels = _tokens(col, separator)
+    idx = positions(pc.index_in(labels, value_set=arrow(target.classes)))
+    if (idx < 0).any():
+        i = int(np.flatnonzero(idx < 0)[0])
+        prefix = f"{source}: " if source else ""
+        raise DataError(
+            f"{prefix}row {row_number(first_row, int(rows[i]))}, column '{name}': label {labels[i].as_py()!r} was not"
+            f" seen in training (known: {', '.join(target.classes)})"
+        )
+    out = np.zeros((len(col), len(target.classes)))
+    out[rows, idx] = 1.0
+    return out
+
+
+def _indicator(col, name: str, first_row: RowNumbers, source: str) -> np.ndarray:
+    """A multi-label target column as 0/1: booleans or the numbers 0 and 1, else one line."""
+    prefix = f"{source}: " if source else ""
+    if pa.types.is_boolean(col.type):
+        return to_numpy_bool(pc.fill_null(col, False)).astype(np.float64)
+    if infer_kind(col.type) == "categorical" and not _numeric_text(col):
+        v = next(x for x in string_values(col).to_pylist() if x is not None)
+        raise DataError(
+            f"{prefix}multi-label target column '{name}' holds {v!r}; each label's column holds 0/1"
+            " (or give one column of label sets with data.label_separator)"
+        )
+    values = numeric_values(col, name, first_row=first_row, source=source)
+    bad = ~((values == 0) | (values == 1) | np.isnan(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{prefix}row {row_number(first_row, i)}, column '{name}': {values[i]:g} is not 0 or 1; a multi-label"
+            " target holds 0/1 in each label's column"
+        )
+    return np.nan_to_num(values)
+
+
+def _numeric_text(col) -> bool:
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return False
+    try:
+        pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def multilabel_target(
+    table: pa.Table, names: list[str], separator: str | None, source: str = "", first_row: RowNumbers = 0
+) -> Target:
+    """The multi-label target of one column of label sets split by ``separator``, or (without
+    one) of one 0/1 column per label; its labels checked and listed."""
+    prefix = f"{source}: " if source else ""
+    if separator is None:
+        for n in names:
+            _indicator(table.column(n), n, first_row, source)
+        why = f"multi-label classification: {len(names)} 0/1 target columns, one per label"
+        return Target(list(names), "classification", list(names), why, multilabel=True)
+    if len(names) != 1:
+        raise DataError(
+            f"config error at data.label_separator: label sets come from one target column; got {len(names)}"
+            f" ({', '.join(names)})"
+        )
+    (name,) = names
+    _, labels = _tokens(table.column(name), separator)
+    classes = sorted(v for v in pc.unique(labels).to_pylist())
+    if len(classes) < 2:
+        shown = repr(classes[0]) if classes else "none"
+        raise DataError(
+            f"{prefix}target column '{name}' split by {separator!r} has only one label ({shown});"
+            " multi-label classification needs at least 2"
+        )
+    why = f"multi-label classification: target '{name}' holds label sets split by {separator!r} ({len(classes)} labels)"
+    return Target([name], "classification", classes, why, multilabel=True, separator=separator)
+
+
+def target_missing(table: pa.Table, names: list[str], label_sets: bool = False) -> np.ndarray:
+    """Rows where any target cell is missing; with ``label_sets`` (data.label_separator) none
+    is: an empty cell is the empty set of labels."""
     mask = np.zeros(table.num_rows, dtype=bool)
+    if label_sets:
+        return mask
     for n in names:
         mask |= missing_mask(table.column(n))
     return mask

@@ -51,6 +51,8 @@ class Curvature(LinearOperator):
         weight_decay: float = 0.0,
         reduce=None,
         total_rows: int | None = None,
+        sample_weight: np.ndarray | None = None,
+        total_weight: float | None = None,
     ) -> None:
         if kind not in CURVATURES:
             raise ValueError(f"unknown curvature {kind!r}; allowed: {', '.join(CURVATURES)}")
@@ -65,6 +67,14 @@ class Curvature(LinearOperator):
         n = X.shape[0]
         step = max(n, 1) if batch_size is None else max(1, int(batch_size))
         self.batches = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        # Per-row weights (data.weight): J is the weighted mean over all rows, each batch
+        # counting by its weight; ``total_weight``, that of every process's rows (default: ours).
+        self.w = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+        if self.w is not None:
+            if self.w.shape[0] != n:
+                raise ValueError(f"sample_weight needs one weight per row ({n}); got {self.w.shape[0]}")
+            total = float(self.w.sum()) if total_weight is None else float(total_weight)
+            self.total_weight = total if total > 0 else 1.0
         self.work = Work()
         super().__init__(np.dtype(np.float64), (net.n_params, net.n_params))
 
@@ -78,12 +88,17 @@ class Curvature(LinearOperator):
         return local
 
     def _share(self, b: slice) -> float:
+        if self.w is not None:
+            return float(self.w[b].sum()) / self.total_weight
         return (b.stop - b.start) / self.rows
+
+    def _weight(self, b: slice) -> np.ndarray | None:
+        return None if self.w is None else self.w[b]
 
     def loss(self, theta: np.ndarray | None = None) -> float:
         if theta is not None:
             self.net.set_flat(theta)
-        total = sum(self._share(b) * self.net.loss(self.X[b], self.y[b]) for b in self.batches)
+        total = sum(self._share(b) * self.net.loss(self.X[b], self.y[b], self._weight(b)) for b in self.batches)
         self.work.gradients += 1
         return float(self._summed(np.array([total], np.float64))[0]) + self._decay_value()
 
@@ -94,7 +109,7 @@ class Curvature(LinearOperator):
         both = np.zeros(self.net.n_params + 1)  # ∇J and J, summed over the processes at once
         grad = both[:-1]
         for b in self.batches:
-            value, g = self.net.flat_grad(self.X[b], self.y[b])
+            value, g = self.net.flat_grad(self.X[b], self.y[b], self._weight(b))
             both[-1] += self._share(b) * value
             grad += self._share(b) * g
         self._summed(both)
@@ -115,7 +130,7 @@ class Curvature(LinearOperator):
         product = self.net.flat_hvp if self.kind == "hessian" else self.net.flat_gnvp
         out = np.zeros(self.net.n_params)
         for b in self.batches:
-            out += self._share(b) * product(self.X[b], self.y[b], v)
+            out += self._share(b) * product(self.X[b], self.y[b], v, self._weight(b))
         self._summed(out)
         self.work.products += 1
         if self.weight_decay:

@@ -80,6 +80,7 @@ class Network:
         task: str | None = None,
         class_weight=None,
         activation: str | None = None,
+        loss_params: dict | None = None,
     ) -> None:
         nodes = graph_nodes(outputs)
         if nodes[0] is not inputs or any(n.module is None for n in nodes[1:]):
@@ -88,7 +89,9 @@ class Network:
             raise ValueError("a network needs at least one module")
         self.dtype = get_dtype(dtype)
         self.n_inputs, self.n_outputs = inputs.width, outputs.width
-        self.loss_fn = get_loss(loss, class_weight)
+        # loss_params: the loss's own settings (huber's delta, quantile's alpha)
+        self.loss_params = dict(loss_params or {})
+        self.loss_fn = get_loss(loss, class_weight, **self.loss_params)
         if class_weight is not None and len(class_weight) != self.n_outputs:
             raise ValueError(f"class_weight needs one weight per output ({self.n_outputs}); got {len(class_weight)}")
         if loss == "cross_entropy" and self.n_outputs < 2:  # a softmax over one class is always 1
@@ -258,6 +261,7 @@ class Network:
             "task": self.task,
             "class_weight": None if weights is None else np.array(weights),
             "activation": self.activation,
+            **({"loss_params": dict(self.loss_params)} if self.loss_params else {}),
         }
 
     def _like(self, dtype) -> Network:

@@ -9,7 +9,6 @@ from mlpbp.engine.activations import get_activation
 from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Activation, Linear
-from mlpbp.engine.losses import get_loss
 from mlpbp.engine.memory import describe_widths, n_params, network_bytes, require
 from mlpbp.engine.module import Input
 
@@ -54,11 +53,8 @@ class MLP(Network):
             h = Linear(width)(h)
             if r < len(widths) - 1:
                 h = Activation(activation)(h)
-        super().__init__(x, h, loss, seed, dtype, init, task, class_weight, activation)
         # loss_params: the loss's own settings (huber's delta, quantile's alpha)
-        self.loss_params = dict(loss_params or {})
-        if self.loss_params:
-            self.loss_fn = get_loss(loss, class_weight, **self.loss_params)
+        super().__init__(x, h, loss, seed, dtype, init, task, class_weight, activation, loss_params)
 
     def __repr__(self) -> str:
         return (

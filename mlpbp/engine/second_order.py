@@ -35,16 +35,32 @@ class FullBatchMethod:
             raise ValueError(f"weight_decay must be >= 0; got {weight_decay}")
         self.params, self.weight_decay = params, float(weight_decay)
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
+    def run_epoch(
+        self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None, sample_weight=None
+    ) -> Work:
         raise NotImplementedError
 
-    def _objective(self, net: MLP, X, y, rows, kind: str, split, reduce) -> Curvature:
+    def _objective(self, net: MLP, X, y, rows, kind: str, split, reduce, sample_weight=None) -> Curvature:
         """The objective over X[rows], y[rows] (all of them: ``rows`` None), of which this
-        process computes its share."""
+        process computes its share; with ``sample_weight`` (one per row of X), the weighted mean."""
         n = X.shape[0] if rows is None else len(rows)
         lo, hi = split(n) if split is not None else (0, n)
         mine = slice(lo, hi) if rows is None else rows[lo:hi]
-        return Curvature(net, X[mine], y[mine], kind, weight_decay=self.weight_decay, reduce=reduce, total_rows=n)
+        w, total = None, None
+        if sample_weight is not None:
+            w = sample_weight[mine]
+            total = float(np.sum(sample_weight if rows is None else sample_weight[rows]))
+        return Curvature(
+            net,
+            X[mine],
+            y[mine],
+            kind,
+            weight_decay=self.weight_decay,
+            reduce=reduce,
+            total_rows=n,
+            sample_weight=w,
+            total_weight=total,
+        )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {}
@@ -88,8 +104,10 @@ class LBFGS(FullBatchMethod):
     def __repr__(self) -> str:
         return f"LBFGS(max_iter={self.max_iter}, tolerance={self.tolerance}, history_size={self.history_size})"
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
-        objective = self._objective(net, X, y, None, "hessian", split, reduce)
+    def run_epoch(
+        self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None, sample_weight=None
+    ) -> Work:
+        objective = self._objective(net, X, y, None, "hessian", split, reduce, sample_weight)
 
         def callback(intermediate_result) -> None:
             if agreed(stop, reduce):
@@ -144,7 +162,9 @@ class NewtonCG(FullBatchMethod):
     def __repr__(self) -> str:
         return f"NewtonCG(curvature={self.curvature!r}, damping={self.damping}, cg_max_iter={self.cg_max_iter})"
 
-    def run_epoch(self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None) -> Work:
+    def run_epoch(
+        self, net: MLP, X, y, order: np.ndarray, stop: Callable[[], bool], split=None, reduce=None, sample_weight=None
+    ) -> Work:
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         work = Work()
@@ -152,7 +172,7 @@ class NewtonCG(FullBatchMethod):
             if agreed(stop, reduce):
                 break
             rows = order[start : start + batch] if batch < n else None
-            objective = self._objective(net, X, y, rows, self.curvature, split, reduce)
+            objective = self._objective(net, X, y, rows, self.curvature, split, reduce, sample_weight)
             self._step(net, objective)
             share = objective.rows / n
             work.gradients += share * objective.work.gradients

@@ -120,16 +120,21 @@ def _per_column(kind: Any) -> Any:
 
 
 class DataConfig(_Strict):
+    _user_set: set = PrivateAttr(default_factory=set)  # the keys the config itself set
     dataset: DatasetName | None = None
     path: str | None = None
     # One column, or a list of columns: multi-output regression.
     target: ColumnName | Annotated[list[ColumnName], Field(min_length=1)] | None = None
     task: Task | None = None
+    # Multi-label classification: the target column's cells are label sets split by this ("a|b").
+    label_separator: Annotated[str, Field(min_length=1)] | None = None
     # Tables (CSV, TSV, Parquet, NPZ, NPY): which columns are what.
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     features: Annotated[list[ColumnName], Field(min_length=1)] | None = None
     drop: list[ColumnName] = Field(default_factory=list)
     id: ColumnName | None = None
+    # A column of per-row weights (survey weights): the loss, metrics and curvature are weighted means.
+    weight: ColumnName | None = None
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     max_classes: Annotated[StrictInt, Field(ge=2)] = 50
     max_categories: PosInt = 50
@@ -161,6 +166,7 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
+        self._user_set = set(self.model_fields_set)  # before the defaults below are filled in
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (a bundled name) or 'path' (a CSV/NPZ file)")
         if self.test_fraction + self.validation_fraction >= 1.0:
@@ -176,6 +182,24 @@ class DataConfig(_Strict):
                 raise ValueError(f"column '{both[0]}' is both in {name} and {role}; a column has one role")
         if self.id is not None and self.id in targets:
             raise ValueError(f"column '{self.id}' is both the id and a target")
+        if self.label_separator is not None:
+            if len(targets) > 1:
+                raise ValueError(
+                    "label_separator splits one target column into label sets; give one target column"
+                    " (several 0/1 columns are a multi-label target without it)"
+                )
+            if self.task == "regression":
+                raise ValueError(
+                    "label_separator makes a multi-label classification target; task regression refuses it"
+                )
+        if self.weight is not None:
+            for role, group in (("a target", targets), ("in features", self.features or []), ("in drop", self.drop)):
+                if self.weight in group:
+                    raise ValueError(f"column '{self.weight}' is both the weight and {role}; a column has one role")
+            if self.weight == self.id:
+                raise ValueError(f"column '{self.weight}' is both the weight and the id; a column has one role")
+            if self.path is None:
+                raise ValueError("weight names a column of a table (data.path); bundled and generated sets have none")
         overlap = set(self.features or []) & set(self.drop)
         if overlap:
             raise ValueError(f"column '{sorted(overlap)[0]}' is both in features and in drop")
@@ -207,11 +231,19 @@ class ModelConfig(_Strict):
     layers: list[Any] | None = None
     # None: resolved once the task is known (cross_entropy / square).
     loss: Annotated[str, one_of(LOSSES)] | None = None
+    # the loss's own settings: huber's threshold, quantile's quantile (None: 1.0 and 0.5 for those losses)
+    delta: Annotated[Float, Field(gt=0.0)] | None = None
+    alpha: Annotated[Float, Field(gt=0.0, lt=1.0)] | None = None
     # None: He for relu-like activations, Glorot otherwise.
     init: Annotated[str, one_of(INITS)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        for key, owner, default in (("delta", "huber", 1.0), ("alpha", "quantile", 0.5)):
+            if getattr(self, key) is not None and self.loss != owner:
+                raise ValueError(f"model.{key} is a setting of loss {owner}, not of {self.loss or 'the default loss'}")
+            if self.loss == owner and getattr(self, key) is None:
+                setattr(self, key, default)  # the saved config shows the value used
         if self.layers is None:
             return self
         if "hidden" in self.model_fields_set:
@@ -242,6 +274,11 @@ class ModelConfig(_Strict):
             if self.dropout:
                 out.append({"dropout": self.dropout})
         return out
+
+    @property
+    def loss_params(self) -> dict:
+        """The loss's own settings, for the engine (``get_loss(name, **params)``)."""
+        return {k: getattr(self, k) for k in ("delta", "alpha") if getattr(self, k) is not None}
 
     @property
     def is_mlp(self) -> bool:

@@ -205,30 +205,38 @@ class GradientSync:
 
     One process (``fused``) needs none of it: the trainer uses the network's fused step, with
     the update inside backward. Several ranks copy their gradient into one flat buffer with two
-    more entries, the batch loss and a stop request, so a step costs exactly one Allreduce."""
+    more entries, the batch loss and a stop request (and, with per-row weights, a third: the
+    rank's weight), so a step costs exactly one Allreduce."""
 
     def __init__(self, net, comm: Comm) -> None:
         self.comm, self.net = comm, net
         self.fused = comm.size == 1
         if not self.fused:
-            self.flat = np.zeros(net.n_params + 2, net.dtype)
-            self.grads = net.unflatten(self.flat[:-2])  # the summed gradient, as named views
+            self.flat = np.zeros(net.n_params + 3, net.dtype)
+            self.grads = net.unflatten(self.flat[:-3])  # the summed gradient, as named views
 
-    def step(self, loss: float, rows: int, total: int, stop: bool) -> tuple[float, bool]:
+    def step(self, loss: float, rows: int, total: int, stop: bool, mass: float | None = None) -> tuple[float, bool]:
         """Given ``net.grads`` and ``loss`` as the means over this rank's ``rows`` of a
         ``total``-row batch, leave the whole batch's mean gradient in ``self.grads`` on every
-        rank; return the batch's mean loss and whether any rank asked to stop."""
-        g = self.flat[:-2]
+        rank; return the batch's mean loss and whether any rank asked to stop.
+
+        ``mass``: the sum of this rank's row weights, when ``loss`` and ``net.grads`` are
+        weighted means (data.weight): each rank's mean then counts by its weight, and the
+        batch's is divided by the ranks' total weight (1 when it is 0: J = 0, as one process
+        computes it)."""
+        g = self.flat[:-3]
+        share = rows if mass is None else mass
         if rows:
             np.concatenate([self.net.grads[k].ravel() for k in self.net.params], out=g)
-            g *= rows  # the mean over this rank's rows, back to their sum
+            g *= share  # the mean over this rank's rows, back to their (weighted) sum
         else:
             g[...] = 0.0
             loss = 0.0
-        self.flat[-2:] = loss * rows, float(stop)
+        self.flat[-3:] = loss * share, share, float(stop)
         self.comm.allreduce_(self.flat)
-        g /= total
-        return float(self.flat[-2]) / total, bool(self.flat[-1])
+        divisor = total if mass is None else (float(self.flat[-2]) if self.flat[-2] > 0 else 1.0)
+        g /= divisor
+        return float(self.flat[-3]) / divisor, bool(self.flat[-1])
 
 
 def first_difference(a: dict, b: dict, in_a: str, in_b: str, prefix: str = "") -> str | None:

@@ -67,6 +67,7 @@ def sgd_epoch(
     sync: GradientSync | None = None,
     stop_requested: Callable[[], bool] | None = None,
     read_ahead: bool = False,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[int, float]:
     """SGD over the rows of (X, y) taken in ``order``, ``batch_size`` at a time from batch
     ``first_step``, one ``net.train_step`` per batch: θ := θ − α ∇J(batch) per step
@@ -79,7 +80,10 @@ def sgd_epoch(
     Stops early at a non-finite loss (before its update), after the step where
     ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
     With ``read_ahead``, rows read from files (``LazyRows``) are read a few batches ahead by a
-    second process (for a core the BLAS threads leave free). Returns (steps done, last loss)."""
+    second process (for a core the BLAS threads leave free). ``sample_weight`` (one weight
+    per row of X, data.weight): each step's J is the batch's weighted mean, and under MPI the
+    ranks' gradients are summed by their shares of the batch's weight, not of its rows.
+    Returns (steps done, last loss)."""
     batches = Batches(order, batch_size, first_step)
     fused = sync is None or sync.fused
     deferring = net.deferred_updates(batch_size) if fused else contextlib.nullcontext(1)
@@ -87,7 +91,9 @@ def sgd_epoch(
     if read_ahead and hasattr(X, "read_ahead"):
         ahead = X.read_ahead(*batches.shares(_alone if sync is None else sync.comm.share))
     with deferring as group, ahead as X:
-        return _steps(net, opt, X, y, batches, sync=sync, group=group, after_step=after_step, stop=stop_requested)
+        return _steps(
+            net, opt, X, y, batches, sync=sync, group=group, after_step=after_step, stop=stop_requested, w=sample_weight
+        )
 
 
 def _steps(
@@ -101,6 +107,7 @@ def _steps(
     group: int,
     after_step: Callable[[int], bool] | None,
     stop: Callable[[], bool] | None,
+    w: np.ndarray | None = None,
 ) -> tuple[int, float]:
     """``sgd_epoch``'s loop. A stop is taken only after a multiple of ``group`` steps, where
     deferred updates are applied, so a run resumed there rounds as the uninterrupted one."""
@@ -108,6 +115,7 @@ def _steps(
     share, ranks = (_alone, 1) if sync is None else (sync.comm.share, sync.comm.size)
     Xb = np.empty((-(-batches.size // ranks), *X.shape[1:]), X.dtype)
     yb = np.empty((Xb.shape[0], *y.shape[1:]), y.dtype)
+    wb = None if w is None else np.empty(Xb.shape[0], np.float64)
     loss, s, stopping = 0.0, batches.first, False
     while s < batches.count:
         batch = batches.rows(s)
@@ -117,12 +125,16 @@ def _steps(
             # mode="clip": with the default "raise", take() copies into a temporary first.
             X.take(rows, axis=0, out=Xb[:k], mode="clip")
             y.take(rows, axis=0, out=yb[:k], mode="clip")
+            if wb is not None:
+                w.take(rows, axis=0, out=wb[:k], mode="clip")
+        sw = None if wb is None else wb[:k]
         stopping = stopping or (stop is not None and stop())
         if fused:  # one process: forward, backward and update in one pass
-            loss = net.train_step(Xb[:k], yb[:k], opt)  # no update when the loss is not finite
+            loss = net.train_step(Xb[:k], yb[:k], opt, sw)  # no update when the loss is not finite
         else:  # several: each rank's gradient, summed over the ranks, the same update on each
-            loss = net.step_loss_and_grad(Xb[:k], yb[:k]) if k else 0.0
-            loss, stopping = sync.step(loss, k, batch.shape[0], stopping)
+            loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k else 0.0
+            mass = None if sw is None else float(sw.sum())
+            loss, stopping = sync.step(loss, k, batch.shape[0], stopping, mass)
             if math.isfinite(loss):
                 opt.step(sync.grads)
         if not math.isfinite(loss):

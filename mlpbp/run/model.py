@@ -67,6 +67,7 @@ class Evaluation:
     metrics: dict  # what ``evaluate`` returns: loss, accuracy, ... or loss, mse, mae, r2, ...
     rows: int  # the rows scored
     skipped: SkippedRows  # the rows left out, and why
+    weight: str | None = None  # the column whose per-row weights weighted every metric (data.weight)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LabelledRows:
     X: np.ndarray  # the inputs, encoded and standardised as in training
     y: np.ndarray  # the targets in the network's units: class indices, or scaled values
     skipped: SkippedRows  # the file's rows left out, and why
+    w: np.ndarray | None = None  # the rows' weights (data.weight), None when every row weighs 1
 
 
 @dataclass
@@ -90,6 +92,10 @@ class TrainedModel:
     metrics: dict | None = None  # the final metrics of the run that wrote it (None: not recorded)
     written_by: dict | None = None  # {"mlpbp": version, "numpy": version} (None: not recorded)
     id_name: str | None = None
+    # multi-label: ``classes`` are the labels, one sigmoid output each, a row's set those above 1/2;
+    # label_separator: the one target column's label sets are split by it (None: a 0/1 column per label)
+    multilabel: bool = False
+    label_separator: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocessor, Standardizer):
@@ -118,8 +124,27 @@ class TrainedModel:
         names = self.target_names
         return names if len(names) == m else [f"output_{j}" for j in range(m)]
 
+    @property
+    def weight_name(self) -> str | None:
+        """The column of per-row weights the model was trained with (data.weight), or None."""
+        return (self.config.get("data") or {}).get("weight")
+
+    def row_weights(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> np.ndarray | None:
+        """The weights of a table's rows, from the model's data.weight column (checked as in
+        training); None when the model has none or the table lacks that column (rows weigh 1)."""
+        name = self.weight_name
+        if name is None or name not in set(table.column_names):
+            return None
+        from mlpbp.data.columns import weight_values
+
+        return weight_values(table.column(name), name, first_row, source)
+
     def target(self) -> Target:
-        return Target(self.target_names, self.task, self.classes, "")
+        return Target(self.target_names, self.task, self.classes, "", self.multilabel, self.label_separator)
+
+    def label_sets(self, o: np.ndarray) -> list[list[str]]:
+        """A multi-label model's predicted label sets: the labels whose sigmoid is above 1/2 (o > 0)."""
+        return [[c for c, on in zip(self.classes, row) if on] for row in (o > 0)]
 
     def skipped_rows(
         self, rows: pa.Table | np.ndarray, first_row: RowNumbers = 0, source: str = "", labelled: bool = False
@@ -145,7 +170,7 @@ class TrainedModel:
             absent = [t for t in self.target_names if t not in have]
             if absent:
                 raise DataError(f"{at(source)}target column '{absent[0]}' not found (columns: {', '.join(names)})")
-            gone = target_missing(rows, self.target_names)
+            gone = target_missing(rows, self.target_names, self.label_separator is not None)
         holes = np.zeros_like(gone)
         if self.preprocessor.missing == "drop_rows":
             holes = self.preprocessor.incomplete_rows(rows) & ~gone
@@ -240,10 +265,13 @@ class TrainedModel:
         raw = read_table(path)
         table, rows, skipped = self._scorable(raw.table, raw.first_row, str(path))
         X = self.preprocessor.transform(table, np.float64, rows, str(path))  # features first
-        return LabelledRows(X, self.encode_targets(table, rows, str(path)), skipped)
+        w = self.row_weights(table, rows, str(path))
+        return LabelledRows(X, self.encode_targets(table, rows, str(path)), skipped, w)
 
-    def _metrics(self, X, y: np.ndarray) -> dict:
-        return compute_metrics(self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names)
+    def _metrics(self, X, y: np.ndarray, w: np.ndarray | None = None) -> dict:
+        return compute_metrics(
+            self.net, X, y, self.y_scaler, classes=self.classes, names=self.output_names, sample_weight=w
+        )
 
     def labelled_rows(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of ``labelled_data(path)``: the rows it scores, encoded."""
@@ -259,9 +287,10 @@ class TrainedModel:
         cell; a DataError when no row is left. ``skipped``: what that call gave, when the
         caller has it already."""
         table, first_row, s = self._scorable(table, first_row, source, skipped)
+        w = self.row_weights(table, first_row, source)
         y = self.encode_targets(table, first_row, source)
         X = self.preprocessor.transform(table, np.float64, first_row, source, fits=self.net.dtype)
-        return Evaluation(self._metrics(X, y), table.num_rows, s)
+        return Evaluation(self._metrics(X, y, w), table.num_rows, s, self.weight_name if w is not None else None)
 
     def evaluate(self, table: pa.Table, first_row: RowNumbers = 0, source: str = "") -> dict:
         """The metrics of ``evaluation(table, first_row, source)``."""
@@ -279,6 +308,10 @@ class TrainedModel:
     def encode_target_array(self, y: np.ndarray) -> np.ndarray:
         """Targets stored as an array (an .npy file, a Parquet column), in the network's units:
         each distinct value is encoded once, so millions of rows cost no Python loop."""
+        if self.multilabel:
+            raise DataError(
+                "a multi-label model scores label sets from a table (CSV, Parquet), not a folder's target array"
+            )
         if self.task == "classification":
             values, inverse = np.unique(y.reshape(-1), return_inverse=True)
             find = self._class_index()
@@ -295,13 +328,19 @@ class TrainedModel:
         return self.y_scaler.transform(y) if self.y_scaler is not None else y
 
     def array_evaluation(
-        self, X_raw, y_raw: np.ndarray, source: str = "", skipped: SkippedRows | None = None
+        self,
+        X_raw,
+        y_raw: np.ndarray,
+        source: str = "",
+        skipped: SkippedRows | None = None,
+        w: np.ndarray | None = None,
     ) -> Evaluation:
         """Metrics on rows read lazily (a folder of .npy or Parquet files: numeric columns) and
         their target array, leaving out (and counting) the rows with a value that is not finite
         when the model was trained with data.missing: drop_rows (another model refuses them);
         a DataError when no row is left. ``skipped``: what ``skipped_rows(X_raw, 0, source)``
-        gave, when the caller has it already (it reads every row)."""
+        gave, when the caller has it already (it reads every row). ``w``: the rows' weights
+        (data.weight), which then weight every metric."""
         s = self.skipped_rows(X_raw, 0, source) if skipped is None else skipped
         if s.mask.shape != (X_raw.shape[0],):
             raise DataError(f"skipped rows: {s.mask.shape[0]} rows for a table of {X_raw.shape[0]}")
@@ -310,13 +349,14 @@ class TrainedModel:
         if s.count:
             keep = np.flatnonzero(~s.mask)
             X_raw, y_raw = X_raw[keep], y_raw[keep]
+            w = None if w is None else w[keep]
         try:
             y = self.encode_target_array(y_raw)
             X = X_raw.transformed(Standardizer(self.preprocessor.mean, self.preprocessor.scale), self.net.dtype)
-            metrics = self._metrics(X, y)
+            metrics = self._metrics(X, y, w)
         except DataError as e:
             raise DataError(f"{at(source)}{e}") from None
-        return Evaluation(metrics, X_raw.shape[0], s)
+        return Evaluation(metrics, X_raw.shape[0], s, self.weight_name if w is not None else None)
 
     def evaluate_arrays(self, X_raw, y_raw: np.ndarray) -> dict:
         """The metrics of ``array_evaluation(X_raw, y_raw)``."""

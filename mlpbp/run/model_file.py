@@ -19,7 +19,7 @@ from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import DTYPES
 from mlpbp.engine.graph import Network, layer_names
 from mlpbp.engine.init import INITS
-from mlpbp.engine.losses import LOSSES
+from mlpbp.engine.losses import LOSSES, get_loss
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ConfigError, MlpbpError, ModelFileError
 from mlpbp.io import ARCHIVE_ERRORS, save_npz
@@ -67,6 +67,10 @@ def save_model(model: TrainedModel, path: str | Path) -> None:
         "target_name": model.target_name,
         "id": model.id_name,
         "class_weight": None if weights is None else [float(w) for w in weights],
+        # the loss's own settings (huber's delta, quantile's alpha); a file without them: the defaults
+        **({"loss_params": model.net.loss_params} if model.net.loss_params else {}),
+        # a multi-label model: its label list is "classes"; the label sets' separator, if any
+        **({"multilabel": True, "label_separator": model.label_separator} if model.multilabel else {}),
         "preprocessing": model.preprocessor.to_meta(),
         "config": model.config,
         "metrics": model.metrics,
@@ -119,6 +123,7 @@ def load_model(path: str | Path) -> TrainedModel:
         raise ModelFileError(f"{bad} (meta lacks or garbles {e})") from None
     _check_meta(path, bad, version, widths, activation, loss, task, dtype, classes, features)
     net = _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version)
+    _set_loss_params(net, meta.get("loss_params"), bad)
 
     def scaler(prefix, d, dt):
         return _scaler(path, arrays, prefix, d, dt)
@@ -165,6 +170,7 @@ def load_model(path: str | Path) -> TrainedModel:
         _dict_or_none(meta.get("metrics")),
         _dict_or_none(meta.get("written_by")),
         id_name,
+        *_multilabel(meta, bad),
     )
 
 
@@ -319,6 +325,30 @@ def _check_array(path: Path, kind: str, name: str, a, shape: tuple, dtype: np.dt
             f"{kind} {name} holds {v:.4g} at {where}; allowed: {sign} within ±{limit:.2g} for a {dtype} model"
             " (larger ones overflow its products)",
         )
+
+
+def _multilabel(meta: dict, bad: str) -> tuple[bool, str | None]:
+    """(multilabel, label_separator): (False, None) in a file without them."""
+    multi, sep = meta.get("multilabel", False), meta.get("label_separator")
+    if not isinstance(multi, bool) or not (sep is None or (isinstance(sep, str) and sep)):
+        raise ModelFileError(f"{bad} (invalid multilabel record)")
+    if multi and (meta.get("task") != "classification" or meta.get("loss") != "binary_cross_entropy"):
+        raise ModelFileError(f"{bad} (a multi-label model is a classification with binary_cross_entropy)")
+    return multi, sep
+
+
+def _set_loss_params(net, params, bad: str) -> None:
+    """The loss's stored settings (huber's delta, quantile's alpha), checked as the loss checks
+    them; none stored (every file before them): the loss's defaults."""
+    if params is None:
+        return
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ModelFileError(f"{bad} (invalid loss_params record)")
+    try:
+        net.loss_fn = get_loss(net.loss_name, None, **params)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{bad} (invalid loss_params record: {' '.join(str(e).split())})") from None
+    net.loss_params = dict(params)
 
 
 def _dict_or_none(value) -> dict | None:

@@ -17,13 +17,13 @@ import pyarrow.compute as pc
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
 from mlpbp.data.cells import apply_na_values, infer_cells
-from mlpbp.data.columns import infer_kind, numeric_values
+from mlpbp.data.columns import infer_kind, numeric_values, weight_values
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
 from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
-from mlpbp.data.targets import Target, infer_target, target_missing
+from mlpbp.data.targets import Target, infer_target, multilabel_target, target_missing
 from mlpbp.data.transforms import TargetScaler
 from mlpbp.engine.combine import Concat
 from mlpbp.engine.embedding import Embedding, Select
@@ -73,7 +73,11 @@ def load_table(
     path = Path(cfg.path)
     if not path.is_absolute():
         path = Path(base_dir) / path
-    keep = None if cfg.targets is None else [*cfg.targets, *([cfg.id] if cfg.id else [])]
+    keep = (
+        None
+        if cfg.targets is None
+        else [*cfg.targets, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])]
+    )
     return read_table(path, cfg.delimiter, float32, keep, progress, cfg.bad_lines), None
 
 
@@ -87,6 +91,7 @@ class Columns:
     dropped: list[str]
     kinds: dict[str, str]  # overrides from data.columns (kinds other than drop), then inferred dates and times
     formats: dict[str, str] = field(default_factory=dict)  # dates and times written as text: strptime formats
+    weight: str | None = None  # data.weight: the column of per-row weights
 
 
 def column_name(names: list[str], name: str) -> str:
@@ -108,6 +113,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             "drop": fix(cfg.drop),
             "columns": {column_name(names, n): k for n, k in cfg.columns.items()},
             "id": None if cfg.id is None else column_name(names, cfg.id),
+            "weight": None if cfg.weight is None else column_name(names, cfg.weight),
         }
     )
     targets = cfg.targets or ([default_target] if default_target else None) or raw.targets or names[-1:]
@@ -119,6 +125,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
         ("drop", cfg.drop),
         ("columns", list(cfg.columns)),
         ("id", [cfg.id] if cfg.id else []),
+        ("weight", [cfg.weight] if cfg.weight else []),
     ):
         unknown = [c for c in wanted if c not in have]
         if unknown:
@@ -133,6 +140,9 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             raise ConfigError(f"config error at data.columns: '{clash[0]}' is in data.features and set to drop")
     if cfg.id is not None and cfg.id in by_kind:
         raise ConfigError(f"config error at data.columns: '{cfg.id}' is data.id and set to drop")
+    if cfg.weight is not None and (cfg.weight in by_kind or cfg.weight in targets):
+        role = "a target" if cfg.weight in targets else "set to drop"
+        raise ConfigError(f"config error at data.weight: '{cfg.weight}' is {role}; a column has one role")
     for t in targets:
         if t in by_kind:
             raise ConfigError(f"config error at data.columns: '{t}' is a target and set to drop")
@@ -140,7 +150,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     if cfg.features is not None:
         features = list(cfg.features)
     else:
-        taken = {*targets, *dropped, *([cfg.id] if cfg.id else [])}
+        taken = {*targets, *dropped, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])}
         features = [n for n in names if n not in taken]
         empty = [n for n in features if infer_kind(raw.table.column(n).type) == "drop" and n not in kinds]
         if empty:
@@ -152,7 +162,7 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
             dropped += empty
     if not features:
         raise DataError(f"{src}: no feature columns besides the target {', '.join(repr(t) for t in targets)}")
-    return Columns(features, list(targets), cfg.id, dropped, kinds)
+    return Columns(features, list(targets), cfg.id, dropped, kinds, weight=cfg.weight)
 
 
 @dataclass
@@ -175,6 +185,17 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     split_rows: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the table used
     tables: dict[str, pa.Table] = field(default_factory=dict)  # with keep_tables: each split's raw rows
+    # data.weight: each split's per-row weights ("train", "val", "test"); empty without one
+    sample_weight: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_name: str | None = None
+    # a multi-label target: one 0/1 column per label in ``classes`` (data.label_separator: the
+    # separator of its one column of label sets)
+    multilabel: bool = False
+    label_separator: str | None = None
+
+    def weights(self, split: str) -> np.ndarray | None:
+        """The per-row weights of a split ("train", "val", "test"), None when rows weigh 1."""
+        return self.sample_weight.get(split)
 
     @property
     def x_scaler(self) -> Preprocessor:  # the name earlier versions used
@@ -183,6 +204,45 @@ class Prepared:
 
 def default_loss(cfg: Config, task: str) -> str:
     return cfg.model.loss or ("cross_entropy" if task == "classification" else "square")
+
+
+def _check_loss(cfg: Config, target: Target) -> None:
+    """The loss must suit the target: a multi-label one takes binary_cross_entropy (the default
+    for it, set into the config here); binary_cross_entropy on one label column with more than
+    two classes is refused, naming cross_entropy."""
+    loss = cfg.model.loss
+    if target.multilabel:
+        if loss is None:
+            cfg.model.loss = "binary_cross_entropy"  # the saved config shows the loss used
+        elif loss != "binary_cross_entropy":
+            raise ConfigError(
+                f"config error at model.loss: a multi-label target ({target.why.split(': ', 1)[1]}) takes"
+                f" binary_cross_entropy (one sigmoid per label), not {loss}"
+            )
+        return
+    if loss == "binary_cross_entropy" and target.task == "classification" and len(target.classes) > 2:
+        raise ConfigError(
+            f"config error at model.loss: binary_cross_entropy scores independent 0/1 labels, but target"
+            f" '{target.names[0]}' holds one of {len(target.classes)} classes per row: use cross_entropy (softmax);"
+            " for label sets, set data.label_separator"
+        )
+    if loss == "binary_cross_entropy" and target.task == "regression":
+        raise ConfigError(
+            "config error at model.loss: binary_cross_entropy needs 0/1 labels; these targets are a regression"
+            " (set data.task: classification for 0/1 label columns)"
+        )
+
+
+def _check_counts(y: np.ndarray, names: list[str], first_row: RowNumbers, source: str) -> None:
+    """poisson's targets are counts: a negative one is one line naming its row and column."""
+    bad = np.asarray(y, np.float64).reshape(len(y), -1) < 0
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        v = float(np.asarray(y).reshape(len(y), -1)[i, j])
+        raise DataError(
+            f"{source}: row {row_number(first_row, int(i))}, column '{names[j]}': {v:g} is negative; the poisson"
+            " loss takes counts (targets >= 0)"
+        )
 
 
 def _infer_cells(raw: RawTable, cols: Columns, d: DataConfig) -> None:
@@ -266,10 +326,10 @@ def _read_test_table(cfg: Config, pre: Preprocessor, cols: Columns, target: Targ
     raw = read_table(path, d.delimiter, False, None, None, d.bad_lines)
     raw.table, _ = apply_na_values(raw.table, d.na_values)
     names = raw.table.column_names
-    absent = [c for c in [*pre.inputs, *cols.targets] if c not in names]
+    absent = [c for c in [*pre.inputs, *cols.targets, *([cols.weight] if cols.weight else [])] if c not in names]
     if absent:
         raise DataError(f"{path}: data.test_path has no column '{absent[0]}' (columns: {', '.join(names)})")
-    gone = target_missing(raw.table, cols.targets)
+    gone = target_missing(raw.table, cols.targets, d.label_separator is not None)
     if gone.any():
         raw.drop(gone)
         notes.append(f"{path.name}: dropped {int(gone.sum())} test row(s) whose target is missing")
@@ -290,7 +350,7 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
     """Drop from ``raw`` the rows training cannot use (a missing target; under drop_rows, a
     missing feature cell), and refuse bad cells; the rows kept keep their numbers in messages.
     Returns each feature's count of missing cells (the rows kept)."""
-    gone = target_missing(raw.table, cols.targets)
+    gone = target_missing(raw.table, cols.targets, cfg.label_separator is not None)
     if gone.any():
         raw.drop(gone)
         notes.append(f"dropped {int(gone.sum())} row(s) whose target is missing")
@@ -379,7 +439,7 @@ def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
     open it, and the folder goes once all have (each open file keeps its data)."""
 
     def read(spill_dir=None):
-        return read_lazy(path, cfg.data.target, cfg.data.task, spill_dir)
+        return read_lazy(path, cfg.data.target, cfg.data.task, spill_dir, cfg.data.weight)
 
     if comm.ranks_on_node == 1 or not any(path.glob("*.parquet")) or (path / "X.npy").exists():
         return comm.agree(read)
@@ -397,6 +457,11 @@ def _read_lazy_shared(cfg: Config, path: Path, comm: Comm):
 def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     """A folder of .npy or Parquet files (numeric columns), read lazily: the standardisation
     is fitted in one scan, each rank reading only its share."""
+    if cfg.data.label_separator is not None:
+        raise ConfigError(
+            f"config error at data.label_separator: {path} is a folder read lazily (numeric columns); label sets"
+            " need a table read whole (CSV, Parquet)"
+        )
     ds = _read_lazy_shared(cfg, path, comm)
     loss = default_loss(cfg, ds.task)
     if ds.task == "regression" and loss == "cross_entropy":
@@ -429,7 +494,7 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
     summary = DataSummary(
         str(path), int(ds.X.shape[0]), int(ds.X.shape[0]), ds.task, why, [ds.target_name], None, d, [], []
     )
-    return Prepared(
+    prepared = Prepared(
         ds.task,
         why,
         ds.classes,
@@ -445,6 +510,12 @@ def _prepare_lazy(cfg: Config, path: Path, dtype, comm: Comm) -> Prepared:
         summary,
         [],
     )
+    if ds.weight is not None:
+        parts = {"train": sp.train, "val": sp.val, "test": sp.test}
+        prepared.sample_weight = {k: ds.weight[X.index] for k, (X, _) in parts.items()}
+        prepared.weight_name = summary.weight = cfg.data.weight
+        _check_weight_sums(prepared.sample_weight, cfg.data.weight, path)
+    return prepared
 
 
 def _prepare_table(
@@ -458,11 +529,16 @@ def _prepare_table(
     cols = resolve_columns(raw, d)
     _infer_cells(raw, cols, d)
     notes = [*raw.notes, *na_notes]
-    target = infer_target(
-        raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
-    )
+    multi_columns = len(cols.targets) > 1 and (d.task == "classification" or cfg.model.loss == "binary_cross_entropy")
+    if d.label_separator is not None or multi_columns:
+        target = multilabel_target(raw.table, cols.targets, d.label_separator, src.name, raw.first_row)
+    else:
+        target = infer_target(
+            raw.table, cols.targets, d.task or fixed_task, d.max_classes, cols.kinds, src.name, raw.first_row
+        )
     if fixed_task and d.task is None:
         target.why = f"{target.task}: dataset '{d.dataset}' is a {target.task} problem"
+    _check_loss(cfg, target)
     loss = default_loss(cfg, target.task)
     if target.task == "regression" and loss == "cross_entropy":
         raise ConfigError("config error at model.loss: cross_entropy needs a classification task; use square")
@@ -472,8 +548,12 @@ def _prepare_table(
     holes = _drop_missing(raw, cols, d, src, notes)
     table, first_row = raw.table, raw.rows
     raw.table = None  # the filtered table is the one to keep (and free early)
+    w = None if cols.weight is None else weight_values(table.column(cols.weight), cols.weight, first_row, src.name)
     y = target.encode(table, first_row, src.name)
-    n_classes = len(target.classes) if target.task == "classification" else None
+    if default_loss(cfg, target.task) == "poisson":
+        _check_counts(y, cols.targets, first_row, src.name)
+    # multi-label rows have no one class to stratify by: a plain random split
+    n_classes = len(target.classes) if target.task == "classification" and not target.multilabel else None
     if splitter is None:
         train_idx, val_idx, test_idx = split_indices(y, n_classes, d.test_fraction, d.validation_fraction, cfg.seed)
     else:
@@ -523,16 +603,38 @@ def _prepare_table(
     pre.header = {name: written for written, name in stripped.items() if name in inputs}
     _fit_notes(pre, holes, notes, d)
     test_table = _read_test_table(cfg, pre, cols, target, notes) if d.test_path else None
+    sample_weight = {}
+    if w is not None:
+        sample_weight = {k: w[idx] for k, idx in zip(("train", "val", "test"), (train_idx, val_idx, test_idx))}
+        if test_table is not None:
+            t, rows, _, path = test_table
+            sample_weight["test"] = weight_values(t.column(cols.weight), cols.weight, rows, path.name)
+        _check_weight_sums(sample_weight, cols.weight, src)
     _unseen_categories(table, pre, first_row, src, notes, test_table)
     y_scaler = None
-    if target.task == "regression" and d.target_transform != "none":
+    transform = d.target_transform
+    if default_loss(cfg, target.task) == "poisson" and transform != "none":
+        if "target_transform" in d._user_set:
+            raise ConfigError(
+                f"config error at data.target_transform: the poisson loss fits counts in their own units"
+                f" (o = log μ), not transformed by {transform}: use none"
+            )
+        transform = d.target_transform = "none"  # counts stay counts (and the saved config says so)
+    if target.task == "regression" and transform != "none":
         # Scaled targets keep one learning rate sensible whatever the target's units.
         if d.target_transform == "standardize":
             y_scaler = Standardizer().fit(y[train_idx])
         else:
             y_scaler = TargetScaler.fit(d.target_transform, y[train_idx])
+    if target.multilabel and cfg.train.class_weight is not None:
+        raise ConfigError(
+            "config error at train.class_weight: class weights weigh one class per row; a multi-label target"
+            " has a set of labels per row (data.weight weighs rows)"
+        )
     weights = class_weights(cfg.train.class_weight, target, y[train_idx])
     n_out = len(target.classes) if target.task == "classification" else y.shape[1]
+    if target.multilabel:
+        y = np.ascontiguousarray(y, dtype=dtype)  # 0/1 per label, as the sigmoid outputs' targets
     summary = _summary(table, cols, target, pre, y, src, n_read, notes, weights)
     empty = (np.empty((0, pre.width), dtype), y[:0])
     prepared = Prepared(
@@ -552,6 +654,8 @@ def _prepare_table(
         notes,
     )
     prepared.split_rows = {"train": train_idx, "validation": val_idx, "test": test_idx}
+    prepared.sample_weight, prepared.weight_name = sample_weight, cols.weight
+    prepared.multilabel, prepared.label_separator = target.multilabel, target.separator
     if keep_tables:
         prepared.tables = {
             name: table.take(arrow(np.asarray(idx, np.int64))) for name, idx in prepared.split_rows.items()
@@ -570,10 +674,23 @@ def _prepare_table(
     if test_table is not None:
         t, rows, y_test, _ = test_table
         X_test = pre.transform(t, dtype, rows, str(d.test_path), unknown=policy)
+        if target.multilabel:
+            y_test = np.ascontiguousarray(y_test, dtype=dtype)
         if target.task == "regression":
             y_test = np.ascontiguousarray(y_scaler.transform(y_test) if y_scaler is not None else y_test, dtype=dtype)
         prepared.test = (X_test, y_test)
     return prepared
+
+
+def _check_weight_sums(weights: dict[str, np.ndarray], name: str, src) -> None:
+    """A split with rows whose weights are all 0 has no weighted mean: refused, naming it."""
+    for split_name, w in weights.items():
+        if w.size and not w.sum() > 0:
+            which = {"train": "training", "val": "validation"}.get(split_name, split_name)
+            raise DataError(
+                f"{src}: every one of the {w.size} {which} rows has weight 0 in column '{name}' (data.weight);"
+                " a weighted mean needs some weight"
+            )
 
 
 def _unseen_categories(
@@ -658,7 +775,11 @@ def _summary(
         col = kinds.get(name)
         kind = col.kind if col else cols.kinds.get(name) or infer_kind(arr.type)
         rec = ColumnSummary(
-            name, role, str(arr.type), int(missing_mask(arr).sum()), {"dropped": "drop", "id": "-"}.get(role, kind)
+            name,
+            role,
+            str(arr.type),
+            int(missing_mask(arr).sum()),
+            {"dropped": "drop", "id": "-", "weight": "-"}.get(role, kind),
         )
         if col is not None and col.kind == "categorical":
             rec.categories = col.categories
@@ -677,6 +798,8 @@ def _summary(
             role = "target"
         elif name == cols.id:
             role = "id"
+        elif name == cols.weight:
+            role = "weight"
         else:
             role = "dropped"
         columns.append(describe(name, role))
@@ -691,8 +814,13 @@ def _summary(
         pre.width,
         columns,
         notes,
+        weight=cols.weight or None,
     )
-    if target.task == "classification":
+    if target.multilabel:
+        counts = np.asarray(y).sum(axis=0)
+        out.classes = [ClassCount(c, int(n)) for c, n in zip(target.classes, counts)]
+        out.multilabel = True
+    elif target.task == "classification":
         counts = np.bincount(y, minlength=len(target.classes))
         out.classes = [
             ClassCount(c, int(n), float(weights[k]) if weights is not None else None)
@@ -742,6 +870,7 @@ def build_model(
     (``concat``)."""
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
+    settings["loss_params"] = cfg.model.loss_params
     embedded = preprocessor is not None and bool(preprocessor.embeddings)
     if cfg.model.is_mlp and not embedded:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]

@@ -25,10 +25,17 @@ DESCRIPTIONS = {
     "column; NPZ/NPY: y).",
     "data.task": "classification or regression (default: inferred and said why: text, booleans and at most "
     "max_classes distinct integers classify, other numbers regress).",
+    "data.label_separator": "Multi-label classification: the target column's cells are label sets split by "
+    "this, e.g. '|' for 'news|sport' (null: one label per row). Without it, several 0/1 target columns with "
+    "task: classification or loss binary_cross_entropy are one label each.",
     "data.delimiter": "The CSV delimiter, one character (default: sniffed from the first lines among , ; tab |).",
     "data.features": "The feature columns (default: every column but the targets, id and drop).",
     "data.drop": "Columns to ignore.",
     "data.id": "An id column: never a feature; predict copies it into its output.",
+    "data.weight": "A column of per-row weights (e.g. survey weights; never a feature): the loss, its "
+    "gradient and curvature, every metric and early stopping use the weighted mean, a row of weight 2 "
+    "counting as that row twice. Each cell must be a finite number >= 0 (null: every row weighs 1). In a "
+    "folder of .npy files, the file NAME.npy beside X.npy.",
     "data.columns": "Column kinds that override the inferred ones: numeric, categorical (one-hot or embedded: "
     "data.categorical), date (days "
     "since 1970-01-01), time (time of day, cyclic), datetime (days plus cyclic time of day) or drop.",
@@ -77,6 +84,10 @@ DESCRIPTIONS = {
     "every registered one.",
     "model.loss": "The loss of the output, e.g. cross_entropy (softmax) or square (null: cross_entropy for "
     "classification, square for regression).",
+    "model.delta": "huber: the threshold δ where the loss turns from squared (|r| <= δ) to linear (null: 1.0 "
+    "with huber; another loss refuses it); saved in model.npz.",
+    "model.alpha": "quantile: the quantile α in (0, 1) the pinball loss fits (null: 0.5, the median, with "
+    "quantile; another loss refuses it); saved in model.npz.",
     "model.init": "Weight initialisation, e.g. he or glorot (null: He for kinked activations such as relu, "
     "else Glorot).",
     "train": "The optimiser and its schedule.",

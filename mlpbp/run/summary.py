@@ -41,3 +41,5 @@ class DataSummary(Result):
     columns: list[ColumnSummary]
     notes: list[str]
     classes: list[ClassCount] | None = asked()  # a classification task's classes
+    weight: str | None = asked()  # data.weight's column
+    multilabel: bool | None = asked()  # a multi-label target: classes count the rows of each label

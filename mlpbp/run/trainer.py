@@ -161,7 +161,10 @@ class Trainer:
         X, y = self.data.train
         k = min(self.cfg.train.sharpness_rows, X.shape[0])
         rows = np.sort(np.random.default_rng([self.cfg.seed, 3]).choice(X.shape[0], k, replace=False))
+        self.sharpness_weight = None if self.data.weights("train") is None else self.data.weights("train")[rows]
         return X[rows], y[rows]
+
+    sharpness_weight: np.ndarray | None = None  # the sample's row weights (data.weight)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -254,7 +257,18 @@ class Trainer:
 
         ahead = self._read_ahead()
         done, loss = sgd_epoch(
-            net, opt, X, y, order, t.batch_size, st.step, after_step, self.sync, self.stop.is_set, ahead
+            net,
+            opt,
+            X,
+            y,
+            order,
+            t.batch_size,
+            st.step,
+            after_step,
+            self.sync,
+            self.stop.is_set,
+            ahead,
+            sample_weight=self.data.weights("train"),
         )
         if not math.isfinite(loss):
             self._diverged(epoch, done - 1, loss)
@@ -278,7 +292,10 @@ class Trainer:
         saved_opt = {k: np.array(v, copy=True) for k, v in opt.state_dict().items()}
         parallel = self.comm.size > 1
         split, reduce = (self.comm.share, self.comm.allreduce_) if parallel else (None, None)
-        work = opt.run_epoch(net, X, y, order, self.stop.is_set, split, reduce)
+        w = self.data.weights("train")
+        work = opt.run_epoch(
+            net, X, y, order, self.stop.is_set, split, reduce, **({"sample_weight": w} if w is not None else {})
+        )
         if self.stop.is_set():
             for k, p in net.params.items():
                 p[...] = saved[k]
@@ -327,13 +344,16 @@ class Trainer:
         """The top eigenvalue of the training loss's Hessian on the fixed sample (Lanczos to a
         relative residual of 1e-3; its products are not counted as training work)."""
         X, y = self.sharpness_sample
-        op = Curvature(self.net, X, y, "hessian")
+        op = Curvature(self.net, X, y, "hessian", sample_weight=self.sharpness_weight)
         return extreme_eigenvalues(op.matvec, op.shape[0], top_k=1, tol=1e-3, max_steps=100, seed=0).top[0]
 
     def _record(self, epoch: int, lr: float | None) -> dict:
         ahead = self._read_ahead()
-        train = compute_metrics(self.net, *self.data.train, self.data.y_scaler, self.comm, read_ahead=ahead)
-        val = compute_metrics(self.net, *self.data.val, self.data.y_scaler, self.comm, read_ahead=ahead)
+        d = self.data
+        train = compute_metrics(
+            self.net, *d.train, d.y_scaler, self.comm, read_ahead=ahead, sample_weight=d.weights("train")
+        )
+        val = compute_metrics(self.net, *d.val, d.y_scaler, self.comm, read_ahead=ahead, sample_weight=d.weights("val"))
         record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
         if self.task == "classification":
             record["train_accuracy"] = train["accuracy"]
@@ -427,7 +447,15 @@ class Trainer:
         target = d.target_names[0] if len(d.target_names) == 1 else d.target_names
         on = "test" if d.test[0].shape[0] else "train"
         names = (d.target_names if len(d.target_names) == d.n_outputs else None) if self.task == "regression" else None
-        metrics = compute_metrics(self.net, *getattr(d, on), d.y_scaler, self.comm, classes=d.classes, names=names)
+        metrics = compute_metrics(
+            self.net,
+            *getattr(d, on),
+            d.y_scaler,
+            self.comm,
+            classes=d.classes,
+            names=names,
+            sample_weight=d.weights(on),
+        )
         model = TrainedModel(
             self.net,
             d.preprocessor,
@@ -444,6 +472,8 @@ class Trainer:
                 **metrics,
             },
             id_name=d.id_name,
+            multilabel=d.multilabel,
+            label_separator=d.label_separator,
         )
         model_path = self.out_dir / "model.npz"
         self._check_ranks_agree()

@@ -439,6 +439,11 @@ class ExportResult(Result):
 def export_onnx(model_path: str | Path, out_path: str | Path) -> ExportResult:
     """Write ``model_path`` as ONNX to ``out_path`` (atomically); returns what it wrote."""
     model = load_model(model_path)
+    if model.multilabel:
+        raise MlpbpError(
+            f"cannot export {model_path}: a multi-label model (sigmoid outputs, label sets) has no ONNX export yet;"
+            " mlpbp predict writes its label sets"
+        )
     proto = to_onnx(model, name=Path(model_path).parent.name or "mlpbp")
     data = proto.SerializeToString()
     with atomic_open(out_path, "wb") as f:

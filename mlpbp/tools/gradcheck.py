@@ -221,6 +221,29 @@ def _compared(name: str, shape, a, n, idx, rtol: float, atol: float, index_of=No
     )
 
 
+class _WithWeights:
+    """A network whose loss passes all take the same per-row weights (data.weight): the
+    checks then compare the weighted J's gradients and HVPs; everything else is the network's."""
+
+    def __init__(self, net: Network, w: np.ndarray) -> None:
+        self._net, self._w = net, w
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def loss(self, X, y):
+        return self._net.loss(X, y, self._w)
+
+    def loss_and_grad(self, X, y):
+        return self._net.loss_and_grad(X, y, self._w)
+
+    def flat_grad(self, X, y):
+        return self._net.flat_grad(X, y, self._w)
+
+    def flat_hvp(self, X, y, v):
+        return self._net.flat_hvp(X, y, v, self._w)
+
+
 def _kinked_layers(net: MLP) -> list[Layer]:
     return [layer for layer in net.layers if layer.kinked]
 
@@ -508,10 +531,12 @@ def check_network(
     resample: int = 5,
     group: str = "",
     mode: str | None = None,
+    sample_weight=None,
 ) -> GradcheckReport:
     """Check ``net``'s gradients, module input gradients and HVPs at (X, y) in float64, in
     the net's mode (training: every dropout keeps one mask throughout; evaluation), or in
-    ``mode`` ("train" | "eval"), which each check then names.
+    ``mode`` ("train" | "eval"), which each check then names; with ``sample_weight`` (one
+    weight per row), those of the weighted mean J.
 
     ``net`` is copied (float64, ``astype``) and left untouched. ``samples``: entries checked per tensor
     larger than ``FULL_MAX``; ``directions``: random HVP directions; ``resample``: how often
@@ -531,12 +556,13 @@ def check_network(
     if y.dtype.kind not in "iu":
         y = y.astype(np.float64)
     with net.fixed_masks():  # training mode: one dropout mask for every difference
-        _move_off_kinks(net, X, y, eps, resample, rng)
-        checks = _check_params(net, X, y, eps, rtol, atol, samples, rng) + _check_layer_inputs(
+        checked = net if sample_weight is None else _WithWeights(net, np.asarray(sample_weight, np.float64))
+        _move_off_kinks(checked, X, y, eps, resample, rng)
+        checks = _check_params(checked, X, y, eps, rtol, atol, samples, rng) + _check_layer_inputs(
             net, X, y, eps, rtol, atol, samples, rng
         )
         if net.curvature_ready:  # a module without R-passes trains and is checked, but has no HVP
-            checks += _check_hvp(net, X, y, eps, rtol, atol, directions, resample, rng)
+            checks += _check_hvp(checked, X, y, eps, rtol, atol, directions, resample, rng)
     for c in checks:
         c.group, c.mode = group, mode
     settings = {
@@ -547,6 +573,7 @@ def check_network(
         "seed": seed,
         "directions": directions,
         "mode": "train" if net.training else "eval",
+        **({"weighted": True} if sample_weight is not None else {}),
     }
     return GradcheckReport(checks, settings)
 
@@ -610,8 +637,9 @@ def _checking(widths) -> str:
     )
 
 
-def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED):
-    """The config's network in float64, and a small standardised batch of its data: (net, X, y).
+def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED, weights: bool = False):
+    """The config's network in float64, and a small standardised batch of its data: (net, X, y);
+    with ``weights``, (net, X, y, w): w the rows' data.weight weights (None without one).
 
     Widths come from the data: d inputs, the config's hidden widths, then the number of
     classes (classification) or target columns (regression)."""
@@ -633,6 +661,9 @@ def network_for_config(cfg: Config, batch: int = DEFAULT_BATCH, seed: int = DEFA
     )
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(batch, X.shape[0]), replace=False))
+    if weights:
+        w = data.weights("train")
+        return net, X[rows], y[rows], None if w is None else w[rows]
     return net, X[rows], y[rows]
 
 
@@ -649,8 +680,8 @@ def check_config(
     _validate(eps, rtol, atol, samples, seed)
     if batch < 1:
         raise ArgumentError(f"batch must be >= 1; got {batch}", argument="batch")
-    net, X, y = network_for_config(cfg, batch, seed)
-    return check_modes(net, X, y, eps, rtol, atol, samples, seed)
+    net, X, y, w = network_for_config(cfg, batch, seed, weights=True)
+    return check_modes(net, X, y, eps, rtol, atol, samples, seed, sample_weight=w)
 
 
 def check_modes(
@@ -662,16 +693,17 @@ def check_modes(
     atol: float = DEFAULT_ATOL,
     samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
+    sample_weight=None,
 ) -> GradcheckReport:
     """``check_network`` in training mode (every dropout keeps one mask) and, when evaluation
     mode computes another function (dropout, batch_norm: ``Network.eval_mode_changes``), in
     evaluation mode too: every check once per mode, ``settings["modes"]`` listing them."""
     if not net.eval_mode_changes():
-        report = check_network(net, X, y, eps, rtol, atol, samples, seed)
+        report = check_network(net, X, y, eps, rtol, atol, samples, seed, sample_weight=sample_weight)
         report.settings["modes"] = [report.settings["mode"]]
         return report
-    report = check_network(net, X, y, eps, rtol, atol, samples, seed, mode="train")
-    report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed, mode="eval"))
+    report = check_network(net, X, y, eps, rtol, atol, samples, seed, mode="train", sample_weight=sample_weight)
+    report.extend(check_network(net, X, y, eps, rtol, atol, samples, seed, mode="eval", sample_weight=sample_weight))
     report.settings.pop("mode")
     report.settings["modes"] = ["train", "eval"]
     report.settings["eval_changes"] = net.eval_mode_changes()

@@ -111,6 +111,7 @@ class HessianResult(Result):
     products: int = 0  # full-data curvature products
     seconds: float = 0.0
     note: str | None = asked()  # what the numbers cannot show (a loss with no curvature in its output)
+    weight: str | None = asked()  # the column whose row weights weigh the loss (data.weight; none: absent)
 
 
 def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
@@ -163,12 +164,15 @@ def analyse(
     say = progress or (lambda message: None)
     model = load_model(model_path)
     data = model.labelled_data(data_path)
-    X, y = data.X, data.y
+    X, y, w = data.X, data.y, data.w
     if X.shape[0] == 0:
         raise DataError(f"{data_path}: no rows")
     if opts.rows is not None and opts.rows < X.shape[0]:
         pick = np.sort(np.random.default_rng(opts.seed).choice(X.shape[0], opts.rows, replace=False))
         X, y = X[pick], y[pick]
+        w = None if w is None else w[pick]
+    if w is not None and not w.sum() > 0:
+        raise DataError(f"{data_path}: every row has weight 0 (column '{model.weight_name}', data.weight)")
     require(
         hessian_bytes(model.net.widths, X.shape[0], opts),
         f"the {opts.curvature} analysis of {model_path} ({model.net.n_params:,} parameters)",
@@ -184,9 +188,19 @@ def analyse(
         )
     lo, hi = comm.share(X.shape[0])
     op = Curvature(
-        net, X[lo:hi], y[lo:hi], opts.curvature, opts.batch_size, reduce=comm.allreduce_, total_rows=X.shape[0]
+        net,
+        X[lo:hi],
+        y[lo:hi],
+        opts.curvature,
+        opts.batch_size,
+        reduce=comm.allreduce_,
+        total_rows=X.shape[0],
+        sample_weight=None if w is None else w[lo:hi],
+        total_weight=None if w is None else float(w.sum()),
     )
     result = HessianResult(n, int(X.shape[0]), opts.curvature)
+    if w is not None:
+        result.weight = model.weight_name
     if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
         result.note = (
             f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "

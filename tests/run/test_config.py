@@ -60,7 +60,8 @@ def test_unknown_key_did_you_mean():
     message = one_line_error(config_from_dict, {"data": {"dataset": "iris"}, "model": {"activaton": "relu"}})
     assert message == (
         "config error at model.activaton: unknown key; did you mean 'activation'?"
-        " (allowed: activation, dropout, hidden, init, layers, loss, norm)"  # issue 20 adds dropout, layers and norm
+        # issue 20 adds dropout, layers and norm; issue 22 the losses' own delta and alpha
+        " (allowed: activation, alpha, delta, dropout, hidden, init, layers, loss, norm)"
     )
 
 

@@ -372,3 +372,68 @@ def test_hessian_under_two_ranks_sums_its_products_as_one_process_does(tmp_path)
     assert a["rows"] == b["rows"] == 150
     np.testing.assert_allclose(b["top_eigenvalues"], a["top_eigenvalues"], rtol=1e-9)
     assert b["trace"]["estimate"] == pytest.approx(a["trace"]["estimate"], rel=1e-9)
+
+
+# ---- per-row weights (data.weight) --------------------------------------------------------------
+
+
+def weighted_rows(n: int = 300, seed: int = 8):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    y = (X[:, 0] - X[:, 1] * X[:, 2] > 0).astype(np.int64)
+    w = rng.uniform(0.0, 3.0, n)
+    w[rng.choice(n, 20, replace=False)] = 0.0  # rows that weigh nothing, so a rank's share may weigh 0
+    return X, y, w
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_weighted_rows_under_two_ranks_train_as_one_process_does(tmp_path, optimizer):
+    # The ranks sum weights, not rows: each rank's weighted mean counts by its share of the
+    # batch's weight. 210 training rows in batches of 19: the last batch has one row.
+    X, y, w = weighted_rows()
+    with (tmp_path / "w.csv").open("w") as f:
+        f.write("a,b,c,w,label\n")
+        f.writelines(
+            f"{float(r[0])!r},{float(r[1])!r},{float(r[2])!r},{float(wi)!r},{yi}\n" for r, wi, yi in zip(X, w, y)
+        )
+    keys = "batch_size: 19, learning_rate: 0.1, momentum: 0.9" if optimizer == "sgd" else "max_iter: 15"
+    text = (
+        "seed: 4\ndata: {path: w.csv, target: label, weight: w}\nmodel: {hidden: [8, 6], activation: tanh}\n"
+        f"train: {{epochs: 3, optimizer: {optimizer}, weight_decay: 0.001, dtype: float64, {keys}}}\n"
+    )
+    cfg = write(tmp_path, "c.yaml", text)
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "-q")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "-q")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert rank_exits(two.stderr) == [0, 0]
+    # L-BFGS's line search and curvature pairs amplify the sums' rounding over 45 iterations
+    tol = 1e-12 if optimizer == "sgd" else 1e-9
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= tol * np.max(np.abs(p1[k])), k
+    for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            assert float(r2[k]) == pytest.approx(float(r1[k]), rel=tol, abs=0), k
+
+
+def test_a_weighted_parquet_folder_under_two_ranks_trains_as_one_process_does(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    X, y, w = weighted_rows(400, seed=9)
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for k in range(2):
+        part = slice(k * 200, (k + 1) * 200)
+        table = pa.table({"a": X[part, 0], "b": X[part, 1], "c": X[part, 2], "w": w[part], "y": y[part]})
+        pq.write_table(table, folder / f"{k}.parquet", row_group_size=64)
+    text = f"seed: 1\ndata: {{path: {folder}, weight: w}}\nmodel: {{hidden: [10]}}\n"
+    cfg = write(tmp_path, "lazy.yaml", text + "train: {epochs: 3, batch_size: 40, dtype: float64}\n")
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "-q")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "-q")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    assert p1["param.W1"].shape[1] == 3  # the weight column is not a feature
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
+    for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        assert float(r2["val_loss"]) == pytest.approx(float(r1["val_loss"]), rel=1e-12, abs=0)

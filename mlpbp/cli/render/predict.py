@@ -22,7 +22,12 @@ def predictions_csv(model: TrainedModel, table: pa.Table, o: np.ndarray, has: np
     if ids is not None:
         header.append(model.id_name)
         columns.append([_csv_cell(v) if v is not None else "" for v in ids.cast(pa.string()).to_pylist()])
-    if model.task == "classification":
+    if model.multilabel:  # the label set, and each label's sigmoid
+        header += ["labels"] + [f"p_{c}" for c in model.classes]
+        columns.append(_blank([_csv_cell(c) for c in _joined(model, o)], has))
+        p = _sigmoid(o)
+        columns += [_blank([f"{v:.6g}" for v in p[:, k].tolist()], has) for k in range(p.shape[1])]
+    elif model.task == "classification":
         probs = model.net.loss_name == "cross_entropy"
         header += ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
         labels = np.array([_csv_cell(c) for c in model.classes], dtype=object)
@@ -41,7 +46,9 @@ def write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, 
     returns (rows, rows left empty)."""
     w = csv.writer(f, lineterminator="\n")
     probs = model.task == "classification" and model.net.loss_name == "cross_entropy"
-    if model.task == "classification":
+    if model.multilabel:
+        header = ["labels"] + [f"p_{c}" for c in model.classes]
+    elif model.task == "classification":
         header = ["prediction"] + ([f"p_{c}" for c in model.classes] if probs else [])
     else:
         m = model.net.widths[-1]
@@ -50,7 +57,9 @@ def write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, 
     empty = 0
     for which, Xc in chunks(X):
         o, has = model.predict_rows(Xc, which, str(data))
-        if model.task == "regression":
+        if model.multilabel:
+            lines = [[s] + [f"{v:.6g}" for v in p] for s, p in zip(_joined(model, o), _sigmoid(o))]
+        elif model.task == "regression":
             lines = [[repr(float(v)) for v in row] for row in o]
         elif probs:
             lines = [[model.classes[k]] + [f"{v:.6g}" for v in p] for k, p in zip(o.argmax(axis=1), softmax(o))]
@@ -61,6 +70,18 @@ def write_lazy_predictions(f, data: Path, model: TrainedModel, X) -> tuple[int, 
             empty += int((~has).sum())
         w.writerows(lines)
     return X.shape[0], empty
+
+
+def _joined(model: TrainedModel, o: np.ndarray) -> list[str]:
+    """Each row's predicted label set, joined by the model's label separator ('|' for a model
+    trained on 0/1 label columns); a row with no label above 1/2 gets an empty cell."""
+    sep = model.label_separator or "|"
+    return [sep.join(labels) for labels in model.label_sets(np.nan_to_num(o, nan=-1.0))]
+
+
+def _sigmoid(o: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-o))
 
 
 def _format_rows(columns: list[np.ndarray | list[str]]) -> str:

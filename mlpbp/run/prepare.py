@@ -526,6 +526,7 @@ def _prepare_table(
         na_values=d.na_values if d.path is not None else None,
         categorical=categorical,
         embedding_dim=emb_dim,
+        ple_bins=d.ple_bins,
     )
     _fit_notes(pre, holes, notes, d)
     test_table = _read_test_table(cfg, pre, cols, target, notes) if d.test_path else None

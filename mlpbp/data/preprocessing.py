@@ -12,7 +12,7 @@ from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
 from mlpbp.data.cells import DAY_S, NA_VALUES, TIME_OF_DAY_NAMES, null_tokens, seconds, time_features
 from mlpbp.data.columns import infer_kind, numeric_values, string_values
 from mlpbp.data.rows import RowNumbers, at, cell_error, row_number, rows_from, short_list
-from mlpbp.data.transforms import Transform, choose, robust_center_scale
+from mlpbp.data.transforms import PLE_BINS, PiecewiseLinear, Transform, choose, robust_center_scale
 from mlpbp.errors import DataError
 
 
@@ -119,6 +119,7 @@ class Column:
     # read by an embedding of `dim` columns
     encoding: str | None = None
     dim: int | None = None
+    ple: PiecewiseLinear | None = None  # numeric, data.numeric: ple: one column per bin instead of one
 
     @property
     def embedded(self) -> bool:
@@ -128,6 +129,8 @@ class Column:
     def width(self) -> int:
         if self.kind == "categorical":
             return 1 if self.embedded else len(self.categories)
+        if self.ple is not None:
+            return self.ple.width
         return _WIDTHS.get(self.kind, 1)
 
     @property
@@ -136,6 +139,8 @@ class Column:
             return [self.name]
         if self.kind == "categorical":
             return [f"{self.name}={c}" for c in self.categories]
+        if self.ple is not None:
+            return [f"{self.name}.ple{t}" for t in range(1, self.ple.width + 1)]
         cyclic = [f"{self.name}.{p}" for p in TIME_OF_DAY_NAMES]
         return {"time": cyclic, "datetime": [f"{self.name}.days", *cyclic]}.get(self.kind, [self.name])
 
@@ -150,6 +155,8 @@ class Column:
             out["infrequent"], out["rare"] = self.infrequent, self.rare
         if self.embedded:
             out["encoding"], out["dim"] = self.encoding, self.dim
+        if self.ple is not None:
+            out["ple"] = self.ple.to_meta()
         return out
 
 
@@ -239,13 +246,15 @@ class Preprocessor:
         na_values: list[str] | None = None,
         categorical: str | dict[str, str] = "onehot",
         embedding_dim: int | dict[str, int] | None = None,
+        ple_bins: int = PLE_BINS,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
         the table's rows in messages. ``formats``: the strptime format of each date or time
         column written as text; ``numeric``: data.numeric (a transform, or one per column);
         ``min_frequency``: categories with fewer training rows share the infrequent level;
         ``categorical``: data.categorical (onehot, embedding or auto; or one per column) and
-        ``embedding_dim``: an embedding's width (one for all, or per column; None: the size rule)."""
+        ``embedding_dim``: an embedding's width (one for all, or per column; None: the size rule);
+        ``ple_bins``: the quantile bins of a column whose data.numeric is ple."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         for name in features:
@@ -269,6 +278,12 @@ class Preprocessor:
                     how = "none"
                 if how == "auto":
                     how = choose(v)
+                if how == "ple":
+                    ple = PiecewiseLinear.fit(v, ple_bins)
+                    columns.append(Column(name, kind, fill=fill, ple=ple))
+                    means.append(np.zeros(ple.width))  # in [0, 1] on the training range
+                    scales.append(np.ones(ple.width))
+                    continue
                 t = Transform.fit(how, v)
                 col = Column(name, kind, fill=fill, transform=t, format=formats.get(name))
                 present = t.forward(v[~np.isnan(v)])
@@ -384,7 +399,10 @@ class Preprocessor:
                 if col.fill is None:
                     raise self._missing_error(col.name, holes, first_row, source)
                 v = np.where(holes, col.fill, v)  # v may be a read-only view of the table
-            block[:, off] = v if col.transform is None else col.transform.forward(v)
+            if col.ple is not None:
+                block[:, off : off + col.ple.width] = col.ple.encode(v)
+            else:
+                block[:, off] = v if col.transform is None else col.transform.forward(v)
             return
         if col.kind in ("time", "datetime"):
             s = seconds(arr, col.name, col.kind, col.format, first_row, source)
@@ -539,6 +557,9 @@ class Preprocessor:
                 encoding != "embedding" or kind != "categorical" or not isinstance(dim, int) or dim < 1
             ):
                 raise ValueError(f"embedding of '{name}'")
+            ple = PiecewiseLinear.from_meta(c["ple"]) if "ple" in c else None
+            if ple is not None and (kind != "numeric" or transform is not None):
+                raise ValueError(f"piecewise-linear encoding of '{name}'")
             columns.append(
                 Column(
                     name,
@@ -551,6 +572,7 @@ class Preprocessor:
                     [str(v) for v in rare] if infrequent is not None else [],
                     encoding,
                     dim if encoding is not None else None,
+                    ple,
                 )
             )
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:

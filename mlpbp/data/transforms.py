@@ -150,6 +150,59 @@ class Transform:
         return cls(kind, knots)
 
 
+PLE_BINS = 16  # data.ple_bins: the quantile bins of a piecewise-linear encoding
+
+
+class PiecewiseLinear:
+    """The piecewise-linear encoding (PLE) of one numeric column, Gorishniy, Rubachev & Babenko,
+    "On Embeddings for Numerical Features in Tabular Deep Learning" (2022), with quantile bins:
+    for bin edges b₀ < b₁ < … < b_T (the training split's quantiles), x becomes T columns
+
+        e_t = clip((x − b_{t−1}) / (b_t − b_{t−1}), 0, 1),
+
+    except that e₁ is not clipped below and e_T not above (so values beyond the training range
+    keep a slope). A value inside bin t reads (1, …, 1, fraction, 0, …, 0): the first layer
+    learns one slope per bin, any piecewise-linear function of x with these knots."""
+
+    def __init__(self, edges) -> None:
+        edges = np.asarray(edges, np.float64)
+        if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
+            raise ValueError("piecewise-linear bin edges must be 2 or more finite, increasing numbers")
+        self.edges = edges
+
+    @classmethod
+    def fit(cls, x: np.ndarray, bins: int = PLE_BINS) -> PiecewiseLinear:
+        x = np.asarray(x, np.float64)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return cls([0.0, 1.0])
+        edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)))
+        return cls(edges if edges.size >= 2 else [edges[0], edges[0] + 1.0])  # a constant column: one bin
+
+    @property
+    def width(self) -> int:
+        return self.edges.size - 1
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's clip range: [0, 1], the first unbounded below and the last above."""
+        lo, hi = np.zeros(self.width), np.ones(self.width)
+        lo[0], hi[-1] = -np.inf, np.inf
+        return lo, hi
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        e = (x[:, None] - self.edges[:-1]) / np.diff(self.edges)
+        lo, hi = self.bounds()
+        return np.minimum(np.maximum(e, lo), hi)
+
+    def to_meta(self) -> dict:
+        return {"edges": self.edges.tolist()}  # JSON floats round-trip exactly
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> PiecewiseLinear:
+        return cls(meta["edges"])
+
+
 class TargetScaler:
     """A regression target's transform, then its standardisation (``Standardizer``'s mean and
     scale), with the exact inverse: what ``y_scaler`` is for a model with data.target_transform

@@ -109,7 +109,7 @@ class _Strict(BaseModel):
 
 ColumnName = Annotated[str, Field(min_length=1)]
 ColumnKind = Literal["numeric", "categorical", "date", "time", "datetime", "drop"]
-NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none"]
+NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none", "ple"]
 TargetTransform = Literal["standardize", "log1p", "quantile", "none"]
 CategoricalEncoding = Literal["onehot", "embedding", "auto"]
 
@@ -150,6 +150,8 @@ class DataConfig(_Strict):
     min_frequency: PosInt = 5
     # numeric columns: auto (standardize; log1p or quantile when skewed), standardize, quantile, log1p, robust, none
     numeric: _per_column(NumericTransform) = "auto"
+    # data.numeric: ple: the quantile bins of the piecewise-linear encoding (one input column each)
+    ple_bins: Annotated[StrictInt, Field(ge=1, le=1024)] = 16
     # categorical columns: auto (one-hot up to 16 levels, an embedding above), onehot, embedding
     categorical: _per_column(CategoricalEncoding) = "auto"
     # an embedding's width (one for every embedded column, or per column); null: min(600, 1.6·levels^0.56)

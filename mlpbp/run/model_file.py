@@ -30,7 +30,8 @@ __all__ = ["FORMAT_VERSION", "READS", "TrainedModel", "load_model", "save_model"
 # 2: the preprocessing of tables (column kinds, categories, fill values) and target names join
 # the metadata; format 1 files (all-numeric features, one Standardizer) still load.
 # 3: per-column numeric transforms, date formats, infrequent levels, times of day and target
-# transforms (mlpbp 0.3); a model that uses none of them is written as format 2, which 0.2 reads.
+# transforms (mlpbp 0.3), piecewise-linear encodings (data.numeric: ple); a model that uses none
+# of them is written as format 2, which 0.2 reads.
 # 4: a network that is not a plain MLP: its graph of modules (``Network.graph()``: each module's
 # registered name, options and inputs) and its buffers (batch_norm's running statistics).
 FORMAT_VERSION = 4
@@ -41,7 +42,7 @@ def format_version(model: TrainedModel) -> int:
     """The oldest format that holds everything ``model`` needs."""
     if not isinstance(model.net, MLP):
         return 4
-    new_keys = {"transform", "format", "infrequent"}
+    new_keys = {"transform", "format", "infrequent", "ple", "encoding"}
     columns = model.preprocessor.to_meta()["columns"]
     if isinstance(model.y_scaler, TargetScaler) or any(
         new_keys & set(c) or c["kind"] in ("time", "datetime") for c in columns

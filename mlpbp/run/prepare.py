@@ -598,6 +598,7 @@ def _prepare_table(
         na_values=d.na_values if d.path is not None else None,
         categorical=categorical,
         embedding_dim=emb_dim,
+        ple_bins=d.ple_bins,
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}

@@ -55,7 +55,10 @@ DESCRIPTIONS = {
     "data.min_frequency": "Categories with fewer training rows share one 'infrequent' level (1: keep every category).",
     "data.numeric": "Numeric columns: auto (standardize; when skewed, log1p if never negative and skewed right, "
     "else quantile), standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
-    "robust (median and IQR) or none; or a mapping column -> transform (the rest: auto).",
+    "robust (median and IQR), none, or ple (piecewise-linear encoding, Gorishniy et al. 2022: one input column per "
+    "quantile bin, clip((x - b[t-1]) / (b[t] - b[t-1]), 0, 1)); or a mapping column -> transform (the rest: auto).",
+    "data.ple_bins": "The quantile bins of a data.numeric: ple column (fewer when values repeat), each one input "
+    "column.",
     "data.categorical": "Categorical columns: auto (one-hot up to 16 levels, counted after rare categories share "
     "the infrequent level; a learned embedding above), onehot or embedding (each level a learned vector, an "
     "unseen level a reserved row that stays zero); or a mapping column -> encoding (the rest: auto).",

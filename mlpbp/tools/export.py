@@ -396,8 +396,30 @@ def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple
             fill_c = const(f"c{j}_fill", np.array([fill], np.float32))
             nodes.append(helper.make_node("Where", [f"c{j}_nan", fill_c, name], [f"c{j}_filled"]))
             x = f"c{j}_filled"
+        if col.ple is not None:
+            encoded.append(_ple_nodes(x, col.ple, f"c{j}_ple", const, nodes))
+            continue
         encoded.append(_transform_nodes(x, col.transform, f"c{j}_t", const, nodes))
     return inputs, encoded
+
+
+def _ple_nodes(x: str, ple, prefix: str, const, nodes) -> str:
+    """A piecewise-linear encoding (``PiecewiseLinear.encode``) of x [N, 1] as nodes: [N, T]."""
+    from onnx import helper
+
+    f32 = np.float32
+    lo, hi = ple.bounds()
+    edges = ple.edges
+    nodes.append(helper.make_node("Sub", [x, const(f"{prefix}_b", edges[:-1].astype(f32)[None, :])], [f"{prefix}_d"]))
+    width = const(f"{prefix}_w", np.diff(edges).astype(f32)[None, :])
+    nodes.append(helper.make_node("Div", [f"{prefix}_d", width], [f"{prefix}_t"]))
+    nodes.append(
+        helper.make_node("Max", [f"{prefix}_t", const(f"{prefix}_lo", lo.astype(f32)[None, :])], [f"{prefix}_m"])
+    )
+    nodes.append(
+        helper.make_node("Min", [f"{prefix}_m", const(f"{prefix}_hi", hi.astype(f32)[None, :])], [f"{prefix}_e"])
+    )
+    return f"{prefix}_e"
 
 
 def _embedding_code(onehot: str, n: int, prefix: str, const, nodes) -> str:

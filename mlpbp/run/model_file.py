@@ -150,7 +150,7 @@ def load_model(path: str | Path) -> TrainedModel:
         weights = meta.get("class_weight")
         if weights is not None:
             net.loss_fn.class_weight = _class_weight(path, weights, widths[-1])
-    _check_names(path, task, widths[-1], target, id_name)
+    _check_names(path, task, widths[-1], target, id_name, meta.get("multilabel") is True)
     y_scaler = scaler("y", widths[-1], np.dtype(np.float64))
     if "target_transform" in meta and y_scaler is not None:
         try:
@@ -235,9 +235,17 @@ def _check_meta(path, bad, version, widths, activation, loss, task, dtype, class
             )
 
 
-def _check_names(path, task, outputs, target, id_name) -> None:
-    """The target name(s) and id column fit the task and the output layer."""
-    if task == "classification" and not isinstance(target, str):
+def _check_names(path, task, outputs, target, id_name, multilabel: bool = False) -> None:
+    """The target name(s) and id column fit the task and the output layer (a multi-label
+    model's targets: one column of label sets, or one 0/1 column per label)."""
+    if multilabel and isinstance(target, list):
+        if len(target) != outputs or not all(isinstance(t, str) for t in target):
+            raise _invalid(
+                path,
+                f"target_name is {target!r}; a multi-label model with {outputs} labels has a"
+                f" string or a list of {outputs} strings",
+            )
+    elif task == "classification" and not isinstance(target, str):
         raise _invalid(path, f"target_name is {target!r}; a classifier has one target column (a string)")
     if task == "regression" and not (
         isinstance(target, str)

@@ -9,8 +9,8 @@ the batch's weight, the momentum and learning-rate rules, stopping after ``n_ite
 epochs without improvement) and expose the same fitted attributes (``coefs_``, ``intercepts_``,
 ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``n_iter_``, ``t_``). The forward and
 backward passes are mlpbp's: sigmoid, softmax and Poisson outputs from logits, exact weighted
-means for ``sample_weight``. They accept sparse (CSR/CSC) X, multilabel indicator y, float32 in
-and float32 out.
+means for ``sample_weight``. They accept sparse (CSR/CSC) X, whose first-layer products are taken on
+the sparse matrix (X is never densified), multilabel indicator y, float32 in and float32 out.
 
 Besides scikit-learn's: ``activation`` and ``solver`` take any name registered in mlpbp
 (``mlpbp.ACTIVATIONS``, ``mlpbp.OPTIMIZERS``), and ``dtype`` (None: the input's) forces the
@@ -58,18 +58,23 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 # The output activation scikit-learn names (out_activation_) and the engine loss behind it: each
 # is the canonical link of its loss, so the output delta is (activation − y).
 OUTPUT_LOSS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy", "identity": "square", "exp": "poisson"}
-PREDICT_CHUNK = 8192  # rows per forward pass when predicting (sparse X is densified a chunk at a time)
+PREDICT_CHUNK = 8192  # rows per forward pass when predicting
 
 
 def _sigmoid(o: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * o))  # no overflow for any o
 
 
-def _dense(X, dtype) -> np.ndarray:
-    """Rows for the engine: a sparse block densified (only these rows), in the network's dtype."""
+def _engine_rows(X, dtype):
+    """Rows for the engine in the network's dtype: a sparse block stays sparse (CSR), and the
+    first layer's products are taken on its nonzeros (X Wᵀ, and ∂J/∂W = δᵀX), never densified."""
     if scipy.sparse.issparse(X):
-        X = X.toarray()
+        X = X.tocsr()
+        return X if X.dtype == dtype else X.astype(dtype)
     return np.asarray(X, dtype=dtype)
+
+
+_dense = _engine_rows  # the name before sparse rows stayed sparse
 
 
 class _MLPEstimator(BaseEstimator):
@@ -237,7 +242,7 @@ class _MLPEstimator(BaseEstimator):
         """J = weighted mean loss + α/2·Σ‖W‖²/Σw (Σw: the rows' total weight, their count
         unweighted) and its gradient; biases are not penalised (scikit-learn's objective)."""
         net = self._net
-        value, grads = net.loss_and_grad(_dense(X, net.dtype), t, sample_weight)
+        value, grads = net.loss_and_grad(_engine_rows(X, net.dtype), t, sample_weight)
         if self.alpha:
             total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
             total = total if total > 0 else 1.0
@@ -417,7 +422,7 @@ class _MLPEstimator(BaseEstimator):
                 accumulated = 0.0
                 if not isinstance(opt, Optimizer):  # newton_cg and the like: an epoch of their own
                     with np.errstate(over="ignore", invalid="ignore"):
-                        opt.run_epoch(self._net, _dense(X, self._net.dtype), t, sample_idx, lambda: False)
+                        opt.run_epoch(self._net, _engine_rows(X, self._net.dtype), t, sample_idx, lambda: False)
                         accumulated = self._loss_grad(X, t, sw_train)[0] * n
                 for batch in gen_batches(n, batch_size) if isinstance(opt, Optimizer) else ():
                     rows = sample_idx[batch] if self.shuffle else batch
@@ -520,7 +525,9 @@ class _MLPEstimator(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         net = self._network()
-        chunks = [net.forward(_dense(X[i : i + PREDICT_CHUNK], net.dtype)) for i in range(0, X.shape[0], PREDICT_CHUNK)]
+        chunks = [
+            net.forward(_engine_rows(X[i : i + PREDICT_CHUNK], net.dtype)) for i in range(0, X.shape[0], PREDICT_CHUNK)
+        ]
         o = np.concatenate(chunks) if chunks else np.empty((0, net.widths[-1]), net.dtype)
         act = self.out_activation_
         if act == "softmax":

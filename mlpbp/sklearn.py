@@ -9,8 +9,8 @@ the batch's weight, the momentum and learning-rate rules, stopping after ``n_ite
 epochs without improvement) and expose the same fitted attributes (``coefs_``, ``intercepts_``,
 ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``n_iter_``, ``t_``). The forward and
 backward passes are mlpbp's: sigmoid, softmax and Poisson outputs from logits, exact weighted
-means for ``sample_weight``. They accept sparse (CSR/CSC) X, multilabel indicator y, float32 in
-and float32 out.
+means for ``sample_weight``. They accept sparse (CSR/CSC) X, whose first-layer products are taken on
+the sparse matrix (X is never densified), multilabel indicator y, float32 in and float32 out.
 
 Besides scikit-learn's: ``activation`` and ``solver`` take any name registered in mlpbp
 (``mlpbp.ACTIVATIONS``, ``mlpbp.OPTIMIZERS``), and ``dtype`` (None: the input's) forces the
@@ -69,7 +69,7 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 # The output activation scikit-learn names (out_activation_) and the engine loss behind it: each
 # is the canonical link of its loss, so the output delta is (activation − y).
 OUTPUT_LOSS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy", "identity": "square", "exp": "poisson"}
-PREDICT_CHUNK = 8192  # rows per forward pass when predicting (sparse X is densified a chunk at a time)
+PREDICT_CHUNK = 8192  # rows per forward pass when predicting
 
 
 def _sigmoid(o: np.ndarray) -> np.ndarray:
@@ -88,11 +88,15 @@ def _extra_params(net: Network) -> dict[str, np.ndarray]:
     return {k: p for k, p in net.params.items() if id(p) not in own}
 
 
-def _dense(X, dtype) -> np.ndarray:
-    """Rows for the engine: a sparse block densified (only these rows), in the network's dtype."""
+def _engine_rows(X, dtype):
+    """Rows for the engine in the network's dtype: a sparse block stays sparse (CSR), and the
+    first layer's products are taken on its nonzeros (X Wᵀ, and ∂J/∂W = δᵀX), never densified."""
     if scipy.sparse.issparse(X):
-        X = X.toarray()
+        X = X.tocsr()
+        return X if X.dtype == dtype else X.astype(dtype)
     return np.asarray(X, dtype=dtype)
+
+
 
 
 class _MLPEstimator(BaseEstimator):
@@ -304,14 +308,14 @@ class _MLPEstimator(BaseEstimator):
         """J = weighted mean loss + α/2·Σ‖W‖²/Σw (Σw: the rows' total weight, their count
         unweighted) and its gradient; biases are not penalised (scikit-learn's objective)."""
         net = self._net
-        value, grads = net.loss_and_grad(_dense(X, net.dtype), t, sample_weight)
+        value, grads = net.loss_and_grad(_engine_rows(X, net.dtype), t, sample_weight)
         return self._add_alpha(X, sample_weight, value, grads)
 
     def _step_loss_grad(self, X, t, sample_weight) -> tuple[float, dict[str, np.ndarray]]:
         """``_loss_grad`` of a training step: batch_norm's running statistics move too (the
         gradients are the network's own arrays, overwritten by the next pass)."""
         net = self._net
-        value = net.step_loss_and_grad(_dense(X, net.dtype), t, sample_weight)
+        value = net.step_loss_and_grad(_engine_rows(X, net.dtype), t, sample_weight)
         return self._add_alpha(X, sample_weight, value, net.grads)
 
     def _add_alpha(self, X, sample_weight, value, grads):
@@ -444,7 +448,7 @@ class _MLPEstimator(BaseEstimator):
             for m in norms:
                 m.momentum = 1.0
             with np.errstate(over="ignore", invalid="ignore"):
-                self._net.step_loss_and_grad(_dense(X, self._net.dtype), t, sample_weight)
+                self._net.step_loss_and_grad(_engine_rows(X, self._net.dtype), t, sample_weight)
         finally:
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
@@ -534,7 +538,7 @@ class _MLPEstimator(BaseEstimator):
                 accumulated = 0.0
                 if not isinstance(opt, Optimizer):  # newton_cg and the like: an epoch of their own
                     with np.errstate(over="ignore", invalid="ignore"):
-                        opt.run_epoch(self._net, _dense(X, self._net.dtype), t, sample_idx, lambda: False)
+                        opt.run_epoch(self._net, _engine_rows(X, self._net.dtype), t, sample_idx, lambda: False)
                         accumulated = self._loss_grad(X, t, sw_train)[0] * n
                     self._full_batch_statistics(X, t, sw_train)
                 for batch in batches:
@@ -642,7 +646,8 @@ class _MLPEstimator(BaseEstimator):
         net.eval()  # no dropout, batch_norm's running statistics (also for early stopping's scores)
         try:
             chunks = [
-                net.forward(_dense(X[i : i + PREDICT_CHUNK], net.dtype)) for i in range(0, X.shape[0], PREDICT_CHUNK)
+                net.forward(_engine_rows(X[i : i + PREDICT_CHUNK], net.dtype))
+                for i in range(0, X.shape[0], PREDICT_CHUNK)
             ]
         finally:
             net.train(training)

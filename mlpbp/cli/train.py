@@ -121,6 +121,7 @@ def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet
         comm.size,
         table=not quiet,
         sharpness=cfg.train.sharpness_every is not None,
+        multilabel=data.multilabel,
     )
     if not quiet:
         net = trainer.net

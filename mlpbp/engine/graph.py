@@ -364,10 +364,23 @@ class Network:
 
     # ---- passes ---------------------------------------------------------------------------
     def _input(self, X) -> np.ndarray:
+        if hasattr(X, "tocsr") and not isinstance(X, np.ndarray):  # SciPy sparse: kept sparse
+            return self._sparse_input(X)
         X = np.asarray(X, dtype=self.dtype)  # no copy when the data already has the dtype
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise ValueError(f"X must have shape (batch, {self.n_inputs}); got {X.shape}")
         return X
+
+    def _sparse_input(self, X):
+        """A sparse batch as CSR in the network's dtype, for a network whose input feeds one
+        linear module (its products are taken on the nonzeros; nothing else can take it)."""
+        if X.ndim != 2 or X.shape[1] != self.n_inputs:
+            raise ValueError(f"X must have shape (batch, {self.n_inputs}); got {X.shape}")
+        readers = [i for i, srcs in enumerate(self.sources) if 0 in srcs]
+        if len(readers) != 1 or self.layers[readers[0]].kind != "linear":
+            raise ValueError("sparse X needs a network whose input goes to one linear module; densify it first")
+        X = X.tocsr()
+        return X if X.dtype == self.dtype else X.astype(self.dtype)
 
     def _targets(self, y) -> np.ndarray:
         y = np.asarray(y)

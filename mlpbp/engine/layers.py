@@ -20,6 +20,17 @@ from mlpbp.engine.module import MODULES, BuildContext, Module, check_option
 Layer = Module  # the name mlpbp 0.2 used for the module contract
 
 
+def is_sparse(u) -> bool:
+    """A SciPy sparse matrix (what a network's first linear layer may take as its input)."""
+    return hasattr(u, "tocsr") and not isinstance(u, np.ndarray)
+
+
+def _sparse_t_dense(u, g: np.ndarray) -> np.ndarray:
+    """gᵀ u for a sparse u (batch, in) and dense g (batch, out), as (out, in): (uᵀ g)ᵀ, the
+    product taken on u's nonzeros (CSR transposed is CSC: no copy of u)."""
+    return np.asarray(u.T @ g).T
+
+
 class Linear(Module):
     """z = W u + b, for a batch of rows: Z = U Wᵀ + b, with W of shape (out, in).
 
@@ -87,6 +98,13 @@ class Linear(Module):
     def forward(self, u: np.ndarray) -> np.ndarray:
         self.u = u
         z = self._buffer("z", (u.shape[0], self.W.shape[0]))
+        if is_sparse(u):  # a sparse batch (the network's input): U Wᵀ on U's nonzeros, U never densified
+            if self._k:
+                self._apply_pending()
+            z[...] = u @ self.W.T
+            if self.b is not None:
+                z += self.b
+            return z
         beta = 0.0
         if self.b is not None:
             z[...] = self.b
@@ -141,7 +159,11 @@ class Linear(Module):
         if self._k:  # ∂J/∂u and ∂J/∂W need the updated W
             self._apply_pending()
         grad_u = self._input_grad(grad_z) if need_input_grad else None  # the network's input needs none
-        if need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
+        if need_param_grad and is_sparse(self.u):
+            self.grads["W"][...] = _sparse_t_dense(self.u, grad_z)
+            if self.b is not None:
+                grad_z.sum(axis=0, out=self.grads["b"])
+        elif need_param_grad:  # a Hessian-vector product needs only ∂J/∂z, not ∂J/∂W
             blas.matmul(grad_z.T, self.u, self.grads["W"])
             if self.b is not None:
                 grad_z.sum(axis=0, out=self.grads["b"])
@@ -161,6 +183,17 @@ class Linear(Module):
                 blas.gemv(self.W, grad_z[0], grad_u[0], transpose=True)
             else:
                 blas.matmul(grad_z, self.W, grad_u)
+        if is_sparse(u):  # W := decay·W + grad_zᵀ U, the product on U's nonzeros
+            if self._k:
+                self._apply_pending()
+            if decay != 1.0:
+                self.W *= decay
+                if b is not None:
+                    b *= decay
+            self.W += _sparse_t_dense(u, grad_z)
+            if b is not None:
+                b += grad_z.sum(axis=0)
+            return grad_u
         if self._G is not None:
             if u.shape[0] == 1 and decay == 1.0:
                 k = self._k
@@ -195,7 +228,10 @@ class Linear(Module):
             self._apply_pending()
         self.r_u = r_u
         r_z = self._buffer("r_z", (self.u.shape[0], self.W.shape[0]))
-        blas.matmul(self.u, V["W"].T, r_z)
+        if is_sparse(self.u):
+            r_z[...] = self.u @ np.asarray(V["W"]).T
+        else:
+            blas.matmul(self.u, V["W"].T, r_z)
         if r_u is not None:
             blas.matmul(r_u, self.W.T, r_z, beta=1.0)
         if self.b is not None:
@@ -208,7 +244,10 @@ class Linear(Module):
         if out is None:
             out = {k: np.empty_like(p) for k, p in self.params.items()}
         grad_z, r_gW = self.grad_z, out["W"]
-        blas.matmul(r_grad_z.T, self.u, r_gW)
+        if is_sparse(self.u):
+            r_gW[...] = _sparse_t_dense(self.u, r_grad_z)
+        else:
+            blas.matmul(r_grad_z.T, self.u, r_gW)
         if self.r_u is not None:
             blas.matmul(grad_z.T, self.r_u, r_gW, beta=1.0)
         if self.b is not None:

@@ -803,7 +803,10 @@ def _summary(
             role = "weight"
         else:
             role = "dropped"
-        columns.append(describe(name, role))
+        rec = describe(name, role)
+        if role == "target" and target.separator is not None:
+            rec.missing = 0  # an empty cell of label sets is the empty set, not a missing target
+        columns.append(rec)
     out = DataSummary(
         str(src),
         int(n_read),

@@ -357,7 +357,11 @@ class Trainer:
         record = {"epoch": epoch, "train_loss": train["loss"], "val_loss": val.get("loss")}
         if self.task == "classification":
             record["train_accuracy"] = train["accuracy"]
-            record["val_accuracy"] = val.get("accuracy")
+            record["val_accuracy"] = val.get("accuracy")  # multi-label: the subset accuracy
+        if self.data.multilabel:  # and the share of wrong labels, and the validation macro F1
+            record["train_hamming_loss"] = train["hamming_loss"]
+            record["val_hamming_loss"] = val.get("hamming_loss")
+            record["val_macro_f1"] = val.get("macro_f1")
         record["learning_rate"] = lr
         return record
 
@@ -432,7 +436,9 @@ class Trainer:
     def _write_history(self) -> None:
         if self.comm.rank == 0:
             classification, sharpness = self.task == "classification", self.cfg.train.sharpness_every is not None
-            write_history(self.out_dir / "history.csv", self.state.history, classification, sharpness)
+            write_history(
+                self.out_dir / "history.csv", self.state.history, classification, sharpness, self.data.multilabel
+            )
 
     def _finish(self) -> RunResult:
         st = self.state

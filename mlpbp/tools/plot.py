@@ -86,6 +86,8 @@ def load_run(run_dir: str | Path, name: str | None = None) -> RunData:
 
 
 def _metrics(model: TrainedModel, o: np.ndarray, y: np.ndarray) -> dict:
+    if model.multilabel:  # subset accuracy: every label of the row right
+        return {"accuracy": float(np.mean(((o > 0) == (y > 0.5)).all(axis=1)))}
     if model.task == "classification":
         return {"accuracy": float(np.mean(o.argmax(axis=1) == y))}
     return {"r2": float(1 - ((y - o) ** 2).sum() / max(((y - y.mean(axis=0)) ** 2).sum(), 1e-300))}
@@ -93,6 +95,8 @@ def _metrics(model: TrainedModel, o: np.ndarray, y: np.ndarray) -> dict:
 
 def _headline(run: RunData) -> str:
     m = run.metrics
+    if "subset_accuracy" in m:  # multi-label
+        return f"{run.evaluated_on} subset accuracy {m['subset_accuracy']:.3f}, Hamming loss {m['hamming_loss']:.3f}"
     if "accuracy" in m:
         return f"{run.evaluated_on} accuracy {m['accuracy']:.3f}" + (f", loss {m['loss']:.3g}" if "loss" in m else "")
     return f"{run.evaluated_on} R² {m['r2']:.3f}" + (f", MSE {m['mse']:.3g}" if "mse" in m else "")
@@ -146,7 +150,45 @@ def plot_curves(run: RunData, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_label_confusion(run: RunData, path: Path) -> Path:
+    """A multi-label model: one 2×2 confusion matrix per label (true 0/1 against predicted, a
+    sigmoid above 1/2), each row as a share of its true value."""
+    Figure = import_matplotlib()
+    X, y = run.test
+    labels = run.model.classes
+    pred = run.model.predict_outputs(X) > 0
+    true = np.asarray(y) > 0.5
+    k = len(labels)
+    cols = min(k, 4)
+    fig = Figure(figsize=(2.6 * cols + 1.0, 2.6 * -(-k // cols) + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(-(-k // cols), cols, squeeze=False)).ravel()
+    im = None
+    for j, ax in enumerate(axes):
+        if j >= k:
+            ax.set_axis_off()
+            continue
+        counts = np.array([[np.sum(~true[:, j] & (pred[:, j] == p)) for p in (False, True)],
+                           [np.sum(true[:, j] & (pred[:, j] == p)) for p in (False, True)]])  # fmt: skip
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(labels[j])
+        for r in range(2):
+            for c in range(2):
+                ax.text(c, r, str(counts[r, c]), ha="center", va="center", fontsize=9,
+                        color="white" if share[r, c] > 0.6 else "black")  # fmt: skip
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[:k]), label="share of the true value", shrink=0.8)
+    fig.suptitle(f"{run.name}: confusion per label, {run.evaluated_on} split ({len(y)} rows)\n{_headline(run)}")
+    return _save(fig, path)
+
+
 def plot_confusion(run: RunData, path: Path) -> Path:
+    if run.model.multilabel:
+        return plot_label_confusion(run, path)
     Figure = import_matplotlib()
     X, y = run.test
     classes = run.model.classes

@@ -437,3 +437,29 @@ def test_a_weighted_parquet_folder_under_two_ranks_trains_as_one_process_does(tm
         assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
     for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
         assert float(r2["val_loss"]) == pytest.approx(float(r1["val_loss"]), rel=1e-12, abs=0)
+
+
+def test_a_weighted_multilabel_table_under_two_ranks_trains_as_one_process_does(tmp_path):
+    # The shipped example: label sets, per-row weights; the per-label sums merge over the ranks.
+    from helpers import ROOT
+
+    text = (
+        f"seed: 0\ndata: {{path: {ROOT / 'datasets' / 'articles.csv'}, target: topics, label_separator: '|',"
+        " weight: panel_weight, id: article_id}\nmodel: {hidden: [8]}\n"
+        "train: {epochs: 3, optimizer: sgd, batch_size: 19, learning_rate: 0.1, momentum: 0.9, dtype: float64}\n"
+    )
+    cfg = write(tmp_path, "c.yaml", text)
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "--json")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "--json")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
+    for r1, r2 in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        for k in ("val_loss", "val_accuracy", "val_hamming_loss", "val_macro_f1"):
+            assert float(r2[k]) == pytest.approx(float(r1[k]), rel=1e-12, abs=0), k
+    t1, t2 = json.loads(one.stdout)["test"], json.loads(two.stdout)["test"]
+    for a, b in zip(t1["per_label"], t2["per_label"]):
+        assert a["label"] == b["label"]
+        for k in ("precision", "recall", "f1", "support"):
+            assert b[k] == pytest.approx(a[k], rel=1e-12), (a["label"], k)

@@ -99,6 +99,15 @@ def test_label_sets_train_predict_and_evaluate(tmp_path):
     assert r.test["per_label"][0]["label"] == "news" and "hamming_loss" in r.test
     model = load_model(tmp_path / "run" / "model.npz")
     assert model.multilabel and model.classes == LABELS and model.label_separator == "|"
+    # the epoch table and history.csv: subset accuracy, Hamming losses and the validation macro F1
+    data = prepare(cfg)
+    val = compute_metrics(model.net, *data.val, classes=LABELS)
+    last = r.history[-1]
+    assert last["val_accuracy"] == pytest.approx(val["subset_accuracy"], rel=1e-12)
+    assert last["val_hamming_loss"] == pytest.approx(val["hamming_loss"], rel=1e-12)
+    assert last["val_macro_f1"] == pytest.approx(val["macro_f1"], rel=1e-12)
+    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"train_hamming_loss", "val_hamming_loss", "val_macro_f1", "val_accuracy"} <= set(header)
     assert model.config["model"]["loss"] == "binary_cross_entropy"  # the saved config names the loss used
 
     p = _run("predict", str(tmp_path / "run" / "model.npz"), str(csv))

@@ -315,3 +315,30 @@ def test_old_models_and_configs_without_a_weight_are_unchanged(tmp_path):
     assert model.weight_name is None
     assert "weight" not in _evaluate(tmp_path / "u" / "model.npz", path)
     assert r.test["per_class"][0]["support"] == int(r.test["per_class"][0]["support"])
+
+
+def test_an_npy_folder_takes_its_weights_from_name_npy(tmp_path):
+    from mlpbp.data.lazy import read_lazy
+
+    rng = np.random.default_rng(6)
+    X, y, w = _table(rng, n=50, task="regression")
+    folder = tmp_path / "npy"
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    np.save(folder / "w.npy", w.astype(float))
+    ds = read_lazy(folder, weight="w")
+    np.testing.assert_array_equal(ds.weight, w)
+    assert ds.X.shape == (50, 3)
+    cfg = _config(folder, "lbfgs", True, "regression")
+    del cfg["data"]["numeric"], cfg["data"]["target"]
+    data = prepare(config_from_dict(cfg))
+    np.testing.assert_array_equal(data.weights("train"), w[data.train[0].index])
+    bad = w.astype(float)
+    bad[4] = np.nan
+    np.save(folder / "w.npy", bad)
+    assert "w.npy: row 4, column 'w': weight nan is missing" in one_line_error(read_lazy, folder, weight="w")
+    np.save(folder / "w.npy", w[:10])
+    assert "10 weights for the 50 rows of X.npy" in one_line_error(read_lazy, folder, weight="w")
+    (folder / "w.npy").unlink()
+    assert "no w.npy beside X.npy" in one_line_error(read_lazy, folder, weight="w")

@@ -33,6 +33,8 @@ EPOCH_COLUMNS = (
     ("val_loss", "val loss"),
     ("train_accuracy", "train acc"),
     ("val_accuracy", "val acc"),
+    ("val_hamming_loss", "val hamming"),  # multi-label runs only
+    ("val_macro_f1", "val F1"),
     ("learning_rate", "lr"),
     ("gradients", "grads"),  # full-data gradient passes so far
     ("products", "products"),  # full-data curvature products so far
@@ -41,12 +43,21 @@ EPOCH_COLUMNS = (
     ("seconds", "seconds"),
     ("comm_seconds", "comm s"),  # of the seconds, those the MPI ranks spent exchanging (ranks > 1)
 )
-DROP_ORDER = ("comm_seconds", "products", "seconds", "gradients", "learning_rate", "train_accuracy", "val_loss")
+DROP_ORDER = (
+    "comm_seconds",
+    "val_macro_f1",
+    "products",
+    "seconds",
+    "gradients",
+    "learning_rate",
+    "train_accuracy",
+    "val_loss",
+)
 CELL = 8  # the widest value a cell shows: "1.23e-05"
 
 
 def epoch_table_layout(
-    task: str, epochs: int, width: int, ranks: int = 1, sharpness: bool = False
+    task: str, epochs: int, width: int, ranks: int = 1, sharpness: bool = False, multilabel: bool = False
 ) -> list[tuple[str, str, int]]:
     """(key, header, cell width) of the columns that fit ``width`` without wrapping: every
     column at a roomy width when there is space, then narrower, then fewer columns."""
@@ -56,6 +67,7 @@ def epoch_table_layout(
         if (task == "classification" or "accuracy" not in k)
         and (ranks > 1 or k != "comm_seconds")
         and (sharpness or k not in ("sharpness", "stability_limit"))
+        and (multilabel or k not in ("val_hamming_loss", "val_macro_f1"))
     ]
     headers = dict(EPOCH_COLUMNS)
     epoch_w = max(len("epoch"), len(str(epochs)) + 1)  # +1: the best-epoch mark
@@ -73,12 +85,19 @@ class RichTrainHooks(TrainHooks):
     every k-th epoch, and always the first, the best and the last."""
 
     def __init__(
-        self, console: Console, task: str, epochs: int, ranks: int = 1, table: bool = True, sharpness: bool = False
+        self,
+        console: Console,
+        task: str,
+        epochs: int,
+        ranks: int = 1,
+        table: bool = True,
+        sharpness: bool = False,
+        multilabel: bool = False,
     ) -> None:
         self.console, self.task, self.table = console, task, table
         self.every = max(1, -(-epochs // MAX_ROWS))
         self.epochs = epochs
-        self.layout = epoch_table_layout(task, epochs, console.width, ranks, sharpness)
+        self.layout = epoch_table_layout(task, epochs, console.width, ranks, sharpness, multilabel)
         self.records: dict[int, dict] = {}
         self.shown: set[int] = set()
         self.bars = Progress(

@@ -117,14 +117,19 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
     buffers of a curvature product over a batch (the R-operator keeps about three times a
     training step's), and the largest set of flat vectors one of its parts keeps: ARPACK's
-    basis and work vectors for the eigenvalues (``krylov_vectors``; n² for the dense matrix of
-    a small model), Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
+    basis and work vectors for the largest eigenvalues (``krylov_vectors``), the smallest
+    end's Lanczos vectors and Ritz vectors (n² for the dense matrix of a small model),
+    Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
     n = n_params(widths)
     batch = min(opts.batch_size, max(rows, 1))
     vectors = [0]
     if opts.top_k or opts.bottom_k:
-        k = max(opts.top_k, opts.bottom_k)
-        vectors.append(n + 1 if n <= 3 * krylov_vectors(k) else krylov_vectors(k) + 3 + opts.top_k + opts.bottom_k)
+        k, top, bottom = max(opts.top_k, opts.bottom_k), opts.top_k, opts.bottom_k
+        if n <= 3 * krylov_vectors(k):
+            vectors.append(n + 1)
+        else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
+            vectors.append(krylov_vectors(top) + 3 + top if top else 0)
+            vectors.append(6 + 3 * bottom + top if bottom else 0)
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
     if opts.density:
@@ -198,7 +203,14 @@ def analyse(
     if opts.top_k or opts.bottom_k:
         say("extreme eigenvalues (Lanczos)")
         ext = extreme_eigenvalues(
-            op.matvec, n, opts.top_k, opts.bottom_k, tol=opts.tol, max_steps=opts.max_steps, seed=opts.seed
+            op.matvec,
+            n,
+            opts.top_k,
+            opts.bottom_k,
+            tol=opts.tol,
+            max_steps=opts.max_steps,
+            seed=opts.seed,
+            psd=opts.curvature == "gauss_newton",  # Jᵀ H_L J with a loss convex in the output
         )
         if opts.top_k:
             result.top_eigenvalues = ext.top

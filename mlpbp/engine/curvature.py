@@ -113,9 +113,16 @@ class Curvature(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, np.float64).reshape(-1)
         product = self.net.flat_hvp if self.kind == "hessian" else self.net.flat_gnvp
-        out = np.zeros(self.net.n_params)
+        out = None
         for b in self.batches:
-            out += self._share(b) * product(self.X[b], self.y[b], v)
+            # each batch's product is a new vector: scaled in place, and the first one is the
+            # sum (no zeros and no scaled copy beside it: 2 vectors of n fewer at the peak)
+            part = np.asarray(product(self.X[b], self.y[b], v), np.float64)
+            part *= self._share(b)
+            if out is None:
+                out = part
+            else:
+                out += part
         self._summed(out)
         self.work.products += 1
         if self.weight_decay:
@@ -192,9 +199,19 @@ class Extremes:
 
 
 def krylov_vectors(k: int) -> int:
-    """The Lanczos vectors ``extreme_eigenvalues`` keeps for ``k`` eigenvalues at one end
-    (ARPACK's ncv; SciPy's default): its memory is this many float64 vectors of n."""
-    return max(2 * k + 1, 20)
+    """The Lanczos vectors ``extreme_eigenvalues`` keeps for the ``k`` largest eigenvalues
+    (ARPACK's ncv): its memory is this many float64 vectors of n. SciPy's default is
+    max(2k + 1, 20); 10 halves the basis of a 4M-parameter network (635 to 318 MB) for about
+    the same products: 13-41 against 21-38 for the top two of four networks' Hessians and
+    Gauss-Newton matrices (benchmarks/README.md, "mlpbp hessian memory")."""
+    return max(2 * k + 1, 10)
+
+
+def dense_limit(k: int) -> int:
+    """The largest operator ``extreme_eigenvalues`` forms and diagonalises densely for ``k``
+    eigenvalues at an end: n products, about what two or three ARPACK cycles of SciPy's
+    default 20 vectors cost."""
+    return 3 * max(2 * k + 1, 20)
 
 
 def extreme_eigenvalues(
@@ -228,7 +245,7 @@ def extreme_eigenvalues(
     pass repeats its steps); what has not converged within it is left out, and ``shortfall``
     says so.
 
-    An operator of at most 3·``krylov_vectors`` dimensions is formed from n products and
+    An operator of at most ``dense_limit`` dimensions is formed from n products and
     diagonalised densely: exact, for about the products of two or three ARPACK cycles."""
     if top_k + bottom_k < 1:
         raise ValueError("ask for at least one eigenvalue")
@@ -241,7 +258,7 @@ def extreme_eigenvalues(
         products += 1
         return np.asarray(matvec(v), np.float64).reshape(-1)
 
-    if n <= 3 * krylov_vectors(max(top_k, bottom_k)):  # about what two or three ARPACK cycles cost
+    if n <= dense_limit(max(top_k, bottom_k)):
         theta, vectors = np.linalg.eigh(np.column_stack([counted(e) for e in np.eye(n)]))
         top = (theta[::-1][:top_k], vectors[:, ::-1][:, :top_k])
         bottom = (theta[:bottom_k], vectors[:, :bottom_k])

@@ -16,6 +16,7 @@ import numpy as np
 from mlpbp.engine.curvature import (
     CURVATURES,
     Curvature,
+    dense_limit,
     extreme_eigenvalues,
     hutchinson,
     krylov_vectors,
@@ -125,7 +126,7 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     vectors = [0]
     if opts.top_k or opts.bottom_k:
         k, top, bottom = max(opts.top_k, opts.bottom_k), opts.top_k, opts.bottom_k
-        if n <= 3 * krylov_vectors(k):
+        if n <= dense_limit(k):
             vectors.append(n + 1)
         else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
             vectors.append(krylov_vectors(top) + 3 + top if top else 0)
@@ -180,6 +181,7 @@ def analyse(
         argument="max_steps",
     )
     net = float64_copy(model.net)
+    del model  # the float32 network (its parameters and gradient buffers) is not needed again
     net.require_curvature()
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:

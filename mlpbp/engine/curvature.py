@@ -202,8 +202,8 @@ def krylov_vectors(k: int) -> int:
     """The Lanczos vectors ``extreme_eigenvalues`` keeps for the ``k`` largest eigenvalues
     (ARPACK's ncv): its memory is this many float64 vectors of n. SciPy's default is
     max(2k + 1, 20); 10 halves the basis of a 4M-parameter network (635 to 318 MB) for about
-    the same products: 13-41 against 21-38 for the top two of four networks' Hessians and
-    Gauss-Newton matrices (benchmarks/README.md, "mlpbp hessian memory")."""
+    the same products: 18-41 against 21-38 for the top two of four networks' Hessians and
+    Gauss-Newton matrices (benchmarks/README.md, "`mlpbp hessian` memory, after the cuts")."""
     return max(2 * k + 1, 10)
 
 

@@ -323,7 +323,7 @@ def _bottom(matvec, n: int, k: int, tol: float, steps: int, v0: np.ndarray, scal
         size = max(scale, float(np.abs(alpha).max()), 1e-300)
         invariant = b <= 1e-12 * size  # the Krylov space is invariant: T's values are exact
         last = invariant or j + 1 == min(steps, n)
-        if last or (j + 1) % 5 == 0 and j + 1 > k:
+        if last or (j + 1) % max(5, (j + 1) // 20) == 0 and j + 1 > k:  # about 20 checks per doubling
             (theta, S), done = _good_ritz(np.array(alpha), np.array(beta), b, k, tol * size, psd, invariant)
             if done or last:
                 break
@@ -359,11 +359,17 @@ def _good_ritz(
     (for ``psd``: and that is above bound / 2 itself), with their eigenvectors of T (columns),
     and whether all ``k`` are there."""
     m = alpha.size
-    theta, S = (alpha.copy(), np.ones((1, 1))) if m == 1 else eigh_tridiagonal(alpha, beta)
+    # every value (O(m²)), the vectors of only the smallest few (copies and ghosts among them)
+    r = min(m, 3 * k + 20)
+    if m == 1:
+        theta, S = alpha.copy(), np.ones((1, 1))
+    else:
+        theta = eigh_tridiagonal(alpha, beta, eigvals_only=True)
+        S = eigh_tridiagonal(alpha, beta, select="i", select_range=(0, r - 1))[1]
     gap = 1e-10 * max(float(np.abs(theta).max()), 1e-300)
     hat = eigh_tridiagonal(alpha[1:], beta[1:], eigvals_only=True) if m > 2 else alpha[1:]
     keep = []
-    for i in range(m):
+    for i in range(r):
         if keep and theta[i] - theta[keep[-1]] <= gap:  # a copy of the last one kept: counts once
             continue
         copies = i + 1 < m and theta[i + 1] - theta[i] <= gap

@@ -130,7 +130,7 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
             vectors.append(n + 1)
         else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
             vectors.append(krylov_vectors(top) + 3 + top if top else 0)
-            vectors.append(6 + 3 * bottom + top if bottom else 0)
+            vectors.append(6 + 6 * bottom + 2 * top if bottom else 0)  # Rayleigh-Ritz: about 6 per value
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
     if opts.density:

@@ -23,8 +23,14 @@ def _under_address_space_limit() -> None:
 
 def run() -> None:
     """Load the CLI, then run it: Ctrl-C while Typer, Rich and the commands load (before the
-    CLI's own handling is there) is one line and exit 130, as at any later moment."""
+    CLI's own handling is there) is one line and exit 130, as at any later moment. A bare
+    ``--version`` is answered before any of them loads."""
     try:
+        if sys.argv[1:] == ["--version"]:  # the one answer that needs neither Typer nor the commands
+            import mlpbp
+
+            sys.stdout.write(f"mlpbp {mlpbp.__version__}\n")  # as the CLI's own --version prints it
+            return
         _under_address_space_limit()
         from mlpbp.cli import main
     except KeyboardInterrupt:

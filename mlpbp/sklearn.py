@@ -97,8 +97,6 @@ def _engine_rows(X, dtype):
     return np.asarray(X, dtype=dtype)
 
 
-
-
 class _MLPEstimator(BaseEstimator):
     """What the classifier and the regressor share: the network, the solvers, stopping."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from mlpbp.cli.app import command, echo_json, err, out
 
@@ -44,6 +43,8 @@ def bench(
     """The cheap-gradient theorem, measured: time the loss J, J with its gradient, and a
     Hessian-vector product at each depth. The gradient should cost about 3x the loss, at
     every depth."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from mlpbp.cli.render.bench import bench_report
     from mlpbp.tools import bench as bench_api
 

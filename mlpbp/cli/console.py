@@ -1,6 +1,7 @@
 """The two consoles every command prints to, and the few pieces of presentation they share.
 
-Imports Rich only: every command module and ``--help`` load it, so it stays light."""
+Imports Rich's console only: every command module and ``--help`` load it, so it stays light
+(progress bars load rich.progress when a command makes one)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import time
 
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 PIPE_WIDTH = 10_000  # "never wrap": wider than any line we print
 # Said of the rows a model trained with drop_rows has no prediction for, or does not score.
@@ -50,6 +50,8 @@ class LoadProgress:
     DELAY_S = 0.5
 
     def __init__(self, console: Console, path) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # not at --help
+
         self.console, self.path = console, path
         self.bar = Progress(
             TextColumn(f"reading {escape(str(path))}"),

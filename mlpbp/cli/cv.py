@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out, sigint_requests_stop
 from mlpbp.cli.console import fmt, note
@@ -25,6 +24,8 @@ def cv(
     """Cross-validate a config: K training runs, each with one fold as its test rows (stratified by
     class for classification; whole ids together when data.id is set), preprocessing fitted on
     each run's training rows; every test metric's mean ± standard deviation and a table per fold."""
+    from rich.table import Table
+
     from mlpbp.run.config import load_config
     from mlpbp.run.distributed import launched_ranks
     from mlpbp.tools import cv as cv_api

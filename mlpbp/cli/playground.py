@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import webbrowser
-
 import typer
 
 from mlpbp.cli.app import command, err, fail
@@ -40,6 +36,10 @@ def playground(
 
     if not 0 <= port <= 65535:
         fail(f"--port {port} is outside 0 .. 65535")
+    import socket  # here, not at the top: every `mlpbp --help` loads this module
+    import threading
+    import webbrowser
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -12,11 +12,7 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Group
-from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out
 from mlpbp.cli.console import fmt
@@ -37,6 +33,10 @@ class TuneView:  # the hooks of mlpbp.tools.tune.TuneHooks (not subclassed: --he
     against the trials or the timeout; one line per finished trial when not on a terminal."""
 
     def __init__(self, console, trials: int | None, timeout: float | None, quiet: bool) -> None:
+        # Rich's live display and progress bar, here: `mlpbp --help` loads this module
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.console, self.trials, self.timeout, self.quiet = console, trials, timeout, quiet
         self.rows: dict[int, dict] = {}
         self.keys: list[str] = []
@@ -103,6 +103,9 @@ class TuneView:  # the hooks of mlpbp.tools.tune.TuneHooks (not subclassed: --he
             )
 
     def __rich__(self):
+        from rich.console import Group
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False)
         for h in ("trial", *(k.rsplit(".", 1)[-1] for k in self.keys), "value", "state", "best so far"):
             table.add_column(h, justify="right" if h in ("trial", "value", "best so far") else "left")

@@ -128,9 +128,18 @@ class Curvature(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, np.float64).reshape(-1)
         product = self.net.flat_hvp if self.kind == "hessian" else self.net.flat_gnvp
-        out = np.zeros(self.net.n_params)
+        out = None
         for b in self.batches:
-            out += self._share(b) * product(self.X[b], self.y[b], v, self._weight(b))
+            # each batch's product is a new vector: scaled in place, and the first one is the
+            # sum (no zeros and no scaled copy beside it: 2 vectors of n fewer at the peak)
+            part = np.asarray(product(self.X[b], self.y[b], v, self._weight(b)), np.float64)
+            part *= self._share(b)
+            if out is None:
+                out = part
+            else:
+                out += part
+        if out is None:  # no rows here (an MPI rank's share can be empty): the sum still takes part
+            out = np.zeros(self.net.n_params)
         self._summed(out)
         self.work.products += 1
         if self.weight_decay:
@@ -207,9 +216,19 @@ class Extremes:
 
 
 def krylov_vectors(k: int) -> int:
-    """The Lanczos vectors ``extreme_eigenvalues`` keeps for ``k`` eigenvalues at one end
-    (ARPACK's ncv; SciPy's default): its memory is this many float64 vectors of n."""
-    return max(2 * k + 1, 20)
+    """The Lanczos vectors ``extreme_eigenvalues`` keeps for the ``k`` largest eigenvalues
+    (ARPACK's ncv): its memory is this many float64 vectors of n. SciPy's default is
+    max(2k + 1, 20); 10 halves the basis of a 4M-parameter network (635 to 318 MB) for about
+    the same products: 18-41 against 21-38 for the top two of four networks' Hessians and
+    Gauss-Newton matrices (benchmarks/README.md, "`mlpbp hessian` memory, after the cuts")."""
+    return max(2 * k + 1, 10)
+
+
+def dense_limit(k: int) -> int:
+    """The largest operator ``extreme_eigenvalues`` forms and diagonalises densely for ``k``
+    eigenvalues at an end: n products, about what two or three ARPACK cycles of SciPy's
+    default 20 vectors cost."""
+    return 3 * max(2 * k + 1, 20)
 
 
 def extreme_eigenvalues(
@@ -220,16 +239,30 @@ def extreme_eigenvalues(
     tol: float = 1e-6,
     max_steps: int = 300,
     seed: int = 0,
+    psd: bool = False,
 ) -> Extremes:
-    """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of a symmetric n×n operator,
-    by implicitly restarted Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``), one run per
-    end, each keeping ``krylov_vectors(k)`` vectors whatever the number of steps. ARPACK stops
-    when each Ritz value's residual is at most ``tol`` times its size; the residuals reported
-    are then measured, ‖Ax − θx‖ relative to the largest |θ| found (about ‖A‖), one product per
-    eigenvalue. ``max_steps`` bounds the products (about: ARPACK restarts whole cycles); what
-    has not converged within it is left out, and ``shortfall`` says so.
+    """The ``top_k`` largest and ``bottom_k`` smallest eigenvalues of a symmetric n×n operator
+    (``psd``: one known to be positive semi-definite, as a Gauss-Newton matrix is).
 
-    An operator of at most 3·``krylov_vectors`` dimensions is formed from n products and
+    The largest by implicitly restarted Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``),
+    keeping ``krylov_vectors(k)`` vectors whatever the number of steps; ARPACK stops when each
+    Ritz value's residual is at most ``tol`` times its size. The smallest by ``_bottom``: Lanczos
+    that is never restarted and keeps no basis (a handful of vectors), then a second pass for
+    the Ritz vectors. A restart throws away what a Krylov space knew about a cluster, and the
+    smallest end of a Gauss-Newton matrix is one: a large null space (eigenvalue 0) with many
+    eigenvalues just above it. On one with 800 of 1,573 eigenvalues nonzero, from 1.3e-6 up to
+    1.09, ARPACK (20 vectors) had not converged on the smallest after 3,000 products, on σI − G
+    as well (the Krylov space is the same); Lanczos met the same test in 153 steps.
+
+    The residuals reported are measured, ‖Ax − θx‖ relative to the largest |θ| found (about
+    ‖A‖), one product per eigenvalue: each bounds the distance from θ to an eigenvalue. For the
+    smallest values of a ``psd`` operator the bound is θ itself where that is smaller: θ is a
+    Rayleigh-Ritz value, so the eigenvalue it stands for lies in [0, θ]. ``max_steps`` bounds
+    the products of each end (about: ARPACK restarts whole cycles, and the smallest end's second
+    pass repeats its steps); what has not converged within it is left out, and ``shortfall``
+    says so.
+
+    An operator of at most ``dense_limit`` dimensions is formed from n products and
     diagonalised densely: exact, for about the products of two or three ARPACK cycles."""
     if top_k + bottom_k < 1:
         raise ValueError("ask for at least one eigenvalue")
@@ -242,7 +275,7 @@ def extreme_eigenvalues(
         products += 1
         return np.asarray(matvec(v), np.float64).reshape(-1)
 
-    if n <= 3 * krylov_vectors(max(top_k, bottom_k)):  # about what two or three ARPACK cycles cost
+    if n <= dense_limit(max(top_k, bottom_k)):
         theta, vectors = np.linalg.eigh(np.column_stack([counted(e) for e in np.eye(n)]))
         top = (theta[::-1][:top_k], vectors[:, ::-1][:, :top_k])
         bottom = (theta[:bottom_k], vectors[:, :bottom_k])
@@ -250,22 +283,17 @@ def extreme_eigenvalues(
         op = LinearOperator((n, n), matvec=counted, dtype=np.float64)
         v0 = np.random.default_rng(seed).standard_normal(n)
         top = _arpack(op, top_k, "LA", tol, max_steps, v0)
-        if bottom_k:
-            # ARPACK's test is relative to each Ritz value, which a smallest eigenvalue near 0
-            # (a Gauss-Newton matrix's null space) never meets: look for the smallest of
-            # A − 2cI instead (c ≈ ‖A‖), whose are all ≤ −c, with the same vectors and residuals.
-            c = np.abs(top[0][np.isfinite(top[0])]) if top_k else _arpack(op, 1, "LM", 1e-2, max_steps, v0)[0]
-            c = float(c.max()) if c.size and np.isfinite(c).any() else 1.0
-            shifted = LinearOperator((n, n), matvec=lambda v: counted(v) - 2 * c * v, dtype=np.float64)
-            theta, X = _arpack(shifted, bottom_k, "SA", tol / 3, max_steps, v0)
-            bottom = (theta + 2 * c, X)
-        else:
-            bottom = _arpack(op, 0, "SA", tol, max_steps, v0)
+        known = float(np.abs(top[0][np.isfinite(top[0])]).max(initial=0.0))
+        bottom = _bottom(counted, n, bottom_k, tol, max_steps, v0, known, psd)
     values = np.concatenate([top[0], bottom[0]])
-    vectors = np.column_stack([top[1], bottom[1]])
     found = np.isfinite(values)
     scale = max(float(np.abs(values[found]).max()) if found.any() else 0.0, 1e-300)
-    residuals = [float(np.linalg.norm(counted(x) - t * x) / scale) for t, x in zip(values[found], vectors.T[found])]
+    errors = [float(np.linalg.norm(counted(x) - t * x)) for t, x in zip(top[0], top[1].T) if np.isfinite(t)]
+    if len(bottom) == 3:  # measured by _bottom
+        errors += [float(e) for t, e in zip(bottom[0], bottom[2]) if np.isfinite(t)]
+    else:
+        errors += [float(np.linalg.norm(counted(x) - t * x)) for t, x in zip(bottom[0], bottom[1].T) if np.isfinite(t)]
+    residuals = [e / scale for e in errors]
     missing = int((~found).sum())
     return Extremes(
         top=[float(t) for t in top[0] if np.isfinite(t)],
@@ -276,6 +304,102 @@ def extreme_eigenvalues(
         if missing
         else None,
     )
+
+
+def _bottom(matvec, n: int, k: int, tol: float, steps: int, v0: np.ndarray, scale: float = 0.0, psd: bool = False):
+    """The ``k`` smallest eigenpairs of a symmetric operator, and a bound on each one's error,
+    by plain three-term Lanczos from ``v0``, never restarted and keeping no basis: at most
+    ``steps`` steps, stopped once each of the ``k`` smallest Ritz values has a residual bound
+    βₘ·|sₘ| of at most ``tol`` times the operator's size (the largest |Ritz value|, or
+    ``scale`` when larger), as the Lanczos this replaced did with a basis of ``steps`` vectors;
+    for a ``psd`` operator also once each is itself below half that (its eigenvalue is then
+    between 0 and it). Then the same recurrence again, from the same coefficients, sums each
+    Ritz vector x = Σⱼ sⱼ qⱼ, and a Rayleigh-Ritz step over those vectors (k products) gives
+    the values, their vectors and their measured residuals: 2·steps + k products at most, and
+    a handful of vectors of n however many steps.
+
+    Without reorthogonalisation, converged Ritz values come back as copies ("ghosts"); a value
+    of T that is also one of T with its first row and column deleted, and has no copy in T, is
+    such a spurious one (Cullum & Willoughby) and is left out, and copies count once. So a
+    multiple eigenvalue is found once: with a null space, the smallest is 0 and the next one
+    found is the next distinct value. NaN (a zero vector, an infinite error) for those that did
+    not converge."""
+    out, vectors, errors = np.full(k, np.nan), np.zeros((n, k)), np.full(k, np.inf)
+    if k == 0:
+        return out, vectors, errors
+    alpha, beta = [], []
+    q_prev, q = np.zeros(n), v0 / np.linalg.norm(v0)
+    b_prev = 0.0
+    for j in range(min(steps, n)):
+        w = matvec(q)
+        a = float(q @ w)
+        w -= a * q
+        w -= b_prev * q_prev
+        b = float(np.linalg.norm(w))
+        alpha.append(a)
+        size = max(scale, float(np.abs(alpha).max()), 1e-300)
+        invariant = b <= 1e-12 * size  # the Krylov space is invariant: T's values are exact
+        last = invariant or j + 1 == min(steps, n)
+        if last or (j + 1) % max(5, (j + 1) // 20) == 0 and j + 1 > k:  # about 20 checks per doubling
+            (theta, S), done = _good_ritz(np.array(alpha), np.array(beta), b, k, tol * size, psd, invariant)
+            if done or last:
+                break
+        beta.append(b)
+        q_prev, q, b_prev = q, w / b, b
+    if not theta.size:
+        return out, vectors, errors
+    X = np.zeros((n, theta.size))  # the second pass: the same qⱼ, from the same α and β
+    q_prev, q = np.zeros(n), v0 / np.linalg.norm(v0)
+    for j in range(len(alpha)):
+        X += np.outer(q, S[j])
+        if j + 1 < len(alpha):
+            w = matvec(q) - alpha[j] * q - (beta[j - 1] * q_prev if j else 0.0)
+            q_prev, q = q, w / beta[j]
+    # Rayleigh-Ritz over span(X) (X need not be orthonormal: the qⱼ lost orthogonality)
+    X, _ = np.linalg.qr(X)
+    AX = np.column_stack([matvec(x) for x in X.T])
+    mu, C = np.linalg.eigh((X.T @ AX + AX.T @ X) / 2)
+    X, AX = X @ C, AX @ C
+    err = np.linalg.norm(AX - X * mu, axis=0)
+    if psd:  # 0 ≤ λᵢ ≤ μᵢ (Courant-Fischer over span(X)): μᵢ bounds the error too
+        err = np.minimum(err, np.maximum(mu, 0.0))
+    m = mu.size
+    out[:m], vectors[:, :m], errors[:m] = mu, X, err
+    return out, vectors, errors
+
+
+def _good_ritz(
+    alpha: np.ndarray, beta: np.ndarray, b: float, k: int, bound: float, psd: bool = False, exact: bool = False
+):
+    """The smallest distinct, non-spurious Ritz values of the tridiagonal T (``alpha``,
+    ``beta``), up to ``k`` and up to the first whose residual bound b·|sₘ| exceeds ``bound``
+    (for ``psd``: and that is above bound / 2 itself), with their eigenvectors of T (columns),
+    and whether all ``k`` are there."""
+    m = alpha.size
+    # every value (O(m²)), the vectors of only the smallest few (copies and ghosts among them)
+    r = min(m, 3 * k + 20)
+    if m == 1:
+        theta, S = alpha.copy(), np.ones((1, 1))
+    else:
+        theta = eigh_tridiagonal(alpha, beta, eigvals_only=True)
+        S = eigh_tridiagonal(alpha, beta, select="i", select_range=(0, r - 1))[1]
+    gap = 1e-10 * max(float(np.abs(theta).max()), 1e-300)
+    hat = eigh_tridiagonal(alpha[1:], beta[1:], eigvals_only=True) if m > 2 else alpha[1:]
+    keep = []
+    for i in range(r):
+        if keep and theta[i] - theta[keep[-1]] <= gap:  # a copy of the last one kept: counts once
+            continue
+        copies = i + 1 < m and theta[i + 1] - theta[i] <= gap
+        if not copies and hat.size and np.abs(hat - theta[i]).min() <= gap:
+            continue  # spurious: a value of T-hat too, with no copy in T
+        ok = exact or abs(b * S[-1, i]) <= bound or psd and theta[i] <= bound / 2
+        if not ok:
+            break  # the smallest first: a later one is no answer before this one is
+        keep.append(i)
+        if len(keep) == k:
+            break
+    keep = np.array(keep, int)
+    return (theta[keep], S[:, keep]), keep.size == k
 
 
 def _arpack(op: LinearOperator, k: int, which: str, tol: float, max_steps: int, v0: np.ndarray):

@@ -156,6 +156,12 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         else:
             nodes.append(helper.make_node("Identity", [h], ["prediction"]))
         outputs.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["N", net.widths[-1]]))
+    inner = {o for node in nodes for o in node.output} | {t.name for t in inits}
+    clash = [i.name for i in inputs if i.name in inner]
+    if clash:  # an input and a value inside the graph may not share a name
+        raise MlpbpError(
+            f"cannot export: column {clash[0]!r} has the name of a value inside the ONNX graph; rename the column"
+        )
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     strings = any(c.kind == "categorical" for c in model.x_scaler.columns)
     proto = helper.make_model(

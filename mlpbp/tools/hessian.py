@@ -16,6 +16,7 @@ import numpy as np
 from mlpbp.engine.curvature import (
     CURVATURES,
     Curvature,
+    dense_limit,
     extreme_eigenvalues,
     hutchinson,
     krylov_vectors,
@@ -118,14 +119,19 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
     buffers of a curvature product over a batch (the R-operator keeps about three times a
     training step's), and the largest set of flat vectors one of its parts keeps: ARPACK's
-    basis and work vectors for the eigenvalues (``krylov_vectors``; n² for the dense matrix of
-    a small model), Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
+    basis and work vectors for the largest eigenvalues (``krylov_vectors``), the smallest
+    end's Lanczos vectors and Ritz vectors (n² for the dense matrix of a small model),
+    Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
     n = n_params(widths)
     batch = min(opts.batch_size, max(rows, 1))
     vectors = [0]
     if opts.top_k or opts.bottom_k:
-        k = max(opts.top_k, opts.bottom_k)
-        vectors.append(n + 1 if n <= 3 * krylov_vectors(k) else krylov_vectors(k) + 3 + opts.top_k + opts.bottom_k)
+        k, top, bottom = max(opts.top_k, opts.bottom_k), opts.top_k, opts.bottom_k
+        if n <= dense_limit(k):
+            vectors.append(n + 1)
+        else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
+            vectors.append(krylov_vectors(top) + 3 + top if top else 0)
+            vectors.append(6 + 6 * bottom + 2 * top if bottom else 0)  # Rayleigh-Ritz: about 6 per value
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)
     if opts.density:
@@ -178,7 +184,8 @@ def analyse(
         f"the {opts.curvature} analysis of {model_path} ({model.net.n_params:,} parameters)",
         argument="max_steps",
     )
-    net = float64_copy(model.net)
+    net, weight_name = float64_copy(model.net), model.weight_name
+    del model  # the float32 network (its parameters and gradient buffers) is not needed again
     net.require_curvature()
     n = net.n_params
     if max(opts.top_k, opts.bottom_k) > n:
@@ -200,7 +207,7 @@ def analyse(
     )
     result = HessianResult(n, int(X.shape[0]), opts.curvature)
     if w is not None:
-        result.weight = model.weight_name
+        result.weight = weight_name
     if net.loss_fn.curvature_free:  # absolute, quantile: piecewise linear in the output
         result.note = (
             f"the {net.loss_name} loss is piecewise linear in the network's output: its Hessian there is zero "
@@ -212,7 +219,14 @@ def analyse(
     if opts.top_k or opts.bottom_k:
         say("extreme eigenvalues (Lanczos)")
         ext = extreme_eigenvalues(
-            op.matvec, n, opts.top_k, opts.bottom_k, tol=opts.tol, max_steps=opts.max_steps, seed=opts.seed
+            op.matvec,
+            n,
+            opts.top_k,
+            opts.bottom_k,
+            tol=opts.tol,
+            max_steps=opts.max_steps,
+            seed=opts.seed,
+            psd=opts.curvature == "gauss_newton",  # Jᵀ H_L J with a loss convex in the output
         )
         if opts.top_k:
             result.top_eigenvalues = ext.top

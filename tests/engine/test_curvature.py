@@ -106,6 +106,32 @@ def test_lanczos_extremes_equal_the_dense_matrix_eigenvalues(activation, loss, k
     assert max(found.residuals) <= 1e-9 and found.steps < op.shape[0]
 
 
+@pytest.mark.parametrize(
+    ("widths", "rows", "activation", "loss"),
+    [
+        ((6, 16, 16, 4), 60, "tanh", "cross_entropy"),  # 452 parameters, rank ≤ 180
+        ((6, 16, 16, 4), 60, "relu", "square"),  # 452 parameters, rank ≤ 240
+        ((5, 24, 3), 40, "tanh", "cross_entropy"),  # 219 parameters, rank ≤ 80
+    ],
+)
+def test_the_smallest_gauss_newton_eigenvalue_of_a_null_space_is_found(widths, rows, activation, loss):
+    """Issue 18: G = Jᵀ H_L J has rank at most rows × outputs, so about half its eigenvalues are
+    0 here, with nonzero ones from 1e-7 to 1e-5 just above them. ARPACK with 20 vectors did not
+    converge on the smallest in 300 products on these (restarts lose the cluster); Lanczos
+    without restarts finds it, and as a Rayleigh-Ritz value of a PSD matrix it bounds it:
+    0 ≤ λ_min ≤ θ."""
+    net, X, y = _problem(activation, loss, widths=widths, rows=rows)
+    op = Curvature(net, X, y, "gauss_newton")
+    eig = np.linalg.eigvalsh(dense(op))
+    assert (eig < 1e-12 * eig[-1]).sum() > 0.4 * op.shape[0]  # a null space, much of the matrix
+    tol = 1e-6
+    found = extreme_eigenvalues(op.matvec, op.shape[0], top_k=1, bottom_k=1, tol=tol, psd=True)
+    assert found.shortfall is None and len(found.bottom) == 1
+    assert eig[0] - 1e-12 <= found.bottom[0] <= eig[0] + tol * eig[-1]
+    np.testing.assert_allclose(found.top, eig[-1:], rtol=1e-6)
+    assert max(found.residuals) <= tol and found.steps < op.shape[0]
+
+
 @pytest.mark.parametrize("kind", ["hessian", "gauss_newton"])
 def test_lanczos_top_eigenvalues_of_a_2000_parameter_network(kind):
     net, X, y = _problem("tanh", "cross_entropy", widths=(20, 42, 20, 10), rows=40, train_steps=30)

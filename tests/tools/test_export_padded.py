@@ -137,3 +137,14 @@ def test_whitespace_is_what_the_reader_strips():
     trimmed = pc.utf8_trim_whitespace(pa.array([chr(c) for c in points])).to_pylist()
     assert [c for c, t in zip(points, trimmed) if t == ""] == list(WHITESPACE)
     assert [c for c in points if chr(c).strip() == ""] == list(WHITESPACE)
+
+
+def test_a_column_named_as_a_value_inside_the_graph_is_one_line(runner, tmp_path):
+    rows = "".join(f"{i % 7},{(3 * i) % 5},{'ab'[i % 2]}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("features,x,y\n" + rows)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 1}}))
+    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["export", str(tmp_path / "run" / "model.npz")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "column 'features' has the name of a value inside the ONNX graph" in res.stderr

@@ -58,6 +58,12 @@ LAYERS = [
         ({"layers": [{"linear": {"width": 8, "bias": 1}}]}, None, "linear option bias must be true or false"),
         ({"layers": [{"linear": 8}, "batch_norm"]}, {"batch_size": 1}, "batch_norm in training needs at least 2 rows"),
         ({"hidden": [8], "dropout": 1.5}, None, "model.dropout"),
+        (  # 84 training rows: the last batch of each epoch would hold one row
+            {"hidden": [8], "norm": "batch"},
+            {"batch_size": 83},
+            "batch_norm in training needs at least 2 rows per batch, and 84 training rows in batches of 83 leave"
+            " one row in the last batch of each epoch",
+        ),
     ],
 )
 def test_bad_layers_are_one_line_exit_2_and_nothing_written(runner, tmp_path, model, train, message):

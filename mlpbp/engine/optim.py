@@ -15,6 +15,7 @@ own settings)``; its settings are keyword arguments named like the ``train:`` co
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -199,11 +200,15 @@ class Adam(Optimizer):
         v *= b2
         np.multiply(g, g, out=denom)
         axpy(1 - b2, denom, v)
+        # m̂/(√v̂ + ε) = c·m/(√v + c·ε)/(1 − β₁ᵗ) with c = √(1 − β₂ᵗ): the bias corrections
+        # fold into ε and the step, a pass fewer than dividing √v by c. math.sqrt: a Python
+        # float, which NumPy casts to the array's dtype (np.sqrt's float64 scalar would run a
+        # float32 array's arithmetic in float64 through a buffered cast, several times slower).
+        c = math.sqrt(1 - b2**t)
         np.sqrt(v, out=denom)
-        denom /= np.sqrt(1 - b2**t)
-        denom += self.eps
+        denom += c * self.eps
         np.divide(m, denom, out=denom)
-        axpy(-lr / (1 - b1**t), denom, p)  # θ −= step·m/denom in one pass, as torch's addcdiv_
+        axpy(-lr * c / (1 - b1**t), denom, p)  # θ −= step·m/denom in one pass, as torch's addcdiv_
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {f"exp_avg.{k}": m for k, m in self.exp_avg.items()}

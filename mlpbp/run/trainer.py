@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
+from mlpbp.engine.norm import BatchNorm
 from mlpbp.engine.optim import Optimizer, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
 from mlpbp.errors import ConfigError, Interrupted, TrainingError
@@ -149,12 +150,29 @@ class Trainer:
         self._saved_at: float | None = None  # when this run last saved a checkpoint
         self.threads: ThreadChoice | None = None
         self.first_order = isinstance(self.opt, Optimizer)
+        self._check_batch_statistics()
         self.sharpness_sample = None
         if cfg.train.sharpness_every is not None:
             if self.data.train[0].shape[0] == 0:
                 raise ConfigError("config error at train.sharpness_every: there are no training rows to measure it on")
             self.sharpness_sample = self._training_sample()
         self.board = None  # the TensorBoard writer, while a run with output.tensorboard is running
+
+    def _check_batch_statistics(self) -> None:
+        """batch_norm in training takes the statistics of at least 2 rows: refuse, before
+        anything is written, a batch size whose epochs end in a batch of one row."""
+        if not any(isinstance(m, BatchNorm) for m in self.net.layers):
+            return
+        n = self.data.train[0].shape[0]
+        b = min(self.cfg.train.batch_size or n, n) if self.first_order else n
+        last = n - b * (math.ceil(n / b) - 1) if n else 0
+        if last == 1:
+            raise ConfigError(
+                "config error at train.batch_size: batch_norm in training needs at least 2 rows per batch, and"
+                f" {n} training row{'s' * (n != 1)} in batches of {b} leave{'s' * (n == 1)} one row in the last"
+                " batch of each epoch; choose another batch size",
+                argument="train.batch_size",
+            )
 
     def _training_sample(self) -> tuple[np.ndarray, np.ndarray]:
         """A fixed seeded sample of train.sharpness_rows training rows (sharpness, gradient histograms)."""

@@ -58,6 +58,12 @@ LAYERS = [
         ({"layers": [{"linear": {"width": 8, "bias": 1}}]}, None, "linear option bias must be true or false"),
         ({"layers": [{"linear": 8}, "batch_norm"]}, {"batch_size": 1}, "batch_norm in training needs at least 2 rows"),
         ({"hidden": [8], "dropout": 1.5}, None, "model.dropout"),
+        (  # 84 training rows: the last batch of each epoch would hold one row
+            {"hidden": [8], "norm": "batch"},
+            {"batch_size": 83},
+            "batch_norm in training needs at least 2 rows per batch, and 84 training rows in batches of 83 leave"
+            " one row in the last batch of each epoch",
+        ),
     ],
 )
 def test_bad_layers_are_one_line_exit_2_and_nothing_written(runner, tmp_path, model, train, message):
@@ -186,3 +192,18 @@ def test_early_stopping_restores_the_best_epochs_running_statistics_too(tmp_path
     _, kept = load_checkpoint(tmp_path / "checkpoint.npz", net.params, trainer.opt.state_dict(), net.buffers)
     for k in net.buffers:
         np.testing.assert_array_equal(kept[f"buffer.{k}"], seen[best][k])
+
+
+def test_a_checkpoint_from_before_best_buffers_still_loads_its_best_weights(tmp_path):
+    from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
+
+    net = Network.from_layers([{"linear": 4}, "batch_norm", "relu"], 2, 2)
+    best = {k: p + 1 for k, p in net.params.items()}  # best weights, no best.buffer.* (as written before)
+    save_checkpoint(tmp_path / "c.npz", TrainState(rng_state=np.random.PCG64(0).state), net.params, {}, best)
+    _, kept = load_checkpoint(tmp_path / "c.npz", net.params, {}, net.buffers)
+    assert set(kept) == set(net.params) and all(np.array_equal(kept[k], best[k]) for k in best)
+    # and one that keeps them gives them back under buffer.{name}
+    best |= {f"buffer.{k}": b + 2 for k, b in net.buffers.items()}
+    save_checkpoint(tmp_path / "d.npz", TrainState(rng_state=np.random.PCG64(0).state), net.params, {}, best)
+    _, kept = load_checkpoint(tmp_path / "d.npz", net.params, {}, net.buffers)
+    assert np.array_equal(kept["buffer.running_var1"], net.buffers["running_var1"] + 2)

@@ -1,6 +1,7 @@
 """``python -m mlpbp`` and the ``mlpbp`` console script."""
 
 import os
+import signal
 import sys
 
 
@@ -21,16 +22,30 @@ def _under_address_space_limit() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
+def _stop_while_loading(signum, frame) -> None:
+    """Ctrl-C or SIGTERM while Python loads the CLI (imports only: nothing written yet): one
+    line and 128 + the signal, at once, whatever module was half-imported."""
+    os.write(2, b"error: terminated\n" if signum == signal.SIGTERM else b"error: interrupted\n")
+    os._exit(128 + signum)
+
+
 def run() -> None:
     """Load the CLI, then run it: Ctrl-C while Typer, Rich and the commands load (before the
     CLI's own handling is there) is one line and exit 130, as at any later moment."""
+    # First of all: from here until main() installs the CLI's handlers, a stop signal ends the
+    # process with its line (Python's own SIGINT handler would raise KeyboardInterrupt wherever
+    # an import happens to be, SIGTERM's default would end it without a word).
+    if hasattr(signal, "SIGTERM"):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _stop_while_loading)
     try:
         _under_address_space_limit()
         from mlpbp.cli import main
-    except KeyboardInterrupt:
+
+        main()
+    except KeyboardInterrupt:  # one that escaped main's own handling (between two of its lines)
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
-    main()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``python -m mlpbp`` and the ``mlpbp`` console script."""
 
+# The C module itself: signal.py would import enum, functools and collections first (10 ms, a
+# window in which Ctrl-C is Python's traceback); this module installs the stop handlers first.
+import _signal
 import os
-import signal
 import sys
 
 
@@ -25,7 +27,7 @@ def _under_address_space_limit() -> None:
 def _stop_while_loading(signum, frame) -> None:
     """Ctrl-C or SIGTERM while Python loads the CLI (imports only: nothing written yet): one
     line and 128 + the signal, at once, whatever module was half-imported."""
-    os.write(2, b"error: terminated\n" if signum == signal.SIGTERM else b"error: interrupted\n")
+    os.write(2, b"error: terminated\n" if signum == _signal.SIGTERM else b"error: interrupted\n")
     os._exit(128 + signum)
 
 
@@ -35,9 +37,9 @@ def run() -> None:
     # First of all: from here until main() installs the CLI's handlers, a stop signal ends the
     # process with its line (Python's own SIGINT handler would raise KeyboardInterrupt wherever
     # an import happens to be, SIGTERM's default would end it without a word).
-    if hasattr(signal, "SIGTERM"):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, _stop_while_loading)
+    if hasattr(_signal, "SIGTERM"):
+        for s in (_signal.SIGINT, _signal.SIGTERM):
+            _signal.signal(s, _stop_while_loading)
     try:
         _under_address_space_limit()
         from mlpbp.cli import main

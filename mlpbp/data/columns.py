@@ -110,8 +110,15 @@ BLOCK_CELLS = 1 << 22
 _EXACT_INT = 2**53  # integers up to this size are exact in float64 (pyarrow's safe cast refuses larger)
 
 
+_PLAIN_IDS = frozenset(
+    getattr(pa, name)().id
+    for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
+)
+
+
 def is_plain_numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t)
+    """An integer or floating-point type (one set lookup: asked of every column of a wide table)."""
+    return t.id in _PLAIN_IDS
 
 
 def column_batches(n_rows: int, items: list) -> list[list]:

@@ -154,7 +154,7 @@ def _read_csv(
     ragged = _RaggedRows(skip=bad_lines == "skip")
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
     types = _float_types(head, parse, size, float32, keep64, path)
-    block = BLOCK_BYTES
+    block = _block_bytes(path, head)
     while True:
         try:
             table = _parse(path, size, head, parse, types, ragged, progress, block)
@@ -186,6 +186,23 @@ def _read_csv(
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
     return raw
+
+
+ROWS_PER_BLOCK = 64  # a block holds at least this many rows of a wide table
+MAX_BLOCK_BYTES = 128 << 20
+
+
+def _block_bytes(path: Path, head: bytes) -> int:
+    """pyarrow's block size: BLOCK_BYTES, or ROWS_PER_BLOCK rows of a wide table (its first
+    line's length), up to MAX_BLOCK_BYTES. Each block is a record batch, whose every column
+    costs the reader and each later step the same whatever its rows: a 100,000-column table of
+    2 MiB blocks held 3 rows a batch and took minutes."""
+    line = head.find(b"\n")
+    if line < 0:  # a header longer than the sample
+        line = _first_lines(path, 1, len(head)).find(b"\n")
+    if line < 0:
+        return BLOCK_BYTES
+    return max(BLOCK_BYTES, min(ROWS_PER_BLOCK * (line + 1), MAX_BLOCK_BYTES))
 
 
 def _head(path: Path) -> tuple[bytes, str, int]:

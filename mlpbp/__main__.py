@@ -1,5 +1,8 @@
 """``python -m mlpbp`` and the ``mlpbp`` console script."""
 
+# The C module itself: signal.py would import enum, functools and collections first (10 ms, a
+# window in which Ctrl-C is Python's traceback); this module installs the stop handlers first.
+import _signal
 import os
 import sys
 
@@ -21,10 +24,23 @@ def _under_address_space_limit() -> None:
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
+def _stop_while_loading(signum, frame) -> None:
+    """Ctrl-C or SIGTERM while Python loads the CLI (imports only: nothing written yet): one
+    line and 128 + the signal, at once, whatever module was half-imported."""
+    os.write(2, b"error: terminated\n" if signum == _signal.SIGTERM else b"error: interrupted\n")
+    os._exit(128 + signum)
+
+
 def run() -> None:
     """Load the CLI, then run it: Ctrl-C while Typer, Rich and the commands load (before the
     CLI's own handling is there) is one line and exit 130, as at any later moment. A bare
     ``--version`` is answered before any of them loads."""
+    # First of all: from here until main() installs the CLI's handlers, a stop signal ends the
+    # process with its line (Python's own SIGINT handler would raise KeyboardInterrupt wherever
+    # an import happens to be, SIGTERM's default would end it without a word).
+    if hasattr(_signal, "SIGTERM"):
+        for s in (_signal.SIGINT, _signal.SIGTERM):
+            _signal.signal(s, _stop_while_loading)
     try:
         if sys.argv[1:] == ["--version"]:  # the one answer that needs neither Typer nor the commands
             import mlpbp
@@ -33,10 +49,11 @@ def run() -> None:
             return
         _under_address_space_limit()
         from mlpbp.cli import main
-    except KeyboardInterrupt:
+
+        main()
+    except KeyboardInterrupt:  # one that escaped main's own handling (between two of its lines)
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
-    main()
 
 
 if __name__ == "__main__":

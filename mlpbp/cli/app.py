@@ -137,7 +137,11 @@ def install_stop_handlers() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+_errors_printed: list[str] = []  # the error lines printed (main() checks an interrupted exit said one)
+
+
 def _print_error(message: str) -> None:
+    _errors_printed.append(message)
     # Escaped: messages quote user text (values, column names) that may look like markup.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
@@ -287,9 +291,17 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout a
 def main() -> None:
     """The console script: what commands raise is handled in ``command``; this catches what
     escapes outside one (option callbacks, Ctrl-C while Python starts a command)."""
-    install_stop_handlers()
+    _errors_printed.clear()
     try:
+        install_stop_handlers()
         app()
+    except SystemExit as e:
+        # Typer turns a Ctrl-C while it parses the command line or starts a command (outside
+        # ``command``'s handling) into a silent exit 130, SIGTERM's too: say it, with its code.
+        if e.code in (130, 143) and not _errors_printed:
+            _print_error("terminated" if stopped_by_sigterm() else "interrupted")
+            sys.exit(_interrupted_code())
+        raise
     except (Exception, KeyboardInterrupt) as e:
         if _debug() and not isinstance(e, (MlpbpError, KeyboardInterrupt)):
             raise

@@ -87,10 +87,10 @@ def apply_na_values(table: pa.Table, user_tokens: list[str]) -> tuple[pa.Table, 
     as numbers. Returns the table and a note per column the user's tokens changed."""
     tokens = set(NA_VALUES) | set(user_tokens)
     notes = []
-    for i, name in enumerate(table.column_names):
-        arr = table.column(i)
-        if not is_text(arr.type):
+    for i, (name, t) in enumerate(zip(table.schema.names, table.schema.types)):
+        if not is_text(t):
             continue
+        arr = table.column(i)
         before = arr.null_count
         arr = null_tokens(arr, tokens)
         if arr.null_count == before:

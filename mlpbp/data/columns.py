@@ -124,3 +124,59 @@ def weight_values(arr, column: str, first_row: RowNumbers = 0, source: str = "")
             source, row_number(first_row, i), column, f"weight {float(values[i])!r} is {why}; weights must be >= 0"
         )
     return values
+
+
+# ---- plain numeric columns, a block at a time ---------------------------------------------------
+# Integer and floating-point columns (most of a wide table) are read as one float64 matrix of many
+# columns, at most BLOCK_CELLS cells (32 MiB), and each step is one NumPy call for all of them: a
+# table of 100,000 columns costs no pyarrow or NumPy call per column and step, only the copy of
+# each column into the block.
+BLOCK_CELLS = 1 << 22
+_EXACT_INT = 2**53  # integers up to this size are exact in float64 (pyarrow's safe cast refuses larger)
+
+
+_PLAIN_IDS = frozenset(
+    getattr(pa, name)().id
+    for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
+)
+
+
+def is_plain_numeric(t: pa.DataType) -> bool:
+    """An integer or floating-point type (one set lookup: asked of every column of a wide table)."""
+    return t.id in _PLAIN_IDS
+
+
+def column_batches(n_rows: int, items: list) -> list[list]:
+    """``items`` in order, in batches whose block (``n_rows`` by the batch) has at most BLOCK_CELLS cells."""
+    size = max(1, BLOCK_CELLS // max(n_rows, 1))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def numeric_block(
+    table: pa.Table, names: list[str], first_row: RowNumbers = 0, source: str = "", check: bool = True
+) -> np.ndarray:
+    """Plain numeric columns (``is_plain_numeric``) of ``table`` as one float64 matrix, a column
+    each, missing cells NaN: ``numeric_values`` of each, with its refusals (an infinite value,
+    an integer too large for float64), named by row and column as it names them;
+    ``check=False``: without them (the caller refuses such cells with messages of its own)."""
+    n = table.num_rows
+    out = np.empty((n, len(names)))
+    position = {name: i for i, name in enumerate(table.schema.names)}
+    sub = table.select([position[name] for name in names])
+    start = 0
+    for batch in sub.to_batches():  # each batch as one 2-D tensor, converted in C++ (no call per column)
+        rows = batch.num_rows
+        if rows and batch.num_columns:
+            out[start : start + rows] = np.asarray(batch.to_tensor(null_to_nan=True, row_major=False))
+        start += rows
+    if not check:
+        return out
+    ints = [j for j, t in enumerate(sub.schema.types) if pa.types.is_integer(t)]
+    suspect = []
+    if ints and n:  # an integer beyond 2**53 is not exact in float64: pyarrow's cast refuses it
+        big = np.abs(out[:, ints]).max(axis=0, initial=0.0, where=~np.isnan(out[:, ints]))
+        suspect = [ints[i] for i in np.flatnonzero(big > _EXACT_INT)]
+    infinite = np.flatnonzero(np.isinf(out).any(axis=0)) if n else []
+    for j in sorted({*suspect, *infinite}):
+        numeric_values(table.column(names[j]), names[j], "numeric", first_row, source)  # raises, naming the cell
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,9 +11,24 @@ import pyarrow.compute as pc
 
 from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
 from mlpbp.data.cells import DAY_S, NA_VALUES, TIME_OF_DAY_NAMES, null_tokens, seconds, time_features
-from mlpbp.data.columns import infer_kind, numeric_values, string_values
+from mlpbp.data.columns import (
+    column_batches,
+    infer_kind,
+    is_plain_numeric,
+    numeric_block,
+    numeric_values,
+    string_values,
+)
 from mlpbp.data.rows import RowNumbers, at, cell_error, row_number, rows_from, short_list
-from mlpbp.data.transforms import PLE_BINS, PiecewiseLinear, Transform, choose, robust_center_scale
+from mlpbp.data.transforms import (
+    PLE_BINS,
+    PiecewiseLinear,
+    Transform,
+    choose,
+    choose_many,
+    robust_center_scale,
+    signed_log1p,
+)
 from mlpbp.errors import DataError
 
 
@@ -198,7 +214,7 @@ class Preprocessor:
 
     @property
     def width(self) -> int:
-        return sum(c.width for c in self.columns)
+        return self.offsets[-1]  # the columns' widths, summed once (a wide table asks often)
 
     @property
     def inputs(self) -> list[str]:
@@ -257,7 +273,30 @@ class Preprocessor:
         ``ple_bins``: the quantile bins of a column whose data.numeric is ple."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
+        types = dict(zip(table.schema.names, table.schema.types))
+
+        # Plain numeric columns (integers, floats) are fitted a block of many columns at a time.
+        def how_of(n: str) -> str:
+            return numeric.get(n, "auto") if isinstance(numeric, dict) else numeric
+
+        plain = [  # (a ple column has many columns of its own: fitted alone)
+            n
+            for n in features
+            if (kinds.get(n) or infer_kind(types[n])) == "numeric"
+            and not formats.get(n)
+            and is_plain_numeric(types[n])
+            and how_of(n) != "ple"
+        ]
+        fitted: dict[str, tuple[Column, np.ndarray, np.ndarray]] = {}
+        for batch in column_batches(table.num_rows, plain):
+            fitted.update(_fit_numeric_block(table, batch, rows, missing, numeric, standardize, first_row, source))
         for name in features:
+            if name in fitted:
+                col, mean, scale = fitted.pop(name)
+                columns.append(col)
+                means.append(mean)
+                scales.append(scale)
+                continue
             arr = table.column(name)
             kind = kinds.get(name) or infer_kind(arr.type)
             if kind in ("numeric", "date"):
@@ -284,20 +323,9 @@ class Preprocessor:
                     means.append(np.zeros(ple.width))  # in [0, 1] on the training range
                     scales.append(np.ones(ple.width))
                     continue
-                t = Transform.fit(how, v)
-                col = Column(name, kind, fill=fill, transform=t, format=formats.get(name))
-                present = t.forward(v[~np.isnan(v)])
-                if how == "robust":
-                    center, spread = robust_center_scale(present)
-                    means.append(np.array([center]))
-                    scales.append(np.array([spread]))
-                elif how in ("none", "quantile"):  # quantile: already standard normal
-                    means.append(np.zeros(1))
-                    scales.append(np.ones(1))
-                else:
-                    st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
-                    means.append(st.mean)
-                    scales.append(st.scale)
+                col, mean, scale = _fit_numeric(name, kind, v, fill, how, formats.get(name))
+                means.append(mean)
+                scales.append(scale)
             elif kind in ("time", "datetime"):
                 s = seconds(arr, name, kind, formats.get(name), first_row, source)[rows]
                 fill = None
@@ -327,6 +355,40 @@ class Preprocessor:
         return cls(columns, mean, scale, missing, handle_unknown, na_values)
 
     # ---- applying --------------------------------------------------------------------------
+    def _blocked(self, table: pa.Table) -> list[tuple[int, Column, int]]:
+        """(position, column, offset) of the numeric columns ``table`` holds as plain numbers:
+        encoded a block of many columns at a time."""
+        types = dict(zip(table.schema.names, table.schema.types))
+        return [
+            (i, col, off)
+            for i, (col, off) in enumerate(zip(self.columns, self.offsets))
+            if col.kind == "numeric" and col.format is None and is_plain_numeric(types[col.name])
+        ]
+
+    def _encode_block(self, part: pa.Table, planned, block: np.ndarray, first_row: RowNumbers, source: str) -> None:
+        """``_encode`` of the plain numeric columns ``planned`` (``_blocked``), a block at a time."""
+        for batch in column_batches(part.num_rows, planned):
+            names = [col.name for _, col, _ in batch]
+            V = numeric_block(part, names, first_row, source)
+            holes = np.isnan(V)
+            if holes.any():
+                fills = np.array([np.nan if col.fill is None else col.fill for _, col, _ in batch])
+                unfilled = holes.any(axis=0) & np.isnan(fills)
+                if unfilled.any():
+                    j = int(np.argmax(unfilled))
+                    raise self._missing_error(names[j], holes[:, j], first_row, source)
+                V = np.where(holes, fills, V)
+            logs = [
+                j for j, (_, col, _) in enumerate(batch) if col.transform is not None and col.transform.kind == "log1p"
+            ]
+            if logs:
+                V[:, logs] = signed_log1p(V[:, logs])
+            for j, (_, col, _) in enumerate(batch):
+                t = col.transform
+                if t is not None and not t.is_identity and t.kind != "log1p":
+                    V[:, j] = t.forward(V[:, j])
+            block[:, [off for _, _, off in batch]] = V
+
     def transform(
         self,
         table: pa.Table,
@@ -347,10 +409,15 @@ class Preprocessor:
             raise DataError(f"{at(source)}missing feature columns the model was trained on: {', '.join(absent)}")
         n = table.num_rows
         out = np.empty((n, self.width), dtype=dtype)
+        planned = self._blocked(table)
+        skip = {i for i, _, _ in planned}
         for start in range(0, n, CHUNK_ROWS):
             part = table.slice(start, CHUNK_ROWS)
             block = np.zeros((part.num_rows, self.width))
-            for col, off in zip(self.columns, self.offsets):
+            self._encode_block(part, planned, block, rows_from(first_row, start), source)
+            for i, (col, off) in enumerate(zip(self.columns, self.offsets)):
+                if i in skip:
+                    continue
                 arr = self.cells(part.column(col.name))
                 self._encode(col, arr, block, off, rows_from(first_row, start), source, unknown)
             block -= self.mean
@@ -587,6 +654,79 @@ class Preprocessor:
         names = {c.name for c in columns}
         pre.header = {str(k): v for k, v in header.items() if k in names}
         return pre
+
+
+def _fit_numeric(name: str, kind: str, v: np.ndarray, fill, how: str, fmt) -> tuple[Column, np.ndarray, np.ndarray]:
+    """One numeric (or date) column fitted on its training values ``v`` (missing cells NaN, or
+    filled): its Column, mean and scale. ``how``: a transform, or auto."""
+    if how == "auto":
+        how = choose(v)
+    t = Transform.fit(how, v)
+    col = Column(name, kind, fill=fill, transform=t, format=fmt)
+    present = t.forward(v[~np.isnan(v)])
+    if how == "robust":
+        center, spread = robust_center_scale(present)
+        return col, np.array([center]), np.array([spread])
+    if how in ("none", "quantile"):  # quantile: already standard normal
+        return col, np.zeros(1), np.ones(1)
+    st = Standardizer().fit(present[:, None] if present.size else np.zeros((1, 1)))
+    return col, st.mean, st.scale
+
+
+def _fit_numeric_block(
+    table: pa.Table, names: list[str], rows, missing: str, numeric, standardize: bool, first_row, source: str
+) -> dict[str, tuple[Column, np.ndarray, np.ndarray]]:
+    """``_fit_numeric`` of many plain numeric columns at once: the medians, the auto choice,
+    log1p and the standardisation as one NumPy call each for the block (a quantile or robust
+    column is fitted on its own)."""
+    V = numeric_block(table, names, first_row, source)[rows]
+    k = V.shape[1]
+    fills: list[float | None] = [None] * k
+    if missing == "impute":
+        empty = np.isnan(V).all(axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: filled with 0
+            medians = np.where(empty, 0.0, np.nanmedian(V, axis=0) if V.size else np.zeros(k))
+        V = np.where(np.isnan(V), medians, V)
+        fills = [float(m) for m in medians]
+    hows = [(numeric.get(n, "auto") if isinstance(numeric, dict) else numeric) for n in names]
+    if not standardize:  # numbers as they are
+        hows = ["none" if h in ("auto", "standardize") else h for h in hows]
+    auto = [j for j, h in enumerate(hows) if h == "auto"]
+    for j, h in zip(auto, choose_many(V[:, auto])):
+        hows[j] = h
+    out = {}
+    scaled = [j for j, h in enumerate(hows) if h in ("standardize", "log1p")]
+    if scaled:
+        P = V[:, scaled]
+        logs = [i for i, j in enumerate(scaled) if hows[j] == "log1p"]
+        if logs:
+            P[:, logs] = signed_log1p(P[:, logs])
+        full = ~np.isnan(P).any(axis=0)
+        mean, std = np.zeros(len(scaled)), np.zeros(len(scaled))
+        if full.any():  # a row per column: the sums of Standardizer.fit, in its order
+            PT = np.ascontiguousarray(P[:, full].T)
+            mean[full], std[full] = PT.mean(axis=1), PT.std(axis=1)
+        for i in np.flatnonzero(~full):  # a column with missing cells: its present values
+            present = P[~np.isnan(P[:, i]), i]
+            if present.size:
+                mean[i], std[i] = present.mean(), present.std()
+        st = Standardizer()._set(mean, std)
+        for i, j in enumerate(scaled):
+            col = Column(names[j], "numeric", fill=fills[j], transform=Transform(hows[j]))
+            out[names[j]] = (col, st.mean[i : i + 1].copy(), st.scale[i : i + 1].copy())
+    for j, h in enumerate(hows):
+        if names[j] in out:
+            continue
+        if h == "none":
+            out[names[j]] = (
+                Column(names[j], "numeric", fill=fills[j], transform=Transform("none")),
+                np.zeros(1),
+                np.ones(1),
+            )
+        else:  # quantile, robust: their own quantiles
+            out[names[j]] = _fit_numeric(names[j], "numeric", np.ascontiguousarray(V[:, j]), fills[j], h, None)
+    return out
 
 
 NA_TOKENS = frozenset(NA_VALUES)

@@ -26,6 +26,20 @@ def split(ds: Dataset, test_fraction: float, validation_fraction: float, seed: i
     return Splits(train=take(train), val=take(val), test=take(test))
 
 
+def _asked(test_fraction: float, validation_fraction: float, counts: tuple[int, int] | None = None):
+    """What a split asks for besides training rows, and the keys that ask for it: only the
+    splits whose fraction is above 0 (a split no one asked for is never named)."""
+    parts, keys = [], []
+    for name, frac, key, k in (
+        ("test", test_fraction, "data.test_fraction", counts[0] if counts else None),
+        ("validation", validation_fraction, "data.validation_fraction", counts[1] if counts else None),
+    ):
+        if frac > 0:
+            parts.append(f"a {name}" if k is None else f"{k} {name} row{'s' * (k != 1)}")
+            keys.append(key)
+    return parts, " / ".join(keys)
+
+
 def split_indices(
     y: np.ndarray, n_classes: int | None, test_fraction: float, validation_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,9 +56,10 @@ def split_indices(
     n_test = max(n_test, 1) if test_fraction > 0 else 0
     n_val = max(n_val, 1) if validation_fraction > 0 else 0
     if n_test + n_val >= n:
+        parts, keys = _asked(test_fraction, validation_fraction, (n_test, n_val))
         raise DataError(
-            f"not enough rows: {n} rows cannot give {n_test} test, {n_val} validation and at least"
-            " 1 training row; lower data.test_fraction / data.validation_fraction or add data"
+            f"not enough rows: {n} rows cannot give {', '.join(parts)} and at least 1 training row;"
+            f" lower {keys} or add data"
         )
     return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
 
@@ -70,10 +85,10 @@ def _stratified(y: np.ndarray, k: int, tf: float, vf: float, rng: np.random.Gene
             spare = [len(idx) - sum(c) - 1 for idx, c in zip(per_class, counts)]
             best = int(np.argmax(spare))
             if spare[best] < 1:
+                parts, keys = _asked(tf, vf)
                 raise DataError(
                     f"not enough rows: {len(y)} rows in {len(per_class)} classes cannot give every class a"
-                    " training row plus a test and a validation row; lower data.test_fraction /"
-                    " data.validation_fraction or add data"
+                    f" training row plus {' and '.join(parts)} row; lower {keys} or add data"
                 )
             counts[best][which] += 1
     test, val, train = [], [], []

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -152,8 +153,8 @@ def _read_csv(
         delimiter = sniff_delimiter(path, text)
     ragged = _RaggedRows(skip=bad_lines == "skip")
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
-    types = _float_types(head, parse, size, float32, keep64)
-    block = BLOCK_BYTES
+    types = _float_types(head, parse, size, float32, keep64, path)
+    block = _block_bytes(path, head)
     while True:
         try:
             table = _parse(path, size, head, parse, types, ragged, progress, block)
@@ -185,6 +186,23 @@ def _read_csv(
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
     return raw
+
+
+ROWS_PER_BLOCK = 64  # a block holds at least this many rows of a wide table
+MAX_BLOCK_BYTES = 128 << 20
+
+
+def _block_bytes(path: Path, head: bytes) -> int:
+    """pyarrow's block size: BLOCK_BYTES, or ROWS_PER_BLOCK rows of a wide table (its first
+    line's length), up to MAX_BLOCK_BYTES. Each block is a record batch, whose every column
+    costs the reader and each later step the same whatever its rows: a 100,000-column table of
+    2 MiB blocks held 3 rows a batch and took minutes."""
+    line = head.find(b"\n")
+    if line < 0:  # a header longer than the sample
+        line = _first_lines(path, 1, len(head)).find(b"\n")
+    if line < 0:
+        return BLOCK_BYTES
+    return max(BLOCK_BYTES, min(ROWS_PER_BLOCK * (line + 1), MAX_BLOCK_BYTES))
 
 
 def _head(path: Path) -> tuple[bytes, str, int]:
@@ -221,10 +239,18 @@ class _RaggedRows(list):
         return "skip" if self.skip else "error"
 
 
-def _float_types(head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None) -> dict:
+def _float_types(
+    head: bytes, parse, size: int, float32: bool, keep64: Collection[str] | None, path: Path | None = None
+) -> dict:
     """Types for the columns the sample shows to be floats: typed up front, they skip inference,
     and float32 ones (all but ``keep64``, by default the last column) take half the memory."""
-    types = _sample_types(head, parse, pacsv.ConvertOptions(strings_can_be_null=True)) if size > SAMPLE_BYTES else {}
+    types = {}
+    if size > SAMPLE_BYTES:
+        if path is not None and head.count(b"\n") < 2:  # a wide header: the sample is its first rows
+            head = _first_lines(path, WIDE_SAMPLE_ROWS + 1, len(head))
+        types = _wide_types(head, parse.delimiter)
+        if types is None:
+            types = _sample_types(head, parse, pacsv.ConvertOptions(strings_can_be_null=True))
     wide = set(keep64) if keep64 is not None else set(list(types)[-1:])
     return {
         name: (pa.float32() if float32 and name not in wide else pa.float64())
@@ -304,6 +330,62 @@ def _ragged_row(path: Path, delimiter: str) -> str | None:
             if row and len(row) != len(header):
                 return f"row {reader.line_num} has {len(row)} fields, header has {len(header)}"
     return None
+
+
+WIDE_COLUMNS = 1000  # a header of more columns is typed by _wide_types, not by pyarrow's inference
+WIDE_SAMPLE_ROWS = 5  # the rows a wide table's sample holds
+_DECIMAL = r"^[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?$"
+_NOT_INTEGER = r"[.eE]"
+
+
+def _first_lines(path: Path, lines: int, at_least: int) -> bytes:
+    """The file's first ``lines`` lines (fewer at its end), read in growing pieces; at most 64 MiB."""
+    with path.open("rb") as f:
+        data = f.read(at_least)
+        while data.count(b"\n") < lines and len(data) < (64 << 20):
+            more = f.read(max(len(data), 1 << 16))
+            if not more:
+                break
+            data += more
+    return data
+
+
+def _wide_types(head: bytes, delimiter: str) -> dict | None:
+    """The column types of a wide table's sample (more than WIDE_COLUMNS columns), found with
+    one pyarrow compute call for all its cells rather than pyarrow's inference, which costs about
+    as much per column as reading the whole file: floating point where every cell of a column is
+    a decimal number (or empty) and one has a point or an exponent, text otherwise. None: not a
+    wide table, or a sample this cannot read (quotes), for pyarrow's inference.
+
+    A column typed float that a later row contradicts fails the typed read, which then infers
+    every type from the whole file (``_parse``): the same table, later."""
+    lines = head.split(b"\n")
+    header, rows = lines[0].removeprefix(b"\xef\xbb\xbf").rstrip(b"\r"), [r.rstrip(b"\r") for r in lines[1:-1]]
+    sep = delimiter.encode()
+    if header.count(sep) < WIDE_COLUMNS or b'"' in head or not rows:
+        return None
+    try:
+        names = header.decode().split(delimiter)
+    except UnicodeDecodeError:
+        return None
+    cells = [r.split(sep) for r in rows if r]
+    if not cells or any(len(r) != len(names) for r in cells):
+        return None
+    values = [c for r in cells for c in r]
+    # from its buffers: pa.array of Python objects would import pandas (seconds)
+    lengths = np.fromiter(map(len, values), np.int64, len(values))
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = pa.Array.from_buffers(
+        pa.large_binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    ).cast(pa.large_string(), safe=False)
+    k = len(names)
+    number = to_numpy(pc.match_substring_regex(flat, _DECIMAL)).reshape(len(cells), k)
+    empty = (lengths == 0).reshape(len(cells), k)
+    point = to_numpy(pc.match_substring_regex(flat, _NOT_INTEGER)).reshape(len(cells), k)
+    floats = (number | empty).all(axis=0) & (number & point).any(axis=0)
+    f64, text = pa.float64(), pa.string()
+    return {n: f64 if f else text for n, f in zip(names, floats.tolist())}
 
 
 def _sample_types(head: bytes, parse, convert) -> dict:

@@ -126,8 +126,8 @@ def load_model(path: str | Path) -> TrainedModel:
     net = _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, version)
     _set_loss_params(net, meta.get("loss_params"), bad)
 
-    def scaler(prefix, d, dt):
-        return _scaler(path, arrays, prefix, d, dt)
+    def scaler(prefix, d, dt, transformed=False):
+        return _scaler(path, arrays, prefix, d, dt, transformed)
 
     x_scaler = scaler("x", widths[0], net.dtype)
     if x_scaler is None:
@@ -151,7 +151,7 @@ def load_model(path: str | Path) -> TrainedModel:
         if weights is not None:
             net.loss_fn.class_weight = _class_weight(path, weights, widths[-1])
     _check_names(path, task, widths[-1], target, id_name, meta.get("multilabel") is True)
-    y_scaler = scaler("y", widths[-1], np.dtype(np.float64))
+    y_scaler = scaler("y", widths[-1], np.dtype(np.float64), "target_transform" in meta)
     if "target_transform" in meta and y_scaler is not None:
         try:
             ts = [Transform.from_meta(t) for t in meta["target_transform"]["transforms"]]
@@ -274,7 +274,9 @@ def _class_weight(path, weights, outputs: int) -> np.ndarray:
     return w
 
 
-def _scaler(path: Path, arrays: dict, prefix: str, d: int, dtype: np.dtype) -> Standardizer | None:
+def _scaler(
+    path: Path, arrays: dict, prefix: str, d: int, dtype: np.dtype, transformed: bool = False
+) -> Standardizer | None:
     """``{prefix}_mean`` and ``{prefix}_scale``: both absent (None), or ``d`` floats each, every
     mean within the range of ``dtype`` and every scale one that training writes: 1, or above
     round-off of the mean (``Standardizer`` never divides by less) and within that range."""
@@ -294,17 +296,22 @@ def _scaler(path: Path, arrays: dict, prefix: str, d: int, dtype: np.dtype) -> S
         raise _invalid(
             path, f"{prefix}_mean[{i}] is {mean[i]:.4g}; allowed: finite means within ±{top:.2g} (the model's {dtype})"
         )
+    # A target transform's scale is its transformed values' spread, which may be any positive
+    # number (TargetScaler); a plain Standardizer's is above the round-off of its mean, or 1.
     floor = np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+    if transformed:
+        floor = np.zeros_like(mean)
     with np.errstate(invalid="ignore"):
         bad = ~(((scale > floor) | (scale == 1.0)) & (scale <= top))
     if bad.any():
         i = int(np.argmax(bad))
-        raise _invalid(
-            path,
-            f"{prefix}_scale[{i}] is {scale[i]:.4g}; allowed: 1 (training leaves a constant column unscaled),"
-            f" or a scale above {floor[i]:.2g} (the round-off of {prefix}_mean[{i}]) and at most {top:.2g}"
-            f" (the model's {dtype})",
+        allowed = (
+            f"a positive scale (its target transform's spread) at most {top:.2g}"
+            if transformed
+            else f"1 (training leaves a constant column unscaled), or a scale above {floor[i]:.2g} (the round-off"
+            f" of {prefix}_mean[{i}]) and at most {top:.2g} (the model's {dtype})"
         )
+        raise _invalid(path, f"{prefix}_scale[{i}] is {scale[i]:.4g}; allowed: {allowed}")
     return Standardizer(mean, scale)
 
 

@@ -17,7 +17,14 @@ import pyarrow.compute as pc
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
 from mlpbp.data.cells import apply_na_values, infer_cells
-from mlpbp.data.columns import infer_kind, numeric_values, weight_values
+from mlpbp.data.columns import (
+    column_batches,
+    infer_kind,
+    is_plain_numeric,
+    numeric_block,
+    numeric_values,
+    weight_values,
+)
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
 from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
@@ -152,7 +159,8 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
     else:
         taken = {*targets, *dropped, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])}
         features = [n for n in names if n not in taken]
-        empty = [n for n in features if infer_kind(raw.table.column(n).type) == "drop" and n not in kinds]
+        types = dict(zip(raw.table.schema.names, raw.table.schema.types))
+        empty = [n for n in features if pa.types.is_null(types[n]) and n not in kinds]
         if empty:
             raw.notes.append(
                 f"column{'s' * (len(empty) > 1)} {', '.join(empty)} ha{'ve' if len(empty) > 1 else 's'}"
@@ -257,7 +265,10 @@ def _infer_cells(raw: RawTable, cols: Columns, d: DataConfig) -> None:
             f"config error at data.date_format: '{unknown[0]}' is not a feature column"
             f" (features: {', '.join(cols.features)})"
         )
+    types = dict(zip(raw.table.schema.names, raw.table.schema.types))
     for n in cols.features:
+        if is_plain_numeric(types[n]):
+            continue  # numbers: the type settles the kind (infer_cells says nothing of them)
         arr = raw.table.column(n)
         fmt = formats.get(n)
         if fmt is None and isinstance(d.date_format, str) and _all_parse(arr, d.date_format):
@@ -355,8 +366,23 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
         raw.drop(gone)
         notes.append(f"dropped {int(gone.sum())} row(s) whose target is missing")
     table = raw.table
-    holes = {n: missing_mask(table.column(n)) for n in cols.features}
-    counts = {n: int(m.sum()) for n, m in holes.items() if m.any()}
+    types = dict(zip(table.schema.names, table.schema.types))
+    plain = [n for n in cols.features if is_plain_numeric(types[n])]
+    holes, infinite = {}, set()
+    for batch in column_batches(table.num_rows, plain):  # a block of many columns at a time
+        V = numeric_block(table, batch, check=False)  # refused below, as before
+        H = np.isnan(V)
+        for j in np.flatnonzero(H.any(axis=0)):
+            holes[batch[j]] = H[:, j]
+        infinite.update(batch[j] for j in np.flatnonzero(np.isinf(V).any(axis=0)))
+    blocked = set(plain)
+    for n in cols.features:
+        if n not in blocked:
+            m = missing_mask(table.column(n))
+            if m.any():
+                holes[n] = m
+    holes = {n: holes[n] for n in cols.features if n in holes}  # in the features' order
+    counts = {n: int(m.sum()) for n, m in holes.items()}
     if counts and cfg.missing == "error":
         name, count = next(iter(counts.items()))
         first = raw.row(np.flatnonzero(holes[name])[0])
@@ -366,8 +392,10 @@ def _drop_missing(raw: RawTable, cols: Columns, cfg: DataConfig, src: Path, note
             " set data.missing: impute (training median / a 'missing' category) or drop_rows"
         )
     for n in cols.features:  # before the split, so a bad cell is named whatever the row count
-        arr = table.column(n)
         kind = cols.kinds.get(n)
+        if n in blocked and n not in infinite and kind != "date":
+            continue  # finite numbers throughout: nothing to refuse
+        arr = table.column(n)
         if (kind == "numeric" or (kind == "date" and n not in cols.formats)) and infer_kind(arr.type) != kind:
             numeric_values(arr, n, kind, raw.rows, src.name)
         if pa.types.is_floating(arr.type) and pc.any(pc.is_inf(arr)).as_py():
@@ -611,7 +639,9 @@ def _prepare_table(
             t, rows, _, path = test_table
             sample_weight["test"] = weight_values(t.column(cols.weight), cols.weight, rows, path.name)
         _check_weight_sums(sample_weight, cols.weight, src)
-    _unseen_categories(table, pre, first_row, src, notes, test_table)
+    # the rows outside the training split, as messages name them: only the splits that have rows
+    held = "/".join(name for name, idx in (("validation", val_idx), ("test", test_idx)) if len(idx)) or "test"
+    _unseen_categories(table, pre, first_row, src, notes, test_table, held)
     y_scaler = None
     transform = d.target_transform
     if default_loss(cfg, target.task) == "poisson" and transform != "none":
@@ -695,24 +725,30 @@ def _check_weight_sums(weights: dict[str, np.ndarray], name: str, src) -> None:
 
 
 def _unseen_categories(
-    table: pa.Table, pre: Preprocessor, rows: RowNumbers, src: Path, notes: list[str], test_table=None
+    table: pa.Table,
+    pre: Preprocessor,
+    rows: RowNumbers,
+    src: Path,
+    notes: list[str],
+    test_table=None,
+    held: str = "validation/test",
 ) -> None:
     """A category only validation or test rows have (the one-hot columns are the training
     split's): refused under handle_unknown: error, as predict would refuse it; with a note
     under infrequent (the column's infrequent level, all zeros without one) and ignore (all
     zeros), as predict would encode it."""
-    found = [(c, w, v, rows, src) for c, w, v in pre.unseen_categories(table)]
+    found = [(c, w, v, rows, src, held) for c, w, v in pre.unseen_categories(table)]
     if test_table is not None:
         t, test_rows, _, test_path = test_table
-        found += [(c, w, v, test_rows, test_path) for c, w, v in pre.unseen_categories(t)]
-    for col, where, value, rows, src in found:
+        found += [(c, w, v, test_rows, test_path, "test") for c, w, v in pre.unseen_categories(t)]
+    for col, where, value, rows, src, held in found:
         n, row = len(where), row_number(rows, where[0])
         if pre.handle_unknown == "error":
             known = short_list(col.categories)
             what = (
-                f"category {value!r} is in {n} validation/test row(s) but not in the training split (known: {known})"
+                f"category {value!r} is in {n} {held} row(s) but not in the training split (known: {known})"
                 if value is not None
-                else f"{n} validation/test row(s) have a missing cell but the training split has none"
+                else f"{n} {held} row(s) have a missing cell but the training split has none"
                 f" (no 'missing' category; known: {known})"
             )
             raise DataError(
@@ -729,7 +765,7 @@ def _unseen_categories(
         else:
             how = "encoded as all zeros (data.handle_unknown: ignore)"
         notes.append(
-            f"column '{col.name}': {n} validation/test row(s) with a category the training split lacks"
+            f"column '{col.name}': {n} {held} row(s) with a category the training split lacks"
             f" ({shown}, first at row {row}): {how}"
         )
 
@@ -770,24 +806,40 @@ def _summary(
     """What the network will see: one record per column, the task and why, the input width."""
     columns = []
     kinds = {c.name: c for c in pre.columns}
+    types = dict(zip(table.schema.names, table.schema.types))
+    # Plain numeric columns: missing counts and ranges a block of many columns at a time.
+    plain = [n for n in table.column_names if is_plain_numeric(types[n])]
+    stats = {}
+    for batch in column_batches(table.num_rows, plain):
+        V = numeric_block(table, batch, check=False)
+        holes = np.isnan(V)
+        missing = holes.sum(axis=0).tolist()
+        with np.errstate(all="ignore"):
+            lo, hi = np.where(holes, np.inf, V).min(axis=0).tolist(), np.where(holes, -np.inf, V).max(axis=0).tolist()
+        for j, n in enumerate(batch):
+            stats[n] = (missing[j], lo[j], hi[j])
 
     def describe(name: str, role: str) -> ColumnSummary:
         arr = table.column(name)
+        t = types[name]
+        blocked = stats.get(name)
+        if blocked is not None and pa.types.is_floating(t) and blocked[0] != arr.null_count:
+            blocked = None  # NaN values besides missing cells: pyarrow's min and max, as before
+        count = blocked[0] if blocked is not None else int(missing_mask(arr).sum())
         col = kinds.get(name)
-        kind = col.kind if col else cols.kinds.get(name) or infer_kind(arr.type)
-        rec = ColumnSummary(
-            name,
-            role,
-            str(arr.type),
-            int(missing_mask(arr).sum()),
-            {"dropped": "drop", "id": "-", "weight": "-"}.get(role, kind),
-        )
+        kind = col.kind if col else cols.kinds.get(name) or infer_kind(t)
+        rec = ColumnSummary(name, role, str(t), count, {"dropped": "drop", "id": "-", "weight": "-"}.get(role, kind))
         if col is not None and col.kind == "categorical":
             rec.categories = col.categories
-        elif kind in ("numeric", "date") and role != "dropped" and arr.type != pa.null():
-            mm = pc.min_max(arr)
-            lo, hi = mm["min"].as_py(), mm["max"].as_py()
-            if arr.type == pa.float32():  # read as float32: show the decimal the file had
+        elif kind in ("numeric", "date") and role != "dropped" and t != pa.null():
+            if blocked is not None and not (pa.types.is_integer(t) and max(abs(blocked[1]), abs(blocked[2])) > 2**53):
+                lo, hi = (None, None) if count == len(arr) else blocked[1:]
+                if pa.types.is_integer(t) and lo is not None:
+                    lo, hi = int(lo), int(hi)
+            else:
+                mm = pc.min_max(arr)
+                lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if t == pa.float32():  # read as float32: show the decimal the file had
                 lo, hi = (None if v is None else float(f"{v:.7g}") for v in (lo, hi))
             rec.min, rec.max = _jsonable(lo), _jsonable(hi)
         return rec

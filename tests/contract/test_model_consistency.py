@@ -302,3 +302,30 @@ def test_a_multi_output_regressor_keeps_its_target_list(tmp_path, runner):
         f"error: {tmp_path / 'bad.npz'}: invalid model file: target_name is ['y1', 'y2', 'y3']; a regression"
         " model with 2 outputs has a string or a list of 2 strings"
     )
+
+
+def test_a_target_transforms_scale_may_be_any_positive_spread(tmp_path, runner):
+    """data.target_transform's scale is its transformed targets' spread (TargetScaler: any
+    positive value): a tiny one loads; 0 is refused, naming what is allowed."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "pos.csv"
+    data.write_text("x,y\n" + "".join(f"{x:.4f},{abs(x) * 3 + 0.5:.4f}\n" for x in rng.normal(size=60)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"seed: 0\ndata: {{path: {data}, target: y, target_transform: log1p}}\nmodel: {{hidden: [3]}}\n"
+        "train: {epochs: 1}\n"
+    )
+    res = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.stderr
+    arrays = _arrays(tmp_path / "run" / "model.npz")
+    assert "target_transform" in json.loads(str(arrays["meta"]))
+    _set("y_scale", 0, 1e-20)(arrays)
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    assert load_model(tmp_path / "tiny.npz").y_scaler.scale[0] == 1e-20
+    _set("y_scale", 0, 0.0)(arrays)
+    np.savez(tmp_path / "zero.npz", **arrays)
+    res = runner.invoke(app, ["inspect", str(tmp_path / "zero.npz")])
+    assert res.exit_code == 2 and res.stderr.strip() == (
+        f"error: {tmp_path / 'zero.npz'}: invalid model file: y_scale[0] is 0; allowed: a positive scale (its"
+        " target transform's spread) at most 1.8e+308"
+    )

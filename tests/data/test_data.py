@@ -124,6 +124,29 @@ def test_split_not_enough_rows():
     assert "not enough rows" in one_line_error(split, ds, 0.2, 0.1, 0)
 
 
+@pytest.mark.parametrize(
+    "test, val, asked, keys",
+    [
+        (0.2, 0.0, "a test row", "data.test_fraction"),
+        (0.0, 0.2, "a validation row", "data.validation_fraction"),
+        (0.2, 0.1, "a test and a validation row", "data.test_fraction / data.validation_fraction"),
+    ],
+)
+def test_split_not_enough_rows_names_only_the_splits_asked_for(test, val, asked, keys):
+    """validation_fraction: 0 asks for no validation row: the message does not mention one."""
+    ds = Dataset(np.zeros((3, 1)), np.array([0, 1, 2]), "classification", ["a", "b", "c"], ["x"], "y")
+    assert one_line_error(split, ds, test, val, 0) == (
+        f"not enough rows: 3 rows in 3 classes cannot give every class a training row plus {asked};"
+        f" lower {keys} or add data"
+    )
+    reg = Dataset(np.zeros((2, 1)), np.array([0.1, 0.2]), "regression", None, ["x"], "y")
+    more = {(0.2, 0.0): (0.9, 0.0), (0.0, 0.2): (0.0, 0.9), (0.2, 0.1): (0.5, 0.5)}[test, val]
+    counts = {(0.9, 0.0): "2 test rows", (0.0, 0.9): "2 validation rows", (0.5, 0.5): "1 test row, 1 validation row"}
+    assert one_line_error(split, reg, *more, 0) == (
+        f"not enough rows: 2 rows cannot give {counts[more]} and at least 1 training row; lower {keys} or add data"
+    )
+
+
 def test_regression_split():
     ds = generate("sine", seed=0, n_samples=100)
     s = split(ds, 0.2, 0.1, 0)

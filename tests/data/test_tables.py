@@ -507,6 +507,18 @@ def test_a_category_only_validation_or_test_rows_have_is_zeros_with_a_note_under
     assert f"note: {note}" in res.stdout
 
 
+@pytest.mark.parametrize("val, test, held", [(0.0, 0.5, "test"), (0.5, 0.0, "validation")])
+def test_a_category_outside_training_names_only_the_splits_that_have_rows(tmp_path, val, test, held):
+    """With validation_fraction (or test_fraction) 0 the rows outside training are test
+    (validation) rows only, and the note says so."""
+    write_csv(tmp_path / "t.csv", _rare_category_rows())
+    data = {"path": "t.csv", "target": "label", "id": "id", "validation_fraction": val, "test_fraction": test}
+    p = prepared(tmp_path, **data, handle_unknown="ignore")
+    notes = [n for n in p.notes if "the training split lacks" in n]
+    assert "purple" not in p.preprocessor.columns[0].categories  # the seed puts row 8 outside training
+    assert len(notes) == 1 and notes[0].startswith(f"column 'colour': 1 {held} row(s) with a category"), notes
+
+
 def test_an_imputed_missing_cell_only_validation_or_test_rows_have(tmp_path, monkeypatch):
     rows = _rare_category_rows()
     rows[7]["colour"] = ""  # the only empty colour: no 'missing' category in the training split

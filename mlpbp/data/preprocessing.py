@@ -357,12 +357,12 @@ class Preprocessor:
     # ---- applying --------------------------------------------------------------------------
     def _blocked(self, table: pa.Table) -> list[tuple[int, Column, int]]:
         """(position, column, offset) of the numeric columns ``table`` holds as plain numbers:
-        encoded a block of many columns at a time."""
+        encoded a block of many columns at a time (a ple column, many columns wide, on its own)."""
         types = dict(zip(table.schema.names, table.schema.types))
         return [
             (i, col, off)
             for i, (col, off) in enumerate(zip(self.columns, self.offsets))
-            if col.kind == "numeric" and col.format is None and is_plain_numeric(types[col.name])
+            if col.kind == "numeric" and col.format is None and col.ple is None and is_plain_numeric(types[col.name])
         ]
 
     def _encode_block(self, part: pa.Table, planned, block: np.ndarray, first_row: RowNumbers, source: str) -> None:

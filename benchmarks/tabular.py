@@ -4,14 +4,15 @@ HistGradientBoosting, on the same splits of small public and generated tables.
     python benchmarks/tabular.py [--seeds 5] [--tables diabetes,wine,...] [--out results.json]
 
 Tables: scikit-learn's bundled diabetes, wine, breast_cancer and digits (shipped inside its
-wheel, nothing downloaded), and three generated with known structure: ``shop`` (categories, a
+wheel, nothing downloaded), and four generated with known structure: ``shop`` (categories, a
 rare category, missing cells, a date written 2021/03/04, skewed spend; classification),
-``prices`` (log-normal features and target, a category, missing cells; regression) and
+``prices`` (log-normal features and target, a category, missing cells; regression),
 ``sensors`` (a time-of-day column written 10:49:41 whose hour drives the label, a timestamp,
-noise; classification). Each seed splits 80/20 (stratified for classification) and every
-model gets the same rows: mlpbp reads train.csv with data.test_path test.csv; scikit-learn
-gets the same cells with dates and times turned into numbers (days; seconds of the day), since
-its pipeline cannot read them.
+noise; classification) and ``cities`` (a 60-level category whose levels act through two
+hidden traits, which mlpbp's default embeds; classification). Each seed splits 80/20
+(stratified for classification) and every model gets the same rows: mlpbp reads train.csv
+with data.test_path test.csv; scikit-learn gets the same cells with dates and times turned
+into numbers (days; seconds of the day), since its pipeline cannot read them.
 
 - scikit-learn MLP: SimpleImputer (median / most frequent) + OneHotEncoder(handle_unknown=ignore)
   + StandardScaler + MLPClassifier/MLPRegressor(early_stopping=True), regression targets
@@ -123,8 +124,21 @@ def _sensors(rng: np.random.Generator, n: int = 3000) -> tuple[pd.DataFrame, str
     return df, "occupied", "classification"
 
 
-GENERATED = {"shop": _shop, "prices": _prices, "sensors": _sensors}
-TABLES = ["diabetes", "wine", "breast_cancer", "digits", "shop", "prices", "sensors"]
+def _cities(rng: np.random.Generator, n: int = 3000, levels: int = 60) -> tuple[pd.DataFrame, str, str]:
+    """A high-cardinality column: 60 cities (about 40 rows each), each with two hidden traits,
+    one acting alone and one through x; the default embeds it (data.categorical: auto)."""
+    latent = rng.normal(size=(levels, 2))
+    city = rng.integers(0, levels, n)
+    x = rng.normal(size=n)
+    logit = 2.0 * latent[city, 0] + 1.5 * x * latent[city, 1] + 0.5 * x
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    df = pd.DataFrame({"city": [f"c{c:03d}" for c in city], "x": x.round(4)})
+    df["y"] = y
+    return df, "y", "classification"
+
+
+GENERATED = {"shop": _shop, "prices": _prices, "sensors": _sensors, "cities": _cities}
+TABLES = ["diabetes", "wine", "breast_cancer", "digits", "shop", "prices", "sensors", "cities"]
 
 
 def load(name: str) -> tuple[pd.DataFrame, str, str]:

@@ -173,6 +173,8 @@ class Column:
             out["encoding"], out["dim"] = self.encoding, self.dim
         if self.ple is not None:
             out["ple"] = self.ple.to_meta()
+            if self.dim is not None:
+                out["dim"] = self.dim
         return out
 
 
@@ -232,15 +234,27 @@ class Preprocessor:
         return [(off, len(c.categories), c.dim) for c, off in zip(self.columns, self.offsets) if c.embedded]
 
     @property
+    def ple_embeddings(self) -> list[tuple[list[int], int]]:
+        """Per piecewise-linear column with a learned embedding (data.ple_embedding): (its input
+        columns, the embedding's width)."""
+        return [
+            (list(range(off, off + c.width)), c.dim)
+            for c, off in zip(self.columns, self.offsets)
+            if c.ple is not None and c.dim is not None
+        ]
+
+    @property
     def plain_columns(self) -> list[int]:
-        """The input columns the network reads as they are (all but the embedded codes)."""
-        codes = {off for off, _, _ in self.embeddings}
-        return [j for j in range(self.width) if j not in codes]
+        """The input columns the network reads as they are (all but the embedded codes and
+        the columns of embedded piecewise-linear encodings)."""
+        taken = {off for off, _, _ in self.embeddings} | {j for cols, _ in self.ple_embeddings for j in cols}
+        return [j for j in range(self.width) if j not in taken]
 
     @property
     def encoded_width(self) -> int:
         """The width the first hidden layer sees: plain columns plus every embedding's width."""
-        return len(self.plain_columns) + sum(dim for _, _, dim in self.embeddings)
+        dims = [dim for _, _, dim in self.embeddings] + [dim for _, dim in self.ple_embeddings]
+        return len(self.plain_columns) + sum(dims)
 
     # ---- fitting ---------------------------------------------------------------------------
     @classmethod
@@ -263,6 +277,7 @@ class Preprocessor:
         categorical: str | dict[str, str] = "onehot",
         embedding_dim: int | dict[str, int] | None = None,
         ple_bins: int = PLE_BINS,
+        ple_embedding: int | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
         the table's rows in messages. ``formats``: the strptime format of each date or time
@@ -270,7 +285,8 @@ class Preprocessor:
         ``min_frequency``: categories with fewer training rows share the infrequent level;
         ``categorical``: data.categorical (onehot, embedding or auto; or one per column) and
         ``embedding_dim``: an embedding's width (one for all, or per column; None: the size rule);
-        ``ple_bins``: the quantile bins of a column whose data.numeric is ple."""
+        ``ple_bins``: the quantile bins of a column whose data.numeric is ple, and
+        ``ple_embedding``: the width of the learned embedding of each such column (None: none)."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         types = dict(zip(table.schema.names, table.schema.types))
@@ -319,7 +335,7 @@ class Preprocessor:
                     how = choose(v)
                 if how == "ple":
                     ple = PiecewiseLinear.fit(v, ple_bins)
-                    columns.append(Column(name, kind, fill=fill, ple=ple))
+                    columns.append(Column(name, kind, fill=fill, ple=ple, dim=ple_embedding))
                     means.append(np.zeros(ple.width))  # in [0, 1] on the training range
                     scales.append(np.ones(ple.width))
                     continue
@@ -625,7 +641,9 @@ class Preprocessor:
             ):
                 raise ValueError(f"embedding of '{name}'")
             ple = PiecewiseLinear.from_meta(c["ple"]) if "ple" in c else None
-            if ple is not None and (kind != "numeric" or transform is not None):
+            if ple is not None and (
+                kind != "numeric" or transform is not None or not (dim is None or (isinstance(dim, int) and dim >= 1))
+            ):
                 raise ValueError(f"piecewise-linear encoding of '{name}'")
             columns.append(
                 Column(
@@ -638,7 +656,7 @@ class Preprocessor:
                     infrequent,
                     [str(v) for v in rare] if infrequent is not None else [],
                     encoding,
-                    dim if encoding is not None else None,
+                    dim if encoding is not None or ple is not None else None,
                     ple,
                 )
             )

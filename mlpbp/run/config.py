@@ -152,6 +152,8 @@ class DataConfig(_Strict):
     numeric: _per_column(NumericTransform) = "auto"
     # data.numeric: ple: the quantile bins of the piecewise-linear encoding (one input column each)
     ple_bins: Annotated[StrictInt, Field(ge=1, le=1024)] = 16
+    # data.numeric: ple: a learned embedding (linear + ReLU) of that width per column; null: none
+    ple_embedding: PosInt | None = None
     # categorical columns: auto (one-hot up to 16 levels, an embedding above), onehot, embedding
     categorical: _per_column(CategoricalEncoding) = "auto"
     # an embedding's width (one for every embedded column, or per column); null: min(600, 1.6·levels^0.56)

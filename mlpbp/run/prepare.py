@@ -35,7 +35,7 @@ from mlpbp.data.transforms import TargetScaler
 from mlpbp.engine.combine import Concat
 from mlpbp.engine.embedding import Embedding, Select
 from mlpbp.engine.graph import Network, chain, graph_nodes, layer_graph
-from mlpbp.engine.layers import Linear
+from mlpbp.engine.layers import Activation, Linear
 from mlpbp.engine.memory import (
     STEP_BUFFERS,
     activation_bytes,
@@ -627,6 +627,7 @@ def _prepare_table(
         categorical=categorical,
         embedding_dim=emb_dim,
         ple_bins=d.ple_bins,
+        ple_embedding=d.ple_embedding,
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}
@@ -927,7 +928,7 @@ def build_model(
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
     settings["loss_params"] = cfg.model.loss_params
-    embedded = preprocessor is not None and bool(preprocessor.embeddings)
+    embedded = preprocessor is not None and bool(preprocessor.embeddings or preprocessor.ple_embeddings)
     if cfg.model.is_mlp and not embedded:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]
         check_training_memory(cfg, widths, dtype, eval_rows)
@@ -954,9 +955,12 @@ def _nodes(out):
 
 def input_front(pre: Preprocessor, x: Node) -> Node:
     """What the hidden modules read from the input ``x`` (``pre``'s columns): the plain columns
-    (``select``) and one ``embedding`` per embedded categorical column, side by side (``concat``)."""
+    (``select``), one ``embedding`` per embedded categorical column and, per piecewise-linear
+    column with data.ple_embedding, its columns through a ``linear`` and a ``relu`` of their own,
+    side by side (``concat``)."""
     parts = [Select(columns=pre.plain_columns)(x)] if pre.plain_columns else []
     parts += [Embedding(column=off, categories=n, dim=dim)(x) for off, n, dim in pre.embeddings]
+    parts += [Activation("relu")(Linear(dim)(Select(columns=cols)(x))) for cols, dim in pre.ple_embeddings]
     return Concat()(*parts) if len(parts) > 1 else parts[0]
 
 

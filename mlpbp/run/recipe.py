@@ -10,10 +10,14 @@ teaching configs). A config that tunes the optimizer (sets ``train.optimizer``,
 The recipe, for n training rows and an input width of d columns:
 
 - ``model.hidden``: one layer of w = clamp(2^⌈log₂ 2d⌉, 64, 512) units (ReLU, He init) under
-  5,000 rows, two from there.
+  5,000 rows, two from there; ``model.dropout`` 0.1 after each hidden activation (not with
+  ``model.layers``, which lists its own modules).
 - ``train.optimizer: adamw``, ``learning_rate`` 0.002 (0.001 from 20,000 rows), and
   ``weight_decay`` (decoupled, PyTorch's) sized to the data: clamp(300 / n, 0.01, 1), strong
-  for a few hundred rows, where an MLP overfits in a few epochs.
+  for a few hundred rows, where an MLP overfits in a few epochs. AdamW shrinks the weights by
+  a factor 1 − αλ a step, n / batch steps an epoch: with batch 32, λ = 300 / n is the same
+  shrinkage per epoch (αλn/32 ≈ 0.019) whatever n; the cap at 1 (n < 300) is weaker per
+  epoch, not stronger (benchmarks/README.md has the comparison with other rules).
 - ``train.batch_size``: clamp(2^round(log₂(n / 100)), 32, 512).
 - ``train.schedule: plateau`` (halve the rate after ``step_size`` = patience / 3 epochs without
   a better validation loss) after ``warmup`` = 5 epochs rising linearly to it.
@@ -51,6 +55,9 @@ def _yaml(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+DROPOUT = 0.1  # model.dropout: mild, on every table size (benchmarks/README.md)
+
+
 def _pow2(x: float) -> int:
     return 2 ** max(0, round(math.log2(max(x, 1.0))))
 
@@ -65,6 +72,7 @@ def choose(n_rows: int, n_inputs: int, validation: bool = True) -> dict:
     patience = min(30, max(10, epochs // 10))
     out = {
         "model.hidden": [width] * depth,
+        "model.dropout": DROPOUT,
         "train.optimizer": "adamw",
         "train.learning_rate": 0.002 if n_rows < 20_000 else 0.001,
         "train.weight_decay": round(min(1.0, max(0.01, 300 / max(n_rows, 1))), 3),
@@ -91,6 +99,8 @@ def apply_recipe(cfg: Config, n_rows: int, n_inputs: int) -> Recipe:
     values = choose(n_rows, n_inputs, validation=cfg.data.validation_fraction > 0)
     if user & tuned:
         values = {"model.hidden": values["model.hidden"]}
+    if m.layers is not None:  # a layer list spells out its own dropout modules
+        values.pop("model.dropout", None)
     chosen = {}
     for key, value in values.items():
         section, name = key.split(".")

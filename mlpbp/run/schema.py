@@ -59,6 +59,9 @@ DESCRIPTIONS = {
     "quantile bin, clip((x - b[t-1]) / (b[t] - b[t-1]), 0, 1)); or a mapping column -> transform (the rest: auto).",
     "data.ple_bins": "The quantile bins of a data.numeric: ple column (fewer when values repeat), each one input "
     "column.",
+    "data.ple_embedding": "A learned embedding of each data.numeric: ple column: its bins' columns through a "
+    "linear layer of this width and a ReLU of their own (the paper's PLE-LR) before the hidden layers (null: "
+    "the encoding goes to the first hidden layer as it is).",
     "data.categorical": "Categorical columns: auto (one-hot up to 16 levels, counted after rare categories share "
     "the infrequent level; a learned embedding above), onehot or embedding (each level a learned vector, an "
     "unseen level a reserved row that stays zero); or a mapping column -> encoding (the rest: auto).",

@@ -305,6 +305,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, name: str |
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     written = [plot_curves(run, out / "curves.png")]
     n_inputs = run.model.net.widths[0]
+    if run.model.preprocessor.embeddings:  # a column of level codes is no axis to sweep
+        n_inputs = 0
     if run.model.task == "classification":
         written.append(plot_confusion(run, out / "confusion.png"))
         if n_inputs == 2:

@@ -61,6 +61,7 @@ def _config(tmp_path, **train):
         {
             "seed": 0,
             "data": {"path": "t.csv", "target": "price", "numeric": {"lat": "ple"}, "ple_bins": 8},
+            "model": {"dropout": 0.0},  # a plain MLP (the recipe's dropout would make it a graph)
             "train": {"threads": 1, **train},
         },
         base_dir=tmp_path,
@@ -83,7 +84,7 @@ def test_a_ple_column_trains_saves_predicts_and_exports(tmp_path):
     assert X.min() >= 0 and X.max() <= 1 and np.all(np.diff(X, axis=1) <= 0)  # (1, ..., 1, fraction, 0, ...)
     assert check_config(cfg).ok
     model = Trainer(cfg, prepare(cfg), tmp_path / "run").run().model
-    assert format_version(model) == 3
+    assert format_version(model) == 3  # an MLP with a piecewise-linear column
     loaded = load_model(tmp_path / "run" / "model.npz")
     assert loaded.preprocessor.to_meta() == model.preprocessor.to_meta()
     new = pa.table({"lat": [39.0, 41.5, None, 49.99, 55.0], "size": [20.0, 10.0, 30.0, 5.0, 40.0]})
@@ -100,7 +101,7 @@ def test_a_ple_column_trains_saves_predicts_and_exports(tmp_path):
 
 def test_ple_fits_a_wavy_latitude_that_standardising_cannot(tmp_path):
     """price = 3 sin(2 lat) + log(size) + noise (sd 0.1), lat in [40, 50]: three periods, which
-    one hidden layer on a standardised lat misses; 16 quantile bins follow them."""
+    one hidden layer on a standardised lat misses (RMSE 1.94); 16 quantile bins follow them (0.35)."""
     _table(tmp_path / "t.csv", n=2000)
     rmse = {}
     for how in ("auto", "ple"):
@@ -111,3 +112,41 @@ def test_ple_fits_a_wavy_latitude_that_standardising_cannot(tmp_path):
         )
         rmse[how] = Trainer(cfg, prepare(cfg), tmp_path / how).run().test["rmse"]
     assert rmse["ple"] < 0.5 and rmse["auto"] > 1.5, rmse
+
+
+def test_ple_embedding_is_a_learned_linear_and_relu_per_column(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from mlpbp.tools.export import to_onnx
+
+    _table(tmp_path / "t.csv", n=2000)
+    cfg = config_from_dict(
+        {
+            "seed": 0,
+            "data": {"path": "t.csv", "target": "price", "numeric": {"lat": "ple"}, "ple_embedding": 4},
+            "train": {"threads": 1},
+        },
+        base_dir=tmp_path,
+        name="ple",
+    )
+    p = prepare(cfg, dtype="float64")
+    pre = p.preprocessor
+    assert pre.ple_embeddings == [(list(range(16)), 4)] and pre.plain_columns == [16] and pre.encoded_width == 5
+    report = check_config(cfg)  # gradients, module input gradients and HVPs against finite differences
+    assert report.ok, [c.to_dict() for c in report.failures]
+    result = Trainer(cfg, prepare(cfg), tmp_path / "run").run()
+    net = result.model.net
+    kinds = [m.kind for m in net.layers]
+    assert kinds[:5] == ["select", "select", "linear", "relu", "concat"] and net.params["W1"].shape == (4, 16)
+    assert result.test["rmse"] < 0.5, result.test
+    loaded = load_model(tmp_path / "run" / "model.npz")
+    assert format_version(loaded) == 4 and loaded.preprocessor.to_meta() == result.model.preprocessor.to_meta()
+    new = pa.table({"lat": [39.0, 41.5, None, 49.99, 55.0], "size": [20.0, 10.0, 30.0, 5.0, 40.0]})
+    want = result.model.predict_outputs(new)
+    np.testing.assert_array_equal(loaded.predict_outputs(new), want)
+    session = ort.InferenceSession(to_onnx(loaded).SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {
+        "lat": np.array([np.nan if v is None else v for v in new.column("lat").to_pylist()], np.float32)[:, None],
+        "size": np.array(new.column("size").to_pylist(), np.float32)[:, None],
+    }
+    (got,) = session.run(None, feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

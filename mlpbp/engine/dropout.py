@@ -62,6 +62,11 @@ class Dropout(Module):
         self.generator: np.random.Generator | None = None  # the network's, set when it is built
         self.fixed = False
         self.mask: np.ndarray | None = None
+        # Under MPI, (first row, rows) of the whole batch this rank's rows are part of: the mask
+        # is drawn for the whole batch and this rank takes its rows of it, so every rank draws
+        # what one process draws and 2 ranks train as 1 does (None: the rows are the batch).
+        self.rows: tuple[int, int] | None = None
+        self._row_shape: tuple[int, ...] | None = None  # a row's shape, from the last draw
 
     def options(self) -> dict:
         return {"p": self.p}
@@ -77,6 +82,19 @@ class Dropout(Module):
             return self.mask
         if self.generator is None:
             raise ValueError("a dropout module needs a generator: build it into a Network")
+        if self.rows is not None:  # this rank's rows of the whole batch's mask
+            first, total = self.rows
+            return self._drawn((total, *shape[1:]))[first : first + shape[0]]
+        return self._drawn(shape)
+
+    def skip(self, total: int) -> None:
+        """Draw (and drop) a whole batch's mask: a rank with no rows of a batch keeps its
+        generator where the other ranks' go."""
+        if self.training and self.p and self.generator is not None and self._row_shape is not None:
+            self._drawn((total, *self._row_shape))
+
+    def _drawn(self, shape) -> np.ndarray:
+        self._row_shape = tuple(shape[1:])
         m = self._buffer("mask", shape)
         threshold = math.ceil(float(np.float32(self.p)) * 2**24) << 8
         fast = m.dtype == np.float32 and threshold < 2**32

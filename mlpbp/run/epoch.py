@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlpbp.engine.dropout import Dropout
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import SGD
 
@@ -53,6 +54,16 @@ class Batches:
         sizes = hi - lo
         bounds = np.concatenate(([0], np.cumsum(sizes)))
         return self.order[np.arange(bounds[-1]) + np.repeat(start + lo - bounds[:-1], sizes)], bounds
+
+
+@contextlib.contextmanager
+def _sharing(drops: list[Dropout]):
+    """Dropouts that take their rows of the whole batch's mask for the loop's time only."""
+    try:
+        yield
+    finally:
+        for d in drops:
+            d.rows = None
 
 
 def sgd_epoch(
@@ -117,29 +128,36 @@ def _steps(
     yb = np.empty((Xb.shape[0], *y.shape[1:]), y.dtype)
     wb = None if w is None else np.empty(Xb.shape[0], np.float64)
     loss, s, stopping = 0.0, batches.first, False
-    while s < batches.count:
-        batch = batches.rows(s)
-        lo, hi = share(batch.shape[0])
-        rows, k = batch[lo:hi], hi - lo
-        if k:  # the last batch of an epoch can be smaller than the number of ranks
-            # mode="clip": with the default "raise", take() copies into a temporary first.
-            X.take(rows, axis=0, out=Xb[:k], mode="clip")
-            y.take(rows, axis=0, out=yb[:k], mode="clip")
-            if wb is not None:
-                w.take(rows, axis=0, out=wb[:k], mode="clip")
-        sw = None if wb is None else wb[:k]
-        stopping = stopping or (stop is not None and stop())
-        if fused:  # one process: forward, backward and update in one pass
-            loss = net.train_step(Xb[:k], yb[:k], opt, sw)  # no update when the loss is not finite
-        else:  # several: each rank's gradient, summed over the ranks, the same update on each
-            loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k else 0.0
-            mass = None if sw is None else float(sw.sum())
-            loss, stopping = sync.step(loss, k, batch.shape[0], stopping, mass)
-            if math.isfinite(loss):
-                opt.step(sync.grads)
-        if not math.isfinite(loss):
-            return s + 1, loss
-        s += 1
-        if (stopping and s % group == 0) or (after_step is not None and after_step(s - 1)):
-            break
+    # Under MPI each dropout draws the whole batch's mask and takes this rank's rows of it.
+    drops = [] if fused else [m for m in getattr(net, "layers", ()) if isinstance(m, Dropout)]
+    with _sharing(drops):
+        while s < batches.count:
+            batch = batches.rows(s)
+            lo, hi = share(batch.shape[0])
+            rows, k = batch[lo:hi], hi - lo
+            if k:  # the last batch of an epoch can be smaller than the number of ranks
+                # mode="clip": with the default "raise", take() copies into a temporary first.
+                X.take(rows, axis=0, out=Xb[:k], mode="clip")
+                y.take(rows, axis=0, out=yb[:k], mode="clip")
+                if wb is not None:
+                    w.take(rows, axis=0, out=wb[:k], mode="clip")
+            sw = None if wb is None else wb[:k]
+            stopping = stopping or (stop is not None and stop())
+            if fused:  # one process: forward, backward and update in one pass
+                loss = net.train_step(Xb[:k], yb[:k], opt, sw)  # no update when the loss is not finite
+            else:  # several: each rank's gradient, summed over the ranks, the same update on each
+                for d in drops:
+                    d.rows = (lo, batch.shape[0])
+                    if not k:
+                        d.skip(batch.shape[0])
+                loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k else 0.0
+                mass = None if sw is None else float(sw.sum())
+                loss, stopping = sync.step(loss, k, batch.shape[0], stopping, mass)
+                if math.isfinite(loss):
+                    opt.step(sync.grads)
+            if not math.isfinite(loss):
+                return s + 1, loss
+            s += 1
+            if (stopping and s % group == 0) or (after_step is not None and after_step(s - 1)):
+                break
     return s, loss

@@ -111,6 +111,20 @@ def test_two_ranks_train_as_one_process_does(tmp_path, dtype, rtol):
     )
 
 
+def test_dropout_under_two_ranks_trains_as_one_process_does(tmp_path):
+    """Each rank takes its rows of the whole batch's dropout mask, and the rank with no row of
+    the one-row last batch still draws it: 2 ranks draw the masks one process draws."""
+    text = CONFIG.replace("DTYPE", "float64").replace("activation: tanh}", "activation: tanh, dropout: 0.3}")
+    cfg = write(tmp_path, "c.yaml", text)
+    one = mpi(1, "train", str(cfg), "--out", str(tmp_path / "one"), "-q")
+    two = mpi(2, "train", str(cfg), "--out", str(tmp_path / "two"), "-q")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    p1, p2 = params(tmp_path / "one"), params(tmp_path / "two")
+    assert p1.keys() == p2.keys() and p1
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) <= 1e-12 * np.max(np.abs(p1[k])), k
+
+
 @pytest.mark.parametrize(
     "optimizer", ["{optimizer: lbfgs, max_iter: 15}", "{optimizer: newton_cg, batch_size: 70, cg_max_iter: 20}"]
 )

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlpbp.data.arrow import arrow, missing_mask, positions
+from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
 from mlpbp.data.columns import infer_kind, numeric_values, string_values
-from mlpbp.data.rows import RowNumbers, row_number
+from mlpbp.data.rows import RowNumbers, cell_error, row_number
 from mlpbp.errors import DataError
 
 
@@ -44,12 +44,12 @@ class Target:
         idx = positions(idx)
         if (idx < 0).any():
             i = int(np.flatnonzero(idx < 0)[0])
-            prefix = f"{source}: " if source else ""
-            raise DataError(
-                f"{prefix}row {row_number(first_row, i)}, column '{name}': class {labels[i].as_py()!r} was not seen in"
-                f" training (known: {', '.join(self.classes)})"
-            )
+            raise _unseen(source, row_number(first_row, i), name, "class", labels[i].as_py(), self.classes)
         return idx.astype(np.int64)
+
+
+def _unseen(source: str, row: int, column: str, what: str, value, known: list[str]) -> DataError:
+    return cell_error(source, row, column, f"{what} {value!r} was not seen in training (known: {', '.join(known)})")
 
 
 def _tokens(col, separator: str):
@@ -58,18 +58,10 @@ def _tokens(col, separator: str):
     parts = pc.split_pattern(text, pattern=separator)
     if isinstance(parts, pa.ChunkedArray):
         parts = parts.combine_chunks()
-    rows = to_numpy_int(pc.list_parent_indices(parts))
+    rows = to_numpy(pc.list_parent_indices(parts)).astype(np.int64)
     labels = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-    keep = to_numpy_bool(pc.not_equal(labels, ""))
+    keep = to_numpy(pc.not_equal(labels, ""))
     return rows[keep], labels.filter(arrow(keep))
-
-
-def to_numpy_int(arr) -> np.ndarray:
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def to_numpy_bool(arr) -> np.ndarray:
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def label_sets(
@@ -81,11 +73,7 @@ def label_sets(
     idx = positions(pc.index_in(labels, value_set=arrow(target.classes)))
     if (idx < 0).any():
         i = int(np.flatnonzero(idx < 0)[0])
-        prefix = f"{source}: " if source else ""
-        raise DataError(
-            f"{prefix}row {row_number(first_row, int(rows[i]))}, column '{name}': label {labels[i].as_py()!r} was not"
-            f" seen in training (known: {', '.join(target.classes)})"
-        )
+        raise _unseen(source, row_number(first_row, int(rows[i])), name, "label", labels[i].as_py(), target.classes)
     out = np.zeros((len(col), len(target.classes)))
     out[rows, idx] = 1.0
     return out
@@ -95,7 +83,7 @@ def _indicator(col, name: str, first_row: RowNumbers, source: str) -> np.ndarray
     """A multi-label target column as 0/1: booleans or the numbers 0 and 1, else one line."""
     prefix = f"{source}: " if source else ""
     if pa.types.is_boolean(col.type):
-        return to_numpy_bool(pc.fill_null(col, False)).astype(np.float64)
+        return to_numpy(pc.fill_null(col, False)).astype(np.float64)
     if infer_kind(col.type) == "categorical" and not _numeric_text(col):
         v = next(x for x in string_values(col).to_pylist() if x is not None)
         raise DataError(

@@ -23,28 +23,33 @@ def uniform_bits(generator: np.random.Generator, n: int, scratch: dict) -> np.nd
     same state after, at less than half the cost. PCG64 (``default_rng``'s) on a little-endian
     machine only: None otherwise. Its ``next_uint32`` hands out a 64-bit word's low half, then keeps
     the high half for the next call: a half kept from before comes first, and an odd count
-    keeps one."""
+    keeps one. With no half kept (every draw of an even count) the words are the 64-bit draws'
+    own memory, not a copy of it: one pass over the mask's words, the draw itself."""
     bg = generator.bit_generator
     if type(bg) is not np.random.PCG64 or sys.byteorder != "little":
         return None
-    out = scratch.get("bits")
-    if out is None or out.size != n + 1:
-        out = scratch["bits"] = np.empty(n + 1, np.uint32)
     if n == 0:
-        return out[:0]
-    kept = bg.state["has_uint32"]
-    if kept:
-        out[0] = bg.state["uinteger"]
+        return np.empty(0, np.uint32)
+    st = bg.state
+    kept = st["has_uint32"]
     pairs = (n - kept + 1) // 2
-    if pairs:
-        out[kept : kept + 2 * pairs] = bg.random_raw(pairs).view(np.uint32)  # low half, then high
+    if kept:
+        out = scratch.get("bits")
+        if out is None or out.size != n + 1:
+            out = scratch["bits"] = np.empty(n + 1, np.uint32)
+        out[0] = st["uinteger"]
+        if pairs:
+            out[1 : 1 + 2 * pairs] = bg.random_raw(pairs).view(np.uint32)  # low half, then high
+        words = out
+    else:
+        words = bg.random_raw(pairs).view(np.uint32)
     st = bg.state  # after the draws
     # next_uint32 leaves the last high half in uinteger, kept (has_uint32) when it went unused
     st["has_uint32"] = (n - kept) % 2
     if pairs:
-        st["uinteger"] = int(out[kept + 2 * pairs - 1])
+        st["uinteger"] = int(words[kept + 2 * pairs - 1])
     bg.state = st
-    return out[:n]
+    return words[:n]
 
 
 class Dropout(Module):
@@ -94,6 +99,9 @@ class Dropout(Module):
             self._drawn((total, *self._row_shape))
 
     def _drawn(self, shape) -> np.ndarray:
+        """The mask (0 or 1/(1 − p) per value) in three passes over its values: the draw, the
+        comparison written as 0.0/1.0, the scale; ``forward`` applies it in a fourth, and
+        ``backward`` in one."""
         self._row_shape = tuple(shape[1:])
         m = self._buffer("mask", shape)
         threshold = math.ceil(float(np.float32(self.p)) * 2**24) << 8
@@ -103,11 +111,7 @@ class Dropout(Module):
             self.generator.random(out=m, dtype=m.dtype)
             np.greater_equal(m, self.p, out=m, casting="unsafe")
         else:  # r = (bits >> 8)·2⁻²⁴ ≥ p (p as float32) ⇔ bits ≥ ⌈p·2²⁴⌉·2⁸: no float draws at all
-            keep = self._buffers.get("keep")
-            if keep is None or keep.size != m.size:
-                keep = self._buffers["keep"] = np.empty(m.size, bool)
-            np.greater_equal(bits, threshold, out=keep)
-            np.copyto(m.reshape(-1), keep)
+            np.greater_equal(bits.reshape(shape), threshold, out=m, casting="unsafe")
         m *= 1.0 / (1.0 - self.p)  # kept with probability 1 − p, scaled by 1/(1 − p)
         return m
 

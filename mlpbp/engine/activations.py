@@ -46,8 +46,20 @@ def _zeros(z, a, out):
     return out
 
 
+_ZERO_ROWS: dict[tuple, np.ndarray] = {}  # (dtype, width) -> a row of zeros, for float32 relu
+
+
 def _relu(z, out):
-    return np.maximum(z, 0, out=out)
+    # float32: NumPy's maximum of an array and a scalar runs at half the speed of its maximum of
+    # two arrays (34 µs against 17 µs on a 256 × 256 batch, benchmarks/README.md), so z is
+    # compared with a broadcast row of zeros; float64 is the other way round and keeps the scalar.
+    if z.dtype != np.float32 or z.ndim == 0:
+        return np.maximum(z, 0, out=out)
+    key = (z.dtype, z.shape[-1])
+    zero = _ZERO_ROWS.get(key)
+    if zero is None:
+        zero = _ZERO_ROWS[key] = np.zeros(z.shape[-1], z.dtype)
+    return np.maximum(z, zero, out=out)
 
 
 def _relu_d(z, a, out):

@@ -22,6 +22,11 @@ _ROUTINES = {
     for t, p in ((np.float32, "s"), (np.float64, "d"))
 }
 
+#: BLAS axpy (y += a·x, called ``AXPY[dtype](x, y, a=a)``) on flat contiguous vectors of that
+#: dtype, without ``axpy``'s checks: for loops that made their flat views once (AdamW on a
+#: 256-wide bias spends more in calls than in arithmetic). It writes into y itself for such y.
+AXPY = {dtype: routines[3] for dtype, routines in _ROUTINES.items()}
+
 
 def _fortran_transposed(M: np.ndarray) -> tuple[np.ndarray, int]:
     """(F, t): a Fortran-ordered array F in M's memory and the flag t such that op_t(F) = Mᵀ."""

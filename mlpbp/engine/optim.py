@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from mlpbp.engine.blas import axpy
+from mlpbp.engine.blas import AXPY, axpy
 from mlpbp.engine.registry import Registry
 from mlpbp.engine.second_order import LBFGS, NewtonCG
 
@@ -175,6 +175,13 @@ class Adam(Optimizer):
         self.exp_avg = {k: np.zeros_like(p) for k, p in params.items()}
         self.exp_avg_sq = {k: np.zeros_like(p) for k, p in params.items()}
         self._denom = {k: np.empty_like(p) for k, p in params.items()}
+        # per parameter: flat views of its state and scratch, and whether θ itself is flat-able
+        self._flat = {
+            k: (self.exp_avg[k].reshape(-1), self.exp_avg_sq[k].reshape(-1), self._denom[k].reshape(-1),
+                p.flags.c_contiguous and p.dtype in AXPY)
+            for k, p in params.items()
+        }  # fmt: skip
+        self._key: tuple | None = None
 
     def __repr__(self) -> str:
         return (
@@ -185,30 +192,47 @@ class Adam(Optimizer):
     def begin_step(self) -> None:
         self.steps += 1
 
+    def _constants(self) -> tuple[float, ...]:
+        """This step's scalars, worked out once per step (and again if the learning rate moves):
+        (decay, β₁, 1 − β₁, β₂, 1 − β₂, c·ε, −α·c/(1 − β₁ᵗ)) with c = √(1 − β₂ᵗ).
+
+        m̂/(√v̂ + ε) = c·m/(√v + c·ε)/(1 − β₁ᵗ): the bias corrections fold into ε and the step,
+        a pass fewer than dividing √v by c. math.sqrt: a Python float, which NumPy casts to the
+        array's dtype (np.sqrt's float64 scalar would run a float32 array's arithmetic in
+        float64 through a buffered cast, several times slower)."""
+        key = (self.steps, self.learning_rate)
+        if self._key != key:
+            lr, b1, b2, t = self.learning_rate, self.beta1, self.beta2, self.steps
+            c = math.sqrt(1 - b2**t)
+            self._consts = (1 - lr * self.weight_decay, b1, 1 - b1, b2, 1 - b2, c * self.eps, -lr * c / (1 - b1**t))
+            self._key = key
+        return self._consts
+
     def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
-        lr, b1, b2, t = self.learning_rate, self.beta1, self.beta2, self.steps
-        m, v, denom = self.exp_avg[name], self.exp_avg_sq[name], self._denom[name]
-        wd = self.weight_decay
-        if wd and self.decoupled:
-            p *= 1 - lr * wd
-        elif wd:  # g + λθ, built in the scratch array (g itself is never written)
-            np.multiply(p, wd, out=denom)
-            denom += g
+        # Ten passes over θ's size, each a NumPy ufunc in place or one BLAS axpy on flat views
+        # made once (a 256-wide bias costs its calls, not its arithmetic: no call is spared).
+        decay, b1, c1, b2, c2, ceps, step = self._constants()
+        m, v, denom, flat = self._flat[name]
+        if self.weight_decay and self.decoupled:
+            p *= decay
+        elif self.weight_decay:  # g + λθ, built in the scratch array (g itself is never written)
+            np.multiply(p, self.weight_decay, out=denom.reshape(p.shape))
+            denom += g.reshape(-1)
             g = denom
+        g = np.asarray(g, m.dtype).reshape(-1)  # a view, for a contiguous g of p's dtype
+        raw_axpy = AXPY[m.dtype]
         m *= b1
-        axpy(1 - b1, g, m)
+        raw_axpy(g, m, a=c1)
         v *= b2
         np.multiply(g, g, out=denom)
-        axpy(1 - b2, denom, v)
-        # m̂/(√v̂ + ε) = c·m/(√v + c·ε)/(1 − β₁ᵗ) with c = √(1 − β₂ᵗ): the bias corrections
-        # fold into ε and the step, a pass fewer than dividing √v by c. math.sqrt: a Python
-        # float, which NumPy casts to the array's dtype (np.sqrt's float64 scalar would run a
-        # float32 array's arithmetic in float64 through a buffered cast, several times slower).
-        c = math.sqrt(1 - b2**t)
+        raw_axpy(denom, v, a=c2)
         np.sqrt(v, out=denom)
-        denom += c * self.eps
+        denom += ceps
         np.divide(m, denom, out=denom)
-        axpy(-lr * c / (1 - b1**t), denom, p)  # θ −= step·m/denom in one pass, as torch's addcdiv_
+        if flat:  # θ −= step·m/denom in one pass, as torch's addcdiv_
+            raw_axpy(denom, p.reshape(-1), a=step)
+        else:
+            axpy(step, denom.reshape(p.shape), p)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {f"exp_avg.{k}": m for k, m in self.exp_avg.items()}

@@ -13,7 +13,11 @@ PyTorch. ``products`` is the time of the step's own matrix products alone (forwa
 ∂J/∂u of each linear but the first's ∂J/∂u) at the same shapes, in the mlpbp process:
 ``step/products`` is mlpbp's step over it.
 PyTorch runs with its default threads; mlpbp with 1 BLAS thread (train.threads: auto at this
-size on 2 cores).
+size on 2 cores). Beside them (all but ``--mlpbp-only``): mlpbp at 2 BLAS threads
+(``mlpbp2``), and PyTorch's own products at the same shapes (``torch.mm`` with ``out=``) at
+its default threads and at 1 (``torch_products``, ``torch1_products``): a step can be no faster
+than its products, so ``bound_*`` (PyTorch's step over mlpbp's products alone) is the most
+any mlpbp step could be faster than PyTorch's at those thread counts.
 """
 
 from __future__ import annotations
@@ -57,7 +61,12 @@ def _time(step, steps) -> float:
     return statistics.median(times)
 
 
-def run_mlpbp(steps: int) -> dict:
+def _shapes():
+    """(in, out) of each linear of the network, first to last."""
+    return [(WIDTH, WIDTH), *[(WIDTH, WIDTH)] * (2 * BLOCKS), (WIDTH, CLASSES)]
+
+
+def run_mlpbp(steps: int, threads: int = 1) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
@@ -67,12 +76,13 @@ def run_mlpbp(steps: int) -> dict:
     X, y = _data(np, steps)
     net = Network.from_layers(_layers(), WIDTH, CLASSES, loss="cross_entropy", seed=0, dtype="float32")
     opt = AdamW(net.params, 1e-3, weight_decay=0.01)
-    with threadpool_limits(1):
+    with threadpool_limits(threads):
         per_step = _time(
             lambda s: net.train_step(X[(s % 4) * BATCH :][:BATCH], y[(s % 4) * BATCH :][:BATCH], opt), steps
         )
         best_step = _time.best
         shapes = [(m.W.shape[1], m.W.shape[0]) for m in net.linears if hasattr(m, "W")]
+        assert shapes == _shapes()
         bufs = [(np.ones((BATCH, i), np.float32), np.ones((o, i), np.float32), np.ones((BATCH, o), np.float32))
                 for i, o in shapes]  # fmt: skip
 
@@ -84,7 +94,32 @@ def run_mlpbp(steps: int) -> dict:
                     blas.matmul(z, W, u)
 
         prod = _time(products, steps)
-    return {"seconds_per_step": per_step, "products_s": prod, "best_step_s": best_step, "best_products_s": _time.best}
+    return {
+        "seconds_per_step": per_step,
+        "products_s": prod,
+        "best_step_s": best_step,
+        "best_products_s": _time.best,
+        "threads": threads,
+    }
+
+
+def run_torch_products(steps: int, threads: int = 0) -> dict:
+    """PyTorch's matrix products alone, the same ones at the same shapes as ``products``."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    bufs = [(torch.ones(BATCH, i), torch.ones(o, i), torch.ones(BATCH, o)) for i, o in _shapes()]
+
+    def products(_):
+        for k, (u, W, z) in enumerate(bufs):
+            torch.mm(u, W.T, out=z)
+            torch.mm(z.T, u, out=W)
+            if k:
+                torch.mm(z, W, out=u)
+
+    per = _time(products, steps)
+    return {"products_s": per, "best_products_s": _time.best, "threads": torch.get_num_threads()}
 
 
 def run_torch(steps: int, threads: int = 0) -> dict:
@@ -130,14 +165,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="timed steps per framework (default 200)")
     p.add_argument("--json", action="store_true", help="print the results as JSON only")
     p.add_argument("--mlpbp-only", action="store_true", help="time mlpbp and its products alone (no PyTorch)")
-    p.add_argument("--child", choices=("mlpbp", "torch", "torch1"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        run = {"mlpbp": run_mlpbp, "torch": run_torch, "torch1": lambda s: run_torch(s, 1)}[args.child]
-        print(json.dumps(run(args.steps)))
+        print(json.dumps(CHILDREN[args.child](args.steps)))
         return
     results = {}
-    for name in ("mlpbp",) if args.mlpbp_only else ("mlpbp", "torch", "torch1"):  # torch1: at 1 thread
+    for name in ("mlpbp",) if args.mlpbp_only else tuple(CHILDREN):
         out = subprocess.run(
             [sys.executable, __file__, "--child", name, "--steps", str(args.steps)],
             capture_output=True, text=True, check=True, env=dict(os.environ),
@@ -156,24 +190,50 @@ def main() -> None:
         else:
             print(json.dumps(results, indent=2))
         return
-    t = results["torch"]
+    t, t1, m2 = results["torch"], results["torch1"], results["mlpbp2"]
     results["speedup_vs_torch"] = t["seconds_per_step"] / m["seconds_per_step"]
-    results["speedup_vs_torch_1_thread"] = results["torch1"]["seconds_per_step"] / m["seconds_per_step"]
-    results["best_speedup_vs_torch_1_thread"] = results["torch1"]["best_step_s"] / m["best_step_s"]
+    results["speedup_vs_torch_1_thread"] = t1["seconds_per_step"] / m["seconds_per_step"]
+    results["best_speedup_vs_torch_1_thread"] = t1["best_step_s"] / m["best_step_s"]
+    results["speedup_2_threads_vs_torch"] = t["seconds_per_step"] / m2["seconds_per_step"]
+    # no step is faster than its own products: the most mlpbp could gain, per thread count
+    results["bound_1_thread_vs_torch"] = t["seconds_per_step"] / m["products_s"]
+    results["bound_2_threads_vs_torch"] = t["seconds_per_step"] / m2["products_s"]
+    results["bound_1_thread_vs_torch_1_thread"] = t1["seconds_per_step"] / m["products_s"]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"mlpbp   {1e3 * m['seconds_per_step']:8.2f} ms/step  (products alone {1e3 * m['products_s']:.2f} ms)")
-    print(f"PyTorch {1e3 * t['seconds_per_step']:8.2f} ms/step  ({t['threads']} threads)")
-    t1 = results["torch1"]
-    print(f"PyTorch {1e3 * t1['seconds_per_step']:8.2f} ms/step  (1 thread)")
+    tp, tp1 = results["torch_products"], results["torch1_products"]
+
+    def ms(r, key):
+        return f"{1e3 * r[key]:8.2f}"
+
+    print(f"mlpbp   {ms(m, 'seconds_per_step')} ms/step  (1 thread; products alone {ms(m, 'products_s')} ms)")
+    print(f"mlpbp   {ms(m2, 'seconds_per_step')} ms/step  (2 threads; products alone {ms(m2, 'products_s')} ms)")
+    threads = f"{t['threads']} threads"
+    print(f"PyTorch {ms(t, 'seconds_per_step')} ms/step  ({threads}; products alone {ms(tp, 'products_s')} ms)")
+    print(f"PyTorch {ms(t1, 'seconds_per_step')} ms/step  (1 thread; products alone {ms(tp1, 'products_s')} ms)")
+    r = {k: f"{v:.2f}" for k, v in results.items() if isinstance(v, float)}
     print(
-        f"speed-up {results['speedup_vs_torch']:.2f}x ({results['speedup_vs_torch_1_thread']:.2f}x against 1 thread);"
-        f" step/products {results['step_over_products']:.2f}; fastest chunks: step/products"
-        f" {results['best_step_over_best_products']:.2f},"
-        f" {results['best_speedup_vs_torch_1_thread']:.2f}x against 1 thread"
+        f"speed-up {r['speedup_vs_torch']}x ({r['speedup_vs_torch_1_thread']}x against 1 thread;"
+        f" {r['speedup_2_threads_vs_torch']}x with 2 threads); step/products {r['step_over_products']};"
+        f" fastest chunks: step/products {r['best_step_over_best_products']},"
+        f" {r['best_speedup_vs_torch_1_thread']}x against 1 thread"
+    )
+    print(
+        f"at most {r['bound_1_thread_vs_torch']}x PyTorch's step with 1 thread, {r['bound_2_threads_vs_torch']}x"
+        f" with 2 (PyTorch's step over mlpbp's products alone); {r['bound_1_thread_vs_torch_1_thread']}x"
+        " against PyTorch at 1 thread"
     )
 
+
+CHILDREN = {
+    "mlpbp": run_mlpbp,
+    "torch": run_torch,
+    "torch1": lambda s: run_torch(s, 1),
+    "mlpbp2": lambda s: run_mlpbp(s, 2),
+    "torch_products": run_torch_products,
+    "torch1_products": lambda s: run_torch_products(s, 1),
+}
 
 if __name__ == "__main__":
     main()

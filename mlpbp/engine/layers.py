@@ -220,10 +220,11 @@ class Linear(Module):
         return grad_u
 
     def _bias_grad(self, grad_z: np.ndarray) -> None:
-        """∂J/∂b = grad_zᵀ·1, by gemv for C-ordered rows: 2.5x NumPy's sum over axis 0 at
-        256 × 256 (a block of columns, concat's backward, is summed by NumPy)."""
+        """∂J/∂b = grad_zᵀ·1, by gemv for 32 C-ordered rows or more: 1.8x NumPy's sum over axis
+        0 at 256 × 256, 1.1x at 32 rows, slower below (a call costs more than the sum there);
+        a block of columns, concat's backward, is summed by NumPy."""
         gb = self.grads["b"]
-        if not grad_z.flags.c_contiguous:
+        if grad_z.shape[0] < 32 or not grad_z.flags.c_contiguous:
             grad_z.sum(axis=0, out=gb)
             return
         gb.fill(0)  # β = 0 would still read it under some OpenBLAS builds (0·NaN)

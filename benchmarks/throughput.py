@@ -200,8 +200,8 @@ def _run_mlpbp(batch: int, rows: int, epochs: int, reference: bool, threads) -> 
         def __getattr__(self, name):
             return getattr(net, name)
 
-        def train_step(self, Xb, yb, opt):
-            loss = net.step_loss_and_grad(Xb, yb)
+        def train_step(self, Xb, yb, opt, sample_weight=None):  # as sgd_epoch calls Network's
+            loss = net.step_loss_and_grad(Xb, yb, sample_weight)
             if np.isfinite(loss):
                 opt.step(net.grads)
             return loss

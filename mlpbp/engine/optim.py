@@ -193,14 +193,15 @@ class Adam(Optimizer):
         self.steps += 1
 
     def _constants(self) -> tuple[float, ...]:
-        """This step's scalars, worked out once per step (and again if the learning rate moves):
-        (decay, β₁, 1 − β₁, β₂, 1 − β₂, c·ε, −α·c/(1 − β₁ᵗ)) with c = √(1 − β₂ᵗ).
+        """This step's scalars (decay, β₁, 1 − β₁, β₂, 1 − β₂, c·ε, −α·c/(1 − β₁ᵗ)) with
+        c = √(1 − β₂ᵗ), worked out once per step, and again if a setting (a scheduled learning
+        rate) moves.
 
         m̂/(√v̂ + ε) = c·m/(√v + c·ε)/(1 − β₁ᵗ): the bias corrections fold into ε and the step,
         a pass fewer than dividing √v by c. math.sqrt: a Python float, which NumPy casts to the
         array's dtype (np.sqrt's float64 scalar would run a float32 array's arithmetic in
         float64 through a buffered cast, several times slower)."""
-        key = (self.steps, self.learning_rate)
+        key = (self.steps, self.learning_rate, self.beta1, self.beta2, self.eps, self.weight_decay)
         if self._key != key:
             lr, b1, b2, t = self.learning_rate, self.beta1, self.beta2, self.steps
             c = math.sqrt(1 - b2**t)

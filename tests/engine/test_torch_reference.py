@@ -120,6 +120,27 @@ def test_adam_and_adamw_match_torch_optim(name, kwargs):
         np.testing.assert_allclose(opt.exp_avg_sq[key], state["exp_avg_sq"].numpy(), rtol=1e-10, atol=1e-16)
 
 
+def test_adamw_follows_a_learning_rate_and_decay_changed_between_steps():
+    """A schedule moves the learning rate (and a user the weight decay) between steps: AdamW's
+    per-step scalars follow, through the fused train_step, equal to torch's to 1e-10."""
+    rng = np.random.default_rng(6)
+    net = MLP([4, 6, 5, 3], "relu", "cross_entropy", seed=2)
+    params = {k: torch.tensor(p.copy(), requires_grad=True) for k, p in net.params.items()}
+    opt = AdamW(net.params, 0.01, weight_decay=0.1)
+    opt_t = torch.optim.AdamW(list(params.values()), lr=0.01, weight_decay=0.1)
+    for step in range(8):
+        lr, wd = 0.01 * 0.7**step, 0.1 if step < 4 else 0.02
+        opt.learning_rate, opt.weight_decay = lr, wd
+        opt_t.param_groups[0]["lr"], opt_t.param_groups[0]["weight_decay"] = lr, wd
+        X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
+        net.train_step(X, y, opt)
+        opt_t.zero_grad()
+        _torch_loss(net, params, X, y).backward()
+        opt_t.step()
+    for key, p in params.items():
+        np.testing.assert_allclose(net.params[key], p.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
 def _flat_torch_loss(net, X, y):
     """The loss as a function of one flat parameter vector, in the order of net.params."""
     shapes = [(k, p.shape) for k, p in net.params.items()]

@@ -17,9 +17,8 @@ import sys
 import threading
 
 import typer
-from rich.markup import escape
 
-from mlpbp.cli.console import PipeAwareConsole
+from mlpbp.cli.console import LazyConsole, escape
 from mlpbp.errors import Interrupted, MlpbpError, TrainingError
 
 
@@ -45,7 +44,24 @@ class _Command(_FlagsAsFlags, typer.core.TyperCommand):
 
 
 class _Group(_FlagsAsFlags, typer.core.TyperGroup):
-    pass
+    def format_commands(self, ctx, formatter) -> None:
+        """Each command with the whole first paragraph of its docstring (Click's own list cuts
+        it at the first sentence or the line's end)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                text = inspect.cleandoc(cmd.short_help or cmd.help or "").split("\n\n")[0]
+                rows.append((name, " ".join(text.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Help is Click's plain text, not Typer's Rich panels: rendering those loads Rich's markdown,
+# syntax and traceback modules, about twice Typer's own import, into every --help (the ratio is
+# in benchmarks/README.md). Click rewraps each paragraph to the terminal, up to this width.
+HELP_WIDTH = 120
 
 
 app = typer.Typer(
@@ -54,10 +70,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",  # docstrings wrap as paragraphs, not at their line breaks
+    rich_markup_mode=None,  # plain help text, without Rich (see HELP_WIDTH)
+    context_settings={"max_content_width": HELP_WIDTH},
 )
-out = PipeAwareConsole()  # results: tables, JSON
-err = PipeAwareConsole(stderr=True)  # progress and messages, so stdout stays clean for --json
+out = LazyConsole()  # results: tables, JSON
+err = LazyConsole(stderr=True)  # progress and messages, so stdout stays clean for --json
 
 
 def echo_json(obj) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mlpbp.cli.app import command, echo_json, err, out
+from mlpbp.cli.console import rich_console
 
 
 @command
@@ -31,7 +32,7 @@ def bench(
     compare: str | None = typer.Option(
         None,
         "--compare",
-        help="'torch': add the same columns for PyTorch (pip install 'mlpbp\\[compare]'); its HVP is double backward.",
+        help="'torch': add the same columns for PyTorch (pip install 'mlpbp[compare]'); its HVP is double backward.",
     ),
     as_json: bool = typer.Option(
         False,
@@ -53,7 +54,7 @@ def bench(
         bench_api.import_torch()  # missing torch: one line and exit 2 before any timing
     depths = bench_api.depths_up_to(depth)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=rich_console(err), transient=True
     ) as bar:
         task = bar.add_task(f"depth {depths[0]}", total=len(depths))
 

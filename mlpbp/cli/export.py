@@ -15,7 +15,7 @@ FORMATS = ("onnx",)
 @command
 def export(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model.npz written by mlpbp train."),
-    fmt: str = typer.Option("onnx", "--format", help="Output format: onnx (pip install 'mlpbp\\[onnx]')."),
+    fmt: str = typer.Option("onnx", "--format", help="Output format: onnx (pip install 'mlpbp[onnx]')."),
     out_file: Path | None = typer.Option(
         None, "-o", "--out", help="Where to write (default: MODEL with the format's suffix, e.g. model.onnx)."
     ),

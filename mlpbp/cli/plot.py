@@ -16,7 +16,7 @@ def plot(
     ),
     out_dir: Path | None = typer.Option(None, "--out", help="Where to write the PNGs (default: RUN_DIR)."),
 ) -> None:
-    """Draw a run (pip install 'mlpbp\\[plot]'): loss and accuracy curves, the confusion matrix
+    """Draw a run (pip install 'mlpbp[plot]'): loss and accuracy curves, the confusion matrix
     or predicted vs actual on the test split, and for two-input data the decision regions with
     the training points (one input: the fitted curve)."""
     from mlpbp.tools.plot import plot_run

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 
 from mlpbp.cli.app import command, echo_json, err, out
-from mlpbp.cli.console import DROP_ROWS, LoadProgress, note
+from mlpbp.cli.console import DROP_ROWS, LoadProgress, escape, note
 from mlpbp.errors import DataError
 
 if TYPE_CHECKING:

@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from mlpbp.cli.app import (
     CONFIG_ARG,
@@ -19,7 +18,7 @@ from mlpbp.cli.app import (
     sigint_requests_stop,
     stopped_by_sigterm,
 )
-from mlpbp.cli.console import LoadProgress
+from mlpbp.cli.console import LoadProgress, escape
 from mlpbp.errors import Interrupted
 
 

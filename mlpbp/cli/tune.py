@@ -12,10 +12,9 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from mlpbp.cli.app import CONFIG_ARG, JSON_OPT, SET_OPT, command, echo_json, err, fail, out
-from mlpbp.cli.console import fmt
+from mlpbp.cli.console import escape, fmt, rich_console
 from mlpbp.errors import Interrupted
 from mlpbp.tools.tune_defaults import DEFAULT_TRIALS
 
@@ -49,13 +48,13 @@ class TuneView:  # the hooks of mlpbp.tools.tune.TuneHooks (not subclassed: --he
             BarColumn(),
             MofNCompleteColumn() if trials is not None else TextColumn(""),
             TimeElapsedColumn(),
-            console=console,
+            console=rich_console(console),
         )
         total = trials if trials is not None else timeout
         self.task = self.progress.add_task("trials" if trials is not None else "seconds", total=total)
         self.live = None
         if console.is_terminal and not quiet:
-            self.live = Live(self, console=console, refresh_per_second=4, transient=False)
+            self.live = Live(self, console=rich_console(console), refresh_per_second=4, transient=False)
             self.live.start()
             if trials is None:  # a bar against the timeout moves with the clock
                 threading.Thread(target=self._tick, daemon=True).start()

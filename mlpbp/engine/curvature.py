@@ -262,6 +262,10 @@ def extreme_eigenvalues(
     pass repeats its steps); what has not converged within it is left out, and ``shortfall``
     says so.
 
+    For k ≥ 2 at an end, ``_with_copies`` then searches the operator deflated by the values
+    found, so that a repeated eigenvalue is listed as often as it occurs among the k; a search
+    that does not settle is a ``shortfall`` too.
+
     An operator of at most ``dense_limit`` dimensions is formed from n products and
     diagonalised densely: exact, for about the products of two or three ARPACK cycles."""
     if top_k + bottom_k < 1:
@@ -279,31 +283,155 @@ def extreme_eigenvalues(
         theta, vectors = np.linalg.eigh(np.column_stack([counted(e) for e in np.eye(n)]))
         top = (theta[::-1][:top_k], vectors[:, ::-1][:, :top_k])
         bottom = (theta[:bottom_k], vectors[:, :bottom_k])
+        unchecked = False
     else:
-        op = LinearOperator((n, n), matvec=counted, dtype=np.float64)
-        v0 = np.random.default_rng(seed).standard_normal(n)
-        top = _arpack(op, top_k, "LA", tol, max_steps, v0)
+        rng = np.random.default_rng(seed)
+        v0 = rng.standard_normal(n)
+
+        def top_end(mv, start, k=top_k):
+            return _arpack(LinearOperator((n, n), matvec=mv, dtype=np.float64), k, "LA", tol, max_steps, start)
+
+        top, unchecked_top = _with_copies(top_end, counted, n, top_k, +1, tol, max_steps, v0, rng, psd=False)
         known = float(np.abs(top[0][np.isfinite(top[0])]).max(initial=0.0))
-        bottom = _bottom(counted, n, bottom_k, tol, max_steps, v0, known, psd)
+
+        def bottom_end(mv, start, k=bottom_k):
+            return _bottom(mv, n, k, tol, max_steps, start, known, psd)
+
+        bottom, unchecked_bottom = _with_copies(bottom_end, counted, n, bottom_k, -1, tol, max_steps, v0, rng, psd)
+        unchecked = unchecked_top or unchecked_bottom
     values = np.concatenate([top[0], bottom[0]])
     found = np.isfinite(values)
     scale = max(float(np.abs(values[found]).max()) if found.any() else 0.0, 1e-300)
-    errors = [float(np.linalg.norm(counted(x) - t * x)) for t, x in zip(top[0], top[1].T) if np.isfinite(t)]
-    if len(bottom) == 3:  # measured by _bottom
+    if len(top) == 3:  # measured by _with_copies
+        errors = [float(e) for t, e in zip(top[0], top[2]) if np.isfinite(t)]
+    else:
+        errors = [float(np.linalg.norm(counted(x) - t * x)) for t, x in zip(top[0], top[1].T) if np.isfinite(t)]
+    if len(bottom) == 3:  # measured by _bottom or _with_copies
         errors += [float(e) for t, e in zip(bottom[0], bottom[2]) if np.isfinite(t)]
     else:
         errors += [float(np.linalg.norm(counted(x) - t * x)) for t, x in zip(bottom[0], bottom[1].T) if np.isfinite(t)]
     residuals = [e / scale for e in errors]
     missing = int((~found).sum())
+    shortfall = None
+    if missing:
+        shortfall = f"{missing} of the values asked for did not converge in about {max_steps} steps; raise max_steps"
+    elif unchecked:
+        shortfall = (
+            f"the search for further copies of a repeated eigenvalue did not converge in about {max_steps}"
+            " steps, so one may be listed fewer times than it occurs; raise max_steps"
+        )
     return Extremes(
         top=[float(t) for t in top[0] if np.isfinite(t)],
         bottom=[float(t) for t in bottom[0] if np.isfinite(t)],
         steps=products,
         residuals=residuals,
-        shortfall=f"{missing} of the values asked for did not converge in about {max_steps} steps; raise max_steps"
-        if missing
-        else None,
+        shortfall=shortfall,
     )
+
+
+def _with_copies(solve, matvec, n: int, k: int, sign: int, tol: float, steps: int, v0, rng, psd: bool):
+    """The ``k`` most extreme eigenpairs at one end (``sign`` +1: the largest, -1: the
+    smallest), each eigenvalue as many times as it occurs among them.
+
+    A Krylov space grown from one vector holds one direction of each eigenspace, so Lanczos
+    (``_bottom``) finds a multiple eigenvalue once, and ARPACK's restarts find its copies only
+    by chance (a 5-fold largest eigenvalue came back 4 times among the top 6). So once ``solve``
+    has ``k`` values, it runs again on the operator deflated by their vectors X (orthonormal):
+    (I − XXᵀ)A(I − XXᵀ) + σXXᵀ, with σ beyond the k-th value on the far side, from a start
+    orthogonal to X. Its eigenvalues are A's with X's moved out of the way (Cauchy interlacing:
+    none is more extreme than A's). A plain Lanczos run that keeps no basis (``_beyond``) asks
+    whether it has one beyond the k-th by more than ``tol`` of the operator's size; if so, that
+    is a copy, or a value, that the first run missed: ``solve`` finds it with its vector, it
+    joins, and the search repeats. Most searches find nothing, and that answer costs a fraction
+    of a run. For a single value (k = 1), or the smallest of a PSD operator once the k-th is 0,
+    none is needed. The final values are then a Rayleigh-Ritz step over the vectors found (k
+    products), their residuals measured on A itself. Returns (``solve``'s own answer, or values,
+    vectors and residual norms; whether a search did not settle within ``steps``, so that a
+    multiple eigenvalue may be listed fewer times than it occurs)."""
+    first = solve(matvec, v0)
+    theta, X = first[0], first[1]
+    if k < 2 or not np.isfinite(theta).all():
+        return first, False
+    merged = False
+    for _ in range(k):  # each round that goes on adds one value
+        basis, _r = np.linalg.qr(X)
+        kth = float(theta[k - 1])
+        size = max(float(np.abs(theta).max()), 1e-300)
+        sigma = kth - sign * (abs(kth) + size)
+
+        def deflated(v, basis=basis, sigma=sigma):
+            c = basis.T @ v
+            w = matvec(v - basis @ c)
+            return w - basis @ (basis.T @ w) + sigma * (basis @ c)
+
+        start = rng.standard_normal(n)
+        start -= basis @ (basis.T @ start)
+        margin = tol * size
+        if psd and sign < 0 and kth <= margin:
+            break  # nothing of a PSD operator lies below 0 by more than the margin
+        beyond = _beyond(lambda v: sign * deflated(v), n, start, sign * kth + margin, margin, steps)
+        if beyond is None:  # the deflated run did not settle: further copies unchecked
+            return (_rayleigh_ritz(matvec, X, sign, psd) if merged else first), True
+        if not beyond:
+            break
+        t2, X2 = solve(deflated, start, 1)[:2]  # the value beyond the k-th, with its vector
+        if not np.isfinite(t2[0]) or sign * (t2[0] - kth) <= margin:
+            return (_rayleigh_ritz(matvec, X, sign, psd) if merged else first), True
+        values, vectors = np.append(theta, t2[0]), np.column_stack([X, X2[:, 0]])
+        order = np.argsort(-sign * values, kind="stable")[:k]
+        theta, X, merged = values[order], vectors[:, order], True
+    return (_rayleigh_ritz(matvec, X, sign, psd) if merged else first), False
+
+
+def _beyond(matvec, n: int, v0: np.ndarray, threshold: float, bound: float, steps: int) -> bool | None:
+    """Whether ``sign``·A (``matvec`` already carries the sign) has an eigenvalue above
+    ``threshold``, by plain Lanczos from ``v0`` that keeps no basis and forms no Ritz vector: its
+    largest Ritz value only grows towards the largest eigenvalue, so True as soon as it passes
+    the threshold, False once it has settled below it (its residual bound βₘ·|sₘ| at most
+    ``bound`` or a quarter of its distance to the threshold, after 10 steps at least), None if neither within ``steps``
+    products. A cheap no: most searches for a copy find
+    none, and this costs a fraction of the products that finding a value and its vector does."""
+    alpha, beta = [], []
+    q_prev, q, b_prev = np.zeros(n), v0 / np.linalg.norm(v0), 0.0
+    for _ in range(min(steps, n)):
+        w = matvec(q)
+        a = float(q @ w)
+        w -= a * q
+        w -= b_prev * q_prev
+        b = float(np.linalg.norm(w))
+        alpha.append(a)
+        m = len(alpha)
+        if m == 1:
+            theta, s_last = a, 1.0
+        else:
+            t, S = eigh_tridiagonal(np.array(alpha), np.array(beta), select="i", select_range=(m - 1, m - 1))
+            theta, s_last = float(t[0]), float(S[-1, 0])
+        if theta > threshold:
+            return True
+        # settled: after a few steps (the largest Ritz value has had time to reach the largest
+        # eigenvalue), its residual bound r is within ``bound`` or a quarter of its distance to
+        # the threshold, so the eigenvalue it stands for is within about r²/gap ≤ gap/16 of it
+        r = b * abs(s_last)
+        if b <= 1e-12 * max(abs(theta), 1e-300) or m >= min(10, n) and r <= max(bound, (threshold - theta) / 4):
+            return False
+        beta.append(b)
+        q_prev, q, b_prev = q, w / b, b
+    return None
+
+
+def _rayleigh_ritz(matvec, X: np.ndarray, sign: int, psd: bool):
+    """Values, vectors and residual norms ‖Ax − μx‖ of A over span(X), most extreme first (for
+    the smallest of a ``psd`` A the bound is μ itself where that is smaller: 0 ≤ λᵢ ≤ μᵢ)."""
+    Q, _r = np.linalg.qr(X)
+    AQ = np.column_stack([matvec(q) for q in Q.T])
+    mu, C = np.linalg.eigh((Q.T @ AQ + AQ.T @ Q) / 2)
+    order = np.argsort(-sign * mu, kind="stable")
+    mu, C = mu[order], C[:, order]
+    Q, AQ = Q @ C, AQ @ C
+    err = np.linalg.norm(AQ - Q * mu, axis=0)
+    if psd and sign < 0:
+        err = np.minimum(err, np.maximum(mu, 0.0))
+    return mu, Q, err
 
 
 def _bottom(matvec, n: int, k: int, tol: float, steps: int, v0: np.ndarray, scale: float = 0.0, psd: bool = False):
@@ -321,9 +449,9 @@ def _bottom(matvec, n: int, k: int, tol: float, steps: int, v0: np.ndarray, scal
     Without reorthogonalisation, converged Ritz values come back as copies ("ghosts"); a value
     of T that is also one of T with its first row and column deleted, and has no copy in T, is
     such a spurious one (Cullum & Willoughby) and is left out, and copies count once. So a
-    multiple eigenvalue is found once: with a null space, the smallest is 0 and the next one
-    found is the next distinct value. NaN (a zero vector, an infinite error) for those that did
-    not converge."""
+    multiple eigenvalue is found once here (with a null space, the smallest is 0 and the next
+    one found is the next distinct value); ``_with_copies`` finds its other copies. NaN (a
+    zero vector, an infinite error) for those that did not converge."""
     out, vectors, errors = np.full(k, np.nan), np.zeros((n, k)), np.full(k, np.inf)
     if k == 0:
         return out, vectors, errors

@@ -119,9 +119,10 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     """What ``analyse`` adds to the model and rows it has loaded: the float64 network, the
     buffers of a curvature product over a batch (the R-operator keeps about three times a
     training step's), and the largest set of flat vectors one of its parts keeps: ARPACK's
-    basis and work vectors for the largest eigenvalues (``krylov_vectors``), the smallest
-    end's Lanczos vectors and Ritz vectors (n² for the dense matrix of a small model),
-    Hutch++'s sketch and basis, or the density's deflation basis and one run's."""
+    basis and work vectors for the largest eigenvalues (``krylov_vectors``) and its search for
+    copies of a repeated one, the smallest end's Lanczos vectors and Ritz vectors (n² for the
+    dense matrix of a small model), Hutch++'s sketch and basis, or the density's deflation
+    basis and one run's."""
     n = n_params(widths)
     batch = min(opts.batch_size, max(rows, 1))
     vectors = [0]
@@ -131,6 +132,9 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
             vectors.append(n + 1)
         else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
             vectors.append(krylov_vectors(top) + 3 + top if top else 0)
+            # the search for copies of a repeated value (k ≥ 2): the values' vectors and their
+            # orthonormal basis, beside a one-value ARPACK run and the final Rayleigh-Ritz step
+            vectors.append(2 * top + krylov_vectors(1) + 4 if top >= 2 else 0)
             vectors.append(6 + 6 * bottom + 2 * top if bottom else 0)  # Rayleigh-Ritz: about 6 per value
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)

@@ -9,7 +9,7 @@ import pytest
 
 from mlpbp import MLP, SGD
 from mlpbp.engine.activations import ACTIVATIONS
-from mlpbp.engine.curvature import Curvature, extreme_eigenvalues, hutchinson, spectral_density
+from mlpbp.engine.curvature import Curvature, dense_limit, extreme_eigenvalues, hutchinson, spectral_density
 from mlpbp.engine.losses import LOSSES
 
 
@@ -130,6 +130,73 @@ def test_the_smallest_gauss_newton_eigenvalue_of_a_null_space_is_found(widths, r
     assert eig[0] - 1e-12 <= found.bottom[0] <= eig[0] + tol * eig[-1]
     np.testing.assert_allclose(found.top, eig[-1:], rtol=1e-6)
     assert max(found.residuals) <= tol and found.steps < op.shape[0]
+
+
+def _repeated_spectrum_problem():
+    """A network whose Hessian repeats every eigenvalue: no hidden layer, square loss, and fewer
+    rows than inputs. The loss is quadratic in (W, b), its Hessian c·AᵀA ⊗ I₃ with A = [X 1]
+    (c > 0 the loss's scale), so each eigenvalue occurs 3 times (once per output), and
+    3·(41 − 10) = 93 of the 123 are 0: a null space at the bottom of a matrix too large to be
+    solved densely."""
+    net, X, y = _problem("tanh", "square", widths=(40, 3), rows=10)
+    return net, X, y
+
+
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_a_multiple_eigenvalue_is_counted_as_often_as_it_occurs(k):
+    """Issue 18/19: a Krylov space from one vector holds one direction per eigenspace, so the
+    smallest end reported the 93-fold 0 once and then the next distinct values (and ARPACK
+    dropped copies of a repeated largest one). Each end must equal the dense Hessian's, copies
+    included, or say that it does not."""
+    net, X, y = _repeated_spectrum_problem()
+    op = Curvature(net, X, y, "hessian")
+    n = op.shape[0]
+    eig = np.linalg.eigvalsh(dense(op))
+    assert (np.abs(eig) < 1e-12).sum() == 93 and np.isclose(eig[-1], eig[-3], rtol=1e-9)
+    assert n > dense_limit(k)  # the iterative path, not the dense one
+    tol = 1e-8
+    found = extreme_eigenvalues(op.matvec, n, top_k=k, bottom_k=k, tol=tol)
+    assert found.shortfall is None
+    np.testing.assert_allclose(found.top, eig[::-1][:k], rtol=0, atol=1e-6 * eig[-1])
+    np.testing.assert_allclose(found.bottom, eig[:k], rtol=0, atol=1e-6 * eig[-1])
+    assert len(found.residuals) == 2 * k and max(found.residuals) <= 10 * tol
+
+
+def test_a_single_value_at_each_end_needs_no_search_for_copies():
+    net, X, y = _repeated_spectrum_problem()
+    op = Curvature(net, X, y, "hessian")
+    eig = np.linalg.eigvalsh(dense(op))
+    found = extreme_eigenvalues(op.matvec, op.shape[0], top_k=1, bottom_k=1, tol=1e-8)
+    np.testing.assert_allclose(found.top + found.bottom, [eig[-1], eig[0]], rtol=0, atol=1e-6 * eig[-1])
+    assert found.shortfall is None
+
+
+def test_copies_of_a_repeated_value_in_a_synthetic_spectrum():
+    """Both ends at once, of a matrix built from its eigenvalues: a double −1 at the bottom, a
+    9-fold 0 above it, a 5-fold 7 at the top."""
+    rng = np.random.default_rng(3)
+    n = 200
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate([[-1.0, -1.0, -0.5], np.zeros(9), np.full(5, 7.0), rng.uniform(0.1, 5.0, n - 17)])
+    A = (Q * lam) @ Q.T
+    want = np.sort(lam)
+    for k in (2, 4, 12):
+        found = extreme_eigenvalues(lambda v: A @ v, n, top_k=min(k, 6), bottom_k=k, tol=1e-9)
+        assert found.shortfall is None
+        np.testing.assert_allclose(found.bottom, want[:k], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(found.top, want[::-1][: min(k, 6)], rtol=0, atol=1e-7)
+
+
+def test_a_search_for_copies_that_does_not_settle_is_a_shortfall():
+    """With too few steps for a tight cluster at the bottom, what is reported says so: never fewer
+    values than asked for marked converged."""
+    rng = np.random.default_rng(4)
+    n = 300
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate([[-1.0, -1.0 + 1e-3], np.linspace(-0.999, 1.0, n - 2)])
+    A = (Q * lam) @ Q.T
+    found = extreme_eigenvalues(lambda v: A @ v, n, top_k=0, bottom_k=2, tol=1e-10, max_steps=60)
+    assert found.shortfall is not None and len(found.bottom) <= 2
 
 
 @pytest.mark.parametrize("kind", ["hessian", "gauss_newton"])

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mlpbp.cli.console import fmt, note
+from mlpbp.cli.console import fmt, note, rich_console
 from mlpbp.cli.render.metrics import metrics_report
 from mlpbp.run.trainer import RunResult, TrainHooks
 
@@ -106,7 +106,7 @@ class RichTrainHooks(TrainHooks):
             MofNCompleteColumn(),
             TextColumn("steps"),
             TimeRemainingColumn(),
-            console=console,
+            console=rich_console(console),
             transient=True,
         )
         self.bar = None

@@ -48,6 +48,7 @@ from mlpbp.engine.memory import (
 from mlpbp.engine.module import Input, Node
 from mlpbp.engine.network import MLP
 from mlpbp.engine.norm import BatchNorm
+from mlpbp.engine.periodic import Periodic
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
@@ -628,6 +629,7 @@ def _prepare_table(
         embedding_dim=emb_dim,
         ple_bins=d.ple_bins,
         ple_embedding=d.ple_embedding,
+        periodic={"frequencies": d.periodic_frequencies, "sigma": d.periodic_sigma, "dim": d.periodic_embedding},
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}
@@ -928,7 +930,9 @@ def build_model(
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
     settings["loss_params"] = cfg.model.loss_params
-    embedded = preprocessor is not None and bool(preprocessor.embeddings or preprocessor.ple_embeddings)
+    embedded = preprocessor is not None and bool(
+        preprocessor.embeddings or preprocessor.ple_embeddings or preprocessor.periodic_embeddings
+    )
     if cfg.model.is_mlp and not embedded:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]
         check_training_memory(cfg, widths, dtype, eval_rows)
@@ -957,10 +961,14 @@ def input_front(pre: Preprocessor, x: Node) -> Node:
     """What the hidden modules read from the input ``x`` (``pre``'s columns): the plain columns
     (``select``), one ``embedding`` per embedded categorical column and, per piecewise-linear
     column with data.ple_embedding, its columns through a ``linear`` and a ``relu`` of their own,
-    side by side (``concat``)."""
+    and, per data.numeric: periodic column, its ``periodic`` sines and cosines (through a
+    ``linear`` and a ``relu`` of their own with data.periodic_embedding), side by side (``concat``)."""
     parts = [Select(columns=pre.plain_columns)(x)] if pre.plain_columns else []
     parts += [Embedding(column=off, categories=n, dim=dim)(x) for off, n, dim in pre.embeddings]
     parts += [Activation("relu")(Linear(dim)(Select(columns=cols)(x))) for cols, dim in pre.ple_embeddings]
+    for off, k, sigma, dim in pre.periodic_embeddings:
+        h = Periodic(frequencies=k, sigma=sigma)(Select(columns=[off])(x))
+        parts.append(h if dim is None else Activation("relu")(Linear(dim)(h)))
     return Concat()(*parts) if len(parts) > 1 else parts[0]
 
 

@@ -183,7 +183,7 @@ def test_a_periodic_column_trains_saves_predicts_and_exports(tmp_path):
 
 def test_periodic_fits_the_wavy_latitude_that_standardising_cannot(tmp_path):
     """The table of tests/data/test_ple.py: one hidden layer on a standardised lat misses the
-    three periods (RMSE 1.94); the periodic embedding with the default keys follows them (0.31)."""
+    three periods (RMSE 1.94); the periodic embedding with the default keys follows them (0.29)."""
     _table(tmp_path / "t.csv")
     cfg = _config(tmp_path)
     p = prepare(cfg)

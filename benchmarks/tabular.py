@@ -8,8 +8,10 @@ wheel, nothing downloaded), and four generated with known structure: ``shop`` (c
 rare category, missing cells, a date written 2021/03/04, skewed spend; classification),
 ``prices`` (log-normal features and target, a category, missing cells; regression),
 ``sensors`` (a time-of-day column written 10:49:41 whose hour drives the label, a timestamp,
-noise; classification) and ``cities`` (a 60-level category whose levels act through two
-hidden traits, which mlpbp's default embeds; classification). Each seed splits 80/20
+noise; classification), ``cities`` (a 60-level category whose levels act through two
+hidden traits, which mlpbp's default embeds; classification) and ``homes`` (housing-like: a
+value driven by income and by latitude and longitude through four city centres and a coast;
+regression; where periodic or piecewise-linear numeric embeddings should matter). Each seed splits 80/20
 (stratified for classification) and every model gets the same rows: mlpbp reads train.csv
 with data.test_path test.csv; scikit-learn gets the same cells with dates and times turned
 into numbers (days; seconds of the day), since its pipeline cannot read them.
@@ -137,8 +139,29 @@ def _cities(rng: np.random.Generator, n: int = 3000, levels: int = 60) -> tuple[
     return df, "y", "classification"
 
 
-GENERATED = {"shop": _shop, "prices": _prices, "sensors": _sensors, "cities": _cities}
-TABLES = ["diabetes", "wine", "breast_cancer", "digits", "shop", "prices", "sensors", "cities"]
+def _homes(rng: np.random.Generator, n: int = 4000) -> tuple[pd.DataFrame, str, str]:
+    """Housing-like (after California housing): a value driven by income and by where a home
+    is, latitude and longitude acting through the distance to four city centres (a bump each,
+    0.3-0.6 degrees wide) and a coast line, things a standardised coordinate's one slope misses."""
+    lat, lon = rng.uniform(33, 41, n), rng.uniform(-124, -115, n)
+    income = rng.lognormal(1.2, 0.45, n)
+    age = rng.integers(1, 52, n)
+    centres = [
+        (34.05, -118.25, 0.5, 1.2),
+        (37.77, -122.42, 0.4, 1.5),
+        (32.72, -117.16, 0.6, 0.7),
+        (38.58, -121.49, 0.3, 0.5),
+    ]
+    near = sum(h * np.exp(-((lat - a) ** 2 + (lon - o) ** 2) / (2 * w**2)) for a, o, w, h in centres)
+    coast = np.exp(-np.abs(lon - (-124 + 0.9 * (41 - lat))) / 0.7)  # the coast runs south-east
+    value = 0.45 * income + near + 0.6 * coast - 0.004 * age + rng.normal(0, 0.25, n)
+    df = pd.DataFrame({"latitude": lat.round(3), "longitude": lon.round(3), "income": income.round(3), "age": age})
+    df["value"] = value.round(4)
+    return df, "value", "regression"
+
+
+GENERATED = {"shop": _shop, "prices": _prices, "sensors": _sensors, "cities": _cities, "homes": _homes}
+TABLES = ["diabetes", "wine", "breast_cancer", "digits", "shop", "prices", "sensors", "cities", "homes"]
 
 
 def load(name: str) -> tuple[pd.DataFrame, str, str]:

@@ -26,6 +26,7 @@ from mlpbp.data.transforms import (
     Transform,
     choose,
     choose_many,
+    more_linear_raw,
     robust_center_scale,
     signed_log1p,
 )
@@ -300,6 +301,7 @@ class Preprocessor:
         ple_bins: int = PLE_BINS,
         ple_embedding: int | None = None,
         periodic: dict | None = None,
+        target: np.ndarray | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
         the table's rows in messages. ``formats``: the strptime format of each date or time
@@ -310,7 +312,9 @@ class Preprocessor:
         ``ple_bins``: the quantile bins of a column whose data.numeric is ple, and
         ``ple_embedding``: the width of the learned embedding of each such column (None: none);
         ``periodic``: for a column whose data.numeric is periodic, {"frequencies": k, "sigma": σ,
-        "dim": the width of the linear + ReLU after it, or None}."""
+        "dim": the width of the linear + ReLU after it, or None}; ``target``: a regression
+        target of the training rows as the network fits it (rows × outputs), with which auto
+        standardises a skewed column the target is more linear in than in its log1p."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         types = dict(zip(table.schema.names, table.schema.types))
@@ -329,7 +333,9 @@ class Preprocessor:
         ]
         fitted: dict[str, tuple[Column, np.ndarray, np.ndarray]] = {}
         for batch in column_batches(table.num_rows, plain):
-            fitted.update(_fit_numeric_block(table, batch, rows, missing, numeric, standardize, first_row, source))
+            fitted.update(
+                _fit_numeric_block(table, batch, rows, missing, numeric, standardize, first_row, source, target)
+            )
         for name in features:
             if name in fitted:
                 col, mean, scale = fitted.pop(name)
@@ -357,6 +363,8 @@ class Preprocessor:
                     how = "none"
                 if how == "auto":
                     how = choose(v)
+                    if how == "log1p" and target is not None and more_linear_raw(v, target):
+                        how = "standardize"
                 if how == "ple":
                     ple = PiecewiseLinear.fit(v, ple_bins)
                     columns.append(Column(name, kind, fill=fill, ple=ple, dim=ple_embedding))
@@ -367,6 +375,8 @@ class Preprocessor:
                     p = dict(periodic or {})
                     dim = p.pop("dim", None)
                     base = choose(v) if standardize else "none"
+                    if base == "log1p" and target is not None and more_linear_raw(v, target):
+                        base = "standardize"
                     col, mean, scale = _fit_numeric(name, kind, v, fill, base, formats.get(name))
                     col.periodic, col.dim = p, dim
                 else:
@@ -745,7 +755,15 @@ def _fit_numeric(name: str, kind: str, v: np.ndarray, fill, how: str, fmt) -> tu
 
 
 def _fit_numeric_block(
-    table: pa.Table, names: list[str], rows, missing: str, numeric, standardize: bool, first_row, source: str
+    table: pa.Table,
+    names: list[str],
+    rows,
+    missing: str,
+    numeric,
+    standardize: bool,
+    first_row,
+    source: str,
+    target: np.ndarray | None = None,
 ) -> dict[str, tuple[Column, np.ndarray, np.ndarray]]:
     """``_fit_numeric`` of many plain numeric columns at once: the medians, the auto choice,
     log1p and the standardisation as one NumPy call each for the block (a quantile or robust
@@ -765,7 +783,7 @@ def _fit_numeric_block(
         hows = ["none" if h in ("auto", "standardize") else h for h in hows]
     auto = [j for j, h in enumerate(hows) if h == "auto"]
     for j, h in zip(auto, choose_many(V[:, auto])):
-        hows[j] = h
+        hows[j] = "standardize" if h == "log1p" and target is not None and more_linear_raw(V[:, j], target) else h
     out = {}
     scaled = [j for j, h in enumerate(hows) if h in ("standardize", "log1p")]
     if scaled:

@@ -31,7 +31,7 @@ from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, multilabel_target, target_missing
-from mlpbp.data.transforms import TargetScaler
+from mlpbp.data.transforms import TargetScaler, signed_log1p
 from mlpbp.engine.combine import Concat
 from mlpbp.engine.embedding import Embedding, Select
 from mlpbp.engine.graph import Network, chain, graph_nodes, layer_graph
@@ -314,6 +314,20 @@ def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: D
                 f"column '{col.name}': {k} categor{'y' if k == 1 else 'ies'} with fewer than {d.min_frequency}"
                 f" training rows share the level {col.infrequent!r} (data.min_frequency): {short_list(col.rare, 4)}"
             )
+
+
+def _fitted_target(cfg: Config, target: Target, y: np.ndarray, train_idx: np.ndarray) -> np.ndarray | None:
+    """A regression target of the training rows as the network fits it (standardised or not: the
+    same correlations; log1p: its log), which data.numeric: auto weighs a skewed column's log1p
+    against; None where there is none to weigh (classification, poisson counts, quantile)."""
+    if target.task != "regression" or default_loss(cfg, target.task) == "poisson":
+        return None
+    transform = cfg.data.target_transform
+    if transform in ("standardize", "none"):
+        return y[train_idx]
+    if transform == "log1p":
+        return signed_log1p(np.asarray(y[train_idx], np.float64))
+    return None
 
 
 def _shown(value: float, kind: str) -> str:
@@ -630,6 +644,7 @@ def _prepare_table(
         ple_bins=d.ple_bins,
         ple_embedding=d.ple_embedding,
         periodic={"frequencies": d.periodic_frequencies, "sigma": d.periodic_sigma, "dim": d.periodic_embedding},
+        target=_fitted_target(cfg, target, y, train_idx),
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}

@@ -82,10 +82,11 @@ def choose(x: np.ndarray) -> str:
 
 def more_linear_raw(x: np.ndarray, target: np.ndarray) -> bool:
     """Whether a regression ``target`` (rows × outputs, as the network fits it) is more nearly
-    linear in ``x`` itself than in log1p(x): the larger |Pearson r| with any output. ``auto``
-    then standardises a skewed column instead of taking its log: the first layer is linear in
-    its inputs and a ReLU network extrapolates linearly, so a value that grows with x (a price
-    with a floor area) is fitted worse, at the top most, from log x."""
+    linear in ``x`` itself than in log1p(x): the larger |Pearson r| with any output, and one
+    beyond chance (|r| > 2/√n, about the 95% level for a column unrelated to the target, which
+    keeps log1p). ``auto`` then standardises a skewed column instead of taking its log: the
+    first layer is linear in its inputs and a ReLU network extrapolates linearly, so a value
+    that grows with x (a price with a floor area) is fitted worse, at the top most, from log x."""
     x = np.asarray(x, np.float64)
     Y = np.asarray(target, np.float64).reshape(len(target), -1)
     ok = np.isfinite(x) & np.isfinite(Y).all(axis=1)
@@ -100,7 +101,8 @@ def more_linear_raw(x: np.ndarray, target: np.ndarray) -> bool:
         with np.errstate(all="ignore"):
             return float(np.nanmax(np.where(den > 0, np.abs(a @ B) / den, 0.0)))
 
-    return r(x) > r(signed_log1p(x))
+    raw = r(x)
+    return raw > 2 / np.sqrt(x.size) and raw > r(signed_log1p(x))
 
 
 def choose_many(V: np.ndarray) -> list[str]:

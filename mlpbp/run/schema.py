@@ -54,7 +54,8 @@ DESCRIPTIONS = {
     "data.bad_lines": "CSV lines with the wrong number of fields: error (name the first) or skip (counted in a note).",
     "data.min_frequency": "Categories with fewer training rows share one 'infrequent' level (1: keep every category).",
     "data.numeric": "Numeric columns: auto (standardize; when skewed, log1p if never negative and skewed right, "
-    "else quantile; a regression target more linear in the column than in its log1p keeps it standardized), standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
+    "else quantile; a regression target more linear in the column than in its log1p keeps it standardized), "
+    "standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
     "robust (median and IQR), none, or ple (piecewise-linear encoding, Gorishniy et al. 2022: one input column per "
     "quantile bin, clip((x - b[t-1]) / (b[t] - b[t-1]), 0, 1)), or periodic (the column as auto transforms it, "
     "then sin(2π c x) and cos(2π c x) for trainable frequencies c, Gorishniy et al. 2022; see "

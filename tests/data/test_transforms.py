@@ -82,6 +82,9 @@ def test_auto_keeps_a_skewed_column_linear_where_a_regression_target_is():
     assert np.corrcoef(np.log1p(dist), price)[0, 1] < np.corrcoef(dist, price)[0, 1] < 0
     assert more_linear_raw(area, price) and not more_linear_raw(dist, price)
     assert more_linear_raw(area, np.column_stack([np.log(dist), price]))  # any output counts
+    # a target unrelated to the column: its |r| is chance (under 2/sqrt(n)), and log1p stays
+    unrelated = rng.normal(size=2000)
+    assert abs(np.corrcoef(area, unrelated)[0, 1]) < 2 / np.sqrt(2000) and not more_linear_raw(area, unrelated)
     for arrays in ({"area": area, "dist": dist}, {"area": pa.array(area, pa.float32()), "dist": dist}):
         table = pa.table(arrays)
         kinds = [

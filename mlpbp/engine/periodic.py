@@ -33,7 +33,7 @@ from mlpbp.engine.module import MODULES, BuildContext, Module, check_option
 
 TAU = 2 * math.pi
 FREQUENCIES = 16  # data.periodic_frequencies: k, the frequencies per column
-SIGMA = 0.1  # data.periodic_sigma: the frequencies' initial standard deviation
+SIGMA = 1.0  # data.periodic_sigma: the frequencies' initial standard deviation (its default too)
 
 
 class Periodic(Module):

@@ -223,6 +223,7 @@ def test_bad_settings_are_one_line(tmp_path, key, value, message):
 
 
 def test_module_options_and_stored_embeddings_are_checked():
+    assert Periodic().options() == {"frequencies": 16, "sigma": 1.0}  # data.periodic_*'s defaults
     with pytest.raises(ValueError, match=r"^periodic option sigma must be a finite number > 0; got 0$"):
         Periodic(sigma=0)
     with pytest.raises(ValueError, match=r"^periodic option frequencies must be >= 1; got 0$"):

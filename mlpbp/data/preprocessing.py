@@ -26,6 +26,7 @@ from mlpbp.data.transforms import (
     Transform,
     choose,
     choose_many,
+    more_linear_raw,
     robust_center_scale,
     signed_log1p,
 )
@@ -136,6 +137,10 @@ class Column:
     encoding: str | None = None
     dim: int | None = None
     ple: PiecewiseLinear | None = None  # numeric, data.numeric: ple: one column per bin instead of one
+    # numeric, data.numeric: periodic: {"frequencies": k, "sigma": σ} of the network's periodic
+    # embedding of this (transformed, standardised) column; ``dim``: the width of the linear +
+    # ReLU after it (None: the sines and cosines go to the hidden layers as they are)
+    periodic: dict | None = None
 
     @property
     def embedded(self) -> bool:
@@ -173,6 +178,10 @@ class Column:
             out["encoding"], out["dim"] = self.encoding, self.dim
         if self.ple is not None:
             out["ple"] = self.ple.to_meta()
+            if self.dim is not None:
+                out["dim"] = self.dim
+        if self.periodic is not None:
+            out["periodic"] = dict(self.periodic)
             if self.dim is not None:
                 out["dim"] = self.dim
         return out
@@ -244,16 +253,29 @@ class Preprocessor:
         ]
 
     @property
+    def periodic_embeddings(self) -> list[tuple[int, int, float, int | None]]:
+        """Per column with a periodic embedding (data.numeric: periodic): (its input column, the
+        frequencies k, their initial standard deviation σ, the width of the linear + ReLU after
+        the 2k sines and cosines; None: none)."""
+        return [
+            (off, c.periodic["frequencies"], c.periodic["sigma"], c.dim)
+            for c, off in zip(self.columns, self.offsets)
+            if c.periodic is not None
+        ]
+
+    @property
     def plain_columns(self) -> list[int]:
-        """The input columns the network reads as they are (all but the embedded codes and
-        the columns of embedded piecewise-linear encodings)."""
+        """The input columns the network reads as they are (all but the embedded codes, the
+        columns of embedded piecewise-linear encodings and the periodic columns)."""
         taken = {off for off, _, _ in self.embeddings} | {j for cols, _ in self.ple_embeddings for j in cols}
+        taken |= {off for off, _, _, _ in self.periodic_embeddings}
         return [j for j in range(self.width) if j not in taken]
 
     @property
     def encoded_width(self) -> int:
         """The width the first hidden layer sees: plain columns plus every embedding's width."""
         dims = [dim for _, _, dim in self.embeddings] + [dim for _, dim in self.ple_embeddings]
+        dims += [2 * k if dim is None else dim for _, k, _, dim in self.periodic_embeddings]
         return len(self.plain_columns) + sum(dims)
 
     # ---- fitting ---------------------------------------------------------------------------
@@ -278,6 +300,8 @@ class Preprocessor:
         embedding_dim: int | dict[str, int] | None = None,
         ple_bins: int = PLE_BINS,
         ple_embedding: int | None = None,
+        periodic: dict | None = None,
+        target: np.ndarray | None = None,
     ) -> Preprocessor:
         """Fit on the rows ``rows`` of ``table`` (the training split); ``first_row`` numbers
         the table's rows in messages. ``formats``: the strptime format of each date or time
@@ -286,7 +310,11 @@ class Preprocessor:
         ``categorical``: data.categorical (onehot, embedding or auto; or one per column) and
         ``embedding_dim``: an embedding's width (one for all, or per column; None: the size rule);
         ``ple_bins``: the quantile bins of a column whose data.numeric is ple, and
-        ``ple_embedding``: the width of the learned embedding of each such column (None: none)."""
+        ``ple_embedding``: the width of the learned embedding of each such column (None: none);
+        ``periodic``: for a column whose data.numeric is periodic, {"frequencies": k, "sigma": σ,
+        "dim": the width of the linear + ReLU after it, or None}; ``target``: a regression
+        target of the training rows as the network fits it (rows × outputs), with which auto
+        standardises a skewed column the target is more linear in than in its log1p."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         types = dict(zip(table.schema.names, table.schema.types))
@@ -301,11 +329,13 @@ class Preprocessor:
             if (kinds.get(n) or infer_kind(types[n])) == "numeric"
             and not formats.get(n)
             and is_plain_numeric(types[n])
-            and how_of(n) != "ple"
+            and how_of(n) not in ("ple", "periodic")
         ]
         fitted: dict[str, tuple[Column, np.ndarray, np.ndarray]] = {}
         for batch in column_batches(table.num_rows, plain):
-            fitted.update(_fit_numeric_block(table, batch, rows, missing, numeric, standardize, first_row, source))
+            fitted.update(
+                _fit_numeric_block(table, batch, rows, missing, numeric, standardize, first_row, source, target)
+            )
         for name in features:
             if name in fitted:
                 col, mean, scale = fitted.pop(name)
@@ -333,13 +363,24 @@ class Preprocessor:
                     how = "none"
                 if how == "auto":
                     how = choose(v)
+                    if how == "log1p" and target is not None and more_linear_raw(v, target):
+                        how = "standardize"
                 if how == "ple":
                     ple = PiecewiseLinear.fit(v, ple_bins)
                     columns.append(Column(name, kind, fill=fill, ple=ple, dim=ple_embedding))
                     means.append(np.zeros(ple.width))  # in [0, 1] on the training range
                     scales.append(np.ones(ple.width))
                     continue
-                col, mean, scale = _fit_numeric(name, kind, v, fill, how, formats.get(name))
+                if how == "periodic":  # the column's auto transform, standardised; the network embeds it
+                    p = dict(periodic or {})
+                    dim = p.pop("dim", None)
+                    base = choose(v) if standardize else "none"
+                    if base == "log1p" and target is not None and more_linear_raw(v, target):
+                        base = "standardize"
+                    col, mean, scale = _fit_numeric(name, kind, v, fill, base, formats.get(name))
+                    col.periodic, col.dim = p, dim
+                else:
+                    col, mean, scale = _fit_numeric(name, kind, v, fill, how, formats.get(name))
                 means.append(mean)
                 scales.append(scale)
             elif kind in ("time", "datetime"):
@@ -645,6 +686,9 @@ class Preprocessor:
                 kind != "numeric" or transform is not None or not (dim is None or (isinstance(dim, int) and dim >= 1))
             ):
                 raise ValueError(f"piecewise-linear encoding of '{name}'")
+            periodic = c.get("periodic")
+            if periodic is not None and not _periodic_ok(periodic, kind, ple, dim):
+                raise ValueError(f"periodic embedding of '{name}'")
             columns.append(
                 Column(
                     name,
@@ -656,8 +700,9 @@ class Preprocessor:
                     infrequent,
                     [str(v) for v in rare] if infrequent is not None else [],
                     encoding,
-                    dim if encoding is not None or ple is not None else None,
+                    dim if encoding is not None or ple is not None or periodic is not None else None,
                     ple,
+                    None if periodic is None else {"frequencies": periodic["frequencies"], "sigma": periodic["sigma"]},
                 )
             )
         if meta["missing"] not in MISSING or meta["handle_unknown"] not in UNKNOWN:
@@ -672,6 +717,24 @@ class Preprocessor:
         names = {c.name for c in columns}
         pre.header = {str(k): v for k, v in header.items() if k in names}
         return pre
+
+
+def _periodic_ok(p, kind: str, ple, dim) -> bool:
+    """A stored periodic embedding: a numeric column's {frequencies >= 1, sigma > 0}, no
+    piecewise-linear encoding, and the width after it None or >= 1."""
+    if not isinstance(p, dict) or set(p) != {"frequencies", "sigma"} or kind != "numeric" or ple is not None:
+        return False
+    k, sigma = p["frequencies"], p["sigma"]
+    return (
+        isinstance(k, int)
+        and not isinstance(k, bool)
+        and k >= 1
+        and isinstance(sigma, (int, float))
+        and not isinstance(sigma, bool)
+        and np.isfinite(sigma)
+        and sigma > 0
+        and (dim is None or (isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1))
+    )
 
 
 def _fit_numeric(name: str, kind: str, v: np.ndarray, fill, how: str, fmt) -> tuple[Column, np.ndarray, np.ndarray]:
@@ -692,7 +755,15 @@ def _fit_numeric(name: str, kind: str, v: np.ndarray, fill, how: str, fmt) -> tu
 
 
 def _fit_numeric_block(
-    table: pa.Table, names: list[str], rows, missing: str, numeric, standardize: bool, first_row, source: str
+    table: pa.Table,
+    names: list[str],
+    rows,
+    missing: str,
+    numeric,
+    standardize: bool,
+    first_row,
+    source: str,
+    target: np.ndarray | None = None,
 ) -> dict[str, tuple[Column, np.ndarray, np.ndarray]]:
     """``_fit_numeric`` of many plain numeric columns at once: the medians, the auto choice,
     log1p and the standardisation as one NumPy call each for the block (a quantile or robust
@@ -712,7 +783,7 @@ def _fit_numeric_block(
         hows = ["none" if h in ("auto", "standardize") else h for h in hows]
     auto = [j for j, h in enumerate(hows) if h == "auto"]
     for j, h in zip(auto, choose_many(V[:, auto])):
-        hows[j] = h
+        hows[j] = "standardize" if h == "log1p" and target is not None and more_linear_raw(V[:, j], target) else h
     out = {}
     scaled = [j for j, h in enumerate(hows) if h in ("standardize", "log1p")]
     if scaled:

@@ -69,7 +69,8 @@ def choose(x: np.ndarray) -> str:
     """``auto``: standardize a roughly symmetric column; a skewed one (|sample skewness| > SKEW)
     with more than 2 distinct values gets log1p when it is never negative and skewed to the right
     (amounts, counts, sizes: multiplicative effects become additive), else the quantile
-    transform. A binary column stays as it is."""
+    transform. A binary column stays as it is. (For a regression target, ``Preprocessor.fit``
+    then keeps log1p only where the target is not more linear in x itself: ``more_linear_raw``.)"""
     finite = x[np.isfinite(x)]
     if np.unique(finite[:10_000]).size <= 2:
         return "standardize"
@@ -77,6 +78,31 @@ def choose(x: np.ndarray) -> str:
     if abs(skew) <= SKEW:
         return "standardize"
     return "log1p" if skew > 0 and finite.min() >= 0 else "quantile"
+
+
+def more_linear_raw(x: np.ndarray, target: np.ndarray) -> bool:
+    """Whether a regression ``target`` (rows × outputs, as the network fits it) is more nearly
+    linear in ``x`` itself than in log1p(x): the larger |Pearson r| with any output, and one
+    beyond chance (|r| > 2/√n, about the 95% level for a column unrelated to the target, which
+    keeps log1p). ``auto`` then standardises a skewed column instead of taking its log: the
+    first layer is linear in its inputs and a ReLU network extrapolates linearly, so a value
+    that grows with x (a price with a floor area) is fitted worse, at the top most, from log x."""
+    x = np.asarray(x, np.float64)
+    Y = np.asarray(target, np.float64).reshape(len(target), -1)
+    ok = np.isfinite(x) & np.isfinite(Y).all(axis=1)
+    x, Y = x[ok], Y[ok]
+    if x.size < 3:
+        return False
+
+    def r(a: np.ndarray) -> float:
+        a = a - a.mean()
+        B = Y - Y.mean(axis=0)
+        den = np.sqrt((a @ a) * (B * B).sum(axis=0))
+        with np.errstate(all="ignore"):
+            return float(np.nanmax(np.where(den > 0, np.abs(a @ B) / den, 0.0)))
+
+    raw = r(x)
+    return raw > 2 / np.sqrt(x.size) and raw > r(signed_log1p(x))
 
 
 def choose_many(V: np.ndarray) -> list[str]:

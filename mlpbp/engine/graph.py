@@ -36,6 +36,7 @@ import mlpbp.engine.combine  # noqa: F401  (registers add, concat)
 import mlpbp.engine.dropout  # noqa: F401  (registers dropout)
 import mlpbp.engine.embedding  # noqa: F401  (registers select, embedding)
 import mlpbp.engine.norm  # noqa: F401  (registers batch_norm, layer_norm)
+import mlpbp.engine.periodic  # noqa: F401  (registers periodic)
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.dtypes import get_dtype
 from mlpbp.engine.init import INITS

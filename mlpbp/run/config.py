@@ -109,7 +109,7 @@ class _Strict(BaseModel):
 
 ColumnName = Annotated[str, Field(min_length=1)]
 ColumnKind = Literal["numeric", "categorical", "date", "time", "datetime", "drop"]
-NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none", "ple"]
+NumericTransform = Literal["auto", "standardize", "quantile", "log1p", "robust", "none", "ple", "periodic"]
 TargetTransform = Literal["standardize", "log1p", "quantile", "none"]
 CategoricalEncoding = Literal["onehot", "embedding", "auto"]
 
@@ -154,6 +154,12 @@ class DataConfig(_Strict):
     ple_bins: Annotated[StrictInt, Field(ge=1, le=1024)] = 16
     # data.numeric: ple: a learned embedding (linear + ReLU) of that width per column; null: none
     ple_embedding: PosInt | None = None
+    # data.numeric: periodic: the trainable frequencies per column (2 input columns each: sin, cos)
+    periodic_frequencies: Annotated[StrictInt, Field(ge=1, le=1024)] = 16
+    # data.numeric: periodic: the frequencies' initial standard deviation (in standard deviations⁻¹)
+    periodic_sigma: Annotated[Float, Field(gt=0.0)] = 1.0
+    # data.numeric: periodic: the width of the linear + ReLU after the sines and cosines; null: none
+    periodic_embedding: PosInt | None = 16
     # categorical columns: auto (one-hot up to 16 levels, an embedding above), onehot, embedding
     categorical: _per_column(CategoricalEncoding) = "auto"
     # an embedding's width (one for every embedded column, or per column); null: min(600, 1.6·levels^0.56)

@@ -31,7 +31,7 @@ from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_table
 from mlpbp.data.targets import Target, infer_target, multilabel_target, target_missing
-from mlpbp.data.transforms import TargetScaler
+from mlpbp.data.transforms import TargetScaler, signed_log1p
 from mlpbp.engine.combine import Concat
 from mlpbp.engine.embedding import Embedding, Select
 from mlpbp.engine.graph import Network, chain, graph_nodes, layer_graph
@@ -48,6 +48,7 @@ from mlpbp.engine.memory import (
 from mlpbp.engine.module import Input, Node
 from mlpbp.engine.network import MLP
 from mlpbp.engine.norm import BatchNorm
+from mlpbp.engine.periodic import Periodic
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
@@ -313,6 +314,20 @@ def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: D
                 f"column '{col.name}': {k} categor{'y' if k == 1 else 'ies'} with fewer than {d.min_frequency}"
                 f" training rows share the level {col.infrequent!r} (data.min_frequency): {short_list(col.rare, 4)}"
             )
+
+
+def _fitted_target(cfg: Config, target: Target, y: np.ndarray, train_idx: np.ndarray) -> np.ndarray | None:
+    """A regression target of the training rows as the network fits it (standardised or not: the
+    same correlations; log1p: its log), which data.numeric: auto weighs a skewed column's log1p
+    against; None where there is none to weigh (classification, poisson counts, quantile)."""
+    if target.task != "regression" or default_loss(cfg, target.task) == "poisson":
+        return None
+    transform = cfg.data.target_transform
+    if transform in ("standardize", "none"):
+        return y[train_idx]
+    if transform == "log1p":
+        return signed_log1p(np.asarray(y[train_idx], np.float64))
+    return None
 
 
 def _shown(value: float, kind: str) -> str:
@@ -628,6 +643,8 @@ def _prepare_table(
         embedding_dim=emb_dim,
         ple_bins=d.ple_bins,
         ple_embedding=d.ple_embedding,
+        periodic={"frequencies": d.periodic_frequencies, "sigma": d.periodic_sigma, "dim": d.periodic_embedding},
+        target=_fitted_target(cfg, target, y, train_idx),
     )
     inputs = set(pre.inputs)
     pre.header = {name: written for written, name in stripped.items() if name in inputs}
@@ -928,7 +945,9 @@ def build_model(
     dtype = dtype or cfg.train.dtype
     settings = dict(seed=cfg.seed, dtype=dtype, init=cfg.model.init, task=task, class_weight=class_weight)
     settings["loss_params"] = cfg.model.loss_params
-    embedded = preprocessor is not None and bool(preprocessor.embeddings or preprocessor.ple_embeddings)
+    embedded = preprocessor is not None and bool(
+        preprocessor.embeddings or preprocessor.ple_embeddings or preprocessor.periodic_embeddings
+    )
     if cfg.model.is_mlp and not embedded:
         widths = [n_inputs, *cfg.model.hidden, n_outputs]
         check_training_memory(cfg, widths, dtype, eval_rows)
@@ -957,10 +976,14 @@ def input_front(pre: Preprocessor, x: Node) -> Node:
     """What the hidden modules read from the input ``x`` (``pre``'s columns): the plain columns
     (``select``), one ``embedding`` per embedded categorical column and, per piecewise-linear
     column with data.ple_embedding, its columns through a ``linear`` and a ``relu`` of their own,
-    side by side (``concat``)."""
+    and, per data.numeric: periodic column, its ``periodic`` sines and cosines (through a
+    ``linear`` and a ``relu`` of their own with data.periodic_embedding), side by side (``concat``)."""
     parts = [Select(columns=pre.plain_columns)(x)] if pre.plain_columns else []
     parts += [Embedding(column=off, categories=n, dim=dim)(x) for off, n, dim in pre.embeddings]
     parts += [Activation("relu")(Linear(dim)(Select(columns=cols)(x))) for cols, dim in pre.ple_embeddings]
+    for off, k, sigma, dim in pre.periodic_embeddings:
+        h = Periodic(frequencies=k, sigma=sigma)(Select(columns=[off])(x))
+        parts.append(h if dim is None else Activation("relu")(Linear(dim)(h)))
     return Concat()(*parts) if len(parts) > 1 else parts[0]
 
 

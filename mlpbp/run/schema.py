@@ -54,14 +54,25 @@ DESCRIPTIONS = {
     "data.bad_lines": "CSV lines with the wrong number of fields: error (name the first) or skip (counted in a note).",
     "data.min_frequency": "Categories with fewer training rows share one 'infrequent' level (1: keep every category).",
     "data.numeric": "Numeric columns: auto (standardize; when skewed, log1p if never negative and skewed right, "
-    "else quantile), standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
+    "else quantile; a regression target more linear in the column than in its log1p keeps it standardized), "
+    "standardize, quantile (to a normal), log1p (sign(x)·log(1+|x|), then standardized), "
     "robust (median and IQR), none, or ple (piecewise-linear encoding, Gorishniy et al. 2022: one input column per "
-    "quantile bin, clip((x - b[t-1]) / (b[t] - b[t-1]), 0, 1)); or a mapping column -> transform (the rest: auto).",
+    "quantile bin, clip((x - b[t-1]) / (b[t] - b[t-1]), 0, 1)), or periodic (the column as auto transforms it, "
+    "then sin(2π c x) and cos(2π c x) for trainable frequencies c, Gorishniy et al. 2022; see "
+    "data.periodic_frequencies); or a mapping column -> transform (the rest: auto).",
     "data.ple_bins": "The quantile bins of a data.numeric: ple column (fewer when values repeat), each one input "
     "column.",
     "data.ple_embedding": "A learned embedding of each data.numeric: ple column: its bins' columns through a "
     "linear layer of this width and a ReLU of their own (the paper's PLE-LR) before the hidden layers (null: "
     "the encoding goes to the first hidden layer as it is).",
+    "data.periodic_frequencies": "The trainable frequencies c_1..c_k of each data.numeric: periodic column: "
+    "[sin(2π c_i x), cos(2π c_i x)] for i = 1..k, 2k values per column.",
+    "data.periodic_sigma": "The standard deviation (> 0) of the normal the periodic frequencies start from, in "
+    "cycles per standard deviation of the (transformed) column: the most important setting (the paper tunes it "
+    "from 0.01 to 100); a larger sigma starts from faster waves.",
+    "data.periodic_embedding": "The width of the linear layer and ReLU of its own that each data.numeric: periodic "
+    "column's sines and cosines go through (the paper's PLR embedding); null: the 2k values go to the first "
+    "hidden layer as they are.",
     "data.categorical": "Categorical columns: auto (one-hot up to 16 levels, counted after rare categories share "
     "the infrequent level; a learned embedding above), onehot or embedding (each level a learned vector, an "
     "unseen level a reserved row that stays zero); or a mapping column -> encoding (the rest: auto).",

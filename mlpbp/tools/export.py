@@ -487,7 +487,7 @@ def export_onnx(model_path: str | Path, out_path: str | Path) -> ExportResult:
     )
 
 
-EXPORTABLE = ("linear", "dropout", "batch_norm", "layer_norm", "add", "concat", "select", "embedding")
+EXPORTABLE = ("linear", "dropout", "batch_norm", "layer_norm", "add", "concat", "select", "embedding", "periodic")
 
 
 def _graph_nodes(net, x: str, const, nodes: list, helper) -> str:
@@ -539,6 +539,8 @@ def _graph_nodes(net, x: str, const, nodes: list, helper) -> str:
             nodes.append(helper.make_node("Where", [f"{c}_ok", c, f"{c}_n"], [f"{c}_row"]))
             nodes.append(helper.make_node("Cast", [f"{c}_row"], [f"{c}_index"], to=7))  # int64
             nodes.append(helper.make_node("Gather", [p["E"], f"{c}_index"], [out], axis=0))
+        elif kind == "periodic":  # z = u B, B[i, i·k + j] = 2π c_ij; [sin z_i, cos z_i] per column i
+            _periodic_nodes(m, ins[0], out, const, nodes, helper)
         elif hasattr(m, "to_onnx"):
             nodes.extend(m.to_onnx(helper, ins, out, const))
         else:
@@ -546,3 +548,24 @@ def _graph_nodes(net, x: str, const, nodes: list, helper) -> str:
             raise MlpbpError(f"cannot export module {kind!r} to ONNX (exportable: {allowed}; or give it to_onnx)")
         names.append(out)
     return names[-1]
+
+
+def _periodic_nodes(m, u: str, out: str, const, nodes: list, helper) -> None:
+    """A ``periodic`` module as MatMul, Sin, Cos, Concat and Gather: z = u B with B (d, d·k) block
+    diagonal (row i holds 2π c_i in columns i·k … i·k + k − 1), then the sines and cosines put
+    back in the module's order (column i's k sines, then its k cosines)."""
+    c = np.asarray(m.params["frequencies"], np.float64)
+    d, k = c.shape
+    B = np.zeros((d, d * k))
+    for i in range(d):
+        B[i, i * k : (i + 1) * k] = 2 * np.pi * c[i]
+    z = f"{out}_z"
+    nodes.append(helper.make_node("MatMul", [u, const(f"{out}_B", B.astype(np.float32))], [z]))
+    nodes.append(helper.make_node("Sin", [z], [f"{out}_sin"]))
+    nodes.append(helper.make_node("Cos", [z], [f"{out}_cos"]))
+    nodes.append(helper.make_node("Concat", [f"{out}_sin", f"{out}_cos"], [f"{out}_sc"], axis=1))
+    # [sin block | cos block] (each d·k, column-major by input column) -> per column [sin_i, cos_i]
+    order = [half * d * k + i * k + j for i in range(d) for half in (0, 1) for j in range(k)]
+    nodes.append(
+        helper.make_node("Gather", [f"{out}_sc", const(f"{out}_order", np.array(order, np.int64))], [out], axis=1)
+    )

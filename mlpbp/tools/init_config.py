@@ -165,9 +165,6 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
             + ("; two from 5,000 training rows" if one else ""),
         ),
         _kv(2, "activation", "relu", "max(0, z), He initialisation"),
-        _kv(
-            2, "dropout", rw["model.dropout"], "recipe: inverted dropout after each hidden activation, in training only"
-        ),
         "train:",
         _kv(2, "optimizer", "adamw", "recipe: Adam with decoupled weight decay"),
         _kv(2, "learning_rate", rw["train.learning_rate"], "recipe: 0.002 under 20,000 training rows, else 0.001"),

@@ -61,7 +61,7 @@ def _config(tmp_path, **train):
         {
             "seed": 0,
             "data": {"path": "t.csv", "target": "price", "numeric": {"lat": "ple"}, "ple_bins": 8},
-            "model": {"dropout": 0.0},  # a plain MLP (the recipe's dropout would make it a graph)
+            "model": {"dropout": 0.0},  # a plain MLP (format 3), whatever the recipe chooses
             "train": {"threads": 1, **train},
         },
         base_dir=tmp_path,

@@ -1,18 +1,19 @@
-"""The default recipe (run/recipe.py): its values for a table's size, dropout among them, and
-which keys a config keeps for itself."""
+"""The default recipe (run/recipe.py): its values for a table's size, that it adds no dropout,
+and which keys a config keeps for itself."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mlpbp.run.config import config_from_dict, load_config
-from mlpbp.run.recipe import DROPOUT, apply_recipe, choose
+from mlpbp.run.model_file import format_version
+from mlpbp.run.recipe import apply_recipe, choose
 from mlpbp.run.trainer import train
 
 
 def test_values_for_small_and_larger_tables():
     small = choose(105, 4)  # iris's training rows
-    assert small["model.hidden"] == [64] and small["model.dropout"] == DROPOUT == 0.1
+    assert small["model.hidden"] == [64] and "model.dropout" not in small
     assert small["train.weight_decay"] == 1.0 and small["train.batch_size"] == 32 and small["train.epochs"] == 500
     larger = choose(2160, 20)  # a 3,000-row table's training split
     assert larger["train.weight_decay"] == round(300 / 2160, 3) and larger["model.hidden"] == [64]
@@ -27,11 +28,11 @@ def _cfg(tmp_path, model=None, train=None):
     )
 
 
-def test_dropout_is_chosen_unless_the_config_spells_out_its_network_or_tunes_the_optimizer(tmp_path):
+def test_the_recipe_adds_no_dropout_and_keeps_the_configs_own(tmp_path):
     cfg = _cfg(tmp_path)
     chosen = apply_recipe(cfg, 500, 8).chosen
-    assert chosen["model.dropout"] == 0.1 and cfg.model.dropout == 0.1 and not cfg.model.is_mlp
-    assert "dropout 0.1" in apply_recipe(_cfg(tmp_path), 500, 8).line
+    assert "model.dropout" not in chosen and cfg.model.dropout == 0.0 and cfg.model.is_mlp
+    assert "dropout" not in apply_recipe(_cfg(tmp_path), 500, 8).line
     cfg = _cfg(tmp_path, model={"dropout": 0.3})
     assert "model.dropout" not in apply_recipe(cfg, 500, 8).chosen and cfg.model.dropout == 0.3
     cfg = _cfg(tmp_path, model={"layers": [{"linear": 8}, "relu"]})
@@ -40,7 +41,7 @@ def test_dropout_is_chosen_unless_the_config_spells_out_its_network_or_tunes_the
     assert set(apply_recipe(cfg, 500, 8).chosen) == {"model.hidden"} and cfg.model.is_mlp
 
 
-def test_a_recipe_run_with_dropout_saves_a_config_that_trains_again(tmp_path):
+def test_a_recipe_run_saves_a_plain_mlp_and_a_config_that_trains_again(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     y = np.where(x[:, 0] + x[:, 1] > 0, "a", "b")
@@ -49,7 +50,8 @@ def test_a_recipe_run_with_dropout_saves_a_config_that_trains_again(tmp_path):
     cfg = _cfg(tmp_path, train={"epochs": 3, "threads": 1})
     result = train(cfg, tmp_path / "run")
     saved = load_config(tmp_path / "run" / "config.yaml")
-    assert saved.model.dropout == 0.1 and saved.model.hidden == [64]
-    assert result.model.net.training is False  # predictions in evaluation mode, without dropout
+    assert saved.model.dropout == 0.0 and saved.model.hidden == [64]
+    # a plain MLP in the format mlpbp 0.2 reads (no column here needs format 3's keys)
+    assert format_version(result.model) == 2
     again = train(saved, tmp_path / "again")
     assert again.test == result.test

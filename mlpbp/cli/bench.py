@@ -29,6 +29,13 @@ def bench(
     budget: float = typer.Option(
         2.0, "--budget", metavar="SECONDS", help="Timing per depth before minima that will not agree are given up on."
     ),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="BLAS threads while timing (PyTorch's too, with --compare). The theorem counts operations, and one "
+        "thread keeps other processes off the ratios: with more, one busy process beside bench slows some "
+        "products far more than others.",
+    ),
     compare: str | None = typer.Option(
         None,
         "--compare",
@@ -49,7 +56,7 @@ def bench(
     from mlpbp.cli.render.bench import bench_report
     from mlpbp.tools import bench as bench_api
 
-    bench_api.check_arguments(depth, width, batch, dtype, repeats, compare)  # before the progress bar
+    bench_api.check_arguments(depth, width, batch, dtype, repeats, compare, threads)  # before the progress bar
     if compare is not None:
         bench_api.import_torch()  # missing torch: one line and exit 2 before any timing
     depths = bench_api.depths_up_to(depth)
@@ -61,7 +68,9 @@ def bench(
         def progress(done: int, total: int, d: int) -> None:
             bar.update(task, completed=done, description=f"depth {depths[min(done, total - 1)]}")
 
-        result = bench_api.run_bench(depth, width, batch, dtype, repeats, compare, progress=progress, budget_s=budget)
+        result = bench_api.run_bench(
+            depth, width, batch, dtype, repeats, compare, progress=progress, budget_s=budget, threads=threads
+        )
     if as_json:
         echo_json(result.to_json())
         return

@@ -27,6 +27,7 @@ from mlpbp.engine.memory import activation_bytes, describe_widths, network_bytes
 from mlpbp.engine.network import MLP
 from mlpbp.errors import ArgumentError
 from mlpbp.results import Result, asked
+from mlpbp.run.threads import blas_thread_limit
 
 N_CLASSES = 10
 ACTIVATION = "relu"
@@ -82,11 +83,13 @@ def bench_widths(depth: int, width: int) -> list[int]:
     return [width] * (depth + 1) + [N_CLASSES]
 
 
-def check_arguments(depth: int, width: int, batch: int, dtype: str, repeats: int, compare: str | None) -> None:
+def check_arguments(
+    depth: int, width: int, batch: int, dtype: str, repeats: int, compare: str | None, threads: int = 1
+) -> None:
     """ArgumentError for a bad argument of ``run_bench``, or a deepest network (and a batch) too
     large for memory, before any timing."""
     depths_up_to(depth)
-    for name, value in (("width", width), ("batch", batch), ("repeats", repeats)):
+    for name, value in (("width", width), ("batch", batch), ("repeats", repeats), ("threads", threads)):
         if value < 1:
             raise ArgumentError(f"{name} must be >= 1; got {value}", argument=name)
     if dtype not in DTYPES:
@@ -114,6 +117,7 @@ def bench_problem(depth: int, width: int, batch: int, dtype: str = "float32", se
 UNSTABLE_SPREAD = 0.25  # repeats of one call more than 25% apart: the timings are not to be trusted
 SETTLED = 0.03  # the fastest AGREE repeats of a call within 3%: its minimum is its cost
 AGREE = 3
+THREADS = 1  # BLAS threads while timing (run_bench explains why one)
 BUDGET_S = 2.0  # seconds of timing per depth before giving up on minima that will not settle
 MAX_REPEATS = 1000
 
@@ -328,6 +332,7 @@ def run_bench(
     seed: int = 0,
     progress: Callable[[int, int, int], None] | None = None,
     budget_s: float = BUDGET_S,
+    threads: int = THREADS,
 ) -> BenchResult:
     """Time J, ∇J and ∇²J·v at depths 1, 2, 4, … depth, interleaved, each the fastest of at
     least ``repeats`` repeats and of more, up to ``budget_s`` seconds per depth, until the
@@ -335,9 +340,27 @@ def run_bench(
     minima settle, the BLAS in use and a straight-line fit of each time against the parameter
     count.
 
+    Every BLAS pool of the process (and PyTorch's, with ``compare``) runs ``threads`` threads
+    while it times: one by default. The theorem is about operation counts, and one thread keeps
+    the machine's other work off the ratios: with two threads on two cores, one other busy
+    process takes half of every product (one thread waits for its descheduled partner), and
+    the busy/quiet ratios were 1.05-1.83 at depths 1-64 (benchmarks/README.md).
+
     ``progress(done, total, depth)`` is called after each depth."""
-    check_arguments(depth, width, batch, dtype, repeats, compare)
+    check_arguments(depth, width, batch, dtype, repeats, compare, threads)
     torch = import_torch() if compare else None
+    torch_threads = None if torch is None else torch.get_num_threads()
+    try:
+        with blas_thread_limit(threads):
+            if torch is not None:
+                torch.set_num_threads(threads)
+            return _run_bench(depth, width, batch, dtype, repeats, torch, seed, progress, budget_s)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+
+
+def _run_bench(depth, width, batch, dtype, repeats, torch, seed, progress, budget_s) -> BenchResult:
     depths = depths_up_to(depth)
     rows: list[BenchRow] = []
     for i, d in enumerate(depths):

@@ -15,6 +15,7 @@ import numpy as np
 
 from mlpbp.engine.curvature import (
     CURVATURES,
+    DENSE_FALLBACK,
     Curvature,
     dense_limit,
     extreme_eigenvalues,
@@ -128,9 +129,9 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
     vectors = [0]
     if opts.top_k or opts.bottom_k:
         k, top, bottom = max(opts.top_k, opts.bottom_k), opts.top_k, opts.bottom_k
-        if n <= dense_limit(k):
+        if n <= max(dense_limit(k), DENSE_FALLBACK):  # formed at once, or after n products
             vectors.append(n + 1)
-        else:  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
+        if n > dense_limit(k):  # the top end's ARPACK run; then the bottom end's Lanczos (its vectors and products)
             vectors.append(krylov_vectors(top) + 3 + top if top else 0)
             # the search for copies of a repeated value (k ≥ 2): the values' vectors and their
             # orthonormal basis, beside a one-value ARPACK run and the final Rayleigh-Ritz step

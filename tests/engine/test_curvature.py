@@ -160,6 +160,8 @@ def test_a_multiple_eigenvalue_is_counted_as_often_as_it_occurs(k):
     np.testing.assert_allclose(found.top, eig[::-1][:k], rtol=0, atol=1e-6 * eig[-1])
     np.testing.assert_allclose(found.bottom, eig[:k], rtol=0, atol=1e-6 * eig[-1])
     assert len(found.residuals) == 2 * k and max(found.residuals) <= 10 * tol
+    # a model this small is formed densely once the search has used n products: never ~3n
+    assert found.steps <= 2 * n + 2 * k
 
 
 def test_a_single_value_at_each_end_needs_no_search_for_copies():

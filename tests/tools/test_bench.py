@@ -66,6 +66,32 @@ def test_cli_json_is_valid_with_n_included():
     assert "threads" in data
 
 
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_bench_times_with_one_blas_thread_unless_told_and_restores_the_pools(threads):
+    """One thread by default (the theorem counts operations; other processes stay off the
+    ratios); --threads N times with N; the process's BLAS pools are as before afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def counts():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):  # as OpenBLAS starts on a 2-core machine
+        before = counts()
+        args = ["--depth", "1", "--json", *TINY] + ([] if threads is None else ["--threads", str(threads)])
+        result = _cli(args)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["threads"] == (threads or 1) == data["blas"]["threads"]
+        assert counts() == before
+
+
+def test_cli_table_says_one_thread_and_why():
+    result = _cli(["--depth", "1", *TINY])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.stdout.split())
+    assert "1 thread while timing (--threads;" in flat and "the theorem counts operations" in flat
+
+
 def test_cli_table():
     result = _cli(["--depth", "2", *TINY])
     assert result.exit_code == 0, result.output
@@ -75,7 +101,9 @@ def test_cli_table():
     assert fit.startswith("mlpbp: ") and ("ns/param" in fit or "no line fit" in fit)
 
 
-@pytest.mark.parametrize("args", [["--depth", "0"], ["--dtype", "float16"], ["--width", "0"], ["--compare", "jax"]])
+@pytest.mark.parametrize(
+    "args", [["--depth", "0"], ["--dtype", "float16"], ["--width", "0"], ["--compare", "jax"], ["--threads", "0"]]
+)
 def test_cli_bad_options_exit_2(args):
     result = _cli([*TINY, *args])
     assert result.exit_code == 2

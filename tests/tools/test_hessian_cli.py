@@ -129,3 +129,36 @@ def test_a_row_whose_target_is_missing_is_skipped_with_a_note(runner, tmp_path):
     # The text report says the same on stderr.
     res = runner.invoke(app, ["hessian", str(MODEL), str(tmp_path / "holes.csv")])
     assert res.exit_code == 0 and "skipping 1 row(s) whose target is missing" in res.stderr
+
+
+def test_repeated_eigenvalues_are_listed_as_often_as_they_occur(runner, tmp_path):
+    """Issue 18/19: `--bottom-k K` on a Hessian with a null space reported 0 once, then the next
+    distinct values, all marked converged. A model with no hidden layer and 3 square-loss outputs,
+    analysed on 10 rows of 40 inputs, has every eigenvalue 3 times and 93 of 123 at 0 (too many
+    parameters for the dense path at K = 4): both ends equal the dense Hessian's, copies included."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 40))
+    Y = X[:, :3] + 0.1 * rng.standard_normal((40, 3))
+    header = ",".join([f"x{i}" for i in range(40)] + ["y0", "y1", "y2"])
+    for name, rows in (("train.csv", slice(None)), ("few.csv", slice(0, 10))):
+        lines = [",".join(f"{v:.6f}" for v in row) for row in np.hstack([X, Y])[rows]]
+        (tmp_path / name).write_text("\n".join([header, *lines]) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {path: train.csv, target: [y0, y1, y2]}\nmodel: {hidden: [], loss: square}\n"
+        "train: {epochs: 3}\noutput: {dir: out}\n"
+    )
+    res = runner.invoke(app, ["train", str(cfg), "-q"])
+    assert res.exit_code == 0, res.output
+    model_path, rows = tmp_path / "out" / "model.npz", tmp_path / "few.csv"
+    res = runner.invoke(app, ["hessian", str(model_path), str(rows), "--top-k", "4", "--bottom-k", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    model = load_model(model_path)
+    Xs, ys = model.labelled_rows(rows)
+    op = Curvature(float64_copy(model.net), Xs, ys, "hessian")
+    eig = np.linalg.eigvalsh(np.column_stack([op.matvec(e) for e in np.eye(op.shape[0])]))
+    assert r["n_params"] == 123 and (np.abs(eig) < 1e-12 * eig[-1]).sum() == 93
+    assert r["lanczos"]["converged"] is True
+    np.testing.assert_allclose(r["top_eigenvalues"], eig[::-1][:4], rtol=1e-6)
+    np.testing.assert_allclose(r["bottom_eigenvalues"], eig[:4], rtol=0, atol=1e-6 * eig[-1])

@@ -64,12 +64,20 @@ def bench_report(
     budget = "no limit" if budget_s is None else f"{budget_s:g} s per depth"
     blas = result.blas
     env = ", ".join(f"{k}={v}" for k, v in blas["env"].items()) or "no OPENBLAS_* variables set"
+    threads = blas["threads"]
     out.print(
         f"NumPy {np.__version__}; BLAS (SciPy's, every product): {blas['library']} {blas['version']}, kernel "
-        f"{blas['kernel']}, {blas['threads']} threads ({env})",
+        f"{blas['kernel']}, {threads} thread{'' if threads == 1 else 's'} while timing (--threads; {env})",
         highlight=False,
         soft_wrap=True,
     )
+    if threads == 1:
+        out.print(
+            "[dim]One thread: the theorem counts operations, and one thread keeps other processes on the machine "
+            "off the ratios (--threads N times with N).[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.torch is not None:
         t = result.torch
         out.print(f"PyTorch {t.version}: {t.threads} threads; HVP by {t.hvp_method}", highlight=False, soft_wrap=True)

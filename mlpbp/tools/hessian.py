@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpbp.engine.curvature import (
+    COPY_VECTORS,
     CURVATURES,
     DENSE_FALLBACK,
     Curvature,
@@ -135,7 +136,7 @@ def hessian_bytes(widths, rows: int, opts: HessianOptions) -> int:
             vectors.append(krylov_vectors(top) + 3 + top if top else 0)
             # the search for copies of a repeated value (k ≥ 2): the values' vectors and their
             # orthonormal basis, beside a one-value ARPACK run and the final Rayleigh-Ritz step
-            vectors.append(2 * top + krylov_vectors(1) + 4 if top >= 2 else 0)
+            vectors.append(2 * top + COPY_VECTORS + 4 if top >= 2 else 0)
             vectors.append(6 + 6 * bottom + 2 * top if bottom else 0)  # Rayleigh-Ritz: about 6 per value
     if opts.trace:
         vectors.append(5 * (opts.probes // 4) + opts.probes * (opts.probes < 6) + 2)

@@ -42,7 +42,7 @@ def _limited(argv: list[str], limit_kib: int, cwd: Path) -> subprocess.Completed
         env=subprocess_env(),
         cwd=cwd,
         preexec_fn=limit,
-        timeout=120,
+        timeout=300,  # a hang guard: the 4M-parameter analysis takes 35-45 s, longer on a busy machine
     )
 
 

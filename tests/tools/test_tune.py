@@ -248,7 +248,12 @@ def test_two_processes_share_one_postgresql_study(tmp_path):
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert 8 <= len(finished) <= 9 and len(finished) == len(trials)  # one process may start the 9th
     ran = [{int(r["number"]) for r in _rows(tmp_path / f"p{i}/trials.csv")} for i in range(2)]
-    assert ran[0] == ran[1] == set(numbers)  # each process lists the whole study
+    # each process lists the whole study as it stood when it ended: trials are numbered as they
+    # are created, so that is every number up to the last one made by then, and at least the 8
+    # asked for; a 9th that the other process started after this one's last look is missing
+    # from its list alone (CI saw it once)
+    assert all(r == set(range(len(r))) and len(r) >= 8 for r in ran), ran
+    assert ran[0] | ran[1] == set(numbers)
     dirs = [t.user_attrs["out_dir"] for t in trials]
     assert len(set(dirs)) == len(dirs) and all(os.path.isdir(d) for d in dirs)
     assert {Path(d).parent.parent.name for d in dirs} == {"p0", "p1"}  # both processes ran trials

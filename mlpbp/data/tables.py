@@ -271,31 +271,99 @@ def _parse(
 ) -> pa.Table:
     """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
     finds the problem and numbers its row) or gives repeated column names (the later parts are
-    named by position); whole, with the whole file's types, when streaming fails otherwise."""
+    named by position); whole, with the whole file's types, when streaming fails otherwise.
+    A table of more than COLUMN_GROUP columns is read a group of columns at a time, each group
+    the way the first is, so that every column is read as one read of all would read it
+    (``_column_groups``)."""
+    groups = _column_groups(path, head, parse.delimiter)
+
+    def streamed(parts: int) -> pa.Table:
+        return _by_groups(
+            groups,
+            lambda include, names, report: stream_csv(
+                path, size, parse, column_types, parts, report, block, include, names
+            ),
+            progress,
+            ragged,
+        )
+
     try:
         parts = _parts(size, head)
         if parts > 1:
             try:
-                table = stream_csv(path, size, parse, column_types, parts, progress, block)
+                table = streamed(parts)
                 if len(set(table.column_names)) == table.num_columns:
                     return table
             except pa.ArrowInvalid:
                 ragged.clear()
         ragged.skipped.clear()  # each read counts the lines it skips afresh
-        return stream_csv(path, size, parse, column_types, 1, progress, block)
+        return streamed(1)
     except pa.ArrowInvalid:
         if ragged:
             raise
         ragged.skipped.clear()
         # Type inference over the whole file: the streaming reader fixes each column's type on
         # its first block, and a later block may disagree (text below numbers).
-        with path.open("rb") as f:
-            return pacsv.read_csv(
-                f,
-                read_options=pacsv.ReadOptions(block_size=block),
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-            )
+        return _by_groups(
+            groups, lambda include, names, _: _read_whole(path, parse, block, include, names), None, ragged
+        )
+
+
+def _read_whole(path: Path, parse, block: int, include: list[str] | None, names: list[str] | None) -> pa.Table:
+    header = {} if names is None else {"column_names": names, "skip_rows": 1}
+    with path.open("rb") as f:
+        return pacsv.read_csv(
+            f,
+            read_options=pacsv.ReadOptions(block_size=block, **header),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True, include_columns=include or []),
+        )
+
+
+# A CSV of more columns than this is read this many columns at a time, the whole file once per
+# group: pyarrow's reader keeps converters and buffers for every column it converts, whatever
+# the rows (benchmarks/README.md, "Wide tables").
+COLUMN_GROUP = 10_000
+_BOM = b"\xef\xbb\xbf"
+
+
+def _column_groups(path: Path, head: bytes, delimiter: str) -> tuple[list[str], list[list[str]]] | None:
+    """The header's names, read once, and the groups of at most COLUMN_GROUP of them that the
+    file is read in; None: read every column at once. That is a table of up to COLUMN_GROUP
+    columns, and a header this split may not read as pyarrow would: with quotes or a carriage
+    return in it, not UTF-8, or with a name twice (pyarrow's own read says what is wrong)."""
+    sep = delimiter.encode()
+    if b"\n" in head and head[: head.index(b"\n")].count(sep) < COLUMN_GROUP:
+        return None
+    data = _first_lines(path, 1, len(head))
+    if b"\n" not in data:
+        return None
+    line = data[: data.index(b"\n")].removeprefix(_BOM).removesuffix(b"\r")
+    if line.count(sep) < COLUMN_GROUP or b'"' in line or b"\r" in line:
+        return None
+    try:
+        names = line.decode().split(delimiter)
+    except UnicodeDecodeError:
+        return None
+    if len(set(names)) < len(names):
+        return None
+    return names, [names[lo : lo + COLUMN_GROUP] for lo in range(0, len(names), COLUMN_GROUP)]
+
+
+def _by_groups(groups, read, progress, ragged: _RaggedRows) -> pa.Table:
+    """``read(include, names, progress)`` of every column at once (``groups`` None), or of
+    each group of columns, side by side in the header's order."""
+    if groups is None:
+        return read(None, None, progress)
+    names, parts = groups
+    tables = []
+    for g, include in enumerate(parts):
+        ragged.skipped.clear()  # each group's read skips the same lines: count them once
+        report = None if progress is None else (lambda rows, done, g=g: progress(rows, (g + done) / len(parts)))
+        tables.append(read(include, names, report))
+    return pa.Table.from_arrays(
+        [c for t in tables for c in t.columns], names=[n for t in tables for n in t.column_names]
+    )
 
 
 def _parse_error(path: Path, delimiter: str, e: pa.ArrowInvalid, ragged: _RaggedRows) -> DataError:

@@ -520,6 +520,109 @@ def _narrow(raw: RawTable, keep64: Collection[str]) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------------
+# What reading a CSV takes, estimated from its first lines before it is read
+
+# Beyond the table itself, the read holds about 1.5 bytes for each byte of the file (its blocks'
+# text and parsed fields, which the allocator keeps), 3 kB for each column (pyarrow's converters
+# and the table's and mlpbp's per-column records) and 1.6 kB for each further block of a column
+# (each block is a record batch: one array a column); benchmarks/README.md, "Memory estimates".
+READ_FILE_FACTOR = 1.5
+READ_COLUMN_BYTES = 3072
+READ_CHUNK_BYTES = 1638
+
+
+@dataclass(frozen=True)
+class ReadEstimate:
+    """A data file's shape and the memory reading it takes, estimated before reading it."""
+
+    path: Path
+    rows: int
+    columns: int
+    numeric_columns: int  # columns whose sample cells are all numbers (or empty)
+    table_bytes: int  # the table as read
+    read_bytes: int  # the peak the read adds to the process, the table included
+
+    def describe(self) -> str:
+        return f"{self.rows:,} rows x {self.columns:,} columns"
+
+
+def read_estimate(
+    path: str | Path, delimiter: str | None = None, float32: bool = False, keep64: Collection[str] | None = None
+) -> ReadEstimate | None:
+    """What ``read_table`` with these arguments will take, from the file's first lines (a CSV
+    or TSV); None for other kinds, or a file this cannot tell (``read_table`` says what is
+    wrong with it)."""
+    path = Path(path)
+    try:
+        kind = file_kind(path)
+    except DataError:
+        return None
+    if kind not in ("csv", "tsv") or not path.is_file():
+        return None
+    try:
+        return csv_read_bytes(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64)
+    except (DataError, OSError):
+        return None
+
+
+def csv_read_bytes(
+    path: Path, delimiter: str | None, float32: bool = False, keep64: Collection[str] | None = None
+) -> ReadEstimate:
+    """The rows, from the file's size and its sample's mean line length; the table, from each
+    sample column's cells: 8 bytes a number (4 for a float read as float32), 4 bytes of offset
+    plus the mean length for text (at least 8: an integer column the sample cannot tell from
+    text); and what the reader holds beside it (READ_FILE_FACTOR, READ_COLUMN_BYTES,
+    READ_CHUNK_BYTES). The sample's cells are measured with NumPy, whatever the width."""
+    head, text, size = _head(path)
+    if delimiter is None:
+        delimiter = sniff_delimiter(path, text)
+    sample = head
+    if head.count(b"\n") < 2 and size > len(head):  # a wide header: the sample is its first rows
+        sample = _first_lines(path, WIDE_SAMPLE_ROWS + 1, len(head))
+    lines = [line.removesuffix(b"\r") for line in sample.split(b"\n")]
+    if size > len(sample):
+        lines = lines[:-1]  # the last line of a sample may be cut
+    header, rows = lines[0].removeprefix(_BOM), [r for r in lines[1:] if r]
+    sep = ord(delimiter)
+    k = header.count(delimiter.encode()) + 1
+    length, other, point, seen = np.zeros(k), np.zeros(k), np.zeros(k), 0
+    for r in rows:
+        b = np.frombuffer(r, np.uint8)
+        cut = b == sep
+        if int(cut.sum()) != k - 1:
+            continue  # quoted delimiters, or a ragged row: not measured
+        cell, inside = np.cumsum(cut) - cut, ~cut
+        length += np.bincount(cell, weights=inside, minlength=k)
+        other += np.bincount(cell, weights=inside & ~_NUMBER_BYTES[b], minlength=k)
+        point += np.bincount(cell, weights=inside & _POINT_BYTES[b], minlength=k)
+        seen += 1
+    numeric = other == 0
+    width = np.where(numeric, 8.0, np.maximum(8.0, 4 + length / max(seen, 1)))
+    if float32:
+        names = header.decode(errors="replace").split(delimiter)
+        keep = set(keep64) if keep64 is not None else {names[-1]}
+        kept = np.array([n.strip() in keep for n in names])
+        width[numeric & (point > 0) & ~kept] = 4.0
+    mean_row = sum(len(r) + 1 for r in rows) / max(len(rows), 1) or 1.0
+    n_rows = len(rows) if size <= len(sample) else int(np.ceil((size - len(lines[0]) - 1) / mean_row))
+    table_bytes = int(n_rows * (width.sum() + k / 8))  # and a validity bit a cell
+    batches = max(int(np.ceil(size / _block_bytes(path, head))), 1)
+    read = table_bytes + READ_FILE_FACTOR * size + k * (READ_COLUMN_BYTES + READ_CHUNK_BYTES * (batches - 1))
+    return ReadEstimate(path, n_rows, k, int(numeric.sum()), table_bytes, int(read))
+
+
+def _byte_table(chars: bytes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
+    return table
+
+
+# The bytes of a number's text (and of nan, NA, inf and spaces); a point or an exponent: a float.
+_NUMBER_BYTES = _byte_table(b"0123456789+-.eEnaNAifIF \t")
+_POINT_BYTES = _byte_table(b".eE")
+
+
+# ---------------------------------------------------------------------------------------------
 # Parquet
 
 

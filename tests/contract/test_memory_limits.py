@@ -98,3 +98,50 @@ def test_a_small_run_trains_under_1gb(tmp_path):
     res = _limited(["train", str(cfg), "--out", str(tmp_path / "out"), "-q"], 1000 * MB // 1024, tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out" / "model.npz").is_file()
+
+
+# ---- tables: the read's estimate, checked before reading ------------------------------------
+
+WIDE_COLUMNS = 400_000  # 3 kB of the reader's records a column: 1.2 GB for a 6 MB file
+
+
+@pytest.fixture(scope="module")
+def too_wide(tmp_path_factory, runner) -> tuple[Path, Path, Path]:
+    """A CSV of 2 rows x 400,001 columns (6 MB) that no limit here can read, its config, and a
+    small model to predict and evaluate with."""
+    tmp = tmp_path_factory.mktemp("table")
+    data = tmp / "too-wide.csv"
+    with data.open("w") as f:
+        f.write(",".join(f"c{j}" for j in range(WIDE_COLUMNS)) + ",label\n")
+        for i in range(2):
+            f.write(",".join(["0.5"] * WIDE_COLUMNS) + f",{i}\n")
+    cfg = tmp / "too-wide.yaml"
+    cfg.write_text(f"data: {{path: {data}, target: label}}\nmodel: {{hidden: [4]}}\ntrain: {{epochs: 1}}\n")
+    small = tmp / "small.yaml"
+    small.write_text("data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [4]}\ntrain: {epochs: 1}\n")
+    assert runner.invoke(app, ["train", str(small), "--out", str(tmp / "run"), "-q"]).exit_code == 0
+    return data, cfg, tmp / "run" / "model.npz"
+
+
+@pytest.mark.parametrize("limit", [1000 * MB // 1024, 1500 * MB // 1024], ids=["1GB", "1.5GB"])
+@pytest.mark.parametrize("command", ["data", "train", "predict", "evaluate"])
+def test_a_table_too_big_for_ulimit_v_is_refused_before_reading(tmp_path, too_wide, command, limit):
+    data, cfg, model = too_wide
+    out = tmp_path / "out"
+    argv = {
+        "data": ["data", str(cfg), "--write-split", str(out)],
+        "train": ["train", str(cfg), "--out", str(out), "-q"],
+        "predict": ["predict", str(model), str(data), "--out", str(out)],
+        "evaluate": ["evaluate", str(model), str(data)],
+    }[command]
+    res = _limited(argv, limit, tmp_path)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    doing = {"predict": "predicting for", "evaluate": "evaluating on"}.get(command, "reading and preparing")
+    head = f"error: {doing} {data} (2 rows x 400,001 columns, estimated from its first lines) needs about "
+    assert lines[0].startswith(head), lines[0]
+    amount, unit = lines[0].removeprefix(head).split(",")[0].split(" ")
+    assert float(amount) >= 1.2 and unit == "GB", lines[0]
+    assert lines[0].endswith("of memory available (the address space ulimit -v (RLIMIT_AS) leaves)"), lines[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []

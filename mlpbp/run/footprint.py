@@ -18,9 +18,9 @@ from mlpbp.run.metrics import EVAL_CHUNK
 from mlpbp.run.model import PREDICT_CHUNK
 
 # Fitting the preprocessing holds a block of numeric columns (at most BLOCK_CELLS cells) in
-# float64 and, while it chooses and fits each column's transform, about two more of its size
-# (a sorted copy, the transformed values).
-FIT_BLOCKS = 3
+# float64 and, while it chooses and fits each column's transform, about three more of its size
+# (a sorted copy, quantiles, the transformed values).
+FIT_BLOCKS = 4
 # Encoding holds, beside the encoded rows, a chunk of CHUNK_ROWS rows of the numeric columns in
 # float64 and two temporaries of its size (missing cells filled, transformed).
 ENCODE_SCRATCH = 3

@@ -9,9 +9,11 @@ for what it costs against pandas and NumPy. Every problem with a file becomes on
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -541,27 +543,29 @@ class ReadEstimate:
     numeric_columns: int  # columns whose sample cells are all numbers (or empty)
     table_bytes: int  # the table as read
     read_bytes: int  # the peak the read adds to the process, the table included
+    basis: str = "its first lines"  # what the estimate is made from, for messages
 
     def describe(self) -> str:
-        return f"{self.rows:,} rows x {self.columns:,} columns"
+        return f"{self.rows:,} rows x {self.columns:,} columns, estimated from {self.basis}"
 
 
 def read_estimate(
     path: str | Path, delimiter: str | None = None, float32: bool = False, keep64: Collection[str] | None = None
 ) -> ReadEstimate | None:
     """What ``read_table`` with these arguments will take, from the file's first lines (a CSV
-    or TSV); None for other kinds, or a file this cannot tell (``read_table`` says what is
-    wrong with it)."""
+    or TSV), its metadata and first rows (Parquet) or its arrays' headers (NPZ, NPY); None for
+    a file this cannot tell (``read_table`` says what is wrong with it)."""
     path = Path(path)
     try:
         kind = file_kind(path)
-    except DataError:
-        return None
-    if kind not in ("csv", "tsv") or not path.is_file():
-        return None
-    try:
-        return csv_read_bytes(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64)
-    except (DataError, OSError):
+        if kind in ("csv", "tsv"):
+            if not path.is_file():
+                return None
+            return csv_read_bytes(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64)
+        if kind == "parquet":
+            return parquet_read_bytes(path, float32) if path.is_file() else None
+        return arrays_read_bytes(path, float32)
+    except Exception:  # noqa: BLE001 - a damaged file of any kind: read_table names what is wrong
         return None
 
 
@@ -609,6 +613,72 @@ def csv_read_bytes(
     batches = max(int(np.ceil(size / _block_bytes(path, head))), 1)
     read = table_bytes + READ_FILE_FACTOR * size + k * (READ_COLUMN_BYTES + READ_CHUNK_BYTES * (batches - 1))
     return ReadEstimate(path, n_rows, k, int(numeric.sum()), table_bytes, int(read))
+
+
+# Reading Parquet held about three times the table (its pages decompressed and decoded in
+# threads beside the columns they become), and a float32 copy of the float64 columns while
+# they are narrowed; benchmarks/README.md, "Memory estimates".
+PARQUET_READ_FACTOR = 3
+
+
+def parquet_read_bytes(path: Path, float32: bool = False) -> ReadEstimate:
+    """From the file's metadata: the rows, and each column's bytes in Arrow (its type's width, or
+    for text the mean size of its first row group's first rows); the read, PARQUET_READ_FACTOR
+    times that, and the float32 copy."""
+    f = pq.ParquetFile(path)
+    meta, schema = f.metadata, f.schema_arrow
+    rows, per_row, text = meta.num_rows, 0.0, []
+    for column in schema:
+        try:
+            per_row += column.type.bit_width / 8 + 1 / 8
+        except ValueError:  # not a fixed width: text, binary, nested
+            text.append(column.name)
+    if text and meta.num_row_groups and rows:
+        first = next(f.iter_batches(batch_size=1000, columns=text), None)
+        if first is not None and first.num_rows:
+            per_row += first.nbytes / first.num_rows
+    groups = max(meta.num_row_groups, 1)
+    table_bytes = int(rows * per_row) + 128 * len(schema) * groups  # and each buffer's 64-byte padding
+    narrowed = 4 * rows * sum(c.type == pa.float64() for c in schema) if float32 else 0
+    read = PARQUET_READ_FACTOR * table_bytes + narrowed + READ_COLUMN_BYTES * len(schema) * groups
+    numeric = sum(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in schema)
+    return ReadEstimate(path, rows, len(schema), numeric, table_bytes, int(read), "its metadata")
+
+
+def arrays_read_bytes(path: Path, float32: bool = False) -> ReadEstimate:
+    """From the headers of X and y (an NPZ archive, or an NPY pair): the arrays loaded, X again
+    as the table's columns (and again in float32 while a float64 table is narrowed), and two
+    bytes a cell while X is checked for infinities (the mask and its reduction)."""
+    shapes = _npz_headers(path) if file_kind(path) == "npz" else [_npy_header(p) for p in npy_pair_paths(path)]
+    (x_shape, x_dtype), (y_shape, y_dtype) = shapes
+    if len(x_shape) != 2:
+        raise ValueError("X is not a matrix")  # read_table says so
+    n, d = x_shape
+    x, y = n * d * x_dtype.itemsize, int(np.prod(y_shape)) * y_dtype.itemsize
+    narrowed = n * d * 4 if float32 and x_dtype == np.float64 else 0
+    table_bytes = (narrowed or x) + y
+    read = 2 * x + narrowed + 2 * n * d + 2 * y + READ_COLUMN_BYTES * (d + 1)
+    return ReadEstimate(path, n, d + 1, d + (y_dtype.kind in "biuf"), table_bytes, int(read), "its arrays' headers")
+
+
+def _npy_header(source) -> tuple[tuple, np.dtype]:
+    """An .npy array's shape and dtype, from its header (``source``: a path or an open file)."""
+    with open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source) as f:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read:
+            raise ValueError(f"npy format {version}")
+        shape, _, dtype = read[version](f)
+    return shape, dtype
+
+
+def _npz_headers(path: Path) -> list[tuple[tuple, np.dtype]]:
+    with zipfile.ZipFile(path) as archive:
+        out = []
+        for name in ("X.npy", "y.npy"):
+            with archive.open(name) as member:
+                out.append(_npy_header(member))
+    return out
 
 
 def _byte_table(chars: bytes) -> np.ndarray:

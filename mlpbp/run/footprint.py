@@ -83,4 +83,4 @@ def check_table(command: str, est: ReadEstimate | None, widths: list[int] | None
     else:
         needed = evaluate_bytes(est, widths[0], widths[-1], sum(widths[1:]))
     doing = {"predict": "predicting for", "evaluate": "evaluating on"}.get(command, "reading and preparing")
-    require(needed, f"{doing} {est.path} ({est.describe()}, estimated from its first lines)")
+    require(needed, f"{doing} {est.path} ({est.describe()})")

@@ -32,7 +32,7 @@ def test_a_small_file_is_measured_whole(tmp_path, float32):
     assert est.table_bytes == int(50 * per_row)
     size = path.stat().st_size
     assert est.read_bytes == int(est.table_bytes + T.READ_FILE_FACTOR * size + 5 * T.READ_COLUMN_BYTES)
-    assert est.describe() == "50 rows x 5 columns"
+    assert est.describe() == "50 rows x 5 columns, estimated from its first lines"
 
 
 def test_a_large_file_s_rows_are_estimated_and_its_table_never_exceeds_the_estimate(tmp_path):
@@ -62,3 +62,39 @@ def test_files_not_estimated(tmp_path):
     assert read_estimate(tmp_path / "x.parquet") is None
     (tmp_path / "empty.csv").write_text("")
     assert read_estimate(tmp_path / "empty.csv") is None  # read_table says what is wrong
+    (tmp_path / "bad.npz").write_bytes(b"PK not a zip")
+    assert read_estimate(tmp_path / "bad.npz") is None
+    np.savez(tmp_path / "noy.npz", X=np.zeros((3, 2)))
+    assert read_estimate(tmp_path / "noy.npz") is None
+
+
+@pytest.mark.parametrize("float32", [False, True])
+@pytest.mark.parametrize("groups", [None, 5_000])
+def test_parquet_from_its_metadata(tmp_path, float32, groups):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pacsv.read_csv(_csv(tmp_path / "t.csv", 20_000)), path, row_group_size=groups)
+    est = read_estimate(path, float32=float32)
+    assert (est.rows, est.columns, est.numeric_columns) == (20_000, 5, 4) and est.basis == "its metadata"
+    table = read_table(path).table
+    assert table.nbytes <= est.table_bytes <= 1.1 * table.nbytes
+    assert est.read_bytes >= T.PARQUET_READ_FACTOR * est.table_bytes
+
+
+@pytest.mark.parametrize("kind", ["npz", "compressed npz", "npy"])
+def test_arrays_from_their_headers(tmp_path, kind):
+    X, y = np.ones((1000, 7)), np.arange(1000)
+    if kind == "npy":
+        np.save(tmp_path / "X.npy", X)
+        np.save(tmp_path / "y.npy", y)
+        path = tmp_path / "X.npy"
+    else:
+        path = tmp_path / "a.npz"
+        (np.savez_compressed if kind == "compressed npz" else np.savez)(path, X=X, y=y)
+    est = read_estimate(path)
+    assert (est.rows, est.columns, est.numeric_columns) == (1000, 8, 8) and est.basis == "its arrays' headers"
+    assert est.table_bytes == X.nbytes + y.nbytes == read_table(path).table.nbytes
+    assert est.read_bytes == 2 * X.nbytes + 2 * X.size + 2 * y.nbytes + 8 * T.READ_COLUMN_BYTES
+    assert read_estimate(path, float32=True).table_bytes == X.nbytes // 2 + y.nbytes

@@ -26,11 +26,13 @@ def _note(message: str) -> None:
     note(err, message)
 
 
-def _model_and_rows(model_path: Path, data: Path, strict: bool) -> tuple[TrainedModel, RawTable]:
-    from mlpbp.data.tables import read_table
+def _model_and_rows(model_path: Path, data: Path, strict: bool, command: str) -> tuple[TrainedModel, RawTable]:
+    from mlpbp.data.tables import read_estimate, read_table
+    from mlpbp.run.footprint import check_table
     from mlpbp.run.model_file import load_model
 
     model = load_model(model_path)
+    check_table(command, read_estimate(data), model.net.widths)  # before any of the table is read
     with LoadProgress(err, data) as progress:
         raw = read_table(data, progress=progress)
     for message in raw.notes:
@@ -113,7 +115,7 @@ def predict(
         if empty:
             _note(f"{data.name}: {empty} row(s) with a value that is not finite get an empty prediction{DROP_ROWS}")
         return
-    model, raw = _model_and_rows(model_path, data, strict)
+    model, raw = _model_and_rows(model_path, data, strict, "predict")
     _mode_note(model, "predicting")
     # One output line per input row, in order: a row the model has no prediction for (a missing
     # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
@@ -157,7 +159,7 @@ def evaluate(
             _note(f"{data.name}: {skipped.count} row(s) with a value that is not finite are not scored{DROP_ROWS}")
         result = model.array_evaluation(X, y, str(data), skipped, w)
     else:
-        model, raw = _model_and_rows(model_path, data, strict)
+        model, raw = _model_and_rows(model_path, data, strict, "evaluate")
         skipped = model.skipped_rows(raw.table, raw.rows, str(data), labelled=True)
         # A note for each kind of row skipped, unless none is left after it: the error says so.
         skipped_notes(

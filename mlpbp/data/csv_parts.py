@@ -3,8 +3,9 @@ ends into byte ranges, each streamed by a reader of its own in a thread (pyarrow
 the GIL), the first range's header and column types given to the others.
 
 Block by block, memory stays near the table's own size (``read_csv`` holds the whole file's
-text while it converts), and the rows read are known as it goes. When a file is cut into parts
-is data/tables.py's choice."""
+text while it converts), and the rows read are known as it goes. When a file is cut into parts,
+and when only some of its columns are read (a wide table, a group of columns at a time), is
+data/tables.py's choice."""
 
 from __future__ import annotations
 
@@ -67,26 +68,35 @@ def stream_csv(
     parts: int = 1,
     progress: Progress | None = None,
     block_size: int = BLOCK_BYTES,
+    include: list[str] | None = None,
+    names: list[str] | None = None,
 ) -> pa.Table:
     """The table in the ``size`` bytes of ``path``, in up to ``parts`` parts (one per thread);
-    ``column_types`` fixes the types of the columns it names. A part's error is raised here."""
+    ``column_types`` fixes the types of the columns it names. ``include``: those columns alone,
+    ``names`` being the header's (read by the caller; the file's first line is skipped). A
+    part's error is raised here."""
     with contextlib.ExitStack() as files:
         cuts = line_cuts(files.enter_context(path.open("rb")), size, parts)
         ranges = [ByteRange(files.enter_context(path.open("rb")), lo, hi) for lo, hi in zip(cuts, cuts[1:])]
+        header = {} if names is None else {"column_names": names, "skip_rows": 1}
         first = pacsv.open_csv(
             ranges[0],
-            read_options=pacsv.ReadOptions(block_size=block_size),
+            read_options=pacsv.ReadOptions(block_size=block_size, **header),
             parse_options=parse,
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True, column_types=column_types, include_columns=include or []
+            ),
         )
         schema = first.schema
         readers = [first] + [
             pacsv.open_csv(
                 part,
-                read_options=pacsv.ReadOptions(block_size=block_size, column_names=schema.names),
+                read_options=pacsv.ReadOptions(block_size=block_size, column_names=names or schema.names),
                 parse_options=parse,
                 convert_options=pacsv.ConvertOptions(
-                    strings_can_be_null=True, column_types=dict(zip(schema.names, schema.types))
+                    strings_can_be_null=True,
+                    column_types=dict(zip(schema.names, schema.types)),
+                    include_columns=include or [],
                 ),
             )
             for part in ranges[1:]

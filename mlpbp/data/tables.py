@@ -9,9 +9,11 @@ for what it costs against pandas and NumPy. Every problem with a file becomes on
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,31 +273,99 @@ def _parse(
 ) -> pa.Table:
     """The table, streamed in parts when ``_parts`` says so; in one part when that fails (it
     finds the problem and numbers its row) or gives repeated column names (the later parts are
-    named by position); whole, with the whole file's types, when streaming fails otherwise."""
+    named by position); whole, with the whole file's types, when streaming fails otherwise.
+    A table of more than COLUMN_GROUP columns is read a group of columns at a time, each group
+    the way the first is, so that every column is read as one read of all would read it
+    (``_column_groups``)."""
+    groups = _column_groups(path, head, parse.delimiter)
+
+    def streamed(parts: int) -> pa.Table:
+        return _by_groups(
+            groups,
+            lambda include, names, report: stream_csv(
+                path, size, parse, column_types, parts, report, block, include, names
+            ),
+            progress,
+            ragged,
+        )
+
     try:
         parts = _parts(size, head)
         if parts > 1:
             try:
-                table = stream_csv(path, size, parse, column_types, parts, progress, block)
+                table = streamed(parts)
                 if len(set(table.column_names)) == table.num_columns:
                     return table
             except pa.ArrowInvalid:
                 ragged.clear()
         ragged.skipped.clear()  # each read counts the lines it skips afresh
-        return stream_csv(path, size, parse, column_types, 1, progress, block)
+        return streamed(1)
     except pa.ArrowInvalid:
         if ragged:
             raise
         ragged.skipped.clear()
         # Type inference over the whole file: the streaming reader fixes each column's type on
         # its first block, and a later block may disagree (text below numbers).
-        with path.open("rb") as f:
-            return pacsv.read_csv(
-                f,
-                read_options=pacsv.ReadOptions(block_size=block),
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-            )
+        return _by_groups(
+            groups, lambda include, names, _: _read_whole(path, parse, block, include, names), None, ragged
+        )
+
+
+def _read_whole(path: Path, parse, block: int, include: list[str] | None, names: list[str] | None) -> pa.Table:
+    header = {} if names is None else {"column_names": names, "skip_rows": 1}
+    with path.open("rb") as f:
+        return pacsv.read_csv(
+            f,
+            read_options=pacsv.ReadOptions(block_size=block, **header),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True, include_columns=include or []),
+        )
+
+
+# A CSV of more columns than this is read this many columns at a time, the whole file once per
+# group: pyarrow's reader keeps converters and buffers for every column it converts, whatever
+# the rows (benchmarks/README.md, "Wide tables").
+COLUMN_GROUP = 10_000
+_BOM = b"\xef\xbb\xbf"
+
+
+def _column_groups(path: Path, head: bytes, delimiter: str) -> tuple[list[str], list[list[str]]] | None:
+    """The header's names, read once, and the groups of at most COLUMN_GROUP of them that the
+    file is read in; None: read every column at once. That is a table of up to COLUMN_GROUP
+    columns, and a header this split may not read as pyarrow would: with quotes or a carriage
+    return in it, not UTF-8, or with a name twice (pyarrow's own read says what is wrong)."""
+    sep = delimiter.encode()
+    if b"\n" in head and head[: head.index(b"\n")].count(sep) < COLUMN_GROUP:
+        return None
+    data = _first_lines(path, 1, len(head))
+    if b"\n" not in data:
+        return None
+    line = data[: data.index(b"\n")].removeprefix(_BOM).removesuffix(b"\r")
+    if line.count(sep) < COLUMN_GROUP or b'"' in line or b"\r" in line:
+        return None
+    try:
+        names = line.decode().split(delimiter)
+    except UnicodeDecodeError:
+        return None
+    if len(set(names)) < len(names):
+        return None
+    return names, [names[lo : lo + COLUMN_GROUP] for lo in range(0, len(names), COLUMN_GROUP)]
+
+
+def _by_groups(groups, read, progress, ragged: _RaggedRows) -> pa.Table:
+    """``read(include, names, progress)`` of every column at once (``groups`` None), or of
+    each group of columns, side by side in the header's order."""
+    if groups is None:
+        return read(None, None, progress)
+    names, parts = groups
+    tables = []
+    for g, include in enumerate(parts):
+        ragged.skipped.clear()  # each group's read skips the same lines: count them once
+        report = None if progress is None else (lambda rows, done, g=g: progress(rows, (g + done) / len(parts)))
+        tables.append(read(include, names, report))
+    return pa.Table.from_arrays(
+        [c for t in tables for c in t.columns], names=[n for t in tables for n in t.column_names]
+    )
 
 
 def _parse_error(path: Path, delimiter: str, e: pa.ArrowInvalid, ragged: _RaggedRows) -> DataError:
@@ -449,6 +519,177 @@ def _narrow(raw: RawTable, keep64: Collection[str]) -> pa.Table:
                 )
             table = table.set_column(i, name, table.column(i).cast(pa.float32()))
     return table
+
+
+# ---------------------------------------------------------------------------------------------
+# What reading a CSV takes, estimated from its first lines before it is read
+
+# Beyond the table itself, the read holds about 1.5 bytes for each byte of the file (its blocks'
+# text and parsed fields, which the allocator keeps), 3 kB for each column (pyarrow's converters
+# and the table's and mlpbp's per-column records) and 1.6 kB for each further block of a column
+# (each block is a record batch: one array a column); benchmarks/README.md, "Memory estimates".
+READ_FILE_FACTOR = 1.5
+READ_COLUMN_BYTES = 3072
+READ_CHUNK_BYTES = 1638
+
+
+@dataclass(frozen=True)
+class ReadEstimate:
+    """A data file's shape and the memory reading it takes, estimated before reading it."""
+
+    path: Path
+    rows: int
+    columns: int
+    numeric_columns: int  # columns whose sample cells are all numbers (or empty)
+    table_bytes: int  # the table as read
+    read_bytes: int  # the peak the read adds to the process, the table included
+    basis: str = "its first lines"  # what the estimate is made from, for messages
+
+    def describe(self) -> str:
+        return f"{self.rows:,} rows x {self.columns:,} columns, estimated from {self.basis}"
+
+
+def read_estimate(
+    path: str | Path, delimiter: str | None = None, float32: bool = False, keep64: Collection[str] | None = None
+) -> ReadEstimate | None:
+    """What ``read_table`` with these arguments will take, from the file's first lines (a CSV
+    or TSV), its metadata and first rows (Parquet) or its arrays' headers (NPZ, NPY); None for
+    a file this cannot tell (``read_table`` says what is wrong with it)."""
+    path = Path(path)
+    try:
+        kind = file_kind(path)
+        if kind in ("csv", "tsv"):
+            if not path.is_file():
+                return None
+            return csv_read_bytes(path, delimiter or ("\t" if kind == "tsv" else None), float32, keep64)
+        if kind == "parquet":
+            return parquet_read_bytes(path, float32) if path.is_file() else None
+        return arrays_read_bytes(path, float32)
+    except Exception:  # noqa: BLE001 - a damaged file of any kind: read_table names what is wrong
+        return None
+
+
+def csv_read_bytes(
+    path: Path, delimiter: str | None, float32: bool = False, keep64: Collection[str] | None = None
+) -> ReadEstimate:
+    """The rows, from the file's size and its sample's mean line length; the table, from each
+    sample column's cells: 8 bytes a number (4 for a float read as float32), 4 bytes of offset
+    plus the mean length for text (at least 8: an integer column the sample cannot tell from
+    text); and what the reader holds beside it (READ_FILE_FACTOR, READ_COLUMN_BYTES,
+    READ_CHUNK_BYTES). The sample's cells are measured with NumPy, whatever the width."""
+    head, text, size = _head(path)
+    if delimiter is None:
+        delimiter = sniff_delimiter(path, text)
+    sample = head
+    if head.count(b"\n") < 2 and size > len(head):  # a wide header: the sample is its first rows
+        sample = _first_lines(path, WIDE_SAMPLE_ROWS + 1, len(head))
+    lines = [line.removesuffix(b"\r") for line in sample.split(b"\n")]
+    if size > len(sample):
+        lines = lines[:-1]  # the last line of a sample may be cut
+    header, rows = lines[0].removeprefix(_BOM), [r for r in lines[1:] if r]
+    sep = ord(delimiter)
+    k = header.count(delimiter.encode()) + 1
+    length, other, point, seen = np.zeros(k), np.zeros(k), np.zeros(k), 0
+    for r in rows:
+        b = np.frombuffer(r, np.uint8)
+        cut = b == sep
+        if int(cut.sum()) != k - 1:
+            continue  # quoted delimiters, or a ragged row: not measured
+        cell, inside = np.cumsum(cut) - cut, ~cut
+        length += np.bincount(cell, weights=inside, minlength=k)
+        other += np.bincount(cell, weights=inside & ~_NUMBER_BYTES[b], minlength=k)
+        point += np.bincount(cell, weights=inside & _POINT_BYTES[b], minlength=k)
+        seen += 1
+    numeric = other == 0
+    width = np.where(numeric, 8.0, np.maximum(8.0, 4 + length / max(seen, 1)))
+    if float32:
+        names = header.decode(errors="replace").split(delimiter)
+        keep = set(keep64) if keep64 is not None else {names[-1]}
+        kept = np.array([n.strip() in keep for n in names])
+        width[numeric & (point > 0) & ~kept] = 4.0
+    mean_row = sum(len(r) + 1 for r in rows) / max(len(rows), 1) or 1.0
+    n_rows = len(rows) if size <= len(sample) else int(np.ceil((size - len(lines[0]) - 1) / mean_row))
+    table_bytes = int(n_rows * (width.sum() + k / 8))  # and a validity bit a cell
+    batches = max(int(np.ceil(size / _block_bytes(path, head))), 1)
+    read = table_bytes + READ_FILE_FACTOR * size + k * (READ_COLUMN_BYTES + READ_CHUNK_BYTES * (batches - 1))
+    return ReadEstimate(path, n_rows, k, int(numeric.sum()), table_bytes, int(read))
+
+
+# Reading Parquet held about three times the table (its pages decompressed and decoded in
+# threads beside the columns they become), and a float32 copy of the float64 columns while
+# they are narrowed; benchmarks/README.md, "Memory estimates".
+PARQUET_READ_FACTOR = 3
+
+
+def parquet_read_bytes(path: Path, float32: bool = False) -> ReadEstimate:
+    """From the file's metadata: the rows, and each column's bytes in Arrow (its type's width, or
+    for text the mean size of its first row group's first rows); the read, PARQUET_READ_FACTOR
+    times that, and the float32 copy."""
+    f = pq.ParquetFile(path)
+    meta, schema = f.metadata, f.schema_arrow
+    rows, per_row, text = meta.num_rows, 0.0, []
+    for column in schema:
+        try:
+            per_row += column.type.bit_width / 8 + 1 / 8
+        except ValueError:  # not a fixed width: text, binary, nested
+            text.append(column.name)
+    if text and meta.num_row_groups and rows:
+        first = next(f.iter_batches(batch_size=1000, columns=text), None)
+        if first is not None and first.num_rows:
+            per_row += first.nbytes / first.num_rows
+    groups = max(meta.num_row_groups, 1)
+    table_bytes = int(rows * per_row) + 128 * len(schema) * groups  # and each buffer's 64-byte padding
+    narrowed = 4 * rows * sum(c.type == pa.float64() for c in schema) if float32 else 0
+    read = PARQUET_READ_FACTOR * table_bytes + narrowed + READ_COLUMN_BYTES * len(schema) * groups
+    numeric = sum(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in schema)
+    return ReadEstimate(path, rows, len(schema), numeric, table_bytes, int(read), "its metadata")
+
+
+def arrays_read_bytes(path: Path, float32: bool = False) -> ReadEstimate:
+    """From the headers of X and y (an NPZ archive, or an NPY pair): the arrays loaded, X again
+    as the table's columns (and again in float32 while a float64 table is narrowed), and two
+    bytes a cell while X is checked for infinities (the mask and its reduction)."""
+    shapes = _npz_headers(path) if file_kind(path) == "npz" else [_npy_header(p) for p in npy_pair_paths(path)]
+    (x_shape, x_dtype), (y_shape, y_dtype) = shapes
+    if len(x_shape) != 2:
+        raise ValueError("X is not a matrix")  # read_table says so
+    n, d = x_shape
+    x, y = n * d * x_dtype.itemsize, int(np.prod(y_shape)) * y_dtype.itemsize
+    narrowed = n * d * 4 if float32 and x_dtype == np.float64 else 0
+    table_bytes = (narrowed or x) + y
+    read = 2 * x + narrowed + 2 * n * d + 2 * y + READ_COLUMN_BYTES * (d + 1)
+    return ReadEstimate(path, n, d + 1, d + (y_dtype.kind in "biuf"), table_bytes, int(read), "its arrays' headers")
+
+
+def _npy_header(source) -> tuple[tuple, np.dtype]:
+    """An .npy array's shape and dtype, from its header (``source``: a path or an open file)."""
+    with open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source) as f:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read:
+            raise ValueError(f"npy format {version}")
+        shape, _, dtype = read[version](f)
+    return shape, dtype
+
+
+def _npz_headers(path: Path) -> list[tuple[tuple, np.dtype]]:
+    with zipfile.ZipFile(path) as archive:
+        out = []
+        for name in ("X.npy", "y.npy"):
+            with archive.open(name) as member:
+                out.append(_npy_header(member))
+    return out
+
+
+def _byte_table(chars: bytes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
+    return table
+
+
+# The bytes of a number's text (and of nan, NA, inf and spaces); a point or an exponent: a float.
+_NUMBER_BYTES = _byte_table(b"0123456789+-.eEnaNAifIF \t")
+_POINT_BYTES = _byte_table(b".eE")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
 from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
-from mlpbp.data.tables import Progress, RawTable, read_table
+from mlpbp.data.tables import Progress, RawTable, read_estimate, read_table
 from mlpbp.data.targets import Target, infer_target, multilabel_target, target_missing
 from mlpbp.data.transforms import TargetScaler, signed_log1p
 from mlpbp.engine.combine import Concat
@@ -52,14 +52,21 @@ from mlpbp.engine.periodic import Periodic
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
 from mlpbp.run.distributed import SINGLE, Comm
+from mlpbp.run.footprint import check_table
 from mlpbp.run.metrics import EVAL_CHUNK
 from mlpbp.run.summary import ClassCount, ColumnSummary, DataSummary
 
 
 def load_table(
-    cfg: DataConfig, seed: int, base_dir: Path, float32: bool = False, progress: Progress | None = None
+    cfg: DataConfig,
+    seed: int,
+    base_dir: Path,
+    float32: bool = False,
+    progress: Progress | None = None,
+    encode: bool = False,
 ) -> tuple[RawTable, str | None]:
-    """The `data:` section's rows as a table, and the task when the source fixes it (generators)."""
+    """The `data:` section's rows as a table, and the task when the source fixes it (generators),
+    once its memory (with the fit and, with ``encode``, the encoded rows) is checked."""
     if cfg.dataset in BUNDLED:
         return read_table(bundled_path(cfg.dataset), keep64=cfg.targets or [BUNDLED[cfg.dataset]]), None
     if cfg.dataset in GENERATORS:
@@ -86,6 +93,8 @@ def load_table(
         if cfg.targets is None
         else [*cfg.targets, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])]
     )
+    est = read_estimate(path, cfg.delimiter, float32, keep)
+    check_table("train" if encode else "data", est, [est.columns] if est and encode else None, 4 if float32 else 8)
     return read_table(path, cfg.delimiter, float32, keep, progress, cfg.bad_lines), None
 
 
@@ -566,7 +575,7 @@ def _prepare_table(
 ) -> Prepared:
     d = cfg.data
     dtype = np.dtype(dtype or cfg.train.dtype)
-    raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress)
+    raw, fixed_task = load_table(d, cfg.seed, cfg.base_dir, dtype == np.float32, progress, encode)
     src, stripped = raw.path, raw.stripped
     raw.table, na_notes = apply_na_values(raw.table, d.na_values)
     cols = resolve_columns(raw, d)

@@ -9,6 +9,7 @@ import resource
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import PYTHON, subprocess_env
@@ -98,3 +99,71 @@ def test_a_small_run_trains_under_1gb(tmp_path):
     res = _limited(["train", str(cfg), "--out", str(tmp_path / "out"), "-q"], 1000 * MB // 1024, tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out" / "model.npz").is_file()
+
+
+# ---- tables: the read's estimate, checked before reading ------------------------------------
+
+WIDE_COLUMNS = 400_000  # 3 kB of the reader's records a column: 1.2 GB for a 6 MB file
+LONG_ROWS = 25_000_000  # X.npy of 25M x 4 float64: 800 MB (a sparse file), loaded and copied
+
+
+def _sparse_npy(path: Path, shape: tuple, dtype) -> None:
+    """An .npy file of zeros that takes no disk: its header, then a hole to its full size."""
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+        f.truncate(f.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+
+
+@pytest.fixture(scope="module")
+def too_big(tmp_path_factory, runner) -> tuple[dict, Path]:
+    """Tables no limit here can read: a CSV of 2 rows x 400,001 columns (6 MB) and an NPY pair
+    of 25M rows (800 MB of X), each with its config; and a small model to predict and evaluate
+    with."""
+    tmp = tmp_path_factory.mktemp("table")
+    csv = tmp / "too-wide.csv"
+    with csv.open("w") as f:
+        f.write(",".join(f"c{j}" for j in range(WIDE_COLUMNS)) + ",label\n")
+        for i in range(2):
+            f.write(",".join(["0.5"] * WIDE_COLUMNS) + f",{i}\n")
+    (tmp / "npy").mkdir()
+    npy = tmp / "npy" / "X.npy"
+    _sparse_npy(npy, (LONG_ROWS, 4), np.float64)
+    _sparse_npy(tmp / "npy" / "y.npy", (LONG_ROWS,), np.int64)
+    tables = {}
+    for kind, data, shape, basis in (
+        ("csv", csv, "2 rows x 400,001 columns", "its first lines"),
+        ("npy", npy, f"{LONG_ROWS:,} rows x 5 columns", "its arrays' headers"),
+    ):
+        cfg = tmp / f"{kind}.yaml"
+        cfg.write_text(f"data: {{path: {data}, task: classification}}\nmodel: {{hidden: [4]}}\ntrain: {{epochs: 1}}\n")
+        tables[kind] = (data, cfg, f"{shape}, estimated from {basis}")
+    small = tmp / "small.yaml"
+    small.write_text("data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [4]}\ntrain: {epochs: 1}\n")
+    assert runner.invoke(app, ["train", str(small), "--out", str(tmp / "run"), "-q"]).exit_code == 0
+    return tables, tmp / "run" / "model.npz"
+
+
+@pytest.mark.parametrize("limit", [1000 * MB // 1024, 1500 * MB // 1024], ids=["1GB", "1.5GB"])
+@pytest.mark.parametrize("command", ["data", "train", "predict", "evaluate"])
+@pytest.mark.parametrize("kind", ["csv", "npy"])
+def test_a_table_too_big_for_ulimit_v_is_refused_before_reading(tmp_path, too_big, kind, command, limit):
+    tables, model = too_big
+    data, cfg, shape = tables[kind]
+    out = tmp_path / "out"
+    argv = {
+        "data": ["data", str(cfg), "--write-split", str(out)],
+        "train": ["train", str(cfg), "--out", str(out), "-q"],
+        "predict": ["predict", str(model), str(data), "--out", str(out)],
+        "evaluate": ["evaluate", str(model), str(data)],
+    }[command]
+    res = _limited(argv, limit, tmp_path)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    doing = {"predict": "predicting for", "evaluate": "evaluating on"}.get(command, "reading and preparing")
+    head = f"error: {doing} {data} ({shape}) needs about "
+    assert lines[0].startswith(head), lines[0]
+    amount, unit = lines[0].removeprefix(head).split(",")[0].split(" ")
+    assert float(amount) >= 1.2 and unit == "GB", lines[0]
+    assert lines[0].endswith("of memory available (the address space ulimit -v (RLIMIT_AS) leaves)"), lines[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []

@@ -182,7 +182,7 @@ def test_two_concurrent_trains_into_one_folder_one_refused(tmp_path):
     assert len(list(csv.DictReader((out / "history.csv").open()))) == 3000
 
 
-# ---- SIGKILL at random moments of an --overwrite ---------------------------------------------------
+# ---- SIGKILL at each moment of an --overwrite -------------------------------------------------------
 
 # 300 steps an epoch (batch 1): a run takes about a second, with checkpoints on the way.
 KILL_CONFIG = """\
@@ -212,22 +212,71 @@ def _consistent(out: Path) -> int:
     return config["seed"]
 
 
+# The moments of an --overwrite, as its own writes show them, in the order it reaches them: its
+# build folder made beside the run folder, the config written in it, the first epoch's history
+# and checkpoint, the second epoch's checkpoint (a new file renamed over the first), the model;
+# then the swap (the run folder is the build folder now) and the old run's folder removed.
+BEFORE_SWAP = ("build", "config", "history", "checkpoint", "checkpoint 2", "model")
+AFTER_SWAP = ("swap", "old run removed")
+
+
+class _Writes:
+    """What one ``mlpbp train --overwrite`` into ``out`` (process ``pid``) has written so far."""
+
+    def __init__(self, out: Path, pid: int) -> None:
+        self.out, self.prefix = out, f".{out.name}.{pid}."
+        self.folder_id = out.stat().st_ino
+        self.build: Path | None = None
+        self.checkpoint: int | None = None  # the first checkpoint's inode
+        self.seen: set[str] = set()
+
+    def _moments(self) -> set[str]:
+        if self.build is None:
+            found = [p for p in self.out.parent.iterdir() if p.name.startswith(self.prefix) and p.name.endswith(".run")]
+            self.build = found[0] if found else None
+        now = set()
+        if self.build is not None:
+            now.add("build")
+            for name, moment in (("config.yaml", "config"), ("history.csv", "history"), ("model.npz", "model")):
+                if (self.build / name).exists():
+                    now.add(moment)
+            try:
+                inode = (self.build / "checkpoint.npz").stat().st_ino
+            except FileNotFoundError:
+                inode = None
+            if inode is not None:
+                now.add("checkpoint")
+                self.checkpoint = inode if self.checkpoint is None else self.checkpoint
+                if inode != self.checkpoint:
+                    now.add("checkpoint 2")
+            try:
+                swapped = self.out.stat().st_ino != self.folder_id
+            except FileNotFoundError:  # between the two renames where renameat2 is missing
+                swapped = False
+            if swapped:
+                now |= {"swap", *BEFORE_SWAP}  # the build folder's files are the run folder's now
+                if not self.build.exists():
+                    now.add("old run removed")
+        return now
+
+    def reached(self, moment: str) -> bool:
+        self.seen |= self._moments()
+        return moment in self.seen
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_moments_of_an_overwrite_leaves_one_complete_run(tmp_path, runner):
+def test_sigkill_at_each_moment_of_an_overwrite_leaves_one_complete_run(tmp_path, runner):
+    """20 kills, each right after the run's own writes show one of its moments (no clock: a
+    kill comes after its moment however loaded the machine is). Before the swap the folder
+    holds the old run or, had the kill landed after it, the new one; from the swap on, the new
+    one: whole each time, as plot and evaluate read it."""
     out = tmp_path / "out"
     first = _cfg(tmp_path, "run0.yaml", KILL_CONFIG.format(seed=100, epochs=3))
     assert runner.invoke(app, ["train", str(first), "--out", str(out), "-q"]).exit_code == 0
-    rng = random.Random(19)
-    seeds_seen = {100}
-    started = time.monotonic()
-    subprocess.run(  # how long one run takes here, start to end
-        [PYTHON, "-m", "mlpbp", "train", str(first), "--out", str(tmp_path / "timing"), "-q"],
-        capture_output=True,
-        env=subprocess_env(),
-        check=True,
-    )
-    span = time.monotonic() - started
+    moments = [*BEFORE_SWAP, *AFTER_SWAP]
+    kills = {m: 0 for m in moments}
     for trial in range(20):
+        moment = moments[trial % len(moments)]
         cfg = _cfg(tmp_path, "run.yaml", KILL_CONFIG.format(seed=trial, epochs=3))
         before = _consistent(out)
         proc = subprocess.Popen(
@@ -236,13 +285,23 @@ def test_sigkill_at_random_moments_of_an_overwrite_leaves_one_complete_run(tmp_p
             stderr=subprocess.PIPE,
             env=subprocess_env(),
         )
-        time.sleep(rng.uniform(0.2, 1.2) * span)
-        proc.send_signal(signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=60)
+        try:
+            writes = _Writes(out, proc.pid)
+            while proc.poll() is None and not writes.reached(moment):
+                time.sleep(0.0002)
+            proc.send_signal(signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        assert writes.reached(moment), (moment, proc.returncode, stderr)  # it ended there, or was killed
+        kills[moment] += proc.returncode == -signal.SIGKILL
         after = _consistent(out)
-        assert after in (before, trial), (before, after, trial)  # the old run or the new one, whole
-        seeds_seen.add(after)
-    assert len(seeds_seen) > 2  # some kills came after the swap, some before
+        if moment in AFTER_SWAP:
+            assert after == trial, (moment, before, after, trial)  # the new run, whole
+        else:
+            assert after in (before, trial), (moment, before, after, trial)  # the old run or the new one, whole
+    # the kills before the swap landed while the run was still going
+    assert all(kills[m] > 0 for m in BEFORE_SWAP), kills
     # the hidden build folders the kills left go with the next run into the folder
     cfg = _cfg(tmp_path, "run.yaml", KILL_CONFIG.format(seed=99, epochs=1))
     assert runner.invoke(app, ["train", str(cfg), "--out", str(out), "-q", "--overwrite"]).exit_code == 0

@@ -42,12 +42,22 @@ def _peak_rss(argv: list[str]) -> int:
     return int(out.stdout.strip()) * 1024
 
 
-def _config(tmp: Path, name: str, hidden: list[int]) -> Path:
+def _config(tmp: Path, name: str, hidden: list[int], train: str = "batch_size: 32") -> Path:
     path = tmp / f"{name}.yaml"
     path.write_text(
-        f"data: {{dataset: moons, n_samples: 200}}\nmodel: {{hidden: {hidden}}}\ntrain: {{epochs: 1, batch_size: 32}}\n"
+        f"data: {{dataset: moons, n_samples: 200}}\nmodel: {{hidden: {hidden}}}\ntrain: {{epochs: 1, {train}}}\n"
     )
     return path
+
+
+# The optimizers whose state the training estimate counts (engine.memory.optimizer_bytes)
+OPTIMIZERS = {
+    "sgd": "batch_size: 32",
+    "sgd, momentum 0.9": "batch_size: 32, momentum: 0.9",
+    "adamw": "batch_size: 32, optimizer: adamw",
+    "lbfgs, 5 iterations": "optimizer: lbfgs, max_iter: 5",
+    "newton_cg, 20 CG steps": "optimizer: newton_cg, cg_max_iter: 20",
+}
 
 
 def _train_estimate(cfg_path: Path) -> int:
@@ -150,6 +160,11 @@ def main() -> None:
         base = _peak_rss(["train", str(tiny), "--out", str(tmp / "t0"), "-q"])
         peak = _peak_rss(["train", str(big), "--out", str(tmp / "t1"), "-q"])
         rows.append(("train 2-2500-2500-2", _train_estimate(big), peak - base))
+        for k, (name, train) in enumerate(list(OPTIMIZERS.items())[1:]):
+            small, large = _config(tmp, f"tiny{k}", [4], train), _config(tmp, f"big{k}", [2500, 2500], train)
+            base = _peak_rss(["train", str(small), "--out", str(tmp / f"o{k}a"), "-q"])
+            peak = _peak_rss(["train", str(large), "--out", str(tmp / f"o{k}b"), "-q"])
+            rows.append((f"train 2-2500-2500-2, {name}", _train_estimate(large), peak - base))
         # gradcheck
         gc = _config(tmp, "gc", [1500, 1500])
         base = _peak_rss(["gradcheck", str(tiny)])

@@ -10,6 +10,7 @@ it against measured peak RSS)."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,29 @@ def network_bytes(widths, dtype) -> int:
     itemsize = np.dtype(dtype).itemsize
     largest = max(int(a) * int(b) for a, b in zip(widths[:-1], widths[1:]))
     return 2 * n_params(widths) * itemsize + largest * 8 + LAYER_OBJECT_BYTES * (len(widths) - 1)
+
+
+def optimizer_bytes(
+    widths, dtype, optimizer: str, *, momentum: float = 0.0, history_size: int = 10, cg_max_iter: int = 50
+) -> int:
+    """The state an optimizer keeps beside the network: SGD's velocity (with momentum), Adam's
+    two moments and its scratch, in the network's dtype; for the full-batch methods float64 flat vectors:
+    scipy's L-BFGS-B workspace (2·history_size correction pairs and about a dozen vectors:
+    x, its gradient, bounds, search direction, Cauchy point and work arrays), and Newton-CG's
+    CG vectors, its warm start and the iterates it keeps for backtracking (steps ⌈1.3ᵏ⌉ and
+    the last)."""
+    n = n_params(widths)
+    itemsize = np.dtype(dtype).itemsize
+    if optimizer == "sgd":
+        return n * itemsize * (momentum > 0)
+    if optimizer in ("adam", "adamw"):
+        return 3 * n * itemsize  # the two moments and the update's scratch
+    if optimizer == "lbfgs":
+        return (2 * int(history_size) + 12) * flat_bytes(widths)
+    if optimizer == "newton_cg":
+        kept = len({math.ceil(1.3**k) for k in range(64) if math.ceil(1.3**k) <= cg_max_iter}) + 1
+        return (kept + 10) * flat_bytes(widths)
+    return 2 * n * itemsize  # an optimizer registered from Python: as much as Adam's
 
 
 def activation_bytes(widths, rows: int, dtype) -> int:

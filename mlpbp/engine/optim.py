@@ -175,13 +175,25 @@ class Adam(Optimizer):
         self.exp_avg = {k: np.zeros_like(p) for k, p in params.items()}
         self.exp_avg_sq = {k: np.zeros_like(p) for k, p in params.items()}
         self._denom = {k: np.empty_like(p) for k, p in params.items()}
-        # per parameter: flat views of its state and scratch, and whether θ itself is flat-able
-        self._flat = {
+        self._flat = self._flat_views()
+        self._key: tuple | None = None
+
+    def _flat_views(self) -> dict:
+        """Per parameter: flat views of its state and scratch, and whether θ itself is flat-able."""
+        return {
             k: (self.exp_avg[k].reshape(-1), self.exp_avg_sq[k].reshape(-1), self._denom[k].reshape(-1),
                 p.flags.c_contiguous and p.dtype in AXPY)
-            for k, p in params.items()
+            for k, p in self.params.items()
         }  # fmt: skip
-        self._key: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        # copy.deepcopy (the thread calibration's scratch optimizer) would copy each view as an
+        # array of its own: the state twice, and the update would write the copies, not the state
+        return {k: v for k, v in self.__dict__.items() if k != "_flat"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._flat = self._flat_views()
 
     def __repr__(self) -> str:
         return (

@@ -43,6 +43,7 @@ from mlpbp.engine.memory import (
     fits,
     n_params,
     network_bytes,
+    optimizer_bytes,
     require,
 )
 from mlpbp.engine.module import Input, Node
@@ -55,6 +56,7 @@ from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.footprint import check_table
 from mlpbp.run.metrics import EVAL_CHUNK
 from mlpbp.run.summary import ClassCount, ColumnSummary, DataSummary
+from mlpbp.run.threads import CALIBRATE_FLOPS, env_threads, step_flops, usable_cores
 
 
 def load_table(
@@ -918,17 +920,40 @@ def _jsonable(v):
     return str(v)  # dates and timestamps: ISO text
 
 
+def _may_calibrate(cfg: Config, widths) -> bool:
+    """Whether ``train.threads: auto`` may time training steps on a copy of the network and
+    optimizer (run.threads.choose_threads: first-order, more than one core, steps of
+    CALIBRATE_FLOPS or more)."""
+    t = cfg.train
+    return (
+        t.threads == "auto"
+        and t.optimizer not in ("lbfgs", "newton_cg")
+        and env_threads() is None
+        and usable_cores() > 1
+        and step_flops(widths, t.batch_size or 1) >= CALIBRATE_FLOPS
+    )
+
+
 def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int = 0) -> None:
     """Refuse, before allocating anything, a network that with its training would not fit in
     memory, naming the config key to change: train.batch_size when the network fits and a
     training batch's activations are what overflows, else model.hidden."""
     itemsize = np.dtype(dtype).itemsize
-    extra_copies = 2 + (cfg.train.patience is not None)  # optimizer state (Adam: 2), best weights
-    model = network_bytes(widths, dtype) + extra_copies * n_params(widths) * itemsize
+    t = cfg.train
+    state = optimizer_bytes(
+        widths, dtype, t.optimizer, momentum=t.momentum, history_size=t.history_size, cg_max_iter=t.cg_max_iter
+    )
+    best = (t.patience is not None) * n_params(widths) * itemsize  # early stopping's best weights
+    model = network_bytes(widths, dtype) + state + best
     # metrics run forward passes of up to EVAL_CHUNK rows, keeping 2 buffers a layer
     model += activation_bytes(widths, min(eval_rows, EVAL_CHUNK), dtype) // STEP_BUFFERS * 2
     # batch_size None (newton_cg, lbfgs): the whole training set is one batch
     batch = activation_bytes(widths, cfg.train.batch_size or max(eval_rows, 1), dtype)
+    if _may_calibrate(cfg, widths):
+        # before the run's first step, the thread calibration trains a scratch copy of the
+        # network and optimizer beside the run's parameters and optimizer state
+        calibration = n_params(widths) * itemsize + network_bytes(widths, dtype) + 2 * state
+        model = max(model, calibration)
     require(
         model + batch,
         f"training a {describe_widths(widths)} network ({n_params(widths):,} parameters: their gradients,"

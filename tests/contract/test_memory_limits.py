@@ -167,3 +167,23 @@ def test_a_table_too_big_for_ulimit_v_is_refused_before_reading(tmp_path, too_bi
     assert float(amount) >= 1.2 and unit == "GB", lines[0]
     assert lines[0].endswith("of memory available (the address space ulimit -v (RLIMIT_AS) leaves)"), lines[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton_cg"])
+def test_the_full_batch_methods_state_is_counted_before_training(tmp_path, optimizer):
+    """scipy's L-BFGS-B keeps 2·history_size + 12 float64 vectors and Newton-CG its CG vectors
+    and kept iterates: 1.1-1.4 GB for these 6.27M parameters (benchmarks/README.md), where the
+    estimate counted two float32 copies (160 MB), so under 1.5 GB the run started and failed
+    in scipy or NumPy. Now it is refused before anything is allocated."""
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(
+        "data: {dataset: moons, n_samples: 60}\nmodel: {hidden: [2500, 2500]}\n"
+        f"train: {{epochs: 1, optimizer: {optimizer}}}\n"
+    )
+    res = _limited(["train", str(cfg), "--out", str(tmp_path / "out"), "-q"], 1500 * MB // 1024, tmp_path)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(
+        "error: config error at model.hidden: training a 2-2500-2500-2 network (6,265,002 parameters"
+    ), lines[0]
+    assert not (tmp_path / "out").exists()

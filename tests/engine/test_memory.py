@@ -77,3 +77,21 @@ def test_the_config_key_to_change_is_named(monkeypatch, hidden, batch_size, key)
     )
     with pytest.raises(ResourceError, match=rf"^config error at {key}: training a 2-{hidden[0]}-2 network"):
         build_model(cfg, 2, 2, "classification")
+
+
+def test_a_deep_copy_of_adam_updates_its_own_state():
+    """The thread calibration trains a deep copy of the optimizer: its flat views must be views
+    of the copy's state (copy.deepcopy made each an array of its own: the state twice over,
+    and the copy's updates never reached its exp_avg)."""
+    import copy
+
+    from mlpbp import AdamW
+
+    p = {"W": np.ones((3, 4), np.float32)}
+    scratch = copy.deepcopy(AdamW(p))
+    m, v, denom, _ = scratch._flat["W"]
+    assert np.shares_memory(m, scratch.exp_avg["W"]) and np.shares_memory(v, scratch.exp_avg_sq["W"])
+    assert np.shares_memory(denom, scratch._denom["W"])
+    scratch.begin_step()
+    scratch.update("W", scratch.params["W"], np.full((3, 4), 2.0, np.float32))
+    np.testing.assert_allclose(scratch.exp_avg["W"], 0.2, rtol=1e-6)

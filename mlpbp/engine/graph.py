@@ -315,6 +315,26 @@ class Network:
     def eval(self) -> Network:
         return self.train(False)
 
+    def keep_batch_statistics(self, X) -> None:
+        """Set the running statistics (batch_norm's) to the batch statistics of all of X at the
+        current weights: one training-mode forward pass over X, then each module keeps that
+        pass's statistics outright (momentum 1: μ, and n/(n − 1)·σ², as PyTorch keeps them).
+        What the trainer does after each epoch of lbfgs or newton_cg, whose passes normalise by
+        the whole data's statistics, so that evaluation mode predicts with them. Parameters,
+        gradients and the mode are left as they were; dropout masks are drawn from a copy of
+        the generator, so the run's stream does not move."""
+        if not self._with_buffers:
+            return
+        state, was = self.generator.bit_generator.state, self.training
+        self.train()
+        try:
+            self._forward(self._input(X))
+            for m in self._with_buffers:
+                m.keep_batch_statistics()
+        finally:
+            self.generator.bit_generator.state = state
+            self.train(was)
+
     @contextlib.contextmanager
     def fixed_masks(self):
         """A block in which every dropout keeps its last mask (drawing one if it has none):

@@ -205,6 +205,13 @@ class BatchNorm(_Norm):
         self.running_var *= 1 - m
         self.running_var += (m * n / (n - 1)) * self.var
 
+    def keep_batch_statistics(self) -> None:
+        """running_mean := μ, running_var := n/(n − 1)·σ² of the last training forward pass."""
+        if self.training:
+            n = self.xh.shape[0]
+            self.running_mean[...] = self.mu
+            self.running_var[...] = (n / (n - 1)) * self.var
+
 
 class LayerNorm(_Norm):
     """Layer normalisation (Ba et al. 2016) over each row's features."""

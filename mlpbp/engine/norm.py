@@ -17,6 +17,12 @@ and its R-operator (for Hessian-vector products), with k = M(x̂ ⊙ R{x}):
     R{ĝ} = γ R{∂J/∂y} + V_γ ∂J/∂y.
 
 In evaluation a batch_norm is affine in x (μ, s fixed): ∂J/∂x = s γ ∂J/∂y, R{x̂} = s R{x}.
+
+Every M over the batch is a sum over its rows divided by their count. When the rows of a batch
+are split between processes (MPI ranks), a batch_norm given a ``WholeBatch`` takes each of
+those sums over every process's rows (as ``torch.nn.SyncBatchNorm``): μ and σ² in the forward
+pass, M(ĝ) and M(ĝ x̂) in the backward pass, k, M(R{x}), M(R{ĝ}) and M(R{ĝ} x̂ + ĝ R{x̂}) in the
+R-passes, so every rank computes what one process holding the whole batch computes for its rows.
 """
 
 from __future__ import annotations
@@ -24,6 +30,22 @@ from __future__ import annotations
 import numpy as np
 
 from mlpbp.engine.module import MODULES, BuildContext, Module, check_option
+
+
+class WholeBatch:
+    """The batch a batch_norm normalises over, when processes each hold some of its rows. This
+    base is one process alone (it changes nothing); ``mlpbp.run.distributed.RankBatch`` sums
+    over MPI ranks, keeping the engine free of MPI.
+
+    ``sum_(v)`` sums a vector over the processes, in place (every process passes its own sums,
+    in the same order). ``scale`` is this process's share of the batch's loss: its loss's
+    denominator (its rows, or their weights) over the whole batch's, which turns the ∂J/∂y of
+    this process's mean loss into the batch's before the gradient sums are added up."""
+
+    scale = 1.0
+
+    def sum_(self, v: np.ndarray) -> None:
+        """Sum ``v`` over the processes in place: nothing to add alone."""
 
 
 def _positive(kind: str, name: str, value) -> float:
@@ -70,8 +92,15 @@ class _Norm(Module):
         m = np.einsum(spec, a, b) / a.shape[self.axis]
         return m if self.axis == 0 else m[:, None]
 
+    def _whole_sums(self, parts: tuple[np.ndarray, ...], loss: bool) -> tuple[tuple[np.ndarray, ...], float]:
+        """(sums, count) over the whole batch from this process's per-feature sums ``parts``
+        over its rows: the same alone. ``loss``: sums of gradients (in units of this
+        process's loss), which stay in those units."""
+        return parts, self.n
+
     def _statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(x̂, s) of this forward pass; x̂ in a reused buffer."""
+        self.n = x.shape[self.axis]
         self.mu = mu = self._mean(x)
         xh = np.subtract(x, mu, out=self._buffer("xh", x.shape))
         self.var = self._rowmean(xh, xh)
@@ -97,8 +126,8 @@ class _Norm(Module):
         if not self._batch_stats:  # affine in x: ∂J/∂x = s γ ∂J/∂y
             return np.multiply(gh, self.s, out=dx)
         if self.axis == 0:  # M(ĝ) = γ ∂J/∂β / n and M(ĝ x̂) = γ ∂J/∂γ / n: no pass over the data
-            n = g.shape[0]
-            self.m1, self.m2 = self.gamma * dbeta / n, self.gamma * dgamma / n
+            (b, c), n = self._whole_sums((dbeta, dgamma), loss=True)
+            self.m1, self.m2 = self.gamma * b / n, self.gamma * c / n
         else:
             self.m1, self.m2 = self._mean(gh), self._rowmean(gh, xh)
         np.multiply(xh, self.m2, out=dx)
@@ -115,10 +144,15 @@ class _Norm(Module):
         elif not self._batch_stats:
             self.r_xh, self.k = r_x * s, None
         else:
-            self.k = k = self._rowmean(xh, r_x)
+            if self.axis == 0:
+                (a, b), n = self._whole_sums((np.einsum("ij,ij->j", xh, r_x), r_x.sum(axis=0)), loss=False)
+                k, mean_r = a / n, b / n
+            else:
+                k, mean_r = self._rowmean(xh, r_x), self._mean(r_x)
+            self.k = k
             r_xh = np.multiply(xh, k, out=self._buffer("r_xh", xh.shape))
             np.subtract(r_x, r_xh, out=r_xh)
-            r_xh -= self._mean(r_x)
+            r_xh -= mean_r
             r_xh *= s
             self.r_xh = r_xh
         r_y = np.multiply(xh, V["gamma"], out=self._buffer("r_y", xh.shape))
@@ -143,10 +177,19 @@ class _Norm(Module):
         if not self._batch_stats:
             r_gh *= self.s
             return r_gh, out
-        r_m1 = self._mean(r_gh)
-        r_m2 = self._rowmean(r_gh, xh)
-        if r_xh is not None:
-            r_m2 += self._rowmean(self.gh, r_xh)
+        if self.axis == 0:
+            parts = (r_gh.sum(axis=0), np.einsum("ij,ij->j", r_gh, xh))
+            if r_xh is not None:
+                parts += (np.einsum("ij,ij->j", self.gh, r_xh),)
+            parts, n = self._whole_sums(parts, loss=True)
+            r_m1, r_m2 = parts[0] / n, parts[1] / n
+            if r_xh is not None:
+                r_m2 += parts[2] / n
+        else:
+            r_m1 = self._mean(r_gh)
+            r_m2 = self._rowmean(r_gh, xh)
+            if r_xh is not None:
+                r_m2 += self._rowmean(self.gh, r_xh)
         r_dx = np.multiply(xh, r_m2, out=self._buffer("r_dx", g.shape))
         np.subtract(r_gh, r_dx, out=r_dx)
         r_dx -= r_m1
@@ -164,6 +207,9 @@ class BatchNorm(_Norm):
     kind = "batch_norm"
     axis = 0
     eval_changes = "batch_norm's running statistics"
+    #: in training, the batch its statistics are taken over, when processes share its rows
+    #: (``Network.share_batches``); None: the rows it is given are the batch
+    whole_batch: WholeBatch | None = None
 
     def __init__(self, momentum=0.1, eps=1e-5) -> None:
         super().__init__(eps)
@@ -187,19 +233,57 @@ class BatchNorm(_Norm):
 
     def _statistics(self, x):
         if self.training:
-            if x.shape[0] < 2:
-                raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {x.shape[0]} sample")
+            if self.whole_batch is not None:
+                return self._whole_statistics(x)
+            self._check_rows(x.shape[0])
             return super()._statistics(x)
         s = 1.0 / np.sqrt(self.running_var + self.eps)
         xh = np.subtract(x, self.running_mean, out=self._buffer("xh", x.shape))
         xh *= s
         return xh, s
 
+    @staticmethod
+    def _check_rows(n) -> None:
+        if n < 2:
+            raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {n:g} sample")
+
+    def _whole_statistics(self, x):
+        """μ and σ² over every process's rows: the column sums and the row count in one sum
+        over the processes, then the squares centred at the whole batch's μ in a second (the
+        one-process two-pass variance, so ranks agree with one process to rounding)."""
+        d, batch = x.shape[1], self.whole_batch
+        sums = self._buffer("sums", (d + 1,))
+        np.sum(x, axis=0, out=sums[:d])
+        sums[d] = x.shape[0]
+        batch.sum_(sums)
+        self.n = n = float(sums[d])
+        self._check_rows(n)
+        self.mu = mu = sums[:d] / n
+        xh = np.subtract(x, mu, out=self._buffer("xh", x.shape))
+        squares = np.einsum("ij,ij->j", xh, xh)
+        batch.sum_(squares)
+        self.var = squares / n
+        s = 1.0 / np.sqrt(self.var + self.eps)
+        xh *= s
+        return xh, s
+
+    def _whole_sums(self, parts, loss):
+        batch = self.whole_batch
+        if batch is None or not self.training:
+            return parts, self.n
+        scale = batch.scale if loss else 1.0
+        flat = np.concatenate(parts)
+        if loss:
+            flat *= scale  # this process's ∂J/∂y is of its own mean loss: to the batch's
+        batch.sum_(flat)
+        d = parts[0].shape[0]
+        return tuple(flat[i * d : (i + 1) * d] for i in range(len(parts))), self.n * scale
+
     def update_buffers(self) -> None:
         """running := (1 − momentum)·running + momentum·batch, with the unbiased variance."""
         if not self.training:
             return
-        n, m = self.xh.shape[0], self.momentum
+        n, m = self.n, self.momentum
         self.running_mean *= 1 - m
         self.running_mean += m * self.mu
         self.running_var *= 1 - m
@@ -208,7 +292,7 @@ class BatchNorm(_Norm):
     def keep_batch_statistics(self) -> None:
         """running_mean := μ, running_var := n/(n − 1)·σ² of the last training forward pass."""
         if self.training:
-            n = self.xh.shape[0]
+            n = self.n
             self.running_mean[...] = self.mu
             self.running_var[...] = (n / (n - 1)) * self.var
 

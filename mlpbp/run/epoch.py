@@ -146,12 +146,15 @@ def _steps(
             if fused:  # one process: forward, backward and update in one pass
                 loss = net.train_step(Xb[:k], yb[:k], opt, sw)  # no update when the loss is not finite
             else:  # several: each rank's gradient, summed over the ranks, the same update on each
+                mass = None if sw is None else float(sw.sum())
+                whole = sync.whole_batch  # batch_norm's statistics: every rank joins every pass
                 for d in drops:
                     d.rows = (lo, batch.shape[0])
-                    if not k:
+                    if not k and whole is None:
                         d.skip(batch.shape[0])
-                loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k else 0.0
-                mass = None if sw is None else float(sw.sum())
+                if whole is not None:
+                    whole.share(k if w is None else mass, batch.shape[0] if w is None else float(w[batch].sum()))
+                loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k or whole is not None else 0.0
                 loss, stopping = sync.step(loss, k, batch.shape[0], stopping, mass)
                 if math.isfinite(loss):
                     opt.step(sync.grads)

@@ -527,8 +527,10 @@ class Trainer:
         )
 
     def _check_ranks_agree(self) -> None:
-        """Every rank applied the same updates, so their parameters must be bit-identical."""
-        digest = hashlib.sha256(b"".join(p.tobytes() for p in self.net.params.values())).hexdigest()
+        """Every rank applied the same updates, so their parameters (and batch_norm's running
+        statistics, taken over the whole batch) must be bit-identical."""
+        arrays = [*self.net.params.values(), *self.net.buffers.values()]
+        digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
         digests = self.comm.allgather(digest)
         if len(set(digests)) > 1:
             raise TrainingError(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpbp.engine.blas import add_column_sums
 from mlpbp.engine.module import MODULES, BuildContext, Module, check_option
 
 
@@ -179,8 +180,8 @@ class _Norm(Module):
             return r_gh, out
         if self.axis == 0:
             parts = (r_gh.sum(axis=0), np.einsum("ij,ij->j", r_gh, xh))
-            if r_xh is not None:
-                parts += (np.einsum("ij,ij->j", self.gh, r_xh),)
+            if r_xh is not None:  # Σ ĝ R{x̂} = γ Σ ∂J/∂y R{x̂}
+                parts += (self.gamma * np.einsum("ij,ij->j", g, r_xh),)
             parts, n = self._whole_sums(parts, loss=True)
             r_m1, r_m2 = parts[0] / n, parts[1] / n
             if r_xh is not None:
@@ -231,41 +232,95 @@ class BatchNorm(_Norm):
     def _batch_stats(self) -> bool:
         return self.training
 
-    def _statistics(self, x):
-        if self.training:
-            if self.whole_batch is not None:
-                return self._whole_statistics(x)
-            self._check_rows(x.shape[0])
-            return super()._statistics(x)
-        s = 1.0 / np.sqrt(self.running_var + self.eps)
-        xh = np.subtract(x, self.running_mean, out=self._buffer("xh", x.shape))
-        xh *= s
-        return xh, s
+    def _ones(self, n: int) -> np.ndarray:
+        """n ones, kept: column sums are BLAS gemv against them."""
+        ones = self._buffers.get("ones")
+        if ones is None or ones.shape != (n,):
+            ones = self._buffers["ones"] = np.ones(n, self.dtype)
+        return ones
+
+    def _column_sums(self, a: np.ndarray, key: str) -> np.ndarray:
+        """Σ over rows of ``a`` in one read of it (aᵀ·1 by gemv), into a reused vector."""
+        out = self._buffer(key, (a.shape[1],))
+        if a.shape[0] == 0:
+            out.fill(0)
+        else:
+            add_column_sums(a, out, self._ones(a.shape[0]), beta=0.0)
+        return out
 
     @staticmethod
     def _check_rows(n) -> None:
         if n < 2:
             raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {n:g} sample")
 
-    def _whole_statistics(self, x):
-        """μ and σ² over every process's rows: the column sums and the row count in one sum
-        over the processes, then the squares centred at the whole batch's μ in a second (the
-        one-process two-pass variance, so ranks agree with one process to rounding)."""
-        d, batch = x.shape[1], self.whole_batch
-        sums = self._buffer("sums", (d + 1,))
-        np.sum(x, axis=0, out=sums[:d])
-        sums[d] = x.shape[0]
-        batch.sum_(sums)
-        self.n = n = float(sums[d])
-        self._check_rows(n)
-        self.mu = mu = sums[:d] / n
-        xh = np.subtract(x, mu, out=self._buffer("xh", x.shape))
-        squares = np.einsum("ij,ij->j", xh, xh)
-        batch.sum_(squares)
-        self.var = squares / n
-        s = 1.0 / np.sqrt(self.var + self.eps)
-        xh *= s
-        return xh, s
+    def _moments(self, x: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """μ and σ² of the batch, x − μ into ``xc``: two reads of x and one write (column sums,
+        centring) and one read of xc (its squares). With a ``whole_batch``, the column sums and
+        the row count are summed over the processes, then the squares about the whole batch's μ
+        (the one-process two-pass variance, so ranks agree with one process to rounding)."""
+        n, d = x.shape
+        batch = self.whole_batch
+        if batch is None:
+            self._check_rows(n)
+            mu = self._column_sums(x, "sums")
+            mu /= n
+        else:
+            sums = self._buffer("sums", (d + 1,))
+            sums[:d] = self._column_sums(x, "colsums")
+            sums[d] = n
+            batch.sum_(sums)
+            n = float(sums[d])
+            self._check_rows(n)
+            mu = sums[:d] / n
+        np.subtract(x, mu, out=xc)
+        squares = np.einsum("ij,ij->j", xc, xc)
+        if batch is not None:
+            batch.sum_(squares)
+        self.n, self.mu, self.var = n, mu.copy(), squares / n
+        return self.mu, self.var
+
+    def forward(self, x):
+        """y = x̂ γ + β written as y = (x − μ)·(sγ) + β, x − μ kept (not x̂): in training
+        five passes over the data (column sums, centring, squares, scale, shift), three in
+        evaluation."""
+        xc = self._buffer("xc", x.shape)
+        if self.training:
+            _, var = self._moments(x, xc)
+        else:
+            var = self.running_var
+            np.subtract(x, self.running_mean, out=xc)
+        self.s = s = 1.0 / np.sqrt(var + self.eps)
+        self.xc, self.a = xc, self.gamma * s
+        y = np.multiply(xc, self.a, out=self._buffer("y", x.shape))
+        y += self.beta
+        return y
+
+    def backward(self, g, *, need_input_grad=True, need_param_grad=True, in_place=False):
+        """∂J/∂x = s(γ g − M(ĝ) − x̂ M(ĝ x̂)) = a g − s M(ĝ) − (x − μ)·s² M(ĝ x̂), a = sγ: six
+        passes in training (∂J/∂β by gemv, ∂J/∂γ = s Σ g (x − μ), then the three terms), three
+        in evaluation (∂J/∂x = a g)."""
+        self.g, xc, s = g, self.xc, self.s
+        dbeta = self._column_sums(g, "dbeta")
+        dgamma = np.einsum("ij,ij->j", g, xc)
+        dgamma *= s
+        if need_param_grad:
+            self.grads["gamma"][...], self.grads["beta"][...] = dgamma, dbeta
+        if not need_input_grad:
+            return None
+        dx = self._buffer("dx", g.shape)
+        if not self.training:  # affine in x
+            return np.multiply(g, self.a, out=dx)
+        (b, c), n = self._whole_sums((dbeta, dgamma), loss=True)
+        self.m1, self.m2 = self.gamma * b / n, self.gamma * c / n  # M(ĝ), M(ĝ x̂)
+        np.multiply(g, self.a, out=dx)
+        dx -= np.multiply(xc, (s * s) * self.m2, out=self._buffer("t", g.shape))
+        dx -= s * self.m1
+        self.dx = dx
+        return dx
+
+    def rforward(self, r_x, V):
+        self.xh = np.multiply(self.xc, self.s, out=self._buffer("xh", self.xc.shape))  # x̂, for the R-passes
+        return super().rforward(r_x, V)
 
     def _whole_sums(self, parts, loss):
         batch = self.whole_batch

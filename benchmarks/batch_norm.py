@@ -10,7 +10,8 @@ Each round runs every tree in a fresh process (alternating, so both see the same
 one BLAS thread: a warm-up, then ``--calls`` forward passes and as many backward passes
 (``BatchNorm.forward`` of a fixed batch, ``update_buffers``, ``backward`` of a fixed ∂J/∂y),
 each timed per call. A round reports the median and the fastest call in µs; the summary takes,
-per tree, the median over rounds of each. Rows, width and dtype are options.
+per tree, the median over rounds of each. Rows, width, dtype and how far off centre the
+features are (``--mean-ratio``) are options.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def child(rows: int, width: int, dtype: str, calls: int) -> dict:
+def child(rows: int, width: int, dtype: str, calls: int, mean_ratio: float) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
@@ -41,7 +42,9 @@ def child(rows: int, width: int, dtype: str, calls: int) -> dict:
     m.build([width], BuildContext(np.random.default_rng(1), np.dtype(dtype), INITS.lookup("he")))
     m.gamma[...] = rng.uniform(0.5, 1.5, width)
     m.beta[...] = rng.normal(size=width)
-    x = (rng.normal(size=(rows, width)) * rng.uniform(0.5, 2, width) + rng.normal(size=width)).astype(dtype)
+    spread = rng.uniform(0.5, 2, width)
+    means = mean_ratio * spread * rng.normal(size=width)  # μ/σ ~ N(0, mean_ratio²) per feature
+    x = (rng.normal(size=(rows, width)) * spread + means).astype(dtype)
     g = rng.normal(size=(rows, width)).astype(dtype)
     fwd, bwd = [], []
     with threadpool_limits(limits=1, user_api="blas"):
@@ -69,6 +72,7 @@ def run_child(tree: Path, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OPENBLAS_NUM_THREADS": "1"}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--rows", str(args.rows)]
     cmd += ["--width", str(args.width), "--dtype", args.dtype, "--calls", str(args.calls)]
+    cmd += ["--mean-ratio", str(args.mean_ratio)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tree)
     return json.loads(out.stdout)
 
@@ -81,11 +85,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument(
+        "--mean-ratio",
+        type=float,
+        default=0.5,
+        help="each feature's mean over its spread is drawn from N(0, this²); 0.5: as the residual MLP's"
+        " batch_norm inputs (their largest μ²/σ² near 3); 10: mostly off-centre features",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.rows, args.width, args.dtype, args.calls)))
+        print(json.dumps(child(args.rows, args.width, args.dtype, args.calls, args.mean_ratio)))
         return
     trees = {"this": HERE} | ({"against": args.against.resolve()} if args.against else {})
     rounds: dict[str, list[dict]] = {k: [] for k in trees}
@@ -98,11 +109,15 @@ def main() -> None:
         for name, runs in rounds.items()
     }
     summary["shape"] = {"rows": args.rows, "width": args.width, "dtype": args.dtype, "calls": args.calls}
+    summary["mean_ratio"] = args.mean_ratio
     summary["loadavg"] = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"batch_norm, training mode, {args.rows} × {args.width} {args.dtype}, 1 BLAS thread, µs per call")
+    print(
+        f"batch_norm, training mode, {args.rows} × {args.width} {args.dtype}, μ/σ ~ N(0, {args.mean_ratio}²),"
+        " 1 BLAS thread, µs per call"
+    )
     print(f"{'tree':<10} {'forward':>9} {'best':>8} {'backward':>9} {'best':>8}")
     for name in trees:
         s = summary[name]

@@ -18,10 +18,16 @@ and its R-operator (for Hessian-vector products), with k = M(x̂ ⊙ R{x}):
 
 In evaluation a batch_norm is affine in x (μ, s fixed): ∂J/∂x = s γ ∂J/∂y, R{x̂} = s R{x}.
 
+batch_norm in training computes these in few passes over its (rows × features) data: forward,
+Σx (BLAS gemv against ones), Σx², then y = x·(sγ) + (β − μsγ) (a scale, and the shift as a
+rank-1 BLAS update), 4 passes, with σ² = M(x²) − μ² (6 where a feature's mean is far off
+centre, ``BatchNorm.RAW``: x − μ is then written and σ² taken from it); backward, Σ g, Σ g x,
+then ∂J/∂x = a g − (x − μ)c − shift, 6. x̂ itself is formed only for the R-passes.
+
 Every M over the batch is a sum over its rows divided by their count. When the rows of a batch
 are split between processes (MPI ranks), a batch_norm given a ``WholeBatch`` takes each of
-those sums over every process's rows (as ``torch.nn.SyncBatchNorm``): μ and σ² in the forward
-pass, M(ĝ) and M(ĝ x̂) in the backward pass, k, M(R{x}), M(R{ĝ}) and M(R{ĝ} x̂ + ĝ R{x̂}) in the
+those sums over every process's rows (as ``torch.nn.SyncBatchNorm``): Σx, Σx² and the row
+count in the forward pass (in one collective), M(ĝ) and M(ĝ x̂) in the backward pass, k, M(R{x}), M(R{ĝ}) and M(R{ĝ} x̂ + ĝ R{x̂}) in the
 R-passes, so every rank computes what one process holding the whole batch computes for its rows.
 """
 
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlpbp.engine.blas import add_column_sums
+from mlpbp.engine.blas import add_column_sums, add_outer
 from mlpbp.engine.module import MODULES, BuildContext, Module, check_option
 
 
@@ -239,69 +245,92 @@ class BatchNorm(_Norm):
             ones = self._buffers["ones"] = np.ones(n, self.dtype)
         return ones
 
-    def _column_sums(self, a: np.ndarray, key: str) -> np.ndarray:
-        """Σ over rows of ``a`` in one read of it (aᵀ·1 by gemv), into a reused vector."""
-        out = self._buffer(key, (a.shape[1],))
+    def _column_sums(self, a: np.ndarray, key: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Σ over rows of ``a`` in one read of it (aᵀ·1 by gemv), into ``out`` or a reused vector."""
+        if out is None:
+            out = self._buffer(key, (a.shape[1],))
         if a.shape[0] == 0:
             out.fill(0)
         else:
             add_column_sums(a, out, self._ones(a.shape[0]), beta=0.0)
         return out
 
+    def _add_row(self, a: np.ndarray, row: np.ndarray, alpha: float = 1.0) -> None:
+        """a += α·row on every row, as the rank-1 update a += α·1 rowᵀ (BLAS ger), which ran in
+        about half the time of NumPy's broadcast add (benchmarks/README.md, batch_norm)."""
+        if a.shape[0]:
+            add_outer(self._ones(a.shape[0]), np.asarray(row, a.dtype), a, alpha)
+
     @staticmethod
     def _check_rows(n) -> None:
         if n < 2:
             raise ValueError(f"batch_norm in training needs at least 2 rows per batch; got {n:g} sample")
 
-    def _moments(self, x: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """μ and σ² of the batch, x − μ into ``xc``: two reads of x and one write (column sums,
-        centring) and one read of xc (its squares). With a ``whole_batch``, the column sums and
-        the row count are summed over the processes, then the squares about the whole batch's μ
-        (the one-process two-pass variance, so ranks agree with one process to rounding)."""
+    #: μ² ≤ RAW·σ² in every feature: σ² = M(x²) − μ² then loses at most 1 + RAW times the
+    #: two-pass variance's rounding (the cancellation's), and x itself serves as x − μ
+    #: (benchmarks/README.md: how far off centre the residual MLP's batch_norm inputs are)
+    RAW = 16.0
+
+    def _moments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """μ and σ² of the batch, and (base, offset) with x − μ = base − offset. Usually two
+        reads of x (Σx by gemv, Σx² by einsum) and base = x, offset = μ; where some feature's
+        mean is large beside its spread (μ² > RAW·σ², where σ² = M(x²) − μ² cancels), the
+        two-pass variance instead: x − μ written (base, offset None) and its squares summed.
+        With a ``whole_batch``, the sums and the row count are summed over the processes in
+        one collective (the two-pass case's squares in a second); every process sees the same
+        sums, so all take the same branch."""
         n, d = x.shape
         batch = self.whole_batch
         if batch is None:
             self._check_rows(n)
-            mu = self._column_sums(x, "sums")
-            mu /= n
-        else:
-            sums = self._buffer("sums", (d + 1,))
-            sums[:d] = self._column_sums(x, "colsums")
-            sums[d] = n
-            batch.sum_(sums)
-            n = float(sums[d])
-            self._check_rows(n)
-            mu = sums[:d] / n
-        np.subtract(x, mu, out=xc)
-        squares = np.einsum("ij,ij->j", xc, xc)
+        sums = self._buffer("sums", (2 * d + 1,))
+        self._column_sums(x, out=sums[:d])
+        np.einsum("ij,ij->j", x, x, out=sums[d : 2 * d])
+        sums[2 * d] = n
         if batch is not None:
-            batch.sum_(squares)
-        self.n, self.mu, self.var = n, mu.copy(), squares / n
-        return self.mu, self.var
+            batch.sum_(sums)
+            n = float(sums[2 * d])
+            self._check_rows(n)
+        moments = sums[: 2 * d] / n  # μ, then M(x²)
+        mu, square = moments[:d], moments[d:]
+        var = square - mu * mu
+        base, offset = x, mu
+        # μ² ≤ RAW·σ² as M(x²) ≤ (1 + RAW)·σ²; false also where σ² came out ≤ 0, or NaN
+        if not np.all(square <= (1.0 + self.RAW) * var):
+            base, offset = np.subtract(x, mu, out=self._buffer("xc", x.shape)), None
+            var = np.einsum("ij,ij->j", base, base)
+            if batch is not None:
+                batch.sum_(var)
+            var /= n
+        self.n, self.mu, self.var = n, mu, var
+        return base, offset
 
     def forward(self, x):
-        """y = x̂ γ + β written as y = (x − μ)·(sγ) + β, x − μ kept (not x̂): in training
-        five passes over the data (column sums, centring, squares, scale, shift), three in
-        evaluation."""
-        xc = self._buffer("xc", x.shape)
+        """y = x̂ γ + β written as y = x·a + (β − μ a) with a = sγ (or (x − μ)·a + β): in
+        training four passes over the data (Σx, Σx², the scale, the shift), six when x − μ
+        must be written and squared too (``_moments``); three in evaluation. x − μ is kept as
+        (base, offset), x̂ only formed for the R-passes."""
         if self.training:
-            _, var = self._moments(x, xc)
+            base, offset = self._moments(x)
+            var = self.var
         else:
-            var = self.running_var
-            np.subtract(x, self.running_mean, out=xc)
+            var, offset = self.running_var, None
+            base = np.subtract(x, self.running_mean, out=self._buffer("xc", x.shape))
         self.s = s = 1.0 / np.sqrt(var + self.eps)
-        self.xc, self.a = xc, self.gamma * s
-        y = np.multiply(xc, self.a, out=self._buffer("y", x.shape))
-        y += self.beta
+        self.base, self.offset, self.a = base, offset, self.gamma * s
+        y = np.multiply(base, self.a, out=self._buffer("y", x.shape))
+        self._add_row(y, self.beta if offset is None else self.beta - offset * self.a)
         return y
 
     def backward(self, g, *, need_input_grad=True, need_param_grad=True, in_place=False):
-        """∂J/∂x = s(γ g − M(ĝ) − x̂ M(ĝ x̂)) = a g − s M(ĝ) − (x − μ)·s² M(ĝ x̂), a = sγ: six
-        passes in training (∂J/∂β by gemv, ∂J/∂γ = s Σ g (x − μ), then the three terms), three
-        in evaluation (∂J/∂x = a g)."""
-        self.g, xc, s = g, self.xc, self.s
+        """∂J/∂x = s(γ g − M(ĝ) − x̂ M(ĝ x̂)) = a g − (x − μ)·c − s M(ĝ), a = sγ, c = s² M(ĝ x̂):
+        six passes in training (∂J/∂β = Σ g by gemv, ∂J/∂γ = s Σ g (x − μ), then the three
+        terms, the constant one by BLAS ger), three in evaluation (∂J/∂x = a g)."""
+        self.g, base, offset, s = g, self.base, self.offset, self.s
         dbeta = self._column_sums(g, "dbeta")
-        dgamma = np.einsum("ij,ij->j", g, xc)
+        dgamma = np.einsum("ij,ij->j", g, base)
+        if offset is not None:
+            dgamma -= offset * dbeta  # Σ g (x − μ) = Σ g x − μ Σ g
         dgamma *= s
         if need_param_grad:
             self.grads["gamma"][...], self.grads["beta"][...] = dgamma, dbeta
@@ -311,15 +340,25 @@ class BatchNorm(_Norm):
         if not self.training:  # affine in x
             return np.multiply(g, self.a, out=dx)
         (b, c), n = self._whole_sums((dbeta, dgamma), loss=True)
-        self.m1, self.m2 = self.gamma * b / n, self.gamma * c / n  # M(ĝ), M(ĝ x̂)
+        self.m2 = self.gamma * (c / n)  # M(ĝ x̂); s M(ĝ) = a ∂J/∂β / n
+        c = (s * s) * self.m2
+        shift = self.a * (b / n)
+        if offset is not None:
+            shift -= offset * c
         np.multiply(g, self.a, out=dx)
-        dx -= np.multiply(xc, (s * s) * self.m2, out=self._buffer("t", g.shape))
-        dx -= s * self.m1
+        dx -= np.multiply(base, c, out=self._buffer("t", g.shape))
+        self._add_row(dx, shift, -1.0)
         self.dx = dx
         return dx
 
     def rforward(self, r_x, V):
-        self.xh = np.multiply(self.xc, self.s, out=self._buffer("xh", self.xc.shape))  # x̂, for the R-passes
+        xh = self._buffer("xh", self.base.shape)  # x̂, for the R-passes
+        if self.offset is None:
+            np.multiply(self.base, self.s, out=xh)
+        else:
+            np.subtract(self.base, self.offset, out=xh)
+            xh *= self.s
+        self.xh = xh
         return super().rforward(r_x, V)
 
     def _whole_sums(self, parts, loss):

@@ -11,8 +11,8 @@ The buffer also carries the batch loss and each rank's stop request (Ctrl-C), so
 agrees on divergence and on where to stop without another message.
 
 batch_norm takes its statistics over the whole batch, not over a rank's share (``RankBatch``,
-like ``torch.nn.SyncBatchNorm``): two small Allreduces in its forward pass and one in its
-backward pass, so N ranks normalise as one process does. Every rank then runs every
+like ``torch.nn.SyncBatchNorm``): one small Allreduce in its forward pass (two for a feature
+far off centre) and one in its backward pass, so N ranks normalise as one process does. Every rank then runs every
 training-mode pass, a rank with no row of a batch included.
 """
 

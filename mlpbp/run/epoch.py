@@ -87,7 +87,9 @@ def sgd_epoch(
     Each batch is gathered into one reused buffer, so an epoch never copies the whole data set;
     ``X`` may be an array or rows read from files on demand (anything with ndarray's ``take``).
     With ``sync`` over several MPI ranks, each rank computes the gradient on its share of each
-    batch and ``sync`` sums them, so every rank makes the same update as one process would.
+    batch and ``sync`` sums them, so every rank makes the same update as one process would;
+    with batch_norm (``sync.whole_batch``) every rank runs every step's passes, on no rows if
+    it has none of a batch, since the statistics are the whole batch's.
     Stops early at a non-finite loss (before its update), after the step where
     ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
     With ``read_ahead``, rows read from files (``LazyRows``) are read a few batches ahead by a

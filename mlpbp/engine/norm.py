@@ -27,8 +27,9 @@ then ∂J/∂x = a g − (x − μ)c − shift, 6. x̂ itself is formed only for
 Every M over the batch is a sum over its rows divided by their count. When the rows of a batch
 are split between processes (MPI ranks), a batch_norm given a ``WholeBatch`` takes each of
 those sums over every process's rows (as ``torch.nn.SyncBatchNorm``): Σx, Σx² and the row
-count in the forward pass (in one collective), M(ĝ) and M(ĝ x̂) in the backward pass, k, M(R{x}), M(R{ĝ}) and M(R{ĝ} x̂ + ĝ R{x̂}) in the
-R-passes, so every rank computes what one process holding the whole batch computes for its rows.
+count in the forward pass (in one collective), M(ĝ) and M(ĝ x̂) in the backward pass, and
+k, M(R{x}), M(R{ĝ}) and M(R{ĝ} x̂ + ĝ R{x̂}) in the R-passes, so every rank computes what one
+process holding the whole batch computes for its rows.
 """
 
 from __future__ import annotations

@@ -67,6 +67,11 @@ class Curvature(LinearOperator):
         n = X.shape[0]
         step = max(n, 1) if batch_size is None else max(1, int(batch_size))
         self.batches = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        # batch_norm over every process's rows (``net.whole_batch``): each pass is a collective,
+        # so a process with no rows still runs one, on none
+        self.whole = getattr(net, "whole_batch", None)
+        if self.whole is not None and not self.batches:
+            self.batches = [slice(0, 0)]
         # Per-row weights (data.weight): J is the weighted mean over all rows, each batch
         # counting by its weight; ``total_weight``, that of every process's rows (default: ours).
         self.w = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
@@ -88,9 +93,17 @@ class Curvature(LinearOperator):
         return local
 
     def _share(self, b: slice) -> float:
+        """The batch's part of J: its loss's denominator (rows, or weights: 1 when they are 0,
+        as the loss takes it) over all rows'. Also the scale batch_norm's whole-batch gradient
+        sums take (``WholeBatch.scale``)."""
         if self.w is not None:
-            return float(self.w[b].sum()) / self.total_weight
-        return (b.stop - b.start) / self.rows
+            mass = float(self.w[b].sum())
+            share = (mass if mass > 0 else 1.0) / self.total_weight
+        else:
+            share = max(b.stop - b.start, 1) / self.rows
+        if self.whole is not None:
+            self.whole.scale = share
+        return share
 
     def _weight(self, b: slice) -> np.ndarray | None:
         return None if self.w is None else self.w[b]
@@ -109,9 +122,10 @@ class Curvature(LinearOperator):
         both = np.zeros(self.net.n_params + 1)  # ∇J and J, summed over the processes at once
         grad = both[:-1]
         for b in self.batches:
+            share = self._share(b)  # before the pass: batch_norm's gradient sums take it
             value, g = self.net.flat_grad(self.X[b], self.y[b], self._weight(b))
-            both[-1] += self._share(b) * value
-            grad += self._share(b) * g
+            both[-1] += share * value
+            grad += share * g
         self._summed(both)
         total = float(both[-1])
         self.work.gradients += 1
@@ -132,8 +146,9 @@ class Curvature(LinearOperator):
         for b in self.batches:
             # each batch's product is a new vector: scaled in place, and the first one is the
             # sum (no zeros and no scaled copy beside it: 2 vectors of n fewer at the peak)
+            share = self._share(b)
             part = np.asarray(product(self.X[b], self.y[b], v, self._weight(b)), np.float64)
-            part *= self._share(b)
+            part *= share
             if out is None:
                 out = part
             else:

@@ -315,6 +315,43 @@ class Network:
     def eval(self) -> Network:
         return self.train(False)
 
+    def keep_batch_statistics(self, X) -> None:
+        """Set the running statistics (batch_norm's) to the batch statistics of all of X at the
+        current weights: one training-mode forward pass over X, then each module keeps that
+        pass's statistics outright (momentum 1: μ, and n/(n − 1)·σ², as PyTorch keeps them).
+        What the trainer does after each epoch of lbfgs or newton_cg, whose passes normalise by
+        the whole data's statistics, so that evaluation mode predicts with them. Parameters,
+        gradients and the mode are left as they were; dropout masks are drawn from a copy of
+        the generator, so the run's stream does not move."""
+        if not self._with_buffers:
+            return
+        state, was = self.generator.bit_generator.state, self.training
+        self.train()
+        try:
+            self._forward(self._input(X))
+            for m in self._with_buffers:
+                m.keep_batch_statistics()
+        finally:
+            self.generator.bit_generator.state = state
+            self.train(was)
+
+    #: the batch that modules taking batch statistics normalise over when processes share its
+    #: rows (``share_batches``); None: each pass's rows are the batch
+    whole_batch = None
+
+    def share_batches(self, batch) -> bool:
+        """Let every module whose training-mode output depends on the other rows of its batch
+        (batch_norm) take its sums over the whole batch through ``batch`` (an
+        ``mlpbp.engine.norm.WholeBatch``: the processes that each hold some rows of every batch
+        then compute what one process holding all of them does); None to stop. Every process
+        must then run every training-mode pass, with no rows if it has none. Returns whether
+        any module takes it."""
+        takers = [m for m in self.layers if hasattr(m, "whole_batch")]
+        for m in takers:
+            m.whole_batch = batch
+        self.whole_batch = batch if takers else None
+        return bool(takers)
+
     @contextlib.contextmanager
     def fixed_masks(self):
         """A block in which every dropout keeps its last mask (drawing one if it has none):
@@ -405,6 +442,9 @@ class Network:
     def _loss(self, o: np.ndarray, y: np.ndarray, grad: bool = False, scale: float | None = None):
         """The one place the passes call the loss: J; with ``grad``, (J, ∂J/∂o) keeping what
         ``rbackward``/``output_hvp`` need; with ``scale`` s, (J, s·∂J/∂o) written over o."""
+        self._empty = o.shape[0] == 0
+        if self._empty:  # a process's share of a batch whose rows are all elsewhere: J = 0
+            return (0.0, np.zeros_like(o)) if grad or scale is not None else 0.0
         if scale is not None:
             if not self._fresh:  # the last module's backward reads its output: keep it
                 o = o.copy()
@@ -413,6 +453,7 @@ class Network:
         return (value, self.loss_fn.backward()) if grad else value
 
     _weight: np.ndarray | None = None  # the current pass's per-row weights (None: all 1)
+    _empty = False  # the current pass has no rows
 
     def _weigh(self, sample_weight, n: int) -> None:
         """Set the per-row weights of the next pass: n finite values >= 0, or None. J is then
@@ -576,7 +617,7 @@ class Network:
         r_o, V = self._rforward(X, y, v, sample_weight)
         n = len(self.layers)
         grads, owned = [None] * (n + 1), [False] * (n + 1)
-        grads[n] = self.loss_fn.rbackward(r_o)
+        grads[n] = np.zeros_like(r_o) if self._empty else self.loss_fn.rbackward(r_o)
         out = self.unflatten(np.zeros(self.n_params, self.dtype))
         for i in range(n - 1, -1, -1):
             r_g = grads[i + 1]
@@ -617,7 +658,7 @@ class Network:
         the loss's Hessian in o multiplies it, and a plain backward pass applies J_oᵀ. Returns
         fresh arrays (views of one new flat vector); the network's ``grads`` are overwritten."""
         r_o, _ = self._rforward(X, y, v, sample_weight)
-        self._backward(self.loss_fn.output_hvp(r_o))
+        self._backward(np.zeros_like(r_o) if self._empty else self.loss_fn.output_hvp(r_o))
         out = self.unflatten(np.empty(self.n_params, self.dtype))
         for name, g in self.grads.items():
             out[name][...] = g

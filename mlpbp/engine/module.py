@@ -24,7 +24,8 @@ arrays and returns a list of input gradients.
 - ``training`` (``train()``/``eval()``) selects what modules such as dropout and batch_norm
   compute (such a module says what in ``eval_changes``); ``update_buffers()`` commits a
   training forward pass's statistics (the network calls it on training steps only, so a loss or
-  Hessian evaluation never moves running statistics).
+  Hessian evaluation never moves running statistics); ``keep_batch_statistics()`` sets them to
+  that pass's statistics outright (after whole-data epochs: lbfgs, newton_cg).
 - ``options()`` → the JSON-able keyword arguments that rebuild the module (``cls(**options)``):
   what model files store, beside the registered name ``kind``.
 
@@ -166,6 +167,10 @@ class Module:
 
     def update_buffers(self) -> None:
         """Commit the last training forward pass's statistics (running means, …)."""
+
+    def keep_batch_statistics(self) -> None:
+        """Make the running statistics the last training forward pass's own (as ``update_buffers``
+        with momentum 1): after whole-data passes, whose statistics are the data's."""
 
     def defer(self, capacity: int) -> None:
         """Start keeping a fused step's per-example updates pending (``Linear.defer``)."""

@@ -9,6 +9,11 @@ in-place ``Allreduce`` of one flat contiguous buffer adds them up, every rank di
 global batch count and applies the same update, so the ranks' parameters stay bit-identical.
 The buffer also carries the batch loss and each rank's stop request (Ctrl-C), so every rank
 agrees on divergence and on where to stop without another message.
+
+batch_norm takes its statistics over the whole batch, not over a rank's share (``RankBatch``,
+like ``torch.nn.SyncBatchNorm``): one small Allreduce in its forward pass (two for a feature
+far off centre) and one in its backward pass, so N ranks normalise as one process does. Every rank then runs every
+training-mode pass, a rank with no row of a batch included.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from mlpbp.engine.norm import WholeBatch
 from mlpbp.errors import ConfigError, MlpbpError, ResourceError
 from mlpbp.run.threads import env_threads, usable_cores
 
@@ -200,6 +206,27 @@ def world() -> Comm:
     return _WORLD
 
 
+class RankBatch(WholeBatch):
+    """A batch whose rows are split between the ranks of ``comm``, for batch_norm: its sums
+    are Allreduced (``WholeBatch``). A copy of a network (``copy.deepcopy``, e.g. to time a
+    step) runs alone: it would otherwise wait for ranks that never call it."""
+
+    def __init__(self, comm: Comm) -> None:
+        self.comm, self.scale = comm, 1.0
+
+    def sum_(self, v: np.ndarray) -> None:
+        self.comm.allreduce_(v)
+
+    def __deepcopy__(self, memo) -> None:
+        return None
+
+    def share(self, rows: float, batch: float) -> None:
+        """This rank's loss is the mean over ``rows`` (or their weight) of a batch of ``batch``
+        (or that weight): the scale of its gradient sums. A denominator of 0 counts as 1, as
+        the loss and ``GradientSync.step`` take it."""
+        self.scale = (rows if rows > 0 else 1.0) / (batch if batch > 0 else 1.0)
+
+
 class GradientSync:
     """Sums the gradients of a network over the ranks, once per step.
 
@@ -211,9 +238,14 @@ class GradientSync:
     def __init__(self, net, comm: Comm) -> None:
         self.comm, self.net = comm, net
         self.fused = comm.size == 1
+        #: the batch batch_norm normalises over, when the network has one (None: no module needs it)
+        self.whole_batch: RankBatch | None = None
         if not self.fused:
             self.flat = np.zeros(net.n_params + 3, net.dtype)
             self.grads = net.unflatten(self.flat[:-3])  # the summed gradient, as named views
+            batch = RankBatch(comm)
+            if net.share_batches(batch):
+                self.whole_batch = batch
 
     def step(self, loss: float, rows: int, total: int, stop: bool, mass: float | None = None) -> tuple[float, bool]:
         """Given ``net.grads`` and ``loss`` as the means over this rank's ``rows`` of a
@@ -228,7 +260,9 @@ class GradientSync:
         share = rows if mass is None else mass
         if rows:
             np.concatenate([self.net.grads[k].ravel() for k in self.net.params], out=g)
-            g *= share  # the mean over this rank's rows, back to their (weighted) sum
+            # the mean over this rank's rows, back to their (weighted) sum; rows of weight 0
+            # have a loss divided by 1, and a gradient through batch_norm's statistics
+            g *= share if share > 0 else 1.0
         else:
             g[...] = 0.0
             loss = 0.0

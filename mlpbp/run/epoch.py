@@ -87,7 +87,9 @@ def sgd_epoch(
     Each batch is gathered into one reused buffer, so an epoch never copies the whole data set;
     ``X`` may be an array or rows read from files on demand (anything with ndarray's ``take``).
     With ``sync`` over several MPI ranks, each rank computes the gradient on its share of each
-    batch and ``sync`` sums them, so every rank makes the same update as one process would.
+    batch and ``sync`` sums them, so every rank makes the same update as one process would;
+    with batch_norm (``sync.whole_batch``) every rank runs every step's passes, on no rows if
+    it has none of a batch, since the statistics are the whole batch's.
     Stops early at a non-finite loss (before its update), after the step where
     ``stop_requested()`` was true (on any rank), or when ``after_step(s)`` returns True.
     With ``read_ahead``, rows read from files (``LazyRows``) are read a few batches ahead by a
@@ -146,12 +148,15 @@ def _steps(
             if fused:  # one process: forward, backward and update in one pass
                 loss = net.train_step(Xb[:k], yb[:k], opt, sw)  # no update when the loss is not finite
             else:  # several: each rank's gradient, summed over the ranks, the same update on each
+                mass = None if sw is None else float(sw.sum())
+                whole = sync.whole_batch  # batch_norm's statistics: every rank joins every pass
                 for d in drops:
                     d.rows = (lo, batch.shape[0])
-                    if not k:
+                    if not k and whole is None:
                         d.skip(batch.shape[0])
-                loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k else 0.0
-                mass = None if sw is None else float(sw.sum())
+                if whole is not None:
+                    whole.share(k if w is None else mass, batch.shape[0] if w is None else float(w[batch].sum()))
+                loss = net.step_loss_and_grad(Xb[:k], yb[:k], sw) if k or whole is not None else 0.0
                 loss, stopping = sync.step(loss, k, batch.shape[0], stopping, mass)
                 if math.isfinite(loss):
                     opt.step(sync.grads)

@@ -320,9 +320,19 @@ class Trainer:
             opt.load_state_dict(saved_opt)
             self._save_checkpoint()
             raise Interrupted(f"interrupted in epoch {epoch + 1}; checkpoint saved to {self.checkpoint_path}")
+        self._keep_batch_statistics()
         st.gradients += work.gradients
         st.products += work.products
         self._end_epoch(epoch, 1, None, started, self.comm.comm_seconds)
+
+    def _keep_batch_statistics(self) -> None:
+        """After an epoch of lbfgs or newton_cg: batch_norm's running statistics become the
+        whole training data's batch statistics at the epoch's final weights (its training
+        passes normalise by them; momentum plays no part), so evaluation mode predicts with
+        them. Each rank passes its share of the rows."""
+        X = self.data.train[0]
+        lo, hi = self.comm.share(X.shape[0])
+        self.net.keep_batch_statistics(X[lo:hi])
 
     def _end_epoch(self, epoch: int, n_steps: int, lr: float | None, started: float, comm_before: float) -> None:
         net = self.net
@@ -517,8 +527,10 @@ class Trainer:
         )
 
     def _check_ranks_agree(self) -> None:
-        """Every rank applied the same updates, so their parameters must be bit-identical."""
-        digest = hashlib.sha256(b"".join(p.tobytes() for p in self.net.params.values())).hexdigest()
+        """Every rank applied the same updates, so their parameters (and batch_norm's running
+        statistics, taken over the whole batch) must be bit-identical."""
+        arrays = [*self.net.params.values(), *self.net.buffers.values()]
+        digest = hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
         digests = self.comm.allgather(digest)
         if len(set(digests)) > 1:
             raise TrainingError(

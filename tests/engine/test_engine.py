@@ -376,3 +376,43 @@ def test_leaky_relu_slope_below_zero():
     a = fn.f(z, np.empty(2)).copy()
     np.testing.assert_allclose(a, [-2.0 * LEAKY_SLOPE, 3.0])
     np.testing.assert_allclose(fn.df(z, a, np.empty(2)), [LEAKY_SLOPE, 1.0])
+
+
+@pytest.mark.parametrize(
+    "dtype, off_centre, tol",
+    [("float64", 1.0, 1e-13), ("float64", 1e5, 1e-10), ("float32", 1.0, 1e-5), ("float32", 100.0, 1e-4)],
+)
+def test_batch_norm_keeps_its_precision_for_features_far_from_zero(dtype, off_centre, tol):
+    """batch_norm takes σ² = M(x²) − μ² from one pass over x only where no feature's mean is
+    large beside its spread; else the two-pass variance. Off centre by 1e5 spreads (float64)
+    or 100 (float32), M(x²) − μ² alone is off by 1e-5 (float64) and 1e-2 (float32) here."""
+    from mlpbp.engine.init import INITS
+    from mlpbp.engine.module import BuildContext
+    from mlpbp.engine.norm import BatchNorm
+
+    rng = np.random.default_rng(0)
+    n, d = 64, 6
+    spread = rng.uniform(0.5, 2, d)
+    x = (rng.normal(size=(n, d)) + off_centre * np.array([1, -1, 0, 0.5, 3, -2])) * spread
+    x, g = x.astype(dtype), rng.normal(size=(n, d)).astype(dtype)
+    m = BatchNorm()
+    m.build([d], BuildContext(np.random.default_rng(1), np.dtype(dtype), INITS.lookup("he")))
+    m.gamma[...], m.beta[...] = rng.uniform(0.5, 1.5, d), rng.normal(size=d)
+    y = m.forward(x)
+    m.keep_batch_statistics()
+    dx = m.backward(g)
+
+    x64, g64, gamma, beta = (np.asarray(a, np.float64) for a in (x, g, m.gamma, m.beta))
+    mu, var = x64.mean(axis=0), x64.var(axis=0)
+    s = 1 / np.sqrt(var + 1e-5)
+    xh = (x64 - mu) * s
+    gh = g64 * gamma
+    expected = {
+        "y": gamma * xh + beta,
+        "dx": s * (gh - gh.mean(axis=0) - xh * (gh * xh).mean(axis=0)),
+        "dgamma": (g64 * xh).sum(axis=0),
+        "running_var": var * n / (n - 1),
+    }
+    got = {"y": y, "dx": dx, "dgamma": m.grads["gamma"], "running_var": m.running_var}
+    for k, want in expected.items():
+        assert np.max(np.abs(got[k] - want)) <= tol * np.max(np.abs(want)), k

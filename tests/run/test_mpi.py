@@ -477,3 +477,100 @@ def test_a_weighted_multilabel_table_under_two_ranks_trains_as_one_process_does(
         assert a["label"] == b["label"]
         for k in ("precision", "recall", "f1", "support"):
             assert b[k] == pytest.approx(a[k], rel=1e-12), (a["label"], k)
+
+
+# ---- batch_norm over the whole batch (as torch.nn.SyncBatchNorm) -----------------------------
+
+# 210 training rows in batches of 26: the last batch has 2 rows, so under 2 ranks each rank
+# normalises its one row by the other's, and under 3 one rank holds none of them. No bias
+# before a batch_norm (it would subtract it again): a parameter of zero gradient moves by
+# its rounding alone, and Adam would scale that up to 1e-10.
+NORM = """\
+seed: 4
+data: {dataset: moons, n_samples: 300, noise: 0.2}
+model:
+  layers: [{linear: {width: 8, bias: false}}, batch_norm, tanh, {linear: {width: 6, bias: false}}, batch_norm, tanh]
+train: {epochs: 3, dtype: float64, TRAIN}
+"""
+
+
+def model_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path / "model.npz") as z:
+        return {k: z[k] for k in z.files if k.startswith(("param.", "buffer."))}
+
+
+def assert_ranks_train_as_one_process(tmp_path: Path, text: str, rtol: float) -> None:
+    """1, 2 and 3 ranks on the config ``text``: parameters and running statistics, and every
+    epoch's losses, equal to ``rtol`` (relative to each array's largest value, or to 1)."""
+    cfg = write(tmp_path, "c.yaml", text)
+    runs = {n: mpi(n, "train", str(cfg), "--out", str(tmp_path / f"ranks{n}"), "-q") for n in (1, 2, 3)}
+    for n, run in runs.items():
+        assert run.returncode == 0 and rank_exits(run.stderr) == [0] * n, run.stderr
+    one = model_arrays(tmp_path / "ranks1")
+    assert {"buffer.running_mean1", "buffer.running_var2"} <= one.keys()
+    assert np.abs(one["buffer.running_var1"] - 1).max() > 1e-3  # the statistics moved
+    h1 = history(tmp_path / "ranks1")
+    for n in (2, 3):
+        got = model_arrays(tmp_path / f"ranks{n}")
+        assert got.keys() == one.keys()
+        for k in one:
+            assert np.max(np.abs(got[k] - one[k])) <= rtol * max(np.max(np.abs(one[k])), 1.0), (n, k)
+        for r1, r2 in zip(h1, history(tmp_path / f"ranks{n}")):
+            for k in ("train_loss", "val_loss"):
+                assert float(r2[k]) == pytest.approx(float(r1[k]), rel=rtol, abs=0), (n, k)
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        "batch_size: 26, learning_rate: 0.1, momentum: 0.9, weight_decay: 0.001",
+        "optimizer: adam, batch_size: 26, learning_rate: 0.01",
+    ],
+)
+def test_batch_norm_under_two_and_three_ranks_trains_as_one_process_does(tmp_path, train):
+    assert_ranks_train_as_one_process(tmp_path, NORM.replace("TRAIN", train), 1e-12)
+
+
+def test_batch_norm_with_weighted_rows_under_two_and_three_ranks_trains_as_one_process_does(tmp_path):
+    # Each rank's share of the batch's weight scales its gradient sums; a rank whose rows all
+    # weigh 0 still passes the gradient through the statistics its rows are part of.
+    X, y, w = weighted_rows()
+    with (tmp_path / "w.csv").open("w") as f:
+        f.write("a,b,c,w,label\n")
+        f.writelines(
+            f"{float(r[0])!r},{float(r[1])!r},{float(r[2])!r},{float(wi)!r},{yi}\n" for r, wi, yi in zip(X, w, y)
+        )
+    text = NORM.replace("{dataset: moons, n_samples: 300, noise: 0.2}", "{path: w.csv, target: label, weight: w}")
+    assert_ranks_train_as_one_process(tmp_path, text.replace("TRAIN", "batch_size: 26, learning_rate: 0.1"), 1e-12)
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        "optimizer: lbfgs, max_iter: 10",
+        "optimizer: newton_cg, batch_size: 70, cg_max_iter: 5",
+        "optimizer: newton_cg, curvature: hessian, damping: 3.0, batch_size: 70, cg_max_iter: 5",
+    ],
+)
+def test_batch_norm_under_second_order_methods_and_three_ranks_ends_where_one_process_does(tmp_path, train):
+    # Their loss, gradient and curvature products normalise by the statistics of all rows of
+    # every rank; the running statistics after each epoch are the whole training data's.
+    assert_ranks_train_as_one_process(tmp_path, NORM.replace("epochs: 3", "epochs: 2").replace("TRAIN", train), 1e-12)
+
+
+def test_hessian_of_a_batch_norm_model_under_two_ranks_is_one_process_s(tmp_path):
+    # mlpbp hessian takes evaluation mode: batch_norm is affine there, so no statistics are shared.
+    X, y, _ = weighted_rows()
+    with (tmp_path / "t.csv").open("w") as f:
+        f.write("a,b,c,label\n")
+        f.writelines(f"{float(r[0])!r},{float(r[1])!r},{float(r[2])!r},{yi}\n" for r, yi in zip(X, y))
+    text = NORM.replace("{dataset: moons, n_samples: 300, noise: 0.2}", "{path: t.csv, target: label}")
+    cfg = write(tmp_path, "c.yaml", text.replace("TRAIN", "batch_size: 26"))
+    trained = mpi(1, "train", str(cfg), "--out", str(tmp_path / "run"), "-q")
+    assert trained.returncode == 0, trained.stderr
+    args = ["hessian", str(tmp_path / "run" / "model.npz"), str(tmp_path / "t.csv"), "--top-k", "2"]
+    one, two = mpi(1, *args, "--json"), mpi(2, *args, "--json")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = json.loads(one.stdout), json.loads(two.stdout)
+    assert a["rows"] == b["rows"] == 300
+    np.testing.assert_allclose(b["top_eigenvalues"], a["top_eigenvalues"], rtol=1e-9)

@@ -177,3 +177,32 @@ def test_sharpness_with_no_training_rows_is_one_line(tmp_path):
     cfg = config_from_dict({**d, "train": {"sharpness_every": 1}, "output": {"dir": str(tmp_path)}})
     # the split refuses first: no split leaves the training part empty
     assert "training row" in one_line_error(prepare, cfg)
+
+
+@pytest.mark.parametrize(
+    "train", [{"optimizer": "lbfgs", "max_iter": 8}, {"optimizer": "newton_cg", "batch_size": 40, "cg_max_iter": 10}]
+)
+def test_full_batch_methods_leave_the_data_statistics_in_batch_norm(tmp_path, train):
+    """Evaluation mode after lbfgs / newton_cg normalises by the training data's batch
+    statistics at the final weights (mean, unbiased variance), not by the initial 0 and 1."""
+    cfg = config_from_dict(
+        {
+            **SMALL,
+            "model": {"hidden": [6], "activation": "tanh", "norm": "batch"},
+            "train": {"dtype": "float64", "epochs": 2, **train},
+            "output": {"dir": str(tmp_path)},
+        }
+    )
+    data = prepare(cfg)
+    net = Trainer(cfg, data, tmp_path).run().model.net
+    X = data.train[0]
+    p = net.params
+    z = X @ p["W1"].T + p["b1"]
+    mean, var = z.mean(axis=0), z.var(axis=0, ddof=1)
+    np.testing.assert_allclose(net.buffers["running_mean1"], mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(net.buffers["running_var1"], var, rtol=1e-12, atol=0)
+    a = np.tanh(p["gamma1"] * (z - mean) / np.sqrt(var + 1e-5) + p["beta1"])
+    expected = a @ p["W2"].T + p["b2"]
+    assert not net.training
+    np.testing.assert_allclose(net.forward(X), expected, rtol=1e-12, atol=1e-12)
+    assert np.abs(var - 1).max() > 0.05  # the test can tell these statistics from the initial ones

@@ -782,7 +782,8 @@ def _array_error(path: Path, exc: Exception) -> DataError:
     if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
         # np.load refuses object arrays without allow_pickle; we never unpickle user files.
         return DataError(f"{path}: X or y is an object (pickled) array; save plain numeric arrays instead")
-    return DataError(f"{path}: cannot read as an .npz archive: {_one_line(str(exc))}")
+    kind = "a .npy array" if path.suffix.lower() == ".npy" else "an .npz archive"
+    return DataError(f"{path}: cannot read as {kind}: {_one_line(str(exc))}")
 
 
 def _arrays_table(path: Path, X: np.ndarray, y: np.ndarray) -> RawTable:

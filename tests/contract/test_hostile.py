@@ -269,6 +269,15 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], int, tuple[str, ...]]] = [
     ("csv-missing", lambda c: c.train_text("data: {path: nope.csv}\n"), 2, ("data file not found", "nope.csv")),
     # a folder is a table read lazily (an .npy pair or Parquet files); this one holds neither
     ("data-folder-of-neither", lambda c: c.train_text("data: {path: .}\n"), 2, ("must hold X.npy and y.npy",)),
+    (  # a damaged .npy is named as an array, not as an .npz archive
+        "npy-truncated",
+        lambda c: (
+            c.write("y.npy", _npy_bytes()),
+            c.train_text(f"data: {{path: {c.write('X.npy', _npy_bytes()[:-7])}}}\n"),
+        )[1],
+        2,
+        ("X.npy: cannot read as a .npy array",),
+    ),
     ("csv-empty", lambda c: c.train_csv(""), 2, ("bad.csv", "file is empty")),
     ("csv-header-only", lambda c: c.train_csv("x0,x1,y\n"), 2, ("bad.csv", "no data rows")),
     (

@@ -15,11 +15,12 @@ import yaml
 
 from mlpbp.data.arrow import missing_mask
 from mlpbp.data.cells import _NUMBER, NA_VALUES, apply_na_values, is_text
-from mlpbp.data.tables import read_table
+from mlpbp.data.tables import read_estimate, read_table
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.io import write_text
 from mlpbp.results import ABSENT
 from mlpbp.run.config import config_from_dict
+from mlpbp.run.footprint import check_table
 from mlpbp.run.prepare import prepare
 from mlpbp.run.recipe import choose
 from mlpbp.run.summary import ColumnSummary
@@ -59,6 +60,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
     """The starter config for table ``data`` predicting ``target``, to be written at ``out``
     (its data.path is written relative to that file's folder)."""
     data, out = Path(data), Path(out)
+    check_table("data", read_estimate(data))  # the table too big for memory: refused before reading
     raw = read_table(data)
     table, _ = apply_na_values(raw.table, [])
     if target not in table.column_names and target.strip() not in table.column_names:
@@ -86,6 +88,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
     if drop:
         d["drop"] = drop
     cfg = config_from_dict({"data": d}, base_dir=out.resolve().parent)
+    raw = table = col = None  # prepare reads the table again: not beside this first read
     try:
         p = prepare(cfg, encode=False)
     except (DataError, ConfigError) as e:

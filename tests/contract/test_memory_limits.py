@@ -169,6 +169,19 @@ def test_a_table_too_big_for_ulimit_v_is_refused_before_reading(tmp_path, too_bi
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_init_refuses_a_table_too_big_for_ulimit_v_before_reading(tmp_path, too_big):
+    """`mlpbp init` reads the table to describe its columns, then prepares it as train would:
+    it read the first copy unchecked (and kept it while the second was read)."""
+    tables, _model = too_big
+    data, _cfg, shape = tables["csv"]
+    out = tmp_path / "starter.yaml"
+    res = _limited(["init", str(data), "--target", "label", "-o", str(out)], 1000 * MB // 1024, tmp_path)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"error: reading and preparing {data} ({shape}) needs about "), lines[0]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "newton_cg"])
 def test_the_full_batch_methods_state_is_counted_before_training(tmp_path, optimizer):
     """scipy's L-BFGS-B keeps 2·history_size + 12 float64 vectors and Newton-CG its CG vectors

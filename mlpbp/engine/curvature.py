@@ -443,6 +443,16 @@ def _keep_most_extreme(theta, X, value: float, vector, sign: int, k: int):
     return values[order], vectors[:, order]
 
 
+def _lanczos_step(matvec, q: np.ndarray, q_prev: np.ndarray, b_prev: float) -> tuple[np.ndarray, float, float]:
+    """One step of the three-term recurrence without a basis: w = Aq − αq − βq_prev with
+    α = qᵀAq, and β' = ‖w‖ (the next q is w / β')."""
+    w = matvec(q)
+    a = float(q @ w)
+    w -= a * q
+    w -= b_prev * q_prev
+    return w, a, float(np.linalg.norm(w))
+
+
 def _beyond(matvec, n: int, v0: np.ndarray, threshold: float, bound: float, steps: int) -> bool | None:
     """Whether ``sign``·A (``matvec`` already carries the sign) has an eigenvalue above
     ``threshold``, by plain Lanczos from ``v0`` that keeps no basis and forms no Ritz vector: its
@@ -454,11 +464,7 @@ def _beyond(matvec, n: int, v0: np.ndarray, threshold: float, bound: float, step
     alpha, beta = [], []
     q_prev, q, b_prev = np.zeros(n), v0 / np.linalg.norm(v0), 0.0
     for _ in range(min(steps, n)):
-        w = matvec(q)
-        a = float(q @ w)
-        w -= a * q
-        w -= b_prev * q_prev
-        b = float(np.linalg.norm(w))
+        w, a, b = _lanczos_step(matvec, q, q_prev, b_prev)
         alpha.append(a)
         m = len(alpha)
         if m == 1:
@@ -519,11 +525,7 @@ def _bottom(matvec, n: int, k: int, tol: float, steps: int, v0: np.ndarray, scal
     q_prev, q = np.zeros(n), v0 / np.linalg.norm(v0)
     b_prev = 0.0
     for j in range(min(steps, n)):
-        w = matvec(q)
-        a = float(q @ w)
-        w -= a * q
-        w -= b_prev * q_prev
-        b = float(np.linalg.norm(w))
+        w, a, b = _lanczos_step(matvec, q, q_prev, b_prev)
         alpha.append(a)
         size = max(scale, float(np.abs(alpha).max()), 1e-300)
         invariant = b <= 1e-12 * size  # the Krylov space is invariant: T's values are exact

@@ -49,6 +49,7 @@ from mlpbp.engine.memory import (
 from mlpbp.engine.module import Input, Node
 from mlpbp.engine.network import MLP
 from mlpbp.engine.norm import BatchNorm
+from mlpbp.engine.optim import OPTIMIZERS, Optimizer
 from mlpbp.engine.periodic import Periodic
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.run.config import Config, DataConfig
@@ -56,7 +57,7 @@ from mlpbp.run.distributed import SINGLE, Comm
 from mlpbp.run.footprint import check_table
 from mlpbp.run.metrics import EVAL_CHUNK
 from mlpbp.run.summary import ClassCount, ColumnSummary, DataSummary
-from mlpbp.run.threads import CALIBRATE_FLOPS, env_threads, step_flops, usable_cores
+from mlpbp.run.threads import may_calibrate
 
 
 def load_table(
@@ -921,17 +922,11 @@ def _jsonable(v):
 
 
 def _may_calibrate(cfg: Config, widths) -> bool:
-    """Whether ``train.threads: auto`` may time training steps on a copy of the network and
-    optimizer (run.threads.choose_threads: first-order, more than one core, steps of
-    CALIBRATE_FLOPS or more)."""
-    t = cfg.train
-    return (
-        t.threads == "auto"
-        and t.optimizer not in ("lbfgs", "newton_cg")
-        and env_threads() is None
-        and usable_cores() > 1
-        and step_flops(widths, t.batch_size or 1) >= CALIBRATE_FLOPS
-    )
+    """Whether the run's thread choice may time training steps on a copy of the network and
+    optimizer: a first-order optimizer (the full-batch methods use the rule alone) and
+    ``run.threads.may_calibrate``."""
+    first_order = issubclass(OPTIMIZERS.lookup(cfg.train.optimizer), Optimizer)
+    return first_order and may_calibrate(cfg.train.threads, widths, cfg.train.batch_size or 1)
 
 
 def check_training_memory(cfg: Config, widths: list[int], dtype, eval_rows: int = 0) -> None:

@@ -100,6 +100,19 @@ def step_flops(widths, batch_size: int) -> float:
     return float(batch_size) * (6 * sum(i * o for i, o in pairs) - 2 * pairs[0][0] * pairs[0][1])
 
 
+def may_calibrate(requested: int | str, widths, batch_size: int, ranks_on_node: int = 1) -> bool:
+    """Whether :func:`choose_threads` with these arguments may time steps with its ``measure``
+    (the memory check counts the scratch copy that :func:`step_timer` trains): ``auto``, no
+    thread count in the environment, more than one usable core and steps of CALIBRATE_FLOPS
+    or more. It may still not, when other work on the machine leaves one core free."""
+    return (
+        requested == "auto"
+        and env_threads() is None
+        and usable_cores(ranks_on_node) > 1
+        and step_flops(widths, batch_size) >= CALIBRATE_FLOPS
+    )
+
+
 def choose_threads(
     requested: int | str = "auto",
     widths=None,

@@ -17,7 +17,13 @@ size on 2 cores). Beside them (all but ``--mlpbp-only``): mlpbp at 2 BLAS thread
 (``mlpbp2``), and PyTorch's own products at the same shapes (``torch.mm`` with ``out=``) at
 its default threads and at 1 (``torch_products``, ``torch1_products``): a step can be no faster
 than its products, so ``bound_*`` (PyTorch's step over mlpbp's products alone) is the most
-any mlpbp step could be faster than PyTorch's at those thread counts.
+any mlpbp step could be faster than PyTorch's at those thread counts. ``floor`` (its own
+process, 1 thread): the least elementwise work a NumPy step can do beside its products, each
+pass one ufunc or BLAS axpy over a whole array, caches warm, no graph: AdamW's eight passes over
+one flat array of every parameter (m, g², v, √v, + ε, m/(√v + ε), θ, decay), four passes each
+way per normalisation, a dropout's draw, comparison and two products, ReLU's two passes, the
+residual adds and their gradient sums, the bias sums. ``bound_floor_*``: PyTorch's step over
+mlpbp's products plus that floor, the most a NumPy engine could be faster.
 """
 
 from __future__ import annotations
@@ -101,6 +107,54 @@ def run_mlpbp(steps: int, threads: int = 1) -> dict:
         "best_products_s": _time.best,
         "threads": threads,
     }
+
+
+def run_floor(steps: int) -> dict:
+    """The step's elementwise floor in NumPy (the module docstring), per step, at 1 thread."""
+    import numpy as np
+    from scipy.linalg import blas
+    from threadpoolctl import threadpool_limits
+
+    from mlpbp import Network
+
+    net = Network.from_layers(_layers(), WIDTH, CLASSES, loss="cross_entropy", seed=0, dtype="float32")
+    kinds = [m.kind for m in net.layers]
+    norms, drops, relus, linears = (kinds.count(k) for k in ("batch_norm", "dropout", "relu", "linear"))
+    n = sum(p.size for p in net.params.values())
+    rng = np.random.default_rng(0)
+    p, g, m, v, d = (np.abs(rng.normal(size=n)).astype(np.float32) for _ in range(5))
+    x, dx, y = (rng.normal(size=(BATCH, WIDTH)).astype(np.float32) for _ in range(3))
+    col = np.empty(WIDTH, np.float32)
+    bits = np.random.PCG64(0)
+
+    def floor(_):
+        blas.saxpy(g, m, a=0.1)
+        np.multiply(g, g, out=d)
+        blas.saxpy(d, v, a=0.001)
+        np.sqrt(v, out=d)
+        np.add(d, 1e-8, out=d)
+        np.divide(m, d, out=d)
+        blas.saxpy(d, p, a=-1e-3)
+        np.multiply(p, 0.99999, out=p)
+        for _ in range(8 * norms):
+            np.multiply(x, dx, out=y)
+        for _ in range(drops):
+            words = bits.random_raw(BATCH * WIDTH // 2).view(np.uint32).reshape(BATCH, WIDTH)
+            np.greater_equal(words, 1 << 30, out=y, casting="unsafe")
+            np.multiply(x, y, out=y)
+            np.multiply(dx, y, out=y)
+        for _ in range(relus):
+            np.maximum(x, 0, out=y)
+            np.multiply(dx, x > 0, out=y)
+        for _ in range(2 * BLOCKS):
+            np.add(x, dx, out=y)
+        for _ in range(linears):
+            np.add.reduce(dx, axis=0, out=col)
+
+    with threadpool_limits(1):
+        per = _time(floor, steps)
+    counts = {"parameters": n, "norms": norms, "dropouts": drops, "relus": relus, "linears": linears}
+    return {"floor_s": per, "best_floor_s": _time.best, **counts}
 
 
 def run_torch_products(steps: int, threads: int = 0) -> dict:
@@ -199,6 +253,11 @@ def main() -> None:
     results["bound_1_thread_vs_torch"] = t["seconds_per_step"] / m["products_s"]
     results["bound_2_threads_vs_torch"] = t["seconds_per_step"] / m2["products_s"]
     results["bound_1_thread_vs_torch_1_thread"] = t1["seconds_per_step"] / m["products_s"]
+    fl = results["floor"]["floor_s"]
+    results["floor_over_products"] = (m["products_s"] + fl) / m["products_s"]
+    results["bound_floor_1_thread_vs_torch"] = t["seconds_per_step"] / (m["products_s"] + fl)
+    results["bound_floor_2_threads_vs_torch"] = t["seconds_per_step"] / (m2["products_s"] + fl)
+    results["bound_floor_1_thread_vs_torch_1_thread"] = t1["seconds_per_step"] / (m["products_s"] + fl)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -224,6 +283,12 @@ def main() -> None:
         f" with 2 (PyTorch's step over mlpbp's products alone); {r['bound_1_thread_vs_torch_1_thread']}x"
         " against PyTorch at 1 thread"
     )
+    print(
+        f"NumPy's elementwise floor beside the products {1e3 * fl:.2f} ms/step: (products + floor)/products"
+        f" {r['floor_over_products']}; at most {r['bound_floor_1_thread_vs_torch']}x PyTorch's step with 1"
+        f" thread, {r['bound_floor_2_threads_vs_torch']}x with 2, {r['bound_floor_1_thread_vs_torch_1_thread']}x"
+        " against PyTorch at 1 thread"
+    )
 
 
 CHILDREN = {
@@ -233,6 +298,7 @@ CHILDREN = {
     "mlpbp2": lambda s: run_mlpbp(s, 2),
     "torch_products": run_torch_products,
     "torch1_products": lambda s: run_torch_products(s, 1),
+    "floor": run_floor,
 }
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ becomes one line naming its row and column."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -180,3 +182,35 @@ def numeric_block(
     for j in sorted({*suspect, *infinite}):
         numeric_values(table.column(names[j]), names[j], "numeric", first_row, source)  # raises, naming the cell
     return out
+
+
+#: header words that name a coordinate (a table needs one of each: ``coordinate_columns``)
+LATITUDE_WORDS = frozenset({"lat", "latitude"})
+LONGITUDE_WORDS = frozenset({"lon", "lng", "long", "longitude"})
+
+
+def _words(name: str) -> set[str]:
+    """A header's words, lower case: split at anything not a letter or digit and at camelCase."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return {w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w}
+
+
+def coordinate_columns(table: pa.Table, names: list[str]) -> list[str]:
+    """The columns of ``names`` that hold geographic coordinates: a plain numeric column whose
+    header has a latitude word (lat, latitude) with every value in [−90, 90], or a longitude
+    word (lon, lng, long, longitude) with every value in [−180, 180], not constant; only when
+    the table has both (a coordinate pair). data.numeric: auto gives them periodic embeddings:
+    a place acts on a target through bumps and boundaries (a city centre, a coast), which one
+    slope per standardised coordinate cannot follow (Gorishniy et al. 2022, California housing)."""
+    found: dict[str, list[str]] = {"lat": [], "lon": []}
+    types = dict(zip(table.schema.names, table.schema.types))
+    for n in names:
+        words = _words(n)
+        side = "lat" if words & LATITUDE_WORDS else "lon" if words & LONGITUDE_WORDS else None
+        if side is None or not is_plain_numeric(types[n]):
+            continue
+        lo, hi = pc.min_max(table.column(n)).values()
+        limit = 90 if side == "lat" else 180
+        if lo.is_valid and -limit <= lo.as_py() < hi.as_py() <= limit:
+            found[side].append(n)
+    return [n for n in names if n in found["lat"] + found["lon"]] if found["lat"] and found["lon"] else []

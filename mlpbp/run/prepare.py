@@ -19,6 +19,7 @@ from mlpbp.data.arrow import arrow, missing_mask, to_numpy
 from mlpbp.data.cells import apply_na_values, infer_cells
 from mlpbp.data.columns import (
     column_batches,
+    coordinate_columns,
     infer_kind,
     is_plain_numeric,
     numeric_block,
@@ -300,6 +301,27 @@ def _all_parse(arr, fmt: str) -> bool:
         return False
     trimmed = pc.utf8_trim_whitespace(arr)
     return pc.strptime(trimmed, format=fmt, unit="s", error_is_null=True).null_count == trimmed.null_count
+
+
+def _embed_coordinates(table: pa.Table, cols: Columns, d: DataConfig, numeric, notes: list[str]):
+    """data.numeric with ``periodic`` for the coordinate columns (``coordinate_columns``) that
+    auto would otherwise standardise: those data.numeric leaves to auto (unset, or not named in
+    its mapping) and that no data.columns or data.date_format reads as something else."""
+    if d.path is None or not d.standardize or not (numeric == "auto" or isinstance(numeric, dict)):
+        return numeric
+    given = numeric if isinstance(numeric, dict) else {}
+    coords = [
+        n
+        for n in coordinate_columns(table, cols.features)
+        if given.get(n, "auto") == "auto" and cols.kinds.get(n, "numeric") == "numeric" and n not in cols.formats
+    ]
+    if not coords:
+        return numeric
+    notes.append(
+        f"column{'s' if len(coords) > 1 else ''} {', '.join(repr(n) for n in coords)}: coordinates (by header and"
+        " range), given periodic embeddings (data.numeric: auto; name a column in data.numeric to choose another)"
+    )
+    return {**given, **dict.fromkeys(coords, "periodic")}
 
 
 def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: DataConfig) -> None:
@@ -622,6 +644,7 @@ def _prepare_table(
     numeric = d.numeric if d.path is not None or "numeric" in d.model_fields_set else "standardize"
     if isinstance(numeric, dict):
         numeric = {column_name(cols.features, n): v for n, v in numeric.items()}
+    numeric = _embed_coordinates(table, cols, d, numeric, notes)
     categorical, emb_dim = d.categorical, d.embedding_dim
     if isinstance(categorical, dict):
         categorical = {column_name(cols.features, n): v for n, v in categorical.items()}

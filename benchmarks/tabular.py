@@ -11,7 +11,10 @@ rare category, missing cells, a date written 2021/03/04, skewed spend; classific
 noise; classification), ``cities`` (a 60-level category whose levels act through two
 hidden traits, which mlpbp's default embeds; classification) and ``homes`` (housing-like: a
 value driven by income and by latitude and longitude through four city centres and a coast;
-regression; where periodic or piecewise-linear numeric embeddings should matter). Each seed splits 80/20
+regression; where periodic or piecewise-linear numeric embeddings should matter), and two larger
+ones for the recipe's large-table settings: ``census`` (30,000 rows after the Adult census-income
+table: categories with '?' for unknown, a rare-level country column, a capital gain that is
+mostly zeros; classification) and ``homes20k`` (``homes`` with 20,000 rows). Each seed splits 80/20
 (stratified for classification) and every model gets the same rows: mlpbp reads train.csv
 with data.test_path test.csv; scikit-learn gets the same cells with dates and times turned
 into numbers (days; seconds of the day), since its pipeline cannot read them.
@@ -160,8 +163,80 @@ def _homes(rng: np.random.Generator, n: int = 4000) -> tuple[pd.DataFrame, str, 
     return df, "value", "regression"
 
 
-GENERATED = {"shop": _shop, "prices": _prices, "sensors": _sensors, "cities": _cities, "homes": _homes}
-TABLES = ["diabetes", "wine", "breast_cancer", "digits", "shop", "prices", "sensors", "cities", "homes"]
+def _census(rng: np.random.Generator, n: int = 30_000) -> tuple[pd.DataFrame, str, str]:
+    """Census-income-like (after the Adult table): whether an income is above a line, from age
+    (rising to about 50, then falling), schooling, marriage, occupation, hours and a capital
+    gain that is zero for 92% of rows and heavy-tailed for the rest; '?' marks an unknown
+    occupation or work class (5%), and a 30-level country column is 90% one level, with levels
+    of a few rows (rare in a split, or in one split only)."""
+    age = np.clip(rng.gamma(12.8, 3.8, n) - 10, 17, 90).round()  # mean 38.6, sd 13.6, skewness 0.56: the Adult table's
+    share = np.r_[[0.01] * 8, [0.04, 0.32, 0.22, 0.04, 0.04, 0.16, 0.05, 0.03]]
+    school = rng.choice(np.arange(1, 17), n, p=share / share.sum())
+    married = rng.choice(["married", "never", "divorced", "widowed", "separated"], n, p=[0.47, 0.33, 0.13, 0.03, 0.04])
+    jobs = [f"job{i:02d}" for i in range(14)]
+    job_effect = dict(zip(jobs, np.linspace(-1.2, 1.3, 14)))
+    job = rng.choice(jobs, n)
+    work = rng.choice(["private", "self", "state", "federal", "local"], n, p=[0.7, 0.11, 0.05, 0.04, 0.1])
+    sex = rng.choice(["female", "male"], n, p=[0.33, 0.67])
+    hours = np.clip(rng.normal(40, 12, n), 1, 99).round()
+    gain = np.where(rng.random(n) < 0.08, rng.lognormal(8.5, 1.1, n), 0.0).round()
+    countries = ["home"] + [f"land{i:02d}" for i in range(29)]
+    weights = np.r_[0.9, rng.dirichlet(np.full(29, 0.4)) * 0.1]
+    country = rng.choice(countries, n, p=weights / weights.sum())
+    logit = (
+        -2.7
+        + 0.35 * (school - 10)
+        + 2.2 * (married == "married")
+        - 0.0016 * (age - 50) ** 2
+        + np.array([job_effect[j] for j in job])
+        + 0.03 * (hours - 40)
+        + np.where(gain > 7000, 3.0, 0.0)
+        + 0.3 * (sex == "male")
+        + 0.4 * (work == "self") * (school > 12)
+    )
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), ">50K", "<=50K")
+    df = pd.DataFrame(
+        {
+            "age": age.astype(int),
+            "workclass": work,
+            "education_num": school,
+            "marital_status": married,
+            "occupation": job,
+            "sex": sex,
+            "capital_gain": gain.astype(int),
+            "hours_per_week": hours.astype(int),
+            "native_country": country,
+        }
+    )
+    unknown = rng.random(n) < 0.05
+    df.loc[unknown, "occupation"] = "?"
+    df.loc[unknown & (rng.random(n) < 0.9), "workclass"] = "?"
+    df["income"] = y
+    return df, "income", "classification"
+
+
+GENERATED = {
+    "shop": _shop,
+    "prices": _prices,
+    "sensors": _sensors,
+    "cities": _cities,
+    "homes": _homes,
+    "census": _census,
+    "homes20k": lambda rng: _homes(rng, 20_000),
+}
+TABLES = [
+    "diabetes",
+    "wine",
+    "breast_cancer",
+    "digits",
+    "shop",
+    "prices",
+    "sensors",
+    "cities",
+    "homes",
+    "census",
+    "homes20k",
+]
 
 
 def load(name: str) -> tuple[pd.DataFrame, str, str]:

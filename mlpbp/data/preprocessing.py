@@ -312,9 +312,10 @@ class Preprocessor:
         ``ple_bins``: the quantile bins of a column whose data.numeric is ple, and
         ``ple_embedding``: the width of the learned embedding of each such column (None: none);
         ``periodic``: for a column whose data.numeric is periodic, {"frequencies": k, "sigma": σ,
-        "dim": the width of the linear + ReLU after it, or None}; ``target``: a regression
-        target of the training rows as the network fits it (rows × outputs), with which auto
-        standardises a skewed column the target is more linear in than in its log1p."""
+        "dim": the width of the linear + ReLU after it, or None}; ``target``: the training
+        rows' target (a regression target as the network fits it, rows × outputs; or class
+        codes), with which auto standardises a skewed column the target is more linear in than
+        in its log1p (``more_linear_raw``)."""
         kinds, formats = kinds or {}, formats or {}
         columns, means, scales = [], [], []
         types = dict(zip(table.schema.names, table.schema.types))

@@ -81,25 +81,38 @@ def choose(x: np.ndarray) -> str:
 
 
 def more_linear_raw(x: np.ndarray, target: np.ndarray) -> bool:
-    """Whether a regression ``target`` (rows × outputs, as the network fits it) is more nearly
-    linear in ``x`` itself than in log1p(x): the larger |Pearson r| with any output, and one
-    beyond chance (|r| > 2/√n, about the 95% level for a column unrelated to the target, which
-    keeps log1p). ``auto`` then standardises a skewed column instead of taking its log: the
-    first layer is linear in its inputs and a ReLU network extrapolates linearly, so a value
-    that grows with x (a price with a floor area) is fitted worse, at the top most, from log x."""
+    """Whether a ``target`` is more nearly linear in ``x`` itself than in log1p(x): the larger
+    |Pearson r| with any of its outputs, and one beyond chance (|r| > 2/√n, about the 95% level
+    for a column unrelated to the target, which keeps log1p). A regression target is given as
+    the network fits it (rows × outputs); a classification target as its class codes (an
+    integer vector), whose outputs are the classes' indicators (one-vs-rest), summed per class
+    without forming them. ``auto`` then standardises a skewed column instead of taking its log:
+    the first layer is linear in its inputs and a ReLU network extrapolates linearly, so a value
+    that grows with x (a price with a floor area, the odds of a high income with a capital
+    gain) is fitted worse, at the top most, from log x."""
     x = np.asarray(x, np.float64)
-    Y = np.asarray(target, np.float64).reshape(len(target), -1)
-    ok = np.isfinite(x) & np.isfinite(Y).all(axis=1)
-    x, Y = x[ok], Y[ok]
+    codes = np.asarray(target)
+    classes = codes.ndim == 1 and codes.dtype.kind in "iu"
+    Y = None if classes else np.asarray(target, np.float64).reshape(len(target), -1)
+    ok = np.isfinite(x) if classes else np.isfinite(x) & np.isfinite(Y).all(axis=1)
+    x = x[ok]
     if x.size < 3:
         return False
+    if classes:
+        codes = codes[ok]
+        counts = np.bincount(codes).astype(np.float64)
+        spread = counts * (1 - counts / x.size)  # n × the variance of each class's indicator
+    else:
+        Y = Y[ok]
+        B = Y - Y.mean(axis=0)
+        spread = (B * B).sum(axis=0)
 
     def r(a: np.ndarray) -> float:
         a = a - a.mean()
-        B = Y - Y.mean(axis=0)
-        den = np.sqrt((a @ a) * (B * B).sum(axis=0))
+        cov = np.bincount(codes, weights=a, minlength=counts.size) if classes else a @ B
+        den = np.sqrt((a @ a) * spread)
         with np.errstate(all="ignore"):
-            return float(np.nanmax(np.where(den > 0, np.abs(a @ B) / den, 0.0)))
+            return float(np.nanmax(np.where(den > 0, np.abs(cov) / den, 0.0)))
 
     raw = r(x)
     return raw > 2 / np.sqrt(x.size) and raw > r(signed_log1p(x))

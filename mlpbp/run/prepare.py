@@ -351,10 +351,13 @@ def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: D
 
 
 def _fitted_target(cfg: Config, target: Target, y: np.ndarray, train_idx: np.ndarray) -> np.ndarray | None:
-    """A regression target of the training rows as the network fits it (standardised or not: the
-    same correlations; log1p: its log), which data.numeric: auto weighs a skewed column's log1p
-    against; None where there is none to weigh (classification, poisson counts, quantile)."""
-    if target.task != "regression" or default_loss(cfg, target.task) == "poisson":
+    """The training rows' target as data.numeric: auto weighs a skewed column's log1p against
+    it (``more_linear_raw``): a regression target as the network fits it (standardised or not:
+    the same correlations; log1p: its log), a class code per row, or a multi-label target's
+    0/1 columns; None where there is none to weigh (poisson counts, quantile)."""
+    if target.task == "classification":
+        return y[train_idx]
+    if default_loss(cfg, target.task) == "poisson":
         return None
     transform = cfg.data.target_transform
     if transform in ("standardize", "none"):

@@ -146,12 +146,19 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
         )
     )
     lines.append(_kv(2, "min_frequency", 5, "categories with fewer training rows share one 'infrequent' level"))
-    numeric = {c.name: c.transform.kind for c in pre.columns if c.kind == "numeric" and c.transform is not None}
+    numeric = {
+        c.name: "periodic" if c.periodic is not None else c.transform.kind
+        for c in pre.columns
+        if c.kind == "numeric" and c.transform is not None
+    }
     if numeric:
-        logged = [n for n, k in numeric.items() if k == "log1p"]
-        ranked = [n for n, k in numeric.items() if k == "quantile"]
-        why = (f"log1p for the right-skewed, never negative {', '.join(logged)}; " if logged else "") + (
-            f"quantile to a normal for the other skewed {', '.join(ranked)}; " if ranked else ""
+        logged, ranked, waved = (
+            [n for n, k in numeric.items() if k == kind] for kind in ("log1p", "quantile", "periodic")
+        )
+        why = (
+            (f"periodic embeddings for the coordinates {', '.join(waved)}; " if waved else "")
+            + (f"log1p for the right-skewed, never negative {', '.join(logged)}; " if logged else "")
+            + (f"quantile to a normal for the other skewed {', '.join(ranked)}; " if ranked else "")
         )
         why += "standardize the rest"
         lines.append(_kv(2, "numeric", numeric, f"auto: {why}"))

@@ -93,6 +93,29 @@ def test_init_never_overwrites_without_force(runner, tmp_path):
     assert res.exit_code == 2 and "target column 'nope' not found" in res.stderr
 
 
+def test_init_writes_the_periodic_embeddings_training_gives_a_coordinate_pair(runner, tmp_path):
+    rng = np.random.default_rng(1)
+    lines = ["Latitude,Longitude,rooms,price"]
+    for _ in range(200):
+        lat, lon, rooms = rng.uniform(33, 39), rng.uniform(-124, -118), rng.integers(1, 6)
+        lines.append(f"{lat:.3f},{lon:.3f},{rooms},{rooms + np.exp(-((lat - 36) ** 2)) + rng.normal(0, 0.1):.4f}")
+    (tmp_path / "places.csv").write_text("\n".join(lines) + "\n")
+    res, out = _init(runner, tmp_path, tmp_path / "places.csv", "price")
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert yaml.safe_load(text)["data"]["numeric"] == {
+        "Latitude": "periodic",
+        "Longitude": "periodic",
+        "rooms": "standardize",
+    }
+    assert "# auto: periodic embeddings for the coordinates Latitude, Longitude; standardize the rest" in text
+    written = _train(runner, out, tmp_path)
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump({"data": {"path": "places.csv", "target": "price"}}))
+    res = runner.invoke(app, ["train", str(tmp_path / "bare.yaml"), "--out", str(tmp_path / "bare"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["test"] == written["test"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "target"), [("customers.csv", "churned"), ("iris.csv", "species"), ("digits.csv", "digit")]

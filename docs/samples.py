@@ -42,6 +42,7 @@ C10002,2022-11-21,team,west,42,61.39,1,
 COMMANDS: list[tuple[str, str, tuple[int, int] | None]] = [
     ("train-digits", "mlpbp train configs/digits.yaml", (5, 24)),
     ("train-iris", "mlpbp train configs/iris.yaml --quiet", None),
+    ("train-digits-resnet", "mlpbp train configs/digits-resnet.yaml", (2, 22)),
     ("evaluate-iris", "mlpbp evaluate runs/iris/model.npz datasets/iris.csv", None),
     ("evaluate-iris-json", "mlpbp evaluate runs/iris/model.npz datasets/iris.csv --json", None),
     ("predict-iris", "mlpbp predict runs/iris/model.npz datasets/iris.csv | head -4", None),

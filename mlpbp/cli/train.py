@@ -125,7 +125,7 @@ def _train(config, cfg, folder, comm, overrides, out_dir, resume, as_json, quiet
     if not quiet:
         net = trainer.net
         console.print(
-            f"[bold]{config}[/]: {'-'.join(map(str, net.widths))} {net.activation} network, "
+            f"[bold]{config}[/]: {net.shape}, "
             f"{net.n_params:,} parameters, {net.loss_name} loss, {net.dtype}; "
             f"{escape(trainer.data.why)}; {trainer.data.train[0].shape[0]} training rows",
             highlight=False,

@@ -392,6 +392,11 @@ class Network:
         return [self.n_inputs] + [m.width for m in self.layers if isinstance(m, Linear)]
 
     @property
+    def shape(self) -> str:
+        """The network in a few words (``shape_label``)."""
+        return shape_label(self.widths, self.activation, len(self.layers), self._chain)
+
+    @property
     def linears(self) -> list[Module]:
         """The modules that have parameters, first to last."""
         return [m for m in self.layers if m.params]
@@ -782,6 +787,18 @@ def layer_graph(layers, inputs: int, outputs: int, key: str = "layers") -> tuple
     """(input, output) nodes of a layer list with the output linear appended; nothing allocated."""
     x = Input(int(inputs))
     return x, Linear(int(outputs))(chain(layers, x, key))
+
+
+def shape_label(widths: list[int], activation: str, modules: int, chain: bool) -> str:
+    """'2-64-64-10 relu network' for a chain (each module reads the one before it); for any
+    other graph its module count, its input and output widths and its linears' widths in
+    listing order: a chain of widths would read side-by-side embeddings as layers one after
+    another."""
+    if chain:
+        return f"{'-'.join(map(str, widths))} {activation} network"
+    n_in, n_out = widths[0], widths[-1]
+    ends = f"{n_in} input{'s' * (n_in != 1)} to {n_out} output{'s' * (n_out != 1)}"
+    return f"graph of {modules} modules from {ends} (linears {', '.join(map(str, widths[1:]))})"
 
 
 def chain(layers, x: Node, key: str = "layers") -> Node:

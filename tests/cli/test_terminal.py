@@ -421,3 +421,25 @@ def test_shell_completion_is_offered(runner):
         env["COMP_CWORD"] = str(len(words.split()) - 1)
         proc = subprocess.run([exe], capture_output=True, text=True, env=env)
         assert proc.stdout.split() == [expected]
+
+
+def test_train_and_inspect_name_a_graph_by_its_modules_not_a_chain_of_widths(runner, tmp_path):
+    """A residual block makes the network a graph: 'graph of 6 modules from 2 inputs to 2
+    outputs', where widths alone (2-4-4-2) would read as three layers one after another."""
+    from mlpbp import MLP, Network
+
+    assert MLP([2, 4, 2], activation="relu").shape == "2-4-2 relu network"
+    assert Network.from_layers([{"linear": 3}], 1, 1).shape == "1-3-1 identity network"
+    one = Network.from_layers([{"linear": 3}, {"residual": [{"linear": 3}]}], 1, 1)
+    assert one.shape == "graph of 4 modules from 1 input to 1 output (linears 3, 3, 1)"  # and an add
+    text = TINY_CONFIG.replace(
+        "model: {hidden: [4]}", "model: {layers: [{linear: 4}, relu, {residual: [{linear: 4}, relu]}]}"
+    )
+    res = runner.invoke(app, ["train", str(_write(tmp_path, text)), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert ": graph of 6 modules from 2 inputs to 2 outputs (linears 4, 4, 2), 42 parameters," in res.stdout
+    res = runner.invoke(app, ["inspect", str(tmp_path / "run" / "model.npz")])
+    assert res.exit_code == 0, res.output
+    assert (
+        "classification: graph of 6 modules from 2 inputs to 2 outputs (linears 4, 4, 2), 42 parameters" in res.stdout
+    )

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from mlpbp.cli.console import PIPE_WIDTH
 from mlpbp.cli.render.metrics import metrics_table
+from mlpbp.engine.graph import shape_label
 from mlpbp.tools.model_info import ModelInfo
 
 NOT_RECORDED = "[dim]not recorded[/] (an older model file)"
@@ -29,12 +30,10 @@ def model_summary(out: Console, info: ModelInfo) -> None:
     say = lambda text: out.print(text, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"[bold]{escape(info.path)}[/]  ({info.bytes:,} bytes, model format {info.format_version})")
     say(f"sha256  {info.sha256}")
-    say(
-        f"{info.task}: {'-'.join(map(str, info.widths))} {info.activation} network, "
-        f"{info.params:,} parameters, {info.loss} loss, {info.dtype}"
-    )
-    table = Table(title="layers", title_justify="left", box=None, pad_edge=False, header_style="bold")
     graph = any(r.inputs != [r.index - 1] for r in info.layers)
+    shape = shape_label(info.widths, info.activation, len(info.layers), chain=not graph)
+    say(f"{info.task}: {shape}, {info.params:,} parameters, {info.loss} loss, {info.dtype}")
+    table = Table(title="layers", title_justify="left", box=None, pad_edge=False, header_style="bold")
     for col in ("#", "layer", *(("inputs",) if graph else ()), "output", "params", "FLOPs/row fwd", "FLOPs/row bwd"):
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
     for r in info.layers:

@@ -162,7 +162,8 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
         raise MlpbpError(
             f"cannot export: column {clash[0]!r} has the name of a value inside the ONNX graph; rename the column"
         )
-    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    used = {n for node in nodes for n in node.input}  # a periodic module's frequencies go in as B
+    graph = helper.make_graph(nodes, name, inputs, outputs, [t for t in inits if t.name in used])
     strings = any(c.kind == "categorical" for c in model.x_scaler.columns)
     proto = helper.make_model(
         graph,

@@ -172,6 +172,10 @@ def test_a_periodic_column_trains_saves_predicts_and_exports(tmp_path):
     np.testing.assert_array_equal(loaded.predict_outputs(new), want)
     proto = to_onnx(loaded)
     assert {"MatMul", "Sin", "Cos", "Gather"} <= {n.op_type for n in proto.graph.node}
+    # every initializer feeds a node: the frequencies go in as B, not also on their own (onnxruntime
+    # warned of each unused one)
+    used = {name for node in proto.graph.node for name in node.input}
+    assert [t.name for t in proto.graph.initializer if t.name not in used] == []
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {
         "lat": np.array([np.nan if v is None else v for v in new.column("lat").to_pylist()], np.float32)[:, None],

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from mlpbp.engine.activations import ACTIVATIONS, LEAKY_SLOPE
+from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Activation, Linear
 from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, get_loss
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import SGD
+from mlpbp.errors import ConfigError
 
 EPS = 1e-6
 RNG_SEED = 1234
@@ -416,3 +418,36 @@ def test_batch_norm_keeps_its_precision_for_features_far_from_zero(dtype, off_ce
     got = {"y": y, "dx": dx, "dgamma": m.grads["gamma"], "running_var": m.running_var}
     for k, want in expected.items():
         assert np.max(np.abs(got[k] - want)) <= tol * np.max(np.abs(want)), k
+
+
+def _graph(*inputs):
+    """linear 5 → tanh → linear 2 with the given input lists (a model file's graph record)."""
+    kinds = [("linear", {"width": 5}), ("tanh", {}), ("linear", {"width": 2})]
+    return {"inputs": 3, "nodes": [{"module": k, "options": o, "inputs": i} for (k, o), i in zip(kinds, inputs)]}
+
+
+@pytest.mark.parametrize(
+    "graph, message",
+    [
+        # a cycle, a missing value, and what list indexing would have taken for valid indices
+        (_graph([0], [2], [2]), "graph node 2 (tanh): reads value 2; allowed: 0 (the input) to 1 (the node before it)"),
+        (_graph([1], [1], [2]), "graph node 1 (linear): reads value 1; allowed: 0 (the input)"),
+        (_graph([0], [9], [2]), "graph node 2 (tanh): reads value 9; allowed: 0 (the input) to 1"),
+        (_graph([0], [-1], [2]), "graph node 2 (tanh): reads value -1; allowed: 0 (the input) to 1"),
+        (_graph([0], [True], [2]), "graph node 2 (tanh): reads value True; allowed"),
+        (_graph([0], [], [2]), "graph node 2 (tanh): reads no value; allowed"),
+        # an unused branch: the last linear reads the first one, so tanh leads nowhere
+        (_graph([0], [1], [1]), "graph node 2 (tanh): the output (the last node) does not depend on it"),
+        # the output is not the last node: the last linear reads the input beside the rest
+        (_graph([0], [1], [0]), "graph node 1 (linear): the output (the last node) does not depend on it"),
+    ],
+)
+def test_a_graph_record_reading_a_missing_later_or_unused_value_is_one_line(graph, message):
+    with pytest.raises(ConfigError) as e:
+        Network.from_graph(graph, loss="cross_entropy")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_graph_record_round_trips_when_every_node_leads_to_the_output():
+    graph = _graph([0], [1], [2])
+    assert Network.from_graph(graph, loss="cross_entropy").graph() == graph

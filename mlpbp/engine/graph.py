@@ -401,9 +401,12 @@ class Network:
         """ArgumentError (one line) when a module lacks the R-operator passes."""
         missing = sorted({m.kind for m in self.layers if not m.has_curvature})
         if missing:
+            # "module 'glu', 'stanh' has" read as one module named twice
+            which = (
+                f"module {missing[0]!r} has" if len(missing) == 1 else f"modules {', '.join(map(repr, missing))} have"
+            )
             raise ArgumentError(
-                f"module {', '.join(map(repr, missing))} has no R-operator passes (rforward, rbackward):"
-                " Hessian and Gauss-Newton products need them"
+                f"{which} no R-operator passes (rforward, rbackward): Hessian and Gauss-Newton products need them"
             )
 
     # ---- description ------------------------------------------------------------------------

@@ -4,6 +4,9 @@ gradient, one SGD step by hand, numerical stability, and the Hessian-vector prod
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -451,3 +454,19 @@ def test_a_graph_record_reading_a_missing_later_or_unused_value_is_one_line(grap
 def test_a_graph_record_round_trips_when_every_node_leads_to_the_output():
     graph = _graph([0], [1], [2])
     assert Network.from_graph(graph, loss="cross_entropy").graph() == graph
+
+
+def test_mlpbp_modules_holds_the_built_in_modules_before_a_user_registers_one():
+    # A fresh interpreter: the registry a user first touches, as the docs' own module does
+    code = (
+        "from mlpbp import MODULES, Module\n"
+        "print(sorted(MODULES))\n"
+        "try:\n"
+        "    MODULES.register('dropout', Module)\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    names, refusal = res.stdout.splitlines()
+    assert {"linear", "dropout", "batch_norm", "layer_norm", "add", "concat"} <= set(eval(names))
+    assert refusal == "module 'dropout' is already registered (pass replace=True to override it)"

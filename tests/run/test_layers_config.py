@@ -249,3 +249,22 @@ def test_a_model_file_whose_graph_does_not_give_its_widths_is_one_line(runner, t
     res = runner.invoke(app, ["inspect", str(tmp_path / "bad.npz")])
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "model, init, shape",
+    [
+        # model.activation's default (relu) is model.hidden's: it must not make a tanh list He-initialised
+        ({"layers": [{"linear": 8}, "tanh"]}, "glorot", "2-8-2 tanh network"),
+        ({"layers": [{"linear": 8}, "relu", {"linear": 8}, "tanh"]}, "he", "2-8-8-2 relu network"),
+        ({"layers": [{"linear": 8}]}, "glorot", "2-8-2 identity network"),
+        # set in the config, it still chooses the init
+        ({"layers": [{"linear": 8}, "tanh"], "activation": "relu"}, "he", "2-8-2 relu network"),
+    ],
+)
+def test_a_layer_list_is_initialised_and_named_by_its_own_activations(runner, tmp_path, model, init, shape):
+    res, out = _train(runner, tmp_path, model, {"epochs": 1})
+    assert res.exit_code == 0, res.output
+    saved = load_model(out / "model.npz")
+    assert (saved.net.init, saved.net.shape) == (init, shape)
+    assert saved.config["model"]["activation"] == saved.net.activation  # the saved config trains the same

@@ -457,3 +457,17 @@ def test_a_config_with_a_module_without_r_passes_says_its_hvps_were_not_checked(
     res = _cli([str(tmp_path / "c.yaml"), "--json"])
     assert json.loads(res.stdout)["settings"]["no_hvp"] == ["twice"]
     assert "no_hvp" not in gc.check_network(*_tanh_square()).settings  # a network with R-passes everywhere
+
+
+def test_a_batch_of_one_row_for_a_network_with_batch_norm_is_bad_input(tmp_path):
+    import yaml
+
+    cfg = {"seed": 0, "data": {"dataset": "moons", "n_samples": 40}, "model": {"layers": [{"linear": 4}, "batch_norm"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = _cli([str(tmp_path / "c.yaml"), "--batch", "1"])
+    # it was the engine's ValueError, reported as "unexpected ... a bug in mlpbp", exit 1
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        "error: --batch must be >= 2 for a network with batch_norm (it normalises by the batch's statistics); got 1"
+    )
+    assert _cli([str(tmp_path / "c.yaml"), "--batch", "2"]).exit_code == 0

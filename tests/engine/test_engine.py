@@ -470,3 +470,28 @@ def test_mlpbp_modules_holds_the_built_in_modules_before_a_user_registers_one():
     names, refusal = res.stdout.splitlines()
     assert {"linear", "dropout", "batch_norm", "layer_norm", "add", "concat"} <= set(eval(names))
     assert refusal == "module 'dropout' is already registered (pass replace=True to override it)"
+
+
+def test_a_module_class_registered_under_a_name_its_kind_does_not_say_is_refused(monkeypatch):
+    from mlpbp.engine.module import MODULES, Module
+    from mlpbp.engine.norm import LayerNorm
+
+    class Twice(Module):
+        kind = "twice"
+
+    class Thrice(Twice):  # a variant that kept its parent's kind: it saved as, and reloaded into, Twice
+        pass
+
+    monkeypatch.setitem(MODULES, "twice", Twice)
+    with pytest.raises(ValueError) as e:
+        MODULES.register("thrice", Thrice)
+    assert str(e.value) == (
+        "module class 'Thrice' has kind 'twice', not 'thrice': set kind = 'thrice' on it"
+        " (model files name a module by its kind)"
+    )
+    assert "thrice" not in MODULES
+    monkeypatch.setattr(Thrice, "kind", "thrice")
+    MODULES.register("thrice", Thrice)
+    monkeypatch.delitem(MODULES, "thrice")
+    MODULES.register("ln", LayerNorm)  # an alias of a class its kind names is fine
+    monkeypatch.delitem(MODULES, "ln")

@@ -39,7 +39,10 @@ _LAZY = {
     "Network": "mlpbp.engine.graph",
     "Input": "mlpbp.engine.module",
     "Module": "mlpbp.engine.module",
-    "MODULES": "mlpbp.engine.module",
+    # from mlpbp.engine.graph, which imports every built-in module: engine.module's registry is
+    # empty until they register, so `from mlpbp import MODULES` listed none, and a user module
+    # registered as "dropout" was accepted, then made the built-in's registration raise.
+    "MODULES": "mlpbp.engine.graph",
     "Add": "mlpbp.engine.combine",
     "Concat": "mlpbp.engine.combine",
     "Dropout": "mlpbp.engine.dropout",

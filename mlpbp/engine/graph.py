@@ -247,8 +247,29 @@ class Network:
         """The network ``graph()`` describes (fresh weights: set them with ``set_flat``)."""
         values = [Input(int(graph["inputs"]))]
         for i, node in enumerate(graph["nodes"], start=1):
-            m = make_module(node["module"], node.get("options") or {}, f"graph node {i}")
-            values.append(m(*[values[j] for j in node["inputs"]]))
+            path = f"graph node {i}"
+            m = make_module(node["module"], node.get("options") or {}, path)
+            # A node reads the input (0) or an earlier node: that is what keeps the graph acyclic.
+            # Checked here, not left to list indexing, which takes -1 (the last value) and True
+            # (1) for valid indices, and says "list index out of range" for a cycle.
+            srcs = node["inputs"]
+            bad = [j for j in srcs if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < i]
+            if bad or not srcs:
+                allowed = "0 (the input)" if i == 1 else f"0 (the input) to {i - 1} (the node before it)"
+                got = f"reads value {bad[0]!r}" if bad else "reads no value"
+                raise ConfigError(f"{path} ({node['module']}): {got}; allowed: {allowed}")
+            values.append(_call(m, [values[j] for j in srcs], path, node["module"]))
+        # Network keeps only what the output (the last node) depends on: a node nothing of it
+        # reads would be dropped unseen, its parameters with it (and a last node that is not the
+        # real output leaves that out).
+        reached = {id(n) for n in graph_nodes(values[-1])}
+        unused = [i for i, v in enumerate(values[1:], start=1) if id(v) not in reached]
+        if unused:
+            i = unused[0]
+            raise ConfigError(
+                f"graph node {i} ({graph['nodes'][i - 1]['module']}): the output (the last node) does not"
+                " depend on it; every node must lead to the output"
+            )
         return cls(values[0], values[-1], **settings)
 
     def settings(self) -> dict[str, Any]:
@@ -380,9 +401,12 @@ class Network:
         """ArgumentError (one line) when a module lacks the R-operator passes."""
         missing = sorted({m.kind for m in self.layers if not m.has_curvature})
         if missing:
+            # "module 'glu', 'stanh' has" read as one module named twice
+            which = (
+                f"module {missing[0]!r} has" if len(missing) == 1 else f"modules {', '.join(map(repr, missing))} have"
+            )
             raise ArgumentError(
-                f"module {', '.join(map(repr, missing))} has no R-operator passes (rforward, rbackward):"
-                " Hessian and Gauss-Newton products need them"
+                f"{which} no R-operator passes (rforward, rbackward): Hessian and Gauss-Newton products need them"
             )
 
     # ---- description ------------------------------------------------------------------------

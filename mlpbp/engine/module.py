@@ -211,7 +211,26 @@ class Module:
         return buf
 
 
-MODULES: Registry[type] = Registry("module")
+class _ModuleRegistry(Registry[type]):
+    """``MODULES``: a class goes in only where its ``kind`` names it. Model files store a module
+    by its kind and load the class registered under that name, so a variant registered as
+    "glu_tanh" but left with its parent's kind "glu" saved as, and reloaded into, the parent
+    (another function, no error)."""
+
+    def register(self, name: str, obj: type | None = None, *, replace: bool = False):
+        if obj is None:
+            return lambda o: self.register(name, o, replace=replace)
+        if isinstance(name, str) and name and (name not in self or replace):
+            kind = getattr(obj, "kind", None)
+            if kind != name and self.get(kind) is not obj:  # an alias of a kind registered to it is fine
+                raise ValueError(
+                    f"module class {getattr(obj, '__name__', obj)!r} has kind {kind!r}, not {name!r}: set"
+                    f" kind = {name!r} on it (model files name a module by its kind)"
+                )
+        return super().register(name, obj, replace=replace)
+
+
+MODULES: Registry[type] = _ModuleRegistry("module")
 
 
 def check_option(kind: str, name: str, value, types: tuple[type, ...], what: str):

@@ -392,6 +392,14 @@ def _network(path, bad, meta, arrays, widths, activation, loss, dtype, task, ver
         net = MLP(widths, activation, loss, dtype=dtype, task=task)
     else:
         net = _graph_network(path, bad, meta, arrays, loss, dtype, task, activation)
+        # _check_meta held the classes and features to widths; the graph must give those widths,
+        # else a parameter-free last node (select, say) would predict over too few classes.
+        if (net.n_inputs, net.n_outputs) != (widths[0], widths[-1]):
+            raise _invalid(
+                path,
+                f"its graph of modules maps {net.n_inputs} inputs to {net.n_outputs} outputs, but widths"
+                f" {widths} say {widths[0]} to {widths[-1]}",
+            )
     needs = "the graph of modules needs"
     for name, p in net.params.items():
         _check_array(path, "parameter", name, arrays.get(f"param.{name}"), p.shape, dt, needs)

@@ -1020,7 +1020,13 @@ def build_model(
             "config error at train.batch_size: batch_norm in training needs at least 2 rows per batch; got 1",
             argument="train.batch_size",
         )
-    return Network(x, out, default_loss(cfg, task), activation=cfg.model.activation, **settings)
+    # model.activation (default relu) is what model.hidden puts after each linear; a layer list
+    # names its own activations, so unless the config sets it the graph's first one picks the
+    # init and names the network: the default made a tanh list a He-initialised "relu network".
+    activation = (
+        cfg.model.activation if cfg.model.layers is None or "activation" in cfg.model.model_fields_set else None
+    )
+    return Network(x, out, default_loss(cfg, task), activation=activation, **settings)
 
 
 def _nodes(out):

@@ -140,6 +140,8 @@ class Trainer:
         )
         # the saved config (and `mlpbp inspect`) shows the loss and init the network resolved
         cfg.model.loss, cfg.model.init = self.net.loss_name, self.net.init
+        if cfg.model.layers is not None:  # with a layer list, the activation it resolved (build_model)
+            cfg.model.activation = self.net.activation
         for p in self.net.params.values():  # every rank starts from rank 0's parameters
             comm.bcast_(p)
         self.sync = GradientSync(self.net, comm)

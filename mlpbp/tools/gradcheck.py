@@ -47,6 +47,7 @@ from mlpbp.engine.layers import Layer
 from mlpbp.engine.losses import LOSSES
 from mlpbp.engine.memory import describe_widths, gradcheck_bytes, n_params, network_bytes, require
 from mlpbp.engine.network import MLP
+from mlpbp.engine.norm import BatchNorm
 from mlpbp.errors import ArgumentError
 from mlpbp.tools.gradcheck_defaults import (  # noqa: F401  (re-exported: the API's defaults)
     DEFAULT_ATOL,
@@ -575,6 +576,8 @@ def check_network(
         "mode": "train" if net.training else "eval",
         **({"weighted": True} if sample_weight is not None else {}),
     }
+    if not net.curvature_ready:  # say so: "All 9 checks passed" read as if the HVPs were among them
+        settings["no_hvp"] = sorted({m.kind for m in net.layers if not m.has_curvature})
     return GradcheckReport(checks, settings)
 
 
@@ -681,6 +684,13 @@ def check_config(
     if batch < 1:
         raise ArgumentError(f"batch must be >= 1; got {batch}", argument="batch")
     net, X, y, w = network_for_config(cfg, batch, seed, weights=True)
+    if len(X) < 2 and any(isinstance(m, BatchNorm) for m in net.layers):
+        # the training-mode check normalises by the batch: one row is the engine's ValueError,
+        # which the CLI reported as a bug in mlpbp
+        raise ArgumentError(
+            f"batch must be >= 2 for a network with batch_norm (it normalises by the batch's statistics); got {len(X)}",
+            argument="batch",
+        )
     return check_modes(net, X, y, eps, rtol, atol, samples, seed, sample_weight=w)
 
 

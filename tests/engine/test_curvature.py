@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mlpbp
 from mlpbp import MLP, SGD
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.curvature import Curvature, dense_limit, extreme_eigenvalues, hutchinson, spectral_density
@@ -248,3 +249,49 @@ def test_density_integrates_to_one_and_its_mean_is_trace_over_n(activation, loss
         assert np.trapezoid(d.grid * d.values, d.grid) == pytest.approx(d.mean, rel=1e-4, abs=1e-9)
         assert d.mean == pytest.approx(exact_mean, rel=0.05)
         assert d.products == 20 + 10 * 30
+
+
+class _ScaledTanh(mlpbp.Module):
+    """y = 2 tanh(u), with forward and backward only (no R-passes)."""
+
+    kind = "scaled_tanh"
+
+    def forward(self, u):
+        self.t = np.tanh(u)
+        return 2 * self.t
+
+    def backward(self, g, *, need_input_grad=True, need_param_grad=True):
+        return 2 * g * (1 - self.t**2) if need_input_grad else None
+
+
+class _ScaledSin(_ScaledTanh):
+    kind = "scaled_sin"
+
+
+def test_a_module_without_r_passes_trains_and_checks_but_curvature_refuses_it_in_one_line(monkeypatch):
+    from mlpbp.engine.graph import Network
+    from mlpbp.errors import ArgumentError
+    from mlpbp.tools.gradcheck import check_network
+
+    monkeypatch.setitem(mlpbp.MODULES, "scaled_tanh", _ScaledTanh)  # gradcheck copies the net by its graph
+    x = mlpbp.Input(3)
+    net = Network(x, mlpbp.Linear(2)(_ScaledTanh()(mlpbp.Linear(4)(x))), loss="cross_entropy", seed=0)
+    X, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
+    before = net.loss(X, y)
+    for _ in range(20):
+        net.train_step(X, y, SGD(net.params, learning_rate=0.1))
+    assert net.loss(X, y) < before
+    report = check_network(net, X, y)
+    assert report.ok and not [c for c in report.checks if c.kind == "hvp"]
+    v = {k: np.ones_like(p) for k, p in net.params.items()}
+    for product in (net.hvp, net.gnvp):
+        with pytest.raises(ArgumentError) as e:
+            product(X, y, v)
+        assert str(e.value) == (
+            "module 'scaled_tanh' has no R-operator passes (rforward, rbackward):"
+            " Hessian and Gauss-Newton products need them"
+        )
+    x = mlpbp.Input(3)
+    two = Network(x, mlpbp.Linear(2)(_ScaledSin()(_ScaledTanh()(x))), loss="cross_entropy")
+    with pytest.raises(ArgumentError, match="^modules 'scaled_sin', 'scaled_tanh' have no R-operator passes"):
+        two.hvp(X, y, {k: np.ones_like(p) for k, p in two.params.items()})

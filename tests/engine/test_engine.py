@@ -4,14 +4,19 @@ gradient, one SGD step by hand, numerical stability, and the Hessian-vector prod
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from mlpbp.engine.activations import ACTIVATIONS, LEAKY_SLOPE
+from mlpbp.engine.graph import Network
 from mlpbp.engine.layers import Activation, Linear
 from mlpbp.engine.losses import LOSSES, CrossEntropyLoss, get_loss
 from mlpbp.engine.network import MLP
 from mlpbp.engine.optim import SGD
+from mlpbp.errors import ConfigError
 
 EPS = 1e-6
 RNG_SEED = 1234
@@ -416,3 +421,77 @@ def test_batch_norm_keeps_its_precision_for_features_far_from_zero(dtype, off_ce
     got = {"y": y, "dx": dx, "dgamma": m.grads["gamma"], "running_var": m.running_var}
     for k, want in expected.items():
         assert np.max(np.abs(got[k] - want)) <= tol * np.max(np.abs(want)), k
+
+
+def _graph(*inputs):
+    """linear 5 → tanh → linear 2 with the given input lists (a model file's graph record)."""
+    kinds = [("linear", {"width": 5}), ("tanh", {}), ("linear", {"width": 2})]
+    return {"inputs": 3, "nodes": [{"module": k, "options": o, "inputs": i} for (k, o), i in zip(kinds, inputs)]}
+
+
+@pytest.mark.parametrize(
+    "graph, message",
+    [
+        # a cycle, a missing value, and what list indexing would have taken for valid indices
+        (_graph([0], [2], [2]), "graph node 2 (tanh): reads value 2; allowed: 0 (the input) to 1 (the node before it)"),
+        (_graph([1], [1], [2]), "graph node 1 (linear): reads value 1; allowed: 0 (the input)"),
+        (_graph([0], [9], [2]), "graph node 2 (tanh): reads value 9; allowed: 0 (the input) to 1"),
+        (_graph([0], [-1], [2]), "graph node 2 (tanh): reads value -1; allowed: 0 (the input) to 1"),
+        (_graph([0], [True], [2]), "graph node 2 (tanh): reads value True; allowed"),
+        (_graph([0], [], [2]), "graph node 2 (tanh): reads no value; allowed"),
+        # an unused branch: the last linear reads the first one, so tanh leads nowhere
+        (_graph([0], [1], [1]), "graph node 2 (tanh): the output (the last node) does not depend on it"),
+        # the output is not the last node: the last linear reads the input beside the rest
+        (_graph([0], [1], [0]), "graph node 1 (linear): the output (the last node) does not depend on it"),
+    ],
+)
+def test_a_graph_record_reading_a_missing_later_or_unused_value_is_one_line(graph, message):
+    with pytest.raises(ConfigError) as e:
+        Network.from_graph(graph, loss="cross_entropy")
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_graph_record_round_trips_when_every_node_leads_to_the_output():
+    graph = _graph([0], [1], [2])
+    assert Network.from_graph(graph, loss="cross_entropy").graph() == graph
+
+
+def test_mlpbp_modules_holds_the_built_in_modules_before_a_user_registers_one():
+    # A fresh interpreter: the registry a user first touches, as the docs' own module does
+    code = (
+        "from mlpbp import MODULES, Module\n"
+        "print(sorted(MODULES))\n"
+        "try:\n"
+        "    MODULES.register('dropout', Module)\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    names, refusal = res.stdout.splitlines()
+    assert {"linear", "dropout", "batch_norm", "layer_norm", "add", "concat"} <= set(eval(names))
+    assert refusal == "module 'dropout' is already registered (pass replace=True to override it)"
+
+
+def test_a_module_class_registered_under_a_name_its_kind_does_not_say_is_refused(monkeypatch):
+    from mlpbp.engine.module import MODULES, Module
+    from mlpbp.engine.norm import LayerNorm
+
+    class Twice(Module):
+        kind = "twice"
+
+    class Thrice(Twice):  # a variant that kept its parent's kind: it saved as, and reloaded into, Twice
+        pass
+
+    monkeypatch.setitem(MODULES, "twice", Twice)
+    with pytest.raises(ValueError) as e:
+        MODULES.register("thrice", Thrice)
+    assert str(e.value) == (
+        "module class 'Thrice' has kind 'twice', not 'thrice': set kind = 'thrice' on it"
+        " (model files name a module by its kind)"
+    )
+    assert "thrice" not in MODULES
+    monkeypatch.setattr(Thrice, "kind", "thrice")
+    MODULES.register("thrice", Thrice)
+    monkeypatch.delitem(MODULES, "thrice")
+    MODULES.register("ln", LayerNorm)  # an alias of a class its kind names is fine
+    monkeypatch.delitem(MODULES, "ln")

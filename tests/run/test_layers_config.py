@@ -207,3 +207,64 @@ def test_a_checkpoint_from_before_best_buffers_still_loads_its_best_weights(tmp_
     save_checkpoint(tmp_path / "d.npz", TrainState(rng_state=np.random.PCG64(0).state), net.params, {}, best)
     _, kept = load_checkpoint(tmp_path / "d.npz", net.params, {}, net.buffers)
     assert np.array_equal(kept["buffer.running_var1"], net.buffers["running_var1"] + 2)
+
+
+def _with_graph_nodes(src, dst, edit) -> None:
+    """Copy the model file ``src`` to ``dst`` with ``edit`` applied to its graph's node list."""
+    import json
+
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta["graph"]["nodes"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(dst, **arrays)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # a parameter-free last node narrowing the output: it would predict over 2 of 3 classes
+        (
+            lambda nodes: nodes.append({"module": "select", "options": {"columns": [0, 1]}, "inputs": [len(nodes)]}),
+            "invalid model file: its graph of modules maps 4 inputs to 2 outputs, but widths [4, 8, 3] say 4 to 3",
+        ),
+        (
+            lambda nodes: nodes[1].update(inputs=[5]),
+            "(its graph of modules does not build: graph node 2 (tanh): reads value 5; allowed: 0 (the input) to 1",
+        ),
+    ],
+)
+def test_a_model_file_whose_graph_does_not_give_its_widths_is_one_line(runner, tmp_path, edit, message):
+    cfg = {
+        "seed": 0,
+        "data": {"dataset": "iris", "target": "species"},
+        "model": {"layers": [{"linear": 8}, "tanh"]},
+        "train": {"epochs": 1},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.output
+    _with_graph_nodes(tmp_path / "run" / "model.npz", tmp_path / "bad.npz", edit)
+    res = runner.invoke(app, ["inspect", str(tmp_path / "bad.npz")])
+    assert res.exit_code == 2 and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "model, init, shape",
+    [
+        # model.activation's default (relu) is model.hidden's: it must not make a tanh list He-initialised
+        ({"layers": [{"linear": 8}, "tanh"]}, "glorot", "2-8-2 tanh network"),
+        ({"layers": [{"linear": 8}, "relu", {"linear": 8}, "tanh"]}, "he", "2-8-8-2 relu network"),
+        ({"layers": [{"linear": 8}]}, "glorot", "2-8-2 identity network"),
+        # set in the config, it still chooses the init
+        ({"layers": [{"linear": 8}, "tanh"], "activation": "relu"}, "he", "2-8-2 relu network"),
+    ],
+)
+def test_a_layer_list_is_initialised_and_named_by_its_own_activations(runner, tmp_path, model, init, shape):
+    res, out = _train(runner, tmp_path, model, {"epochs": 1})
+    assert res.exit_code == 0, res.output
+    saved = load_model(out / "model.npz")
+    assert (saved.net.init, saved.net.shape) == (init, shape)
+    assert saved.config["model"]["activation"] == saved.net.activation  # the saved config trains the same

@@ -431,3 +431,43 @@ def test_a_bug_in_evaluation_mode_alone_fails_its_checks_alone(monkeypatch, tmp_
     assert all(c["mode"] == "eval" for c in checks if not c["ok"])
     text = _cli([str(cfg)]).stdout
     assert "FAIL evaluation mode: parameter W1 of layer 1 Linear 2->5" in text
+
+
+def test_a_config_with_a_module_without_r_passes_says_its_hvps_were_not_checked(tmp_path, monkeypatch):
+    import yaml
+
+    from mlpbp import MODULES, Module
+
+    class Twice(Module):  # y = 2u: forward and backward only
+        kind = "twice"
+
+        def forward(self, u):
+            return 2 * u
+
+        def backward(self, g, *, need_input_grad=True, need_param_grad=True):
+            return 2 * g if need_input_grad else None
+
+    monkeypatch.setitem(MODULES, "twice", Twice)
+    cfg = {"seed": 0, "data": {"dataset": "moons", "n_samples": 40}, "model": {"layers": [{"linear": 4}, "twice"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = _cli([str(tmp_path / "c.yaml")])
+    assert res.exit_code == 0, res.output
+    # "All 6 checks passed" alone read as if Hessian-vector products were among them
+    assert "No Hessian-vector product checks: no R-operator passes (rforward, rbackward) in 'twice'." in res.stdout
+    res = _cli([str(tmp_path / "c.yaml"), "--json"])
+    assert json.loads(res.stdout)["settings"]["no_hvp"] == ["twice"]
+    assert "no_hvp" not in gc.check_network(*_tanh_square()).settings  # a network with R-passes everywhere
+
+
+def test_a_batch_of_one_row_for_a_network_with_batch_norm_is_bad_input(tmp_path):
+    import yaml
+
+    cfg = {"seed": 0, "data": {"dataset": "moons", "n_samples": 40}, "model": {"layers": [{"linear": 4}, "batch_norm"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = _cli([str(tmp_path / "c.yaml"), "--batch", "1"])
+    # it was the engine's ValueError, reported as "unexpected ... a bug in mlpbp", exit 1
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        "error: --batch must be >= 2 for a network with batch_norm (it normalises by the batch's statistics); got 1"
+    )
+    assert _cli([str(tmp_path / "c.yaml"), "--batch", "2"]).exit_code == 0

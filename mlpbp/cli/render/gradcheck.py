@@ -83,6 +83,13 @@ def gradcheck_report(out: Console, report, title: str, grouped: bool, seconds: f
             f" ({escape(', '.join(report.settings.get('eval_changes', [])))}).[/]",
             soft_wrap=True,
         )
+    no_hvp = report.settings.get("no_hvp")
+    if no_hvp:
+        out.print(
+            "[dim]No Hessian-vector product checks: no R-operator passes (rforward, rbackward) in"
+            f" {escape(', '.join(map(repr, no_hvp)))}.[/]",
+            soft_wrap=True,
+        )
     n, bad = len(report.checks), len(report.failures)
     if bad:
         out.print(f"[bold red]{bad} of {n} checks FAILED[/] ({seconds:.2f} s)", soft_wrap=True)

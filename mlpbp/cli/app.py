@@ -199,12 +199,33 @@ def report(e: BaseException, flags: dict[str, str] | None = None) -> int:
         # Out of memory outside any estimate: loading the libraries themselves (ulimit -v).
         _print_error(f"not enough memory to go on ({type(e).__name__}{': ' + detail if detail else ''}){_limit()}")
         return 2
-    _print_error(f"unexpected {type(e).__name__}{': ' + detail if detail else ''}; {BUG_HINT}")
+    where = _user_module_frame(e)
+    if where:  # a module a user wrote and registered raised it: not mlpbp's bug to report
+        kind, place = where
+        _print_error(
+            f"unexpected {type(e).__name__}{': ' + detail if detail else ''} in module {kind!r} ({place}),"
+            " registered from outside mlpbp; MLPBP_DEBUG=1 shows the traceback"
+        )
+    else:
+        _print_error(f"unexpected {type(e).__name__}{': ' + detail if detail else ''}; {BUG_HINT}")
     if "mpi4py" in sys.modules:  # (importing it now could itself fail)
         from mlpbp.run.distributed import abort_job
 
         abort_job(1)  # a bug on one MPI rank: end the job rather than leave the others waiting
     return 1
+
+
+def _user_module_frame(e: BaseException) -> tuple[str, str] | None:
+    """(kind, file:line) of the innermost traceback frame running a method of a graph module
+    whose class lives outside mlpbp (``MODULES.register`` from a user's script), else None."""
+    module = sys.modules.get("mlpbp.engine.module")  # no graph was built if it was never imported
+    found, tb = None, e.__traceback__
+    while module is not None and tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, module.Module) and not type(obj).__module__.startswith("mlpbp."):
+            found = (obj.kind, f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    return found
 
 
 # What NumPy, SciPy, pyarrow and pydantic map once loaded (VmSize, measured ~480 MB with their

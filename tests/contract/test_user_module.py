@@ -156,3 +156,28 @@ def test_a_model_file_naming_an_unregistered_module_is_one_line(runner, tmp_path
     assert res.exit_code == 2
     assert "uses module 'glu', which is not registered in mlpbp.MODULES" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+class BrokenGLU(GLU):
+    """A user's mistake inside forward: the error is the module's, not a bug in mlpbp."""
+
+    kind = "broken_glu"
+
+    def forward(self, u):
+        return u @ self.params["W"]  # (n, d) @ (k, d): the transpose forgotten
+
+
+def test_an_error_in_a_registered_modules_code_names_the_module_not_mlpbp(runner, tmp_path, monkeypatch):
+    monkeypatch.setitem(MODULES, "broken_glu", BrokenGLU)
+    monkeypatch.delenv("MLPBP_DEBUG", raising=False)
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg["model"]["layers"] = [{"broken_glu": 5}, "tanh"]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "-q"])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.stderr
+    line = " ".join(lines[0].split())
+    assert line.startswith("error: unexpected ValueError: matmul: Input operand 1 has a mismatch")
+    assert f"in module 'broken_glu' ({__file__}:" in line and "registered from outside mlpbp" in line
+    assert "a bug in mlpbp" not in line

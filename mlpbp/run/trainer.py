@@ -20,7 +20,8 @@ from mlpbp.engine.curvature import Curvature, extreme_eigenvalues
 from mlpbp.engine.norm import BatchNorm
 from mlpbp.engine.optim import Optimizer, build_optimizer
 from mlpbp.engine.schedules import learning_rate_at
-from mlpbp.errors import ConfigError, Interrupted, TrainingError
+from mlpbp.engine.second_order import NewtonCG
+from mlpbp.errors import ArgumentError, ConfigError, Interrupted, TrainingError
 from mlpbp.io import write_text
 from mlpbp.run.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from mlpbp.run.config import Config, config_to_dict
@@ -153,6 +154,7 @@ class Trainer:
         self.threads: ThreadChoice | None = None
         self.first_order = isinstance(self.opt, Optimizer)
         self._check_batch_statistics()
+        self._check_curvature()
         self.sharpness_sample = None
         if cfg.train.sharpness_every is not None:
             if self.data.train[0].shape[0] == 0:
@@ -175,6 +177,20 @@ class Trainer:
                 " batch of each epoch; choose another batch size",
                 argument="train.batch_size",
             )
+
+    def _check_curvature(self) -> None:
+        """newton_cg and train.sharpness_every need R-passes from every module: refused here,
+        before the run's header and folder, not at the first product."""
+        if isinstance(self.opt, NewtonCG):
+            key, why = "train.optimizer", "newton_cg steps by them"
+        elif self.cfg.train.sharpness_every is not None:
+            key, why = "train.sharpness_every", "the sharpness is the Hessian's top eigenvalue, found by them"
+        else:
+            return
+        try:
+            self.net.require_curvature()
+        except ArgumentError as e:
+            raise ConfigError(f"config error at {key}: {e}; {why}") from None
 
     def _training_sample(self) -> tuple[np.ndarray, np.ndarray]:
         """A fixed seeded sample of train.sharpness_rows training rows (sharpness, gradient histograms)."""

@@ -220,6 +220,18 @@ def _first_unparsed(arr, formats) -> tuple[int, str]:
     return i, arr[i].as_py() if isinstance(arr, pa.Array) else arr.take([i])[0].as_py()
 
 
+def _first_not_iso(arr) -> tuple[int, str]:
+    """The first cell that is not an ISO-8601 date or timestamp (the cells a model with no stored
+    format reads), for a message that names it: not the first cell of another recognised format."""
+    for i, v in enumerate(pc.utf8_trim_whitespace(arr).to_pylist()):
+        if v is not None:
+            try:
+                pc.cast(pa.array([v]), pa.timestamp("s"))
+            except pa.ArrowInvalid:
+                return i, arr[i].as_py() if isinstance(arr, pa.Array) else arr.take([i])[0].as_py()
+    return 0, arr[0].as_py() if isinstance(arr, pa.Array) else arr.take([0])[0].as_py()
+
+
 def _bad_time(source: str, first_row: RowNumbers, name: str, bad: tuple[int, str], fmt: str | None) -> DataError:
     i, value = bad
     at = f"{source + ': ' if source else ''}row {row_number(first_row, i)}, column '{name}'"
@@ -261,7 +273,18 @@ def seconds(arr, name: str, kind: str, fmt: str | None, first_row: RowNumbers = 
             try:
                 parsed = pc.cast(trimmed, pa.timestamp("s"))
             except pa.ArrowInvalid:
-                raise _bad_time(source, first_row, name, _first_unparsed(arr, RECOGNISED), None) from None
+                if kind != "time":
+                    raise _bad_time(source, first_row, name, _first_not_iso(arr), None) from None
+                # A model stores no format for a time column the CSV reader typed itself (13:45:00);
+                # the same times as text (a Parquet string column, or a CSV where one cell is
+                # '1:45 PM' and the reader no longer types the column) are each read by the first
+                # time-of-day format that reads the cell: they are unambiguous.
+                parsed = None
+                for f in TIME_FORMATS:
+                    one = pc.strptime(trimmed, format=f, unit="s", error_is_null=True)
+                    parsed = one if parsed is None else pc.coalesce(parsed, one)
+                if parsed.null_count != trimmed.null_count:
+                    raise _bad_time(source, first_row, name, _first_unparsed(arr, TIME_FORMATS), None) from None
         else:
             parsed = pc.strptime(trimmed, format=fmt, unit="s", error_is_null=True)
             if parsed.null_count != trimmed.null_count:

@@ -39,6 +39,11 @@ def _first_bad(arr: pa.ChunkedArray | pa.Array, ok) -> tuple[int, object]:
 def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumbers = 0, source: str = "") -> np.ndarray:
     """A column as float64, missing cells as NaN; dates as days since 1970-01-01."""
     t = arr.type
+    if pa.types.is_null(t):
+        # Every cell missing: the reader types such a column null. For a date column this is a
+        # prediction file whose rows all lack the date (one request of one row, often): missing
+        # cells, which imputation fills or data.missing refuses, never a type error.
+        return np.full(len(arr), np.nan)
     if kind == "date" or pa.types.is_date(t) or pa.types.is_timestamp(t):
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             try:
@@ -55,8 +60,6 @@ def numeric_values(arr, column: str, kind: str = "numeric", first_row: RowNumber
             days = pc.cast(pc.cast(arr, pa.timestamp(t.unit)), pa.int64())
             return to_numpy(pc.cast(days, pa.float64())) / _DAY[t.unit]
         raise DataError(f"{at(source)}column '{column}' of type {t} cannot be read as dates")
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         try:
             arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.float64())

@@ -115,15 +115,39 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
     else:
         h = _graph_nodes(net, "h0", const, nodes, helper)
     outputs = []
+    # A model that does not impute scores no row with a missing cell (predict leaves its cells
+    # empty under drop_rows, refuses it under error); its graph would give such a row NaN
+    # outputs but a label (ArgMax of NaN: the first class), and a row whose missing cell is a
+    # category a real prediction. So those rows get the label "" and NaN outputs.
+    holes = _missing_rows(model, inputs, const, nodes)
+
+    def unless_missing(value: str, out: str, fill) -> str:
+        if holes is None:
+            return value
+        mask = holes
+        if fill.dtype == object:  # the label, [N]
+            nodes.append(
+                helper.make_node(
+                    "Squeeze", [holes, const("row_missing_axis", np.array([1], np.int64))], ["row_missing_n"]
+                )
+            )
+            mask = "row_missing_n"
+        nodes.append(helper.make_node("Where", [mask, const(f"{out}_missing", fill), value], [out]))
+        return out
+
     if model.task == "classification":
         nodes.append(helper.make_node("ArgMax", [h], ["class_index"], axis=1, keepdims=0))
         classes = np.array(model.classes, dtype=object)
         labels = helper.make_tensor("classes", TensorProto.STRING, [len(classes)], [c.encode() for c in classes])
         inits.append(labels)
-        nodes.append(helper.make_node("Gather", ["classes", "class_index"], ["label"], axis=0))
+        label = "label" if holes is None else "class_label"
+        nodes.append(helper.make_node("Gather", ["classes", "class_index"], [label], axis=0))
+        unless_missing(label, "label", np.array([""], dtype=object))
         outputs.append(helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]))
         if net.loss_name == "cross_entropy":
-            nodes.append(helper.make_node("Softmax", [h], ["probabilities"], axis=1))
+            p = "probabilities" if holes is None else "class_probabilities"
+            nodes.append(helper.make_node("Softmax", [h], [p], axis=1))
+            unless_missing(p, "probabilities", np.array([np.nan], f32))
             outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(classes)]))
     else:
         transforms = getattr(model.y_scaler, "transforms", None)
@@ -155,6 +179,10 @@ def to_onnx(model: TrainedModel, name: str = "mlpbp"):
             )
         else:
             nodes.append(helper.make_node("Identity", [h], ["prediction"]))
+        if holes is not None:  # the node that wrote the prediction writes it for unless_missing
+            node = next(n for n in nodes if "prediction" in n.output)
+            node.output[list(node.output).index("prediction")] = "raw_prediction"
+            unless_missing("raw_prediction", "prediction", np.array([np.nan], f32))
         outputs.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["N", net.widths[-1]]))
     inner = {o for node in nodes for o in node.output} | {t.name for t in inits}
     clash = [i.name for i in inputs if i.name in inner]
@@ -286,12 +314,8 @@ def _cell_patterns(col, pre) -> tuple[list[str], list[str], str | None]:
     boolean = bool(values) and not numeric and set(values) <= set(_BOOLEANS)
     patterns = [_SPACES + _spellings(w, numeric, boolean) + _SPACES for w in words]
     if pre.missing == "impute" and MISSING_CATEGORY in col.categories:
-        if pre._tokens is None:
-            holes = [t for t in NA_VALUES if t not in words]
-            patterns += [_literal(t) for t in holes]
-        else:
-            holes = [t for t in ["", *sorted(pre._tokens - {""})] if t not in words]
-            patterns += [_SPACES + _literal(t) + _SPACES for t in holes]
+        holes, hole_patterns = _hole_patterns(pre, words)
+        patterns += hole_patterns
         words = words + holes
     note = None
     if numeric or boolean:
@@ -302,6 +326,43 @@ def _cell_patterns(col, pre) -> tuple[list[str], list[str], str | None]:
             f" that spells one ({shown}) as that category, predict only when every cell of the column is one"
         )
     return words, patterns, note
+
+
+def _hole_patterns(pre, words: list[str]) -> tuple[list[str], list[str]]:
+    """The cells the reader makes missing in a categorical column (none of its ``words``) and
+    their RE2 patterns: stripped, for a model with data.na_values; as written, pyarrow's own
+    list, for one from before."""
+    if pre._tokens is None:
+        holes = [t for t in NA_VALUES if t not in words]
+        return holes, [_literal(t) for t in holes]
+    holes = [t for t in ["", *sorted(pre._tokens - {""})] if t not in words]
+    return holes, [_SPACES + _literal(t) + _SPACES for t in holes]
+
+
+def _missing_rows(model: TrainedModel, inputs, const, nodes) -> str | None:
+    """For a model that does not impute (data.missing: drop_rows or error), a bool [N, 1] value
+    true in the rows with a missing cell, which predict leaves empty or refuses: NaN in a number,
+    date or time, a missing-value token in a category. None for a model that imputes."""
+    from onnx import helper
+
+    pre = model.x_scaler
+    if pre.missing == "impute":
+        return None
+    flags = []
+    for j, (col, i) in enumerate(zip(pre.columns, inputs)):
+        if col.kind == "categorical":
+            _, patterns = _hole_patterns(pre, col.categories + col.rare)
+            pattern = "|".join(f"(?:{p})" for p in patterns)
+            nodes.append(helper.make_node("RegexFullMatch", [i.name], [f"c{j}_hole"], pattern=pattern))
+        else:
+            nodes.append(helper.make_node("IsNaN", [i.name], [f"c{j}_hole"]))
+        flags.append(f"c{j}_hole")
+    out = flags[0]
+    for k, flag in enumerate(flags[1:], start=1):
+        nodes.append(helper.make_node("Or", [out, flag], [f"row_missing{k}"]))
+        out = f"row_missing{k}"
+    nodes.append(helper.make_node("Identity", [out], ["row_missing"]))
+    return "row_missing"
 
 
 def _encode_inputs(model: TrainedModel, const, nodes, notes: list[str]) -> tuple[list, list[str]]:

@@ -81,3 +81,36 @@ def test_onnx_of_every_table_step_matches_predict(tmp_path, target, extra):
         assert list(got["label"]) == [model.classes[k] for k in want.argmax(axis=1)]
     else:
         np.testing.assert_allclose(got["prediction"], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["label", "y"])
+def test_onnx_of_a_drop_rows_model_leaves_the_rows_predict_leaves_empty(tmp_path, target):
+    # Under data.missing: drop_rows predict writes empty cells for a row with a missing cell; the
+    # graph gave such a row a label (ArgMax of NaN outputs: the first class), and a row whose
+    # missing cell is a category a whole prediction. It now gives "" and NaN there.
+    _table(tmp_path / "t.csv")
+    drop = ["y" if target == "label" else "label"]
+    data = {"path": "t.csv", "target": target, "drop": drop, "missing": "drop_rows"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": data, "train": {"epochs": 3}}))
+    model = train(load_config(tmp_path / "c.yaml"), tmp_path / "run").model
+    rows = _table(tmp_path / "new.csv", n=40, seed=1)
+    lines = rows.read_text().splitlines()
+    for i in (3, 7):  # an empty category cell, and a missing-value token in one
+        cells = lines[i].split(",")
+        cells[3] = "" if i == 3 else "NA"
+        lines[i] = ",".join(cells)
+    rows.write_text("\n".join(lines) + "\n")
+    table = pacsv.read_csv(rows)
+    want, scored = model.predict_rows(table)
+    assert list(np.flatnonzero(~scored)) == [0, 2, 6, 13, 26, 39]  # 0, 13, 26, 39 lack an amount
+    session = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, _feeds(session, table))))
+    if target == "label":
+        o = np.where(scored[:, None], want, 0.0)
+        p = np.exp(o - o.max(axis=1, keepdims=True))
+        p = np.where(scored[:, None], p / p.sum(axis=1, keepdims=True), np.nan)
+        np.testing.assert_allclose(got["probabilities"], p, atol=1e-4)
+        labels = [model.classes[k] if ok else "" for k, ok in zip(o.argmax(axis=1), scored)]
+        assert list(got["label"]) == labels
+    else:
+        np.testing.assert_allclose(got["prediction"], want, rtol=1e-4, atol=1e-4)  # NaN where want is NaN

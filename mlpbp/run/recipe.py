@@ -96,6 +96,8 @@ def apply_recipe(cfg: Config, n_rows: int, n_inputs: int) -> Recipe:
     values = choose(n_rows, n_inputs, validation=cfg.data.validation_fraction > 0)
     if user & tuned:
         values = {"model.hidden": values["model.hidden"]}
+    if m.layers is not None:  # the layer list is the network: a width chosen beside it sizes nothing
+        values.pop("model.hidden")
     chosen = {}
     for key, value in values.items():
         section, name = key.split(".")

@@ -36,7 +36,10 @@ def test_the_recipe_adds_no_dropout_and_keeps_the_configs_own(tmp_path):
     cfg = _cfg(tmp_path, model={"dropout": 0.3})
     assert "model.dropout" not in apply_recipe(cfg, 500, 8).chosen and cfg.model.dropout == 0.3
     cfg = _cfg(tmp_path, model={"layers": [{"linear": 8}, "relu"]})
-    assert "model.dropout" not in apply_recipe(cfg, 500, 8).chosen and cfg.model.dropout == 0.0
+    recipe = apply_recipe(cfg, 500, 8)
+    assert "model.dropout" not in recipe.chosen and cfg.model.dropout == 0.0
+    # the layer list is the network: the recipe's line named a width it did not use
+    assert "model.hidden" not in recipe.chosen and "hidden" not in recipe.line and "optimizer adamw" in recipe.line
     cfg = _cfg(tmp_path, train={"optimizer": "sgd"})
     assert set(apply_recipe(cfg, 500, 8).chosen) == {"model.hidden"} and cfg.model.is_mlp
 

@@ -65,6 +65,10 @@ DAY_S = 86400.0
 SAMPLE_VALUES = 2000  # distinct values a text column's kind is guessed from
 NUMERIC_SHARE = 0.8  # a text column whose cells are at least this share numbers is numeric with stray text
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+# Numbers as spreadsheets and European locales write them. pyarrow reads none of them, so such a
+# column would otherwise pass for a category of as many levels as it has values.
+_COMMA_NUMBER = r"^\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d{1,3}(\.\d{3})+,\d+|\d+,\d+)\s*$"
+_PERCENT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*%\s*$"
 
 
 def is_text(t: pa.DataType) -> bool:
@@ -152,6 +156,8 @@ def infer_cells(
     if declared in TIME_KINDS:
         bad = _first_unparsed(arr, RECOGNISED)
         raise _bad_time(source, first_row, name, bad, None)
+    keep = f"set data.columns: {{{name}: categorical}} to keep its values as categories"
+    refuse_formatted_numbers(arr, f"column '{name}'", first_row, source, keep)
     _refuse_numbers_with_text(arr, name, first_row, source)
     return None
 
@@ -248,6 +254,29 @@ def _refuse_numbers_with_text(arr, name: str, first_row: RowNumbers, source: str
         f"{source + ': ' if source else ''}column '{name}' is numeric but {bad.size} of its {n} cells are not"
         f" numbers: {shown}{', ...' if bad.size > 3 else ''}; list such tokens in data.na_values to read them"
         f" as missing, or set data.columns: {{{name}: categorical}}"
+    )
+
+
+def _matches(arr, pattern: str) -> np.ndarray:
+    return to_numpy(pc.fill_null(pc.match_substring_regex(arr, pattern), False)).astype(bool)
+
+
+def refuse_formatted_numbers(arr, what: str, first_row: RowNumbers, source: str, keep: str | None = None) -> None:
+    """A text column whose every cell is a number, some written with a thousands separator, a
+    decimal comma or a percent sign: refused, naming the first such cell. ``keep``: how to
+    keep its values as labels instead."""
+    present = ~missing_mask(arr)
+    comma, percent = _matches(arr, _COMMA_NUMBER), _matches(arr, _PERCENT)
+    odd = comma | percent
+    if not odd.any() or not np.all(odd | _matches(arr, _NUMBER) | ~present):
+        return
+    i = int(np.flatnonzero(odd)[0])
+    shown = f"{arr[i].as_py().strip()!r} (row {row_number(first_row, i)})"
+    written = f"percentages such as {shown}" if percent[i] else f"numbers written with a comma such as {shown}"
+    plain = "12.5 or 0.125 for 12.5%" if percent[i] else "1234.5, not 1,234.5 or 1234,5"
+    raise DataError(
+        f"{source + ': ' if source else ''}{what} holds {written}; mlpbp reads plain numbers ({plain}):"
+        f" rewrite the column{', or ' + keep if keep else ''}"
     )
 
 

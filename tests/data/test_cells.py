@@ -67,6 +67,41 @@ def test_a_numeric_column_with_a_few_text_cells_names_them_and_the_fix(tmp_path)
     assert p.preprocessor.columns[0].kind == "categorical"
 
 
+@pytest.mark.parametrize(
+    ("cells", "delimiter", "written", "plain"),
+    [
+        (["1,234", "987", "12,500"] * 7, ",", "numbers written with a comma such as '1,234' (row 2)", "1234.5"),
+        (["10,42", "3,5", "7"] * 7, ";", "numbers written with a comma such as '10,42' (row 2)", "1234.5"),
+        (["12%", "3.5%", "100%"] * 7, ",", "percentages such as '12%' (row 2)", "12.5"),
+    ],
+)
+def test_numbers_with_separators_or_percent_signs_are_refused_not_taken_for_categories(
+    tmp_path, cells, delimiter, written, plain
+):
+    # pyarrow leaves such cells as text; before, each distinct number became a category level
+    quote = '"' if delimiter == "," else ""
+    rows = [f"{quote}{v}{quote}{delimiter}{y}" for v, y in zip(cells, labels(len(cells)))]
+    write(tmp_path, "t.csv", table(f"amount{delimiter}y", rows))
+    message = one_line_error(prepared, tmp_path, path="t.csv", target="y")
+    assert message.startswith(f"t.csv: column 'amount' holds {written}; mlpbp reads plain numbers ({plain}")
+    assert message.endswith(
+        ": rewrite the column, or set data.columns: {amount: categorical} to keep its values as categories"
+    )
+    p = prepared(tmp_path, path="t.csv", target="y", columns={"amount": "categorical"})
+    assert p.preprocessor.columns[0].kind == "categorical"
+
+
+def test_a_target_of_numbers_with_thousands_separators_is_refused(tmp_path):
+    # as labels it made a class per price, refused as too few rows per class: the wrong fix
+    rows = [f'{i},"{1000 + 37 * i:,}"' for i in range(30)]
+    write(tmp_path, "t.csv", table("a,price", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="price") == (
+        "t.csv: target column 'price' holds numbers written with a comma such as '1,000' (row 2); mlpbp reads"
+        " plain numbers (1234.5, not 1,234.5 or 1234,5): rewrite the column, or set data.task: classification"
+        " to keep its values as classes"
+    )
+
+
 def test_dates_in_a_recognised_format_and_with_data_date_format(tmp_path):
     rows = [f"2017/12/{d:02d},{y}" for d, y in zip(range(1, 21), labels(20))]
     write(tmp_path, "t.csv", table("Date,y", rows))

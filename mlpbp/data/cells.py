@@ -156,6 +156,7 @@ def infer_cells(
     if declared in TIME_KINDS:
         bad = _first_unparsed(arr, RECOGNISED)
         raise _bad_time(source, first_row, name, bad, None)
+    _refuse_mixed_formats(arr, values, name, first_row, source)
     keep = f"set data.columns: {{{name}: categorical}} to keep its values as categories"
     refuse_formatted_numbers(arr, f"column '{name}'", first_row, source, keep)
     _refuse_numbers_with_text(arr, name, first_row, source)
@@ -186,6 +187,30 @@ def _matching_format(values: list[str], name: str, source: str) -> str | None:
                 )
             return fmt
     return None
+
+
+def _refuse_mixed_formats(arr, values: list[str], name: str, first_row: RowNumbers, source: str) -> None:
+    """Dates each in a recognised format, but not all in one: one format per column is what
+    data.date_format can say, and without this refusal each date became a category level."""
+    if not all(any(ch.isdigit() for ch in v) for v in values):
+        return
+    left, found = arrow(values), []
+    for fmt in RECOGNISED:
+        ok = ~missing_mask(pc.strptime(left, format=fmt, unit="s", error_is_null=True))
+        if ok.any():
+            found.append((left[int(np.flatnonzero(ok)[0])].as_py(), fmt))
+            left = left.filter(arrow(~ok))
+            if not len(left):
+                break
+    if len(left) or len(found) < 2:
+        return
+    trimmed = pc.utf8_trim_whitespace(arr)
+    shown = [f"{v!r} (row {row_number(first_row, pc.index(trimmed, v).as_py())}) as {f}" for v, f in found[:3]]
+    raise DataError(
+        f"{source + ': ' if source else ''}column '{name}' mixes date formats: {', '.join(shown)}"
+        f"{', ...' if len(found) > 3 else ''}; a column is read with one format (data.date_format): rewrite the"
+        f" dates in one format, or set data.columns: {{{name}: categorical}} to keep its values as categories"
+    )
 
 
 def _kind_of_format(fmt: str, arr) -> str:

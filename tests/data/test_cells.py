@@ -137,6 +137,19 @@ def test_day_first_or_month_first_dates_that_read_both_ways_are_refused(tmp_path
     )
 
 
+def test_dates_in_several_formats_are_refused_not_taken_for_categories(tmp_path):
+    dates = ["2020-03-14", "15/03/2020", "Mar 16 2020"] * 7
+    rows = [f"{d},{y}" for d, y in zip(dates, labels(len(dates)))]
+    write(tmp_path, "t.csv", table("when,y", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        "t.csv: column 'when' mixes date formats: '2020-03-14' (row 2) as %Y-%m-%d, '15/03/2020' (row 3) as"
+        " %d/%m/%Y, 'Mar 16 2020' (row 4) as %b %d %Y; a column is read with one format (data.date_format):"
+        " rewrite the dates in one format, or set data.columns: {when: categorical} to keep its values as categories"
+    )
+    p = prepared(tmp_path, path="t.csv", target="y", columns={"when": "categorical"})
+    assert p.preprocessor.columns[0].kind == "categorical"
+
+
 def test_a_time_of_day_is_cyclic_hour_and_minute_never_an_id(tmp_path):
     times = [f"{h:02d}:{m:02d}:{s:02d}" for h, m, s in zip(range(24), range(0, 60, 2), range(24))] * 2
     rows = [f"{t},{y}" for t, y in zip(times, labels(48))]

@@ -607,6 +607,18 @@ def test_pandas_index_column_is_ignored_with_a_note(tmp_path):
     assert p.preprocessor.inputs == ["a"] and any("pandas index" in n for n in p.notes)
 
 
+def test_a_delimiter_ending_every_line_is_an_empty_nameless_column_ignored_with_a_note(tmp_path):
+    (tmp_path / "t.tsv").write_text("a\tb\ty\t\n" + "".join(f"{i}\tx{i % 3}\t{i % 2}\t\n" for i in range(20)))
+    p = prepared(tmp_path, path="t.tsv", target="y")
+    assert p.preprocessor.inputs == ["a", "b"]
+    assert "t.tsv: the last column has no name and no value (a delimiter ends each line): ignored" in p.notes
+    # a nameless last column that holds a value is still refused: it is data without a name
+    (tmp_path / "t.tsv").write_text("a\tb\ty\t\n" + "".join(f"{i}\tx{i % 3}\t{i % 2}\t{i}\n" for i in range(20)))
+    assert one_line_error(prepared, tmp_path, path="t.tsv", target="y") == (
+        f"{tmp_path / 't.tsv'}: header column 4 has no name"
+    )
+
+
 def test_parquet_and_npy_pairs(tmp_path, runner):
     import pandas as pd
 

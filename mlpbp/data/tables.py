@@ -497,6 +497,12 @@ def _check_names(raw: RawTable) -> None:
         if not name:
             raise DataError(f"{path}: header column {i + 1} has no name")
         if name in seen:
+            written = [repr(a) for a, b in zip(raw.table.column_names, names) if b == name]
+            if len(set(written)) > 1:  # the header spells them apart: say why they collide
+                raise DataError(
+                    f"{path}: column names {' and '.join(written[:2])} are both '{name}' once spaces around"
+                    " names are stripped; rename one"
+                )
             raise DataError(f"{path}: column name '{name}' appears twice in the header")
         seen.add(name)
     raw.table = raw.table.rename_columns(names)

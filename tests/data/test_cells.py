@@ -203,6 +203,14 @@ def test_header_names_match_after_stripping_with_one_note(tmp_path):
     assert "t.csv: spaces around column names stripped: ' a ' -> 'a', 'class ' -> 'class'" in p.notes
 
 
+def test_header_names_that_collide_once_stripped_are_named_as_written(tmp_path):
+    rows = [f"{i},{i + 1},{y}" for i, y in zip(range(20), labels(20))]
+    path = write(tmp_path, "t.csv", table("a,a ,y", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        f"{path}: column names 'a' and 'a ' are both 'a' once spaces around names are stripped; rename one"
+    )
+
+
 def test_rare_categories_share_the_infrequent_level_and_unseen_ones_map_to_it(tmp_path):
     colours = ["red"] * 20 + ["blue"] * 20 + ["teal", "teal", "pink", "gold"]
     rows = [f"{c},{i},{y}" for i, (c, y) in enumerate(zip(colours, labels(44)))]

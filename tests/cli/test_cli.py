@@ -219,3 +219,13 @@ def test_json_output_writes_numbers_that_are_not_finite_as_null(capsys):
         "epochs": [{"train_loss": None, "n": 3}],
         "ok": [1.5, None],
     }
+
+
+def test_data_shows_a_quoted_cell_with_line_breaks_on_one_line(tmp_path):
+    rows = "".join(f'{i},"{"ab"[i % 2]}\nsecond\tline",{i % 2}\n' for i in range(20))
+    (tmp_path / "t.csv").write_text("x,note,y\n" + rows)
+    (tmp_path / "c.yaml").write_text("data: {path: t.csv, target: y}\n")
+    res = runner.invoke(app, ["data", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 0, res.output
+    (line,) = [row for row in res.stdout.splitlines() if row.startswith("note")]
+    assert line.split() == ["note", "feature", "categorical", "0", "2:", "a\\nsecond\\tline,", "b\\nsecond\\tline"]

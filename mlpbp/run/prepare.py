@@ -174,7 +174,13 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
         taken = {*targets, *dropped, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])}
         features = [n for n in names if n not in taken]
         types = dict(zip(raw.table.schema.names, raw.table.schema.types))
-        empty = [n for n in features if pa.types.is_null(types[n]) and n not in kinds]
+        # Parquet and Arrow keep a column's type when every cell is null (a CSV's is null itself).
+        rows = raw.table.num_rows
+        empty = [
+            n
+            for n in features
+            if n not in kinds and (pa.types.is_null(types[n]) or raw.table.column(n).null_count == rows)
+        ]
         if empty:
             raw.notes.append(
                 f"column{'s' * (len(empty) > 1)} {', '.join(empty)} ha{'ve' if len(empty) > 1 else 's'}"

@@ -619,6 +619,16 @@ def test_a_delimiter_ending_every_line_is_an_empty_nameless_column_ignored_with_
     )
 
 
+def test_a_parquet_column_of_nulls_with_a_type_is_ignored_like_an_empty_csv_column(tmp_path):
+    n = 20
+    t = pa.table({"a": np.arange(n) * 1.0, "z": pa.nulls(n, pa.float64()), "y": np.arange(n) % 2})
+    pq.write_table(t, tmp_path / "t.parquet")
+    p = prepared(tmp_path, path="t.parquet", target="y")
+    # before: a numeric feature of zeros, its cells "filled with the training median 0"
+    assert p.preprocessor.inputs == ["a"]
+    assert "column z has no value at all: ignored" in p.notes
+
+
 def test_parquet_and_npy_pairs(tmp_path, runner):
     import pandas as pd
 

@@ -69,6 +69,7 @@ _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 # column would otherwise pass for a category of as many levels as it has values.
 _COMMA_NUMBER = r"^\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d{1,3}(\.\d{3})+,\d+|\d+,\d+)\s*$"
 _PERCENT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*%\s*$"
+_CURRENCY = r"^\s*[-+]?\s*[$€£¥]\s*[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?\s*$"
 
 
 def is_text(t: pa.DataType) -> bool:
@@ -288,17 +289,21 @@ def _matches(arr, pattern: str) -> np.ndarray:
 
 def refuse_formatted_numbers(arr, what: str, first_row: RowNumbers, source: str, keep: str | None = None) -> None:
     """A text column whose every cell is a number, some written with a thousands separator, a
-    decimal comma or a percent sign: refused, naming the first such cell. ``keep``: how to
+    decimal comma, a percent or a currency sign: refused, naming the first such cell. ``keep``: how to
     keep its values as labels instead."""
     present = ~missing_mask(arr)
-    comma, percent = _matches(arr, _COMMA_NUMBER), _matches(arr, _PERCENT)
-    odd = comma | percent
+    comma, percent, money = _matches(arr, _COMMA_NUMBER), _matches(arr, _PERCENT), _matches(arr, _CURRENCY)
+    odd = comma | percent | money
     if not odd.any() or not np.all(odd | _matches(arr, _NUMBER) | ~present):
         return
     i = int(np.flatnonzero(odd)[0])
     shown = f"{arr[i].as_py().strip()!r} (row {row_number(first_row, i)})"
-    written = f"percentages such as {shown}" if percent[i] else f"numbers written with a comma such as {shown}"
-    plain = "12.5 or 0.125 for 12.5%" if percent[i] else "1234.5, not 1,234.5 or 1234,5"
+    if percent[i]:
+        written, plain = f"percentages such as {shown}", "12.5 or 0.125 for 12.5%"
+    elif money[i]:
+        written, plain = f"amounts with a currency sign such as {shown}", "1234.5 for $1,234.50"
+    else:
+        written, plain = f"numbers written with a comma such as {shown}", "1234.5, not 1,234.5 or 1234,5"
     raise DataError(
         f"{source + ': ' if source else ''}{what} holds {written}; mlpbp reads plain numbers ({plain}):"
         f" rewrite the column{', or ' + keep if keep else ''}"

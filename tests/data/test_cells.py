@@ -73,6 +73,7 @@ def test_a_numeric_column_with_a_few_text_cells_names_them_and_the_fix(tmp_path)
         (["1,234", "987", "12,500"] * 7, ",", "numbers written with a comma such as '1,234' (row 2)", "1234.5"),
         (["10,42", "3,5", "7"] * 7, ";", "numbers written with a comma such as '10,42' (row 2)", "1234.5"),
         (["12%", "3.5%", "100%"] * 7, ",", "percentages such as '12%' (row 2)", "12.5"),
+        (["$1,200.50", "$87", "-$3.25"] * 7, ",", "amounts with a currency sign such as '$1,200.50' (row 2)", "1234.5"),
     ],
 )
 def test_numbers_with_separators_or_percent_signs_are_refused_not_taken_for_categories(

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
-from mlpbp.data.cells import apply_na_values, infer_cells
+from mlpbp.data.cells import apply_na_values, infer_cells, is_text
 from mlpbp.data.columns import (
     column_batches,
     coordinate_columns,
@@ -898,6 +898,11 @@ def _summary(
                 lo, hi = (None, None) if count == len(arr) else blocked[1:]
                 if pa.types.is_integer(t) and lo is not None:
                     lo, hi = int(lo), int(hi)
+            elif is_text(t) and col is not None and col.format and count < len(arr):
+                # Text dates: the earliest and latest day as the file writes them, not the first
+                # and last string ('31/08/2020' sorts after '20/08/2021').
+                parsed = pc.strptime(pc.utf8_trim_whitespace(arr), format=col.format, unit="s", error_is_null=True)
+                lo, hi = (arr[pc.index(parsed, v).as_py()].as_py().strip() for v in pc.min_max(parsed).values())
             else:
                 mm = pc.min_max(arr)
                 lo, hi = mm["min"].as_py(), mm["max"].as_py()

@@ -117,6 +117,15 @@ def test_dates_in_a_recognised_format_and_with_data_date_format(tmp_path):
     assert "%d/%m/%Y" in RECOGNISED and "%H:%M:%S" in RECOGNISED
 
 
+def test_the_range_of_text_dates_is_the_earliest_and_latest_day(tmp_path):
+    days = ["31/08/2020", "20/08/2021", "01/01/2020", "15/03/2021"] * 5
+    rows = [f"{d},{y}" for d, y in zip(days, labels(len(days)))]
+    write(tmp_path, "t.csv", table("when,y", rows))
+    (col, _) = prepared(tmp_path, path="t.csv", target="y").summary["columns"]
+    # as strings, '31/08/2020' is the largest: it was shown as the latest date
+    assert (col["kind"], col["min"], col["max"]) == ("date", "01/01/2020", "20/08/2021")
+
+
 def test_a_cell_that_does_not_match_the_date_format(tmp_path):
     rows = [f"2017/12/{d:02d},{y}" for d, y in zip(range(1, 21), labels(20))]
     rows[4] = "2017-12-05,no"

@@ -219,6 +219,8 @@ def infer_target(
 
 
 def _classes(name: str, classes: list[str], why: str, prefix: str) -> Target:
+    if not classes:
+        raise DataError(f"{prefix}target column '{name}' has no value: every one of its cells is missing")
     if len(classes) < 2:
         shown = repr(classes[0]) if classes else "none"
         raise DataError(f"{prefix}target column '{name}' has only one class ({shown}); classification needs at least 2")

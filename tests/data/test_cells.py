@@ -213,6 +213,14 @@ def test_header_names_match_after_stripping_with_one_note(tmp_path):
     assert "t.csv: spaces around column names stripped: ' a ' -> 'a', 'class ' -> 'class'" in p.notes
 
 
+def test_a_target_column_with_no_value_says_so(tmp_path):
+    # it said "has only one class (none)": there is no class at all
+    write(tmp_path, "t.csv", table("a,y", [f"{i}," for i in range(20)]))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        "t.csv: target column 'y' has no value: every one of its cells is missing"
+    )
+
+
 def test_header_names_that_collide_once_stripped_are_named_as_written(tmp_path):
     rows = [f"{i},{i + 1},{y}" for i, y in zip(range(20), labels(20))]
     path = write(tmp_path, "t.csv", table("a,a ,y", rows))

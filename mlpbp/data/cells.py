@@ -65,6 +65,11 @@ DAY_S = 86400.0
 SAMPLE_VALUES = 2000  # distinct values a text column's kind is guessed from
 NUMERIC_SHARE = 0.8  # a text column whose cells are at least this share numbers is numeric with stray text
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+# Numbers as spreadsheets and European locales write them. pyarrow reads none of them, so such a
+# column would otherwise pass for a category of as many levels as it has values.
+_COMMA_NUMBER = r"^\s*[-+]?(\d{1,3}(,\d{3})+(\.\d+)?|\d{1,3}(\.\d{3})+,\d+|\d+,\d+)\s*$"
+_PERCENT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*%\s*$"
+_CURRENCY = r"^\s*[-+]?\s*[$€£¥]\s*[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?\s*$"
 
 
 def is_text(t: pa.DataType) -> bool:
@@ -152,6 +157,9 @@ def infer_cells(
     if declared in TIME_KINDS:
         bad = _first_unparsed(arr, RECOGNISED)
         raise _bad_time(source, first_row, name, bad, None)
+    _refuse_mixed_formats(arr, values, name, first_row, source)
+    keep = f"set data.columns: {{{name}: categorical}} to keep its values as categories"
+    refuse_formatted_numbers(arr, f"column '{name}'", first_row, source, keep)
     _refuse_numbers_with_text(arr, name, first_row, source)
     return None
 
@@ -180,6 +188,30 @@ def _matching_format(values: list[str], name: str, source: str) -> str | None:
                 )
             return fmt
     return None
+
+
+def _refuse_mixed_formats(arr, values: list[str], name: str, first_row: RowNumbers, source: str) -> None:
+    """Dates each in a recognised format, but not all in one: one format per column is what
+    data.date_format can say, and without this refusal each date became a category level."""
+    if not all(any(ch.isdigit() for ch in v) for v in values):
+        return
+    left, found = arrow(values), []
+    for fmt in RECOGNISED:
+        ok = ~missing_mask(pc.strptime(left, format=fmt, unit="s", error_is_null=True))
+        if ok.any():
+            found.append((left[int(np.flatnonzero(ok)[0])].as_py(), fmt))
+            left = left.filter(arrow(~ok))
+            if not len(left):
+                break
+    if len(left) or len(found) < 2:
+        return
+    trimmed = pc.utf8_trim_whitespace(arr)
+    shown = [f"{v!r} (row {row_number(first_row, pc.index(trimmed, v).as_py())}) as {f}" for v, f in found[:3]]
+    raise DataError(
+        f"{source + ': ' if source else ''}column '{name}' mixes date formats: {', '.join(shown)}"
+        f"{', ...' if len(found) > 3 else ''}; a column is read with one format (data.date_format): rewrite the"
+        f" dates in one format, or set data.columns: {{{name}: categorical}} to keep its values as categories"
+    )
 
 
 def _kind_of_format(fmt: str, arr) -> str:
@@ -260,6 +292,33 @@ def _refuse_numbers_with_text(arr, name: str, first_row: RowNumbers, source: str
         f"{source + ': ' if source else ''}column '{name}' is numeric but {bad.size} of its {n} cells are not"
         f" numbers: {shown}{', ...' if bad.size > 3 else ''}; list such tokens in data.na_values to read them"
         f" as missing, or set data.columns: {{{name}: categorical}}"
+    )
+
+
+def _matches(arr, pattern: str) -> np.ndarray:
+    return to_numpy(pc.fill_null(pc.match_substring_regex(arr, pattern), False)).astype(bool)
+
+
+def refuse_formatted_numbers(arr, what: str, first_row: RowNumbers, source: str, keep: str | None = None) -> None:
+    """A text column whose every cell is a number, some written with a thousands separator, a
+    decimal comma, a percent or a currency sign: refused, naming the first such cell. ``keep``: how to
+    keep its values as labels instead."""
+    present = ~missing_mask(arr)
+    comma, percent, money = _matches(arr, _COMMA_NUMBER), _matches(arr, _PERCENT), _matches(arr, _CURRENCY)
+    odd = comma | percent | money
+    if not odd.any() or not np.all(odd | _matches(arr, _NUMBER) | ~present):
+        return
+    i = int(np.flatnonzero(odd)[0])
+    shown = f"{arr[i].as_py().strip()!r} (row {row_number(first_row, i)})"
+    if percent[i]:
+        written, plain = f"percentages such as {shown}", "12.5 or 0.125 for 12.5%"
+    elif money[i]:
+        written, plain = f"amounts with a currency sign such as {shown}", "1234.5 for $1,234.50"
+    else:
+        written, plain = f"numbers written with a comma such as {shown}", "1234.5, not 1,234.5 or 1234,5"
+    raise DataError(
+        f"{source + ': ' if source else ''}{what} holds {written}; mlpbp reads plain numbers ({plain}):"
+        f" rewrite the column{', or ' + keep if keep else ''}"
     )
 
 

@@ -486,11 +486,23 @@ def _check_names(raw: RawTable) -> None:
         raw.table = raw.table.remove_column(0)
         names = names[1:]
         raw.notes.append(f"{path.name}: the first column has no name (a pandas index?): ignored")
+    last = len(names) - 1
+    if last > 0 and names[last] == "" and raw.table.column(last).null_count == raw.table.num_rows:
+        # Spreadsheet and database exports end every line, the header's too, with a delimiter.
+        raw.table = raw.table.remove_column(last)
+        names = names[:last]
+        raw.notes.append(f"{path.name}: the last column has no name and no value (a delimiter ends each line): ignored")
     seen: set[str] = set()  # a set: 100,000 columns must not cost 10^10 comparisons
     for i, name in enumerate(names):
         if not name:
             raise DataError(f"{path}: header column {i + 1} has no name")
         if name in seen:
+            written = [repr(a) for a, b in zip(raw.table.column_names, names) if b == name]
+            if len(set(written)) > 1:  # the header spells them apart: say why they collide
+                raise DataError(
+                    f"{path}: column names {' and '.join(written[:2])} are both '{name}' once spaces around"
+                    " names are stripped; rename one"
+                )
             raise DataError(f"{path}: column name '{name}' appears twice in the header")
         seen.add(name)
     raw.table = raw.table.rename_columns(names)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlpbp.data.arrow import arrow, missing_mask, positions, to_numpy
+from mlpbp.data.cells import is_text, refuse_formatted_numbers
 from mlpbp.data.columns import infer_kind, numeric_values, string_values
 from mlpbp.data.rows import RowNumbers, cell_error, row_number
 from mlpbp.errors import DataError
@@ -177,6 +178,9 @@ def infer_target(
     (name,) = names
     col = table.column(name)
     if text:
+        if task != "classification" and is_text(col.type):
+            keep = "set data.task: classification to keep its values as classes"
+            refuse_formatted_numbers(col, f"target column '{name}'", first_row, source, keep)
         if task == "regression":
             raise DataError(
                 f"{prefix}target column '{name}' is categorical (text or booleans); task: regression needs"
@@ -215,6 +219,8 @@ def infer_target(
 
 
 def _classes(name: str, classes: list[str], why: str, prefix: str) -> Target:
+    if not classes:
+        raise DataError(f"{prefix}target column '{name}' has no value: every one of its cells is missing")
     if len(classes) < 2:
         shown = repr(classes[0]) if classes else "none"
         raise DataError(f"{prefix}target column '{name}' has only one class ({shown}); classification needs at least 2")

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from mlpbp.data import BUNDLED, GENERATORS, Standardizer, bundled_path, generate, split
 from mlpbp.data.arrow import arrow, missing_mask, to_numpy
-from mlpbp.data.cells import apply_na_values, infer_cells
+from mlpbp.data.cells import apply_na_values, infer_cells, is_text
 from mlpbp.data.columns import (
     column_batches,
     coordinate_columns,
@@ -174,7 +174,13 @@ def resolve_columns(raw: RawTable, cfg: DataConfig) -> Columns:
         taken = {*targets, *dropped, *([cfg.id] if cfg.id else []), *([cfg.weight] if cfg.weight else [])}
         features = [n for n in names if n not in taken]
         types = dict(zip(raw.table.schema.names, raw.table.schema.types))
-        empty = [n for n in features if pa.types.is_null(types[n]) and n not in kinds]
+        # Parquet and Arrow keep a column's type when every cell is null (a CSV's is null itself).
+        rows = raw.table.num_rows
+        empty = [
+            n
+            for n in features
+            if n not in kinds and (pa.types.is_null(types[n]) or raw.table.column(n).null_count == rows)
+        ]
         if empty:
             raw.notes.append(
                 f"column{'s' * (len(empty) > 1)} {', '.join(empty)} ha{'ve' if len(empty) > 1 else 's'}"
@@ -892,6 +898,11 @@ def _summary(
                 lo, hi = (None, None) if count == len(arr) else blocked[1:]
                 if pa.types.is_integer(t) and lo is not None:
                     lo, hi = int(lo), int(hi)
+            elif is_text(t) and col is not None and col.format and count < len(arr):
+                # Text dates: the earliest and latest day as the file writes them, not the first
+                # and last string ('31/08/2020' sorts after '20/08/2021').
+                parsed = pc.strptime(pc.utf8_trim_whitespace(arr), format=col.format, unit="s", error_is_null=True)
+                lo, hi = (arr[pc.index(parsed, v).as_py()].as_py().strip() for v in pc.min_max(parsed).values())
             else:
                 mm = pc.min_max(arr)
                 lo, hi = mm["min"].as_py(), mm["max"].as_py()

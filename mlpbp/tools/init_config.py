@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import yaml
 
 from mlpbp.data.arrow import missing_mask
-from mlpbp.data.cells import _NUMBER, NA_VALUES, apply_na_values, is_text
+from mlpbp.data.cells import _NUMBER, NA_VALUES, apply_na_values, infer_cells, is_text
 from mlpbp.data.tables import read_estimate, read_table
 from mlpbp.errors import ConfigError, DataError
 from mlpbp.io import write_text
@@ -56,6 +56,15 @@ def _stray_tokens(arr) -> list[str]:
     return sorted(bad) if len(bad) <= 5 else []
 
 
+def _plain_text(col, name: str) -> bool:
+    """Cells that are text as training reads them: not dates (distinct days are not names),
+    nor numbers that training refuses (the starter config would hide that column instead)."""
+    try:
+        return infer_cells(col, name, None, None) is None
+    except DataError:
+        return False  # prepare below refuses the column, naming it and the fix
+
+
 def starter_config(data: str | Path, target: str, out: str | Path) -> StarterConfig:
     """The starter config for table ``data`` predicting ``target``, to be written at ``out``
     (its data.path is written relative to that file's folder)."""
@@ -78,7 +87,7 @@ def starter_config(data: str | Path, target: str, out: str | Path) -> StarterCon
         if name == target or not is_text(col.type):
             continue
         distinct = pc.count_distinct(col).as_py()
-        if distinct > 50 and distinct > table.num_rows / 2:
+        if distinct > 50 and distinct > table.num_rows / 2 and _plain_text(col, name):
             if ident is None and distinct == table.num_rows - col.null_count:
                 ident = name
             else:

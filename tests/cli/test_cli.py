@@ -283,3 +283,13 @@ def test_times_given_as_text_predict_as_the_csv_reader_typed_them(tmp_path):
     (tmp_path / "bad.csv").write_text((tmp_path / "new.csv").read_text().replace("2024-02-05 12:30:00", "05/02/2024"))
     res = runner.invoke(app, ["predict", model, str(tmp_path / "bad.csv")])
     assert res.exit_code == 2 and "row 4, column 'stamp': '05/02/2024' is not a date" in res.output
+
+
+def test_data_shows_a_quoted_cell_with_line_breaks_on_one_line(tmp_path):
+    rows = "".join(f'{i},"{"ab"[i % 2]}\nsecond\tline",{i % 2}\n' for i in range(20))
+    (tmp_path / "t.csv").write_text("x,note,y\n" + rows)
+    (tmp_path / "c.yaml").write_text("data: {path: t.csv, target: y}\n")
+    res = runner.invoke(app, ["data", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 0, res.output
+    (line,) = [row for row in res.stdout.splitlines() if row.startswith("note")]
+    assert line.split() == ["note", "feature", "categorical", "0", "2:", "a\\nsecond\\tline,", "b\\nsecond\\tline"]

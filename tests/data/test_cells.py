@@ -67,6 +67,42 @@ def test_a_numeric_column_with_a_few_text_cells_names_them_and_the_fix(tmp_path)
     assert p.preprocessor.columns[0].kind == "categorical"
 
 
+@pytest.mark.parametrize(
+    ("cells", "delimiter", "written", "plain"),
+    [
+        (["1,234", "987", "12,500"] * 7, ",", "numbers written with a comma such as '1,234' (row 2)", "1234.5"),
+        (["10,42", "3,5", "7"] * 7, ";", "numbers written with a comma such as '10,42' (row 2)", "1234.5"),
+        (["12%", "3.5%", "100%"] * 7, ",", "percentages such as '12%' (row 2)", "12.5"),
+        (["$1,200.50", "$87", "-$3.25"] * 7, ",", "amounts with a currency sign such as '$1,200.50' (row 2)", "1234.5"),
+    ],
+)
+def test_numbers_with_separators_or_percent_signs_are_refused_not_taken_for_categories(
+    tmp_path, cells, delimiter, written, plain
+):
+    # pyarrow leaves such cells as text; before, each distinct number became a category level
+    quote = '"' if delimiter == "," else ""
+    rows = [f"{quote}{v}{quote}{delimiter}{y}" for v, y in zip(cells, labels(len(cells)))]
+    write(tmp_path, "t.csv", table(f"amount{delimiter}y", rows))
+    message = one_line_error(prepared, tmp_path, path="t.csv", target="y")
+    assert message.startswith(f"t.csv: column 'amount' holds {written}; mlpbp reads plain numbers ({plain}")
+    assert message.endswith(
+        ": rewrite the column, or set data.columns: {amount: categorical} to keep its values as categories"
+    )
+    p = prepared(tmp_path, path="t.csv", target="y", columns={"amount": "categorical"})
+    assert p.preprocessor.columns[0].kind == "categorical"
+
+
+def test_a_target_of_numbers_with_thousands_separators_is_refused(tmp_path):
+    # as labels it made a class per price, refused as too few rows per class: the wrong fix
+    rows = [f'{i},"{1000 + 37 * i:,}"' for i in range(30)]
+    write(tmp_path, "t.csv", table("a,price", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="price") == (
+        "t.csv: target column 'price' holds numbers written with a comma such as '1,000' (row 2); mlpbp reads"
+        " plain numbers (1234.5, not 1,234.5 or 1234,5): rewrite the column, or set data.task: classification"
+        " to keep its values as classes"
+    )
+
+
 def test_dates_in_a_recognised_format_and_with_data_date_format(tmp_path):
     rows = [f"2017/12/{d:02d},{y}" for d, y in zip(range(1, 21), labels(20))]
     write(tmp_path, "t.csv", table("Date,y", rows))
@@ -79,6 +115,15 @@ def test_dates_in_a_recognised_format_and_with_data_date_format(tmp_path):
         q = prepared(tmp_path, path="t.csv", target="y", date_format=fmt, standardize=False)
         assert q.preprocessor.columns[0].format == "%Y/%m/%d"
     assert "%d/%m/%Y" in RECOGNISED and "%H:%M:%S" in RECOGNISED
+
+
+def test_the_range_of_text_dates_is_the_earliest_and_latest_day(tmp_path):
+    days = ["31/08/2020", "20/08/2021", "01/01/2020", "15/03/2021"] * 5
+    rows = [f"{d},{y}" for d, y in zip(days, labels(len(days)))]
+    write(tmp_path, "t.csv", table("when,y", rows))
+    (col, _) = prepared(tmp_path, path="t.csv", target="y").summary["columns"]
+    # as strings, '31/08/2020' is the largest: it was shown as the latest date
+    assert (col["kind"], col["min"], col["max"]) == ("date", "01/01/2020", "20/08/2021")
 
 
 def test_a_cell_that_does_not_match_the_date_format(tmp_path):
@@ -100,6 +145,19 @@ def test_day_first_or_month_first_dates_that_read_both_ways_are_refused(tmp_path
         "t.csv: column 'when': dates such as '01/05/2020' read as both %d/%m/%Y and %m/%d/%Y;"
         " set data.date_format (e.g. data.date_format: {when: '%d/%m/%Y'})"
     )
+
+
+def test_dates_in_several_formats_are_refused_not_taken_for_categories(tmp_path):
+    dates = ["2020-03-14", "15/03/2020", "Mar 16 2020"] * 7
+    rows = [f"{d},{y}" for d, y in zip(dates, labels(len(dates)))]
+    write(tmp_path, "t.csv", table("when,y", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        "t.csv: column 'when' mixes date formats: '2020-03-14' (row 2) as %Y-%m-%d, '15/03/2020' (row 3) as"
+        " %d/%m/%Y, 'Mar 16 2020' (row 4) as %b %d %Y; a column is read with one format (data.date_format):"
+        " rewrite the dates in one format, or set data.columns: {when: categorical} to keep its values as categories"
+    )
+    p = prepared(tmp_path, path="t.csv", target="y", columns={"when": "categorical"})
+    assert p.preprocessor.columns[0].kind == "categorical"
 
 
 def test_a_time_of_day_is_cyclic_hour_and_minute_never_an_id(tmp_path):
@@ -153,6 +211,22 @@ def test_header_names_match_after_stripping_with_one_note(tmp_path):
     p = prepared(tmp_path, path="t.csv", target="class ", drop=[" b"])
     assert p.target_names == ["class"] and p.preprocessor.inputs == ["a"]
     assert "t.csv: spaces around column names stripped: ' a ' -> 'a', 'class ' -> 'class'" in p.notes
+
+
+def test_a_target_column_with_no_value_says_so(tmp_path):
+    # it said "has only one class (none)": there is no class at all
+    write(tmp_path, "t.csv", table("a,y", [f"{i}," for i in range(20)]))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        "t.csv: target column 'y' has no value: every one of its cells is missing"
+    )
+
+
+def test_header_names_that_collide_once_stripped_are_named_as_written(tmp_path):
+    rows = [f"{i},{i + 1},{y}" for i, y in zip(range(20), labels(20))]
+    path = write(tmp_path, "t.csv", table("a,a ,y", rows))
+    assert one_line_error(prepared, tmp_path, path="t.csv", target="y") == (
+        f"{path}: column names 'a' and 'a ' are both 'a' once spaces around names are stripped; rename one"
+    )
 
 
 def test_rare_categories_share_the_infrequent_level_and_unseen_ones_map_to_it(tmp_path):

@@ -593,7 +593,8 @@ def test_delimiters_are_sniffed(tmp_path, delimiter, name):
 
 def test_delimiter_key(tmp_path):
     (tmp_path / "t.csv").write_text("a;b,c\n1;2,0\n3;4,1\n5;6,0\n7;8,1\n9;9,1\n")
-    p = prepared(tmp_path, path="t.csv", delimiter=";", test_fraction=0, validation_fraction=0)
+    # '2,0' reads as a decimal comma, refused unless the task says the cells are labels
+    p = prepared(tmp_path, path="t.csv", delimiter=";", task="classification", test_fraction=0, validation_fraction=0)
     assert p.preprocessor.inputs == ["a"] and p.target_names == ["b,c"]
 
 
@@ -604,6 +605,28 @@ def test_pandas_index_column_is_ignored_with_a_note(tmp_path):
     df.to_csv(tmp_path / "t.csv")  # ",a,y" header: the index has no name
     p = prepared(tmp_path, path="t.csv")
     assert p.preprocessor.inputs == ["a"] and any("pandas index" in n for n in p.notes)
+
+
+def test_a_delimiter_ending_every_line_is_an_empty_nameless_column_ignored_with_a_note(tmp_path):
+    (tmp_path / "t.tsv").write_text("a\tb\ty\t\n" + "".join(f"{i}\tx{i % 3}\t{i % 2}\t\n" for i in range(20)))
+    p = prepared(tmp_path, path="t.tsv", target="y")
+    assert p.preprocessor.inputs == ["a", "b"]
+    assert "t.tsv: the last column has no name and no value (a delimiter ends each line): ignored" in p.notes
+    # a nameless last column that holds a value is still refused: it is data without a name
+    (tmp_path / "t.tsv").write_text("a\tb\ty\t\n" + "".join(f"{i}\tx{i % 3}\t{i % 2}\t{i}\n" for i in range(20)))
+    assert one_line_error(prepared, tmp_path, path="t.tsv", target="y") == (
+        f"{tmp_path / 't.tsv'}: header column 4 has no name"
+    )
+
+
+def test_a_parquet_column_of_nulls_with_a_type_is_ignored_like_an_empty_csv_column(tmp_path):
+    n = 20
+    t = pa.table({"a": np.arange(n) * 1.0, "z": pa.nulls(n, pa.float64()), "y": np.arange(n) % 2})
+    pq.write_table(t, tmp_path / "t.parquet")
+    p = prepared(tmp_path, path="t.parquet", target="y")
+    # before: a numeric feature of zeros, its cells "filled with the training median 0"
+    assert p.preprocessor.inputs == ["a"]
+    assert "column z has no value at all: ignored" in p.notes
 
 
 def test_parquet_and_npy_pairs(tmp_path, runner):

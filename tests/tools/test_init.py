@@ -93,6 +93,27 @@ def test_init_never_overwrites_without_force(runner, tmp_path):
     assert res.exit_code == 2 and "target column 'nope' not found" in res.stderr
 
 
+def test_init_keeps_distinct_text_dates_a_feature_and_refuses_formatted_numbers(runner, tmp_path):
+    # a day per row is as distinct as an ID, but training reads it as a date: init must too
+    rows = [f"{i % 7},{1 + i % 28:02d}/{1 + i % 12:02d}/{2000 + i // 28},{'ab'[i % 2]}" for i in range(120)]
+    (tmp_path / "d.csv").write_text("x,when,y\n" + "\n".join(rows) + "\n")
+    res, out = _init(runner, tmp_path, tmp_path / "d.csv", "y")
+    assert res.exit_code == 0, res.output
+    d = yaml.safe_load(out.read_text())["data"]
+    assert "id" not in d and "drop" not in d
+    assert d["columns"]["when"] == "date" and d["date_format"] == {"when": "%d/%m/%Y"}
+    # prices with thousands separators are not names to drop: refused, as training refuses them
+    rows = [f'{i % 7},"{1000 + 37 * i:,}",{"ab"[i % 2]}' for i in range(120)]
+    (tmp_path / "p.csv").write_text("x,price,y\n" + "\n".join(rows) + "\n")
+    res, out = _init(runner, tmp_path, tmp_path / "p.csv", "y", "--force")
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        f"error: cannot write a starter config for {tmp_path / 'p.csv'}: p.csv: column 'price' holds numbers"
+        " written with a comma such as '1,000' (row 2); mlpbp reads plain numbers (1234.5, not 1,234.5 or"
+        " 1234,5): rewrite the column, or set data.columns: {price: categorical} to keep its values as categories"
+    )
+
+
 def test_init_writes_the_periodic_embeddings_training_gives_a_coordinate_pair(runner, tmp_path):
     rng = np.random.default_rng(1)
     lines = ["Latitude,Longitude,rooms,price"]

@@ -11,6 +11,11 @@ from mlpbp.results import ABSENT
 from mlpbp.run.summary import DataSummary
 
 
+def _one_line(text: str) -> str:
+    # A quoted CSV cell may hold line breaks; printed raw, one category spans rows of the table.
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
 def data_summary(console: Console, s: DataSummary, verbose: bool = True, task_line: bool = True) -> None:
     """What `mlpbp data` shows, and what opens `mlpbp train`: the task and why (unless the
     caller has said it), notes, and the columns one per line when ``verbose``."""
@@ -31,16 +36,17 @@ def data_summary(console: Console, s: DataSummary, verbose: bool = True, task_li
     for c in s.columns:
         if c.categories is not None:
             cats = c.categories
-            values = f"{len(cats)}: " + ", ".join(cats[:6]) + (", ..." if len(cats) > 6 else "")
+            values = f"{len(cats)}: " + ", ".join(map(_one_line, cats[:6])) + (", ..." if len(cats) > 6 else "")
         elif c.min is not ABSENT:
             values = f"{c.min} .. {c.max}"
         else:
             values = ""
-        t.add_row(escape(c.name), c.role, c.kind, str(c.missing), escape(values))
+        t.add_row(escape(_one_line(c.name)), c.role, c.kind, str(c.missing), escape(values))
     console.print(t)
     if s.classes is not None:
         weights = any(c.weight is not None for c in s.classes)
         parts = [
-            f"{escape(c.label)}: {c.count:,}" + (f" (weight {c.weight:.3g})" if weights else "") for c in s.classes
+            f"{escape(_one_line(c.label))}: {c.count:,}" + (f" (weight {c.weight:.3g})" if weights else "")
+            for c in s.classes
         ]
         console.print("classes  " + ", ".join(parts), highlight=False, soft_wrap=True)

@@ -275,6 +275,20 @@ def _bad_time(source: str, first_row: RowNumbers, name: str, bad: tuple[int, str
     )
 
 
+def _unread_time(source: str, first_row: RowNumbers, name: str, bad: tuple[int, str], kind: str) -> DataError:
+    """A cell of a column read without a stored format (a model's, whose training reader typed
+    the column itself): only ISO-8601 dates, or times of day, read there. data.date_format is
+    a training key, so naming it here sent a user to retrain."""
+    i, value = bad
+    at = f"{source + ': ' if source else ''}row {row_number(first_row, i)}, column '{name}'"
+    if kind == "time":
+        return DataError(f"{at}: {value!r} is not a time of day (such as 13:45:00, 13:45 or 1:45 PM)")
+    return DataError(
+        f"{at}: {value!r} is not an ISO-8601 date or timestamp (such as 2024-01-31 or 2024-01-31 13:45:00),"
+        " the form this column is read in"
+    )
+
+
 def _refuse_numbers_with_text(arr, name: str, first_row: RowNumbers, source: str) -> None:
     """A text column whose cells are nearly all numbers is a numeric column with a few stray
     cells (a '?' or 'unknown' for missing): refused with those cells, not taken for categories."""
@@ -333,7 +347,7 @@ def seconds(arr, name: str, kind: str, fmt: str | None, first_row: RowNumbers = 
                 parsed = pc.cast(trimmed, pa.timestamp("s"))
             except pa.ArrowInvalid:
                 if kind != "time":
-                    raise _bad_time(source, first_row, name, _first_not_iso(arr), None) from None
+                    raise _unread_time(source, first_row, name, _first_not_iso(arr), kind) from None
                 # A model stores no format for a time column the CSV reader typed itself (13:45:00);
                 # the same times as text (a Parquet string column, or a CSV where one cell is
                 # '1:45 PM' and the reader no longer types the column) are each read by the first
@@ -343,7 +357,7 @@ def seconds(arr, name: str, kind: str, fmt: str | None, first_row: RowNumbers = 
                     one = pc.strptime(trimmed, format=f, unit="s", error_is_null=True)
                     parsed = one if parsed is None else pc.coalesce(parsed, one)
                 if parsed.null_count != trimmed.null_count:
-                    raise _bad_time(source, first_row, name, _first_unparsed(arr, TIME_FORMATS), None) from None
+                    raise _unread_time(source, first_row, name, _first_unparsed(arr, TIME_FORMATS), kind) from None
         else:
             parsed = pc.strptime(trimmed, format=fmt, unit="s", error_is_null=True)
             if parsed.null_count != trimmed.null_count:

@@ -120,6 +120,8 @@ def predict(
     # One output line per input row, in order: a row the model has no prediction for (a missing
     # cell under data.missing: drop_rows) gets empty cells, so the lines still join the input.
     o, has = model.predict_rows(raw.table, raw.rows, str(data))
+    for message in model.preprocessor.filled_notes(raw.table, raw.rows):  # after the rows encoded without error
+        _note(f"{data.name}: {message}")
     holes = int((~has).sum())
     if holes:
         _note(f"{data.name}: {holes} row(s) with a missing feature cell get an empty prediction{DROP_ROWS}")
@@ -169,6 +171,8 @@ def evaluate(
             skipped.missing_feature if skipped.kept else 0,
         )
         result = model.evaluation(raw.table, raw.rows, str(data), skipped)
+        for message in model.preprocessor.filled_notes(raw.table, raw.rows):  # once the rows encoded
+            _note(f"{data.name}: {message}")
     metrics, n = result.metrics, result.rows
     if model.weight_name and result.weight is None:
         _note(f"{data.name}: no weight column '{model.weight_name}' (data.weight): every row weighs 1")

@@ -119,6 +119,20 @@ CHUNK_ROWS = 65536  # rows encoded at a time: bounds the float64 scratch whateve
 _WIDTHS = {"time": 4, "datetime": 5}  # time of day: 2 cyclic pairs; datetime: days, then those
 
 
+def shown_value(value: float, kind: str) -> str:
+    """A numeric, date or time column's value (days, or seconds) as a user writes it."""
+    import datetime as dt
+
+    if kind == "date":
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=round(value))).isoformat()
+    if kind == "datetime":
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=round(value))).isoformat(sep=" ")
+    if kind == "time":
+        s = round(value) % 86400
+        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{value:.6g}"
+
+
 @dataclass
 class Column:
     name: str
@@ -145,6 +159,13 @@ class Column:
     @property
     def embedded(self) -> bool:
         return self.encoding == "embedding"
+
+    @property
+    def filled_with(self) -> str:
+        """What ``missing: impute`` puts in this column's missing cells, in words."""
+        if self.kind == "categorical":
+            return f"filed under the category '{MISSING_CATEGORY}'"
+        return f"filled with the training median {shown_value(self.fill, self.kind)}"
 
     @property
     def width(self) -> int:
@@ -616,6 +637,41 @@ class Preprocessor:
             if where:
                 found.append((col, np.concatenate(where), first))
         return found
+
+    def filled_notes(self, table: pa.Table, first_row: RowNumbers = 0) -> list[str]:
+        """What encoding ``table`` fills in for the user, one note per column: missing cells
+        imputed (``missing: impute``) and categories the training split lacks (``handle_unknown``
+        infrequent or ignore; under error, encoding refuses them). Training notes both for its
+        own rows; predict and evaluate say so too, since a broken feed shows first as these."""
+        notes = []
+        if self.missing == "impute":
+            for col in self.columns:
+                if col.kind != "categorical" and col.fill is None:
+                    continue  # no median: encoding refuses the cell instead
+                holes = missing_mask(self.cells(table.column(col.name)))
+                if holes.any():
+                    notes.append(
+                        f"column '{col.name}': {int(holes.sum())} missing cell(s) {col.filled_with}"
+                        f" (first at row {row_number(first_row, int(np.argmax(holes)))}; data.missing: impute)"
+                    )
+        if self.handle_unknown != "error":
+            for col, where, value in self.unseen_categories(table):
+                shown = "a missing cell" if value is None else repr(value)
+                notes.append(
+                    f"column '{col.name}': {len(where)} row(s) with a category the training split lacks"
+                    f" ({shown}, first at row {row_number(first_row, int(where[0]))}): {self.unseen_encoding(col)}"
+                )
+        return notes
+
+    def unseen_encoding(self, col: Column) -> str:
+        """How a category the training split lacks is encoded (handle_unknown infrequent or ignore)."""
+        if self.handle_unknown == "infrequent" and col.infrequent is not None:
+            return f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
+        if col.embedded:
+            return f"encoded as the embedding's reserved zero row (data.handle_unknown: {self.handle_unknown})"
+        if self.handle_unknown == "infrequent":
+            return "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
+        return "encoded as all zeros (data.handle_unknown: ignore)"
 
     def _missing_error(self, name: str, holes: np.ndarray, first_row: RowNumbers, source: str) -> DataError:
         first = row_number(first_row, np.flatnonzero(holes)[0])

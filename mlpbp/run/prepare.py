@@ -27,7 +27,7 @@ from mlpbp.data.columns import (
     weight_values,
 )
 from mlpbp.data.lazy import fit_moments, is_lazy, read_lazy
-from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, MISSING_CATEGORY, Moments, Preprocessor
+from mlpbp.data.preprocessing import AUTO_ONEHOT_LEVELS, CHUNK_ROWS, Moments, Preprocessor
 from mlpbp.data.rows import RowNumbers, row_number, rows_from, short_list
 from mlpbp.data.splits import split_indices
 from mlpbp.data.tables import Progress, RawTable, read_estimate, read_table
@@ -336,11 +336,7 @@ def _fit_notes(pre: Preprocessor, counts: dict[str, int], notes: list[str], d: D
     for col in pre.columns:
         count = counts.get(col.name, 0)
         if count and pre.missing == "impute":
-            if col.kind == "categorical":
-                with_what = f"filed under the category '{MISSING_CATEGORY}'"
-            else:
-                with_what = f"filled with the training median {_shown(col.fill, col.kind)}"
-            notes.append(f"column '{col.name}': {count} missing cell(s) {with_what} (data.missing: impute)")
+            notes.append(f"column '{col.name}': {count} missing cell(s) {col.filled_with} (data.missing: impute)")
         if col.embedded:
             how = d.categorical.get(col.name, "auto") if isinstance(d.categorical, dict) else d.categorical
             why = f"auto: more than {AUTO_ONEHOT_LEVELS} levels" if how == "auto" else "embedding"
@@ -371,19 +367,6 @@ def _fitted_target(cfg: Config, target: Target, y: np.ndarray, train_idx: np.nda
     if transform == "log1p":
         return signed_log1p(np.asarray(y[train_idx], np.float64))
     return None
-
-
-def _shown(value: float, kind: str) -> str:
-    import datetime as dt
-
-    if kind == "date":
-        return (dt.date(1970, 1, 1) + dt.timedelta(days=round(value))).isoformat()
-    if kind == "datetime":
-        return (dt.datetime(1970, 1, 1) + dt.timedelta(seconds=round(value))).isoformat(sep=" ")
-    if kind == "time":
-        s = round(value) % 86400
-        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{value:.6g}"
 
 
 def _read_test_table(cfg: Config, pre: Preprocessor, cols: Columns, target: Target, notes: list[str]):
@@ -818,17 +801,9 @@ def _unseen_categories(
                 " set data.handle_unknown: ignore (all zeros) or infrequent to encode unseen categories"
             )
         shown = "a missing cell" if value is None else repr(value)
-        if pre.handle_unknown == "infrequent" and col.infrequent is not None:
-            how = f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
-        elif col.embedded:
-            how = f"encoded as the embedding's reserved zero row (data.handle_unknown: {pre.handle_unknown})"
-        elif pre.handle_unknown == "infrequent":
-            how = "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
-        else:
-            how = "encoded as all zeros (data.handle_unknown: ignore)"
         notes.append(
             f"column '{col.name}': {n} {held} row(s) with a category the training split lacks"
-            f" ({shown}, first at row {row}): {how}"
+            f" ({shown}, first at row {row}): {pre.unseen_encoding(col)}"
         )
 
 

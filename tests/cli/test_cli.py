@@ -296,3 +296,40 @@ def test_data_shows_a_quoted_cell_with_line_breaks_on_one_line(tmp_path):
     assert res.exit_code == 0, res.output
     (line,) = [row for row in res.stdout.splitlines() if row.startswith("note")]
     assert line.split() == ["note", "feature", "categorical", "0", "2:", "a\\nsecond\\tline,", "b\\nsecond\\tline"]
+
+
+def test_predict_and_evaluate_note_the_cells_they_fill_in(tmp_path):
+    # Training notes its imputed cells and unseen categories; predict and evaluate said nothing of
+    # theirs, so a feed that broke (a column arriving empty, a renamed level) went unseen.
+    rng = np.random.default_rng(0)
+    lines = ["x,kind,y"] + [f"{rng.normal():.4f},{'ab'[i % 2]},{i % 3}" for i in range(90)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    cfg = {"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 2}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "-q", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    model = str(tmp_path / "o/model.npz")
+    from mlpbp.run.model_file import load_model
+
+    (x,) = [c for c in load_model(model).preprocessor.columns if c.name == "x"]
+    (tmp_path / "new.csv").write_text("x,kind,y\n0.5,a,1\n,b,2\n,z,0\n-0.1,,1\n")
+    res = runner.invoke(app, ["predict", model, str(tmp_path / "new.csv")])
+    assert res.exit_code == 0, res.output
+    notes = [" ".join(n.split()) for n in res.stderr.split("note: ")[1:]]
+    assert len(notes) == 3 and notes[0] == (
+        f"new.csv: column 'x': 2 missing cell(s) filled with the training median {x.fill:.6g} (first at row 3;"
+        " data.missing: impute)"
+    )
+    assert notes[1] == "new.csv: column 'kind': 1 missing cell(s) filed under the category 'missing' (first at row 5;" \
+        " data.missing: impute)"  # fmt: skip
+    assert notes[2] == (
+        "new.csv: column 'kind': 2 row(s) with a category the training split lacks ('z', first at row 4): encoded"
+        " as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
+    )
+    assert len(res.stdout.strip().splitlines()) == 5  # header and one line per row
+    res = runner.invoke(app, ["evaluate", model, str(tmp_path / "new.csv")])
+    assert res.exit_code == 0, res.output
+    assert [" ".join(n.split()) for n in res.stderr.split("note: ")[1:]] == notes
+    (tmp_path / "full.csv").write_text("x,kind,y\n0.5,a,1\n0.2,b,2\n")
+    res = runner.invoke(app, ["predict", model, str(tmp_path / "full.csv")])
+    assert res.exit_code == 0 and "note" not in res.stderr

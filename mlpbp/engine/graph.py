@@ -863,6 +863,8 @@ def _module_of(name, value, path: str) -> Module:
         if cls is None:
             raise _unknown(path, name)
         if cls.shorthand is None:
+            if name in ACTIVATIONS:  # 'give its options as a mapping' sent a user looking for relu's
+                raise ConfigError(f"{path} ({name}): takes no options; write it as {name!r} alone; got {value!r}")
             raise ConfigError(f"{path} ({name}): takes no single value; give its options as a mapping; got {value!r}")
         options = {cls.shorthand: value}
     return make_module(name, options, path)

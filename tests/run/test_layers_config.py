@@ -48,6 +48,8 @@ LAYERS = [
             "model.layers[3] (residual) maps 128 → 64; its last module must give 128",
         ),
         ({"layers": [{"linaer": 8}]}, None, "model.layers[0]: unknown module 'linaer'; did you mean 'linear'?"),
+        ({"layers": [{"linear": 8}, {"tanh": 3}]}, None, "model.layers[1] (tanh): takes no options; write it as"),
+        ({"layers": [{"layer_norm": 3}]}, None, "(layer_norm): takes no single value; give its options as a mapping"),
         (
             {"layers": [{"dropout": 1.0}]},
             None,

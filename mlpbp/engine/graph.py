@@ -108,6 +108,9 @@ class Network:
         index = {id(n): i for i, n in enumerate(nodes)}  # value i: 0 the input, i the (i-1)-th module's output
         in_widths = [[x.width for x in n.inputs] for n in nodes[1:]]
         self._check_memory(modules, in_widths)
+        for m in modules:
+            if not type(m).__module__.startswith("mlpbp."):
+                _check_options(m)
 
         ctx = BuildContext(np.random.default_rng(seed), self.dtype, init_fn)
         self.generator = np.random.default_rng([seed, 1])  # dropout masks: a stream apart from init
@@ -850,6 +853,30 @@ def _apply(item, h: Node, path: str) -> Node:
         branches = [chain(b if isinstance(b, list) else [b], h, f"{path}.{name}[{j}]") for j, b in enumerate(value)]
         return _call(make_module(name, {}, path), branches, path, name)
     return _call(_module_of(name, value, path), [h], path, name)
+
+
+_SIMPLE = (bool, int, float, str, tuple, type(None))
+
+
+def _check_options(m: Module) -> None:
+    """A module written outside mlpbp must give back in ``options()`` what it was built with: a
+    model file stores a module as its kind and options and rebuilds it from them, so an option
+    left out reloaded with its default, a different function, without a word. Checked on the
+    constructor's plain attributes (numbers, strings, flags), before the module is built."""
+    options = m.options()
+    try:
+        again = type(m)(**options)
+    except TypeError as e:
+        raise ArgumentError(f"module {m.kind!r}: its options() {options} do not rebuild it ({e})") from None
+    base = vars(Module())
+    for key, value in vars(again).items():
+        if key in base or not isinstance(value, _SIMPLE) or not isinstance(getattr(m, key, None), _SIMPLE):
+            continue
+        if getattr(m, key) != value and value == value:  # (a NaN option equals itself here)
+            raise ArgumentError(
+                f"module {m.kind!r} has {key}={getattr(m, key)!r}, but its options() {options} rebuild it with"
+                f" {key}={value!r}: return {key!r} from options() (model files rebuild a module from them)"
+            )
 
 
 def _module_of(name, value, path: str) -> Module:

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
+import mlpbp
 from mlpbp import MODULES, Module
 from mlpbp.cli import app
+from mlpbp.engine.graph import Network
 from mlpbp.engine.module import check_option
+from mlpbp.errors import ArgumentError
 from mlpbp.run.model_file import load_model
 
 
@@ -228,4 +231,43 @@ def test_training_that_needs_curvature_refuses_a_module_without_r_passes_before_
     assert not (tmp_path / "run").exists()
     del cfg["train"][next(iter(train))]  # without the key it trains
     path.write_text(yaml.safe_dump(cfg))
+    assert runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0
+
+
+class Scaled(Module):
+    """y = scale · u, its option forgotten by options(): a model file would reload it as 2."""
+
+    kind = "scaled"
+    shorthand = "scale"
+
+    def __init__(self, scale=2.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, u):
+        return self.scale * u
+
+    def backward(self, g, *, need_input_grad=True, need_param_grad=True):
+        return self.scale * g if need_input_grad else None
+
+
+def test_a_module_whose_options_do_not_rebuild_it_is_refused_before_it_trains(runner, tmp_path, monkeypatch):
+    monkeypatch.setitem(MODULES, "scaled", Scaled)
+    x = mlpbp.Input(3)
+    with pytest.raises(ArgumentError) as e:
+        Network(x, mlpbp.Linear(2)(Scaled(0.5)(x)), loss="cross_entropy")
+    assert str(e.value) == (
+        "module 'scaled' has scale=0.5, but its options() {} rebuild it with scale=2.0: return 'scale' from"
+        " options() (model files rebuild a module from them)"
+    )
+    x = mlpbp.Input(3)
+    Network(x, mlpbp.Linear(2)(Scaled()(x)), loss="cross_entropy")  # at its default it rebuilds the same
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg["model"]["layers"] = [{"linear": 8}, {"scaled": 0.5}]
+    path = tmp_path / "scaled.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and not (tmp_path / "run").exists(), res.output
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1 and "return 'scale' from" in res.stderr
+    monkeypatch.setattr(Scaled, "options", lambda self: {"scale": self.scale})  # the fix: it trains
     assert runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "-q"]).exit_code == 0

@@ -10,8 +10,10 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mlpbp.engine.module import Module
 from mlpbp.errors import MlpbpError
 from mlpbp.run.trainer import TrainHooks
 
@@ -62,3 +64,17 @@ class InterruptAt(TrainHooks):
             # without the CLI's handler (sigint_requests_stop), SIGINT would stop pytest itself
             assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
             os.kill(os.getpid(), signal.SIGINT)
+
+
+class ScaledTanh(Module):
+    """y = 2 tanh(u), a module as a user writes one, with forward and backward only (no
+    R-passes): it trains and is gradchecked, and curvature refuses it."""
+
+    kind = "scaled_tanh"
+
+    def forward(self, u):
+        self.t = np.tanh(u)
+        return 2 * self.t
+
+    def backward(self, g, *, need_input_grad=True, need_param_grad=True):
+        return 2 * g * (1 - self.t**2) if need_input_grad else None

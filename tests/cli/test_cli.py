@@ -221,6 +221,15 @@ def test_json_output_writes_numbers_that_are_not_finite_as_null(capsys):
     }
 
 
+def _trained(tmp_path, lines: list[str]) -> str:
+    """The model.npz of a 2-epoch default run on the CSV ``lines`` (header first, target y)."""
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 2}}))
+    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "-q", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    return str(tmp_path / "o/model.npz")
+
+
 def test_a_date_missing_in_every_row_predicted_is_imputed_as_in_a_larger_file(tmp_path):
     # A file whose date cells are all empty (one request of one row, often) is read as a column
     # of type null; it once failed with "column 'day' of type null cannot be read as dates"
@@ -230,11 +239,7 @@ def test_a_date_missing_in_every_row_predicted_is_imputed_as_in_a_larger_file(tm
     for i in range(120):
         day = "" if i % 10 == 0 else f"2024-01-{1 + i % 28:02d}"
         lines.append(f"{rng.normal():.4f},{day},{rng.normal() + (i % 28) / 10:.4f}")
-    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 2}}))
-    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--json", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 0, res.output
-    model = str(tmp_path / "o/model.npz")
+    model = _trained(tmp_path, lines)
     (tmp_path / "one.csv").write_text("x,day\n0.5,\n")
     (tmp_path / "two.csv").write_text("x,day\n0.5,\n0.1,2024-01-09\n")
     one = runner.invoke(app, ["predict", model, str(tmp_path / "one.csv")])
@@ -256,11 +261,7 @@ def test_times_given_as_text_predict_as_the_csv_reader_typed_them(tmp_path):
     for i in range(120):
         at, stamp = f"{i % 24:02d}:{(7 * i) % 60:02d}:00", f"2024-02-{1 + i % 28:02d} {i % 24:02d}:30:00"
         lines.append(f"{rng.normal():.4f},{at},{stamp},{np.sin(i % 24) + rng.normal() / 10:.4f}")
-    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 2}}))
-    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--json", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 0, res.output
-    model = str(tmp_path / "o/model.npz")
+    model = _trained(tmp_path, lines)
     rows = {"x": [0.5, -0.2, 0.1], "at": ["13:45:00", "07:05:00", "23:59:00"]}
     rows["stamp"] = ["2024-02-03 10:30:00", "2024-02-04 11:30:00", "2024-02-05 12:30:00"]
     (tmp_path / "new.csv").write_text("x,at,stamp\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(*rows.values())))
@@ -303,12 +304,7 @@ def test_predict_and_evaluate_note_the_cells_they_fill_in(tmp_path):
     # theirs, so a feed that broke (a column arriving empty, a renamed level) went unseen.
     rng = np.random.default_rng(0)
     lines = ["x,kind,y"] + [f"{rng.normal():.4f},{'ab'[i % 2]},{i % 3}" for i in range(90)]
-    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
-    cfg = {"data": {"path": "t.csv", "target": "y"}, "train": {"epochs": 2}}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    res = runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "-q", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 0, res.output
-    model = str(tmp_path / "o/model.npz")
+    model = _trained(tmp_path, lines)
     from mlpbp.run.model_file import load_model
 
     (x,) = [c for c in load_model(model).preprocessor.columns if c.name == "x"]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import mlpbp
+from helpers import ScaledTanh
 from mlpbp import MODULES, Module
 from mlpbp.cli import app
 from mlpbp.engine.graph import Network
@@ -186,30 +187,17 @@ def test_an_error_in_a_registered_modules_code_names_the_module_not_mlpbp(runner
     assert "a bug in mlpbp" not in line
 
 
-class Stanh(Module):
-    """y = 2 tanh(u) with forward and backward only: it trains, but gives no curvature."""
-
-    kind = "stanh"
-
-    def forward(self, u):
-        self.t = np.tanh(u)
-        return 2 * self.t
-
-    def backward(self, g, *, need_input_grad=True, need_param_grad=True):
-        return 2 * g * (1 - self.t**2) if need_input_grad else None
-
-
 @pytest.mark.parametrize(
     "train, message",
     [
         (
             {"optimizer": "newton_cg"},
-            "config error at train.optimizer: module 'stanh' has no R-operator passes (rforward, rbackward):"
+            "config error at train.optimizer: module 'scaled_tanh' has no R-operator passes (rforward, rbackward):"
             " Hessian and Gauss-Newton products need them; newton_cg steps by them",
         ),
         (
             {"sharpness_every": 5},
-            "config error at train.sharpness_every: module 'stanh' has no R-operator passes (rforward,"
+            "config error at train.sharpness_every: module 'scaled_tanh' has no R-operator passes (rforward,"
             " rbackward): Hessian and Gauss-Newton products need them; the sharpness is the Hessian's top"
             " eigenvalue, found by them",
         ),
@@ -219,11 +207,11 @@ class Stanh(Module):
 def test_training_that_needs_curvature_refuses_a_module_without_r_passes_before_it_starts(
     runner, tmp_path, monkeypatch, train, message
 ):
-    monkeypatch.setitem(MODULES, "stanh", Stanh)
+    monkeypatch.setitem(MODULES, "scaled_tanh", ScaledTanh)
     cfg = yaml.safe_load(_config(tmp_path).read_text())
-    cfg["model"]["layers"] = [{"linear": 8}, "stanh"]
+    cfg["model"]["layers"] = [{"linear": 8}, "scaled_tanh"]
     cfg["train"] = {"epochs": 2, **train}
-    path = tmp_path / "stanh.yaml"
+    path = tmp_path / "scaled_tanh.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
     assert res.exit_code == 2, res.output

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mlpbp
+from helpers import ScaledTanh
 from mlpbp import MLP, SGD
 from mlpbp.engine.activations import ACTIVATIONS
 from mlpbp.engine.curvature import Curvature, dense_limit, extreme_eigenvalues, hutchinson, spectral_density
@@ -251,20 +252,7 @@ def test_density_integrates_to_one_and_its_mean_is_trace_over_n(activation, loss
         assert d.products == 20 + 10 * 30
 
 
-class _ScaledTanh(mlpbp.Module):
-    """y = 2 tanh(u), with forward and backward only (no R-passes)."""
-
-    kind = "scaled_tanh"
-
-    def forward(self, u):
-        self.t = np.tanh(u)
-        return 2 * self.t
-
-    def backward(self, g, *, need_input_grad=True, need_param_grad=True):
-        return 2 * g * (1 - self.t**2) if need_input_grad else None
-
-
-class _ScaledSin(_ScaledTanh):
+class _ScaledSin(ScaledTanh):
     kind = "scaled_sin"
 
 
@@ -273,9 +261,9 @@ def test_a_module_without_r_passes_trains_and_checks_but_curvature_refuses_it_in
     from mlpbp.errors import ArgumentError
     from mlpbp.tools.gradcheck import check_network
 
-    monkeypatch.setitem(mlpbp.MODULES, "scaled_tanh", _ScaledTanh)  # gradcheck copies the net by its graph
+    monkeypatch.setitem(mlpbp.MODULES, "scaled_tanh", ScaledTanh)  # gradcheck copies the net by its graph
     x = mlpbp.Input(3)
-    net = Network(x, mlpbp.Linear(2)(_ScaledTanh()(mlpbp.Linear(4)(x))), loss="cross_entropy", seed=0)
+    net = Network(x, mlpbp.Linear(2)(ScaledTanh()(mlpbp.Linear(4)(x))), loss="cross_entropy", seed=0)
     X, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
     before = net.loss(X, y)
     for _ in range(20):
@@ -292,6 +280,6 @@ def test_a_module_without_r_passes_trains_and_checks_but_curvature_refuses_it_in
             " Hessian and Gauss-Newton products need them"
         )
     x = mlpbp.Input(3)
-    two = Network(x, mlpbp.Linear(2)(_ScaledSin()(_ScaledTanh()(x))), loss="cross_entropy")
+    two = Network(x, mlpbp.Linear(2)(_ScaledSin()(ScaledTanh()(x))), loss="cross_entropy")
     with pytest.raises(ArgumentError, match="^modules 'scaled_sin', 'scaled_tanh' have no R-operator passes"):
         two.hvp(X, y, {k: np.ones_like(p) for k, p in two.params.items()})

@@ -92,6 +92,21 @@ def test_numbers_with_separators_or_percent_signs_are_refused_not_taken_for_cate
     assert p.preprocessor.columns[0].kind == "categorical"
 
 
+def test_a_formatted_number_beyond_the_sampled_values_is_still_found():
+    # The check settles a column on its first SAMPLE_VALUES distinct cells when one of them is no
+    # number at all; a column of plain numbers there must still be read to its last cell.
+    import pyarrow as pa
+
+    from mlpbp.data.cells import SAMPLE_VALUES, infer_cells
+    from mlpbp.errors import DataError
+
+    plain = [str(i) for i in range(SAMPLE_VALUES + 500)]
+    with pytest.raises(DataError, match=r"^column 'n' holds numbers written with a comma such as '1,500' \(row "):
+        infer_cells(pa.chunked_array([plain + ["1,500"]]), "n", None, None)
+    words = ["red", "green"] * 10 + ["1,500"]  # a category with one such cell: not a number column
+    assert infer_cells(pa.chunked_array([words]), "colour", None, None) is None
+
+
 def test_a_target_of_numbers_with_thousands_separators_is_refused(tmp_path):
     # as labels it made a class per price, refused as too few rows per class: the wrong fix
     rows = [f'{i},"{1000 + 37 * i:,}"' for i in range(30)]

@@ -656,22 +656,27 @@ class Preprocessor:
                     )
         if self.handle_unknown != "error":
             for col, where, value in self.unseen_categories(table):
-                shown = "a missing cell" if value is None else repr(value)
-                notes.append(
-                    f"column '{col.name}': {len(where)} row(s) with a category the training split lacks"
-                    f" ({shown}, first at row {row_number(first_row, int(where[0]))}): {self.unseen_encoding(col)}"
-                )
+                notes.append(self.unseen_note(col, len(where), value, row_number(first_row, int(where[0]))))
         return notes
 
-    def unseen_encoding(self, col: Column) -> str:
-        """How a category the training split lacks is encoded (handle_unknown infrequent or ignore)."""
+    def unseen_note(self, col: Column, count: int, value: str | None, row: int, held: str = "") -> str:
+        """The note for ``count`` rows (``held``: which split's, when training) whose category in
+        ``col`` the training split lacks, the first ``value`` (None: a missing cell) at ``row``,
+        and how it is encoded (handle_unknown infrequent or ignore)."""
         if self.handle_unknown == "infrequent" and col.infrequent is not None:
-            return f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
-        if col.embedded:
-            return f"encoded as the embedding's reserved zero row (data.handle_unknown: {self.handle_unknown})"
-        if self.handle_unknown == "infrequent":
-            return "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
-        return "encoded as all zeros (data.handle_unknown: ignore)"
+            how = f"encoded as its level {col.infrequent!r} (data.handle_unknown: infrequent)"
+        elif col.embedded:
+            how = f"encoded as the embedding's reserved zero row (data.handle_unknown: {self.handle_unknown})"
+        elif self.handle_unknown == "infrequent":
+            how = "encoded as all zeros (data.handle_unknown: infrequent; the column has no infrequent level)"
+        else:
+            how = "encoded as all zeros (data.handle_unknown: ignore)"
+        shown = "a missing cell" if value is None else repr(value)
+        rows = f"{held} row(s)" if held else "row(s)"
+        return (
+            f"column '{col.name}': {count} {rows} with a category the training split lacks ({shown},"
+            f" first at row {row}): {how}"
+        )
 
     def _missing_error(self, name: str, holes: np.ndarray, first_row: RowNumbers, source: str) -> DataError:
         first = row_number(first_row, np.flatnonzero(holes)[0])

@@ -800,11 +800,7 @@ def _unseen_categories(
                 f"{src}: row {row}, column '{col.name}': {what};"
                 " set data.handle_unknown: ignore (all zeros) or infrequent to encode unseen categories"
             )
-        shown = "a missing cell" if value is None else repr(value)
-        notes.append(
-            f"column '{col.name}': {n} {held} row(s) with a category the training split lacks"
-            f" ({shown}, first at row {row}): {pre.unseen_encoding(col)}"
-        )
+        notes.append(pre.unseen_note(col, n, value, row, held))
 
 
 def _encode_split(
